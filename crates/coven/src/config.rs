@@ -1,0 +1,552 @@
+//! Typed configuration for each command, read from the environment (SPEC §3).
+//!
+//! Each command reads exactly the variables it needs into a struct of parsed
+//! values, once, at start. A missing or malformed variable becomes a
+//! [`ConfigError`] that names the variable and never repeats its value, so the
+//! process can stop with one clear line that is safe to log. Secrets are held in
+//! [`Secret`], whose `Debug` is redacted, so dumping a config cannot leak them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use coven_contract::{Secret, Snowflake};
+use url::Url;
+
+/// A missing or malformed environment variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set (or is empty).
+    #[error("configuration error: {0} is not set")]
+    Missing(&'static str),
+    /// A variable is set to something unusable; `reason` never contains the value.
+    #[error("configuration error: {name} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        name: &'static str,
+        /// What is wrong with it, without its value.
+        reason: String,
+    },
+}
+
+/// Where variables come from: the process environment, or a map in tests.
+pub trait Source {
+    /// The variable's value, if set.
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// Reads and parses variables from a [`Source`], treating empty values as unset.
+struct Reader<'a>(&'a dyn Source);
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required<T: FromStr>(&self, name: &'static str) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.optional(name)?.ok_or(ConfigError::Missing(name))
+    }
+
+    fn optional<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.raw(name)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|error: T::Err| ConfigError::Invalid {
+                        name,
+                        reason: error.to_string(),
+                    })
+            })
+            .transpose()
+    }
+
+    fn secret(&self, name: &'static str) -> Result<Secret, ConfigError> {
+        self.raw(name)
+            .map(Secret::new)
+            .ok_or(ConfigError::Missing(name))
+    }
+
+    fn url(&self, name: &'static str, schemes: &[&str]) -> Result<Option<Url>, ConfigError> {
+        let Some(url) = self.optional::<Url>(name)? else {
+            return Ok(None);
+        };
+        if schemes.contains(&url.scheme()) {
+            Ok(Some(url))
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                reason: format!("the URL scheme must be one of {}", schemes.join(", ")),
+            })
+        }
+    }
+}
+
+/// `LOG_LEVEL`: how much to log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything useful for debugging.
+    Debug,
+    /// Normal operation (the default).
+    #[default]
+    Info,
+    /// Only problems.
+    Warn,
+    /// Only failures.
+    Error,
+}
+
+impl FromStr for LogLevel {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "DEBUG" => Ok(Self::Debug),
+            "INFO" => Ok(Self::Info),
+            "WARN" => Ok(Self::Warn),
+            "ERROR" => Ok(Self::Error),
+            _ => Err("expected one of DEBUG, INFO, WARN, ERROR"),
+        }
+    }
+}
+
+/// `LOG_FORMAT`: human-readable lines or JSON lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json"),
+        }
+    }
+}
+
+/// Logging settings, read by every command before anything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `LOG_LEVEL`, default `INFO`.
+    pub level: LogLevel,
+    /// `LOG_FORMAT`, default `text`.
+    pub format: LogFormat,
+}
+
+impl LogConfig {
+    /// Reads `LOG_LEVEL` and `LOG_FORMAT`.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        Ok(Self {
+            level: env.optional("LOG_LEVEL")?.unwrap_or_default(),
+            format: env.optional("LOG_FORMAT")?.unwrap_or_default(),
+        })
+    }
+}
+
+/// Variables shared by the worker and the hub.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// `PRIMARY_GUILD_ID`: the one guild whose rooms we serve.
+    pub primary_guild_id: Snowflake,
+    /// `HUB_SECRET`: the first signs, any verifies (comma-separated for rotation).
+    pub hub_secrets: Vec<Secret>,
+    /// `STATE_DIR`, default `./state`; each command uses its own subfolder.
+    pub state_dir: PathBuf,
+    /// `REDIS_URL`, optional; may hold a password, so it is kept secret.
+    pub redis_url: Option<Secret>,
+    /// `DISCORD_API_URL` and `DISCORD_GATEWAY_URL`.
+    pub discord: DiscordEndpoints,
+}
+
+impl SharedConfig {
+    /// Reads the shared variables.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        Ok(Self {
+            primary_guild_id: env.required("PRIMARY_GUILD_ID")?,
+            hub_secrets: parse_hub_secrets(&env.secret("HUB_SECRET")?)?,
+            state_dir: env.optional("STATE_DIR")?.unwrap_or_else(|| "state".into()),
+            redis_url: env.raw("REDIS_URL").map(Secret::new),
+            discord: DiscordEndpoints::from_env(source)?,
+        })
+    }
+}
+
+/// `HUB_SECRET` split on commas; every entry must be non-empty.
+fn parse_hub_secrets(raw: &Secret) -> Result<Vec<Secret>, ConfigError> {
+    let secrets: Vec<Secret> = raw
+        .expose()
+        .split(',')
+        .map(|s| Secret::new(s.trim()))
+        .collect();
+    if secrets.iter().any(|s| s.expose().is_empty()) {
+        return Err(ConfigError::Invalid {
+            name: "HUB_SECRET",
+            reason: "an entry of the comma-separated list is empty".into(),
+        });
+    }
+    Ok(secrets)
+}
+
+/// Where Discord is: real Discord by default, the simulator in tests and the demo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscordEndpoints {
+    /// `DISCORD_API_URL`, the REST and OAuth2 origin (default `https://discord.com`).
+    pub api_url: Url,
+    /// `DISCORD_GATEWAY_URL` (default `wss://gateway.discord.gg`).
+    pub gateway_url: Url,
+}
+
+impl DiscordEndpoints {
+    /// Reads `DISCORD_API_URL` and `DISCORD_GATEWAY_URL`.
+    ///
+    /// # Panics
+    ///
+    /// Never: the built-in defaults are valid URLs.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        Ok(Self {
+            api_url: env
+                .url("DISCORD_API_URL", &["http", "https"])?
+                .unwrap_or_else(|| Url::parse("https://discord.com").expect("valid URL")),
+            gateway_url: env
+                .url("DISCORD_GATEWAY_URL", &["ws", "wss"])?
+                .unwrap_or_else(|| Url::parse("wss://gateway.discord.gg").expect("valid URL")),
+        })
+    }
+}
+
+/// Configuration of `coven worker`.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The shared variables.
+    pub shared: SharedConfig,
+    /// `DISCORD_BOT_TOKEN`.
+    pub bot_token: Secret,
+    /// `HUB_ENDPOINT`: URL of the hub's `/api/internal/events`.
+    pub hub_endpoint: Url,
+    /// `HEALTH_CHECK_PORT`, default 8080: `/health`, `/metrics`, commands.
+    pub health_check_port: u16,
+}
+
+impl WorkerConfig {
+    /// Reads every variable `coven worker` needs.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        Ok(Self {
+            shared: SharedConfig::from_env(source)?,
+            bot_token: env.secret("DISCORD_BOT_TOKEN")?,
+            hub_endpoint: env
+                .url("HUB_ENDPOINT", &["http", "https"])?
+                .ok_or(ConfigError::Missing("HUB_ENDPOINT"))?,
+            health_check_port: env.optional("HEALTH_CHECK_PORT")?.unwrap_or(8080),
+        })
+    }
+}
+
+/// Discord OAuth2 application settings for login; all three or none.
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    /// `DISCORD_CLIENT_ID`.
+    pub client_id: Snowflake,
+    /// `DISCORD_CLIENT_SECRET`.
+    pub client_secret: Secret,
+    /// `OAUTH_REDIRECT_URI`, the hub's `/auth/callback` as registered with Discord.
+    pub redirect_uri: Url,
+}
+
+impl OAuthConfig {
+    /// Reads the login variables: `None` when none is set, an error when only some are.
+    pub fn from_env(source: &dyn Source) -> Result<Option<Self>, ConfigError> {
+        let env = Reader(source);
+        let names = [
+            "DISCORD_CLIENT_ID",
+            "DISCORD_CLIENT_SECRET",
+            "OAUTH_REDIRECT_URI",
+        ];
+        if names.iter().all(|name| env.raw(name).is_none()) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            client_id: env.required("DISCORD_CLIENT_ID")?,
+            client_secret: env.secret("DISCORD_CLIENT_SECRET")?,
+            redirect_uri: env
+                .url("OAUTH_REDIRECT_URI", &["http", "https"])?
+                .ok_or(ConfigError::Missing("OAUTH_REDIRECT_URI"))?,
+        }))
+    }
+}
+
+/// Configuration of `coven hub`.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The shared variables.
+    pub shared: SharedConfig,
+    /// `HOST`, default `0.0.0.0`.
+    pub host: String,
+    /// `PORT`, default 3000.
+    pub port: u16,
+    /// `DISCORD_BOT_TOKEN`, for the rooms API.
+    pub bot_token: Secret,
+    /// `JWT_ISSUER`: the `iss` every accepted token must carry.
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE`, default `spell-coven-web`.
+    pub jwt_audience: String,
+    /// `JWT_PUBLIC_JWK_URL`: an external issuer's JWKS; unset, the hub issues tokens itself.
+    pub jwt_public_jwk_url: Option<Url>,
+    /// `WEB_ORIGIN`: the only origin CORS allows; unset, no cross-origin access.
+    pub web_origin: Option<Url>,
+    /// `MAX_API_RETRIES`, default 3.
+    pub max_api_retries: u32,
+    /// Login settings; `None` disables `/auth/login`.
+    pub oauth: Option<OAuthConfig>,
+    /// `WORKER_ENDPOINT`: the worker's signed command endpoint; unset, bot commands are off.
+    pub worker_endpoint: Option<Url>,
+}
+
+impl HubConfig {
+    /// Reads every variable `coven hub` needs.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        Ok(Self {
+            shared: SharedConfig::from_env(source)?,
+            host: env.raw("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port: env.optional("PORT")?.unwrap_or(3000),
+            bot_token: env.secret("DISCORD_BOT_TOKEN")?,
+            jwt_issuer: env.required("JWT_ISSUER")?,
+            jwt_audience: env
+                .raw("JWT_AUDIENCE")
+                .unwrap_or_else(|| "spell-coven-web".into()),
+            jwt_public_jwk_url: env.url("JWT_PUBLIC_JWK_URL", &["http", "https"])?,
+            web_origin: env.url("WEB_ORIGIN", &["http", "https"])?,
+            max_api_retries: env.optional("MAX_API_RETRIES")?.unwrap_or(3),
+            oauth: OAuthConfig::from_env(source)?,
+            worker_endpoint: env.url("WORKER_ENDPOINT", &["http", "https"])?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "MTIzNDU2Nzg5.bot-token-value";
+    const SECRET: &str = "hub-secret-value-1";
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn worker_env() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("PRIMARY_GUILD_ID", "1100"),
+            ("HUB_SECRET", SECRET),
+            ("DISCORD_BOT_TOKEN", TOKEN),
+            ("HUB_ENDPOINT", "http://127.0.0.1:3000/api/internal/events"),
+        ]
+    }
+
+    fn without(
+        mut pairs: Vec<(&'static str, &'static str)>,
+        name: &str,
+    ) -> Vec<(&'static str, &'static str)> {
+        pairs.retain(|(k, _)| *k != name);
+        pairs
+    }
+
+    fn with(
+        mut pairs: Vec<(&'static str, &'static str)>,
+        name: &'static str,
+        value: &'static str,
+    ) -> Vec<(&'static str, &'static str)> {
+        pairs.retain(|(k, _)| *k != name);
+        pairs.push((name, value));
+        pairs
+    }
+
+    #[test]
+    fn worker_defaults() {
+        let config = WorkerConfig::from_env(&env(&worker_env())).unwrap();
+        assert_eq!(config.shared.primary_guild_id.get(), 1100);
+        assert_eq!(config.health_check_port, 8080);
+        assert_eq!(config.shared.state_dir, PathBuf::from("state"));
+        assert_eq!(
+            config.shared.discord.api_url.as_str(),
+            "https://discord.com/"
+        );
+        assert_eq!(
+            config.shared.discord.gateway_url.as_str(),
+            "wss://gateway.discord.gg/"
+        );
+        assert_eq!(config.shared.hub_secrets.len(), 1);
+    }
+
+    #[test]
+    fn every_required_worker_variable_is_named_when_missing() {
+        for name in [
+            "PRIMARY_GUILD_ID",
+            "HUB_SECRET",
+            "DISCORD_BOT_TOKEN",
+            "HUB_ENDPOINT",
+        ] {
+            let error = WorkerConfig::from_env(&env(&without(worker_env(), name))).unwrap_err();
+            assert_eq!(error, ConfigError::Missing(name));
+            assert_eq!(
+                error.to_string(),
+                format!("configuration error: {name} is not set")
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_named_without_echoing_them() {
+        let cases = [
+            ("PRIMARY_GUILD_ID", "guild-1100"),
+            ("HUB_ENDPOINT", "ftp://hub/events"),
+            ("HUB_ENDPOINT", "not a url"),
+            ("HEALTH_CHECK_PORT", "70000"),
+            ("DISCORD_GATEWAY_URL", "http://gateway"),
+            ("LOG_LEVEL", "LOUD"),
+        ];
+        for (name, value) in cases {
+            let source = env(&with(worker_env(), name, value));
+            let error = LogConfig::from_env(&source)
+                .err()
+                .or_else(|| WorkerConfig::from_env(&source).err())
+                .unwrap();
+            let ConfigError::Invalid { name: named, .. } = &error else {
+                panic!("{name}: expected Invalid, got {error:?}");
+            };
+            assert_eq!(*named, name);
+            assert!(!error.to_string().contains(value), "{error}");
+        }
+    }
+
+    #[test]
+    fn hub_secret_rotation_list() {
+        let source = env(&with(worker_env(), "HUB_SECRET", "new-one, old-one"));
+        let config = WorkerConfig::from_env(&source).unwrap();
+        let secrets: Vec<&str> = config
+            .shared
+            .hub_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(secrets, ["new-one", "old-one"]);
+
+        let error =
+            WorkerConfig::from_env(&env(&with(worker_env(), "HUB_SECRET", "a,,b"))).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                name: "HUB_SECRET",
+                ..
+            }
+        ));
+        assert!(!error.to_string().contains("a,,b"));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let pairs = with(
+            with(worker_env(), "JWT_ISSUER", "https://coven.example"),
+            "DISCORD_CLIENT_SECRET",
+            "oauth-client-secret-value",
+        );
+        let pairs = with(
+            with(pairs, "DISCORD_CLIENT_ID", "42"),
+            "OAUTH_REDIRECT_URI",
+            "http://127.0.0.1:3000/auth/callback",
+        );
+        let pairs = with(
+            pairs,
+            "REDIS_URL",
+            "redis://:redis-password-value@127.0.0.1/",
+        );
+        let source = env(&pairs);
+        let printed = format!(
+            "{:?} {:#?}",
+            WorkerConfig::from_env(&source).unwrap(),
+            HubConfig::from_env(&source).unwrap()
+        );
+        for secret in [
+            TOKEN,
+            SECRET,
+            "oauth-client-secret-value",
+            "redis-password-value",
+        ] {
+            assert!(!printed.contains(secret), "{secret} leaked");
+        }
+    }
+
+    #[test]
+    fn hub_defaults_and_partial_oauth() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        let config = HubConfig::from_env(&env(&base)).unwrap();
+        assert_eq!((config.host.as_str(), config.port), ("0.0.0.0", 3000));
+        assert_eq!(config.jwt_audience, "spell-coven-web");
+        assert_eq!(config.max_api_retries, 3);
+        assert!(config.oauth.is_none() && config.worker_endpoint.is_none());
+
+        let partial = with(base.clone(), "DISCORD_CLIENT_ID", "42");
+        assert_eq!(
+            HubConfig::from_env(&env(&partial)).unwrap_err(),
+            ConfigError::Missing("DISCORD_CLIENT_SECRET")
+        );
+        assert_eq!(
+            HubConfig::from_env(&env(&without(base, "JWT_ISSUER"))).unwrap_err(),
+            ConfigError::Missing("JWT_ISSUER")
+        );
+    }
+
+    #[test]
+    fn log_config() {
+        assert_eq!(
+            LogConfig::from_env(&env(&[])).unwrap(),
+            LogConfig::default()
+        );
+        let config =
+            LogConfig::from_env(&env(&[("LOG_LEVEL", "debug"), ("LOG_FORMAT", "JSON")])).unwrap();
+        assert_eq!(
+            (config.level, config.format),
+            (LogLevel::Debug, LogFormat::Json)
+        );
+        assert!(LogConfig::from_env(&env(&[("LOG_FORMAT", "xml")])).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! Simulator configuration with fast, test-friendly defaults.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// A rate-limit bucket: `limit` requests per `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketConfig {
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Window length.
+    pub per: Duration,
+}
+
+impl BucketConfig {
+    /// `limit` requests per `per`.
+    pub const fn new(limit: u32, per: Duration) -> Self {
+        Self { limit, per }
+    }
+}
+
+/// The OAuth2 application the simulator knows.
+#[derive(Clone, Debug)]
+pub struct OAuthAppConfig {
+    /// Client id; `None` means the application id (= the bot's user id), as on Discord.
+    pub client_id: Option<String>,
+    /// Client secret.
+    pub client_secret: String,
+    /// Allowed redirect URIs; empty allows any `http(s)` URI.
+    pub redirect_uris: Vec<String>,
+    /// The simulated user who consents at `/oauth2/authorize`; `None` means the first seeded member (alice).
+    pub consenting_user: Option<u64>,
+    /// Lifetime of an authorization code.
+    pub code_ttl: Duration,
+    /// Lifetime of an access token (`expires_in`).
+    pub access_token_ttl: Duration,
+}
+
+impl Default for OAuthAppConfig {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: "sim-client-secret".to_owned(),
+            redirect_uris: Vec::new(),
+            consenting_user: None,
+            code_ttl: Duration::from_secs(600),
+            access_token_ttl: Duration::from_secs(604_800),
+        }
+    }
+}
+
+/// Everything configurable about the simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Where to listen; use port 0 for an ephemeral port. Loopback only.
+    pub bind: SocketAddr,
+    /// The bot token that REST (`Authorization: Bot <token>`) and IDENTIFY must present.
+    pub bot_token: String,
+    /// HELLO's `heartbeat_interval`.
+    pub heartbeat_interval: Duration,
+    /// How long a session stays resumable after its connection dropped.
+    pub session_resume_window: Duration,
+    /// Largest payload a client may send (Discord: 4096 bytes, else close 4002).
+    pub max_payload_bytes: usize,
+    /// Commands a connection may send per `command_window` (Discord: 120 per 60 s, else 4008).
+    pub commands_per_window: u32,
+    /// The command rate-limit window.
+    pub command_window: Duration,
+    /// Whether privileged intents are enabled for the application (else 4014).
+    pub allow_privileged_intents: bool,
+    /// Bucket of `POST /guilds/{guild_id}/channels` (Discord: 5 per 5 s... per guild).
+    pub channel_create_bucket: BucketConfig,
+    /// Bucket of every other REST route.
+    pub default_bucket: BucketConfig,
+    /// The global REST limit per second (Discord: 50).
+    pub global_per_second: u32,
+    /// OAuth2 application.
+    pub oauth: OAuthAppConfig,
+    /// `endpoint` of `VOICE_SERVER_UPDATE`; `None` means this simulator's own `127.0.0.1:port`.
+    pub voice_endpoint: Option<String>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            bot_token: "MTI0NTQwMjQ3NzQ0MDk5MTIzNA.GsimXX.coven-simulator-bot-token".to_owned(),
+            heartbeat_interval: Duration::from_millis(41_250),
+            session_resume_window: Duration::from_secs(120),
+            max_payload_bytes: 4096,
+            commands_per_window: 120,
+            command_window: Duration::from_secs(60),
+            allow_privileged_intents: true,
+            channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
+            default_bucket: BucketConfig::new(10, Duration::from_secs(1)),
+            global_per_second: 50,
+            oauth: OAuthAppConfig::default(),
+            voice_endpoint: None,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Gateway v10 over WebSocket at `/?v=10&encoding=json[&compress=...]`.
+
+pub mod compression;
+mod connection;
+pub mod protocol;
+pub(crate) mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::state::Shared;
+use compression::Compression;
+
+/// A fault to inject into the bot's current gateway connection(s).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Send op 7 RECONNECT.
+    Reconnect,
+    /// Send op 9 INVALID SESSION; `resumable: false` also ends the session.
+    InvalidSession {
+        /// The `d` of op 9.
+        resumable: bool,
+    },
+    /// Close the WebSocket with this code (fatal codes also end the session).
+    Close {
+        /// Close code, e.g. 4000.
+        code: u16,
+    },
+    /// Drop the TCP connection without a close frame.
+    DropTcp,
+    /// Stop sending anything (no ACKs, no dispatches) on this connection, like a zombied link.
+    Zombie,
+    /// Delay every following frame on this connection by this long.
+    Delay {
+        /// Delay in milliseconds (0 = none).
+        ms: u64,
+    },
+    /// Send op 1 HEARTBEAT (a heartbeat request).
+    RequestHeartbeat,
+}
+
+impl Fault {
+    /// A delay fault.
+    pub fn delay(d: Duration) -> Self {
+        Self::Delay { ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX) }
+    }
+}
+
+/// What a connection task is told to do.
+pub(crate) enum Out {
+    /// Send this JSON payload.
+    Frame(String),
+    /// Inject this fault.
+    Fault(Fault),
+    /// Another connection resumed this session: close this one.
+    Superseded,
+}
+
+/// `GET /` with a WebSocket upgrade: the gateway.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let compression = Compression::from_query(q.get("compress").map(String::as_str));
+    let version_ok = q.get("v").is_none_or(|v| v == "10" || v == "9");
+    let encoding_ok = q.get("encoding").is_none_or(|e| e == "json");
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| connection::serve(socket, shared, compression, version_ok, encoding_ok))
+        .into_response()
+}

@@ -1,1 +1,160 @@
-//! Discord simulator.
+//! A faithful local stand-in for Discord — gateway v10 (JSON, zlib-stream, zstd-stream),
+//! REST v10 with Discord's rate limits and errors, OAuth2 with PKCE — plus fault injection,
+//! counters and a seeded guild. Start one with [`Simulator::start`]; drive it with
+//! [`SimHandle`] in-process or over HTTP under `/_sim/...`. See `docs/simulator.md`.
+
+#![recursion_limit = "256"]
+
+mod config;
+mod control;
+mod counters;
+pub mod gateway;
+mod handle;
+pub mod intents;
+mod oauth;
+pub mod rest;
+pub mod shapes;
+pub mod snowflake;
+mod state;
+pub mod world;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use config::{BucketConfig, OAuthAppConfig, SimConfig};
+pub use counters::Counters;
+pub use gateway::Fault;
+pub use handle::{SimHandle, WaitTimeout};
+pub use oauth::s256_challenge;
+pub use rest::{CHANNEL_CREATE_ROUTE, InjectedResponse, RecordedRequest};
+pub use state::AuditEntry;
+pub use world::{Dispatch, SeedIds, SentMessage, VoiceFlags, WorldError};
+
+pub(crate) use gateway::random_hex as gateway_random_hex;
+use state::Shared;
+
+/// A running simulator on 127.0.0.1 (gateway, REST, OAuth2 and control on one port).
+pub struct Simulator {
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Binds `config.bind` (must be a loopback address) and starts serving.
+    pub async fn start(config: SimConfig) -> io::Result<Self> {
+        if !config.bind.ip().is_loopback() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the simulator only listens on loopback"));
+        }
+        let listener = tokio::net::TcpListener::bind(config.bind).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(config, addr));
+        let api = rest::router(shared.clone());
+        let app = Router::new()
+            .route("/", get(gateway::upgrade))
+            .nest("/api/v10", api.clone())
+            .nest("/api/v9", api.clone())
+            .nest("/api", api)
+            .merge(oauth::router())
+            .merge(control::router())
+            .with_state(shared.clone());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "simulator server failed");
+            }
+        });
+        tracing::info!(%addr, "discord simulator listening");
+        Ok(Self { shared, stop: Some(stop), task })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `ws://127.0.0.1:port` — the gateway URL (also READY's `resume_gateway_url`).
+    pub fn gateway_url(&self) -> String {
+        self.shared.gateway_url()
+    }
+
+    /// `http://127.0.0.1:port` — the API/OAuth2 origin (REST under `/api/v10`).
+    pub fn api_url(&self) -> String {
+        self.shared.api_url()
+    }
+
+    /// `http://127.0.0.1:port/_sim` — the control API.
+    pub fn control_url(&self) -> String {
+        format!("{}/_sim", self.shared.api_url())
+    }
+
+    /// The seeded guild's id.
+    pub fn guild_id(&self) -> u64 {
+        self.handle().guild_id()
+    }
+
+    /// The bot token clients must present.
+    pub fn bot_token(&self) -> &str {
+        &self.shared.config.bot_token
+    }
+
+    /// The OAuth2 client id (the application id unless configured).
+    pub fn oauth_client_id(&self) -> String {
+        self.shared.config.oauth.client_id.clone().unwrap_or_else(|| self.handle().seed().bot_user_id.to_string())
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    /// A handle for users, faults, counters and assertions.
+    pub fn handle(&self) -> SimHandle {
+        SimHandle { shared: self.shared.clone() }
+    }
+
+    /// The lines `coven sim` prints: gateway URL, API URL, bot token, guild id, control endpoint.
+    pub fn summary(&self) -> String {
+        self.to_string()
+    }
+
+    /// Stops serving and closes every connection.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.handle().close(1001);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+impl fmt::Display for Simulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "gateway url:   {}", self.gateway_url())?;
+        writeln!(f, "api url:       {}", self.api_url())?;
+        writeln!(f, "bot token:     {}", self.bot_token())?;
+        writeln!(f, "guild id:      {}", self.guild_id())?;
+        writeln!(f, "oauth client:  {} / {}", self.oauth_client_id(), self.shared.config.oauth.client_secret)?;
+        write!(f, "control:       {}", self.control_url())
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}

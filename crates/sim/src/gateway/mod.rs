@@ -2,6 +2,7 @@
 
 pub mod compression;
 mod connection;
+pub(crate) use connection::random_hex;
 pub mod protocol;
 pub(crate) mod session;
 

@@ -1,0 +1,250 @@
+//! `SimHandle`: the in-process control surface for tests — simulated users, world changes,
+//! gateway faults, REST fault injection, recorded requests, counters and waiting on them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::counters::Counters;
+use crate::gateway::{Fault, Out};
+use crate::rest::{InjectedResponse, RecordedRequest};
+use crate::shapes;
+use crate::state::{AuditEntry, Shared};
+use crate::world::{Channel, Dispatch, SeedIds, SentMessage, VoiceFlags, WorldError, channel_type};
+
+/// A condition was not met before the timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("condition not met within {timeout:?}; counters: {last:?}")]
+pub struct WaitTimeout {
+    /// The timeout that elapsed.
+    pub timeout: Duration,
+    /// The counters when it elapsed.
+    pub last: Counters,
+}
+
+/// Cheap, cloneable control of a running simulator.
+#[derive(Clone)]
+pub struct SimHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl SimHandle {
+    /// The seeded ids (guild, bot, category, voice and text channels, members, outsiders).
+    pub fn seed(&self) -> SeedIds {
+        self.shared.core().world.seed.clone()
+    }
+
+    /// The guild id.
+    pub fn guild_id(&self) -> u64 {
+        self.shared.core().world.guild_id
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters.borrow().clone()
+    }
+
+    /// Waits until `cond` holds for the counters, or fails after `timeout`.
+    pub async fn wait_for(&self, mut cond: impl FnMut(&Counters) -> bool, timeout: Duration) -> Result<Counters, WaitTimeout> {
+        let mut rx = self.shared.counters.subscribe();
+        let result = tokio::time::timeout(timeout, rx.wait_for(|c| cond(c))).await;
+        match result {
+            Ok(Ok(c)) => Ok(c.clone()),
+            _ => Err(WaitTimeout { timeout, last: self.counters() }),
+        }
+    }
+
+    /// Every dispatch the world produces from now on (before intent filtering).
+    pub fn subscribe(&self) -> broadcast::Receiver<Dispatch> {
+        self.shared.events.subscribe()
+    }
+
+    /// A simulated user joins a voice channel (or moves there): `VOICE_STATE_UPDATE`.
+    pub fn user_join(&self, user_id: u64, channel_id: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| Ok(((), w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?)))
+    }
+
+    /// A simulated user in voice moves to another channel: one `VOICE_STATE_UPDATE`.
+    pub fn user_move(&self, user_id: u64, channel_id: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| {
+            if !w.voice_states.contains_key(&user_id) {
+                return Err(WorldError::NotInVoice(user_id));
+            }
+            Ok(((), w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?))
+        })
+    }
+
+    /// A simulated user leaves voice: `VOICE_STATE_UPDATE` with `channel_id: null`.
+    pub fn user_leave(&self, user_id: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| Ok(((), w.voice_disconnect(user_id)?)))
+    }
+
+    /// Changes mute/deafen (self or server), video or streaming of a user in voice.
+    pub fn user_set_flags(&self, user_id: u64, flags: VoiceFlags) -> Result<(), WorldError> {
+        self.shared.mutate(|w| Ok(((), w.voice_flags(user_id, flags)?)))
+    }
+
+    /// Creates a new user and adds them to the guild (`GUILD_MEMBER_ADD`); returns the id.
+    pub fn add_user(&self, username: &str) -> u64 {
+        self.shared
+            .mutate(|w| {
+                let id = w.create_user(username);
+                Ok((id, w.add_member(id, None)?.unwrap_or_default()))
+            })
+            .unwrap_or_default()
+    }
+
+    /// The voice channel a user is in.
+    pub fn voice_channel_of(&self, user_id: u64) -> Option<u64> {
+        self.shared.core().world.voice_states.get(&user_id).map(|v| v.channel_id)
+    }
+
+    /// Creates a channel as if someone did it in the client: `CHANNEL_CREATE`.
+    pub fn create_channel(&self, name: &str, kind: u8, parent_id: Option<u64>) -> Result<u64, WorldError> {
+        let voice = kind == channel_type::VOICE;
+        let channel = Channel {
+            id: 0,
+            kind,
+            name: name.to_owned(),
+            position: 0,
+            parent_id,
+            user_limit: 0,
+            bitrate: if voice { 64_000 } else { 0 },
+            topic: None,
+            nsfw: false,
+            rate_limit_per_user: 0,
+            rtc_region: None,
+            permission_overwrites: Vec::new(),
+            last_message_id: None,
+        };
+        self.shared.mutate(|w| w.create_channel(channel))
+    }
+
+    /// Deletes a channel: `CHANNEL_DELETE` (and voice leaves of its users).
+    pub fn delete_channel(&self, channel_id: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| Ok(((), w.delete_channel(channel_id)?.1)))
+    }
+
+    /// A channel in Discord's JSON shape.
+    pub fn channel_json(&self, channel_id: u64) -> Option<Value> {
+        let core = self.shared.core();
+        core.world.channels.get(&channel_id).map(|c| shapes::channel(&core.world, c))
+    }
+
+    /// Ids of every channel.
+    pub fn channel_ids(&self) -> Vec<u64> {
+        self.shared.core().world.channels.keys().copied().collect()
+    }
+
+    /// Messages sent through REST.
+    pub fn messages(&self) -> Vec<SentMessage> {
+        self.shared.core().world.messages.clone()
+    }
+
+    /// Ids of live gateway sessions (attached or within the resume window).
+    pub fn session_ids(&self) -> Vec<String> {
+        self.shared.core().sessions.keys().cloned().collect()
+    }
+
+    /// Injects a fault into every open gateway connection; returns how many were reached.
+    pub fn inject(&self, fault: &Fault) -> usize {
+        let core = self.shared.core();
+        core.connections.values().filter(|tx| tx.send(Out::Fault(fault.clone())).is_ok()).count()
+    }
+
+    /// Sends op 7 RECONNECT.
+    pub fn reconnect(&self) -> usize {
+        self.inject(&Fault::Reconnect)
+    }
+
+    /// Sends op 9 INVALID SESSION with `d: resumable`.
+    pub fn invalid_session(&self, resumable: bool) -> usize {
+        self.inject(&Fault::InvalidSession { resumable })
+    }
+
+    /// Closes with a code.
+    pub fn close(&self, code: u16) -> usize {
+        self.inject(&Fault::Close { code })
+    }
+
+    /// Drops TCP without a close frame.
+    pub fn drop_tcp(&self) -> usize {
+        self.inject(&Fault::DropTcp)
+    }
+
+    /// Makes the current connections zombies (nothing is sent on them any more).
+    pub fn zombie(&self) -> usize {
+        self.inject(&Fault::Zombie)
+    }
+
+    /// Delays every following frame on the current connections.
+    pub fn delay_frames(&self, delay: Duration) -> usize {
+        self.inject(&Fault::delay(delay))
+    }
+
+    /// Sends op 1 (heartbeat request).
+    pub fn request_heartbeat(&self) -> usize {
+        self.inject(&Fault::RequestHeartbeat)
+    }
+
+    /// Queues responses to inject for a route key such as `POST /guilds/{guild_id}/channels`.
+    pub fn inject_rest(&self, route: &str, response: InjectedResponse, count: u32) {
+        let mut rest = self.shared.rest();
+        let q = rest.injected.entry(route.to_owned()).or_default();
+        for _ in 0..count {
+            q.push_back(response.clone());
+        }
+    }
+
+    /// The next `count` responses of a route fail with `status` (e.g. 500, 502).
+    pub fn fail_next(&self, route: &str, count: u32, status: u16) {
+        self.inject_rest(route, InjectedResponse::Status { status }, count);
+    }
+
+    /// The next `count` responses of a route are shared-scope 429s.
+    pub fn shared_429_next(&self, route: &str, count: u32, retry_after_secs: u16) {
+        self.inject_rest(route, InjectedResponse::Shared429 { retry_after_secs }, count);
+    }
+
+    /// REST requests received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared.rest().recorded.clone()
+    }
+
+    /// Forgets recorded requests.
+    pub fn clear_requests(&self) {
+        self.shared.rest().recorded.clear();
+    }
+
+    /// Audit-log entries (with decoded `X-Audit-Log-Reason`).
+    pub fn audit_log(&self) -> Vec<AuditEntry> {
+        self.shared.core().audit_log.clone()
+    }
+
+    /// Makes every managing REST call answer 50013 Missing Permissions (or stops it).
+    pub fn forbid_all(&self, forbid: bool) {
+        self.shared.rest().forbid_all = forbid;
+    }
+
+    /// Makes managing one channel answer 50013 Missing Permissions (or stops it).
+    pub fn forbid_channel(&self, channel_id: u64, forbid: bool) {
+        let mut rest = self.shared.rest();
+        if forbid {
+            rest.forbidden_channels.insert(channel_id);
+        } else {
+            rest.forbidden_channels.remove(&channel_id);
+        }
+    }
+
+    /// Denies the next `count` OAuth2 authorizations with `error=access_denied`.
+    pub fn oauth_deny_next(&self, count: u32) {
+        self.shared.oauth().deny_next = count;
+    }
+
+    /// Sets the user who consents at `/oauth2/authorize`.
+    pub fn set_consenting_user(&self, user_id: u64) {
+        self.shared.oauth().consenting_user = Some(user_id);
+    }
+}

@@ -1,0 +1,33 @@
+//! Discord clients of Spell Coven (SPEC §9): [`DiscordRestClient`] for the bot's REST calls
+//! and [`DiscordOAuthClient`] for players' OAuth2 + PKCE login.
+//!
+//! Both speak to the origin given in their settings (`https://discord.com` or the
+//! simulator), take and return small domain types of this crate instead of twilight's,
+//! and fail with one typed error, [`DiscordError`], which also knows the HTTP status and
+//! contract [`coven_contract::ErrorCode`] the hub should answer with. No value of a
+//! token or secret ever appears in a `Debug` output, a log line or an error message.
+//!
+//! The REST client is built on twilight-http, whose rate limiter learns Discord's
+//! per-route buckets from response headers, queues requests per bucket, honours the
+//! global limit and retries 429s after their `Retry-After`; this crate adds input
+//! validation, exponential-backoff retries of 5xx and network errors, and error mapping.
+
+mod error;
+mod model;
+mod oauth;
+mod origin;
+mod pkce;
+mod rest;
+mod retry;
+mod twilight_map;
+mod validate;
+
+pub use error::{DiscordError, FieldError};
+pub use model::{
+    Channel, ChannelKind, Invite, InviteOptions, Member, Message, NewVoiceRoom, OverwriteKind,
+    PermissionOverwrite, permissions,
+};
+pub use oauth::{AuthorizationRequest, CurrentUser, DiscordOAuthClient, OAuthSettings, TokenGrant};
+pub use pkce::PkceVerifier;
+pub use rest::{DiscordRestClient, RestSettings};
+pub use retry::RetryPolicy;

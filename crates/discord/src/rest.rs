@@ -141,7 +141,11 @@ impl DiscordRestClient {
                     request = request.reason(reason);
                 }
                 let response = request.into_future().await.map_err(map::error)?;
-                response.model().await.map(map::channel).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::channel)
+                    .map_err(|e| decode(&e))
             })
             .await
     }
@@ -160,7 +164,11 @@ impl DiscordRestClient {
                     request = request.reason(reason);
                 }
                 let response = request.into_future().await.map_err(map::error)?;
-                response.model().await.map(map::channel).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::channel)
+                    .map_err(|e| decode(&e))
             })
             .await
     }
@@ -189,7 +197,11 @@ impl DiscordRestClient {
                     .channel(map::id(channel_id))
                     .await
                     .map_err(map::error)?;
-                response.model().await.map(map::channel).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::channel)
+                    .map_err(|e| decode(&e))
             })
             .await
     }
@@ -210,7 +222,11 @@ impl DiscordRestClient {
                     .into_future()
                     .await
                     .map_err(map::error)?;
-                response.model().await.map(map::message).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::message)
+                    .map_err(|e| decode(&e))
             })
             .await
     }
@@ -235,7 +251,11 @@ impl DiscordRestClient {
                     request = request.reason(reason);
                 }
                 let response = request.into_future().await.map_err(map::error)?;
-                response.model().await.map(map::invite).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::invite)
+                    .map_err(|e| decode(&e))
             })
             .await
     }
@@ -328,7 +348,11 @@ impl DiscordRestClient {
                     .guild_member(map::id(guild_id), map::id(user_id))
                     .await
                     .map_err(map::error)?;
-                response.model().await.map(map::member).map_err(|e| decode(&e))
+                response
+                    .model()
+                    .await
+                    .map(map::member)
+                    .map_err(|e| decode(&e))
             })
             .await
     }

@@ -1,0 +1,3 @@
+//! Fan-out benchmark (placeholder until the measurement harness lands).
+
+fn main() {}

@@ -1,0 +1,41 @@
+//! `GET /health`: liveness and readiness as JSON, for load balancers and operators.
+//!
+//! 200 while the hub serves; 503 once it is shutting down (so a balancer stops
+//! sending browsers here during the drain). The body shows the socket count and the
+//! replay ring, the two things an operator asks first about a fan-out hub.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use crate::broker::RingState;
+use crate::state::SharedState;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: &'static str,
+    connections: usize,
+    replay: RingState,
+    jwt_key_sources: usize,
+}
+
+/// The handler.
+pub(crate) async fn health(State(state): State<SharedState>) -> (StatusCode, Json<impl Serialize>) {
+    let ready = state.ready.load(Ordering::Relaxed) && !state.shutdown.is_cancelled();
+    let body = Health {
+        status: if ready { "ok" } else { "shutting_down" },
+        connections: state.connections(),
+        replay: state.broker.ring_state(state.settings.primary_guild_id),
+        jwt_key_sources: state.key_sources,
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,46 @@
+//! The Spell Coven hub: what browsers touch (SPEC §5–§7).
+//!
+//! It takes the worker's HMAC-signed events (`ingest`), assigns each a per-guild
+//! `seq` and fans it out to every authenticated browser (`broker`, `fanout`,
+//! `socket`), and serves the rooms API (`rooms`) behind JWT verification (`jwt`).
+//! The crate reads no environment: the binary builds a [`HubSettings`] and calls
+//! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
+
+mod broker;
+mod error;
+mod fanout;
+mod health;
+mod idempotency;
+mod ingest;
+mod jwt;
+mod metrics;
+mod rate_limit;
+mod rooms;
+mod settings;
+mod socket;
+mod state;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, Subscription};
+pub use error::HubError;
+pub use fanout::{Frame, Outbox};
+pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};
+pub use rooms::{
+    ChannelInfo, CreateVoiceChannel, MemoryRooms, RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE,
+};
+pub use settings::HubSettings;
+pub use state::{Hub, HubBuilder};
+
+/// Runs the hub on `listener` until `shutdown` completes, then drains: browsers are
+/// closed with 1001 and in-flight HTTP requests finish.
+pub async fn serve(
+    settings: HubSettings,
+    listener: tokio::net::TcpListener,
+    rooms: Arc<dyn RoomsBackend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    Hub::new(settings, rooms).serve(listener, shutdown).await
+}

@@ -1,0 +1,69 @@
+//! Prometheus metrics of the hub and the `/metrics` endpoint.
+//!
+//! The `metrics` facade records into one process-wide recorder; this module installs
+//! a Prometheus recorder once (unless the binary passes its own handle) and renders
+//! it. Names are listed here so an operator finds them in one place.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::state::SharedState;
+
+/// Open, authenticated browser sockets (gauge).
+pub(crate) const SOCKETS: &str = "hub_ws_sockets";
+/// Successful browser authentications (counter).
+pub(crate) const AUTH_OK: &str = "hub_ws_auth_ok_total";
+/// Failed browser authentications, by `reason` (counter).
+pub(crate) const AUTH_FAILED: &str = "hub_ws_auth_failed_total";
+/// Sockets closed with 1013 because they fell behind (counter).
+pub(crate) const OVERLOADED: &str = "hub_ws_overloaded_closes_total";
+/// Webhook events accepted after verification, by `result` (counter).
+pub(crate) const EVENTS_IN: &str = "hub_events_in_total";
+/// Webhook requests refused for their signature, by `reason` (counter).
+pub(crate) const SIGNATURE_REJECTED: &str = "hub_webhook_signature_rejected_total";
+/// Time from receiving a webhook to having published it (histogram, seconds).
+pub(crate) const INGEST_LATENCY: &str = "hub_ingest_latency_seconds";
+
+static GLOBAL: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The handle to render: `given`, or the process-wide one installed on first use.
+pub(crate) fn handle(given: Option<PrometheusHandle>) -> PrometheusHandle {
+    if let Some(handle) = given {
+        return handle;
+    }
+    GLOBAL
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!(SOCKETS, "Open authenticated browser WebSockets");
+    metrics::describe_counter!(AUTH_OK, "Successful browser authentications");
+    metrics::describe_counter!(AUTH_FAILED, "Failed browser authentications by reason");
+    metrics::describe_counter!(OVERLOADED, "Sockets closed 1013 for falling behind");
+    metrics::describe_counter!(EVENTS_IN, "Verified webhook events by result");
+    metrics::describe_counter!("hub_events_out_total", "Events published to browsers");
+    metrics::describe_counter!("hub_deliveries_total", "Event frames queued to sockets");
+    metrics::describe_counter!(SIGNATURE_REJECTED, "Webhooks refused by reason");
+    metrics::describe_histogram!(INGEST_LATENCY, "Webhook receipt to publication");
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,482 @@
+//! The rooms API (SPEC §7): `POST /api/create-room`, `DELETE /api/end-room/{id}`.
+//!
+//! Discord is reached through the small [`RoomsBackend`] trait so the handlers do not
+//! depend on a particular REST client (the binary plugs in `DiscordRestClient`; the
+//! tests a fake). A create publishes `room.created` itself, under the same once-key
+//! the webhook path uses, so exactly one `room.created` reaches browsers per channel
+//! whichever path is first. `Idempotency-Key` makes a retried create return the first
+//! answer and create one channel only; each user has a token-bucket rate limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use coven_contract::{Event, OkBody, RoomCreated, RoomName, Snowflake, UserLimit};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::error::HubError;
+use crate::ingest::room_created_key;
+use crate::jwt::VerifiedUser;
+use crate::state::SharedState;
+
+/// Discord's channel type of a voice channel: the only kind that is a room.
+pub const VOICE_CHANNEL_TYPE: u8 = 2;
+/// Default `userLimit` of a new room.
+const DEFAULT_USER_LIMIT: u8 = 4;
+/// Longest accepted `Idempotency-Key`.
+const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
+
+/// What the hub asks Discord to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateVoiceChannel {
+    /// The guild (always the primary one).
+    pub guild_id: Snowflake,
+    /// Channel name.
+    pub name: RoomName,
+    /// Category, if any.
+    pub parent_id: Option<Snowflake>,
+    /// 0 = unlimited.
+    pub user_limit: UserLimit,
+    /// The `X-Audit-Log-Reason`.
+    pub audit_reason: String,
+}
+
+/// What the hub needs to know about a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Channel id.
+    pub id: Snowflake,
+    /// Its guild; `None` for DMs.
+    pub guild_id: Option<Snowflake>,
+    /// Discord channel type (2 = voice).
+    pub kind: u8,
+    /// Channel name.
+    pub name: String,
+    /// Category, if any.
+    pub parent_id: Option<Snowflake>,
+    /// Voice user limit, if any.
+    pub user_limit: Option<u8>,
+}
+
+/// Why a Discord call failed, as far as the rooms API cares.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomsError {
+    /// Discord does not know the channel (10003).
+    #[error("unknown channel")]
+    UnknownChannel,
+    /// The bot may not do this (50013).
+    #[error("the bot lacks the permission")]
+    MissingPermissions,
+    /// Discord said to wait.
+    #[error("rate limited by Discord")]
+    RateLimited {
+        /// How long Discord asked to wait.
+        retry_after: Duration,
+    },
+    /// The bot token was refused.
+    #[error("Discord refused the bot's credentials")]
+    Unauthorized,
+    /// Discord refused the values.
+    #[error("{0}")]
+    Validation(String),
+    /// Anything else: network, 5xx after retries, unexpected answers.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+/// The Discord operations the rooms API needs.
+pub trait RoomsBackend: Send + Sync + 'static {
+    /// Creates a voice channel.
+    fn create_voice_channel(
+        &self,
+        request: CreateVoiceChannel,
+    ) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>>;
+
+    /// Reads a channel.
+    fn get_channel(&self, channel_id: Snowflake) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>>;
+
+    /// Deletes a channel with an audit-log reason.
+    fn delete_channel(
+        &self,
+        channel_id: Snowflake,
+        audit_reason: String,
+    ) -> BoxFuture<'_, Result<(), RoomsError>>;
+}
+
+impl From<RoomsError> for HubError {
+    fn from(error: RoomsError) -> Self {
+        match error {
+            RoomsError::UnknownChannel => Self::NotFound("unknown channel".into()),
+            RoomsError::MissingPermissions => {
+                Self::Forbidden("the bot lacks the permission to do this".into())
+            }
+            RoomsError::RateLimited { retry_after } => Self::RateLimited { retry_after },
+            RoomsError::Validation(message) => Self::validation(message),
+            RoomsError::Unauthorized => Self::Internal("Discord refused the bot token".into()),
+            RoomsError::Upstream(message) => Self::Upstream(message),
+        }
+    }
+}
+
+/// `201` body of a create: `{channelId, name, guildId}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreatedRoom {
+    channel_id: Snowflake,
+    name: String,
+    guild_id: Snowflake,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRoomBody {
+    #[serde(default)]
+    name: Option<serde_json::Value>,
+    #[serde(default)]
+    parent_id: Option<serde_json::Value>,
+    #[serde(default)]
+    user_limit: Option<serde_json::Value>,
+}
+
+/// The validated request.
+struct CreateRoomRequest {
+    name: RoomName,
+    parent_id: Option<Snowflake>,
+    user_limit: UserLimit,
+}
+
+fn field_error(message: &str, field: &'static str) -> HubError {
+    HubError::Validation {
+        message: message.to_owned(),
+        field: Some(field),
+    }
+}
+
+fn parse_create(body: &[u8]) -> Result<CreateRoomRequest, HubError> {
+    let body: CreateRoomBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateRoomBody {
+            name: None,
+            parent_id: None,
+            user_limit: None,
+        }
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|_| HubError::validation("body must be a JSON object"))?
+    };
+    let name = match body.name {
+        None | Some(serde_json::Value::Null) => default_room_name(),
+        Some(serde_json::Value::String(name)) => {
+            RoomName::try_from(name).map_err(|m| field_error(m, "name"))?
+        }
+        Some(_) => return Err(field_error("name must be a string", "name")),
+    };
+    let parent_id = match body.parent_id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) => Some(
+            id.parse()
+                .map_err(|_| field_error("parentId must be a snowflake", "parentId"))?,
+        ),
+        Some(_) => return Err(field_error("parentId must be a snowflake", "parentId")),
+    };
+    let user_limit = match body.user_limit {
+        None | Some(serde_json::Value::Null) => {
+            UserLimit::try_from(DEFAULT_USER_LIMIT).map_err(|m| field_error(m, "userLimit"))?
+        }
+        Some(value) => value
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .and_then(|n| UserLimit::try_from(n).ok())
+            .ok_or_else(|| field_error("userLimit must be between 0 and 99", "userLimit"))?,
+    };
+    Ok(CreateRoomRequest {
+        name,
+        parent_id,
+        user_limit,
+    })
+}
+
+/// `spell-coven-<base36 milliseconds>`, unique per millisecond per hub (a counter
+/// breaks ties within one millisecond).
+fn default_room_name() -> RoomName {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut previous = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = now.max(previous + 1);
+        match LAST.compare_exchange(previous, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(actual) => previous = actual,
+        }
+    };
+    RoomName::try_from(format!("spell-coven-{}", base36(stamp)))
+        .unwrap_or_else(|_| unreachable!("a short ASCII name is always valid"))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Verifies the `Authorization: Bearer` JWT.
+async fn bearer(state: &SharedState, headers: &HeaderMap) -> Result<VerifiedUser, HubError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| HubError::Unauthorized("missing bearer token".into()))?;
+    state
+        .jwt
+        .verify(token.trim())
+        .await
+        .map_err(|e| HubError::Unauthorized(e.to_string()))
+}
+
+fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
+    state
+        .rate_limiter
+        .check(&user.subject)
+        .map_err(|retry_after| HubError::RateLimited { retry_after })
+}
+
+/// `POST /api/create-room`.
+pub(crate) async fn create_room(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedRoom>), HubError> {
+    let user = bearer(&state, &headers).await?;
+    let request = parse_create(&body)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX_LEN)
+                .ok_or_else(|| field_error("invalid Idempotency-Key", "Idempotency-Key"))?
+                .to_owned(),
+        ),
+    };
+    let Some(key) = key else {
+        rate_limit(&state, &user)?;
+        let room = create(&state, &user, request).await?;
+        return Ok((StatusCode::CREATED, Json(room)));
+    };
+    // Concurrent retries with one key wait here for the first attempt's answer.
+    let slot = state.room_idempotency.slot((user.subject.clone(), key));
+    let mut slot = slot.lock().await;
+    if let Some(room) = slot.as_ref() {
+        return Ok((StatusCode::CREATED, Json(room.clone())));
+    }
+    rate_limit(&state, &user)?;
+    let room = create(&state, &user, request).await?;
+    *slot = Some(room.clone());
+    Ok((StatusCode::CREATED, Json(room)))
+}
+
+async fn create(
+    state: &SharedState,
+    user: &VerifiedUser,
+    request: CreateRoomRequest,
+) -> Result<CreatedRoom, HubError> {
+    let guild_id = state.settings.primary_guild_id;
+    let channel = state
+        .rooms
+        .create_voice_channel(CreateVoiceChannel {
+            guild_id,
+            name: request.name.clone(),
+            parent_id: request.parent_id,
+            user_limit: request.user_limit,
+            audit_reason: format!("Spell Coven room created by user {}", user.subject),
+        })
+        .await?;
+    let name = RoomName::try_from(channel.name.clone()).unwrap_or(request.name);
+    let user_limit = channel
+        .user_limit
+        .and_then(|n| UserLimit::try_from(n).ok())
+        .unwrap_or(request.user_limit);
+    let event = Event::RoomCreated(RoomCreated {
+        channel_id: channel.id,
+        name: name.clone(),
+        guild_id,
+        parent_id: channel.parent_id,
+        user_limit,
+    });
+    // The channel exists now: a broker failure must not turn it into an error the
+    // client retries (creating a second channel); the gateway's webhook will still
+    // announce the room.
+    if let Err(error) = state
+        .broker
+        .publish(event, vec![room_created_key(channel.id)])
+        .await
+    {
+        tracing::warn!(%error, channel = %channel.id, "room.created not published");
+    }
+    tracing::info!(channel = %channel.id, user = %user.subject, "room created");
+    Ok(CreatedRoom {
+        channel_id: channel.id,
+        name: name.to_string(),
+        guild_id,
+    })
+}
+
+/// `DELETE /api/end-room/{channelId}`.
+pub(crate) async fn end_room(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(channel_id): Path<String>,
+) -> Result<Json<OkBody>, HubError> {
+    let user = bearer(&state, &headers).await?;
+    let channel_id: Snowflake = channel_id
+        .parse()
+        .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
+    rate_limit(&state, &user)?;
+    let channel = state.rooms.get_channel(channel_id).await?;
+    if channel.guild_id != Some(state.settings.primary_guild_id)
+        || channel.kind != VOICE_CHANNEL_TYPE
+    {
+        return Err(HubError::Forbidden(
+            "not a voice channel of this guild".into(),
+        ));
+    }
+    state
+        .rooms
+        .delete_channel(
+            channel_id,
+            format!("Spell Coven room ended by user {}", user.subject),
+        )
+        .await?;
+    tracing::info!(channel = %channel_id, user = %user.subject, "room ended");
+    Ok(Json(OkBody { ok: true }))
+}
+
+/// An in-memory [`RoomsBackend`] for tests and demos without Discord.
+#[derive(Debug)]
+pub struct MemoryRooms {
+    next_id: AtomicU64,
+    channels: Mutex<HashMap<Snowflake, ChannelInfo>>,
+    created: AtomicU64,
+}
+
+impl MemoryRooms {
+    /// An empty guild whose new channel ids start at `first_id`.
+    pub fn new(first_id: u64) -> Self {
+        Self {
+            next_id: AtomicU64::new(first_id.max(1)),
+            channels: Mutex::new(HashMap::new()),
+            created: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds an existing channel.
+    pub fn insert(&self, channel: ChannelInfo) {
+        self.lock().insert(channel.id, channel);
+    }
+
+    /// How many channels were created through the backend.
+    pub fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Whether `id` exists.
+    pub fn contains(&self, id: Snowflake) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Snowflake, ChannelInfo>> {
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl RoomsBackend for MemoryRooms {
+    fn create_voice_channel(
+        &self,
+        request: CreateVoiceChannel,
+    ) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let channel = ChannelInfo {
+            id: Snowflake::new(id).unwrap_or(request.guild_id),
+            guild_id: Some(request.guild_id),
+            kind: VOICE_CHANNEL_TYPE,
+            name: request.name.to_string(),
+            parent_id: request.parent_id,
+            user_limit: Some(request.user_limit.get()),
+        };
+        self.insert(channel.clone());
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async move { Ok(channel) })
+    }
+
+    fn get_channel(&self, channel_id: Snowflake) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>> {
+        let found = self.lock().get(&channel_id).cloned();
+        Box::pin(async move { found.ok_or(RoomsError::UnknownChannel) })
+    }
+
+    fn delete_channel(
+        &self,
+        channel_id: Snowflake,
+        _audit_reason: String,
+    ) -> BoxFuture<'_, Result<(), RoomsError>> {
+        let removed = self.lock().remove(&channel_id);
+        Box::pin(async move { removed.map(|_| ()).ok_or(RoomsError::UnknownChannel) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base36_and_default_names() {
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
+        let a = default_room_name();
+        let b = default_room_name();
+        assert!(a.as_str().starts_with("spell-coven-"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn create_body_validation() {
+        let ok = parse_create(b"").unwrap();
+        assert_eq!(ok.user_limit.get(), 4);
+        assert!(ok.parent_id.is_none());
+        let ok = parse_create(br#"{"name":"Table","parentId":"9","userLimit":0}"#).unwrap();
+        assert_eq!(ok.name.as_str(), "Table");
+        for bad in [
+            r#"{"userLimit":100}"#,
+            r#"{"userLimit":-1}"#,
+            r#"{"userLimit":"4"}"#,
+            r#"{"name":""}"#,
+            r#"{"name":5}"#,
+            r#"{"parentId":"01"}"#,
+            r#"{"parentId":9}"#,
+            "[1]",
+            "nope",
+        ] {
+            assert!(parse_create(bad.as_bytes()).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"name":"{}"}}"#, "x".repeat(101));
+        assert!(parse_create(long.as_bytes()).is_err());
+    }
+}

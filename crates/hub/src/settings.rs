@@ -1,0 +1,102 @@
+//! Everything the hub is configured with, as one plain struct.
+//!
+//! The binary reads the environment (SPEC §3) and fills this in; the crate itself
+//! reads nothing. Timeouts and limits default to the spec's values but stay public
+//! so tests can shorten them.
+
+use std::time::Duration;
+
+use coven_contract::{Secret, Snowflake};
+use metrics_exporter_prometheus::PrometheusHandle;
+use url::Url;
+
+/// The hub's configuration.
+#[derive(Debug, Clone)]
+#[allow(clippy::struct_field_names)]
+pub struct HubSettings {
+    /// `PRIMARY_GUILD_ID`: the only guild whose events reach browsers.
+    pub primary_guild_id: Snowflake,
+    /// `HUB_SECRET`: every secret accepted on the webhook (rotation: any matches).
+    pub hub_secrets: Vec<Secret>,
+    /// `JWT_ISSUER`: the `iss` every token must carry.
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE`: the `aud` every token must carry.
+    pub jwt_audience: String,
+    /// `JWT_PUBLIC_JWK_URL`: an external issuer's JWKS. Unset, only key sources
+    /// added with [`crate::Hub::with_key_source`] are trusted.
+    pub jwt_public_jwk_url: Option<Url>,
+    /// `WEB_ORIGIN`: the only origin CORS allows; unset, no cross-origin access.
+    pub web_origin: Option<Url>,
+    /// Accepted clock difference on `exp`/`nbf` (60 s).
+    pub jwt_leeway: Duration,
+    /// The JWKS is fetched again on an unknown `kid` at most this often (60 s).
+    pub jwks_refresh_interval: Duration,
+    /// Events retained for `lastSeq` resumes, by count.
+    pub replay_capacity: usize,
+    /// Events retained for `lastSeq` resumes, by age.
+    pub replay_max_age: Duration,
+    /// Webhook event ids (and announced rooms) remembered, by count.
+    pub dedupe_capacity: usize,
+    /// Webhook event ids (and announced rooms) remembered, by age.
+    pub dedupe_max_age: Duration,
+    /// A browser must send `auth` within this (30 s).
+    pub auth_timeout: Duration,
+    /// The hub pings every browser this often (30 s).
+    pub ping_interval: Duration,
+    /// A browser silent for this long is dropped (60 s).
+    pub idle_timeout: Duration,
+    /// A browser whose unsent data passes this is closed with 1013 (1 MiB).
+    pub max_unsent_bytes: usize,
+    /// How long a closing handshake may take before the socket is dropped.
+    pub close_timeout: Duration,
+    /// WebSocket read buffer per socket (tungstenite's default is 128 KiB).
+    pub ws_read_buffer_size: usize,
+    /// WebSocket write buffer per socket before a flush is forced.
+    pub ws_write_buffer_size: usize,
+    /// Per-user rooms API budget: this many requests...
+    pub rooms_rate_burst: u32,
+    /// ...refilled one at a time over this period each.
+    pub rooms_rate_period: Duration,
+    /// How long an `Idempotency-Key` answer is kept.
+    pub idempotency_max_age: Duration,
+    /// How many `Idempotency-Key` answers are kept.
+    pub idempotency_capacity: usize,
+    /// How long shutdown waits for browsers and requests to finish.
+    pub drain_timeout: Duration,
+    /// The Prometheus handle `/metrics` renders; `None` installs (once per
+    /// process) a global recorder. Pass one when the process already has one.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl HubSettings {
+    /// Settings with the spec's defaults for everything not given.
+    pub fn new(primary_guild_id: Snowflake, hub_secrets: Vec<Secret>, jwt_issuer: String) -> Self {
+        Self {
+            primary_guild_id,
+            hub_secrets,
+            jwt_issuer,
+            jwt_audience: "spell-coven-web".into(),
+            jwt_public_jwk_url: None,
+            web_origin: None,
+            jwt_leeway: Duration::from_secs(60),
+            jwks_refresh_interval: Duration::from_secs(60),
+            replay_capacity: 4096,
+            replay_max_age: Duration::from_secs(300),
+            dedupe_capacity: 100_000,
+            dedupe_max_age: Duration::from_secs(6 * 3600),
+            auth_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_unsent_bytes: 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+            ws_read_buffer_size: 4 * 1024,
+            ws_write_buffer_size: 0,
+            rooms_rate_burst: 10,
+            rooms_rate_period: Duration::from_secs(6),
+            idempotency_max_age: Duration::from_secs(24 * 3600),
+            idempotency_capacity: 10_000,
+            drain_timeout: Duration::from_secs(10),
+            metrics: None,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! `GET /api/ws`: one browser's WebSocket session (SPEC §6).
+//!
+//! Three phases: wait (at most `auth_timeout`) for the `auth` message and verify its
+//! JWT; subscribe to the broker, answer `auth.ok` and send the replay; then forward
+//! the socket's outbox while reading the browser's frames, pinging every
+//! `ping_interval` and dropping a browser silent for `idle_timeout`. Failures send an
+//! error envelope and close 4401 (auth) or 1008 (malformed); an outbox that overflows
+//! closes 1013; shutdown closes 1001. Writes never block anyone but this socket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use coven_contract::{
+    Ack, AckEvent, ClientMessage, ErrorBody, ErrorCode, ErrorEnvelope, ServerMessage, Version,
+};
+use futures_util::SinkExt;
+use tokio::time::Instant;
+
+use crate::broker::unix_millis;
+use crate::fanout::{Frame, Outbox};
+use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
+use crate::state::SharedState;
+
+/// Close codes of SPEC §6.
+const CLOSE_UNAUTHORIZED: u16 = 4401;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_OVERLOADED: u16 = 1013;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_INTERNAL: u16 = 1011;
+
+/// Frames written before one flush.
+const MAX_BATCH: usize = 64;
+/// Largest frame read from a browser; the contract's 4 KiB limit is enforced on
+/// parse so that an oversized message gets `INVALID_MESSAGE`, not a dropped TCP.
+const MAX_INBOUND_FRAME: usize = 16 * 1024;
+
+/// How a session ends.
+enum End {
+    /// Send an optional error, then close with this code and reason.
+    Close(u16, &'static str, Option<(ErrorCode, String)>),
+    /// The browser is gone or silent: just drop the connection.
+    Drop,
+    /// The browser closed: flush tungstenite's queued close reply, then drop.
+    PeerClosed,
+}
+
+/// The upgrade handler: tunes tungstenite's buffers and hands over to [`session`].
+pub(crate) async fn upgrade(State(state): State<SharedState>, ws: WebSocketUpgrade) -> Response {
+    if state.shutdown.is_cancelled() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let settings = &state.settings;
+    ws.read_buffer_size(settings.ws_read_buffer_size)
+        .write_buffer_size(settings.ws_write_buffer_size)
+        .max_write_buffer_size(settings.max_unsent_bytes.saturating_mul(2).max(64 * 1024))
+        .max_message_size(MAX_INBOUND_FRAME)
+        .max_frame_size(MAX_INBOUND_FRAME)
+        .on_upgrade(move |socket| session(state, socket))
+}
+
+async fn session(state: SharedState, mut socket: WebSocket) {
+    let _connection = state.connection();
+    let end = run(&state, &mut socket).await;
+    if let End::Close(code, reason, error) = end {
+        let error = error.map(|(code, message)| {
+            Frame::from(
+                ServerMessage::Error(ErrorEnvelope {
+                    v: Version,
+                    error: ErrorBody { code, message },
+                    ts: unix_millis(),
+                })
+                .to_json(),
+            )
+        });
+        close(
+            &mut socket,
+            code,
+            reason,
+            error,
+            state.settings.close_timeout,
+        )
+        .await;
+    } else if let End::PeerClosed = end {
+        let _ = tokio::time::timeout(state.settings.close_timeout, socket.flush()).await;
+    }
+}
+
+async fn run(state: &SharedState, socket: &mut WebSocket) -> End {
+    let last_seq = match authenticate(state, socket).await {
+        Ok(last_seq) => last_seq,
+        Err(end) => return end,
+    };
+    metrics::counter!(AUTH_OK).increment(1);
+    let _authenticated = SocketGauge::new();
+    let (outbox, mut rx) = Outbox::new(state.settings.max_unsent_bytes);
+    let outbox = Arc::new(outbox);
+    let subscription = match state
+        .broker
+        .subscribe(state.settings.primary_guild_id, last_seq, outbox.clone())
+        .await
+    {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            tracing::warn!(%error, "subscription failed");
+            return End::Close(CLOSE_INTERNAL, "unavailable", None);
+        }
+    };
+    let end = forward(
+        state,
+        socket,
+        &outbox,
+        &mut rx,
+        subscription.resumed,
+        subscription.replay,
+    )
+    .await;
+    outbox.close();
+    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
+        metrics::counter!(OVERLOADED).increment(1);
+        tracing::info!("socket closed 1013: fell too far behind");
+    }
+    end
+}
+
+/// Waits for `auth`; returns its `lastSeq` once the token verified.
+async fn authenticate(state: &SharedState, socket: &mut WebSocket) -> Result<Option<u64>, End> {
+    let deadline = Instant::now() + state.settings.auth_timeout;
+    let fail = |reason: &'static str, message: String| {
+        metrics::counter!(AUTH_FAILED, "reason" => reason).increment(1);
+        End::Close(
+            CLOSE_UNAUTHORIZED,
+            "unauthorized",
+            Some((ErrorCode::Unauthorized, message)),
+        )
+    };
+    loop {
+        let message = tokio::select! {
+            () = state.shutdown.cancelled() => return Err(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
+            received = tokio::time::timeout_at(deadline, socket.recv()) => match received {
+                Err(_) => return Err(fail("timeout", "no auth message in time".into())),
+                Ok(None | Some(Err(_))) => return Err(End::Drop),
+                Ok(Some(Ok(message))) => message,
+            },
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return Err(End::PeerClosed),
+            Message::Binary(_) => return Err(invalid("binary messages are not supported")),
+        };
+        let (token, last_seq) = match ClientMessage::parse(&text) {
+            Ok(ClientMessage::Auth { token, last_seq }) => (token, last_seq),
+            Err(error) => return Err(invalid(&error.to_string())),
+        };
+        return match state.jwt.verify(&token).await {
+            Ok(user) => {
+                tracing::debug!(user = %user.subject, ?last_seq, "browser authenticated");
+                Ok(last_seq)
+            }
+            Err(error) => Err(fail(error.reason(), error.to_string())),
+        };
+    }
+}
+
+fn invalid(message: &str) -> End {
+    End::Close(
+        CLOSE_POLICY,
+        "invalid message",
+        Some((ErrorCode::InvalidMessage, message.to_owned())),
+    )
+}
+
+/// Sends the ack and the replay, then live frames, until the session ends.
+async fn forward(
+    state: &SharedState,
+    socket: &mut WebSocket,
+    outbox: &Outbox,
+    rx: &mut crate::fanout::OutboxReceiver,
+    resumed: Option<bool>,
+    replay: Vec<Frame>,
+) -> End {
+    let settings = &state.settings;
+    let ack = Frame::from(
+        ServerMessage::Ack(Ack {
+            v: Version,
+            event: AckEvent::AuthOk,
+            guild_id: settings.primary_guild_id,
+            ts: unix_millis(),
+            resumed,
+        })
+        .to_json(),
+    );
+    let first = async {
+        socket.feed(Message::Text(ack)).await?;
+        for frame in replay {
+            socket.feed(Message::Text(frame)).await?;
+        }
+        socket.flush().await
+    };
+    if let Some(end) = guarded(state, outbox, first).await {
+        return end;
+    }
+
+    let mut last_seen = Instant::now();
+    let mut ping =
+        tokio::time::interval_at(last_seen + settings.ping_interval, settings.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
+            () = outbox.overloaded() => return End::Close(CLOSE_OVERLOADED, "overloaded", None),
+            frame = rx.recv() => {
+                let Some(frame) = frame else {
+                    return End::Close(CLOSE_INTERNAL, "unavailable", None);
+                };
+                let mut bytes = frame.len();
+                let mut batch = vec![frame];
+                while batch.len() < MAX_BATCH {
+                    let Some(next) = rx.try_recv() else { break };
+                    bytes += next.len();
+                    batch.push(next);
+                }
+                let send = async {
+                    for frame in batch {
+                        socket.feed(Message::Text(frame)).await?;
+                    }
+                    socket.flush().await
+                };
+                if let Some(end) = guarded(state, outbox, send).await {
+                    return end;
+                }
+                outbox.sent(bytes);
+            }
+            received = socket.recv() => {
+                let Some(Ok(message)) = received else { return End::Drop };
+                last_seen = Instant::now();
+                match message {
+                    Message::Text(text) => {
+                        // A repeated `auth` is harmless; anything else is a protocol error.
+                        if let Err(error) = ClientMessage::parse(&text) {
+                            return invalid(&error.to_string());
+                        }
+                    }
+                    Message::Binary(_) => return invalid("binary messages are not supported"),
+                    Message::Close(_) => return End::PeerClosed,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= settings.idle_timeout {
+                    tracing::debug!("browser silent too long: dropped");
+                    return End::Drop;
+                }
+                let send = socket.send(Message::Ping(bytes::Bytes::new()));
+                if let Some(end) = guarded(state, outbox, send).await {
+                    return end;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a write, abandoning it when the socket overflows or the hub shuts down.
+async fn guarded(
+    state: &SharedState,
+    outbox: &Outbox,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Option<End> {
+    tokio::select! {
+        biased;
+        () = state.shutdown.cancelled() => Some(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
+        () = outbox.overloaded() => Some(End::Close(CLOSE_OVERLOADED, "overloaded", None)),
+        result = write => result.err().map(|_| End::Drop),
+    }
+}
+
+/// Sends `error` (if any) and a close frame, then waits briefly for the browser's
+/// close so that it reads everything before the TCP connection goes away.
+async fn close(
+    socket: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+    error: Option<Frame>,
+    limit: Duration,
+) {
+    let handshake = async {
+        if let Some(error) = error {
+            socket.feed(Message::Text(error)).await?;
+        }
+        socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            })))
+            .await?;
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    };
+    let _ = tokio::time::timeout(limit, handshake).await;
+}
+
+/// Counts authenticated sockets in the gauge while alive.
+struct SocketGauge;
+
+impl SocketGauge {
+    fn new() -> Self {
+        metrics::gauge!(SOCKETS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for SocketGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(SOCKETS).decrement(1.0);
+    }
+}

@@ -1,0 +1,317 @@
+//! The hub's shared state, its router and its lifecycle (serve, drain, shut down).
+//!
+//! Everything a handler needs lives in one [`AppState`] behind an `Arc`; handlers
+//! stay thin and call into the modules named for each step of the data path.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::routing::{delete, get, post};
+use coven_contract::signature::Verifier;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::broker::{Broker, BrokerLimits, InProcessBroker};
+use crate::jwt::{JwksKeySource, JwtVerifier, KeySource};
+use crate::rate_limit::RateLimiter;
+use crate::rooms::{CreatedRoom, RoomsBackend};
+use crate::settings::HubSettings;
+use crate::{health, idempotency, ingest, metrics, rooms, socket};
+
+/// The `Arc` every handler receives.
+pub(crate) type SharedState = Arc<AppState>;
+
+/// Everything the handlers share.
+pub(crate) struct AppState {
+    pub(crate) settings: HubSettings,
+    pub(crate) webhook_verifier: Verifier,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) jwt: JwtVerifier,
+    pub(crate) key_sources: usize,
+    pub(crate) rooms: Arc<dyn RoomsBackend>,
+    pub(crate) room_idempotency: idempotency::IdempotencyStore<(String, String), CreatedRoom>,
+    pub(crate) rate_limiter: RateLimiter,
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) ready: AtomicBool,
+    connections: AtomicUsize,
+    drained: Notify,
+}
+
+impl AppState {
+    /// Counts one open browser socket until the guard drops.
+    pub(crate) fn connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.clone())
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the socket count on drop.
+pub(crate) struct ConnectionGuard(Arc<AppState>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.connections.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// Builds a [`Hub`] with optional extra key sources or another broker.
+pub struct HubBuilder {
+    settings: HubSettings,
+    rooms: Arc<dyn RoomsBackend>,
+    key_sources: Vec<Arc<dyn KeySource>>,
+    broker: Option<Arc<dyn Broker>>,
+}
+
+impl HubBuilder {
+    /// Trusts one more source of JWT verification keys (tried after the JWKS URL's).
+    #[must_use]
+    pub fn key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.key_sources.push(source);
+        self
+    }
+
+    /// Uses `broker` instead of the in-process one.
+    #[must_use]
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// The hub.
+    pub fn build(self) -> Hub {
+        let settings = self.settings;
+        let mut jwt = JwtVerifier::new(
+            settings.jwt_issuer.clone(),
+            settings.jwt_audience.clone(),
+            settings.jwt_leeway,
+        );
+        let mut key_sources = 0;
+        if let Some(url) = &settings.jwt_public_jwk_url {
+            jwt.add_source(Arc::new(JwksKeySource::new(
+                url.clone(),
+                settings.jwks_refresh_interval,
+            )));
+            key_sources += 1;
+        }
+        for source in self.key_sources {
+            jwt.add_source(source);
+            key_sources += 1;
+        }
+        let broker = self.broker.unwrap_or_else(|| {
+            Arc::new(InProcessBroker::new(BrokerLimits {
+                replay_capacity: settings.replay_capacity,
+                replay_max_age: settings.replay_max_age,
+                dedupe_capacity: settings.dedupe_capacity,
+                dedupe_max_age: settings.dedupe_max_age,
+            }))
+        });
+        let state = AppState {
+            webhook_verifier: Verifier::new(settings.hub_secrets.clone()),
+            broker,
+            jwt,
+            key_sources,
+            rooms: self.rooms,
+            room_idempotency: idempotency::IdempotencyStore::new(
+                settings.idempotency_capacity,
+                settings.idempotency_max_age,
+            ),
+            rate_limiter: RateLimiter::new(settings.rooms_rate_burst, settings.rooms_rate_period),
+            metrics: metrics::handle(settings.metrics.clone()),
+            shutdown: CancellationToken::new(),
+            ready: AtomicBool::new(true),
+            connections: AtomicUsize::new(0),
+            drained: Notify::new(),
+            settings,
+        };
+        Hub {
+            state: Arc::new(state),
+        }
+    }
+}
+
+/// A configured hub: build its router, or serve it until shutdown.
+#[derive(Clone)]
+pub struct Hub {
+    state: SharedState,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.state.connections())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// A hub with the in-process broker and, when configured, the JWKS key source.
+    pub fn new(settings: HubSettings, rooms: Arc<dyn RoomsBackend>) -> Self {
+        Self::builder(settings, rooms).build()
+    }
+
+    /// A builder, to add key sources or another broker.
+    pub fn builder(settings: HubSettings, rooms: Arc<dyn RoomsBackend>) -> HubBuilder {
+        HubBuilder {
+            settings,
+            rooms,
+            key_sources: Vec::new(),
+            broker: None,
+        }
+    }
+
+    /// The broker events are published through (to publish from in-process code).
+    pub fn broker(&self) -> Arc<dyn Broker> {
+        self.state.broker.clone()
+    }
+
+    /// Open browser sockets.
+    pub fn connections(&self) -> usize {
+        self.state.connections()
+    }
+
+    /// Starts shutting down: readiness turns 503 and every browser is closed with 1001.
+    pub fn begin_shutdown(&self) {
+        self.state.ready.store(false, Ordering::Relaxed);
+        self.state.shutdown.cancel();
+    }
+
+    /// The full router, with CORS, request ids and request tracing.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let api = Router::new()
+            .route("/api/internal/events", post(ingest::ingest))
+            .route("/api/ws", get(socket::upgrade))
+            .route("/api/create-room", post(rooms::create_room))
+            .route("/api/end-room/{channel_id}", delete(rooms::end_room))
+            .route("/health", get(health::health))
+            .route("/metrics", get(metrics::metrics))
+            .with_state(state.clone());
+        let request_id = HeaderName::from_static("x-request-id");
+        let mut router = api
+            .layer(
+                TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id.clone()))
+            .layer(SetRequestIdLayer::new(request_id, RequestIds::default()));
+        if let Some(origin) = &state.settings.web_origin {
+            let origin = origin.origin().ascii_serialization();
+            if let Ok(origin) = HeaderValue::from_str(&origin) {
+                router = router.layer(
+                    CorsLayer::new()
+                        .allow_origin(origin)
+                        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                        .allow_headers([
+                            header::AUTHORIZATION,
+                            header::CONTENT_TYPE,
+                            HeaderName::from_static("idempotency-key"),
+                        ])
+                        .expose_headers([header::RETRY_AFTER])
+                        .max_age(Duration::from_secs(600)),
+                );
+            }
+        }
+        router
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then drains: browsers get
+    /// 1001, in-flight requests finish, for at most the drain timeout.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let hub = self.clone();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("hub shutting down");
+            hub.begin_shutdown();
+        };
+        let drain = self.state.settings.drain_timeout;
+        let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
+        let token = self.state.shutdown.clone();
+        let server = async move {
+            let mut server = std::pin::pin!(server.into_future());
+            tokio::select! {
+                result = &mut server => result,
+                () = async { token.cancelled().await; tokio::time::sleep(drain).await } => {
+                    tracing::warn!("HTTP requests still running after the drain timeout");
+                    Ok(())
+                }
+            }
+        };
+        server.await?;
+        self.wait_for_sockets(drain).await;
+        tracing::info!("hub stopped");
+        Ok(())
+    }
+
+    async fn wait_for_sockets(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.state.drained.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.connections() == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(
+                    sockets = self.state.connections(),
+                    "sockets still open after the drain timeout"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter, cheap and unique enough
+/// to follow one request through the logs.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self {
+            prefix: rand::random(),
+            next: Arc::new(AtomicU64::new(1)),
+        }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:08x}-{n}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
+}

@@ -23,10 +23,24 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_sim/state", get(state))
         .route("/_sim/counters", get(counters))
         .route("/_sim/gateway/fault", post(fault))
-        .route("/_sim/gateway/reconnect", post(|s| simple(s, Fault::Reconnect)))
-        .route("/_sim/gateway/drop", post(|s| simple(s, Fault::DropTcp)))
-        .route("/_sim/gateway/zombie", post(|s| simple(s, Fault::Zombie)))
-        .route("/_sim/gateway/heartbeat-request", post(|s| simple(s, Fault::RequestHeartbeat)))
+        .route(
+            "/_sim/gateway/reconnect",
+            post(|State(s): State<Arc<Shared>>| async move { inject_fault(&s, &Fault::Reconnect) }),
+        )
+        .route(
+            "/_sim/gateway/drop",
+            post(|State(s): State<Arc<Shared>>| async move { inject_fault(&s, &Fault::DropTcp) }),
+        )
+        .route(
+            "/_sim/gateway/zombie",
+            post(|State(s): State<Arc<Shared>>| async move { inject_fault(&s, &Fault::Zombie) }),
+        )
+        .route(
+            "/_sim/gateway/heartbeat-request",
+            post(|State(s): State<Arc<Shared>>| async move {
+                inject_fault(&s, &Fault::RequestHeartbeat)
+            }),
+        )
         .route("/_sim/users", post(add_user))
         .route("/_sim/users/{user_id}/join", post(join))
         .route("/_sim/users/{user_id}/move", post(move_user))
@@ -79,11 +93,11 @@ async fn counters(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn fault(State(shared): State<Arc<Shared>>, Json(f): Json<Fault>) -> Response {
-    simple(State(shared), f).await
+    inject_fault(&shared, &f)
 }
 
-async fn simple(State(shared): State<Arc<Shared>>, f: Fault) -> Response {
-    let n = handle(shared).inject(&f);
+fn inject_fault(shared: &Arc<Shared>, f: &Fault) -> Response {
+    let n = handle(shared.clone()).inject(f);
     Json(json!({"connections": n})).into_response()
 }
 
@@ -108,20 +122,48 @@ fn de_snowflake<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
     crate::rest::snowflake_value(&v).ok_or_else(|| serde::de::Error::custom("expected a snowflake"))
 }
 
-async fn join(State(shared): State<Arc<Shared>>, Path(user): Path<u64>, Json(t): Json<Target>) -> Response {
-    world_result(handle(shared).user_join(user, t.channel_id).map(|()| json!({"ok": true})))
+async fn join(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<u64>,
+    Json(t): Json<Target>,
+) -> Response {
+    world_result(
+        handle(shared)
+            .user_join(user, t.channel_id)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
-async fn move_user(State(shared): State<Arc<Shared>>, Path(user): Path<u64>, Json(t): Json<Target>) -> Response {
-    world_result(handle(shared).user_move(user, t.channel_id).map(|()| json!({"ok": true})))
+async fn move_user(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<u64>,
+    Json(t): Json<Target>,
+) -> Response {
+    world_result(
+        handle(shared)
+            .user_move(user, t.channel_id)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 async fn leave(State(shared): State<Arc<Shared>>, Path(user): Path<u64>) -> Response {
-    world_result(handle(shared).user_leave(user).map(|()| json!({"ok": true})))
+    world_result(
+        handle(shared)
+            .user_leave(user)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
-async fn flags(State(shared): State<Arc<Shared>>, Path(user): Path<u64>, Json(f): Json<VoiceFlags>) -> Response {
-    world_result(handle(shared).user_set_flags(user, f).map(|()| json!({"ok": true})))
+async fn flags(
+    State(shared): State<Arc<Shared>>,
+    Path(user): Path<u64>,
+    Json(f): Json<VoiceFlags>,
+) -> Response {
+    world_result(
+        handle(shared)
+            .user_set_flags(user, f)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 #[derive(Deserialize)]
@@ -139,11 +181,19 @@ fn voice() -> u8 {
 
 async fn create_channel(State(shared): State<Arc<Shared>>, Json(b): Json<NewChannel>) -> Response {
     let parent = b.parent_id.and_then(|p| p.parse().ok());
-    world_result(handle(shared).create_channel(&b.name, b.r#type, parent).map(|id| json!({"id": id.to_string()})))
+    world_result(
+        handle(shared)
+            .create_channel(&b.name, b.r#type, parent)
+            .map(|id| json!({"id": id.to_string()})),
+    )
 }
 
 async fn delete_channel(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
-    world_result(handle(shared).delete_channel(id).map(|()| json!({"ok": true})))
+    world_result(
+        handle(shared)
+            .delete_channel(id)
+            .map(|()| json!({"ok": true})),
+    )
 }
 
 #[derive(Deserialize)]
@@ -159,7 +209,7 @@ fn one() -> u32 {
 }
 
 async fn inject_rest(State(shared): State<Arc<Shared>>, Json(b): Json<Inject>) -> Response {
-    handle(shared).inject_rest(&b.route, b.response, b.count);
+    handle(shared).inject_rest(&b.route, &b.response, b.count);
     Json(json!({"ok": true})).into_response()
 }
 

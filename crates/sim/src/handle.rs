@@ -47,12 +47,19 @@ impl SimHandle {
     }
 
     /// Waits until `cond` holds for the counters, or fails after `timeout`.
-    pub async fn wait_for(&self, mut cond: impl FnMut(&Counters) -> bool, timeout: Duration) -> Result<Counters, WaitTimeout> {
+    pub async fn wait_for(
+        &self,
+        mut cond: impl FnMut(&Counters) -> bool,
+        timeout: Duration,
+    ) -> Result<Counters, WaitTimeout> {
         let mut rx = self.shared.counters.subscribe();
         let result = tokio::time::timeout(timeout, rx.wait_for(|c| cond(c))).await;
         match result {
             Ok(Ok(c)) => Ok(c.clone()),
-            _ => Err(WaitTimeout { timeout, last: self.counters() }),
+            _ => Err(WaitTimeout {
+                timeout,
+                last: self.counters(),
+            }),
         }
     }
 
@@ -63,7 +70,12 @@ impl SimHandle {
 
     /// A simulated user joins a voice channel (or moves there): `VOICE_STATE_UPDATE`.
     pub fn user_join(&self, user_id: u64, channel_id: u64) -> Result<(), WorldError> {
-        self.shared.mutate(|w| Ok(((), w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?)))
+        self.shared.mutate(|w| {
+            Ok((
+                (),
+                w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?,
+            ))
+        })
     }
 
     /// A simulated user in voice moves to another channel: one `VOICE_STATE_UPDATE`.
@@ -72,18 +84,23 @@ impl SimHandle {
             if !w.voice_states.contains_key(&user_id) {
                 return Err(WorldError::NotInVoice(user_id));
             }
-            Ok(((), w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?))
+            Ok((
+                (),
+                w.voice_connect(user_id, channel_id, None, VoiceFlags::default())?,
+            ))
         })
     }
 
     /// A simulated user leaves voice: `VOICE_STATE_UPDATE` with `channel_id: null`.
     pub fn user_leave(&self, user_id: u64) -> Result<(), WorldError> {
-        self.shared.mutate(|w| Ok(((), w.voice_disconnect(user_id)?)))
+        self.shared
+            .mutate(|w| Ok(((), w.voice_disconnect(user_id)?)))
     }
 
     /// Changes mute/deafen (self or server), video or streaming of a user in voice.
     pub fn user_set_flags(&self, user_id: u64, flags: VoiceFlags) -> Result<(), WorldError> {
-        self.shared.mutate(|w| Ok(((), w.voice_flags(user_id, flags)?)))
+        self.shared
+            .mutate(|w| Ok(((), w.voice_flags(user_id, flags)?)))
     }
 
     /// Creates a new user and adds them to the guild (`GUILD_MEMBER_ADD`); returns the id.
@@ -98,11 +115,21 @@ impl SimHandle {
 
     /// The voice channel a user is in.
     pub fn voice_channel_of(&self, user_id: u64) -> Option<u64> {
-        self.shared.core().world.voice_states.get(&user_id).map(|v| v.channel_id)
+        self.shared
+            .core()
+            .world
+            .voice_states
+            .get(&user_id)
+            .map(|v| v.channel_id)
     }
 
     /// Creates a channel as if someone did it in the client: `CHANNEL_CREATE`.
-    pub fn create_channel(&self, name: &str, kind: u8, parent_id: Option<u64>) -> Result<u64, WorldError> {
+    pub fn create_channel(
+        &self,
+        name: &str,
+        kind: u8,
+        parent_id: Option<u64>,
+    ) -> Result<u64, WorldError> {
         let voice = kind == channel_type::VOICE;
         let channel = Channel {
             id: 0,
@@ -124,13 +151,17 @@ impl SimHandle {
 
     /// Deletes a channel: `CHANNEL_DELETE` (and voice leaves of its users).
     pub fn delete_channel(&self, channel_id: u64) -> Result<(), WorldError> {
-        self.shared.mutate(|w| Ok(((), w.delete_channel(channel_id)?.1)))
+        self.shared
+            .mutate(|w| Ok(((), w.delete_channel(channel_id)?.1)))
     }
 
     /// A channel in Discord's JSON shape.
     pub fn channel_json(&self, channel_id: u64) -> Option<Value> {
         let core = self.shared.core();
-        core.world.channels.get(&channel_id).map(|c| shapes::channel(&core.world, c))
+        core.world
+            .channels
+            .get(&channel_id)
+            .map(|c| shapes::channel(&core.world, c))
     }
 
     /// Ids of every channel.
@@ -151,7 +182,10 @@ impl SimHandle {
     /// Injects a fault into every open gateway connection; returns how many were reached.
     pub fn inject(&self, fault: &Fault) -> usize {
         let core = self.shared.core();
-        core.connections.values().filter(|tx| tx.send(Out::Fault(fault.clone())).is_ok()).count()
+        core.connections
+            .values()
+            .filter(|tx| tx.send(Out::Fault(*fault)).is_ok())
+            .count()
     }
 
     /// Sends op 7 RECONNECT.
@@ -190,7 +224,7 @@ impl SimHandle {
     }
 
     /// Queues responses to inject for a route key such as `POST /guilds/{guild_id}/channels`.
-    pub fn inject_rest(&self, route: &str, response: InjectedResponse, count: u32) {
+    pub fn inject_rest(&self, route: &str, response: &InjectedResponse, count: u32) {
         let mut rest = self.shared.rest();
         let q = rest.injected.entry(route.to_owned()).or_default();
         for _ in 0..count {
@@ -200,12 +234,16 @@ impl SimHandle {
 
     /// The next `count` responses of a route fail with `status` (e.g. 500, 502).
     pub fn fail_next(&self, route: &str, count: u32, status: u16) {
-        self.inject_rest(route, InjectedResponse::Status { status }, count);
+        self.inject_rest(route, &InjectedResponse::Status { status }, count);
     }
 
     /// The next `count` responses of a route are shared-scope 429s.
     pub fn shared_429_next(&self, route: &str, count: u32, retry_after_secs: u16) {
-        self.inject_rest(route, InjectedResponse::Shared429 { retry_after_secs }, count);
+        self.inject_rest(
+            route,
+            &InjectedResponse::Shared429 { retry_after_secs },
+            count,
+        );
     }
 
     /// REST requests received so far.

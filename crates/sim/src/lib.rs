@@ -51,7 +51,10 @@ impl Simulator {
     /// Binds `config.bind` (must be a loopback address) and starts serving.
     pub async fn start(config: SimConfig) -> io::Result<Self> {
         if !config.bind.ip().is_loopback() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the simulator only listens on loopback"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the simulator only listens on loopback",
+            ));
         }
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
@@ -75,7 +78,11 @@ impl Simulator {
             }
         });
         tracing::info!(%addr, "discord simulator listening");
-        Ok(Self { shared, stop: Some(stop), task })
+        Ok(Self {
+            shared,
+            stop: Some(stop),
+            task,
+        })
     }
 
     /// The address it listens on.
@@ -110,7 +117,12 @@ impl Simulator {
 
     /// The OAuth2 client id (the application id unless configured).
     pub fn oauth_client_id(&self) -> String {
-        self.shared.config.oauth.client_id.clone().unwrap_or_else(|| self.handle().seed().bot_user_id.to_string())
+        self.shared
+            .config
+            .oauth
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.handle().seed().bot_user_id.to_string())
     }
 
     /// The configuration it runs with.
@@ -120,7 +132,9 @@ impl Simulator {
 
     /// A handle for users, faults, counters and assertions.
     pub fn handle(&self) -> SimHandle {
-        SimHandle { shared: self.shared.clone() }
+        SimHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The lines `coven sim` prints: gateway URL, API URL, bot token, guild id, control endpoint.
@@ -145,7 +159,12 @@ impl fmt::Display for Simulator {
         writeln!(f, "api url:       {}", self.api_url())?;
         writeln!(f, "bot token:     {}", self.bot_token())?;
         writeln!(f, "guild id:      {}", self.guild_id())?;
-        writeln!(f, "oauth client:  {} / {}", self.oauth_client_id(), self.shared.config.oauth.client_secret)?;
+        writeln!(
+            f,
+            "oauth client:  {} / {}",
+            self.oauth_client_id(),
+            self.shared.config.oauth.client_secret
+        )?;
         write!(f, "control:       {}", self.control_url())
     }
 }

@@ -138,7 +138,10 @@ pub fn voice_state(world: &World, vs: &VoiceState, with_guild: bool) -> Value {
 
 /// The `VOICE_STATE_UPDATE` of a user who left voice (`channel_id: null`).
 pub fn voice_state_left(world: &World, user_id: u64) -> Value {
-    let deaf_mute = world.members.get(&user_id).map_or((false, false), |m| (m.deaf, m.mute));
+    let deaf_mute = world
+        .members
+        .get(&user_id)
+        .map_or((false, false), |m| (m.deaf, m.mute));
     let mut v = json!({
         "guild_id": world.guild_id.to_string(),
         "channel_id": null,
@@ -183,7 +186,11 @@ pub fn guild_create(world: &World, with_voice_states: bool) -> Value {
     let channels: Vec<Value> = world.channels.values().map(|c| channel(world, c)).collect();
     let members: Vec<Value> = world.members.values().map(|m| member(world, m)).collect();
     let voice_states: Vec<Value> = if with_voice_states {
-        world.voice_states.values().map(|v| voice_state(world, v, false)).collect()
+        world
+            .voice_states
+            .values()
+            .map(|v| voice_state(world, v, false))
+            .collect()
     } else {
         Vec::new()
     };
@@ -257,7 +264,15 @@ fn guild_base(world: &World) -> Value {
 }
 
 /// A message object as returned by `POST /channels/{c}/messages` and sent in `MESSAGE_CREATE`.
-pub fn message(world: &World, id: u64, channel_id: u64, author_id: u64, content: &str, tts: bool, embeds: &Value) -> Value {
+pub fn message(
+    world: &World,
+    id: u64,
+    channel_id: u64,
+    author_id: u64,
+    content: &str,
+    tts: bool,
+    embeds: &Value,
+) -> Value {
     json!({
         "id": id.to_string(),
         "type": 0,
@@ -282,8 +297,27 @@ pub fn message(world: &World, id: u64, channel_id: u64, author_id: u64, content:
     })
 }
 
+/// The terms of an invite.
+#[derive(Clone, Copy, Debug)]
+pub struct InviteTerms {
+    /// Seconds until expiry (0 = never).
+    pub max_age: u64,
+    /// Maximum uses (0 = unlimited).
+    pub max_uses: u64,
+    /// Temporary membership.
+    pub temporary: bool,
+    /// Creation time, Unix ms.
+    pub created_ms: u64,
+}
+
 /// An invite object for a channel of the guild.
-pub fn invite(world: &World, code: &str, c: &Channel, inviter: u64, max_age: u64, max_uses: u64, temporary: bool, created: u64) -> Value {
+pub fn invite(world: &World, code: &str, c: &Channel, inviter: u64, terms: InviteTerms) -> Value {
+    let InviteTerms {
+        max_age,
+        max_uses,
+        temporary,
+        created_ms: created,
+    } = terms;
     let expires = (max_age > 0).then(|| iso8601(created + max_age * 1000));
     json!({
         "type": 0,

@@ -28,7 +28,7 @@ impl Snowflakes {
     }
 
     /// A snowflake for the current time.
-    pub fn next(&mut self) -> u64 {
+    pub fn now(&mut self) -> u64 {
         self.at(now_ms())
     }
 }

@@ -36,7 +36,11 @@ pub struct Dispatch {
 impl Dispatch {
     /// A dispatch for every session whose intents allow it.
     pub fn new(event: &str, data: Value) -> Self {
-        Self { event: event.to_owned(), data, only_session: None }
+        Self {
+            event: event.to_owned(),
+            data,
+            only_session: None,
+        }
     }
 }
 
@@ -125,6 +129,7 @@ impl Channel {
 
 /// A user's voice state in the guild.
 #[derive(Clone, Debug, Serialize)]
+#[allow(clippy::struct_excessive_bools)] // Discord's voice state is a set of flags.
 pub struct VoiceState {
     /// The user.
     pub user_id: u64,
@@ -258,13 +263,18 @@ fn user(id: u64, name: &str, bot: bool) -> User {
         username: name.to_lowercase().replace(' ', "_"),
         global_name: Some(cap),
         bot,
-        email: if bot { None } else { Some(format!("{name}@example.invalid")) },
+        email: if bot {
+            None
+        } else {
+            Some(format!("{name}@example.invalid"))
+        },
     }
 }
 
 impl World {
     /// The seeded world: guild "Spell Coven" with a category, three voice channels,
     /// a text channel, six human members plus the bot, and alice and bob in "Table 1".
+    #[allow(clippy::too_many_lines)] // one linear description of the seed
     pub fn seeded() -> Self {
         let mut ids = Snowflakes::new();
         let mut t = SEED_TIME_MS;
@@ -294,7 +304,14 @@ impl World {
         for &id in member_user_ids.iter().chain(std::iter::once(&bot_user_id)) {
             members.insert(
                 id,
-                Member { user_id: id, nick: None, roles: vec![], joined_at_ms: SEED_TIME_MS, mute: false, deaf: false },
+                Member {
+                    user_id: id,
+                    nick: None,
+                    roles: vec![],
+                    joined_at_ms: SEED_TIME_MS,
+                    mute: false,
+                    deaf: false,
+                },
             );
         }
         let mut channels = BTreeMap::new();
@@ -326,7 +343,13 @@ impl World {
         let mut voice_channel_ids = Vec::new();
         for (i, name) in ["Table 1", "Table 2", "Table 3"].iter().enumerate() {
             let id = ids.at(next());
-            add(id, channel_type::VOICE, name, i64::try_from(i).unwrap_or(0), Some(category_id));
+            add(
+                id,
+                channel_type::VOICE,
+                name,
+                i64::try_from(i).unwrap_or(0),
+                Some(category_id),
+            );
             voice_channel_ids.push(id);
         }
         let mut world = Self {
@@ -442,13 +465,20 @@ impl World {
     }
 
     /// Changes voice flags of a user in voice.
-    pub fn voice_flags(&mut self, user_id: u64, flags: VoiceFlags) -> Result<Vec<Dispatch>, WorldError> {
+    pub fn voice_flags(
+        &mut self,
+        user_id: u64,
+        flags: VoiceFlags,
+    ) -> Result<Vec<Dispatch>, WorldError> {
         self.apply_flags(user_id, flags)?;
         Ok(vec![self.voice_dispatch(user_id)])
     }
 
     fn apply_flags(&mut self, user_id: u64, flags: VoiceFlags) -> Result<(), WorldError> {
-        let vs = self.voice_states.get_mut(&user_id).ok_or(WorldError::NotInVoice(user_id))?;
+        let vs = self
+            .voice_states
+            .get_mut(&user_id)
+            .ok_or(WorldError::NotInVoice(user_id))?;
         let set = |v: &mut bool, f: Option<bool>| {
             if let Some(f) = f {
                 *v = f;
@@ -468,13 +498,16 @@ impl World {
     }
 
     /// Creates a channel and returns its id with `CHANNEL_CREATE`.
-    pub fn create_channel(&mut self, mut channel: Channel) -> Result<(u64, Vec<Dispatch>), WorldError> {
-        if let Some(p) = channel.parent_id {
-            if self.channel(p).map(|c| c.kind) != Ok(channel_type::CATEGORY) {
-                return Err(WorldError::InvalidParent(p));
-            }
+    pub fn create_channel(
+        &mut self,
+        mut channel: Channel,
+    ) -> Result<(u64, Vec<Dispatch>), WorldError> {
+        if let Some(p) = channel.parent_id
+            && self.channel(p).map(|c| c.kind) != Ok(channel_type::CATEGORY)
+        {
+            return Err(WorldError::InvalidParent(p));
         }
-        channel.id = self.ids.next();
+        channel.id = self.ids.now();
         let id = channel.id;
         self.channels.insert(id, channel);
         let d = Dispatch::new("CHANNEL_CREATE", shapes::channel(self, &self.channels[&id]));
@@ -483,40 +516,61 @@ impl World {
 
     /// `CHANNEL_UPDATE` for a channel changed in place.
     pub fn channel_updated(&self, id: u64) -> Result<Vec<Dispatch>, WorldError> {
-        Ok(vec![Dispatch::new("CHANNEL_UPDATE", shapes::channel(self, self.channel(id)?))])
+        Ok(vec![Dispatch::new(
+            "CHANNEL_UPDATE",
+            shapes::channel(self, self.channel(id)?),
+        )])
     }
 
     /// Deletes a channel: disconnects its voice users, orphans its children, `CHANNEL_DELETE`.
     pub fn delete_channel(&mut self, id: u64) -> Result<(Channel, Vec<Dispatch>), WorldError> {
-        let channel = self.channels.remove(&id).ok_or(WorldError::UnknownChannel(id))?;
+        let channel = self
+            .channels
+            .remove(&id)
+            .ok_or(WorldError::UnknownChannel(id))?;
         let mut out = Vec::new();
-        let in_voice: Vec<u64> =
-            self.voice_states.values().filter(|v| v.channel_id == id).map(|v| v.user_id).collect();
+        let in_voice: Vec<u64> = self
+            .voice_states
+            .values()
+            .filter(|v| v.channel_id == id)
+            .map(|v| v.user_id)
+            .collect();
         for u in in_voice {
             out.extend(self.voice_disconnect(u)?);
         }
-        let children: Vec<u64> =
-            self.channels.values().filter(|c| c.parent_id == Some(id)).map(|c| c.id).collect();
+        let children: Vec<u64> = self
+            .channels
+            .values()
+            .filter(|c| c.parent_id == Some(id))
+            .map(|c| c.id)
+            .collect();
         for c in children {
             if let Some(ch) = self.channels.get_mut(&c) {
                 ch.parent_id = None;
             }
             out.extend(self.channel_updated(c)?);
         }
-        let mut deleted = vec![Dispatch::new("CHANNEL_DELETE", shapes::channel(self, &channel))];
+        let mut deleted = vec![Dispatch::new(
+            "CHANNEL_DELETE",
+            shapes::channel(self, &channel),
+        )];
         deleted.append(&mut out);
         Ok((channel, deleted))
     }
 
     /// Creates a new user (not yet a member).
     pub fn create_user(&mut self, username: &str) -> u64 {
-        let id = self.ids.next();
+        let id = self.ids.now();
         self.users.insert(id, user(id, username, false));
         id
     }
 
     /// Adds an existing user to the guild, `GUILD_MEMBER_ADD`. `None` when already a member.
-    pub fn add_member(&mut self, user_id: u64, nick: Option<String>) -> Result<Option<Vec<Dispatch>>, WorldError> {
+    pub fn add_member(
+        &mut self,
+        user_id: u64,
+        nick: Option<String>,
+    ) -> Result<Option<Vec<Dispatch>>, WorldError> {
         if !self.users.contains_key(&user_id) {
             return Err(WorldError::UnknownUser(user_id));
         }
@@ -525,7 +579,14 @@ impl World {
         }
         self.members.insert(
             user_id,
-            Member { user_id, nick, roles: vec![], joined_at_ms: now_ms(), mute: false, deaf: false },
+            Member {
+                user_id,
+                nick,
+                roles: vec![],
+                joined_at_ms: now_ms(),
+                mute: false,
+                deaf: false,
+            },
         );
         let mut d = shapes::member(self, &self.members[&user_id]);
         if let Some(obj) = d.as_object_mut() {

@@ -1,4 +1,4 @@
-//! Gateway protocol tests with a raw WebSocket client: HELLO/IDENTIFY/READY/GUILD_CREATE,
+//! Gateway protocol tests with a raw WebSocket client: `HELLO`, `IDENTIFY`, `READY`, `GUILD_CREATE`,
 //! heartbeats, compression, close codes, RESUME replay, op 9, op 4 and intent filtering.
 
 mod common;
@@ -59,7 +59,11 @@ async fn heartbeat_is_acked_and_server_can_request_one() {
 #[tokio::test]
 async fn zlib_stream_frames_inflate_as_one_stream() {
     let sim = start().await;
-    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json&compress=zlib-stream").await;
+    let mut c = Raw::connect(
+        &sim.gateway_url(),
+        "v=10&encoding=json&compress=zlib-stream",
+    )
+    .await;
     assert_eq!(c.payload().await["op"], 10);
     c.identify(sim.bot_token(), GUILDS).await;
     c.dispatch("READY").await;
@@ -80,10 +84,27 @@ async fn close_codes_for_protocol_errors() {
     let sim = start().await;
     let token = sim.bot_token().to_owned();
     let props = json!({"os": "linux", "browser": "t", "device": "t"});
-    assert_eq!(closed_with(&sim, json!({"op": 2, "d": {"token": "wrong", "intents": 1, "properties": props}})).await, Some(4004));
-    assert_eq!(closed_with(&sim, json!({"op": 2, "d": {"token": token, "intents": 1u64 << 40, "properties": props}})).await, Some(4013));
+    assert_eq!(
+        closed_with(
+            &sim,
+            json!({"op": 2, "d": {"token": "wrong", "intents": 1, "properties": props}})
+        )
+        .await,
+        Some(4004)
+    );
+    assert_eq!(
+        closed_with(
+            &sim,
+            json!({"op": 2, "d": {"token": token, "intents": 1u64 << 40, "properties": props}})
+        )
+        .await,
+        Some(4013)
+    );
     assert_eq!(closed_with(&sim, json!({"op": 4, "d": {"guild_id": "1", "channel_id": null, "self_mute": false, "self_deaf": false}})).await, Some(4003));
-    assert_eq!(closed_with(&sim, json!({"op": 99, "d": null})).await, Some(4001));
+    assert_eq!(
+        closed_with(&sim, json!({"op": 99, "d": null})).await,
+        Some(4001)
+    );
     // Bad JSON and oversized payloads: 4002.
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
@@ -91,7 +112,8 @@ async fn close_codes_for_protocol_errors() {
     assert_eq!(c.close_code().await, Some(4002));
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
-    c.send_text(json!({"op": 1, "d": null, "pad": "x".repeat(5000)}).to_string()).await;
+    c.send_text(json!({"op": 1, "d": null, "pad": "x".repeat(5000)}).to_string())
+        .await;
     assert_eq!(c.close_code().await, Some(4002));
     // A second IDENTIFY: 4005.
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
@@ -122,34 +144,63 @@ async fn resume_replays_missed_dispatches_then_resumed() {
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
     c.identify(sim.bot_token(), GUILDS | VOICE).await;
-    let session = c.dispatch("READY").await["d"]["session_id"].as_str().unwrap().to_owned();
+    let session = c.dispatch("READY").await["d"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let seq = c.dispatch("GUILD_CREATE").await["s"].as_u64().unwrap();
     // Drop without a close frame from our side's perspective: the simulator drops TCP.
     h.drop_tcp();
     assert!(matches!(c.next().await, Got::Closed(_)));
-    h.wait_for(|c| c.active_connections == 0, STEP).await.unwrap();
-    h.user_join(seed.member_user_ids[2], seed.voice_channel_ids[1]).unwrap();
-    h.user_set_flags(seed.member_user_ids[2], VoiceFlags { self_video: Some(true), ..VoiceFlags::default() }).unwrap();
+    h.wait_for(|c| c.active_connections == 0, STEP)
+        .await
+        .unwrap();
+    h.user_join(seed.member_user_ids[2], seed.voice_channel_ids[1])
+        .unwrap();
+    h.user_set_flags(
+        seed.member_user_ids[2],
+        VoiceFlags {
+            self_video: Some(true),
+            ..VoiceFlags::default()
+        },
+    )
+    .unwrap();
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
-    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": seq}})).await;
+    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": seq}}))
+        .await;
     let join = c.payload().await;
-    assert_eq!((join["t"].as_str(), join["s"].as_u64()), (Some("VOICE_STATE_UPDATE"), Some(seq + 1)));
-    assert_eq!(join["d"]["channel_id"], seed.voice_channel_ids[1].to_string());
+    assert_eq!(
+        (join["t"].as_str(), join["s"].as_u64()),
+        (Some("VOICE_STATE_UPDATE"), Some(seq + 1))
+    );
+    assert_eq!(
+        join["d"]["channel_id"],
+        seed.voice_channel_ids[1].to_string()
+    );
     let video = c.payload().await;
     assert_eq!(video["d"]["self_video"], true);
     let resumed = c.payload().await;
-    assert_eq!((resumed["t"].as_str(), resumed["s"].as_u64()), (Some("RESUMED"), Some(seq + 3)));
+    assert_eq!(
+        (resumed["t"].as_str(), resumed["s"].as_u64()),
+        (Some("RESUMED"), Some(seq + 3))
+    );
     assert_eq!(h.counters().resumes, 1);
     assert_eq!(h.counters().identifies, 1);
 }
 
 #[tokio::test]
 async fn unknown_or_expired_session_gets_op9_false() {
-    let sim = Simulator::start(SimConfig { session_resume_window: Duration::from_millis(100), ..common::fast_config() }).await.unwrap();
+    let sim = Simulator::start(SimConfig {
+        session_resume_window: Duration::from_millis(100),
+        ..common::fast_config()
+    })
+    .await
+    .unwrap();
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
-    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": "nope", "seq": 1}})).await;
+    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": "nope", "seq": 1}}))
+        .await;
     let p = c.payload().await;
     assert_eq!((p["op"].as_u64(), p["d"].as_bool()), (Some(9), Some(false)));
 
@@ -163,7 +214,8 @@ async fn unknown_or_expired_session_gets_op9_false() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c.payload().await;
-    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 1}})).await;
+    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 1}}))
+        .await;
     let p = c.payload().await;
     assert_eq!((p["op"].as_u64(), p["d"].as_bool()), (Some(9), Some(false)));
 }
@@ -182,7 +234,8 @@ async fn invalid_session_fault_sends_op9_with_resumable_flag() {
     // Still resumable.
     let mut c2 = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
     c2.payload().await;
-    c2.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 2}})).await;
+    c2.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 2}}))
+        .await;
     assert_eq!(c2.dispatch("RESUMED").await["s"], 3);
     sim.handle().invalid_session(false);
     let p = c2.payload().await;
@@ -225,10 +278,16 @@ async fn dispatches_follow_intents() {
     c.identify(sim.bot_token(), GUILDS).await;
     let guild = c.dispatch("GUILD_CREATE").await;
     assert!(guild["d"]["voice_states"].as_array().unwrap().is_empty());
-    h.user_join(seed.member_user_ids[3], seed.voice_channel_ids[0]).unwrap();
-    let id = h.create_channel("Table 4", 2, Some(seed.category_id)).unwrap();
+    h.user_join(seed.member_user_ids[3], seed.voice_channel_ids[0])
+        .unwrap();
+    let id = h
+        .create_channel("Table 4", 2, Some(seed.category_id))
+        .unwrap();
     let next = c.payload().await;
-    assert_eq!(next["t"], "CHANNEL_CREATE", "VOICE_STATE_UPDATE is filtered without GUILD_VOICE_STATES");
+    assert_eq!(
+        next["t"], "CHANNEL_CREATE",
+        "VOICE_STATE_UPDATE is filtered without GUILD_VOICE_STATES"
+    );
     assert_eq!(next["d"]["id"], id.to_string());
     assert_eq!(next["d"]["parent_id"], seed.category_id.to_string());
     h.delete_channel(id).unwrap();

@@ -14,16 +14,33 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const REDIRECT: &str = "http://127.0.0.1:9/auth/callback";
 
 async fn sim() -> Simulator {
-    let oauth = OAuthAppConfig { client_id: Some("4242".into()), redirect_uris: vec![REDIRECT.into()], ..OAuthAppConfig::default() };
-    Simulator::start(SimConfig { oauth, ..fast_config() }).await.unwrap()
+    let oauth = OAuthAppConfig {
+        client_id: Some("4242".into()),
+        redirect_uris: vec![REDIRECT.into()],
+        ..OAuthAppConfig::default()
+    };
+    Simulator::start(SimConfig {
+        oauth,
+        ..fast_config()
+    })
+    .await
+    .unwrap()
 }
 
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 /// Authorizes and returns the redirect's query pairs.
-async fn authorize(sim: &Simulator, scope: &str, challenge: &str, state: &str) -> Vec<(String, String)> {
+async fn authorize(
+    sim: &Simulator,
+    scope: &str,
+    challenge: &str,
+    state: &str,
+) -> Vec<(String, String)> {
     let r = http()
         .get(format!("{}/oauth2/authorize", sim.api_url()))
         .query(&[
@@ -50,13 +67,26 @@ fn param<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 
 async fn token(sim: &Simulator, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let mut form = form.to_vec();
-    form.extend([("client_id", "4242"), ("client_secret", "sim-client-secret")]);
-    let r = http().post(format!("{}{path}", sim.api_url())).form(&form).send().await.unwrap();
+    form.extend([
+        ("client_id", "4242"),
+        ("client_secret", "sim-client-secret"),
+    ]);
+    let r = http()
+        .post(format!("{}{path}", sim.api_url()))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
 async fn me(sim: &Simulator, access: &str) -> (u16, Value) {
-    let r = http().get(format!("{}/api/v10/users/@me", sim.api_url())).bearer_auth(access).send().await.unwrap();
+    let r = http()
+        .get(format!("{}/api/v10/users/@me", sim.api_url()))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
@@ -64,7 +94,10 @@ async fn me(sim: &Simulator, access: &str) -> (u16, Value) {
 fn rfc7636_appendix_b_vector() {
     assert_eq!(s256_challenge(VERIFIER), CHALLENGE);
     // A mistyped pair that circulates in this project's briefs is NOT a valid S256 pair.
-    assert_ne!(s256_challenge("dBjftJeZ4CVP-a0M8ZpUEuwkPfZ25WlG0o4OXPKLu88"), "E9Melhoa2OwvFWFfUwNwaWOYfNdwEeb2PFP2smPHnPg");
+    assert_ne!(
+        s256_challenge("dBjftJeZ4CVP-a0M8ZpUEuwkPfZ25WlG0o4OXPKLu88"),
+        "E9Melhoa2OwvFWFfUwNwaWOYfNdwEeb2PFP2smPHnPg"
+    );
 }
 
 #[tokio::test]
@@ -75,7 +108,12 @@ async fn pkce_code_flow_refresh_and_revoke() {
     assert_eq!(param(&q, "state"), Some("st@te 1"));
     let code = param(&q, "code").unwrap().to_owned();
 
-    let grant = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)];
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
     let (status, body) = token(&sim, "/api/v10/oauth2/token", &grant).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
@@ -91,20 +129,47 @@ async fn pkce_code_flow_refresh_and_revoke() {
 
     // Codes are single-use.
     let (status, body) = token(&sim, "/api/v10/oauth2/token", &grant).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     // Refresh rotates both tokens.
-    let (status, body) = token(&sim, "/api/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())]).await;
+    let (status, body) = token(
+        &sim,
+        "/api/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ],
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let access2 = body["access_token"].as_str().unwrap().to_owned();
     assert_ne!(access2, access);
     assert_eq!(me(&sim, &access).await.0, 401);
     assert_eq!(me(&sim, &access2).await.0, 200);
-    let (status, _) = token(&sim, "/api/v10/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())]).await;
+    let (status, _) = token(
+        &sim,
+        "/api/v10/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ],
+    )
+    .await;
     assert_eq!(status, 400);
 
     // Revoke.
-    let (status, _) = token(&sim, "/api/v10/oauth2/token/revoke", &[("token", access2.as_str()), ("token_type_hint", "access_token")]).await;
+    let (status, _) = token(
+        &sim,
+        "/api/v10/oauth2/token/revoke",
+        &[
+            ("token", access2.as_str()),
+            ("token_type_hint", "access_token"),
+        ],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(me(&sim, &access2).await.0, 401);
 }
@@ -115,15 +180,33 @@ async fn wrong_verifier_is_rejected_and_basic_auth_works() {
     let q = authorize(&sim, "identify", CHALLENGE, "s").await;
     let code = param(&q, "code").unwrap().to_owned();
     let wrong = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl";
-    let (status, body) = token(&sim, "/api/v10/oauth2/token", &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", wrong)]).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    let (status, body) = token(
+        &sim,
+        "/api/v10/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", wrong),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     let q = authorize(&sim, "identify", CHALLENGE, "s").await;
     let code = param(&q, "code").unwrap().to_owned();
     let r = http()
         .post(format!("{}/api/oauth2/token", sim.api_url()))
         .basic_auth("4242", Some("sim-client-secret"))
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
         .send()
         .await
         .unwrap();
@@ -160,10 +243,29 @@ async fn guild_join_with_access_token_adds_member_once() {
     let mut events = h.subscribe();
     let q = authorize(&sim, "identify guilds.join", CHALLENGE, "s").await;
     let code = param(&q, "code").unwrap().to_owned();
-    let (_, body) = token(&sim, "/api/v10/oauth2/token", &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", VERIFIER)]).await;
+    let (_, body) = token(
+        &sim,
+        "/api/v10/oauth2/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
     let access = body["access_token"].as_str().unwrap();
-    let url = format!("{}/api/v10/guilds/{}/members/{grace}", sim.api_url(), sim.guild_id());
-    let put = || http().put(&url).header("authorization", format!("Bot {}", sim.bot_token())).json(&json!({"access_token": access}));
+    let url = format!(
+        "{}/api/v10/guilds/{}/members/{grace}",
+        sim.api_url(),
+        sim.guild_id()
+    );
+    let put = || {
+        http()
+            .put(&url)
+            .header("authorization", format!("Bot {}", sim.bot_token()))
+            .json(&json!({"access_token": access}))
+    };
     let r = put().send().await.unwrap();
     assert_eq!(r.status(), 201);
     let member: Value = r.json().await.unwrap();
@@ -180,6 +282,12 @@ async fn guild_join_with_access_token_adds_member_once() {
     .unwrap();
     assert_eq!(added.data["guild_id"], sim.guild_id().to_string());
     assert_eq!(put().send().await.unwrap().status(), 204);
-    let r = http().put(&url).header("authorization", format!("Bot {}", sim.bot_token())).json(&json!({"access_token": "bogus"})).send().await.unwrap();
+    let r = http()
+        .put(&url)
+        .header("authorization", format!("Bot {}", sim.bot_token()))
+        .json(&json!({"access_token": "bogus"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 }

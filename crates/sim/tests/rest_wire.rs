@@ -15,13 +15,26 @@ fn bot(sim: &Simulator) -> String {
 
 #[tokio::test]
 async fn responses_carry_rate_limit_headers_and_429_has_discord_shape() {
-    let config = SimConfig { channel_create_bucket: BucketConfig::new(2, Duration::from_secs(30)), ..fast_config() };
+    let config = SimConfig {
+        channel_create_bucket: BucketConfig::new(2, Duration::from_secs(30)),
+        ..fast_config()
+    };
     let sim = Simulator::start(config).await.unwrap();
     let http = reqwest::Client::new();
-    let url = format!("{}/api/v10/guilds/{}/channels", sim.api_url(), sim.guild_id());
+    let url = format!(
+        "{}/api/v10/guilds/{}/channels",
+        sim.api_url(),
+        sim.guild_id()
+    );
     let mut last = None;
     for i in 0..3 {
-        let r = http.post(&url).header("authorization", bot(&sim)).json(&json!({"name": format!("r{i}"), "type": 2})).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .header("authorization", bot(&sim))
+            .json(&json!({"name": format!("r{i}"), "type": 2}))
+            .send()
+            .await
+            .unwrap();
         last = Some(r);
         if i < 2 {
             let r = last.as_ref().unwrap();
@@ -30,13 +43,24 @@ async fn responses_carry_rate_limit_headers_and_429_has_discord_shape() {
             assert_eq!(h["x-ratelimit-limit"], "2");
             assert_eq!(h["x-ratelimit-remaining"], (1 - i).to_string());
             assert_eq!(h["x-ratelimit-scope"], "user");
-            assert!(h.contains_key("x-ratelimit-bucket") && h.contains_key("x-ratelimit-reset") && h.contains_key("x-ratelimit-reset-after"));
+            assert!(
+                h.contains_key("x-ratelimit-bucket")
+                    && h.contains_key("x-ratelimit-reset")
+                    && h.contains_key("x-ratelimit-reset-after")
+            );
         }
     }
     let r = last.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["x-ratelimit-scope"], "user");
-    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["message"], "You are being rate limited.");
     assert_eq!(body["global"], false);
@@ -46,12 +70,21 @@ async fn responses_carry_rate_limit_headers_and_429_has_discord_shape() {
 
 #[tokio::test]
 async fn global_limit_answers_global_429() {
-    let config = SimConfig { global_per_second: 5, default_bucket: BucketConfig::new(100, Duration::from_secs(1)), ..fast_config() };
+    let config = SimConfig {
+        global_per_second: 5,
+        default_bucket: BucketConfig::new(100, Duration::from_secs(1)),
+        ..fast_config()
+    };
     let sim = Simulator::start(config).await.unwrap();
     let http = reqwest::Client::new();
     let mut global = None;
     for _ in 0..10 {
-        let r = http.get(format!("{}/api/v10/users/@me", sim.api_url())).header("authorization", bot(&sim)).send().await.unwrap();
+        let r = http
+            .get(format!("{}/api/v10/users/@me", sim.api_url()))
+            .header("authorization", bot(&sim))
+            .send()
+            .await
+            .unwrap();
         if r.status() == 429 {
             global = Some(r);
             break;
@@ -68,24 +101,56 @@ async fn global_limit_answers_global_429() {
 async fn invalid_form_body_and_unauthorized() {
     let sim = Simulator::start(fast_config()).await.unwrap();
     let http = reqwest::Client::new();
-    let url = format!("{}/api/v10/guilds/{}/channels", sim.api_url(), sim.guild_id());
-    let r = http.post(&url).header("authorization", bot(&sim)).json(&json!({"type": 2, "user_limit": 120, "permission_overwrites": [{"type": 7}]})).send().await.unwrap();
+    let url = format!(
+        "{}/api/v10/guilds/{}/channels",
+        sim.api_url(),
+        sim.guild_id()
+    );
+    let r = http
+        .post(&url)
+        .header("authorization", bot(&sim))
+        .json(&json!({"type": 2, "user_limit": 120, "permission_overwrites": [{"type": 7}]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], 50035);
     assert_eq!(body["message"], "Invalid Form Body");
-    assert_eq!(body["errors"]["name"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
-    assert_eq!(body["errors"]["user_limit"]["_errors"][0]["code"], "NUMBER_TYPE_MAX");
-    assert_eq!(body["errors"]["permission_overwrites"]["0"]["id"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
+    assert_eq!(
+        body["errors"]["name"]["_errors"][0]["code"],
+        "BASE_TYPE_REQUIRED"
+    );
+    assert_eq!(
+        body["errors"]["user_limit"]["_errors"][0]["code"],
+        "NUMBER_TYPE_MAX"
+    );
+    assert_eq!(
+        body["errors"]["permission_overwrites"]["0"]["id"]["_errors"][0]["code"],
+        "BASE_TYPE_REQUIRED"
+    );
 
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, json!({"message": "401: Unauthorized", "code": 0}));
-    let r = http.get(&url).header("authorization", "Bot nope").send().await.unwrap();
+    let r = http
+        .get(&url)
+        .header("authorization", "Bot nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
-    let r = http.get(format!("{}/api/v10/channels/123", sim.api_url())).header("authorization", bot(&sim)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/api/v10/channels/123", sim.api_url()))
+        .header("authorization", bot(&sim))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"message": "Unknown Channel", "code": 10003}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "Unknown Channel", "code": 10003})
+    );
 }

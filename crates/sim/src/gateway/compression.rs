@@ -71,7 +71,9 @@ mod tests {
         let mut e = Encoder::new(Compression::Zlib).unwrap();
         let mut all = Vec::new();
         for msg in [r#"{"op":10}"#, r#"{"op":11}"#] {
-            let Message::Binary(b) = e.encode(msg).unwrap() else { panic!("binary") };
+            let Message::Binary(b) = e.encode(msg).unwrap() else {
+                panic!("binary")
+            };
             assert!(b.ends_with(&[0, 0, 0xff, 0xff]));
             all.extend_from_slice(&b);
         }

@@ -24,7 +24,7 @@ enum End {
     /// The peer went away (TCP gone or close frame with a resumable code).
     Gone,
     /// A close frame that ends the session (1000/1001 from the client, fatal from us).
-    EndSession,
+    SessionEnded,
     /// This connection was replaced by a resume elsewhere.
     Superseded,
     /// Dropped on purpose without a close frame.
@@ -41,13 +41,28 @@ struct Conn {
     recent: VecDeque<Instant>,
 }
 
-/// What handling one inbound payload asks for.
+/// What handling one inbound payload or fault asks for.
 enum Action {
     Continue,
     Close(u16),
+    Drop,
 }
 
-pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, compression: Compression, version_ok: bool, encoding_ok: bool) {
+fn end_for(code: u16) -> End {
+    if p::ends_session(code) {
+        End::SessionEnded
+    } else {
+        End::Gone
+    }
+}
+
+pub(crate) async fn serve(
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    compression: Compression,
+    version_ok: bool,
+    encoding_ok: bool,
+) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let id = {
@@ -61,8 +76,18 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, compression: C
         c.connections += 1;
         c.active_connections += 1;
     });
-    let Ok(mut enc) = Encoder::new(compression) else { return };
-    let mut conn = Conn { id, shared: shared.clone(), tx, session: None, zombie: false, delay: Duration::ZERO, recent: VecDeque::new() };
+    let Ok(mut enc) = Encoder::new(compression) else {
+        return;
+    };
+    let mut conn = Conn {
+        id,
+        shared: shared.clone(),
+        tx,
+        session: None,
+        zombie: false,
+        delay: Duration::ZERO,
+        recent: VecDeque::new(),
+    };
     let interval = u64::try_from(shared.config.heartbeat_interval.as_millis()).unwrap_or(41_250);
     let hello = json!({"op": p::OP_HELLO, "d": {"heartbeat_interval": interval, "_trace": ["[\"coven-sim\",{\"micros\":0}]"]}, "s": null, "t": null});
     let _ = conn.tx.send(Out::Frame(hello.to_string()));
@@ -96,23 +121,13 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, compression: C
                         }
                     }
                     Out::Superseded => break End::Superseded,
-                    Out::Fault(fault) => match fault {
-                        Fault::Reconnect => {
-                            let _ = conn.tx.send(Out::Frame(json!({"op": p::OP_RECONNECT, "d": null, "s": null, "t": null}).to_string()));
-                        }
-                        Fault::InvalidSession { resumable } => {
-                            conn.invalid_session(resumable);
-                        }
-                        Fault::Close { code } => {
+                    Out::Fault(fault) => match conn.apply_fault(fault) {
+                        Action::Continue => {}
+                        Action::Close(code) => {
                             conn.close(&mut sink, code).await;
-                            break if p::ends_session(code) { End::EndSession } else { End::Gone };
+                            break end_for(code);
                         }
-                        Fault::DropTcp => break End::Dropped,
-                        Fault::Zombie => conn.zombie = true,
-                        Fault::Delay { ms } => conn.delay = Duration::from_millis(ms),
-                        Fault::RequestHeartbeat => {
-                            let _ = conn.tx.send(Out::Frame(json!({"op": p::OP_HEARTBEAT, "d": null, "s": null, "t": null}).to_string()));
-                        }
+                        Action::Drop => break End::Dropped,
                     },
                 }
             }
@@ -121,21 +136,21 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, compression: C
                     None | Some(Err(_)) => break End::Gone,
                     Some(Ok(Message::Close(frame))) => {
                         let code = frame.map_or(1005, |f| f.code);
-                        break if code == 1000 || code == 1001 { End::EndSession } else { End::Gone };
+                        break if code == 1000 || code == 1001 { End::SessionEnded } else { End::Gone };
                     }
                     Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
-                    Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
-                        Ok(s) => s,
-                        Err(_) => {
+                    Some(Ok(Message::Binary(b))) => {
+                        let Ok(s) = String::from_utf8(b.to_vec()) else {
                             conn.close(&mut sink, p::CLOSE_DECODE_ERROR).await;
                             break End::Gone;
-                        }
-                    },
+                        };
+                        s
+                    }
                     Some(Ok(_)) => continue,
                 };
                 if let Action::Close(code) = conn.handle(&text) {
                     conn.close(&mut sink, code).await;
-                    break if p::ends_session(code) { End::EndSession } else { End::Gone };
+                    break end_for(code);
                 }
             }
         }
@@ -144,12 +159,38 @@ pub(crate) async fn serve(socket: WebSocket, shared: Arc<Shared>, compression: C
 }
 
 impl Conn {
-    async fn close(&self, sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, code: u16) {
+    fn apply_fault(&mut self, fault: Fault) -> Action {
+        match fault {
+            Fault::Reconnect => {
+                self.send(&json!({"op": p::OP_RECONNECT, "d": null, "s": null, "t": null}));
+            }
+            Fault::InvalidSession { resumable } => self.invalid_session(resumable),
+            Fault::Close { code } => return Action::Close(code),
+            Fault::DropTcp => return Action::Drop,
+            Fault::Zombie => self.zombie = true,
+            Fault::Delay { ms } => self.delay = Duration::from_millis(ms),
+            Fault::RequestHeartbeat => {
+                self.send(&json!({"op": p::OP_HEARTBEAT, "d": null, "s": null, "t": null}));
+            }
+        }
+        Action::Continue
+    }
+
+    async fn close(
+        &self,
+        sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+        code: u16,
+    ) {
         self.shared.count(|c| {
             c.closes_sent += 1;
             c.last_close_code = Some(code);
         });
-        let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason(code).into() }))).await;
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason(code).into(),
+            })))
+            .await;
         let _ = sink.close().await;
     }
 
@@ -179,28 +220,33 @@ impl Conn {
         core.connections.remove(&self.id);
         if let Some(id) = &self.session {
             match end {
-                End::EndSession => {
+                End::SessionEnded => {
                     core.sessions.remove(id);
                 }
                 End::Superseded => {}
                 End::Gone | End::Dropped => {
-                    if let Some(s) = core.sessions.get_mut(id) {
-                        if s.conn.as_ref().is_some_and(|(c, _)| *c == self.id) {
-                            s.conn = None;
-                            s.detached_at = Some(Instant::now());
-                        }
+                    if let Some(s) = core.sessions.get_mut(id)
+                        && s.conn.as_ref().is_some_and(|(c, _)| *c == self.id)
+                    {
+                        s.conn = None;
+                        s.detached_at = Some(Instant::now());
                     }
                 }
             }
         }
         drop(core);
-        self.shared.count(|c| c.active_connections = c.active_connections.saturating_sub(1));
+        self.shared
+            .count(|c| c.active_connections = c.active_connections.saturating_sub(1));
     }
 
     fn rate_limited(&mut self) -> bool {
         let now = Instant::now();
         let window = self.shared.config.command_window;
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > window) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
             self.recent.pop_front();
         }
         self.recent.push_back(now);
@@ -233,7 +279,10 @@ impl Conn {
             }
             p::OP_IDENTIFY => self.identify(&d),
             p::OP_RESUME => self.resume(&d),
-            p::OP_PRESENCE_UPDATE | p::OP_VOICE_STATE_UPDATE | p::OP_REQUEST_GUILD_MEMBERS | p::OP_REQUEST_SOUNDBOARD_SOUNDS => {
+            p::OP_PRESENCE_UPDATE
+            | p::OP_VOICE_STATE_UPDATE
+            | p::OP_REQUEST_GUILD_MEMBERS
+            | p::OP_REQUEST_SOUNDBOARD_SOUNDS => {
                 let Some(session) = self.session.clone() else {
                     return Action::Close(p::CLOSE_NOT_AUTHENTICATED);
                 };
@@ -271,18 +320,27 @@ impl Conn {
         }
         let shard = match d.get("shard") {
             None | Some(Value::Null) => None,
-            Some(v) => match (v.get(0).and_then(Value::as_u64), v.get(1).and_then(Value::as_u64)) {
+            Some(v) => match (
+                v.get(0).and_then(Value::as_u64),
+                v.get(1).and_then(Value::as_u64),
+            ) {
                 (Some(id), Some(n)) if n > 0 && id < n => Some((id, n)),
                 _ => return Action::Close(p::CLOSE_INVALID_SHARD),
             },
         };
         let session_id = random_hex(32);
         self.shared.count(|c| c.identifies += 1);
-        let shared = self.shared.clone();
-        let mut core = shared.core();
-        let window = shared.config.session_resume_window;
-        core.sessions.retain(|_, s| s.conn.is_some() || s.detached_at.is_none_or(|t| t.elapsed() <= window));
-        let mut session = Session::new(session_id.clone(), intents, shard, (self.id, self.tx.clone()));
+        let sim = self.shared.clone();
+        let mut core = sim.core();
+        let window = sim.config.session_resume_window;
+        core.sessions
+            .retain(|_, s| s.conn.is_some() || s.detached_at.is_none_or(|t| t.elapsed() <= window));
+        let mut session = Session::new(
+            session_id.clone(),
+            intents,
+            shard,
+            (self.id, self.tx.clone()),
+        );
         let world = &core.world;
         let bot = &world.users[&world.bot_user_id()];
         let mut ready = json!({
@@ -291,7 +349,7 @@ impl Conn {
             "user": shapes::current_user(bot, false),
             "session_type": "normal",
             "session_id": session_id,
-            "resume_gateway_url": shared.gateway_url(),
+            "resume_gateway_url": sim.gateway_url(),
             "relationships": [],
             "private_channels": [],
             "presences": [],
@@ -313,7 +371,7 @@ impl Conn {
         let pushed = session.seq;
         core.sessions.insert(session_id.clone(), session);
         drop(core);
-        shared.count(|c| c.dispatches += pushed);
+        sim.count(|c| c.dispatches += pushed);
         self.session = Some(session_id);
         Action::Continue
     }
@@ -325,12 +383,19 @@ impl Conn {
         if !self.token_ok(d) {
             return Action::Close(p::CLOSE_AUTHENTICATION_FAILED);
         }
-        let session_id = d.get("session_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let session_id = d
+            .get("session_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let seq = d.get("seq").and_then(Value::as_u64).unwrap_or(0);
         let shared = self.shared.clone();
         let window = shared.config.session_resume_window;
         let mut core = shared.core();
-        let expired = core.sessions.get(&session_id).is_none_or(|s| s.detached_at.is_some_and(|t| t.elapsed() > window));
+        let expired = core
+            .sessions
+            .get(&session_id)
+            .is_none_or(|s| s.detached_at.is_some_and(|t| t.elapsed() > window));
         if expired {
             core.sessions.remove(&session_id);
             drop(core);
@@ -338,7 +403,9 @@ impl Conn {
             self.send(&json!({"op": p::OP_INVALID_SESSION, "d": false, "s": null, "t": null}));
             return Action::Continue;
         }
-        let Some(s) = core.sessions.get_mut(&session_id) else { return Action::Continue };
+        let Some(s) = core.sessions.get_mut(&session_id) else {
+            return Action::Continue;
+        };
         if seq > s.seq {
             return Action::Close(p::CLOSE_INVALID_SEQ);
         }
@@ -356,7 +423,10 @@ impl Conn {
         for f in frames {
             let _ = self.tx.send(Out::Frame(f));
         }
-        s.push("RESUMED", &json!({"_trace": ["[\"coven-sim\",{\"micros\":0}]"]}));
+        s.push(
+            "RESUMED",
+            &json!({"_trace": ["[\"coven-sim\",{\"micros\":0}]"]}),
+        );
         drop(core);
         shared.count(|c| {
             c.resumes += 1;
@@ -379,7 +449,10 @@ impl Conn {
             self_deaf: d.get("self_deaf").and_then(Value::as_bool),
             ..VoiceFlags::default()
         };
-        let target = d.get("channel_id").and_then(Value::as_str).and_then(|c| c.parse::<u64>().ok());
+        let target = d
+            .get("channel_id")
+            .and_then(Value::as_str)
+            .and_then(|c| c.parse::<u64>().ok());
         let current = core.world.voice_states.get(&bot).map(|v| v.channel_id);
         let result = match target {
             None => core.world.voice_disconnect(bot),
@@ -414,13 +487,22 @@ impl Conn {
                 _ => Vec::new(),
             })
             .unwrap_or_default();
-        let limit = d.get("limit").and_then(Value::as_u64).filter(|l| *l > 0).unwrap_or(u64::MAX);
+        let limit = d
+            .get("limit")
+            .and_then(Value::as_u64)
+            .filter(|l| *l > 0)
+            .unwrap_or(u64::MAX);
         let members: Vec<Value> = world
             .members
             .values()
             .filter(|m| {
                 if ids.is_empty() {
-                    query.is_none_or(|q| world.users.get(&m.user_id).is_some_and(|u| u.username.starts_with(&q.to_lowercase())))
+                    query.is_none_or(|q| {
+                        world
+                            .users
+                            .get(&m.user_id)
+                            .is_some_and(|u| u.username.starts_with(&q.to_lowercase()))
+                    })
                 } else {
                     ids.contains(&m.user_id)
                 }
@@ -435,7 +517,11 @@ impl Conn {
             "chunk_count": 1,
         });
         let found: Vec<u64> = world.members.keys().copied().collect();
-        let not_found: Vec<String> = ids.iter().filter(|i| !found.contains(i)).map(ToString::to_string).collect();
+        let not_found: Vec<String> = ids
+            .iter()
+            .filter(|i| !found.contains(i))
+            .map(ToString::to_string)
+            .collect();
         if !not_found.is_empty() {
             chunk["not_found"] = json!(not_found);
         }
@@ -452,5 +538,7 @@ impl Conn {
 /// A random lowercase hex string of `len` characters.
 pub fn random_hex(len: usize) -> String {
     let mut rng = rand::rng();
-    (0..len).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
 }

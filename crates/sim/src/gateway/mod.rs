@@ -18,7 +18,7 @@ use crate::state::Shared;
 use compression::Compression;
 
 /// A fault to inject into the bot's current gateway connection(s).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
     /// Send op 7 RECONNECT.
@@ -49,7 +49,9 @@ pub enum Fault {
 impl Fault {
     /// A delay fault.
     pub fn delay(d: Duration) -> Self {
-        Self::Delay { ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX) }
+        Self::Delay {
+            ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -73,6 +75,8 @@ pub(crate) async fn upgrade(
     let version_ok = q.get("v").is_none_or(|v| v == "10" || v == "9");
     let encoding_ok = q.get("encoding").is_none_or(|e| e == "json");
     ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| connection::serve(socket, shared, compression, version_ok, encoding_ok))
+        .on_upgrade(move |socket| {
+            connection::serve(socket, shared, compression, version_ok, encoding_ok)
+        })
         .into_response()
 }

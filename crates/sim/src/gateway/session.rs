@@ -27,16 +27,30 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(id: String, intents: u64, shard: Option<(u64, u64)>, conn: (u64, mpsc::UnboundedSender<Out>)) -> Self {
-        Self { id, intents, shard, seq: 0, log: VecDeque::new(), conn: Some(conn), detached_at: None }
+    pub fn new(
+        id: String,
+        intents: u64,
+        shard: Option<(u64, u64)>,
+        conn: (u64, mpsc::UnboundedSender<Out>),
+    ) -> Self {
+        Self {
+            id,
+            intents,
+            shard,
+            seq: 0,
+            log: VecDeque::new(),
+            conn: Some(conn),
+            detached_at: None,
+        }
     }
 
     /// Whether this session's intents and shard let it receive an event of the guild.
     pub fn wants(&self, event: &str, guild_id: u64) -> bool {
-        if let Some((id, n)) = self.shard {
-            if n > 0 && (guild_id >> 22) % n != id {
-                return false;
-            }
+        if let Some((id, n)) = self.shard
+            && n > 0
+            && (guild_id >> 22) % n != id
+        {
+            return false;
         }
         intents::required_for(event).is_none_or(|bit| self.intents & bit != 0)
     }
@@ -56,11 +70,17 @@ impl Session {
 
     /// Frames after `seq`, for RESUME; `None` when they are no longer all kept.
     pub fn replay_after(&self, seq: u64) -> Option<Vec<String>> {
-        if let Some((first, _)) = self.log.front() {
-            if seq + 1 < *first {
-                return None;
-            }
+        if let Some((first, _)) = self.log.front()
+            && seq + 1 < *first
+        {
+            return None;
         }
-        Some(self.log.iter().filter(|(s, _)| *s > seq).map(|(_, f)| f.clone()).collect())
+        Some(
+            self.log
+                .iter()
+                .filter(|(s, _)| *s > seq)
+                .map(|(_, f)| f.clone())
+                .collect(),
+        )
     }
 }

@@ -21,7 +21,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, code and message.
     pub fn new(status: StatusCode, code: u32, message: &str) -> Self {
-        Self { status, code, message: message.to_owned(), errors: None }
+        Self {
+            status,
+            code,
+            message: message.to_owned(),
+            errors: None,
+        }
     }
 
     /// 401 `{"message": "401: Unauthorized", "code": 0}`.
@@ -56,7 +61,10 @@ impl ApiError {
 
     /// 400 50035 Invalid Form Body with its `errors` tree.
     pub fn invalid_form(errors: FormErrors) -> Self {
-        Self { errors: Some(Value::Object(errors.0)), ..Self::new(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body") }
+        Self {
+            errors: Some(Value::Object(errors.0)),
+            ..Self::new(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body")
+        }
     }
 }
 
@@ -80,7 +88,9 @@ impl FormErrors {
         let mut node = &mut self.0;
         for key in path {
             let entry = node.entry((*key).to_owned()).or_insert_with(|| json!({}));
-            let Some(obj) = entry.as_object_mut() else { return };
+            let Some(obj) = entry.as_object_mut() else {
+                return;
+            };
             node = obj;
         }
         let list = node.entry("_errors").or_insert_with(|| json!([]));
@@ -96,6 +106,10 @@ impl FormErrors {
 
     /// `Err(50035)` when errors were added.
     pub fn into_result(self) -> Result<(), ApiError> {
-        if self.is_empty() { Ok(()) } else { Err(ApiError::invalid_form(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_form(self))
+        }
     }
 }

@@ -31,7 +31,11 @@ pub(crate) async fn get_member(
     require_bot(&caller)?;
     let user = ids(&shared, &guild, &user)?;
     let core = shared.core();
-    let m = core.world.members.get(&user).ok_or_else(ApiError::unknown_member)?;
+    let m = core
+        .world
+        .members
+        .get(&user)
+        .ok_or_else(ApiError::unknown_member)?;
     Ok(Json(shapes::member(&core.world, m)).into_response())
 }
 
@@ -47,20 +51,36 @@ pub(crate) async fn add_member(
     let body = parse_body(&body)?;
     let Some(token) = body.get("access_token").and_then(Value::as_str) else {
         let mut e = FormErrors::default();
-        e.add(&["access_token"], "BASE_TYPE_REQUIRED", "This field is required");
+        e.add(
+            &["access_token"],
+            "BASE_TYPE_REQUIRED",
+            "This field is required",
+        );
         return Err(ApiError::invalid_form(e));
     };
     let grant = shared.oauth().access(token);
-    let valid = grant.is_some_and(|(uid, scopes)| uid == user && scopes.iter().any(|s| s == "guilds.join"));
+    let valid =
+        grant.is_some_and(|(uid, scopes)| uid == user && scopes.iter().any(|s| s == "guilds.join"));
     if !valid {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, 50025, "Invalid OAuth2 access token"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            50025,
+            "Invalid OAuth2 access token",
+        ));
     }
     let nick = body.get("nick").and_then(Value::as_str).map(str::to_owned);
-    let added = shared.mutate(|w| Ok(w.add_member(user, nick)?.map_or((false, Vec::new()), |ds| (true, ds))));
+    let added = shared.mutate(|w| {
+        Ok(w.add_member(user, nick)?
+            .map_or((false, Vec::new()), |ds| (true, ds)))
+    });
     match added {
         Ok(true) => {
             let core = shared.core();
-            Ok((StatusCode::CREATED, Json(shapes::member(&core.world, &core.world.members[&user]))).into_response())
+            Ok((
+                StatusCode::CREATED,
+                Json(shapes::member(&core.world, &core.world.members[&user])),
+            )
+                .into_response())
         }
         Ok(false) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(_) => Err(ApiError::unknown_user()),

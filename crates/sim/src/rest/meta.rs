@@ -18,7 +18,10 @@ pub(crate) async fn gateway(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 /// `GET /gateway/bot`.
-pub(crate) async fn gateway_bot(State(shared): State<Arc<Shared>>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub(crate) async fn gateway_bot(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     super::channels::require_bot(&caller)?;
     let used = shared.counters.borrow().identifies;
     Ok(Json(json!({
@@ -35,7 +38,10 @@ pub(crate) async fn gateway_bot(State(shared): State<Arc<Shared>>, Extension(cal
 }
 
 /// `GET /users/@me`: the bot, or the OAuth2 user (needs `identify`; `email` adds the email).
-pub(crate) async fn current_user(State(shared): State<Arc<Shared>>, Extension(caller): Extension<Caller>) -> Result<Response, ApiError> {
+pub(crate) async fn current_user(
+    State(shared): State<Arc<Shared>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
     let core = shared.core();
     let world = &core.world;
     let body = match caller {
@@ -44,7 +50,10 @@ pub(crate) async fn current_user(State(shared): State<Arc<Shared>>, Extension(ca
             if !scopes.iter().any(|s| s == "identify") {
                 return Err(ApiError::unauthorized());
             }
-            let u = world.users.get(&user_id).ok_or_else(ApiError::unknown_user)?;
+            let u = world
+                .users
+                .get(&user_id)
+                .ok_or_else(ApiError::unknown_user)?;
             shapes::current_user(u, scopes.iter().any(|s| s == "email"))
         }
     };

@@ -4,8 +4,8 @@
 mod channels;
 pub mod error;
 mod guilds;
-mod meta;
 mod messages;
+mod meta;
 pub(crate) mod ratelimit;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -88,15 +88,32 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
     Router::new()
         .route("/gateway/bot", get(meta::gateway_bot))
         .route("/users/@me", get(meta::current_user))
-        .route("/guilds/{guild_id}/channels", get(channels::list).post(channels::create))
-        .route("/channels/{channel_id}", get(channels::get_one).patch(channels::modify).delete(channels::delete))
+        .route(
+            "/guilds/{guild_id}/channels",
+            get(channels::list).post(channels::create),
+        )
+        .route(
+            "/channels/{channel_id}",
+            get(channels::get_one)
+                .patch(channels::modify)
+                .delete(channels::delete),
+        )
         .route(
             "/channels/{channel_id}/permissions/{overwrite_id}",
             put(channels::put_overwrite).delete(channels::delete_overwrite),
         )
-        .route("/channels/{channel_id}/messages", post(messages::create_message))
-        .route("/channels/{channel_id}/invites", post(messages::create_invite))
-        .route("/guilds/{guild_id}/members/{user_id}", get(guilds::get_member).put(guilds::add_member))
+        .route(
+            "/channels/{channel_id}/messages",
+            post(messages::create_message),
+        )
+        .route(
+            "/channels/{channel_id}/invites",
+            post(messages::create_invite),
+        )
+        .route(
+            "/guilds/{guild_id}/members/{user_id}",
+            get(guilds::get_member).put(guilds::add_member),
+        )
         .route_layer(middleware::from_fn_with_state(shared, guard))
         .route("/gateway", get(meta::gateway))
 }
@@ -148,11 +165,19 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     shared.count(|c| c.rest_requests += 1);
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let matched = req.extensions().get::<MatchedPath>().map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| path.clone(), |m| m.as_str().to_owned());
     let route = route_key(&method, &matched);
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, 8 << 20).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, 40005, "Request entity too large").into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            40005,
+            "Request entity too large",
+        )
+        .into_response();
     };
     let reason = audit_reason(&parts.headers);
     shared.rest().recorded.push(RecordedRequest {
@@ -168,26 +193,36 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
     let taken: Taken;
     {
         let mut rest = shared.rest();
-        if matches!(who, Caller::Bot) {
-            if let Err(retry) = rest.limiter.global(shared.config.global_per_second) {
-                drop(rest);
-                shared.count(|c| c.rest_429s += 1);
-                return too_many("global", retry, None);
-            }
+        if matches!(who, Caller::Bot)
+            && let Err(retry) = rest.limiter.global(shared.config.global_per_second)
+        {
+            drop(rest);
+            shared.count(|c| c.rest_429s += 1);
+            return too_many("global", retry, None);
         }
         if let Some(injected) = rest.injected.get_mut(&route).and_then(VecDeque::pop_front) {
             drop(rest);
             return match injected {
                 InjectedResponse::Status { status } => {
                     shared.count(|c| c.rest_5xx_injected += 1);
-                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let msg = format!("{}: {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
+                    let status =
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let msg = format!(
+                        "{}: {}",
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or("Error")
+                    );
                     ApiError::new(status, 0, &msg).into_response()
                 }
                 InjectedResponse::Shared429 { retry_after_secs } => {
                     shared.count(|c| c.rest_429s += 1);
                     let d = Duration::from_secs(retry_after_secs.into());
-                    let t = Taken { bucket: bucket_hash(&route), limit: 0, remaining: 0, reset_after: d };
+                    let t = Taken {
+                        bucket: bucket_hash(&route),
+                        limit: 0,
+                        remaining: 0,
+                        reset_after: d,
+                    };
                     too_many("shared", d, Some(&t))
                 }
             };

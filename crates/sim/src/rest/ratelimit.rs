@@ -39,7 +39,8 @@ pub(crate) struct Limiter {
 pub(crate) fn bucket_hash(route: &str) -> String {
     let digest = Sha256::digest(route.as_bytes());
     digest.iter().take(16).fold(String::new(), |mut s, b| {
-        s.push_str(&format!("{b:02x}"));
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
         s
     })
 }
@@ -66,17 +67,33 @@ impl Limiter {
         let w = self
             .buckets
             .entry((route.to_owned(), major))
-            .or_insert(Window { reset_at: now + cfg.per, remaining: cfg.limit });
+            .or_insert(Window {
+                reset_at: now + cfg.per,
+                remaining: cfg.limit,
+            });
         if now >= w.reset_at {
-            *w = Window { reset_at: now + cfg.per, remaining: cfg.limit };
+            *w = Window {
+                reset_at: now + cfg.per,
+                remaining: cfg.limit,
+            };
         }
         let bucket = bucket_hash(route);
         let reset_after = w.reset_at.saturating_duration_since(now);
         if w.remaining == 0 {
-            return Err(Taken { bucket, limit: cfg.limit, remaining: 0, reset_after });
+            return Err(Taken {
+                bucket,
+                limit: cfg.limit,
+                remaining: 0,
+                reset_after,
+            });
         }
         w.remaining -= 1;
-        Ok(Taken { bucket, limit: cfg.limit, remaining: w.remaining, reset_after })
+        Ok(Taken {
+            bucket,
+            limit: cfg.limit,
+            remaining: w.remaining,
+            reset_after,
+        })
     }
 }
 
@@ -101,7 +118,11 @@ pub(crate) fn add_headers(headers: &mut HeaderMap, t: &Taken) {
 }
 
 /// A 429 response of the given scope (`user`, `shared` or `global`).
-pub(crate) fn too_many(scope: &'static str, retry_after: Duration, taken: Option<&Taken>) -> Response {
+pub(crate) fn too_many(
+    scope: &'static str,
+    retry_after: Duration,
+    taken: Option<&Taken>,
+) -> Response {
     let global = scope == "global";
     let body = json!({
         "message": "You are being rate limited.",
@@ -114,7 +135,10 @@ pub(crate) fn too_many(scope: &'static str, retry_after: Duration, taken: Option
         add_headers(h, t);
     }
     h.insert("x-ratelimit-scope", HeaderValue::from_static(scope));
-    h.insert("retry-after", value(&retry_after.as_secs_f64().ceil().max(1.0).to_string()));
+    h.insert(
+        "retry-after",
+        value(&retry_after.as_secs_f64().ceil().max(1.0).to_string()),
+    );
     if global {
         h.insert("x-ratelimit-global", HeaderValue::from_static("true"));
     }

@@ -21,12 +21,17 @@ pub fn crypto() {
 
 /// A config with small heartbeat intervals for tests.
 pub fn fast_config() -> SimConfig {
-    SimConfig { heartbeat_interval: Duration::from_millis(500), ..SimConfig::default() }
+    SimConfig {
+        heartbeat_interval: Duration::from_millis(500),
+        ..SimConfig::default()
+    }
 }
 
 /// Starts a simulator with the fast config.
 pub async fn start() -> Simulator {
-    Simulator::start(fast_config()).await.expect("start simulator")
+    Simulator::start(fast_config())
+        .await
+        .expect("start simulator")
 }
 
 /// A raw gateway client (tokio-tungstenite), optionally decompressing zlib-stream.
@@ -44,13 +49,20 @@ pub enum Got {
 
 impl Raw {
     pub async fn connect(base: &str, query: &str) -> Self {
-        let (ws, _) = connect_async(format!("{base}/?{query}")).await.expect("connect");
-        let zlib = query.contains("zlib-stream").then(|| flate2::Decompress::new(true));
+        let (ws, _) = connect_async(format!("{base}/?{query}"))
+            .await
+            .expect("connect");
+        let zlib = query
+            .contains("zlib-stream")
+            .then(|| flate2::Decompress::new(true));
         Self { ws, zlib }
     }
 
     pub async fn send(&mut self, v: &Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("send");
     }
 
     pub async fn send_text(&mut self, s: String) {
@@ -60,16 +72,24 @@ impl Raw {
     /// Next payload or close, within [`STEP`].
     pub async fn next(&mut self) -> Got {
         loop {
-            let msg = tokio::time::timeout(STEP, self.ws.next()).await.expect("frame in time");
+            let msg = tokio::time::timeout(STEP, self.ws.next())
+                .await
+                .expect("frame in time");
             match msg {
                 None | Some(Err(_)) => return Got::Closed(None),
                 Some(Ok(Message::Close(f))) => return Got::Closed(f.map(|f| u16::from(f.code))),
-                Some(Ok(Message::Text(t))) => return Got::Payload(serde_json::from_str(t.as_str()).expect("json")),
+                Some(Ok(Message::Text(t))) => {
+                    return Got::Payload(serde_json::from_str(t.as_str()).expect("json"));
+                }
                 Some(Ok(Message::Binary(b))) => {
                     let z = self.zlib.as_mut().expect("binary only with compression");
-                    assert!(b.ends_with(&[0, 0, 0xff, 0xff]), "zlib-stream frames end with the sync flush suffix");
+                    assert!(
+                        b.ends_with(&[0, 0, 0xff, 0xff]),
+                        "zlib-stream frames end with the sync flush suffix"
+                    );
                     let mut out = Vec::with_capacity(b.len() * 8 + 1024);
-                    z.decompress_vec(&b, &mut out, flate2::FlushDecompress::Sync).expect("inflate");
+                    z.decompress_vec(&b, &mut out, flate2::FlushDecompress::Sync)
+                        .expect("inflate");
                     let mut s = String::new();
                     let _ = out.as_slice().read_to_string(&mut s);
                     return Got::Payload(serde_json::from_str(&s).expect("json"));

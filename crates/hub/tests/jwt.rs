@@ -1,0 +1,289 @@
+//! SPEC §6–§7 JWT verification from the outside: every attack is refused with
+//! `UNAUTHORIZED` and close 4401; the three allowed algorithms work; the JWKS is
+//! refetched on an unknown `kid` at most once per interval.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use futures_util::SinkExt;
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+fn unsigned(header: &Value, claims: &Value, signature: &str) -> String {
+    format!(
+        "{}.{}.{signature}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+fn with(claims: Value, patch: &Value) -> Value {
+    let mut claims = claims;
+    for (k, v) in patch.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
+}
+
+async fn refused(hub: &TestHub, token: &str) -> String {
+    let mut ws = hub.connect().await;
+    send_auth(&mut ws, token, None).await;
+    expect_unauthorized(&mut ws).await
+}
+
+#[tokio::test]
+async fn allowed_algorithms_are_accepted() {
+    let (hub, _) = TestHub::start().await;
+    for (alg, kid) in [
+        (Algorithm::RS256, "rsa-1"),
+        (Algorithm::ES256, "ec-1"),
+        (Algorithm::EdDSA, "ed-1"),
+    ] {
+        let mut ws = hub.connect().await;
+        send_auth(&mut ws, &token(alg, kid, &claims()), Some(0)).await;
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["event"], "auth.ok", "{alg:?}: {ack}");
+        assert_eq!(ack["resumed"], true);
+    }
+    // Within the 60 s leeway an expired token still passes.
+    let almost = with(claims(), &json!({"exp": now_secs() - 30}));
+    let mut ws = hub.connect().await;
+    send_auth(&mut ws, &token(Algorithm::RS256, "rsa-1", &almost), None).await;
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["event"], "auth.ok");
+    assert!(
+        ack.get("resumed").is_none(),
+        "no lastSeq, no resumed: {ack}"
+    );
+}
+
+#[tokio::test]
+async fn attacks_are_closed_4401() {
+    let (hub, _) = TestHub::start().await;
+    let now = now_secs();
+    let good = claims();
+    let rsa_sig = token(Algorithm::RS256, "rsa-1", &good)
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "alg none",
+            unsigned(
+                &json!({"alg": "none", "typ": "JWT", "kid": "rsa-1"}),
+                &good,
+                "",
+            ),
+        ),
+        (
+            "alg none with a signature",
+            unsigned(&json!({"alg": "none", "kid": "rsa-1"}), &good, &rsa_sig),
+        ),
+        (
+            "HS256 keyed with the RSA public key",
+            token(Algorithm::HS256, "rsa-1", &good),
+        ),
+        ("unknown kid", token(Algorithm::RS256, "rsa-2", &good)),
+        (
+            "injected kid",
+            token(Algorithm::RS256, "../../../../dev/null", &good),
+        ),
+        (
+            "sql kid",
+            token(Algorithm::RS256, "rsa-1' OR '1'='1", &good),
+        ),
+        (
+            "RS256 under the EC key's kid",
+            token(Algorithm::RS256, "ec-1", &good),
+        ),
+        (
+            "ES256 under the RSA key's kid",
+            token(Algorithm::ES256, "rsa-1", &good),
+        ),
+        (
+            "no kid",
+            unsigned(&json!({"alg": "RS256"}), &good, &rsa_sig),
+        ),
+        (
+            "string-typed exp",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"exp": (now + 600).to_string()})),
+            ),
+        ),
+        (
+            "expired",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"exp": now - 120})),
+            ),
+        ),
+        (
+            "future nbf",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"nbf": now + 300})),
+            ),
+        ),
+        (
+            "wrong aud",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"aud": "someone-else"})),
+            ),
+        ),
+        (
+            "wrong iss",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"iss": "https://evil.test"})),
+            ),
+        ),
+        (
+            "no exp",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"exp": null})),
+            ),
+        ),
+        (
+            "no iss",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"iss": null})),
+            ),
+        ),
+        (
+            "no aud",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"aud": null})),
+            ),
+        ),
+        (
+            "no sub",
+            token(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(good.clone(), &json!({"sub": null})),
+            ),
+        ),
+        ("tampered claims", {
+            let real = token(Algorithm::RS256, "rsa-1", &good);
+            let parts: Vec<&str> = real.split('.').collect();
+            let evil = with(good.clone(), &json!({"sub": "1"}));
+            format!(
+                "{}.{}.{}",
+                parts[0],
+                URL_SAFE_NO_PAD.encode(evil.to_string()),
+                parts[2]
+            )
+        }),
+        ("garbage", "not-a-jwt".to_owned()),
+        ("empty", String::new()),
+    ];
+    for (name, token) in &cases {
+        let message = refused(&hub, token).await;
+        assert!(
+            !message.contains(token.as_str()) || token.is_empty(),
+            "{name}: token echoed"
+        );
+        eprintln!("{name}: {message}");
+    }
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "expired",
+        "unknown_kid",
+        "algorithm",
+        "claims",
+        "not_yet_valid",
+        "malformed",
+    ] {
+        assert!(
+            metrics.contains(&format!("hub_ws_auth_failed_total{{reason=\"{reason}\"}}")),
+            "{reason}"
+        );
+    }
+    // All those unknown kids caused at most one JWKS fetch beyond the first.
+    assert!(hub.jwks.fetches.load(Ordering::SeqCst) <= 2);
+}
+
+#[tokio::test]
+async fn unknown_kid_refresh_is_rate_limited() {
+    let (hub, _) = TestHub::start().await;
+    for n in 0..5 {
+        refused(
+            &hub,
+            &token(Algorithm::RS256, &format!("made-up-{n}"), &claims()),
+        )
+        .await;
+    }
+    assert_eq!(
+        hub.jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "one fetch, then throttled"
+    );
+    let (_ws, _) = hub.authed(None).await;
+    assert_eq!(
+        hub.jwks.fetches.load(Ordering::SeqCst),
+        1,
+        "known kid served from cache"
+    );
+}
+
+#[tokio::test]
+async fn protocol_errors_close_1008_and_silence_closes_4401() {
+    let (hub, _) =
+        TestHub::start_with(|s| s.auth_timeout = std::time::Duration::from_millis(300)).await;
+    for bad in [
+        "not json".to_owned(),
+        r#"{"type":"subscribe"}"#.to_owned(),
+        r#"{"type":"auth"}"#.to_owned(),
+        format!(r#"{{"type":"auth","token":"{}"}}"#, "a".repeat(5000)),
+    ] {
+        let mut ws = hub.connect().await;
+        ws.send(Message::text(bad.clone())).await.unwrap();
+        let (code, texts) = close_code(&mut ws).await;
+        assert_eq!(code, 1008, "{bad:.40}");
+        assert_eq!(texts[0]["error"]["code"], "INVALID_MESSAGE");
+    }
+    let mut ws = hub.connect().await;
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(close_code(&mut ws).await.0, 1008);
+
+    // After auth, a malformed message is still 1008.
+    let (mut ws, _) = hub.authed(None).await;
+    ws.send(Message::text("{}")).await.unwrap();
+    assert_eq!(close_code(&mut ws).await.0, 1008);
+
+    // No auth in time.
+    let mut ws = hub.connect().await;
+    let message = expect_unauthorized(&mut ws).await;
+    assert!(message.contains("in time"), "{message}");
+}

@@ -68,7 +68,7 @@ pub struct SimConfig {
     pub command_window: Duration,
     /// Whether privileged intents are enabled for the application (else 4014).
     pub allow_privileged_intents: bool,
-    /// Bucket of `POST /guilds/{guild_id}/channels` (Discord: 5 per 5 s... per guild).
+    /// Bucket of `POST /guilds/{guild_id}/channels`, per guild (Discord: 5 per 5 s).
     pub channel_create_bucket: BucketConfig,
     /// Bucket of every other REST route.
     pub default_bucket: BucketConfig,
@@ -80,18 +80,41 @@ pub struct SimConfig {
     pub voice_endpoint: Option<String>,
 }
 
+impl SimConfig {
+    /// Discord's own numbers: heartbeat 41.25 s, channel creation 5 per 5 s per guild,
+    /// sessions resumable for 3 minutes. For `coven sim` and demos that should feel real.
+    pub fn discord_like() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(41_250),
+            session_resume_window: Duration::from_secs(180),
+            channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
+            default_bucket: BucketConfig::new(5, Duration::from_secs(1)),
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration listening on `127.0.0.1:port` (0 = ephemeral).
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.bind = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        self
+    }
+}
+
+/// Fast, test-friendly values: ephemeral port, 1 s heartbeats, channel creation 5 per 1 s,
+/// 60 s resume window; Discord's own payload (4096 B), command (120/60 s) and global (50/s) limits.
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             bot_token: "MTI0NTQwMjQ3NzQ0MDk5MTIzNA.GsimXX.coven-simulator-bot-token".to_owned(),
-            heartbeat_interval: Duration::from_millis(41_250),
-            session_resume_window: Duration::from_secs(120),
+            heartbeat_interval: Duration::from_secs(1),
+            session_resume_window: Duration::from_secs(60),
             max_payload_bytes: 4096,
             commands_per_window: 120,
             command_window: Duration::from_secs(60),
             allow_privileged_intents: true,
-            channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
+            channel_create_bucket: BucketConfig::new(5, Duration::from_secs(1)),
             default_bucket: BucketConfig::new(10, Duration::from_secs(1)),
             global_per_second: 50,
             oauth: OAuthAppConfig::default(),

@@ -153,6 +153,19 @@ impl Simulator {
     }
 }
 
+/// Runs a simulator until `shutdown` completes, printing [`Simulator::summary`] to stdout
+/// once it listens. The entry point for `coven sim`.
+pub async fn run_standalone(
+    config: SimConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let sim = Simulator::start(config).await?;
+    println!("{}", sim.summary());
+    shutdown.await;
+    sim.shutdown().await;
+    Ok(())
+}
+
 impl fmt::Display for Simulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "gateway url:   {}", self.gateway_url())?;

@@ -181,10 +181,23 @@ pub fn everyone_role(world: &World) -> Value {
 }
 
 /// The full guild object of `GUILD_CREATE`: channels, members, voice states and the
-/// gateway-only fields (`joined_at`, `large`, `member_count`, ...).
-pub fn guild_create(world: &World, with_voice_states: bool) -> Value {
+/// gateway-only fields (`joined_at`, `large`, `member_count`, ...). As on Discord, `members`
+/// holds every member only with `GUILD_PRESENCES`; otherwise the bot and users in voice.
+/// `voice_states` needs `GUILD_VOICE_STATES`.
+pub fn guild_create(world: &World, intents: u64) -> Value {
+    let with_voice_states = intents & crate::intents::GUILD_VOICE_STATES != 0;
+    let all_members = intents & crate::intents::GUILD_PRESENCES != 0;
     let channels: Vec<Value> = world.channels.values().map(|c| channel(world, c)).collect();
-    let members: Vec<Value> = world.members.values().map(|m| member(world, m)).collect();
+    let members: Vec<Value> = world
+        .members
+        .values()
+        .filter(|m| {
+            all_members
+                || m.user_id == world.bot_user_id()
+                || world.voice_states.contains_key(&m.user_id)
+        })
+        .map(|m| member(world, m))
+        .collect();
     let voice_states: Vec<Value> = if with_voice_states {
         world
             .voice_states

@@ -154,3 +154,19 @@ async fn invalid_form_body_and_unauthorized() {
         json!({"message": "Unknown Channel", "code": 10003})
     );
 }
+
+#[tokio::test]
+async fn unknown_routes_answer_discord_404() {
+    let sim = Simulator::start(fast_config()).await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v10/nope", sim.api_url()))
+        .header("authorization", bot(&sim))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "404: Not Found", "code": 0})
+    );
+}

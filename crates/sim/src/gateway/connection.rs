@@ -365,7 +365,7 @@ impl Conn {
         }
         session.push("READY", &ready);
         if session.wants("GUILD_CREATE", world.guild_id) {
-            let guild = shapes::guild_create(world, intents & intents::GUILD_VOICE_STATES != 0);
+            let guild = shapes::guild_create(world, intents);
             session.push("GUILD_CREATE", &guild);
         }
         let pushed = session.seq;

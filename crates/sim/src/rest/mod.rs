@@ -116,6 +116,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
         )
         .route_layer(middleware::from_fn_with_state(shared, guard))
         .route("/gateway", get(meta::gateway))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, 0, "404: Not Found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, 0, "405: Method Not Allowed")
+        })
 }
 
 fn route_key(method: &str, matched: &str) -> String {

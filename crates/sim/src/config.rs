@@ -107,7 +107,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            bot_token: "MTI0NTQwMjQ3NzQ0MDk5MTIzNA.GsimXX.coven-simulator-bot-token".to_owned(),
+            bot_token: "MTI0NjI1MTg3ODE4NzE0MzE3MA.GsimXX.coven-simulator-bot-token".to_owned(),
             heartbeat_interval: Duration::from_secs(1),
             session_resume_window: Duration::from_secs(60),
             max_payload_bytes: 4096,

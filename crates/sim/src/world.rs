@@ -595,3 +595,55 @@ impl World {
         Ok(Some(vec![Dispatch::new("GUILD_MEMBER_ADD", d)]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_is_stable_and_complete() {
+        let w = World::seeded();
+        assert_eq!(
+            w.guild_id, 1_246_251_873_992_839_169,
+            "docs/simulator.md quotes this id"
+        );
+        assert_eq!(w.bot_user_id(), 1_246_251_878_187_143_170);
+        assert_eq!(w.seed.voice_channel_ids.len(), 3);
+        assert_eq!(w.members.len(), 7);
+        assert_eq!(w.voice_states.len(), 2);
+        assert_eq!(w.channels[&w.seed.category_id].kind, channel_type::CATEGORY);
+    }
+
+    #[test]
+    fn deleting_a_category_orphans_children_and_disconnects_voice() {
+        let mut w = World::seeded();
+        let table1 = w.seed.voice_channel_ids[0];
+        let (_, ds) = w.delete_channel(table1).unwrap();
+        let names: Vec<&str> = ds.iter().map(|d| d.event.as_str()).collect();
+        assert_eq!(
+            names,
+            ["CHANNEL_DELETE", "VOICE_STATE_UPDATE", "VOICE_STATE_UPDATE"]
+        );
+        assert!(ds[1].data["channel_id"].is_null());
+        let (_, ds) = w.delete_channel(w.seed.category_id).unwrap();
+        assert_eq!(ds.len(), 3, "delete + two orphaned voice channels updated");
+        assert!(ds[1].data["parent_id"].is_null());
+    }
+
+    #[test]
+    fn voice_flags_need_voice() {
+        let mut w = World::seeded();
+        let carol = w.seed.member_user_ids[2];
+        assert_eq!(
+            w.voice_flags(carol, VoiceFlags::default()).unwrap_err(),
+            WorldError::NotInVoice(carol)
+        );
+        let outsider = w.seed.outsider_user_ids[0];
+        let channel = w.seed.voice_channel_ids[0];
+        assert_eq!(
+            w.voice_connect(outsider, channel, None, VoiceFlags::default())
+                .unwrap_err(),
+            WorldError::NotMember(outsider)
+        );
+    }
+}

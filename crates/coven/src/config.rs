@@ -258,6 +258,9 @@ pub struct WorkerConfig {
     pub hub_endpoint: Url,
     /// `HEALTH_CHECK_PORT`, default 8080: `/health`, `/metrics`, commands.
     pub health_check_port: u16,
+    /// `OUTBOX_MAX_EVENTS`, default 1,000,000: undelivered events kept before new
+    /// ones go to the dead-letter table (a warning is logged past 80 %).
+    pub outbox_max_events: u64,
 }
 
 impl WorkerConfig {
@@ -271,6 +274,7 @@ impl WorkerConfig {
                 .url("HUB_ENDPOINT", &["http", "https"])?
                 .ok_or(ConfigError::Missing("HUB_ENDPOINT"))?,
             health_check_port: env.optional("HEALTH_CHECK_PORT")?.unwrap_or(8080),
+            outbox_max_events: env.optional("OUTBOX_MAX_EVENTS")?.unwrap_or(1_000_000),
         })
     }
 }

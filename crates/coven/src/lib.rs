@@ -4,5 +4,6 @@
 //! here so that tests can drive it in-process.
 
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod logging;

@@ -1,25 +1,34 @@
-//! Entry point of the `coven` binary: parse the command line, read the
-//! configuration, start logging, run the chosen part.
+//! Entry point of the `coven` binary: parse the command line, start logging,
+//! run the chosen part on a tokio runtime.
+
+use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use coven::cli::Cli;
+use coven::cli::{Cli, Command};
 use coven::config::{LogConfig, ProcessEnv};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = match LogConfig::from_env(&ProcessEnv) {
         Ok(log) => log,
         Err(error) => {
-            eprintln!("{error}");
-            return std::process::ExitCode::FAILURE;
+            eprintln!("coven: {error}");
+            return ExitCode::FAILURE;
         }
     };
     coven::logging::init(log);
-    match cli.command {
-        None => {
-            Cli::command().print_help().expect("stdout is writable");
-            std::process::ExitCode::SUCCESS
+    let Some(command) = cli.command else {
+        Cli::command().print_help().expect("stdout is writable");
+        return ExitCode::SUCCESS;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        match command {
+            Command::Worker => coven::commands::worker().await,
+            Command::Sim(args) => coven::commands::sim(&args).await,
         }
-        Some(command) => match command {},
-    }
+    })
 }

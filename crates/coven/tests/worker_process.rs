@@ -1,0 +1,200 @@
+//! `coven worker` as a real process: configuration errors, a fatal token, and
+//! kill -9 while events flow followed by a restart on the same `STATE_DIR`.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use coven_contract::Event;
+use support::{FakeHub, SECRET, WAIT, simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coven");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn worker_command(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    state: &std::path::Path,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("worker")
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("HUB_ENDPOINT", hub.endpoint().as_str())
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env("STATE_DIR", state)
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+async fn wait_healthy(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = reqwest::get(&url).await
+            && response.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the worker never became healthy on port {port}");
+}
+
+fn output_of(child: Child) -> (std::process::ExitStatus, String) {
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_variable_is_named_in_one_line_and_secrets_never_printed() {
+    let output = Command::new(BIN)
+        .arg("worker")
+        .env_clear()
+        .env("HUB_SECRET", "hub-secret-never-printed")
+        .env("DISCORD_BOT_TOKEN", "bot-token-never-printed")
+        .env("HUB_ENDPOINT", "http://127.0.0.1:9/api/internal/events")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stderr.trim(),
+        "coven: configuration error: PRIMARY_GUILD_ID is not set"
+    );
+    for secret in ["hub-secret-never-printed", "bot-token-never-printed"] {
+        assert!(!stderr.contains(secret) && !stdout.contains(secret));
+    }
+
+    let output = Command::new(BIN)
+        .arg("worker")
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", "0123")
+        .env("HUB_SECRET", "hub-secret-never-printed")
+        .env("DISCORD_BOT_TOKEN", "bot-token-never-printed")
+        .env("HUB_ENDPOINT", "http://127.0.0.1:9/api/internal/events")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PRIMARY_GUILD_ID is invalid"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_rejected_token_exits_non_zero_with_a_clear_message() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+    let child = worker_command(&sim, &hub, state.path(), free_port())
+        .env("DISCORD_BOT_TOKEN", "a-token-discord-rejects")
+        .spawn()
+        .unwrap();
+    let (status, stderr) = tokio::task::spawn_blocking(move || output_of(child))
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("Discord rejected the bot token"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("4004"), "{stderr}");
+    assert!(!stderr.contains("a-token-discord-rejects"), "{stderr}");
+}
+
+#[tokio::test]
+async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = worker_command(&sim, &hub, state.path(), port)
+        .spawn()
+        .unwrap();
+    wait_healthy(port).await;
+
+    // Users join and leave rooms in a steady stream; the worker dies mid-stream.
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let users = seed.member_user_ids[2..6].to_vec();
+    let rooms = seed.voice_channel_ids.clone();
+    let total = 80;
+    let producer = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut expected = Vec::new();
+            for i in 0..total {
+                let user = users[i % users.len()];
+                if handle.voice_channel_of(user).is_some() {
+                    let room = handle.voice_channel_of(user).unwrap();
+                    handle.user_leave(user).unwrap();
+                    expected.push(("voice.left", room, user));
+                } else {
+                    let room = rooms[i % rooms.len()];
+                    handle.user_join(user, room).unwrap();
+                    expected.push(("voice.joined", room, user));
+                }
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+            expected
+        })
+    };
+    hub.wait_for_events(15).await;
+    child.kill().unwrap(); // SIGKILL: no shutdown code runs.
+    child.wait().unwrap();
+    let delivered_before_kill = hub.events().len();
+    assert!(
+        delivered_before_kill < total,
+        "the kill must land mid-stream"
+    );
+
+    let identifies = handle.counters().identifies;
+    let child = worker_command(&sim, &hub, state.path(), port)
+        .spawn()
+        .unwrap();
+    let expected = producer.await.unwrap();
+    let events: Vec<Event> = hub.wait_for_events(total).await;
+    let got: Vec<(&str, u64, u64)> = support::summary(&events);
+    assert_eq!(got, expected, "every event, once, in order");
+    let counters = handle.counters();
+    assert_eq!(
+        counters.identifies, identifies,
+        "the restart resumed instead of identifying"
+    );
+    assert!(counters.resumes >= 1);
+    assert!(hub.attempts() >= total);
+
+    // SIGTERM: a clean, resumable stop with exit status 0.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, stderr) = tokio::task::spawn_blocking(move || output_of(child))
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+}

@@ -1,0 +1,155 @@
+//! Operations endpoints on `HEALTH_CHECK_PORT`: `/health` and `/metrics`.
+//!
+//! `/health` answers 200 while the gateway session is live and 503 otherwise,
+//! with the same body either way, so an orchestrator can both probe and explain:
+//! `{status, state, sessionAgeSecs, outboxDepth, lastEventAt}`.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+
+use crate::outbox::Outbox;
+
+/// The gateway session's state as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayState {
+    /// Not connected yet, or reconnecting.
+    Disconnected,
+    /// Connected, waiting for READY.
+    Identifying,
+    /// Connected, replaying missed events.
+    Resuming,
+    /// Live.
+    Active,
+    /// Discord refused us for good (e.g. a bad token).
+    FatallyClosed,
+}
+
+/// Live status shared by the gateway task and the health endpoint.
+#[derive(Debug)]
+pub struct Status {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: GatewayState,
+    session_started: Option<Instant>,
+    last_event_at: Option<u64>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                state: GatewayState::Disconnected,
+                session_started: None,
+                last_event_at: None,
+            }),
+        }
+    }
+}
+
+impl Status {
+    /// Records the gateway's state.
+    pub fn set_state(&self, state: GatewayState) {
+        self.lock().state = state;
+    }
+
+    /// The gateway's state.
+    pub fn state(&self) -> GatewayState {
+        self.lock().state
+    }
+
+    /// A new session began (READY).
+    pub fn session_started(&self) {
+        self.lock().session_started = Some(Instant::now());
+    }
+
+    /// A contract event was produced now.
+    pub fn event_produced(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.lock().last_event_at = Some(now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The body of `/health`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Health {
+    status: &'static str,
+    state: GatewayState,
+    session_age_secs: Option<u64>,
+    outbox_depth: u64,
+    outbox_near_full: bool,
+    dead_letters: u64,
+    last_event_at: Option<u64>,
+}
+
+#[derive(Clone)]
+struct HealthState {
+    status: Arc<Status>,
+    outbox: Outbox,
+    prometheus: PrometheusHandle,
+}
+
+/// The router serving `/health` and `/metrics`.
+pub fn router(status: Arc<Status>, outbox: Outbox, prometheus: PrometheusHandle) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(render_metrics))
+        .with_state(HealthState {
+            status,
+            outbox,
+            prometheus,
+        })
+}
+
+async fn health(State(state): State<HealthState>) -> impl IntoResponse {
+    let inner = state.status.lock();
+    let live = inner.state == GatewayState::Active;
+    let body = Health {
+        status: if live { "ok" } else { "unavailable" },
+        state: inner.state,
+        session_age_secs: inner.session_started.map(|at| at.elapsed().as_secs()),
+        outbox_depth: state.outbox.depth(),
+        outbox_near_full: state.outbox.near_full(),
+        dead_letters: state.outbox.dead_letter_count(),
+        last_event_at: inner.last_event_at,
+    };
+    drop(inner);
+    let code = if live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
+}
+
+async fn render_metrics(State(state): State<HealthState>) -> impl IntoResponse {
+    crate::metrics::outbox_gauges(&state.outbox);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.prometheus.render(),
+    )
+}

@@ -1,0 +1,80 @@
+//! The worker's Prometheus metrics, named in one place.
+//!
+//! Counters and gauges go through the `metrics` facade; [`prometheus`] installs
+//! the process-wide Prometheus recorder once and returns the handle that renders
+//! `/metrics`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::outbox::Outbox;
+
+/// The process's Prometheus handle, installing the global recorder on first use.
+/// If another recorder is already installed, metrics still render (empty) rather
+/// than failing the worker.
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A contract event was produced (and committed to the outbox).
+pub fn event_produced(name: &'static str) {
+    counter!("coven_worker_events_total", "type" => name).increment(1);
+}
+
+/// An event reached the hub.
+pub fn delivered(outbox: &Outbox) {
+    counter!("coven_worker_delivered_total").increment(1);
+    outbox_gauges(outbox);
+}
+
+/// A delivery attempt failed and will be retried.
+pub fn retried() {
+    counter!("coven_worker_delivery_retries_total").increment(1);
+}
+
+/// An event went to the dead-letter table.
+pub fn dead_lettered(outbox: &Outbox) {
+    counter!("coven_worker_dead_letters_total").increment(1);
+    outbox_gauges(outbox);
+}
+
+/// Current outbox depth, dead letters and bound.
+#[allow(clippy::cast_precision_loss)] // Gauges are f64; depths stay far below 2^52.
+pub fn outbox_gauges(outbox: &Outbox) {
+    gauge!("coven_worker_outbox_depth").set(outbox.depth() as f64);
+    gauge!("coven_worker_outbox_capacity").set(outbox.capacity() as f64);
+    gauge!("coven_worker_dead_letters").set(outbox.dead_letter_count() as f64);
+}
+
+/// A new session was identified (READY).
+pub fn identified() {
+    counter!("coven_worker_identifies_total").increment(1);
+}
+
+/// A session was resumed (RESUMED).
+pub fn resumed() {
+    counter!("coven_worker_resumes_total").increment(1);
+}
+
+/// The gateway connection was lost and will be re-established.
+pub fn reconnected() {
+    counter!("coven_worker_reconnects_total").increment(1);
+}
+
+/// Latest heartbeat round trip.
+pub fn gateway_latency(latency: Duration) {
+    gauge!("coven_worker_gateway_latency_seconds").set(latency.as_secs_f64());
+}

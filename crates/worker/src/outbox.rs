@@ -1,0 +1,299 @@
+//! The durable outbox: the worker's memory of what it owes the hub.
+//!
+//! One redb file under `STATE_DIR` holds, in one place and updated in one
+//! transaction, the events not yet delivered, the voice view that produced them and
+//! the gateway session (id, sequence, resume URL). Because they commit together, a
+//! crash at any instant leaves a consistent state: either the dispatch's events are
+//! queued *and* its sequence is recorded, or neither is and Discord replays the
+//! dispatch on resume. Events are delivered in id order; each id, prefixed with a
+//! random epoch chosen when the file is created, is the stable `X-Hub-Event-Id`.
+//!
+//! Events that the hub rejects for good, and events that would overflow the
+//! configured bound, move to a dead-letter table: counted, logged, kept for an
+//! operator, never silently dropped.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use coven_contract::Event;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::tracker::VoiceView;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const EPOCH_KEY: &str = "epoch";
+const NEXT_ID_KEY: &str = "next_id";
+const SESSION_KEY: &str = "session";
+const VIEW_KEY: &str = "view";
+
+/// Fraction of the bound past which the outbox reports that it is nearly full.
+const NEAR_FULL_PERCENT: u64 = 80;
+
+/// A failure of the state file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (I/O, corruption, …).
+    #[error("state database: {0}")]
+    Database(#[from] redb::Error),
+    /// A stored value could not be decoded.
+    #[error("state database holds an unreadable value: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+macro_rules! impl_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(error: $t) -> Self {
+                Self::Database(error.into())
+            }
+        }
+    )*};
+}
+impl_from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// The gateway session to resume after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSession {
+    /// Discord's session id.
+    pub id: String,
+    /// The last sequence whose effects are committed.
+    pub sequence: u64,
+    /// READY's `resume_gateway_url`.
+    pub resume_url: Option<String>,
+}
+
+/// An event waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Its position in the outbox.
+    pub id: u64,
+    /// Its stable `X-Hub-Event-Id`.
+    pub event_id: String,
+    /// The signed webhook body.
+    pub body: Vec<u8>,
+}
+
+/// An event the hub refused for good, or that found the outbox full.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Its stable event id.
+    pub event_id: String,
+    /// The webhook body, as UTF-8 JSON.
+    pub body: String,
+    /// Why it could not be delivered.
+    pub reason: String,
+}
+
+/// The durable outbox plus the session and voice view committed with it.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+    epoch: Arc<str>,
+    depth: Arc<AtomicU64>,
+    dead: Arc<AtomicU64>,
+    capacity: u64,
+    added: Arc<Notify>,
+}
+
+impl Outbox {
+    /// Opens (or creates) the state file at `path`, holding at most `capacity` events.
+    pub fn open(path: &Path, capacity: u64) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        let epoch = {
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(EPOCH_KEY)?.map(|v| v.value().to_vec());
+            if let Some(epoch) = stored {
+                String::from_utf8_lossy(&epoch).into_owned()
+            } else {
+                let epoch = format!("{:016x}", rand::random::<u64>());
+                meta.insert(EPOCH_KEY, epoch.as_bytes())?;
+                epoch
+            }
+        };
+        let depth = txn.open_table(EVENTS)?.len()?;
+        let dead = txn.open_table(DEAD_LETTERS)?.len()?;
+        txn.commit()?;
+        Ok(Self {
+            db: Arc::new(db),
+            epoch: epoch.into(),
+            depth: Arc::new(AtomicU64::new(depth)),
+            dead: Arc::new(AtomicU64::new(dead)),
+            capacity,
+            added: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The stored session and voice view, if any.
+    pub fn load(&self) -> Result<(Option<StoredSession>, Option<VoiceView>), StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let session = match meta.get(SESSION_KEY)? {
+            Some(raw) => Some(serde_json::from_slice(raw.value())?),
+            None => None,
+        };
+        let view = match meta.get(VIEW_KEY)? {
+            Some(raw) => Some(serde_json::from_slice(raw.value())?),
+            None => None,
+        };
+        Ok((session, view))
+    }
+
+    /// Durably appends `events` and records `view` and `session` in one transaction.
+    /// Returns how many events had to be dead-lettered because the outbox was full.
+    pub fn commit(
+        &self,
+        events: &[Event],
+        view: Option<&VoiceView>,
+        session: Option<&StoredSession>,
+    ) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut overflowed = 0;
+        {
+            let mut meta = txn.open_table(META)?;
+            let mut queue = txn.open_table(EVENTS)?;
+            let mut dead = txn.open_table(DEAD_LETTERS)?;
+            let mut next_id = match meta.get(NEXT_ID_KEY)? {
+                Some(raw) => u64::from_be_bytes(raw.value().try_into().unwrap_or([0; 8])),
+                None => 1,
+            };
+            let mut depth = queue.len()?;
+            for event in events {
+                let body = event.to_webhook_body();
+                if depth < self.capacity {
+                    queue.insert(next_id, body.as_slice())?;
+                    depth += 1;
+                } else {
+                    let letter = self.dead_letter(next_id, &body, "outbox full");
+                    dead.insert(next_id, serde_json::to_vec(&letter)?.as_slice())?;
+                    overflowed += 1;
+                }
+                next_id += 1;
+            }
+            meta.insert(NEXT_ID_KEY, next_id.to_be_bytes().as_slice())?;
+            if let Some(view) = view {
+                meta.insert(VIEW_KEY, serde_json::to_vec(view)?.as_slice())?;
+            }
+            if let Some(session) = session {
+                meta.insert(SESSION_KEY, serde_json::to_vec(session)?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        let queued = (events.len() - overflowed) as u64;
+        self.depth.fetch_add(queued, Ordering::Relaxed);
+        self.dead.fetch_add(overflowed as u64, Ordering::Relaxed);
+        if queued > 0 {
+            self.added.notify_one();
+        }
+        Ok(overflowed)
+    }
+
+    /// Records the session alone (periodically and at shutdown).
+    pub fn save_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        self.commit(&[], None, Some(session)).map(drop)
+    }
+
+    /// The oldest undelivered event.
+    pub fn peek(&self) -> Result<Option<Pending>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let queue = txn.open_table(EVENTS)?;
+        let first = queue.first()?.map(|(id, body)| Pending {
+            id: id.value(),
+            event_id: self.event_id(id.value()),
+            body: body.value().to_vec(),
+        });
+        Ok(first)
+    }
+
+    /// Removes a delivered event. Not synced to disk at once: losing an ack in a
+    /// crash only means the hub sees the event again, and it deduplicates by id.
+    pub fn ack(&self, id: u64) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let removed = txn.open_table(EVENTS)?.remove(id)?.is_some();
+        txn.commit()?;
+        if removed {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Moves an event the hub refused for good to the dead-letter table.
+    pub fn bury(&self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
+        let letter = self.dead_letter(pending.id, &pending.body, reason);
+        let txn = self.db.begin_write()?;
+        let removed = txn.open_table(EVENTS)?.remove(pending.id)?.is_some();
+        txn.open_table(DEAD_LETTERS)?
+            .insert(pending.id, serde_json::to_vec(&letter)?.as_slice())?;
+        txn.commit()?;
+        if removed {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.dead.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every dead letter, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DEAD_LETTERS)?;
+        let mut letters = Vec::new();
+        for entry in table.iter()? {
+            let (_, raw) = entry?;
+            letters.push(serde_json::from_slice(raw.value())?);
+        }
+        Ok(letters)
+    }
+
+    /// Events waiting for delivery.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Events in the dead-letter table.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// The configured bound.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Whether the outbox is past 80 % of its bound.
+    pub fn near_full(&self) -> bool {
+        self.depth() * 100 >= self.capacity * NEAR_FULL_PERCENT
+    }
+
+    /// Resolves when an event is added after the last wake-up.
+    pub async fn added(&self) {
+        self.added.notified().await;
+    }
+
+    fn event_id(&self, id: u64) -> String {
+        format!("{}-{id:016x}", self.epoch)
+    }
+
+    fn dead_letter(&self, id: u64, body: &[u8], reason: &str) -> DeadLetter {
+        DeadLetter {
+            event_id: self.event_id(id),
+            body: String::from_utf8_lossy(body).into_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+}

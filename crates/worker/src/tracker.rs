@@ -1,0 +1,322 @@
+//! The voice-state tracker: turns Discord's guild dispatches into contract events.
+//!
+//! Discord tells us *states* ("user U is now in channel C with these flags"); the
+//! contract speaks in *changes* (`voice.joined`, `voice.left`, …). The tracker keeps
+//! the last known state of the one guild we serve ([`VoiceView`]) and emits exactly
+//! the difference each dispatch makes, following SPEC §4: a move is `voice.left`
+//! (old room) then `voice.joined` (new room), a flag change without a move is
+//! `voice.state`, only voice channels (type 2) are rooms, other guilds are ignored.
+//!
+//! Because it emits differences of states, applying the same dispatch twice emits
+//! nothing the second time. That makes Discord's replays after a resume, and our
+//! own redeliveries after a crash, harmless.
+
+use std::collections::BTreeMap;
+
+use coven_contract::{
+    Event, RoomCreated, RoomDeleted, RoomName, Snowflake, UserLimit, VoiceFlags, VoiceJoined,
+    VoiceLeft, VoiceStateChanged,
+};
+use serde::{Deserialize, Serialize};
+use twilight_model::channel::{Channel, ChannelType};
+use twilight_model::gateway::payload::incoming::GuildCreate;
+use twilight_model::guild::Guild;
+use twilight_model::voice::VoiceState;
+
+/// A room as the tracker knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    /// The channel's name.
+    pub name: RoomName,
+    /// Its category, if any.
+    pub parent_id: Option<Snowflake>,
+    /// Its user limit (0 = unlimited).
+    pub user_limit: UserLimit,
+}
+
+/// Where a user is and with which flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The room the user is in.
+    pub channel_id: Snowflake,
+    /// Their voice flags.
+    pub flags: VoiceFlags,
+}
+
+/// The tracker's whole knowledge of the guild: rooms and who is in them.
+/// It is persisted so that a restarted worker still knows who to report as leaving.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceView {
+    /// Voice channels by id.
+    pub rooms: BTreeMap<Snowflake, Room>,
+    /// Users in a room, by user id.
+    pub members: BTreeMap<Snowflake, Presence>,
+}
+
+/// Tracks one guild's rooms and voice states.
+#[derive(Debug)]
+pub struct VoiceTracker {
+    guild_id: Snowflake,
+    view: VoiceView,
+    /// Whether `view` reflects a real `GUILD_CREATE` (seen now or before a restart).
+    /// The first `GUILD_CREATE` without one only seeds the view: the people already
+    /// in rooms did not just join.
+    seeded: bool,
+}
+
+impl VoiceTracker {
+    /// A tracker for `guild_id`, starting from a stored view when there is one.
+    pub fn new(guild_id: Snowflake, stored: Option<VoiceView>) -> Self {
+        Self {
+            guild_id,
+            seeded: stored.is_some(),
+            view: stored.unwrap_or_default(),
+        }
+    }
+
+    /// The current view, to persist.
+    pub fn view(&self) -> &VoiceView {
+        &self.view
+    }
+
+    /// Replaces the whole view from a `GUILD_CREATE` and returns what changed
+    /// since the previous view (nothing, the first time).
+    pub fn guild_create(&mut self, guild: &GuildCreate) -> Vec<Event> {
+        let GuildCreate::Available(guild) = guild else {
+            return Vec::new(); // An outage; the view stays as it was.
+        };
+        if snowflake(guild.id.get()) != self.guild_id {
+            return Vec::new();
+        }
+        let fresh = view_of(guild);
+        let events = if self.seeded {
+            diff(self.guild_id, &self.view, &fresh)
+        } else {
+            Vec::new()
+        };
+        self.view = fresh;
+        self.seeded = true;
+        events
+    }
+
+    /// Applies a `VOICE_STATE_UPDATE`.
+    pub fn voice_state_update(&mut self, state: &VoiceState) -> Vec<Event> {
+        if state.guild_id.map(|id| snowflake(id.get())) != Some(self.guild_id) {
+            return Vec::new();
+        }
+        let user_id = snowflake(state.user_id.get());
+        let now = self.presence_of(state);
+        let before = match now {
+            Some(now) => self.view.members.insert(user_id, now),
+            None => self.view.members.remove(&user_id),
+        };
+        changes(self.guild_id, user_id, before, now)
+    }
+
+    /// Applies a `CHANNEL_CREATE`: a new voice channel is a new room.
+    pub fn channel_create(&mut self, channel: &Channel) -> Vec<Event> {
+        if !self.is_room(channel) {
+            return Vec::new();
+        }
+        let channel_id = snowflake(channel.id.get());
+        if self.view.rooms.contains_key(&channel_id) {
+            return Vec::new(); // Already known (a replay, or seen in GUILD_CREATE).
+        }
+        let room = room_of(channel);
+        let event = room_created(self.guild_id, channel_id, &room);
+        self.view.rooms.insert(channel_id, room);
+        vec![event]
+    }
+
+    /// Applies a `CHANNEL_UPDATE`: a room's name, category or limit changed.
+    /// The contract has no event for that; the view keeps the new values.
+    pub fn channel_update(&mut self, channel: &Channel) {
+        if self.is_room(channel) {
+            self.view
+                .rooms
+                .insert(snowflake(channel.id.get()), room_of(channel));
+        }
+    }
+
+    /// Applies a `CHANNEL_DELETE`: everyone still in the room leaves, then it is gone.
+    pub fn channel_delete(&mut self, channel: &Channel) -> Vec<Event> {
+        let channel_id = snowflake(channel.id.get());
+        if !self.is_room(channel) || self.view.rooms.remove(&channel_id).is_none() {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        self.view.members.retain(|&user_id, presence| {
+            let stays = presence.channel_id != channel_id;
+            if !stays {
+                events.push(left(self.guild_id, channel_id, user_id));
+            }
+            stays
+        });
+        events.push(Event::RoomDeleted(RoomDeleted {
+            channel_id,
+            guild_id: self.guild_id,
+        }));
+        events
+    }
+
+    fn is_room(&self, channel: &Channel) -> bool {
+        channel.kind == ChannelType::GuildVoice
+            && channel.guild_id.map(|id| snowflake(id.get())) == Some(self.guild_id)
+    }
+
+    /// Where the state puts the user, counting only rooms we know.
+    fn presence_of(&self, state: &VoiceState) -> Option<Presence> {
+        let channel_id = snowflake(state.channel_id?.get());
+        self.view.rooms.contains_key(&channel_id).then(|| Presence {
+            channel_id,
+            flags: flags_of(state),
+        })
+    }
+}
+
+/// The events that take one user from `before` to `now`.
+fn changes(
+    guild_id: Snowflake,
+    user_id: Snowflake,
+    before: Option<Presence>,
+    now: Option<Presence>,
+) -> Vec<Event> {
+    match (before, now) {
+        (None, Some(now)) => vec![joined(guild_id, now.channel_id, user_id)],
+        (Some(before), None) => vec![left(guild_id, before.channel_id, user_id)],
+        (Some(before), Some(now)) if before.channel_id != now.channel_id => vec![
+            left(guild_id, before.channel_id, user_id),
+            joined(guild_id, now.channel_id, user_id),
+        ],
+        (Some(before), Some(now)) if before.flags != now.flags => {
+            vec![Event::VoiceState(VoiceStateChanged {
+                guild_id,
+                channel_id: now.channel_id,
+                user_id,
+                flags: now.flags,
+            })]
+        }
+        (None, None) | (Some(_), Some(_)) => Vec::new(),
+    }
+}
+
+/// Everything that happened between two views: new rooms first (so joins never
+/// name an unknown room), then each user's changes, then deleted rooms (after
+/// their occupants left).
+fn diff(guild_id: Snowflake, old: &VoiceView, new: &VoiceView) -> Vec<Event> {
+    let mut events: Vec<Event> = new
+        .rooms
+        .iter()
+        .filter(|(id, _)| !old.rooms.contains_key(id))
+        .map(|(&id, room)| room_created(guild_id, id, room))
+        .collect();
+    let users: std::collections::BTreeSet<Snowflake> = old
+        .members
+        .keys()
+        .chain(new.members.keys())
+        .copied()
+        .collect();
+    for user_id in users {
+        let before = old.members.get(&user_id).copied();
+        let now = new.members.get(&user_id).copied();
+        events.extend(changes(guild_id, user_id, before, now));
+    }
+    events.extend(
+        old.rooms
+            .keys()
+            .filter(|id| !new.rooms.contains_key(id))
+            .map(|&channel_id| {
+                Event::RoomDeleted(RoomDeleted {
+                    channel_id,
+                    guild_id,
+                })
+            }),
+    );
+    events
+}
+
+fn view_of(guild: &Guild) -> VoiceView {
+    let guild_id = guild.id;
+    let rooms: BTreeMap<Snowflake, Room> = guild
+        .channels
+        .iter()
+        .filter(|c| c.kind == ChannelType::GuildVoice)
+        .map(|c| (snowflake(c.id.get()), room_of(c)))
+        .collect();
+    let members = guild
+        .voice_states
+        .iter()
+        .filter_map(|state| {
+            let channel_id = snowflake(state.channel_id?.get());
+            // GUILD_CREATE's voice states omit guild_id; they are this guild's.
+            debug_assert!(state.guild_id.is_none_or(|g| g == guild_id));
+            rooms.contains_key(&channel_id).then(|| {
+                let presence = Presence {
+                    channel_id,
+                    flags: flags_of(state),
+                };
+                (snowflake(state.user_id.get()), presence)
+            })
+        })
+        .collect();
+    VoiceView { rooms, members }
+}
+
+fn room_of(channel: &Channel) -> Room {
+    let name = channel
+        .name
+        .clone()
+        .and_then(|name| RoomName::try_from(name).ok())
+        .unwrap_or_else(|| RoomName::try_from("voice").expect("a valid name"));
+    let limit = channel
+        .user_limit
+        .map_or(0, |limit| u8::try_from(limit.min(99)).unwrap_or(99));
+    Room {
+        name,
+        parent_id: channel.parent_id.map(|id| snowflake(id.get())),
+        user_limit: UserLimit::try_from(limit).unwrap_or(UserLimit::UNLIMITED),
+    }
+}
+
+fn flags_of(state: &VoiceState) -> VoiceFlags {
+    VoiceFlags {
+        self_mute: state.self_mute,
+        self_deaf: state.self_deaf,
+        mute: state.mute,
+        deaf: state.deaf,
+        self_video: state.self_video,
+        self_stream: state.self_stream,
+        suppress: state.suppress,
+    }
+}
+
+fn room_created(guild_id: Snowflake, channel_id: Snowflake, room: &Room) -> Event {
+    Event::RoomCreated(RoomCreated {
+        channel_id,
+        name: room.name.clone(),
+        guild_id,
+        parent_id: room.parent_id,
+        user_limit: room.user_limit,
+    })
+}
+
+fn joined(guild_id: Snowflake, channel_id: Snowflake, user_id: Snowflake) -> Event {
+    Event::VoiceJoined(VoiceJoined {
+        guild_id,
+        channel_id,
+        user_id,
+    })
+}
+
+fn left(guild_id: Snowflake, channel_id: Snowflake, user_id: Snowflake) -> Event {
+    Event::VoiceLeft(VoiceLeft {
+        guild_id,
+        channel_id,
+        user_id,
+    })
+}
+
+/// Twilight ids are non-zero by construction.
+fn snowflake(id: u64) -> Snowflake {
+    Snowflake::new(id).expect("twilight ids are non-zero")
+}

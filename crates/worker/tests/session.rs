@@ -10,7 +10,7 @@ use coven_contract::Event;
 use coven_sim::VoiceFlags;
 use support::{FakeHub, RunningWorker, WAIT, simulator, summary};
 
-/// Waits until the worker has a live session (so it has seen GUILD_CREATE).
+/// Waits until the worker has a live session (so it has seen `GUILD_CREATE`).
 async fn live(worker: &RunningWorker) {
     worker.wait_for_health(200).await;
 }
@@ -76,6 +76,9 @@ async fn every_voice_rule_reaches_the_hub_in_order() {
     worker.stop().await.unwrap();
 }
 
+/// A named fault injection.
+type Fault<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 /// Makes one more voice change and waits for it to reach the hub.
 async fn one_more_event(sim: &coven_sim::Simulator, hub: &FakeHub, expected: usize) {
     let handle = sim.handle();
@@ -101,7 +104,7 @@ async fn gateway_faults_lose_nothing() {
     let mut expected = 0;
 
     // Each fault, then a change made while the worker is recovering.
-    let faults: Vec<(&str, Box<dyn Fn()>)> = vec![
+    let faults: Vec<Fault<'_>> = vec![
         (
             "op 7 reconnect",
             Box::new(|| assert_eq!(handle.reconnect(), 1)),

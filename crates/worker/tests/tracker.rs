@@ -80,7 +80,7 @@ fn names(events: &[Event]) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-/// A tracker that has seen a GUILD_CREATE with Alice already in room A.
+/// A tracker that has seen a `GUILD_CREATE` with Alice already in room A.
 fn seeded() -> VoiceTracker {
     let mut tracker = VoiceTracker::new(id(GUILD), None);
     let events = tracker.guild_create(&guild_create(

@@ -10,6 +10,7 @@ use coven_contract::{Event, Secret, VoiceLeft};
 const FORBIDDEN: &str = r#"{"message":"forbidden"}"#;
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // The matrix is one list of cases.
 async fn signature_matrix() {
     let (hub, _) = TestHub::start().await;
     let (mut ws, _) = hub.authed(None).await;

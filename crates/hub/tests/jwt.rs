@@ -67,6 +67,7 @@ async fn allowed_algorithms_are_accepted() {
 }
 
 #[tokio::test]
+#[allow(clippy::too_many_lines)] // One table of attacks reads best as one list.
 async fn attacks_are_closed_4401() {
     let (hub, _) = TestHub::start().await;
     let now = now_secs();

@@ -19,6 +19,7 @@ use coven_contract::{
 };
 use futures_util::SinkExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::broker::unix_millis;
 use crate::fanout::{Frame, Outbox};
@@ -59,7 +60,8 @@ pub(crate) async fn upgrade(State(state): State<SharedState>, ws: WebSocketUpgra
         .max_write_buffer_size(settings.max_unsent_bytes.saturating_mul(2).max(64 * 1024))
         .max_message_size(MAX_INBOUND_FRAME)
         .max_frame_size(MAX_INBOUND_FRAME)
-        .on_upgrade(move |socket| session(state, socket))
+        // Keep the upgrade request's span (with its request id) on the whole session.
+        .on_upgrade(move |socket| session(state, socket).instrument(tracing::Span::current()))
 }
 
 async fn session(state: SharedState, mut socket: WebSocket) {

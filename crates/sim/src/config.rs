@@ -58,6 +58,9 @@ pub struct SimConfig {
     pub bot_token: String,
     /// HELLO's `heartbeat_interval`.
     pub heartbeat_interval: Duration,
+    /// Close a connection (4009, session kept resumable) that sends no heartbeat for this
+    /// long; `None` never does. Discord closes connections that stop heartbeating.
+    pub heartbeat_timeout: Option<Duration>,
     /// How long a session stays resumable after its connection dropped.
     pub session_resume_window: Duration,
     /// Largest payload a client may send (Discord: 4096 bytes, else close 4002).
@@ -86,6 +89,7 @@ impl SimConfig {
     pub fn discord_like() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(41_250),
+            heartbeat_timeout: Some(Duration::from_millis(41_250 * 3 / 2)),
             session_resume_window: Duration::from_secs(180),
             channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
             default_bucket: BucketConfig::new(5, Duration::from_secs(1)),
@@ -109,6 +113,7 @@ impl Default for SimConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             bot_token: "MTI0NjI1MTg3ODE4NzE0MzE3MA.GsimXX.coven-simulator-bot-token".to_owned(),
             heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: None,
             session_resume_window: Duration::from_secs(60),
             max_payload_bytes: 4096,
             commands_per_window: 120,

@@ -330,3 +330,25 @@ async fn unsupported_version_closes_4012() {
     assert_eq!(c.payload().await["op"], 10);
     assert_eq!(c.close_code().await, Some(4012));
 }
+
+#[tokio::test]
+async fn silent_connection_is_closed_but_session_stays_resumable() {
+    let config = SimConfig {
+        heartbeat_timeout: Some(Duration::from_millis(300)),
+        ..common::fast_config()
+    };
+    let sim = Simulator::start(config).await.unwrap();
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    let session = c.dispatch("READY").await["d"]["session_id"].clone();
+    // No heartbeat: the simulator closes after 300 ms.
+    assert_eq!(c.close_code().await, Some(4009));
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.send(&json!({"op": 1, "d": null})).await;
+    assert_eq!(c.payload().await["op"], 11);
+    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 2}}))
+        .await;
+    c.dispatch("RESUMED").await;
+}

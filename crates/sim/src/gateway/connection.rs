@@ -39,6 +39,8 @@ struct Conn {
     zombie: bool,
     delay: Duration,
     recent: VecDeque<Instant>,
+    /// When the connection is closed for lack of heartbeats (if configured).
+    heartbeat_deadline: Option<tokio::time::Instant>,
 }
 
 /// What handling one inbound payload or fault asks for.
@@ -64,47 +66,22 @@ pub(crate) async fn serve(
     encoding_ok: bool,
 ) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = {
-        let mut core = shared.core();
-        core.next_conn += 1;
-        let id = core.next_conn;
-        core.connections.insert(id, tx.clone());
-        id
-    };
-    shared.count(|c| {
-        c.connections += 1;
-        c.active_connections += 1;
-    });
+    let (mut conn, mut rx) = Conn::open(shared);
     let Ok(mut enc) = Encoder::new(compression) else {
+        conn.finish(&End::Gone);
         return;
     };
-    let mut conn = Conn {
-        id,
-        shared: shared.clone(),
-        tx,
-        session: None,
-        zombie: false,
-        delay: Duration::ZERO,
-        recent: VecDeque::new(),
-    };
-    let interval = u64::try_from(shared.config.heartbeat_interval.as_millis()).unwrap_or(41_250);
-    let hello = json!({"op": p::OP_HELLO, "d": {"heartbeat_interval": interval, "_trace": ["[\"coven-sim\",{\"micros\":0}]"]}, "s": null, "t": null});
-    let _ = conn.tx.send(Out::Frame(hello.to_string()));
-    let early_close = if !version_ok {
-        Some(p::CLOSE_INVALID_API_VERSION)
-    } else if !encoding_ok {
-        Some(p::CLOSE_DECODE_ERROR)
-    } else {
-        None
-    };
-    if let Some(code) = early_close {
-        let _ = conn.tx.send(Out::Fault(Fault::Close { code }));
-    }
+    conn.hello(version_ok, encoding_ok);
 
     let end = loop {
+        let deadline = conn.heartbeat_deadline;
         tokio::select! {
             biased;
+            () = async { tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)).await }, if deadline.is_some() => {
+                // Discord closes a connection that stops heartbeating; the session stays resumable.
+                conn.close(&mut sink, p::CLOSE_SESSION_TIMED_OUT).await;
+                break End::Gone;
+            }
             out = rx.recv() => {
                 let Some(out) = out else { break End::Gone };
                 match out {
@@ -159,6 +136,59 @@ pub(crate) async fn serve(
 }
 
 impl Conn {
+    /// Registers a new connection with the simulator.
+    fn open(shared: Arc<Shared>) -> (Self, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = {
+            let mut core = shared.core();
+            core.next_conn += 1;
+            let id = core.next_conn;
+            core.connections.insert(id, tx.clone());
+            id
+        };
+        shared.count(|c| {
+            c.connections += 1;
+            c.active_connections += 1;
+        });
+        let mut conn = Conn {
+            id,
+            shared,
+            tx,
+            session: None,
+            zombie: false,
+            delay: Duration::ZERO,
+            recent: VecDeque::new(),
+            heartbeat_deadline: None,
+        };
+        conn.reset_heartbeat_deadline();
+        (conn, rx)
+    }
+
+    /// Queues HELLO, then a close when the URL asked for an unsupported version or encoding.
+    fn hello(&self, version_ok: bool, encoding_ok: bool) {
+        let interval =
+            u64::try_from(self.shared.config.heartbeat_interval.as_millis()).unwrap_or(41_250);
+        self.send(&json!({"op": p::OP_HELLO, "d": {"heartbeat_interval": interval, "_trace": ["[\"coven-sim\",{\"micros\":0}]"]}, "s": null, "t": null}));
+        let early_close = if !version_ok {
+            Some(p::CLOSE_INVALID_API_VERSION)
+        } else if !encoding_ok {
+            Some(p::CLOSE_DECODE_ERROR)
+        } else {
+            None
+        };
+        if let Some(code) = early_close {
+            let _ = self.tx.send(Out::Fault(Fault::Close { code }));
+        }
+    }
+
+    fn reset_heartbeat_deadline(&mut self) {
+        self.heartbeat_deadline = self
+            .shared
+            .config
+            .heartbeat_timeout
+            .map(|t| tokio::time::Instant::now() + t);
+    }
+
     fn apply_fault(&mut self, fault: Fault) -> Action {
         match fault {
             Fault::Reconnect => {
@@ -271,6 +301,7 @@ impl Conn {
         match op {
             p::OP_HEARTBEAT => {
                 self.shared.count(|c| c.heartbeats += 1);
+                self.reset_heartbeat_deadline();
                 if !self.zombie {
                     self.shared.count(|c| c.heartbeat_acks += 1);
                     self.send(&json!({"op": p::OP_HEARTBEAT_ACK, "d": null, "s": null, "t": null}));

@@ -23,6 +23,8 @@ pub fn crypto() {
 pub fn fast_config() -> SimConfig {
     SimConfig {
         heartbeat_interval: Duration::from_millis(500),
+        // Like Discord, drop connections that stop heartbeating (twilight never does).
+        heartbeat_timeout: Some(Duration::from_secs(2)),
         ..SimConfig::default()
     }
 }

@@ -298,3 +298,71 @@ async fn errors_and_injected_faults() {
         .count();
     assert_eq!(gets, 2);
 }
+
+/// Runs the OAuth2 code flow (no PKCE) for the consenting user and returns the access token.
+async fn access_token(sim: &Simulator, scope: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let redirect = "http://127.0.0.1:9/cb";
+    let r = http
+        .get(format!("{}/oauth2/authorize", sim.api_url()))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", &sim.oauth_client_id()),
+            ("redirect_uri", redirect),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let secret = sim.config().oauth.client_secret.clone();
+    let body: serde_json::Value = http
+        .post(format!("{}/api/v10/oauth2/token", sim.api_url()))
+        .basic_auth(sim.oauth_client_id(), Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn add_guild_member_and_unauthenticated_gateway() {
+    let sim = Simulator::start(fast_config()).await.unwrap();
+    let h = sim.handle();
+    let grace = h.seed().outsider_user_ids[0];
+    h.set_consenting_user(grace);
+    let token = access_token(&sim, "identify guilds.join").await;
+    let http = client(&sim, sim.bot_token());
+    let guild = Id::new(sim.guild_id());
+    let added = http
+        .add_guild_member(guild, Id::new(grace), &token)
+        .await
+        .unwrap();
+    assert_eq!(added.status().get(), 201);
+    let member = added.model().await.unwrap();
+    assert_eq!(member.user.map(|u| u.id.get()), Some(grace));
+    let again = http
+        .add_guild_member(guild, Id::new(grace), &token)
+        .await
+        .unwrap();
+    assert_eq!(again.status().get(), 204);
+    let gateway = http.gateway().await.unwrap().model().await.unwrap();
+    assert_eq!(gateway.url, sim.gateway_url());
+}

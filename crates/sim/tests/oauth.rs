@@ -291,3 +291,67 @@ async fn guild_join_with_access_token_adds_member_once() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn codes_and_tokens_expire_and_redirects_are_checked() {
+    let oauth = OAuthAppConfig {
+        client_id: Some("4242".into()),
+        redirect_uris: vec![REDIRECT.into()],
+        code_ttl: std::time::Duration::from_millis(50),
+        access_token_ttl: std::time::Duration::from_millis(300),
+        ..OAuthAppConfig::default()
+    };
+    let sim = Simulator::start(SimConfig {
+        oauth,
+        ..fast_config()
+    })
+    .await
+    .unwrap();
+    let q = authorize(&sim, "identify", CHALLENGE, "s").await;
+    let code = param(&q, "code").unwrap().to_owned();
+    // Outlive the 50 ms code lifetime (a deterministic expiry, not a race).
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, body) = token(&sim, "/api/v10/oauth2/token", &grant).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let q = authorize(&sim, "identify", CHALLENGE, "s").await;
+    let code = param(&q, "code").unwrap().to_owned();
+    let grant = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let (status, body) = token(&sim, "/api/v10/oauth2/token", &grant).await;
+    assert_eq!(status, 200);
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(&sim, &access).await.0, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(me(&sim, &access).await.0, 401, "expired access token");
+
+    let r = http()
+        .get(format!("{}/oauth2/authorize", sim.api_url()))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "4242"),
+            ("redirect_uri", "http://evil.invalid/cb"),
+            ("scope", "identify"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "an unregistered redirect_uri is never redirected to"
+    );
+}

@@ -7,6 +7,7 @@
 //! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
 
 mod broker;
+mod discord;
 mod error;
 mod fanout;
 mod health;
@@ -25,6 +26,7 @@ use std::io;
 use std::sync::Arc;
 
 pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, Subscription};
+pub use discord::DiscordRooms;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
 pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};

@@ -322,7 +322,8 @@ async fn cors_request_ids_health_and_metrics() {
     assert_eq!(health["connections"], 0);
     assert_eq!(health["replay"]["headSeq"], 0);
 
-    let (_ws, _) = hub.authed(None).await;
+    let (_ws, ack) = hub.authed(None).await;
+    assert_eq!(ack["guildId"], GUILD.to_string());
     hub.post_event(&joined(1), "m1").await;
     eventually("health to count the socket", async || {
         hub.health().await["connections"] == 1

@@ -220,7 +220,7 @@ impl TestHub {
         let ack = next_json(&mut ws).await;
         assert_eq!(ack["type"], "ack", "{ack}");
         assert_eq!(ack["event"], "auth.ok");
-        assert_eq!(ack["guildId"], GUILD.to_string());
+        assert!(ack["guildId"].is_string(), "{ack}");
         (ws, ack)
     }
 

@@ -1,0 +1,94 @@
+//! The rooms API's Discord backend: [`RoomsBackend`] on `coven-discord`'s
+//! `DiscordRestClient`.
+//!
+//! The REST client already honours Discord's rate limits and retries 5xx; this adapter
+//! only translates its domain types and typed errors into the hub's, so the handlers
+//! never see twilight or Discord's JSON.
+
+use coven_contract::Snowflake;
+use coven_discord::{Channel, DiscordError, DiscordRestClient, NewVoiceRoom};
+use futures_util::future::BoxFuture;
+
+use crate::rooms::{ChannelInfo, CreateVoiceChannel, RoomsBackend, RoomsError};
+
+/// [`RoomsBackend`] calling Discord (or the simulator) through `DiscordRestClient`.
+#[derive(Debug, Clone)]
+pub struct DiscordRooms {
+    client: DiscordRestClient,
+}
+
+impl DiscordRooms {
+    /// Wraps a REST client (built with the bot token by the binary).
+    pub fn new(client: DiscordRestClient) -> Self {
+        Self { client }
+    }
+}
+
+fn info(channel: Channel) -> ChannelInfo {
+    ChannelInfo {
+        id: channel.id,
+        guild_id: channel.guild_id,
+        kind: channel.kind.number(),
+        name: channel.name,
+        parent_id: channel.parent_id,
+        user_limit: channel.user_limit.and_then(|n| u8::try_from(n).ok()),
+    }
+}
+
+fn error(error: DiscordError) -> RoomsError {
+    match error {
+        DiscordError::UnknownChannel => RoomsError::UnknownChannel,
+        DiscordError::MissingPermissions => RoomsError::MissingPermissions,
+        DiscordError::RateLimited { retry_after } => RoomsError::RateLimited { retry_after },
+        DiscordError::Unauthorized => RoomsError::Unauthorized,
+        DiscordError::Validation { .. } | DiscordError::InvalidFormBody { .. } => {
+            RoomsError::Validation(error.to_string())
+        }
+        other => RoomsError::Upstream(other.to_string()),
+    }
+}
+
+impl RoomsBackend for DiscordRooms {
+    fn create_voice_channel(
+        &self,
+        request: CreateVoiceChannel,
+    ) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>> {
+        Box::pin(async move {
+            let room = NewVoiceRoom {
+                name: request.name,
+                parent_id: request.parent_id,
+                user_limit: request.user_limit,
+                permission_overwrites: Vec::new(),
+            };
+            self.client
+                .create_voice_room(request.guild_id, &room, Some(&request.audit_reason))
+                .await
+                .map(info)
+                .map_err(error)
+        })
+    }
+
+    fn get_channel(&self, channel_id: Snowflake) -> BoxFuture<'_, Result<ChannelInfo, RoomsError>> {
+        Box::pin(async move {
+            self.client
+                .channel(channel_id)
+                .await
+                .map(info)
+                .map_err(error)
+        })
+    }
+
+    fn delete_channel(
+        &self,
+        channel_id: Snowflake,
+        audit_reason: String,
+    ) -> BoxFuture<'_, Result<(), RoomsError>> {
+        Box::pin(async move {
+            self.client
+                .delete_channel(channel_id, Some(&audit_reason))
+                .await
+                .map(|_| ())
+                .map_err(error)
+        })
+    }
+}

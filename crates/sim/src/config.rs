@@ -1,5 +1,6 @@
 //! Simulator configuration with fast, test-friendly defaults.
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct SimConfig {
     pub allow_privileged_intents: bool,
     /// Bucket of `POST /guilds/{guild_id}/channels`, per guild (Discord: 5 per 5 s).
     pub channel_create_bucket: BucketConfig,
+    /// Buckets of other routes by route key (e.g. `"DELETE /channels/{channel_id}"`),
+    /// overriding `default_bucket`.
+    pub route_buckets: HashMap<String, BucketConfig>,
     /// Bucket of every other REST route.
     pub default_bucket: BucketConfig,
     /// The global REST limit per second (Discord: 50).
@@ -120,6 +124,7 @@ impl Default for SimConfig {
             command_window: Duration::from_secs(60),
             allow_privileged_intents: true,
             channel_create_bucket: BucketConfig::new(5, Duration::from_secs(1)),
+            route_buckets: HashMap::new(),
             default_bucket: BucketConfig::new(10, Duration::from_secs(1)),
             global_per_second: 50,
             oauth: OAuthAppConfig::default(),

@@ -170,3 +170,32 @@ async fn unknown_routes_answer_discord_404() {
         json!({"message": "404: Not Found", "code": 0})
     );
 }
+
+#[tokio::test]
+async fn route_buckets_are_configurable_per_route_key() {
+    let mut config = fast_config();
+    config.route_buckets.insert(
+        "GET /users/@me".into(),
+        BucketConfig::new(1, Duration::from_secs(30)),
+    );
+    let sim = Simulator::start(config).await.unwrap();
+    let http = reqwest::Client::new();
+    let get = || {
+        http.get(format!("{}/api/v10/users/@me", sim.api_url()))
+            .header("authorization", bot(&sim))
+            .send()
+    };
+    let first = get().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-ratelimit-limit"], "1");
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(get().await.unwrap().status(), 429);
+    // Other routes keep the default bucket.
+    let other = http
+        .get(format!("{}/api/v10/gateway/bot", sim.api_url()))
+        .header("authorization", bot(&sim))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.headers()["x-ratelimit-limit"], "10");
+}

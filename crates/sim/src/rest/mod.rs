@@ -231,10 +231,10 @@ async fn guard(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> R
                 }
             };
         }
-        let cfg = if route == CHANNEL_CREATE_ROUTE {
-            shared.config.channel_create_bucket
-        } else {
-            shared.config.default_bucket
+        let cfg = match shared.config.route_buckets.get(&route) {
+            Some(b) => *b,
+            None if route == CHANNEL_CREATE_ROUTE => shared.config.channel_create_bucket,
+            None => shared.config.default_bucket,
         };
         match rest.limiter.take(&route, major(&path), cfg) {
             Ok(t) => taken = t,

@@ -186,6 +186,8 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+            // Upgraded WebSockets outlive the server task: close them too.
+            self.handle().close(1001);
         }
         self.task.abort();
     }

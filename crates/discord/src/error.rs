@@ -42,8 +42,9 @@ pub enum DiscordError {
         /// Every field error Discord reported, flattened.
         errors: Vec<FieldError>,
     },
-    /// Discord answered 429 and the request was not retried (only the OAuth2 endpoints;
-    /// the REST client waits and retries 429s itself).
+    /// Discord answered 429 and the call gave up: an OAuth2 endpoint's 429, or a REST
+    /// request that was still answered 429 after four sends (the REST client otherwise
+    /// waits out `Retry-After` and re-sends by itself).
     #[error("rate limited by Discord; retry after {retry_after:?}")]
     RateLimited {
         /// How long Discord asked to wait.

@@ -6,11 +6,14 @@
 use std::fmt;
 use std::future::IntoFuture;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use coven_contract::{Secret, Snowflake};
 use twilight_http::Client;
+use twilight_http::error::ErrorType;
 use twilight_http::request::AuditLogReason;
+use twilight_http::response::{Response, ResponseFuture};
 use twilight_model::channel::ChannelType;
 use url::Url;
 
@@ -24,6 +27,16 @@ use crate::{origin, twilight_map as map, validate};
 
 /// How long one HTTP attempt may take before it counts as a network error.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most sends of one request: the first and up to three re-sends after 429s. twilight-http
+/// re-sends every 429 by itself, without end; a 429 it cannot schedule (global scope, or a
+/// Cloudflare ban without rate-limit headers) would be re-sent at once, again and again,
+/// which is how bots get their IP banned. Past this many sends the call fails instead.
+const MAX_SENDS_PER_REQUEST: u32 = 4;
+
+/// The wait reported when the 429 re-send cap ends a call (twilight does not expose the
+/// last `Retry-After`).
+const RATE_LIMIT_HINT: Duration = Duration::from_secs(1);
 
 /// What the REST client needs; built by the caller from its configuration (this crate
 /// reads no environment).
@@ -104,6 +117,34 @@ impl DiscordRestClient {
         })
     }
 
+    /// Awaits a twilight request with the 429 re-send cap and maps its error.
+    async fn send<T: Unpin>(
+        &self,
+        mut request: ResponseFuture<T>,
+    ) -> Result<Response<T>, DiscordError> {
+        let sends = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&sends);
+        // Runs after each rate-limit permit, right before each send, re-sends included.
+        request.set_pre_flight(move || {
+            counter.fetch_add(1, Ordering::Relaxed) < MAX_SENDS_PER_REQUEST
+        });
+        request.await.map_err(|error| {
+            if matches!(error.kind(), ErrorType::RequestCanceled)
+                && sends.load(Ordering::Relaxed) > MAX_SENDS_PER_REQUEST
+            {
+                tracing::warn!(
+                    sends = MAX_SENDS_PER_REQUEST,
+                    "Discord kept answering 429; giving up on this call"
+                );
+                DiscordError::RateLimited {
+                    retry_after: RATE_LIMIT_HINT,
+                }
+            } else {
+                map::error(error)
+            }
+        })
+    }
+
     /// The API origin this client calls.
     pub fn api_url(&self) -> &Url {
         &self.api_url
@@ -140,7 +181,7 @@ impl DiscordRestClient {
                 if let Some(reason) = reason {
                     request = request.reason(reason);
                 }
-                let response = request.into_future().await.map_err(map::error)?;
+                let response = self.send(request.into_future()).await?;
                 response
                     .model()
                     .await
@@ -163,7 +204,7 @@ impl DiscordRestClient {
                 if let Some(reason) = reason {
                     request = request.reason(reason);
                 }
-                let response = request.into_future().await.map_err(map::error)?;
+                let response = self.send(request.into_future()).await?;
                 response
                     .model()
                     .await
@@ -178,10 +219,8 @@ impl DiscordRestClient {
         self.retry
             .run("guild_channels", || async {
                 let response = self
-                    .http
-                    .guild_channels(map::id(guild_id))
-                    .await
-                    .map_err(map::error)?;
+                    .send(self.http.guild_channels(map::id(guild_id)).into_future())
+                    .await?;
                 let channels = response.models().await.map_err(|e| decode(&e))?;
                 Ok(channels.into_iter().map(map::channel).collect())
             })
@@ -193,10 +232,8 @@ impl DiscordRestClient {
         self.retry
             .run("channel", || async {
                 let response = self
-                    .http
-                    .channel(map::id(channel_id))
-                    .await
-                    .map_err(map::error)?;
+                    .send(self.http.channel(map::id(channel_id)).into_future())
+                    .await?;
                 response
                     .model()
                     .await
@@ -216,12 +253,13 @@ impl DiscordRestClient {
         self.retry
             .run("send_message", || async {
                 let response = self
-                    .http
-                    .create_message(map::id(channel_id))
-                    .content(content)
-                    .into_future()
-                    .await
-                    .map_err(map::error)?;
+                    .send(
+                        self.http
+                            .create_message(map::id(channel_id))
+                            .content(content)
+                            .into_future(),
+                    )
+                    .await?;
                 response
                     .model()
                     .await
@@ -250,7 +288,7 @@ impl DiscordRestClient {
                 if let Some(reason) = reason {
                     request = request.reason(reason);
                 }
-                let response = request.into_future().await.map_err(map::error)?;
+                let response = self.send(request.into_future()).await?;
                 response
                     .model()
                     .await
@@ -279,7 +317,7 @@ impl DiscordRestClient {
                 if let Some(reason) = reason {
                     request = request.reason(reason);
                 }
-                request.into_future().await.map_err(map::error)?;
+                self.send(request.into_future()).await?;
                 Ok(())
             })
             .await
@@ -305,7 +343,7 @@ impl DiscordRestClient {
                 if let Some(reason) = reason {
                     request = request.reason(reason);
                 }
-                request.into_future().await.map_err(map::error)?;
+                self.send(request.into_future()).await?;
                 Ok(())
             })
             .await
@@ -324,11 +362,16 @@ impl DiscordRestClient {
         self.retry
             .run("add_guild_member", || async {
                 let response = self
-                    .http
-                    .add_guild_member(map::id(guild_id), map::id(user_id), access_token.expose())
-                    .into_future()
-                    .await
-                    .map_err(map::error)?;
+                    .send(
+                        self.http
+                            .add_guild_member(
+                                map::id(guild_id),
+                                map::id(user_id),
+                                access_token.expose(),
+                            )
+                            .into_future(),
+                    )
+                    .await?;
                 // 201 with the member when added, 204 without a body when already a member.
                 Ok(response.status().get() == 201)
             })
@@ -344,10 +387,12 @@ impl DiscordRestClient {
         self.retry
             .run("guild_member", || async {
                 let response = self
-                    .http
-                    .guild_member(map::id(guild_id), map::id(user_id))
-                    .await
-                    .map_err(map::error)?;
+                    .send(
+                        self.http
+                            .guild_member(map::id(guild_id), map::id(user_id))
+                            .into_future(),
+                    )
+                    .await?;
                 response
                     .model()
                     .await

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use coven_contract::{RoomName, UserLimit};
-use coven_discord::NewVoiceRoom;
+use coven_discord::{DiscordError, NewVoiceRoom};
 use coven_sim::{BucketConfig, CHANNEL_CREATE_ROUTE, SimConfig, Simulator};
 
 use common::{WAIT, rest, sf, sim, sim_with};
@@ -113,4 +113,63 @@ async fn a_shared_scope_429_is_retried_after_retry_after() {
         elapsed >= Duration::from_millis(950) && elapsed < Duration::from_secs(3),
         "waited {elapsed:?} for a 1 s Retry-After"
     );
+}
+
+#[tokio::test]
+async fn endless_shared_429s_end_in_rate_limited_after_four_sends() {
+    let sim = sim().await;
+    let seed = sim.handle().seed();
+    sim.handle().shared_429_next(CHANNEL_CREATE_ROUTE, 10, 1);
+    let result = rest(&sim)
+        .create_voice_room(sf(seed.guild_id), &room(0), None)
+        .await;
+    assert!(
+        matches!(result, Err(DiscordError::RateLimited { .. })),
+        "{result:?}"
+    );
+    let creations = sim
+        .handle()
+        .requests()
+        .iter()
+        .filter(|r| r.route == CHANNEL_CREATE_ROUTE)
+        .count();
+    assert_eq!(
+        creations, 4,
+        "the first send and three re-sends, each after its Retry-After"
+    );
+    assert_eq!(sim.handle().counters().rest_429s, 4);
+}
+
+#[tokio::test]
+async fn global_429s_are_not_re_sent_without_end() {
+    // twilight-http re-sends a global-scope 429 at once (it has no bucket to wait on);
+    // the client caps that at four sends per call instead of hammering Discord.
+    let sim = sim_with(SimConfig {
+        global_per_second: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let seed = sim.handle().seed();
+    let client = rest(&sim);
+    let text = sf(seed.text_channel_id);
+    client
+        .channel(text)
+        .await
+        .expect("first within the global limit");
+    client
+        .channel(text)
+        .await
+        .expect("second within the global limit");
+    let third = client.channel(text).await;
+    assert!(
+        matches!(third, Err(DiscordError::RateLimited { .. })),
+        "{third:?}"
+    );
+    let counters = sim.handle().counters();
+    assert_eq!(
+        counters.rest_requests,
+        2 + 4,
+        "four sends for the limited call, no more"
+    );
+    assert_eq!(counters.rest_429s, 4);
 }

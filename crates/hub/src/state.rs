@@ -252,6 +252,14 @@ impl Hub {
             hub.begin_shutdown();
         };
         let drain = self.state.settings.drain_timeout;
+        // Small event frames must leave at once: without TCP_NODELAY, Nagle holds a
+        // frame back until the previous one is acknowledged (up to 40 ms of delayed ACK).
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY not set");
+                }
+            });
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
         let token = self.state.shutdown.clone();
         let server = async move {

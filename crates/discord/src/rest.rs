@@ -45,7 +45,7 @@ pub struct RestSettings {
     /// The API origin, e.g. `https://discord.com` or `http://127.0.0.1:4000`; requests go
     /// to `{api_url}/api/v10/...`.
     pub api_url: Url,
-    /// The bot token, without the `Bot ` prefix.
+    /// The bot token (a leading `Bot ` prefix is accepted and ignored).
     pub bot_token: Secret,
     /// How often a 5xx or network error is retried (`MAX_API_RETRIES`).
     pub max_retries: u32,
@@ -94,6 +94,8 @@ impl DiscordRestClient {
     ) -> Result<Self, DiscordError> {
         origin::check(&api_url)?;
         let token = bot_token.expose().trim();
+        // Accept the token with or without its `Bot ` prefix.
+        let token = token.strip_prefix("Bot ").unwrap_or(token);
         if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(DiscordError::validation(
                 "botToken",
@@ -435,6 +437,7 @@ mod tests {
                 ..
             })
         ));
+        assert!(DiscordRestClient::new(settings("http://127.0.0.1:1", "Bot abc")).is_ok());
         let client =
             DiscordRestClient::new(settings("http://127.0.0.1:1", "very-secret-token")).unwrap();
         let printed = format!(

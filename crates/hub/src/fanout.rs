@@ -8,18 +8,28 @@
 //! it is marked overloaded and its writer closes it with 1013, so one stalled
 //! browser costs only its own bounded memory and never delays the others.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// One serialised server → browser message, shared by every socket that sends it.
 pub type Frame = Utf8Bytes;
 
+/// Queue capacity kept after a burst drains; more is released, so an idle socket
+/// does not hold on to the memory of its busiest moment.
+const RETAINED_CAPACITY: usize = 8;
+
 /// A socket's queue of frames not yet written, with its byte count.
+///
+/// A plain `VecDeque` behind an uncontended mutex: it allocates nothing while idle
+/// (a channel would hold a block of slots per socket), and one `Notify` wakes the
+/// socket's task for both "frames arrived" and "overloaded".
 #[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Frame>,
+    queue: Mutex<VecDeque<Frame>>,
     queued_bytes: AtomicUsize,
     limit: usize,
     overloaded: AtomicBool,
@@ -27,33 +37,23 @@ pub struct Outbox {
     wake: Notify,
 }
 
-/// The reading end of an [`Outbox`], owned by the socket's task.
-#[derive(Debug)]
-pub(crate) struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<Frame>,
-}
-
 impl Outbox {
     /// A new outbox that overflows past `limit` unsent bytes.
-    pub(crate) fn new(limit: usize) -> (Self, OutboxReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (
-            Self {
-                tx,
-                queued_bytes: AtomicUsize::new(0),
-                limit,
-                overloaded: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
-                wake: Notify::new(),
-            },
-            OutboxReceiver { rx },
-        )
+    pub fn new(limit: usize) -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            queued_bytes: AtomicUsize::new(0),
+            limit,
+            overloaded: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
     }
 
     /// Queues `frame`; returns `false` when this outbox no longer takes frames
     /// (closed, or overloaded by this very frame), so the publisher can forget it.
     pub fn deliver(&self, frame: &Frame) -> bool {
-        if self.closed.load(Ordering::Relaxed) || self.overloaded.load(Ordering::Relaxed) {
+        if !self.is_open() {
             return false;
         }
         let len = frame.len();
@@ -63,12 +63,22 @@ impl Outbox {
             self.wake.notify_one();
             return false;
         }
-        self.tx.send(frame.clone()).is_ok()
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(frame.clone());
+        self.wake.notify_one();
+        true
     }
 
     /// Whether this outbox still takes frames.
     pub fn is_open(&self) -> bool {
-        !self.closed.load(Ordering::Relaxed) && !self.overloaded.load(Ordering::Relaxed)
+        !self.closed.load(Ordering::Relaxed) && !self.is_overloaded()
+    }
+
+    /// Whether unsent data passed the limit.
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded.load(Ordering::Relaxed)
     }
 
     /// Marks the outbox closed: the socket is gone.
@@ -76,29 +86,36 @@ impl Outbox {
         self.closed.store(true, Ordering::Relaxed);
     }
 
-    /// Called by the writer once a frame has left the queue.
+    /// Moves up to `max` queued frames into `batch`; returns their total size.
+    pub(crate) fn take(&self, batch: &mut Vec<Frame>, max: usize) -> usize {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = queue.len().min(max);
+        let mut bytes = 0;
+        for frame in queue.drain(..n) {
+            bytes += frame.len();
+            batch.push(frame);
+        }
+        if queue.is_empty() && queue.capacity() > RETAINED_CAPACITY {
+            queue.shrink_to(RETAINED_CAPACITY);
+        }
+        bytes
+    }
+
+    /// Called by the writer once frames have left the process.
     pub(crate) fn sent(&self, len: usize) {
         self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
     }
 
+    /// Completes when frames may have arrived or the outbox overflowed.
+    pub(crate) async fn ready(&self) {
+        self.wake.notified().await;
+    }
+
     /// Completes when the outbox overflowed.
     pub(crate) async fn overloaded(&self) {
-        loop {
-            if self.overloaded.load(Ordering::Relaxed) {
-                return;
-            }
+        while !self.is_overloaded() {
             self.wake.notified().await;
         }
-    }
-}
-
-impl OutboxReceiver {
-    pub(crate) async fn recv(&mut self) -> Option<Frame> {
-        self.rx.recv().await
-    }
-
-    pub(crate) fn try_recv(&mut self) -> Option<Frame> {
-        self.rx.try_recv().ok()
     }
 }
 
@@ -108,23 +125,27 @@ mod tests {
 
     #[tokio::test]
     async fn overflows_past_the_limit() {
-        let (outbox, mut rx) = Outbox::new(10);
+        let outbox = Outbox::new(10);
         let frame = Frame::from("12345");
         assert!(outbox.deliver(&frame));
         assert!(outbox.deliver(&frame));
         assert!(!outbox.deliver(&frame), "15 bytes > 10");
         assert!(!outbox.is_open());
         outbox.overloaded().await;
-        assert_eq!(rx.try_recv().as_deref(), Some("12345"));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.take(&mut batch, 64), 10);
+        assert_eq!(batch.len(), 2);
     }
 
-    #[test]
-    fn sent_frames_free_room() {
-        let (outbox, mut rx) = Outbox::new(10);
+    #[tokio::test]
+    async fn sent_frames_free_room_and_wake_the_writer() {
+        let outbox = Outbox::new(10);
         let frame = Frame::from("12345678");
         assert!(outbox.deliver(&frame));
-        let got = rx.try_recv().unwrap();
-        outbox.sent(got.len());
+        outbox.ready().await;
+        let mut batch = Vec::new();
+        let bytes = outbox.take(&mut batch, 64);
+        outbox.sent(bytes);
         assert!(outbox.deliver(&frame));
     }
 }

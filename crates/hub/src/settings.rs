@@ -89,7 +89,7 @@ impl HubSettings {
             idle_timeout: Duration::from_secs(60),
             max_unsent_bytes: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
-            ws_read_buffer_size: 4 * 1024,
+            ws_read_buffer_size: 512,
             ws_write_buffer_size: 0,
             rooms_rate_burst: 10,
             rooms_rate_period: Duration::from_secs(6),

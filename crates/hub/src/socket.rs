@@ -7,6 +7,7 @@
 //! error envelope and close 4401 (auth) or 1008 (malformed); an outbox that overflows
 //! closes 1013; shutdown closes 1001. Writes never block anyone but this socket.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use coven_contract::{
 };
 use futures_util::SinkExt;
 use tokio::time::Instant;
+use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use crate::broker::unix_millis;
@@ -92,14 +94,15 @@ async fn session(state: SharedState, mut socket: WebSocket) {
 }
 
 async fn run(state: &SharedState, socket: &mut WebSocket) -> End {
-    let last_seq = match authenticate(state, socket).await {
+    // Boxed so that the verifier's large state is freed once authentication is over
+    // instead of sizing every idle session's future.
+    let last_seq = match Box::pin(authenticate(state, socket)).await {
         Ok(last_seq) => last_seq,
         Err(end) => return end,
     };
     metrics::counter!(AUTH_OK).increment(1);
     let _authenticated = SocketGauge::new();
-    let (outbox, mut rx) = Outbox::new(state.settings.max_unsent_bytes);
-    let outbox = Arc::new(outbox);
+    let outbox = Arc::new(Outbox::new(state.settings.max_unsent_bytes));
     let subscription = match state
         .broker
         .subscribe(state.settings.primary_guild_id, last_seq, outbox.clone())
@@ -115,7 +118,6 @@ async fn run(state: &SharedState, socket: &mut WebSocket) -> End {
         state,
         socket,
         &outbox,
-        &mut rx,
         subscription.resumed,
         subscription.replay,
     )
@@ -181,11 +183,13 @@ async fn forward(
     state: &SharedState,
     socket: &mut WebSocket,
     outbox: &Outbox,
-    rx: &mut crate::fanout::OutboxReceiver,
     resumed: Option<bool>,
     replay: Vec<Frame>,
 ) -> End {
     let settings = &state.settings;
+    // Registered once for the whole session, not once per frame.
+    let shutdown = state.shutdown.cancelled();
+    tokio::pin!(shutdown);
     let ack = Frame::from(
         ServerMessage::Ack(Ack {
             v: Version,
@@ -196,14 +200,14 @@ async fn forward(
         })
         .to_json(),
     );
-    let first = async {
+    let first = Box::pin(async {
         socket.feed(Message::Text(ack)).await?;
         for frame in replay {
             socket.feed(Message::Text(frame)).await?;
         }
         socket.flush().await
-    };
-    if let Some(end) = guarded(state, outbox, first).await {
+    });
+    if let Some(end) = guarded(shutdown.as_mut(), outbox, first).await {
         return end;
     }
 
@@ -211,33 +215,32 @@ async fn forward(
     let mut ping =
         tokio::time::interval_at(last_seen + settings.ping_interval, settings.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::new();
     loop {
+        if outbox.is_overloaded() {
+            return End::Close(CLOSE_OVERLOADED, "overloaded", None);
+        }
+        let bytes = outbox.take(&mut batch, MAX_BATCH);
+        if !batch.is_empty() {
+            let send = async {
+                for frame in batch.drain(..) {
+                    socket.feed(Message::Text(frame)).await?;
+                }
+                socket.flush().await
+            };
+            if let Some(end) = guarded(shutdown.as_mut(), outbox, send).await {
+                return end;
+            }
+            outbox.sent(bytes);
+            if batch.capacity() > MAX_BATCH {
+                batch = Vec::new();
+            }
+            continue;
+        }
         tokio::select! {
             biased;
-            () = state.shutdown.cancelled() => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
-            () = outbox.overloaded() => return End::Close(CLOSE_OVERLOADED, "overloaded", None),
-            frame = rx.recv() => {
-                let Some(frame) = frame else {
-                    return End::Close(CLOSE_INTERNAL, "unavailable", None);
-                };
-                let mut bytes = frame.len();
-                let mut batch = vec![frame];
-                while batch.len() < MAX_BATCH {
-                    let Some(next) = rx.try_recv() else { break };
-                    bytes += next.len();
-                    batch.push(next);
-                }
-                let send = async {
-                    for frame in batch {
-                        socket.feed(Message::Text(frame)).await?;
-                    }
-                    socket.flush().await
-                };
-                if let Some(end) = guarded(state, outbox, send).await {
-                    return end;
-                }
-                outbox.sent(bytes);
-            }
+            () = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
+            () = outbox.ready() => {}
             received = socket.recv() => {
                 let Some(Ok(message)) = received else { return End::Drop };
                 last_seen = Instant::now();
@@ -259,7 +262,7 @@ async fn forward(
                     return End::Drop;
                 }
                 let send = socket.send(Message::Ping(bytes::Bytes::new()));
-                if let Some(end) = guarded(state, outbox, send).await {
+                if let Some(end) = guarded(shutdown.as_mut(), outbox, send).await {
                     return end;
                 }
             }
@@ -269,13 +272,13 @@ async fn forward(
 
 /// Runs a write, abandoning it when the socket overflows or the hub shuts down.
 async fn guarded(
-    state: &SharedState,
+    shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
     outbox: &Outbox,
     write: impl Future<Output = Result<(), axum::Error>>,
 ) -> Option<End> {
     tokio::select! {
         biased;
-        () = state.shutdown.cancelled() => Some(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
+        () = shutdown => Some(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
         () = outbox.overloaded() => Some(End::Close(CLOSE_OVERLOADED, "overloaded", None)),
         result = write => result.err().map(|_| End::Drop),
     }

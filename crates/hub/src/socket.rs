@@ -37,6 +37,8 @@ const CLOSE_INTERNAL: u16 = 1011;
 
 /// Frames written before one flush.
 const MAX_BATCH: usize = 64;
+/// Batch capacity an idle socket keeps between writes.
+const RETAINED_BATCH: usize = 4;
 /// Largest frame read from a browser; the contract's 4 KiB limit is enforced on
 /// parse so that an oversized message gets `INVALID_MESSAGE`, not a dropped TCP.
 const MAX_INBOUND_FRAME: usize = 16 * 1024;
@@ -232,7 +234,8 @@ async fn forward(
                 return end;
             }
             outbox.sent(bytes);
-            if batch.capacity() > MAX_BATCH {
+            if batch.capacity() > RETAINED_BATCH {
+                // Do not keep a burst's batch capacity on an idle socket.
                 batch = Vec::new();
             }
             continue;

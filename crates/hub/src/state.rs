@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::routing::{delete, get, post};
 use coven_contract::signature::Verifier;
@@ -28,6 +29,9 @@ use crate::rate_limit::RateLimiter;
 use crate::rooms::{CreatedRoom, RoomsBackend};
 use crate::settings::HubSettings;
 use crate::{health, idempotency, ingest, metrics, rooms, socket};
+
+/// Largest accepted `POST /api/create-room` body.
+const CREATE_BODY_MAX_BYTES: usize = 16 * 1024;
 
 /// The `Arc` every handler receives.
 pub(crate) type SharedState = Arc<AppState>;
@@ -199,7 +203,11 @@ impl Hub {
         let api = Router::new()
             .route("/api/internal/events", post(ingest::ingest))
             .route("/api/ws", get(socket::upgrade))
-            .route("/api/create-room", post(rooms::create_room))
+            .route(
+                "/api/create-room",
+                // A create body is a few dozen bytes; refuse megabytes before reading.
+                post(rooms::create_room).layer(DefaultBodyLimit::max(CREATE_BODY_MAX_BYTES)),
+            )
             .route("/api/end-room/{channel_id}", delete(rooms::end_room))
             .route("/health", get(health::health))
             .route("/metrics", get(metrics::metrics))

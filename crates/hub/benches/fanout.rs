@@ -421,8 +421,10 @@ async fn head_seq(addr: SocketAddr) -> u64 {
 }
 
 /// (a) Posts `events` at `rate` per second; prints delivery latency percentiles.
-async fn latency(addr: SocketAddr, browsers: &mut Browsers, events: u64, rate: u64, label: &str) {
+async fn latency(server: &Server, browsers: &mut Browsers, events: u64, rate: u64, label: &str) {
+    let addr = server.addr;
     let base = head_seq(addr).await;
+    let cpu_before = server.cpu();
     let received_before = browsers.received.load(Ordering::Relaxed);
     let mut poster = Poster::connect(addr).await;
     let mut sent_at = Vec::with_capacity(events as usize);
@@ -437,6 +439,7 @@ async fn latency(addr: SocketAddr, browsers: &mut Browsers, events: u64, rate: u
     let complete = browsers
         .wait_received(expected, Duration::from_secs(30))
         .await;
+    let cpu = server.cpu().saturating_sub(cpu_before);
     let mut latencies: Vec<u64> = browsers
         .collect()
         .await
@@ -448,13 +451,14 @@ async fn latency(addr: SocketAddr, browsers: &mut Browsers, events: u64, rate: u
     latencies.sort_unstable();
     println!(
         "(a) latency, {label}: {} browsers, {events} events at {rate}/s, {} deliveries{}: \
-         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server CPU {:.2} us per delivery",
         browsers.count,
         latencies.len(),
         if complete { "" } else { " (INCOMPLETE)" },
         percentile(&latencies, 50.0) as f64 / 1000.0,
         percentile(&latencies, 99.0) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
+        cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
     );
 }
 
@@ -554,7 +558,7 @@ async fn client_main() {
     let mut browsers = Browsers::new(t0);
     let rss0 = server.rss();
     browsers.open(addr, small).await;
-    latency(addr, &mut browsers, 25, 5, "small").await;
+    latency(&server, &mut browsers, 25, 5, "small").await;
 
     browsers.open(addr, sockets - small).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -565,7 +569,7 @@ async fn client_main() {
         (rss1 - rss0) as f64 / 1_048_576.0,
         (rss1 - rss0) as f64 / browsers.count as f64 / 1024.0
     );
-    latency(addr, &mut browsers, 50, 5, "full").await;
+    latency(&server, &mut browsers, 50, 5, "full").await;
     burst(&server, &mut browsers, 200).await;
 
     if max_sockets > sockets {

@@ -23,7 +23,7 @@ pub struct HubSettings {
     /// `JWT_AUDIENCE`: the `aud` every token must carry.
     pub jwt_audience: String,
     /// `JWT_PUBLIC_JWK_URL`: an external issuer's JWKS. Unset, only key sources
-    /// added with [`crate::Hub::with_key_source`] are trusted.
+    /// added with [`crate::HubBuilder::key_source`] are trusted.
     pub jwt_public_jwk_url: Option<Url>,
     /// `WEB_ORIGIN`: the only origin CORS allows; unset, no cross-origin access.
     pub web_origin: Option<Url>,

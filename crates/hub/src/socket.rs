@@ -156,11 +156,17 @@ async fn authenticate(state: &SharedState, socket: &mut WebSocket) -> Result<Opt
             Message::Text(text) => text,
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Close(_) => return Err(End::PeerClosed),
-            Message::Binary(_) => return Err(invalid("binary messages are not supported")),
+            Message::Binary(_) => {
+                metrics::counter!(AUTH_FAILED, "reason" => "invalid_message").increment(1);
+                return Err(invalid("binary messages are not supported"));
+            }
         };
         let (token, last_seq) = match ClientMessage::parse(&text) {
             Ok(ClientMessage::Auth { token, last_seq }) => (token, last_seq),
-            Err(error) => return Err(invalid(&error.to_string())),
+            Err(error) => {
+                metrics::counter!(AUTH_FAILED, "reason" => "invalid_message").increment(1);
+                return Err(invalid(&error.to_string()));
+            }
         };
         return match state.jwt.verify(&token).await {
             Ok(user) => {

@@ -28,13 +28,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use coven_contract::signature::Signer;
 use coven_contract::{Event, Secret, Snowflake, VoiceJoined};
 use coven_hub::{Hub, HubSettings, KeySource, MemoryRooms, VerifyingKey};
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "bench-hub-secret";
 const ISSUER: &str = "https://bench.invalid";
@@ -310,32 +309,11 @@ impl Browsers {
                 async move { connect(addr, i, &token).await }
             })
             .buffer_unordered(256);
-        while let Some(ws) = pending.next().await {
+        while let Some(browser) = pending.next().await {
             let received = self.received.clone();
-            let mut collect = self.collect.subscribe();
+            let collect = self.collect.subscribe();
             let results = self.results_tx.clone();
-            let t0 = self.t0;
-            tokio::spawn(async move {
-                let mut ws = ws;
-                let mut receipts: Receipts = Vec::new();
-                loop {
-                    tokio::select! {
-                        message = ws.next() => match message {
-                            Some(Ok(Message::Text(text))) => {
-                                let at = t0.elapsed().as_micros() as u64;
-                                receipts.push((seq_of(&text), at));
-                                received.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Some(Ok(_)) => {}
-                            _ => return,
-                        },
-                        changed = collect.changed() => {
-                            if changed.is_err() { return; }
-                            let _ = results.send(std::mem::take(&mut receipts));
-                        }
-                    }
-                }
-            });
+            tokio::spawn(read_frames(browser, self.t0, received, collect, results));
             self.count += 1;
         }
     }
@@ -366,30 +344,146 @@ impl Browsers {
     }
 }
 
-async fn connect(
-    addr: SocketAddr,
-    i: usize,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+/// A browser's connection after the handshake and `auth.ok`, with any bytes read
+/// past the ack.
+struct Browser {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One server frame at the start of `buf`: (opcode, payload range, frame length).
+fn parse_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, header) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+        127 if buf.len() >= 10 => (
+            usize::try_from(u64::from_be_bytes(buf[2..10].try_into().ok()?)).ok()?,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (usize::from(n), 2),
+    };
+    (buf.len() >= header + len).then_some((opcode, header..header + len, header + len))
+}
+
+/// A client frame (masked with a zero key, which leaves the payload as is).
+fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x80 | opcode];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 0x7e);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Opens one browser by hand: a raw WebSocket handshake and `auth`, so that the
+/// client side costs as little CPU as possible next to the hub it measures.
+async fn connect(addr: SocketAddr, i: usize, token: &str) -> Browser {
     // 127.0.0.2 .. 127.0.0.201: 200 source addresses, each with the full port range.
     let source: SocketAddr = format!("127.0.0.{}:0", 2 + i % 200)
         .parse()
         .expect("source");
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.bind(source).expect("bind source");
-    let stream = socket.connect(addr).await.expect("connect");
+    let mut stream = socket.connect(addr).await.expect("connect");
     stream.set_nodelay(true).ok();
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        format!("ws://{addr}/api/ws"),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .expect("handshake");
+    stream
+        .write_all(
+            b"GET /api/ws HTTP/1.1\r\nhost: hub\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        )
+        .await
+        .expect("handshake");
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        let mut chunk = [0_u8; 512];
+        let n = stream.read(&mut chunk).await.expect("handshake answer");
+        assert!(n > 0, "closed during the handshake");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    assert!(buf.starts_with(b"HTTP/1.1 101"), "no upgrade");
+    buf.drain(..head_end);
     let auth = serde_json::json!({"type": "auth", "token": token}).to_string();
-    ws.send(Message::text(auth)).await.expect("auth");
-    match ws.next().await {
-        Some(Ok(Message::Text(text))) if text.contains("auth.ok") => ws,
-        other => panic!("auth failed: {other:?}"),
+    stream
+        .write_all(&client_frame(1, auth.as_bytes()))
+        .await
+        .expect("auth");
+    loop {
+        if let Some((opcode, payload, len)) = parse_frame(&buf) {
+            assert_eq!(opcode, 1);
+            let text = std::str::from_utf8(&buf[payload]).expect("utf-8");
+            assert!(text.contains("auth.ok"), "auth failed: {text}");
+            buf.drain(..len);
+            return Browser { stream, buf };
+        }
+        let mut chunk = [0_u8; 512];
+        let n = stream.read(&mut chunk).await.expect("ack");
+        assert!(n > 0, "closed before the ack");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A browser's reading loop: records (seq, receipt time) of every event frame,
+/// answers pings, and hands its receipts over when asked.
+async fn read_frames(
+    browser: Browser,
+    t0: Instant,
+    received: Arc<AtomicU64>,
+    mut collect: watch::Receiver<u64>,
+    results: mpsc::UnboundedSender<Receipts>,
+) {
+    let Browser {
+        mut stream,
+        mut buf,
+    } = browser;
+    let mut receipts: Receipts = Vec::new();
+    let mut chunk = vec![0_u8; 4096];
+    loop {
+        tokio::select! {
+            read = stream.read(&mut chunk) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let at = t0.elapsed().as_micros() as u64;
+                buf.extend_from_slice(&chunk[..n]);
+                let mut start = 0;
+                while let Some((opcode, payload, len)) = parse_frame(&buf[start..]) {
+                    let payload = start + payload.start..start + payload.end;
+                    match opcode {
+                        1 => {
+                            let text = std::str::from_utf8(&buf[payload]).unwrap_or("");
+                            receipts.push((seq_of(text), at));
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        9 => {
+                            let pong = client_frame(0xA, &buf[payload]);
+                            if stream.write_all(&pong).await.is_err() {
+                                return;
+                            }
+                        }
+                        8 => return,
+                        _ => {}
+                    }
+                    start += len;
+                }
+                buf.drain(..start);
+            }
+            changed = collect.changed() => {
+                if changed.is_err() { return; }
+                let _ = results.send(std::mem::take(&mut receipts));
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! `GET /health`: liveness and readiness as JSON, for load balancers and operators.
 //!
-//! 200 while the hub serves; 503 once it is shutting down (so a balancer stops
-//! sending browsers here during the drain). The body shows the socket count and the
+//! 200 while the hub serves; 503 while it cannot verify JWTs yet (its JWKS was
+//! never fetched) and once it is shutting down (so a balancer stops sending
+//! browsers here during the drain). The body shows the socket count and the
 //! replay ring, the two things an operator asks first about a fan-out hub.
 
 use std::sync::atomic::Ordering;
@@ -25,9 +26,15 @@ struct Health {
 
 /// The handler.
 pub(crate) async fn health(State(state): State<SharedState>) -> (StatusCode, Json<impl Serialize>) {
-    let ready = state.ready.load(Ordering::Relaxed) && !state.shutdown.is_cancelled();
+    let serving = state.ready.load(Ordering::Relaxed) && !state.shutdown.is_cancelled();
+    let keys = state.keys_ready.load(Ordering::Relaxed);
+    let ready = serving && keys;
     let body = Health {
-        status: if ready { "ok" } else { "shutting_down" },
+        status: match (serving, keys) {
+            (false, _) => "shutting_down",
+            (true, false) => "starting",
+            (true, true) => "ok",
+        },
         connections: state.connections(),
         replay: state.broker.ring_state(state.settings.primary_guild_id),
         jwt_key_sources: state.key_sources,

@@ -9,6 +9,7 @@
 //! issuer's JWKS today ([`JwksKeySource`]), the hub's own issuer later.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,12 @@ impl VerifyingKey {
 pub trait KeySource: Send + Sync + 'static {
     /// The key named `kid`, if this source has (or can fetch) it.
     fn key(&self, kid: &str) -> BoxFuture<'_, Option<Arc<VerifyingKey>>>;
+
+    /// Loads keys ahead of the first token; answers whether the source can verify
+    /// tokens now. The hub reports not ready (`/health` 503) until every source can.
+    fn warm_up(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
 }
 
 /// Keys from a JWKS URL: cached, refetched on an unknown `kid` at most once per
@@ -79,6 +86,7 @@ pub struct JwksKeySource {
     refresh_interval: Duration,
     keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
+    loaded: AtomicBool,
 }
 
 impl JwksKeySource {
@@ -94,6 +102,7 @@ impl JwksKeySource {
             refresh_interval,
             keys: RwLock::new(HashMap::new()),
             last_fetch: tokio::sync::Mutex::new(None),
+            loaded: AtomicBool::new(false),
         }
     }
 
@@ -118,6 +127,7 @@ impl JwksKeySource {
                     .keys
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+                self.loaded.store(true, Ordering::Relaxed);
             }
             Err(error) => tracing::warn!(%error, url = %self.url, "JWKS fetch failed"),
         }
@@ -171,6 +181,15 @@ impl KeySource for JwksKeySource {
             }
             self.refresh().await;
             self.cached(&kid)
+        })
+    }
+
+    fn warm_up(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            if !self.loaded.load(Ordering::Relaxed) {
+                self.refresh().await;
+            }
+            self.loaded.load(Ordering::Relaxed)
         })
     }
 }
@@ -252,6 +271,15 @@ impl JwtVerifier {
 
     pub(crate) fn add_source(&mut self, source: Arc<dyn KeySource>) {
         self.sources.push(source);
+    }
+
+    /// Warms every source; whether all of them can verify tokens now.
+    pub(crate) async fn warm_up(&self) -> bool {
+        let mut ready = true;
+        for source in &self.sources {
+            ready &= source.warm_up().await;
+        }
+        ready
     }
 
     pub(crate) async fn verify(&self, token: &str) -> Result<VerifiedUser, JwtError> {

@@ -49,6 +49,9 @@ pub(crate) struct AppState {
     pub(crate) metrics: PrometheusHandle,
     pub(crate) shutdown: CancellationToken,
     pub(crate) ready: AtomicBool,
+    /// Every JWT key source can verify tokens (e.g. the JWKS was fetched once).
+    pub(crate) keys_ready: AtomicBool,
+    warming: AtomicBool,
     connections: AtomicUsize,
     drained: Notify,
 }
@@ -141,13 +144,19 @@ impl HubBuilder {
             metrics: metrics::handle(settings.metrics.clone()),
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(true),
+            keys_ready: AtomicBool::new(false),
+            warming: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             drained: Notify::new(),
             settings,
         };
-        Hub {
+        let hub = Hub {
             state: Arc::new(state),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            hub.warm_up_keys();
         }
+        hub
     }
 }
 
@@ -189,6 +198,27 @@ impl Hub {
     /// Open browser sockets.
     pub fn connections(&self) -> usize {
         self.state.connections()
+    }
+
+    /// Loads the JWT keys in the background (once per hub), retrying every
+    /// `jwks_refresh_interval` until every source is ready; `/health` is 503 until then.
+    fn warm_up_keys(&self) {
+        if self.state.warming.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            loop {
+                if state.jwt.warm_up().await {
+                    state.keys_ready.store(true, Ordering::Relaxed);
+                    return;
+                }
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(state.settings.jwks_refresh_interval) => {}
+                }
+            }
+        });
     }
 
     /// Starts shutting down: readiness turns 503 and every browser is closed with 1001.
@@ -253,6 +283,7 @@ impl Hub {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
+        self.warm_up_keys();
         let hub = self.clone();
         let signal = async move {
             shutdown.await;

@@ -288,3 +288,25 @@ async fn protocol_errors_close_1008_and_silence_closes_4401() {
     let message = expect_unauthorized(&mut ws).await;
     assert!(message.contains("in time"), "{message}");
 }
+
+#[tokio::test]
+async fn not_ready_until_the_jwks_was_fetched() {
+    // A JWKS URL where nothing listens.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url: url::Url = format!("http://{}/jwks.json", closed.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(closed);
+    let hub = TestHub::launch(
+        |s| s.jwt_public_jwk_url = Some(url),
+        std::sync::Arc::new(coven_hub::MemoryRooms::new(1)),
+    )
+    .await;
+    let mut ws = hub.connect().await;
+    send_auth(&mut ws, &token(Algorithm::RS256, "rsa-1", &claims()), None).await;
+    assert_eq!(expect_unauthorized(&mut ws).await, "unknown signing key");
+    let response = hub.http.get(hub.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["status"], "starting");
+}

@@ -111,10 +111,25 @@ impl TestHub {
         (hub, rooms)
     }
 
+    /// Starts a hub and waits until `/health` says it is ready.
     pub async fn start_backend(
         tune: impl FnOnce(&mut HubSettings),
         rooms: Arc<dyn RoomsBackend>,
     ) -> Self {
+        let hub = Self::launch(tune, rooms).await;
+        eventually("the hub to be ready", async || {
+            hub.http
+                .get(hub.url("/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        hub
+    }
+
+    /// Starts a hub without waiting for readiness.
+    pub async fn launch(tune: impl FnOnce(&mut HubSettings), rooms: Arc<dyn RoomsBackend>) -> Self {
         let jwks = jwks_server().await;
         let mut settings = settings(&jwks);
         tune(&mut settings);

@@ -73,6 +73,24 @@ async fn every_voice_rule_reaches_the_hub_in_order() {
         panic!()
     };
     assert!(state.flags.self_mute && !state.flags.self_deaf);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "coven_worker_events_total{type=\"voice.left\"}",
+        "coven_worker_delivered_total",
+        "coven_worker_identifies_total",
+        "coven_worker_outbox_depth",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
     worker.stop().await.unwrap();
 }
 

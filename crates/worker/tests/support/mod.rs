@@ -31,6 +31,8 @@ pub type Policy = Box<dyn Fn(&Event, usize) -> StatusCode + Send + Sync>;
 pub struct Received {
     pub attempts: usize,
     pub accepted: Vec<(String, Event)>,
+    /// When each accepted delivery arrived (same order as `accepted`).
+    pub accepted_at: Vec<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -101,6 +103,11 @@ impl FakeHub {
             .collect()
     }
 
+    /// When the `index`-th accepted delivery arrived.
+    pub fn accepted_at(&self, index: usize) -> std::time::Instant {
+        self.received.lock().unwrap().accepted_at[index]
+    }
+
     pub fn attempts(&self) -> usize {
         self.received.lock().unwrap().attempts
     }
@@ -148,6 +155,7 @@ async fn ingest(State(state): State<HubState>, headers: HeaderMap, body: Bytes) 
         let status = (state.policy)(&event, received.attempts);
         if status.is_success() {
             received.accepted.push((event_id, event));
+            received.accepted_at.push(std::time::Instant::now());
         }
         status
     };

@@ -1,0 +1,152 @@
+//! Worker benchmark: `coven worker` as a real process between the simulator and a
+//! recording hub, all on loopback.
+//!
+//! Prints (1) latency from a simulated voice change to the hub receiving its
+//! signed webhook, p50/p99/max over sequential events; (2) time from a dropped
+//! gateway connection to `RESUMED`; (3) the worker process's CPU time and
+//! resident memory per 1,000 events. Run: `cargo bench -p coven --bench worker`.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{FakeHub, SECRET};
+
+const LATENCY_EVENTS: usize = 400;
+const BURST_EVENTS: usize = 1_000;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// utime + stime of a process, in clock ticks (usually 10 ms each).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Alternates join/leave of one user so every call yields exactly one event.
+fn toggle(handle: &coven_sim::SimHandle, user: u64, room: u64) {
+    if handle.voice_channel_of(user).is_some() {
+        handle.user_leave(user).unwrap();
+    } else {
+        handle.user_join(user, room).unwrap();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sim = coven_sim::Simulator::start(coven_sim::SimConfig {
+        heartbeat_interval: Duration::from_millis(41_250),
+        ..coven_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coven"))
+        .arg("worker")
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("HUB_ENDPOINT", hub.endpoint().as_str())
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env("STATE_DIR", state.path())
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        .env("LOG_LEVEL", "info")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let handle = sim.handle();
+    handle
+        .wait_for(|c| c.identifies >= 1, Duration::from_secs(20))
+        .await
+        .expect("the worker identified");
+    let seed = handle.seed();
+    let (user, room) = (seed.member_user_ids[3], seed.voice_channel_ids[1]);
+    // Let the worker finish its GUILD_CREATE before measuring.
+    toggle(&handle, user, room);
+    hub.wait_for_events(1).await;
+    let mut delivered = 1;
+
+    // (1) Latency, one event at a time.
+    let mut latencies = Vec::with_capacity(LATENCY_EVENTS);
+    for _ in 0..LATENCY_EVENTS {
+        let start = Instant::now();
+        toggle(&handle, user, room);
+        hub.wait_for_events(delivered + 1).await;
+        latencies.push(hub.accepted_at(delivered) - start);
+        delivered += 1;
+    }
+    latencies.sort();
+    println!(
+        "dispatch -> hub webhook latency over {LATENCY_EVENTS} events: p50 {:?}  p99 {:?}  max {:?}",
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        latencies[latencies.len() - 1]
+    );
+
+    // (2) Dropped connection -> RESUMED.
+    let mut resumes = Vec::new();
+    for _ in 0..5 {
+        let before = handle.counters().resumes;
+        let start = Instant::now();
+        assert_eq!(handle.drop_tcp(), 1);
+        handle
+            .wait_for(|c| c.resumes > before, Duration::from_secs(30))
+            .await
+            .expect("resumed");
+        resumes.push(start.elapsed());
+    }
+    println!("TCP drop -> RESUMED (5 runs): {resumes:?}");
+
+    // (3) CPU and memory per 1,000 events, as fast as the simulator produces them.
+    let (ticks_before, rss_before) = (cpu_ticks(pid), rss_kib(pid));
+    let start = Instant::now();
+    for _ in 0..BURST_EVENTS {
+        toggle(&handle, user, room);
+    }
+    hub.wait_for_events(delivered + BURST_EVENTS).await;
+    let elapsed = start.elapsed();
+    let ticks = cpu_ticks(pid) - ticks_before;
+    // SAFETY-free: sysconf is not needed; Linux reports USER_HZ = 100.
+    let cpu = Duration::from_millis(ticks * 10);
+    println!(
+        "burst of {BURST_EVENTS} events: {elapsed:?} wall ({:.0} events/s), worker CPU {cpu:?} \
+         ({:?} per event), RSS {rss_before} KiB -> {} KiB",
+        f64::from(u32::try_from(BURST_EVENTS).unwrap()) / elapsed.as_secs_f64(),
+        cpu / u32::try_from(BURST_EVENTS).unwrap(),
+        rss_kib(pid)
+    );
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,122 @@
+//! The durable outbox on its own: order, stable ids, persistence across reopen,
+//! dead letters and the configured bound.
+
+use coven_contract::{Event, RoomDeleted, Snowflake};
+use coven_worker::outbox::{Outbox, StoredSession};
+use coven_worker::tracker::VoiceView;
+
+fn event(channel: u64) -> Event {
+    Event::RoomDeleted(RoomDeleted {
+        channel_id: Snowflake::new(channel).unwrap(),
+        guild_id: Snowflake::new(1).unwrap(),
+    })
+}
+
+fn session(sequence: u64) -> StoredSession {
+    StoredSession {
+        id: "abc".into(),
+        sequence,
+        resume_url: Some("ws://127.0.0.1:1".into()),
+    }
+}
+
+#[test]
+fn events_come_out_in_order_with_stable_ids_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.redb");
+    let (first_id, second_id);
+    {
+        let outbox = Outbox::open(&path, 100).unwrap();
+        outbox
+            .commit(&[event(10), event(11)], None, Some(&session(7)))
+            .unwrap();
+        outbox
+            .commit(&[event(12)], Some(&VoiceView::default()), Some(&session(9)))
+            .unwrap();
+        assert_eq!(outbox.depth(), 3);
+        let head = outbox.peek().unwrap().unwrap();
+        assert_eq!(head.body, event(10).to_webhook_body());
+        first_id = head.event_id.clone();
+        outbox.ack(head.id).unwrap();
+        second_id = outbox.peek().unwrap().unwrap().event_id;
+    }
+    let outbox = Outbox::open(&path, 100).unwrap();
+    let (stored, view) = outbox.load().unwrap();
+    assert_eq!(stored, Some(session(9)));
+    assert_eq!(view, Some(VoiceView::default()));
+    let head = outbox.peek().unwrap().unwrap();
+    assert_eq!(head.event_id, second_id, "ids survive a reopen");
+    assert_ne!(head.event_id, first_id);
+    assert_eq!(outbox.depth(), 2);
+    outbox.ack(head.id).unwrap();
+    assert_eq!(
+        outbox.peek().unwrap().unwrap().body,
+        event(12).to_webhook_body()
+    );
+    outbox.commit(&[event(13)], None, None).unwrap();
+    let ids: Vec<u64> = std::iter::from_fn(|| {
+        let next = outbox.peek().unwrap()?;
+        outbox.ack(next.id).unwrap();
+        Some(next.id)
+    })
+    .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1], "ids keep increasing after acks: {ids:?}");
+    assert_eq!(outbox.depth(), 0);
+}
+
+#[test]
+fn a_new_state_file_never_reuses_event_ids() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let a = Outbox::open(&one.path().join("w.redb"), 10).unwrap();
+    let b = Outbox::open(&two.path().join("w.redb"), 10).unwrap();
+    a.commit(&[event(1)], None, None).unwrap();
+    b.commit(&[event(1)], None, None).unwrap();
+    // Same position, different files: the hub must not take one for the other.
+    assert_ne!(
+        a.peek().unwrap().unwrap().event_id,
+        b.peek().unwrap().unwrap().event_id
+    );
+}
+
+#[test]
+fn past_the_bound_events_go_to_dead_letters_not_nowhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open(&dir.path().join("w.redb"), 5).unwrap();
+    assert!(!outbox.near_full());
+    let overflowed = outbox
+        .commit(&(1..=7).map(event).collect::<Vec<_>>(), None, None)
+        .unwrap();
+    assert_eq!(overflowed, 2);
+    assert_eq!(outbox.depth(), 5);
+    assert!(outbox.near_full());
+    let letters = outbox.dead_letters().unwrap();
+    assert_eq!(letters.len(), 2);
+    assert!(letters.iter().all(|l| l.reason == "outbox full"));
+    assert!(letters[1].body.contains("\"7\""));
+    assert_eq!(outbox.dead_letter_count(), 2);
+}
+
+#[test]
+fn burying_moves_an_event_out_of_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.redb");
+    let outbox = Outbox::open(&path, 10).unwrap();
+    outbox.commit(&[event(1), event(2)], None, None).unwrap();
+    let head = outbox.peek().unwrap().unwrap();
+    outbox.bury(&head, "hub answered 400 Bad Request").unwrap();
+    assert_eq!(
+        outbox.peek().unwrap().unwrap().body,
+        event(2).to_webhook_body()
+    );
+    drop(outbox);
+    let outbox = Outbox::open(&path, 10).unwrap();
+    assert_eq!(
+        outbox.dead_letter_count(),
+        1,
+        "dead letters are counted after a reopen"
+    );
+    assert_eq!(outbox.depth(), 1);
+    assert_eq!(outbox.dead_letters().unwrap()[0].event_id, head.event_id);
+}

@@ -1,5 +1,6 @@
-//! Discord clients of Spell Coven (SPEC §9): [`DiscordRestClient`] for the bot's REST calls
-//! and [`DiscordOAuthClient`] for players' OAuth2 + PKCE login.
+//! Discord clients of Spell Coven (SPEC §9): [`DiscordRestClient`] for the bot's REST calls,
+//! [`DiscordOAuthClient`] for players' OAuth2 + PKCE login and [`DiscordRtcClient`] for the
+//! bot's voice connection (speaking updates, audio cues; songbird 0.6's driver).
 //!
 //! Both speak to the origin given in their settings (`https://discord.com` or the
 //! simulator), take and return small domain types of this crate instead of twilight's,
@@ -19,6 +20,7 @@ mod origin;
 mod pkce;
 mod rest;
 mod retry;
+pub mod rtc;
 mod twilight_map;
 mod validate;
 
@@ -31,3 +33,7 @@ pub use oauth::{AuthorizationRequest, CurrentUser, DiscordOAuthClient, OAuthSett
 pub use pkce::PkceVerifier;
 pub use rest::{DiscordRestClient, RestSettings};
 pub use retry::RetryPolicy;
+pub use rtc::{
+    Cue, DiscordRtcClient, ReceivedAudio, RtcCounters, RtcError, RtcSettings, RtcStatus,
+    SpeakingUpdate, TransportPreference, VoiceGatewaySender,
+};

@@ -83,8 +83,11 @@ pub struct SimConfig {
     pub global_per_second: u32,
     /// OAuth2 application.
     pub oauth: OAuthAppConfig,
-    /// `endpoint` of `VOICE_SERVER_UPDATE`; `None` means this simulator's own `127.0.0.1:port`.
+    /// `endpoint` of `VOICE_SERVER_UPDATE`; `None` means this simulator's own voice gateway
+    /// (`127.0.0.1:VOICE_PORT`, TLS; see `Simulator::voice_endpoint`).
     pub voice_endpoint: Option<String>,
+    /// `heartbeat_interval` of the voice gateway's HELLO (Discord: 13.75 s).
+    pub voice_heartbeat_interval: Duration,
 }
 
 impl SimConfig {
@@ -97,6 +100,7 @@ impl SimConfig {
             session_resume_window: Duration::from_secs(180),
             channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
             default_bucket: BucketConfig::new(5, Duration::from_secs(1)),
+            voice_heartbeat_interval: Duration::from_millis(13_750),
             ..Self::default()
         }
     }
@@ -129,6 +133,7 @@ impl Default for SimConfig {
             global_per_second: 50,
             oauth: OAuthAppConfig::default(),
             voice_endpoint: None,
+            voice_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod rest;
 pub mod shapes;
 pub mod snowflake;
 mod state;
+pub mod voice;
 pub mod world;
 
 use std::fmt;
@@ -59,6 +60,8 @@ impl Simulator {
         let listener = tokio::net::TcpListener::bind(config.bind).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config, addr));
+        let voice = voice::start(&shared).await?;
+        let _ = shared.voice.set(voice);
         let api = rest::router(shared.clone());
         let app = Router::new()
             .route("/", get(gateway::upgrade))
@@ -67,6 +70,7 @@ impl Simulator {
             .nest("/api", api)
             .merge(oauth::router())
             .merge(control::router())
+            .merge(voice::router())
             .with_state(shared.clone());
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -98,6 +102,20 @@ impl Simulator {
     /// `http://127.0.0.1:port` — the API/OAuth2 origin (REST under `/api/v10`).
     pub fn api_url(&self) -> String {
         self.shared.api_url()
+    }
+
+    /// The voice gateway endpoint (`127.0.0.1:port`, no scheme; TLS with the test CA, see
+    /// [`voice::test_ca_path`]) that `VOICE_SERVER_UPDATE` advertises now.
+    pub fn voice_endpoint(&self) -> String {
+        self.shared
+            .voice
+            .get()
+            .map_or_else(|| self.shared.addr.to_string(), |v| v.endpoint())
+    }
+
+    /// The voice server's UDP media address.
+    pub fn voice_udp_addr(&self) -> Option<SocketAddr> {
+        self.shared.voice.get().map(|v| v.udp_addr)
     }
 
     /// `http://127.0.0.1:port/_sim` — the control API.
@@ -148,6 +166,9 @@ impl Simulator {
             let _ = stop.send(());
         }
         self.handle().close(1001);
+        if let Some(v) = self.shared.voice.get() {
+            v.stop();
+        }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
         self.task.abort();
     }
@@ -188,6 +209,9 @@ impl Drop for Simulator {
             let _ = stop.send(());
             // Upgraded WebSockets outlive the server task: close them too.
             self.handle().close(1001);
+        }
+        if let Some(v) = self.shared.voice.get() {
+            v.stop();
         }
         self.task.abort();
     }

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<Dispatch>,
     pub rest: Mutex<RestState>,
     pub oauth: Mutex<OAuthState>,
+    /// The voice server, set once by `Simulator::start`.
+    pub voice: std::sync::OnceLock<std::sync::Arc<crate::voice::VoiceServer>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -69,6 +71,7 @@ impl Shared {
             events,
             rest: Mutex::new(RestState::default()),
             oauth: Mutex::new(OAuthState::default()),
+            voice: std::sync::OnceLock::new(),
         }
     }
 

@@ -263,7 +263,7 @@ async fn bot_voice_state_update_gets_state_and_server_update() {
     let server = c.dispatch("VOICE_SERVER_UPDATE").await["d"].clone();
     assert_eq!(server["guild_id"], sim.guild_id().to_string());
     assert!(server["token"].as_str().is_some_and(|t| !t.is_empty()));
-    assert_eq!(server["endpoint"], sim.addr().to_string());
+    assert_eq!(server["endpoint"], sim.voice_endpoint());
     c.send(&json!({"op": 4, "d": {"guild_id": sim.guild_id().to_string(), "channel_id": null, "self_mute": false, "self_deaf": false}})).await;
     let left = c.dispatch("VOICE_STATE_UPDATE").await["d"].clone();
     assert!(left["channel_id"].is_null());

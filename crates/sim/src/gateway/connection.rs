@@ -489,10 +489,12 @@ impl Conn {
             None => core.world.voice_disconnect(bot),
             Some(c) if current == Some(c) => core.world.voice_flags(bot, flags),
             Some(c) => core.world.voice_connect(bot, c, Some(session.to_owned()), flags).map(|mut ds| {
-                let endpoint = shared.config.voice_endpoint.clone().unwrap_or_else(|| shared.addr.to_string());
+                let token = random_hex(16);
+                let own = shared.voice.get().map(|v| v.grant(&token, bot, session));
+                let endpoint = shared.config.voice_endpoint.clone().or(own).unwrap_or_else(|| shared.addr.to_string());
                 let mut server = Dispatch::new(
                     "VOICE_SERVER_UPDATE",
-                    json!({"token": random_hex(16), "guild_id": guild_id.to_string(), "endpoint": endpoint}),
+                    json!({"token": token, "guild_id": guild_id.to_string(), "endpoint": endpoint}),
                 );
                 server.only_session = Some(session.to_owned());
                 ds.push(server);

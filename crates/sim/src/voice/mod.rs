@@ -1,0 +1,240 @@
+//! The simulator's voice server: a voice gateway (WebSocket over TLS, Discord voice gateway
+//! v4 as songbird 0.6 speaks it, v8 accepted), a UDP media socket with IP discovery and both
+//! `*_rtpsize` transport encryption modes, and simulated users in voice channels who speak
+//! (encrypted Opus RTP + SPEAKING) and listen (decrypt and record what the bot sends).
+//! DAVE is not offered: SESSION_DESCRIPTION says `dave_protocol_version: 0` (see
+//! `docs/simulator.md`, "Voice").
+
+pub mod crypto;
+mod events;
+mod handle;
+mod signalling;
+mod speaker;
+pub mod stats;
+mod tls;
+mod udp;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::AbortHandle;
+
+use crate::state::Shared;
+pub use crypto::TransportMode;
+pub(crate) use handle::router;
+pub use stats::{OPUS_SILENCE, VoiceCounters, VoiceReceived, VoiceSnapshot};
+pub use tls::{test_ca_path, test_ca_pem};
+
+/// What a voice connection task is told to do by the rest of the simulator.
+#[derive(Debug)]
+pub(crate) enum ConnCmd {
+    /// Send this JSON payload.
+    Send(Value),
+    /// Close with this code.
+    Close(u16),
+    /// Drop the TCP connection without a close frame.
+    Drop,
+}
+
+/// A `VOICE_SERVER_UPDATE` token handed to a gateway session.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    pub session_id: String,
+    pub user_id: u64,
+}
+
+/// One client's voice session (from IDENTIFY until the bot leaves or identifies anew).
+pub(crate) struct VoiceSession {
+    pub ssrc: u32,
+    pub user_id: u64,
+    pub session_id: String,
+    pub token: String,
+    pub key: [u8; 32],
+    pub mode: Option<TransportMode>,
+    pub udp_peer: Option<SocketAddr>,
+    pub conn: Option<(u64, mpsc::UnboundedSender<ConnCmd>)>,
+    /// Transport nonce counter for packets this server sends to the client.
+    pub out_nonce: u32,
+    /// Other users this client has been told about (op 11 / op 13).
+    pub known_users: HashSet<u64>,
+}
+
+impl VoiceSession {
+    pub fn send(&self, payload: Value) {
+        if let Some((_, tx)) = &self.conn {
+            let _ = tx.send(ConnCmd::Send(payload));
+        }
+    }
+}
+
+/// A simulated user's outgoing RTP stream.
+pub(crate) struct Speaker {
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct VoiceCore {
+    pub grants: HashMap<String, Grant>,
+    pub sessions: HashMap<u32, VoiceSession>,
+    pub speakers: HashMap<u64, Speaker>,
+    pub next_ssrc: u32,
+    pub next_conn: u64,
+}
+
+impl VoiceCore {
+    pub fn alloc_ssrc(&mut self) -> u32 {
+        self.next_ssrc += 1;
+        self.next_ssrc
+    }
+}
+
+/// The running voice server (one per simulator).
+pub(crate) struct VoiceServer {
+    /// The two voice gateway listeners ("voice servers"); a move switches between them.
+    pub endpoints: [SocketAddr; 2],
+    pub current: AtomicUsize,
+    pub udp: Arc<UdpSocket>,
+    pub udp_addr: SocketAddr,
+    pub heartbeat_interval: Duration,
+    core: Mutex<VoiceCore>,
+    pub snapshot: watch::Sender<VoiceSnapshot>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl VoiceServer {
+    pub fn core(&self) -> MutexGuard<'_, VoiceCore> {
+        self.core
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Updates the observable snapshot.
+    pub fn observe(&self, f: impl FnOnce(&mut VoiceSnapshot)) {
+        self.snapshot.send_modify(f);
+    }
+
+    /// The endpoint (`host:port`, no scheme) of the current voice server.
+    pub fn endpoint(&self) -> String {
+        self.endpoints[self.current.load(Ordering::Relaxed) % 2].to_string()
+    }
+
+    /// Remembers a `VOICE_SERVER_UPDATE` token and returns the endpoint to advertise.
+    pub fn grant(&self, token: &str, user_id: u64, session_id: &str) -> String {
+        self.core().grants.insert(
+            token.to_owned(),
+            Grant {
+                session_id: session_id.to_owned(),
+                user_id,
+            },
+        );
+        self.endpoint()
+    }
+
+    /// Publishes which sessions are connected now.
+    pub fn publish_sessions(&self) {
+        let sessions = self
+            .core()
+            .sessions
+            .values()
+            .filter(|s| s.conn.is_some())
+            .map(|s| (s.ssrc, s.user_id))
+            .collect();
+        self.observe(|s| s.sessions = sessions);
+    }
+
+    /// Stops every task of the voice server.
+    pub fn stop(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+}
+
+/// Binds the voice listeners and UDP socket on the simulator's loopback address and starts
+/// serving. Called once by [`crate::Simulator::start`].
+pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServer>> {
+    let ip = shared.addr.ip();
+    let acceptor = tls::acceptor()?;
+    let l0 = TcpListener::bind((ip, 0)).await?;
+    let l1 = TcpListener::bind((ip, 0)).await?;
+    let udp = Arc::new(UdpSocket::bind((ip, 0)).await?);
+    let (snapshot, _) = watch::channel(VoiceSnapshot::default());
+    let server = Arc::new(VoiceServer {
+        endpoints: [l0.local_addr()?, l1.local_addr()?],
+        current: AtomicUsize::new(0),
+        udp_addr: udp.local_addr()?,
+        udp,
+        heartbeat_interval: shared.config.voice_heartbeat_interval,
+        core: Mutex::new(VoiceCore {
+            next_ssrc: 1000,
+            ..VoiceCore::default()
+        }),
+        snapshot,
+        tasks: Mutex::new(Vec::new()),
+    });
+    let mut tasks = Vec::new();
+    for listener in [l0, l1] {
+        let (shared, server, acceptor) = (shared.clone(), server.clone(), acceptor.clone());
+        tasks.push(
+            tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(signalling::serve(
+                        shared.clone(),
+                        server.clone(),
+                        acceptor.clone(),
+                        tcp,
+                    ));
+                }
+            })
+            .abort_handle(),
+        );
+    }
+    tasks.push(tokio::spawn(udp::run(shared.clone(), server.clone())).abort_handle());
+    tasks.push(tokio::spawn(events::run(shared.clone(), server.clone())).abort_handle());
+    server
+        .tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(tasks);
+    tracing::info!(endpoints = ?server.endpoints, udp = %server.udp_addr, "voice server listening");
+    Ok(server)
+}
+
+/// The user ids (other than `except`) in voice channel `channel_id`.
+pub(crate) fn users_in(shared: &Shared, channel_id: u64, except: u64) -> Vec<u64> {
+    shared
+        .core()
+        .world
+        .voice_states
+        .values()
+        .filter(|v| v.channel_id == channel_id && v.user_id != except)
+        .map(|v| v.user_id)
+        .collect()
+}
+
+/// The voice channel a user is in.
+pub(crate) fn channel_of(shared: &Shared, user_id: u64) -> Option<u64> {
+    shared
+        .core()
+        .world
+        .voice_states
+        .get(&user_id)
+        .map(|v| v.channel_id)
+}

@@ -1,0 +1,348 @@
+//! The voice gateway (signalling) WebSocket, one task per connection: TLS, upgrade, HELLO,
+//! IDENTIFY → READY, SELECT_PROTOCOL → SESSION_DESCRIPTION, heartbeats, SPEAKING, RESUME →
+//! RESUMED, and the close codes of Discord's voice gateway.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::crypto::{MODE_AES256_GCM, MODE_XCHACHA20, TransportMode};
+use super::{ConnCmd, VoiceServer, VoiceSession, channel_of, users_in};
+use crate::state::Shared;
+
+/// Voice opcodes (Discord voice gateway).
+pub(crate) mod op {
+    pub const IDENTIFY: u64 = 0;
+    pub const SELECT_PROTOCOL: u64 = 1;
+    pub const READY: u64 = 2;
+    pub const HEARTBEAT: u64 = 3;
+    pub const SESSION_DESCRIPTION: u64 = 4;
+    pub const SPEAKING: u64 = 5;
+    pub const HEARTBEAT_ACK: u64 = 6;
+    pub const RESUME: u64 = 7;
+    pub const HELLO: u64 = 8;
+    pub const RESUMED: u64 = 9;
+    pub const CLIENTS_CONNECT: u64 = 11;
+    pub const CLIENT_DISCONNECT: u64 = 13;
+}
+
+/// Voice close codes (Discord voice gateway).
+pub(crate) mod close {
+    pub const UNKNOWN_OPCODE: u16 = 4001;
+    pub const DECODE_ERROR: u16 = 4002;
+    pub const NOT_AUTHENTICATED: u16 = 4003;
+    pub const AUTHENTICATION_FAILED: u16 = 4004;
+    pub const ALREADY_AUTHENTICATED: u16 = 4005;
+    pub const SESSION_INVALID: u16 = 4006;
+    pub const DISCONNECTED: u16 = 4014;
+    pub const UNKNOWN_ENCRYPTION_MODE: u16 = 4016;
+}
+
+enum Step {
+    Continue,
+    Close(u16),
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    server: Arc<VoiceServer>,
+    id: u64,
+    tx: mpsc::UnboundedSender<ConnCmd>,
+    version: u8,
+    ssrc: Option<u32>,
+}
+
+/// Serves one voice gateway connection until it closes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    server: Arc<VoiceServer>,
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+) {
+    let Ok(tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    let version = Arc::new(AtomicU8::new(4));
+    let v = version.clone();
+    let callback = move |req: &Request, resp: Response| {
+        let asked = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("v=")))
+            .and_then(|v| v.parse::<u8>().ok());
+        if let Some(asked) = asked {
+            v.store(asked, Ordering::Relaxed);
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tls, callback).await else {
+        return;
+    };
+    let version = version.load(Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let id = {
+        let mut core = server.core();
+        core.next_conn += 1;
+        core.next_conn
+    };
+    server.observe(|s| {
+        s.counters.connections += 1;
+        s.counters.active_connections += 1;
+        s.counters.last_version = Some(version);
+    });
+    let mut conn = Conn {
+        shared,
+        server: server.clone(),
+        id,
+        tx,
+        version,
+        ssrc: None,
+    };
+    #[allow(clippy::cast_possible_truncation)]
+    let interval = server.heartbeat_interval.as_millis() as u64;
+    let hello = json!({"op": op::HELLO, "d": {"v": version, "heartbeat_interval": interval}});
+    let mut result = ws.send(Message::text(hello.to_string())).await;
+    while result.is_ok() {
+        let step = tokio::select! {
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
+                // DAVE's binary opcodes (not offered here) and anything else binary: ignored.
+                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Continue,
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            },
+            cmd = rx.recv() => match cmd {
+                Some(ConnCmd::Send(v)) => {
+                    result = ws.send(Message::text(v.to_string())).await;
+                    Step::Continue
+                }
+                Some(ConnCmd::Close(code)) => Step::Close(code),
+                Some(ConnCmd::Drop) | None => break,
+            },
+        };
+        if let Step::Close(code) = step {
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: "".into(),
+            };
+            let _ = ws.send(Message::Close(Some(frame))).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+            break;
+        }
+    }
+    drop(ws);
+    conn.detach();
+}
+
+impl Conn {
+    fn send(&self, payload: Value) {
+        let _ = self.tx.send(ConnCmd::Send(payload));
+    }
+
+    fn on_text(&mut self, text: &str) -> Step {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+            return Step::Close(close::DECODE_ERROR);
+        };
+        let Some(code) = msg.get("op").and_then(Value::as_u64) else {
+            return Step::Close(close::DECODE_ERROR);
+        };
+        let d = msg.get("d").cloned().unwrap_or(Value::Null);
+        match code {
+            op::HEARTBEAT => {
+                // v4: `d` is the nonce; v8: `{"t": nonce, "seq_ack": n}` and the ACK is `{"t": nonce}`.
+                let ack = if d.is_object() {
+                    json!({"t": d.get("t").cloned().unwrap_or(Value::Null)})
+                } else {
+                    d
+                };
+                self.send(json!({"op": op::HEARTBEAT_ACK, "d": ack}));
+                self.server.observe(|s| s.counters.heartbeats += 1);
+                Step::Continue
+            }
+            op::IDENTIFY if self.ssrc.is_some() => Step::Close(close::ALREADY_AUTHENTICATED),
+            op::IDENTIFY => self.identify(&d),
+            op::RESUME => self.resume(&d),
+            _ if self.ssrc.is_none() => Step::Close(close::NOT_AUTHENTICATED),
+            op::SELECT_PROTOCOL => self.select_protocol(&d),
+            op::SPEAKING => {
+                self.server.observe(|s| s.counters.speaking_received += 1);
+                Step::Continue
+            }
+            // DAVE client opcodes (23 transition ready, 31 invalid commit/welcome) and the
+            // client flags/platform ops: accepted, nothing to do without DAVE.
+            12 | 15 | 16 | 18 | 20 | 23 | 31 => Step::Continue,
+            _ => Step::Close(close::UNKNOWN_OPCODE),
+        }
+    }
+
+    fn identify(&mut self, d: &Value) -> Step {
+        let field = |k: &str| {
+            d.get(k).and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+        };
+        let (Some(server_id), Some(session_id), Some(token), Some(user_id)) = (
+            field("server_id"),
+            field("session_id"),
+            field("token"),
+            field("user_id"),
+        ) else {
+            return Step::Close(close::DECODE_ERROR);
+        };
+        let guild_id = self.shared.core().world.guild_id;
+        let Ok(user_id) = user_id.parse::<u64>() else {
+            return Step::Close(close::AUTHENTICATION_FAILED);
+        };
+        let mut core = self.server.core();
+        let valid = core
+            .grants
+            .get(&token)
+            .is_some_and(|g| g.session_id == session_id && g.user_id == user_id)
+            && server_id == guild_id.to_string();
+        if !valid {
+            return Step::Close(close::AUTHENTICATION_FAILED);
+        }
+        // A client identifies anew after a server move: its older sessions are gone.
+        core.sessions.retain(|_, s| s.user_id != user_id);
+        let ssrc = core.alloc_ssrc();
+        let mut key = [0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        core.sessions.insert(
+            ssrc,
+            VoiceSession {
+                ssrc,
+                user_id,
+                session_id,
+                token,
+                key,
+                mode: None,
+                udp_peer: None,
+                conn: Some((self.id, self.tx.clone())),
+                out_nonce: 0,
+                known_users: std::collections::HashSet::new(),
+            },
+        );
+        drop(core);
+        self.ssrc = Some(ssrc);
+        let udp = self.server.udp_addr;
+        self.send(json!({"op": op::READY, "d": {
+            "ssrc": ssrc,
+            "ip": udp.ip().to_string(),
+            "port": udp.port(),
+            "modes": [MODE_AES256_GCM, MODE_XCHACHA20],
+            "experiments": [],
+        }}));
+        self.server.observe(|s| s.counters.identifies += 1);
+        self.server.publish_sessions();
+        Step::Continue
+    }
+
+    fn select_protocol(&mut self, d: &Value) -> Step {
+        let Some(ssrc) = self.ssrc else {
+            return Step::Close(close::NOT_AUTHENTICATED);
+        };
+        let Some(mode) = d
+            .pointer("/data/mode")
+            .and_then(Value::as_str)
+            .and_then(TransportMode::from_name)
+        else {
+            return Step::Close(close::UNKNOWN_ENCRYPTION_MODE);
+        };
+        let mut core = self.server.core();
+        let Some(session) = core.sessions.get_mut(&ssrc) else {
+            return Step::Close(close::SESSION_INVALID);
+        };
+        session.mode = Some(mode);
+        let key = session.key;
+        let user_id = session.user_id;
+        drop(core);
+        self.send(json!({"op": op::SESSION_DESCRIPTION, "d": {
+            "mode": mode.name(),
+            "secret_key": key.to_vec(),
+            "audio_codec": "opus",
+            "video_codec": "H264",
+            "media_session_id": crate::gateway_random_hex(32),
+            // DAVE is not offered (see docs/simulator.md).
+            "dave_protocol_version": 0,
+        }}));
+        self.server.observe(|s| {
+            s.counters.sessions_described += 1;
+            s.counters.last_mode = Some(mode);
+        });
+        // Who is already in the channel (op 11, as Discord sends it today).
+        if let Some(channel) = channel_of(&self.shared, user_id) {
+            let others = users_in(&self.shared, channel, user_id);
+            if !others.is_empty() {
+                if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
+                    s.known_users.extend(others.iter().copied());
+                }
+                let ids: Vec<String> = others.iter().map(u64::to_string).collect();
+                self.send(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": ids}}));
+            }
+        }
+        Step::Continue
+    }
+
+    fn resume(&mut self, d: &Value) -> Step {
+        if self.ssrc.is_some() {
+            return Step::Close(close::ALREADY_AUTHENTICATED);
+        }
+        let field = |k: &str| {
+            d.get(k).and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_u64().map(|n| n.to_string()))
+            })
+        };
+        let (Some(session_id), Some(token)) = (field("session_id"), field("token")) else {
+            return Step::Close(close::DECODE_ERROR);
+        };
+        let mut core = self.server.core();
+        let found = core
+            .sessions
+            .values_mut()
+            .find(|s| s.session_id == session_id && s.token == token);
+        let Some(session) = found else {
+            return Step::Close(close::SESSION_INVALID);
+        };
+        if let Some((_, old)) = session.conn.replace((self.id, self.tx.clone())) {
+            let _ = old.send(ConnCmd::Drop);
+        }
+        self.ssrc = Some(session.ssrc);
+        drop(core);
+        self.send(json!({"op": op::RESUMED, "d": null}));
+        self.server.observe(|s| s.counters.resumes += 1);
+        self.server.publish_sessions();
+        Step::Continue
+    }
+
+    /// The connection ended: the session stays (resumable) but has no connection.
+    fn detach(&self) {
+        if let Some(ssrc) = self.ssrc {
+            if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
+                if s.conn.as_ref().is_some_and(|(id, _)| *id == self.id) {
+                    s.conn = None;
+                }
+            }
+        }
+        let _ = self.version;
+        self.server.observe(|s| {
+            s.counters.active_connections = s.counters.active_connections.saturating_sub(1)
+        });
+        self.server.publish_sessions();
+    }
+}

@@ -1,0 +1,132 @@
+//! Simulated users who speak: SPEAKING (op 5) with their SSRC and user id to every voice
+//! client in their channel, then one encrypted Opus RTP packet per 20 ms, five silence frames
+//! and SPEAKING 0 at the end — what a Discord client does.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::crypto::{rtp_header, seal};
+use super::signalling::op;
+use super::stats::OPUS_SILENCE;
+use super::{Speaker, VoiceServer, channel_of, users_in};
+use crate::state::Shared;
+
+/// One 20 ms frame at 48 kHz.
+const FRAME_SAMPLES: u32 = 960;
+
+/// A stand-in Opus payload for speech: TOC byte 0xFC (CELT fullband 20 ms, stereo, one
+/// frame) and a fixed body. The bot only decrypts, it does not need to decode it.
+fn speech_frame(n: u32) -> Vec<u8> {
+    let mut frame = vec![0xfc];
+    frame.extend((0..40u32).map(|i| u8::try_from((i * 7 + n) % 251).unwrap_or(0)));
+    frame
+}
+
+/// Sends op 5 to every connected client session in `channel` (other than `user`).
+fn announce(
+    server: &VoiceServer,
+    shared: &Shared,
+    user: u64,
+    channel: u64,
+    ssrc: u32,
+    speaking: u8,
+) {
+    let payload = json!({"op": op::SPEAKING, "d": {
+        "user_id": user.to_string(), "ssrc": ssrc, "speaking": speaking, "delay": 0,
+    }});
+    let members: HashSet<u64> = users_in(shared, channel, user).into_iter().collect();
+    let core = server.core();
+    for s in core.sessions.values() {
+        if members.contains(&s.user_id) {
+            s.send(payload.clone());
+        }
+    }
+}
+
+/// Sends one frame from `user` to every client session in `channel` that has a transport.
+async fn send_frame(
+    server: &VoiceServer,
+    shared: &Shared,
+    user: u64,
+    channel: u64,
+    payload: &[u8],
+) {
+    let members: HashSet<u64> = users_in(shared, channel, user).into_iter().collect();
+    let mut packets = Vec::new();
+    {
+        let mut core = server.core();
+        let Some(sp) = core.speakers.get_mut(&user) else {
+            return;
+        };
+        sp.sequence = sp.sequence.wrapping_add(1);
+        sp.timestamp = sp.timestamp.wrapping_add(FRAME_SAMPLES);
+        let header = rtp_header(sp.sequence, sp.timestamp, sp.ssrc);
+        for s in core.sessions.values_mut() {
+            if !members.contains(&s.user_id) {
+                continue;
+            }
+            let (Some(mode), Some(peer)) = (s.mode, s.udp_peer) else {
+                continue;
+            };
+            s.out_nonce = s.out_nonce.wrapping_add(1);
+            packets.push((seal(mode, &s.key, &header, payload, s.out_nonce), peer));
+        }
+    }
+    let sent = packets.len() as u64;
+    for (packet, peer) in packets {
+        let _ = server.udp.send_to(&packet, peer).await;
+    }
+    server.observe(|s| s.counters.rtp_sent += sent);
+}
+
+/// Starts `user` speaking for `duration` (rounded up to whole 20 ms frames). Returns false
+/// when the user is not in a voice channel.
+pub(crate) fn speak(
+    shared: &Arc<Shared>,
+    server: &Arc<VoiceServer>,
+    user: u64,
+    duration: Duration,
+) -> bool {
+    let Some(channel) = channel_of(shared, user) else {
+        return false;
+    };
+    let ssrc = {
+        let mut core = server.core();
+        if let Some(sp) = core.speakers.get(&user) {
+            sp.ssrc
+        } else {
+            let ssrc = core.alloc_ssrc();
+            core.speakers.insert(
+                user,
+                Speaker {
+                    ssrc,
+                    sequence: rand::random(),
+                    timestamp: rand::random(),
+                },
+            );
+            ssrc
+        }
+    };
+    let frames = u32::try_from(duration.as_millis().div_ceil(20))
+        .unwrap_or(u32::MAX)
+        .max(1);
+    let (shared, server) = (shared.clone(), server.clone());
+    tokio::spawn(async move {
+        announce(&server, &shared, user, channel, ssrc, 1);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for n in 0..frames {
+            tick.tick().await;
+            send_frame(&server, &shared, user, channel, &speech_frame(n)).await;
+        }
+        for _ in 0..5 {
+            tick.tick().await;
+            send_frame(&server, &shared, user, channel, &OPUS_SILENCE).await;
+        }
+        announce(&server, &shared, user, channel, ssrc, 0);
+    });
+    true
+}

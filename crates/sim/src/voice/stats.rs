@@ -1,0 +1,83 @@
+//! What the voice server lets tests observe: counters and, per simulated listener, what it
+//! received and decrypted from the bot.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::crypto::TransportMode;
+
+/// The Opus frame Discord clients send as silence.
+pub const OPUS_SILENCE: [u8; 3] = [0xf8, 0xff, 0xfe];
+
+/// Voice server counters (all since start).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VoiceCounters {
+    /// Voice WebSocket connections accepted (TLS + upgrade done).
+    pub connections: u64,
+    /// Voice WebSocket connections open now.
+    pub active_connections: u64,
+    /// IDENTIFY (op 0) accepted.
+    pub identifies: u64,
+    /// RESUME (op 7) accepted.
+    pub resumes: u64,
+    /// SELECT_PROTOCOL (op 1) answered with SESSION_DESCRIPTION.
+    pub sessions_described: u64,
+    /// Heartbeats (op 3) acknowledged.
+    pub heartbeats: u64,
+    /// SPEAKING (op 5) received from clients.
+    pub speaking_received: u64,
+    /// IP discovery requests answered.
+    pub ip_discoveries: u64,
+    /// RTP packets received from clients.
+    pub rtp_received: u64,
+    /// RTP packets that decrypted.
+    pub rtp_decrypted: u64,
+    /// RTP packets that failed to decrypt or parse.
+    pub rtp_rejected: u64,
+    /// RTP packets sent to clients by simulated speakers.
+    pub rtp_sent: u64,
+    /// Close frames / drops the server caused (faults, bot leaving).
+    pub server_closes: u64,
+    /// Voice server moves (new `VOICE_SERVER_UPDATE`).
+    pub server_moves: u64,
+    /// The mode chosen by the last SELECT_PROTOCOL.
+    pub last_mode: Option<TransportMode>,
+    /// The voice gateway version (`?v=`) of the last connection.
+    pub last_version: Option<u8>,
+}
+
+/// What one simulated listener received from the bot (decrypted at the transport layer).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VoiceReceived {
+    /// Opus frames other than the 3-byte silence frame.
+    pub audio_frames: u64,
+    /// Opus silence frames (`F8 FF FE`).
+    pub silence_frames: u64,
+    /// Opus payload bytes of the audio frames.
+    pub audio_bytes: u64,
+    /// The sender's SSRC (the bot's).
+    pub ssrc: Option<u32>,
+    /// When the first audio frame arrived.
+    #[serde(skip)]
+    pub first_audio_at: Option<Instant>,
+    /// When the last audio frame arrived.
+    #[serde(skip)]
+    pub last_audio_at: Option<Instant>,
+    /// Largest gap between consecutive audio frames, in microseconds (pacing check).
+    pub max_gap_micros: u64,
+    /// The transport mode the frames arrived in.
+    pub mode: Option<TransportMode>,
+}
+
+/// Everything observable at once, published on every change.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VoiceSnapshot {
+    /// Counters.
+    pub counters: VoiceCounters,
+    /// Per simulated user id: what it received from the bot.
+    pub received: BTreeMap<u64, VoiceReceived>,
+    /// Voice sessions (bot connections) known now, by SSRC: the user id of the connected client.
+    pub sessions: BTreeMap<u32, u64>,
+}

@@ -1,0 +1,104 @@
+//! The voice UDP socket: IP discovery (the 74-byte request/response) and RTP from clients,
+//! decrypted with the session's transport mode and recorded for every simulated listener in
+//! the sender's channel.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::crypto;
+use super::stats::OPUS_SILENCE;
+use super::{VoiceServer, channel_of, users_in};
+use crate::state::Shared;
+
+const DISCOVERY_LEN: usize = 74;
+
+/// Serves the UDP socket until aborted.
+pub(crate) async fn run(shared: Arc<Shared>, server: Arc<VoiceServer>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((len, from)) = server.udp.recv_from(&mut buf).await else {
+            continue;
+        };
+        let packet = &buf[..len];
+        if len == DISCOVERY_LEN && packet[0..2] == [0, 1] {
+            discovery(&server, packet, from).await;
+        } else if len >= 12 && packet[0] >> 6 == 2 {
+            // RTCP (payload types 200–204 appear as 72–76 with the marker bit) is ignored.
+            if (72..=76).contains(&(packet[1] & 0x7f)) {
+                continue;
+            }
+            rtp(&shared, &server, packet, from);
+        }
+    }
+}
+
+async fn discovery(server: &VoiceServer, packet: &[u8], from: SocketAddr) {
+    let ssrc = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+    let known = match server.core().sessions.get_mut(&ssrc) {
+        Some(s) => {
+            s.udp_peer = Some(from);
+            true
+        }
+        None => false,
+    };
+    if !known {
+        return;
+    }
+    let mut out = [0u8; DISCOVERY_LEN];
+    out[0..2].copy_from_slice(&2u16.to_be_bytes());
+    out[2..4].copy_from_slice(&70u16.to_be_bytes());
+    out[4..8].copy_from_slice(&ssrc.to_be_bytes());
+    let ip = from.ip().to_string();
+    out[8..8 + ip.len()].copy_from_slice(ip.as_bytes());
+    out[72..74].copy_from_slice(&from.port().to_be_bytes());
+    let _ = server.udp.send_to(&out, from).await;
+    server.observe(|s| s.counters.ip_discoveries += 1);
+}
+
+fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
+    let now = Instant::now();
+    let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let found = server.core().sessions.get_mut(&ssrc).map(|s| {
+        s.udp_peer.get_or_insert(from);
+        (s.mode, s.key, s.user_id)
+    });
+    let opened = match found {
+        Some((Some(mode), key, sender)) => {
+            crypto::open(mode, &key, packet).map(|o| (o, mode, sender))
+        }
+        _ => None,
+    };
+    let Some((opened, mode, sender)) = opened else {
+        server.observe(|s| {
+            s.counters.rtp_received += 1;
+            s.counters.rtp_rejected += 1;
+        });
+        return;
+    };
+    let listeners = channel_of(shared, sender)
+        .map(|c| users_in(shared, c, sender))
+        .unwrap_or_default();
+    let silence = opened.payload == OPUS_SILENCE;
+    server.observe(|s| {
+        s.counters.rtp_received += 1;
+        s.counters.rtp_decrypted += 1;
+        for user in listeners {
+            let r = s.received.entry(user).or_default();
+            r.ssrc = Some(opened.ssrc);
+            r.mode = Some(mode);
+            if silence {
+                r.silence_frames += 1;
+                continue;
+            }
+            r.audio_frames += 1;
+            r.audio_bytes += opened.payload.len() as u64;
+            if let Some(last) = r.last_audio_at {
+                let gap = u64::try_from(now.duration_since(last).as_micros()).unwrap_or(u64::MAX);
+                r.max_gap_micros = r.max_gap_micros.max(gap);
+            }
+            r.first_audio_at.get_or_insert(now);
+            r.last_audio_at = Some(now);
+        }
+    });
+}

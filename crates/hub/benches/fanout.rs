@@ -308,7 +308,7 @@ impl Browsers {
                 let token = token.clone();
                 async move { connect(addr, i, &token).await }
             })
-            .buffer_unordered(256);
+            .buffer_unordered(env_usize("FANOUT_HANDSHAKES").unwrap_or(256));
         while let Some(browser) = pending.next().await {
             let received = self.received.clone();
             let collect = self.collect.subscribe();

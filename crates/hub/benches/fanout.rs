@@ -8,9 +8,9 @@
 //! are spread over 127.0.0.0/8 so the ephemeral-port range is never the limit.
 //!
 //! Run: `cargo bench -p coven-hub --bench fanout` (scale with `FANOUT_SOCKETS`,
-//! `FANOUT_MAX_SOCKETS`, `FANOUT_SMALL`, `FANOUT_HANDSHAKES`). Both processes need one file descriptor per
-//! socket plus a few; the numbers are printed and recorded by hand in
-//! docs/benchmarks.md.
+//! `FANOUT_MAX_SOCKETS`, `FANOUT_SMALL`, `FANOUT_HANDSHAKES`). Both processes need
+//! one file descriptor per socket plus a few; the numbers are printed and recorded
+//! by hand in docs/benchmarks.md.
 
 #![allow(
     clippy::cast_precision_loss,

@@ -12,7 +12,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{FakeHub, SECRET};
+use support::{FakeHub, KillOnDrop, SECRET};
 
 const LATENCY_EVENTS: usize = 400;
 const BURST_EVENTS: usize = 1_000;
@@ -70,7 +70,7 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coven"))
+    let child = Command::new(env!("CARGO_BIN_EXE_coven"))
         .arg("worker")
         .env_clear()
         .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
@@ -80,19 +80,22 @@ async fn main() {
         .env("HEALTH_CHECK_PORT", port.to_string())
         .env("STATE_DIR", state.path())
         .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-        .env("LOG_LEVEL", "info")
+        .env("LOG_LEVEL", "error")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let pid = child.id();
+    let _child = KillOnDrop::new(child);
     let handle = sim.handle();
-    handle
-        .wait_for(|c| c.identifies >= 1, Duration::from_secs(20))
-        .await
-        .expect("the worker identified");
+    // Live means READY was processed, so GUILD_CREATE is already in the session.
+    let health = format!("http://127.0.0.1:{port}/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(&health).await.map_or(true, |r| r.status() != 200) {
+        assert!(Instant::now() < deadline, "the worker never became healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let seed = handle.seed();
     let (user, room) = (seed.member_user_ids[3], seed.voice_channel_ids[1]);
-    // Let the worker finish its GUILD_CREATE before measuring.
     toggle(&handle, user, room);
     hub.wait_for_events(1).await;
     let mut delivered = 1;
@@ -137,7 +140,7 @@ async fn main() {
     hub.wait_for_events(delivered + BURST_EVENTS).await;
     let elapsed = start.elapsed();
     let ticks = cpu_ticks(pid) - ticks_before;
-    // SAFETY-free: sysconf is not needed; Linux reports USER_HZ = 100.
+    // Linux reports CPU times in USER_HZ = 100 ticks per second.
     let cpu = Duration::from_millis(ticks * 10);
     println!(
         "burst of {BURST_EVENTS} events: {elapsed:?} wall ({:.0} events/s), worker CPU {cpu:?} \
@@ -146,7 +149,4 @@ async fn main() {
         cpu / u32::try_from(BURST_EVENTS).unwrap(),
         rss_kib(pid)
     );
-
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

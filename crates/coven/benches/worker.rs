@@ -90,7 +90,10 @@ async fn main() {
     // Live means READY was processed, so GUILD_CREATE is already in the session.
     let health = format!("http://127.0.0.1:{port}/health");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(&health).await.map_or(true, |r| r.status() != 200) {
+    while reqwest::get(&health)
+        .await
+        .map_or(true, |r| r.status() != 200)
+    {
         assert!(Instant::now() < deadline, "the worker never became healthy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -40,7 +40,7 @@ pub fn worker_settings(config: &WorkerConfig) -> WorkerSettings {
         shared.primary_guild_id,
         config.bot_token.clone(),
         config.hub_endpoint.clone(),
-        shared.hub_secrets[0].clone(),
+        shared.hub_secrets.clone(),
         shared.state_dir.join("worker"),
     );
     let gateway = shared.discord.gateway_url.as_str();

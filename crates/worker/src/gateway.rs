@@ -23,7 +23,7 @@ use crate::WorkerError;
 use crate::health::{GatewayState, Status};
 use crate::metrics;
 use crate::outbox::{Outbox, StoredSession};
-use crate::tracker::VoiceTracker;
+use crate::tracker::{VoiceTracker, VoiceView};
 
 /// The intents the worker needs (SPEC §8).
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_VOICE_STATES);
@@ -55,6 +55,7 @@ pub async fn run(
     let (stored_session, stored_view) = outbox.load()?;
     let resuming = stored_session.is_some();
     let mut tracker = VoiceTracker::new(settings.guild_id, stored_view);
+    status.set_view(Arc::new(tracker.view().clone()));
     let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
     tracing::info!(resuming, "connecting to the Discord gateway");
     let mut saved = stored_session;
@@ -122,7 +123,11 @@ pub async fn run(
                 status.set_state(gateway_state(shard.state()));
                 if let Some(events) = apply(&mut tracker, &event) {
                     let session = current_session(&shard);
-                    commit(&outbox, &tracker, session, &events, &mut saved).await?;
+                    let view = tracker.view().clone();
+                    commit(&outbox, &status, view, session.clone(), &events).await?;
+                    if session.is_some() {
+                        saved = session;
+                    }
                     for event in &events {
                         metrics::event_produced(event.name());
                         status.event_produced();
@@ -173,22 +178,23 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
 }
 
 /// Commits the events, the view and the session sequence in one transaction, off
-/// the async threads (it waits for the disk).
+/// the async threads (it waits for the disk), then publishes the view for
+/// `/voice-view`.
 async fn commit(
     outbox: &Outbox,
-    tracker: &VoiceTracker,
+    status: &Status,
+    view: VoiceView,
     session: Option<StoredSession>,
     events: &[ContractEvent],
-    saved: &mut Option<StoredSession>,
 ) -> Result<(), WorkerError> {
-    let (outbox_ref, events_owned, view) =
-        (outbox.clone(), events.to_vec(), tracker.view().clone());
-    let session_for_commit = session.clone();
+    let view = Arc::new(view);
+    let (queue, events_owned, view_ref) = (outbox.clone(), events.to_vec(), view.clone());
     let overflowed = tokio::task::spawn_blocking(move || {
-        outbox_ref.commit(&events_owned, Some(&view), session_for_commit.as_ref())
+        queue.commit(&events_owned, Some(&view_ref), session.as_ref())
     })
     .await
     .map_err(|_| WorkerError::Panicked("outbox commit"))??;
+    status.set_view(view);
     if overflowed > 0 {
         tracing::error!(
             overflowed,
@@ -201,9 +207,6 @@ async fn commit(
             capacity = outbox.capacity(),
             "outbox is nearly full"
         );
-    }
-    if session.is_some() {
-        *saved = session;
     }
     Ok(())
 }

@@ -3,20 +3,26 @@
 //! `/health` answers 200 while the gateway session is live and 503 otherwise,
 //! with the same body either way, so an orchestrator can both probe and explain:
 //! `{status, state, sessionAgeSecs, outboxDepth, lastEventAt}`.
+//!
+//! `/voice-view` gives the hub the tracker's current view (who is in which room)
+//! so browsers can start from a snapshot. It is signed like the webhook (SPEC §5,
+//! empty body): the view is guild data and is only for the hub.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use crate::outbox::Outbox;
+use crate::tracker::VoiceView;
 
 /// The gateway session's state as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +48,7 @@ pub struct Status {
 
 #[derive(Debug)]
 struct Inner {
+    view: Arc<VoiceView>,
     state: GatewayState,
     session_started: Option<Instant>,
     last_event_at: Option<u64>,
@@ -51,6 +58,7 @@ impl Default for Status {
     fn default() -> Self {
         Self {
             inner: Mutex::new(Inner {
+                view: Arc::default(),
                 state: GatewayState::Disconnected,
                 session_started: None,
                 last_event_at: None,
@@ -68,6 +76,11 @@ impl Status {
     /// The gateway's state.
     pub fn state(&self) -> GatewayState {
         self.lock().state
+    }
+
+    /// The tracker's view after the last commit.
+    pub fn set_view(&self, view: Arc<VoiceView>) {
+        self.lock().view = view;
     }
 
     /// A new session began (READY).
@@ -108,18 +121,47 @@ struct HealthState {
     status: Arc<Status>,
     outbox: Outbox,
     prometheus: PrometheusHandle,
+    verifier: Arc<Verifier>,
 }
 
-/// The router serving `/health` and `/metrics`.
-pub fn router(status: Arc<Status>, outbox: Outbox, prometheus: PrometheusHandle) -> Router {
+/// The router serving `/health`, `/metrics` and the signed `/voice-view`.
+pub fn router(
+    status: Arc<Status>,
+    outbox: Outbox,
+    prometheus: PrometheusHandle,
+    verifier: Verifier,
+) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
+        .route("/voice-view", get(voice_view))
         .with_state(HealthState {
             status,
             outbox,
             prometheus,
+            verifier: Arc::new(verifier),
         })
+}
+
+async fn voice_view(State(state): State<HealthState>, headers: HeaderMap) -> Response {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let verified =
+        state
+            .verifier
+            .verify(header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), b"", now);
+    if let Err(error) = verified {
+        tracing::warn!(
+            reason = error.reason(),
+            "refused an unsigned /voice-view request"
+        );
+        let body = serde_json::json!({"message": "forbidden"});
+        return (StatusCode::FORBIDDEN, Json(body)).into_response();
+    }
+    let view = state.status.lock().view.clone();
+    Json(view.as_ref().clone()).into_response()
 }
 
 async fn health(State(state): State<HealthState>) -> impl IntoResponse {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coven_contract::signature::Signer;
+use coven_contract::signature::{Signer, Verifier};
 use coven_contract::{Secret, Snowflake};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,8 +31,9 @@ pub struct WorkerSettings {
     pub gateway: gateway::GatewaySettings,
     /// The hub's `/api/internal/events`.
     pub hub_endpoint: Url,
-    /// The secret that signs webhooks (the first of `HUB_SECRET`).
-    pub hub_secret: Secret,
+    /// `HUB_SECRET`: the first signs webhooks; any of them authenticates the
+    /// hub's requests to this worker (`/voice-view`).
+    pub hub_secrets: Vec<Secret>,
     /// Where the state file lives (created if missing).
     pub state_dir: PathBuf,
     /// Most events the outbox holds before dead-lettering new ones.
@@ -45,13 +46,18 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     /// Settings with the defaults for everything the environment does not set.
+    ///
+    /// # Panics
+    ///
+    /// If `hub_secrets` is empty.
     pub fn new(
         guild_id: Snowflake,
         bot_token: Secret,
         hub_endpoint: Url,
-        hub_secret: Secret,
+        hub_secrets: Vec<Secret>,
         state_dir: PathBuf,
     ) -> Self {
+        assert!(!hub_secrets.is_empty(), "at least one hub secret");
         Self {
             gateway: gateway::GatewaySettings {
                 guild_id,
@@ -59,7 +65,7 @@ impl WorkerSettings {
                 gateway_url: None,
             },
             hub_endpoint,
-            hub_secret,
+            hub_secrets,
             state_dir,
             outbox_capacity: 1_000_000,
             delivery_timeout: Duration::from_secs(10),
@@ -112,7 +118,12 @@ pub async fn run(
     let status = Arc::new(health::Status::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let router = health::router(status.clone(), outbox.clone(), metrics::prometheus());
+    let router = health::router(
+        status.clone(),
+        outbox.clone(),
+        metrics::prometheus(),
+        Verifier::new(settings.hub_secrets.clone()),
+    );
     let mut health_stop = stop_rx.clone();
     let health_server = tokio::spawn(async move {
         axum::serve(health, router)
@@ -124,7 +135,7 @@ pub async fn run(
 
     let hub = delivery::HubClient::new(
         settings.hub_endpoint.clone(),
-        Signer::new(settings.hub_secret.clone()),
+        Signer::new(settings.hub_secrets[0].clone()),
         settings.delivery_timeout,
     );
     let delivery = tokio::spawn(delivery::run(

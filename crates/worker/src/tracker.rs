@@ -25,6 +25,7 @@ use twilight_model::voice::VoiceState;
 
 /// A room as the tracker knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Room {
     /// The channel's name.
     pub name: RoomName,
@@ -36,6 +37,7 @@ pub struct Room {
 
 /// Where a user is and with which flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Presence {
     /// The room the user is in.
     pub channel_id: Snowflake,
@@ -44,7 +46,9 @@ pub struct Presence {
 }
 
 /// The tracker's whole knowledge of the guild: rooms and who is in them.
-/// It is persisted so that a restarted worker still knows who to report as leaving.
+/// It is persisted so that a restarted worker still knows who to report as leaving,
+/// and served (signed) at `/voice-view` so the hub can give browsers a snapshot:
+/// `{"rooms":{"<id>":{"name","parentId","userLimit"}},"members":{"<userId>":{"channelId","flags":{…}}}}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoiceView {
     /// Voice channels by id.

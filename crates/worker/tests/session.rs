@@ -382,3 +382,65 @@ async fn health_turns_503_while_the_gateway_is_down_and_back() {
     assert!(sim.handle().counters().identifies >= 1);
     worker.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_voice_view_is_served_to_signed_requests_only() {
+    use coven_contract::Secret;
+    use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = RunningWorker::start(&sim, &hub, dir.path()).await;
+    live(&worker).await;
+    let seed = sim.handle().seed();
+    sim.handle()
+        .user_join(seed.member_user_ids[2], seed.voice_channel_ids[2])
+        .unwrap();
+    hub.wait_for_events(1).await;
+
+    let url = format!("http://{}/voice-view", worker.health);
+    let client = reqwest::Client::new();
+    let get = |secret: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let headers = Signer::new(Secret::new(secret)).sign(now, b"");
+        client
+            .get(&url)
+            .header(TIMESTAMP_HEADER, headers.timestamp)
+            .header(SIGNATURE_HEADER, headers.signature)
+    };
+    let view: serde_json::Value = get(support::SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = seed.voice_channel_ids[2].to_string();
+    assert_eq!(view["rooms"][&room]["name"], "Table 3", "{view}");
+    assert_eq!(view["rooms"][&room]["userLimit"], 4, "{view}");
+    let carol = seed.member_user_ids[2].to_string();
+    assert_eq!(
+        view["members"][&carol]["channelId"],
+        room.as_str(),
+        "{view}"
+    );
+    assert_eq!(
+        view["members"][&carol]["flags"]["selfMute"], false,
+        "{view}"
+    );
+    let alice = seed.member_user_ids[0].to_string();
+    assert_eq!(
+        view["members"][&alice]["channelId"],
+        seed.voice_channel_ids[0].to_string()
+    );
+
+    assert_eq!(get("wrong-secret").send().await.unwrap().status(), 403);
+    let unsigned = client.get(&url).send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+    assert_eq!(unsigned.text().await.unwrap(), r#"{"message":"forbidden"}"#);
+    worker.stop().await.unwrap();
+}

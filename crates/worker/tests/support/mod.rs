@@ -195,7 +195,7 @@ impl RunningWorker {
             Snowflake::new(sim.guild_id()).unwrap(),
             Secret::new(sim.bot_token()),
             hub.endpoint(),
-            Secret::new(SECRET),
+            vec![Secret::new(SECRET)],
             state_dir.to_owned(),
         );
         settings.gateway.gateway_url = Some(sim.gateway_url());

@@ -1,0 +1,874 @@
+// Spell Coven lobby: plain JS, no build step, no dependencies.
+// Contract: SPEC §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
+// The JWT is kept in sessionStorage only; it is never logged or shown.
+'use strict';
+
+(function () {
+  const TOKEN_KEY = 'coven.token';
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+  const FLAG_NAMES = ['selfMute', 'selfDeaf', 'mute', 'deaf', 'selfVideo', 'selfStream', 'suppress'];
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------- state ----------
+  const state = {
+    token: null,
+    claims: null,
+    expiryTimer: null,
+    // model
+    rooms: new Map(), // channelId -> {channelId, name, parentId, userLimit, members: Map<userId, member>}
+    users: new Map(), // userId -> {name, avatarUrl} learnt from snapshots
+    deleted: new Set(), // channelIds seen deleted (guards late create responses)
+    lastSeq: null,
+    loaded: false,
+    // connection
+    ws: null,
+    connState: 'signed-out',
+    attempt: 0,
+    retryTimer: null,
+    retryAt: 0,
+    countdownTimer: null,
+    // a snapshot fetch in flight: events are buffered until it lands
+    resyncing: false,
+    buffer: [],
+    generation: 0, // bumps on sign-out so stale async work is dropped
+  };
+
+  // ---------- token ----------
+  function b64urlDecode(s) {
+    s = s.replace(/-/g, '+').replace(/_/g, '/');
+    while (s.length % 4) s += '=';
+    const bin = atob(s);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return new TextDecoder().decode(bytes);
+  }
+
+  function decodeClaims(token) {
+    try {
+      const parts = token.split('.');
+      if (parts.length !== 3) return null;
+      const claims = JSON.parse(b64urlDecode(parts[1]));
+      return claims && typeof claims === 'object' ? claims : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  function expired(claims) {
+    return typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now();
+  }
+
+  function readTokenFromHash() {
+    if (!location.hash || location.hash.length < 2) return { token: null, error: null };
+    const params = new URLSearchParams(location.hash.slice(1));
+    const token = params.get('token');
+    const error = params.get('error_description') || params.get('error');
+    if (token || error) {
+      // Take the token out of the address bar and history at once.
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+    return { token, error };
+  }
+
+  function randomKey() {
+    const b = new Uint8Array(16);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  // ---------- HTTP ----------
+  class ApiError extends Error {
+    constructor(status, message, code, retryAfter) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  async function api(method, path, body, extraHeaders) {
+    const headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    Object.assign(headers, extraHeaders || {});
+    let res;
+    try {
+      res = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
+    } catch (_) {
+      throw new ApiError(0, 'The hub could not be reached. Check your connection and try again.', 'NETWORK');
+    }
+    let data = null;
+    const text = await res.text();
+    if (text) {
+      try { data = JSON.parse(text); } catch (_) { data = null; }
+    }
+    if (!res.ok) {
+      const retryAfter = res.headers.get('Retry-After');
+      let message = (data && typeof data.message === 'string' && data.message) || defaultMessage(res.status);
+      if (res.status === 429 && retryAfter) message += ' (try again in ' + retryAfter + ' s)';
+      const err = new ApiError(res.status, message, data && data.code, retryAfter);
+      if (res.status === 401) {
+        signOut('Your session has ended. Please sign in again.');
+      }
+      throw err;
+    }
+    return data;
+  }
+
+  function defaultMessage(status) {
+    if (status === 401) return 'Your session has ended. Please sign in again.';
+    if (status === 403) return 'You are not allowed to do that.';
+    if (status === 404) return 'Not found.';
+    if (status === 429) return 'Too many requests.';
+    if (status === 503) return 'The service is not available right now.';
+    return 'Something went wrong (HTTP ' + status + ').';
+  }
+
+  // ---------- model ----------
+  function memberFrom(raw) {
+    const m = { userId: String(raw.userId), speaking: false };
+    for (const f of FLAG_NAMES) m[f] = !!raw[f];
+    return m;
+  }
+
+  function learnUser(raw) {
+    if (!raw || !raw.userId) return;
+    const prev = state.users.get(raw.userId) || {};
+    state.users.set(String(raw.userId), {
+      name: raw.name || prev.name || null,
+      avatarUrl: raw.avatarUrl || prev.avatarUrl || null,
+    });
+  }
+
+  function applySnapshot(snap) {
+    state.rooms = new Map();
+    for (const r of snap.rooms || []) {
+      const room = {
+        channelId: String(r.channelId),
+        name: r.name || 'Room',
+        parentId: r.parentId || null,
+        userLimit: r.userLimit || 0,
+        members: new Map(),
+      };
+      for (const m of r.members || []) {
+        learnUser(m);
+        room.members.set(String(m.userId), memberFrom(m));
+      }
+      state.rooms.set(room.channelId, room);
+    }
+    state.lastSeq = typeof snap.seq === 'number' ? snap.seq : state.lastSeq;
+    state.loaded = true;
+  }
+
+  function findMemberRoom(userId) {
+    for (const room of state.rooms.values()) if (room.members.has(userId)) return room;
+    return null;
+  }
+
+  function userLabel(userId) {
+    const u = state.users.get(userId);
+    return (u && u.name) || userId;
+  }
+
+  // Applies one event; idempotent. Returns the ids of rooms it changed and a line to announce.
+  function applyEvent(name, p) {
+    const changed = new Set();
+    let say = null;
+    if (!p || typeof p !== 'object') return { changed, say };
+    const cid = p.channelId != null ? String(p.channelId) : null;
+    const uid = p.userId != null ? String(p.userId) : null;
+    switch (name) {
+      case 'room.created': {
+        if (!cid) break;
+        state.deleted.delete(cid);
+        const room = state.rooms.get(cid);
+        if (room) {
+          room.name = p.name || room.name;
+          room.parentId = p.parentId || null;
+          room.userLimit = p.userLimit || 0;
+        } else {
+          state.rooms.set(cid, { channelId: cid, name: p.name || 'Room', parentId: p.parentId || null, userLimit: p.userLimit || 0, members: new Map() });
+          say = 'Room ' + (p.name || '') + ' created.';
+        }
+        changed.add(cid);
+        break;
+      }
+      case 'room.deleted': {
+        if (!cid) break;
+        const room = state.rooms.get(cid);
+        state.deleted.add(cid);
+        if (room) {
+          state.rooms.delete(cid);
+          say = 'Room ' + room.name + ' ended.';
+          changed.add(cid);
+        }
+        break;
+      }
+      case 'voice.joined': {
+        if (!cid || !uid) break;
+        // A user is in one room at most: a join implies leaving any other.
+        for (const room of state.rooms.values()) {
+          if (room.channelId !== cid && room.members.delete(uid)) changed.add(room.channelId);
+        }
+        const room = state.rooms.get(cid);
+        if (room && !room.members.has(uid)) {
+          room.members.set(uid, memberFrom({ userId: uid }));
+          changed.add(cid);
+          say = userLabel(uid) + ' joined ' + room.name + '.';
+          if (!state.users.has(uid)) scheduleNameRefresh();
+        }
+        break;
+      }
+      case 'voice.left': {
+        if (!cid || !uid) break;
+        const room = state.rooms.get(cid);
+        if (room && room.members.delete(uid)) {
+          changed.add(cid);
+          say = userLabel(uid) + ' left ' + room.name + '.';
+        }
+        break;
+      }
+      case 'voice.state': {
+        if (!cid || !uid) break;
+        const room = state.rooms.get(cid);
+        if (!room) break;
+        let m = room.members.get(uid);
+        if (!m) {
+          const other = findMemberRoom(uid);
+          if (other) { other.members.delete(uid); changed.add(other.channelId); }
+          m = memberFrom({ userId: uid });
+          room.members.set(uid, m);
+        }
+        for (const f of FLAG_NAMES) if (typeof p[f] === 'boolean') m[f] = p[f];
+        changed.add(cid);
+        break;
+      }
+      case 'voice.speaking': {
+        if (!cid || !uid) break;
+        const room = state.rooms.get(cid);
+        const m = room && room.members.get(uid);
+        if (m && m.speaking !== !!p.speaking) {
+          m.speaking = !!p.speaking;
+          changed.add(cid);
+        }
+        break;
+      }
+      default:
+        break; // unknown events are ignored (SPEC §4)
+    }
+    return { changed, say };
+  }
+
+  // ---------- snapshot ----------
+  let snapshotRetry = null;
+  async function loadSnapshot() {
+    const gen = state.generation;
+    clearTimeout(snapshotRetry);
+    state.resyncing = true;
+    try {
+      const snap = await api('GET', '/api/rooms');
+      if (gen !== state.generation) return false;
+      applySnapshot(snap || {});
+      // Events that arrived while the snapshot was in flight: keep only the newer ones.
+      const buffered = state.buffer;
+      state.buffer = [];
+      state.resyncing = false;
+      renderAll();
+      for (const msg of buffered) handleEvent(msg, true);
+      return true;
+    } catch (err) {
+      if (gen !== state.generation) return false;
+      if (err.status !== 401) {
+        // Keep buffering events and try again shortly.
+        showRoomsError(err.message);
+        snapshotRetry = setTimeout(() => { if (gen === state.generation) loadSnapshot(); }, 2000);
+      }
+      return false;
+    }
+  }
+
+  // After a join of a user we have no name for, fetch the snapshot once more to learn names
+  // (only the user directory is taken from it; the live model stays as the events made it).
+  let nameRefreshTimer = null;
+  function scheduleNameRefresh() {
+    if (nameRefreshTimer) return;
+    nameRefreshTimer = setTimeout(async () => {
+      nameRefreshTimer = null;
+      if (!state.token) return;
+      try {
+        const snap = await api('GET', '/api/rooms');
+        let learnt = false;
+        for (const r of (snap && snap.rooms) || []) {
+          for (const m of r.members || []) {
+            const before = state.users.get(String(m.userId));
+            learnUser(m);
+            if (!before || before.name !== (m.name || before.name) || before.avatarUrl !== (m.avatarUrl || before.avatarUrl)) learnt = true;
+          }
+        }
+        if (learnt) renderAll();
+      } catch (_) { /* names are cosmetic */ }
+    }, 800);
+  }
+
+  // ---------- WebSocket ----------
+  function wsUrl() {
+    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/ws';
+  }
+
+  function connect() {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    if (!state.token) return;
+    if (state.ws) return;
+    setConn(state.attempt === 0 ? 'connecting' : 'reconnecting');
+    const gen = state.generation;
+    let ws;
+    try {
+      ws = new WebSocket(wsUrl());
+    } catch (_) {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    let authed = false;
+    ws.addEventListener('open', () => {
+      if (gen !== state.generation) return;
+      const hello = { type: 'auth', token: state.token };
+      if (typeof state.lastSeq === 'number') hello.lastSeq = state.lastSeq;
+      ws.send(JSON.stringify(hello));
+    });
+    ws.addEventListener('message', (e) => {
+        if (gen !== state.generation || state.ws !== ws) return;
+      let msg;
+      try { msg = JSON.parse(e.data); } catch (_) { return; }
+      if (!msg || msg.v !== 1) return;
+      if (msg.type === 'ack' && msg.event === 'auth.ok') {
+        authed = true;
+        state.attempt = 0;
+        setConn('live');
+        if (msg.resumed === false || (!state.loaded && !state.resyncing)) {
+          loadSnapshot();
+        }
+      } else if (msg.type === 'event') {
+        if (state.resyncing) state.buffer.push(msg);
+        else handleEvent(msg);
+      } else if (msg.type === 'error') {
+        if (msg.error && msg.error.code === 'UNAUTHORIZED') {
+          signOut('Your session has ended. Please sign in again.');
+        }
+      }
+    });
+    ws.addEventListener('close', (e) => {
+      if (state.ws === ws) state.ws = null;
+      if (gen !== state.generation || !state.token) return;
+      if (e.code === 4401) {
+        signOut('Your session has ended. Please sign in again.');
+        return;
+      }
+      if (!authed && state.attempt === 0) state.attempt = 1;
+      scheduleReconnect();
+    });
+    // 'error' is always followed by 'close'.
+  }
+
+  function handleEvent(msg, afterResync) {
+    if (typeof msg.seq === 'number' && typeof state.lastSeq === 'number') {
+      if (msg.seq <= state.lastSeq) return; // already applied (replay overlap)
+      if (msg.seq > state.lastSeq + 1 && !afterResync) {
+        // A gap: the model cannot be trusted; rebuild it from a fresh snapshot.
+        state.buffer.push(msg);
+        if (!state.resyncing) loadSnapshot();
+        return;
+      }
+    }
+    if (typeof msg.seq === 'number') state.lastSeq = msg.seq;
+    const { changed, say } = applyEvent(String(msg.event || ''), msg.payload);
+    if (changed.size) renderRooms(changed);
+    if (say) announce(say);
+  }
+
+  function scheduleReconnect() {
+    if (!state.token || state.retryTimer) return;
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, Math.max(0, state.attempt - 1)));
+    const delay = Math.round(base / 2 + Math.random() * base / 2);
+    state.attempt += 1;
+    state.retryAt = Date.now() + delay;
+    state.retryTimer = setTimeout(() => { state.retryTimer = null; connect(); }, delay);
+    setConn('offline');
+  }
+
+  function reconnectNow() {
+    if (!state.token || state.ws) return;
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    connect();
+  }
+
+  function setConn(s) {
+    state.connState = s;
+    const banner = $('connection');
+    banner.dataset.state = s;
+    clearInterval(state.countdownTimer);
+    state.countdownTimer = null;
+    $('retry-now').hidden = s !== 'offline';
+    if (s === 'signed-out') {
+      banner.hidden = true;
+      return;
+    }
+    banner.hidden = false;
+    const text = $('connection-text');
+    if (s === 'live') {
+      text.textContent = 'Live';
+    } else if (s === 'connecting') {
+      text.textContent = 'Connecting…';
+    } else if (s === 'reconnecting') {
+      text.textContent = 'Offline — reconnecting…';
+    } else if (s === 'offline') {
+      const tick = () => {
+        const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
+        text.textContent = secs > 0 ? 'Offline — reconnecting in ' + secs + ' s' : 'Offline — reconnecting…';
+      };
+      tick();
+      state.countdownTimer = setInterval(tick, 1000);
+    }
+  }
+
+  // ---------- sign in / out ----------
+  function signIn(token) {
+    const claims = decodeClaims(token);
+    if (!claims || expired(claims)) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showSignedOut(claims ? 'Your session has ended. Please sign in again.' : null);
+      return;
+    }
+    state.token = token;
+    state.claims = claims;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    if (typeof claims.exp === 'number') {
+      const ms = claims.exp * 1000 - Date.now();
+      // setTimeout holds 32-bit delays only; a far expiry is re-checked on focus anyway.
+      if (ms < 2147483647) {
+        state.expiryTimer = setTimeout(() => signOut('Your session has ended. Please sign in again.'), ms);
+      }
+    }
+    showSignedIn();
+    // Snapshot first, so the socket can resume from its seq; the socket opens either way.
+    loadSnapshot().then(() => { if (state.token === token) connect(); });
+  }
+
+  function signOut(notice) {
+    state.generation += 1;
+    clearTimeout(state.expiryTimer);
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    state.token = null;
+    state.claims = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    const ws = state.ws;
+    state.ws = null;
+    if (ws) { try { ws.close(1000, 'signed out'); } catch (_) { /* closing anyway */ } }
+    state.rooms = new Map();
+    state.users = new Map();
+    state.deleted = new Set();
+    state.lastSeq = null;
+    state.loaded = false;
+    state.attempt = 0;
+    state.buffer = [];
+    state.resyncing = false;
+    clearTimeout(snapshotRetry);
+    roomEls.clear();
+    $('rooms').replaceChildren();
+    showSignedOut(notice);
+  }
+
+  function showSignedOut(notice) {
+    setConn('signed-out');
+    $('signed-in-view').hidden = true;
+    $('signed-out-view').hidden = false;
+    $('who').hidden = true;
+    const n = $('signed-out-notice');
+    n.textContent = notice || '';
+    n.hidden = !notice;
+    document.body.dataset.auth = 'signed-out';
+  }
+
+  function showSignedIn() {
+    const c = state.claims;
+    $('signed-out-view').hidden = true;
+    $('signed-in-view').hidden = false;
+    $('who').hidden = false;
+    $('signed-out-notice').hidden = true;
+    $('who-name').textContent = c.name || c.username || c.sub || 'Signed in';
+    fillAvatar($('who-avatar'), c.sub, c.name || c.sub, avatarUrlFromClaim(c));
+    $('rooms-loading').hidden = false;
+    $('rooms-empty').hidden = true;
+    document.body.dataset.auth = 'signed-in';
+  }
+
+  function avatarUrlFromClaim(c) {
+    const a = c.avatar;
+    if (!a || typeof a !== 'string') return null;
+    if (/^https:\/\//.test(a) || /^data:image\//.test(a)) return a;
+    if (/^[a-z0-9_]+$/i.test(a) && c.sub) {
+      return 'https://cdn.discordapp.com/avatars/' + encodeURIComponent(c.sub) + '/' + a + '.png?size=64';
+    }
+    return null;
+  }
+
+  // ---------- rendering ----------
+  const roomEls = new Map(); // channelId -> {li, title, meta, members, actions, msg}
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text != null) e.textContent = text;
+    return e;
+  }
+
+  function initials(name) {
+    const words = String(name || '?').trim().split(/[\s._-]+/).filter(Boolean);
+    const s = words.length > 1 ? words[0][0] + words[1][0] : (words[0] || '?').slice(0, 2);
+    return s.toUpperCase();
+  }
+
+  function hue(id) {
+    let h = 0;
+    for (const ch of String(id)) h = (h * 31 + ch.charCodeAt(0)) % 360;
+    return h;
+  }
+
+  function fillAvatar(node, id, name, url) {
+    node.replaceChildren();
+    node.dataset.hue = String(Math.floor(hue(id || name) / 30)); // 12 palettes in CSS
+    if (url && (/^https:\/\/cdn\.discordapp\.com\//.test(url) || /^data:image\//.test(url) || url.startsWith('/'))) {
+      const img = document.createElement('img');
+      img.alt = '';
+      img.src = url;
+      img.loading = 'lazy';
+      img.referrerPolicy = 'no-referrer';
+      img.addEventListener('error', () => { node.replaceChildren(el('span', 'initials', initials(name))); });
+      node.appendChild(img);
+    } else {
+      node.appendChild(el('span', 'initials', initials(name)));
+    }
+  }
+
+  function renderAll() {
+    const list = $('rooms');
+    for (const id of Array.from(roomEls.keys())) {
+      if (!state.rooms.has(id)) { roomEls.get(id).li.remove(); roomEls.delete(id); }
+    }
+    for (const room of state.rooms.values()) renderRoom(room);
+    // Keep DOM order = model order.
+    let i = 0;
+    for (const room of state.rooms.values()) {
+      const li = roomEls.get(room.channelId).li;
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+      i++;
+    }
+    renderSummary();
+  }
+
+  function renderRooms(ids) {
+    for (const id of ids) {
+      const room = state.rooms.get(id);
+      if (room) {
+        const isNew = !roomEls.has(id);
+        renderRoom(room);
+        if (isNew) $('rooms').appendChild(roomEls.get(id).li);
+      } else if (roomEls.has(id)) {
+        roomEls.get(id).li.remove();
+        roomEls.delete(id);
+      }
+    }
+    renderSummary();
+  }
+
+  function renderSummary() {
+    $('rooms-loading').hidden = state.loaded;
+    $('rooms-empty').hidden = !state.loaded || state.rooms.size > 0;
+    $('rooms-count').textContent = state.loaded ? '(' + state.rooms.size + ')' : '';
+  }
+
+  function makeRoomEl(room) {
+    const id = room.channelId;
+    const li = el('li', 'card room');
+    li.dataset.testid = 'room-' + id;
+    li.setAttribute('data-testid', 'room-' + id);
+    li.dataset.channelId = id;
+    const titleId = 'room-title-' + id;
+    li.setAttribute('aria-labelledby', titleId);
+
+    const head = el('div', 'room-head');
+    const title = el('h3', 'room-name');
+    title.id = titleId;
+    title.setAttribute('data-testid', 'room-name-' + id);
+    const meta = el('span', 'room-meta');
+    meta.setAttribute('data-testid', 'room-count-' + id);
+    head.append(title, meta);
+
+    const members = el('ul', 'members');
+    members.setAttribute('aria-label', 'People in this room');
+    members.setAttribute('data-testid', 'members-' + id);
+
+    const actions = el('div', 'room-actions');
+    const botJoin = button('Bot joins', 'btn btn-small', 'bot-join-' + id);
+    const botLeave = button('Bot leaves', 'btn btn-small', 'bot-leave-' + id);
+    const chime = button('Play chime', 'btn btn-small', 'chime-' + id);
+    const end = button('End room', 'btn btn-small btn-danger-outline', 'end-room-' + id);
+    actions.append(botJoin, botLeave, chime, end);
+
+    const confirm = el('div', 'confirm');
+    confirm.hidden = true;
+    confirm.setAttribute('role', 'group');
+    const confirmText = el('span', 'confirm-text', 'End this room for everyone?');
+    const yes = button('Yes, end it', 'btn btn-small btn-danger', 'confirm-end-' + id);
+    const no = button('Keep', 'btn btn-small', 'cancel-end-' + id);
+    confirm.append(confirmText, yes, no);
+
+    const msg = el('p', 'room-msg');
+    msg.setAttribute('role', 'status');
+    msg.setAttribute('data-testid', 'room-msg-' + id);
+    msg.hidden = true;
+
+    li.append(head, members, actions, confirm, msg);
+    const refs = { li, title, meta, members, actions, confirm, msg };
+
+    end.addEventListener('click', () => {
+      actions.hidden = true;
+      confirm.hidden = false;
+      confirmText.textContent = 'End “' + (state.rooms.get(id) || room).name + '” for everyone?';
+      no.focus();
+    });
+    no.addEventListener('click', () => {
+      confirm.hidden = true;
+      actions.hidden = false;
+      end.focus();
+    });
+    yes.addEventListener('click', () => runAction(refs, [yes, no], async () => {
+      await api('DELETE', '/api/end-room/' + encodeURIComponent(id));
+      // The room.deleted event removes it everywhere; remove it here now too.
+      handleLocalDelete(id);
+      return null;
+    }, () => { confirm.hidden = true; actions.hidden = false; }));
+    botJoin.addEventListener('click', () => runAction(refs, [botJoin], async () => {
+      await api('POST', '/api/rooms/' + encodeURIComponent(id) + '/bot');
+      return 'The bot is joining.';
+    }));
+    botLeave.addEventListener('click', () => runAction(refs, [botLeave], async () => {
+      await api('DELETE', '/api/rooms/' + encodeURIComponent(id) + '/bot');
+      return 'The bot is leaving.';
+    }));
+    chime.addEventListener('click', () => runAction(refs, [chime], async () => {
+      await api('POST', '/api/rooms/' + encodeURIComponent(id) + '/cue', { cue: 'chime' });
+      return 'Chime played.';
+    }));
+    return refs;
+  }
+
+  function button(text, cls, testid) {
+    const b = el('button', cls, text);
+    b.type = 'button';
+    b.setAttribute('data-testid', testid);
+    return b;
+  }
+
+  async function runAction(refs, buttons, fn, onError) {
+    for (const b of buttons) b.disabled = true;
+    refs.msg.hidden = true;
+    refs.msg.classList.remove('error');
+    try {
+      const ok = await fn();
+      if (ok) showRoomMsg(refs, ok, false);
+    } catch (err) {
+      if (onError) onError();
+      if (err.status !== 401) showRoomMsg(refs, err.message, true);
+    } finally {
+      for (const b of buttons) b.disabled = false;
+    }
+  }
+
+  function showRoomMsg(refs, text, isError) {
+    refs.msg.textContent = text;
+    refs.msg.classList.toggle('error', !!isError);
+    refs.msg.hidden = false;
+    clearTimeout(refs.msgTimer);
+    if (!isError) refs.msgTimer = setTimeout(() => { refs.msg.hidden = true; }, 4000);
+  }
+
+  function handleLocalDelete(id) {
+    const room = state.rooms.get(id);
+    state.deleted.add(id);
+    if (room) {
+      state.rooms.delete(id);
+      announce('Room ' + room.name + ' ended.');
+      renderRooms([id]);
+    }
+  }
+
+  function renderRoom(room) {
+    let refs = roomEls.get(room.channelId);
+    if (!refs) { refs = makeRoomEl(room); roomEls.set(room.channelId, refs); }
+    refs.title.textContent = room.name;
+    const n = room.members.size;
+    refs.meta.textContent = room.userLimit > 0 ? n + ' / ' + room.userLimit : n + (n === 1 ? ' person' : ' people');
+    refs.meta.setAttribute('aria-label', room.userLimit > 0
+      ? n + ' of ' + room.userLimit + ' seats taken'
+      : n + (n === 1 ? ' person' : ' people') + ', no seat limit');
+    refs.li.classList.toggle('full', room.userLimit > 0 && n >= room.userLimit);
+
+    const items = [];
+    for (const m of room.members.values()) items.push(memberEl(m));
+    if (!items.length) {
+      const empty = el('li', 'member-empty', 'Nobody here yet');
+      items.push(empty);
+    }
+    refs.members.replaceChildren(...items);
+  }
+
+  function memberEl(m) {
+    const u = state.users.get(m.userId) || {};
+    const name = u.name || m.userId;
+    const li = el('li', 'member');
+    li.setAttribute('data-testid', 'member-' + m.userId);
+    li.dataset.userId = m.userId;
+    if (m.speaking) { li.classList.add('speaking'); li.dataset.speaking = 'true'; }
+    const av = el('span', 'avatar');
+    av.setAttribute('aria-hidden', 'true');
+    fillAvatar(av, m.userId, name, u.avatarUrl);
+    const nm = el('span', 'member-name', name);
+    if (!u.name) nm.classList.add('mono');
+    if (state.claims && state.claims.sub === m.userId) {
+      nm.append(el('span', 'you', ' (you)'));
+    }
+    li.append(av, nm);
+
+    const badges = el('span', 'badges');
+    const add = (cls, label, title) => {
+      const b = el('span', 'badge ' + cls, label);
+      b.title = title;
+      b.setAttribute('data-testid', 'badge-' + cls);
+      badges.appendChild(b);
+    };
+    if (m.speaking) add('speaking', 'speaking', 'Speaking');
+    if (m.mute) add('mute', 'server muted', 'Muted by a moderator');
+    else if (m.selfMute) add('mute', 'muted', 'Muted');
+    if (m.deaf) add('deaf', 'server deafened', 'Deafened by a moderator');
+    else if (m.selfDeaf) add('deaf', 'deafened', 'Deafened');
+    if (m.selfVideo) add('video', 'camera', 'Camera on');
+    if (m.selfStream) add('stream', 'live', 'Streaming');
+    if (m.suppress) add('suppress', 'suppressed', 'Suppressed');
+    if (badges.childNodes.length) li.appendChild(badges);
+    return li;
+  }
+
+  function showRoomsError(message) {
+    $('rooms-loading').hidden = false;
+    $('rooms-loading').textContent = 'Could not load rooms: ' + message + ' Retrying…';
+  }
+
+  // polite announcements for screen readers, one line at a time
+  let announceTimer = null;
+  function announce(text) {
+    const a = $('announcer');
+    const line = el('p', null, text);
+    a.appendChild(line);
+    while (a.childNodes.length > 5) a.removeChild(a.firstChild);
+    clearTimeout(announceTimer);
+    announceTimer = setTimeout(() => a.replaceChildren(), 10000);
+  }
+
+  // ---------- create ----------
+  function setupCreateForm() {
+    const form = $('create-room-form');
+    const err = $('create-error');
+    const submit = $('create-submit');
+    const nameIn = $('room-name');
+    const limitIn = $('room-limit');
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.hidden = true;
+      nameIn.removeAttribute('aria-invalid');
+      limitIn.removeAttribute('aria-invalid');
+      const name = nameIn.value.trim();
+      const limitText = limitIn.value.trim();
+      const limit = limitText === '' ? 4 : Number(limitText);
+      if (!Number.isInteger(limit) || limit < 0 || limit > 99) {
+        showFormError('Seats must be a whole number from 0 to 99.', limitIn);
+        return;
+      }
+      if (name.length > 100) {
+        showFormError('The name can be at most 100 characters.', nameIn);
+        return;
+      }
+      const body = { userLimit: limit };
+      if (name) body.name = name;
+      submit.disabled = true;
+      submit.textContent = 'Creating…';
+      try {
+        const res = await api('POST', '/api/create-room', body, { 'Idempotency-Key': randomKey() });
+        if (res && res.channelId) {
+          const cid = String(res.channelId);
+          if (!state.deleted.has(cid) && !state.rooms.has(cid)) {
+            state.rooms.set(cid, { channelId: cid, name: res.name || name || 'Room', parentId: null, userLimit: limit, members: new Map() });
+            renderRooms([cid]);
+            announce('Room ' + (res.name || name) + ' created.');
+          }
+          nameIn.value = '';
+        }
+      } catch (ex) {
+        if (ex.status !== 401) {
+          const field = ex.code === 'VALIDATION_FAILED' && /limit/i.test(ex.message) ? limitIn
+            : ex.code === 'VALIDATION_FAILED' && /name/i.test(ex.message) ? nameIn : null;
+          showFormError(ex.message, field);
+        }
+      } finally {
+        submit.disabled = false;
+        submit.textContent = 'Create room';
+      }
+    });
+    function showFormError(text, field) {
+      err.textContent = text;
+      err.hidden = false;
+      if (field) { field.setAttribute('aria-invalid', 'true'); field.focus(); }
+    }
+  }
+
+  // ---------- boot ----------
+  function boot() {
+    $('sign-out').addEventListener('click', () => signOut(null));
+    $('retry-now').addEventListener('click', reconnectNow);
+    window.addEventListener('online', reconnectNow);
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible') return;
+      if (state.claims && expired(state.claims)) signOut('Your session has ended. Please sign in again.');
+      else if (state.token && !state.ws) reconnectNow();
+    });
+    setupCreateForm();
+
+    const { token, error } = readTokenFromHash();
+    if (token) {
+      signIn(token);
+    } else {
+      const saved = sessionStorage.getItem(TOKEN_KEY);
+      if (saved) signIn(saved);
+      else showSignedOut(error ? 'Sign-in did not complete: ' + error : null);
+    }
+  }
+
+  // Test hook: lets an end-to-end test cut the live socket as a network drop would.
+  // It exposes no token and no model, only the ability to drop the connection.
+  window.covenLobby = Object.freeze({
+    dropConnection() { if (state.ws) state.ws.close(4000, 'dropped by test'); },
+    lastSeq() { return state.lastSeq; },
+  });
+
+  boot();
+})();

@@ -314,7 +314,7 @@
         }
         if (learnt) renderAll();
       } catch (_) { /* names are cosmetic */ }
-    }, 800);
+    }, 300);
   }
 
   // ---------- WebSocket ----------
@@ -533,20 +533,23 @@
   }
 
   function initials(name) {
-    const words = String(name || '?').trim().split(/[\s._-]+/).filter(Boolean);
-    const s = words.length > 1 ? words[0][0] + words[1][0] : (words[0] || '?').slice(0, 2);
+    const words = String(name || '').split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+    if (!words.length) return '?';
+    const first = Array.from(words[0]);
+    const s = words.length > 1 ? first[0] + Array.from(words[1])[0] : first.slice(0, 2).join('');
     return s.toUpperCase();
   }
 
-  function hue(id) {
-    let h = 0;
-    for (const ch of String(id)) h = (h * 31 + ch.charCodeAt(0)) % 360;
-    return h;
+  // A stable palette index 0..11 from an id (FNV-1a, so neighbouring ids differ).
+  function palette(id) {
+    let h = 0x811c9dc5;
+    for (const ch of String(id)) { h ^= ch.charCodeAt(0); h = Math.imul(h, 0x01000193) >>> 0; }
+    return h % 12;
   }
 
   function fillAvatar(node, id, name, url) {
     node.replaceChildren();
-    node.dataset.hue = String(Math.floor(hue(id || name) / 30)); // 12 palettes in CSS
+    node.dataset.hue = String(palette(id || name)); // 12 palettes in CSS
     if (url && (/^https:\/\/cdn\.discordapp\.com\//.test(url) || /^data:image\//.test(url) || url.startsWith('/'))) {
       const img = document.createElement('img');
       img.alt = '';
@@ -619,11 +622,18 @@
     members.setAttribute('data-testid', 'members-' + id);
 
     const actions = el('div', 'room-actions');
+    const bot = el('details', 'bot-menu');
+    const summary = el('summary', 'btn btn-small', 'Bot');
+    summary.setAttribute('data-testid', 'bot-menu-' + id);
+    summary.setAttribute('aria-label', 'Bot actions');
+    const botButtons = el('div', 'bot-buttons');
     const botJoin = button('Bot joins', 'btn btn-small', 'bot-join-' + id);
     const botLeave = button('Bot leaves', 'btn btn-small', 'bot-leave-' + id);
     const chime = button('Play chime', 'btn btn-small', 'chime-' + id);
+    botButtons.append(botJoin, botLeave, chime);
+    bot.append(summary, botButtons);
     const end = button('End room', 'btn btn-small btn-danger-outline', 'end-room-' + id);
-    actions.append(botJoin, botLeave, chime, end);
+    actions.append(bot, end);
 
     const confirm = el('div', 'confirm');
     confirm.hidden = true;

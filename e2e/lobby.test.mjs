@@ -1,0 +1,305 @@
+// End-to-end test of the lobby page in headless Chromium against `coven demo`.
+//
+// Starts `coven demo --port <free port>` (binary from COVEN_BIN, default target/debug/coven,
+// built first when COVEN_BIN is unset), signs in through the simulator's OAuth, creates a
+// room, drives simulated players through the simulator's control API (/_sim), and checks
+// that the page shows every change live — including one made while its socket was down.
+//
+// Run: ./e2e/run.sh   (or: cd e2e && npm ci && node --test)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const SHOTS = path.join(HERE, 'screenshots');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const STEP_MS = Number(process.env.E2E_STEP_TIMEOUT_MS || 15000);
+const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
+
+let demo = null; // the child process (its own process group)
+let demoLog = '';
+let browser = null;
+let userDataDir = null;
+let stateDir = null;
+let hubUrl = null;
+let simUrl = null; // http://127.0.0.1:<sim port> (control API under /_sim)
+
+// ---------- helpers ----------
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `fn` until it returns a truthy value or `timeout` passes; returns that value. */
+async function until(what, fn, timeout = STEP_MS, interval = 100) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ': ' + last.message : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+async function sim(method, p, body) {
+  const res = await fetch(simUrl + p, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${p} -> ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+function stopDemo() {
+  if (!demo || demo.exitCode !== null || demo.signalCode !== null) return;
+  try { process.kill(-demo.pid, 'SIGTERM'); } catch { /* already gone */ }
+  const d = demo;
+  const t = setTimeout(() => { try { process.kill(-d.pid, 'SIGKILL'); } catch { /* gone */ } }, 5000);
+  t.unref();
+}
+
+// Always kill what we started, whatever happens to the test.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => { stopDemo(); process.exit(130); });
+}
+process.once('exit', () => {
+  if (demo && demo.exitCode === null) { try { process.kill(-demo.pid, 'SIGKILL'); } catch { /* gone */ } }
+});
+
+const tid = (id) => `[data-testid="${id}"]`;
+
+// ---------- setup / teardown ----------
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  let bin = process.env.COVEN_BIN;
+  if (!bin) {
+    bin = path.join(ROOT, 'target/debug/coven');
+    if (process.env.E2E_SKIP_BUILD !== '1') {
+      const b = spawnSync('cargo', ['build', '--quiet', '--bin', 'coven'], { cwd: ROOT, stdio: 'inherit' });
+      assert.equal(b.status, 0, 'cargo build --bin coven failed');
+    }
+  }
+  assert.ok(existsSync(bin), `coven binary not found at ${bin} (set COVEN_BIN)`);
+
+  // Stop the timer-driven players when the demo can: the test drives the simulator itself.
+  const help = spawnSync(bin, ['demo', '--help'], { encoding: 'utf8' });
+  const helpText = (help.stdout || '') + (help.stderr || '');
+  const extra = [];
+  for (const flag of ['--players-off', '--no-players']) {
+    if (helpText.includes(flag)) { extra.push(flag); break; }
+  }
+
+  const port = await freePort();
+  stateDir = mkdtempSync(path.join(tmpdir(), 'coven-e2e-state-'));
+  demo = spawn(bin, ['demo', '--port', String(port), ...extra], {
+    cwd: ROOT,
+    detached: true, // own process group, so every child can be killed at once
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, STATE_DIR: stateDir, LOG_LEVEL: process.env.LOG_LEVEL || 'WARN' },
+  });
+  const onData = (chunk) => { demoLog += chunk.toString(); if (demoLog.length > 200000) demoLog = demoLog.slice(-100000); };
+  demo.stdout.on('data', onData);
+  demo.stderr.on('data', onData);
+
+  hubUrl = `http://127.0.0.1:${port}/`;
+  await until('`coven demo` to print the lobby URL', () => {
+    if (demo.exitCode !== null) throw new Error(`coven demo exited with ${demo.exitCode}:\n${demoLog}`);
+    return demoLog.includes(`http://127.0.0.1:${port}`);
+  }, START_MS, 200);
+
+  // The simulator's control API: a printed URL ending in /_sim (or SIM_URL).
+  simUrl = process.env.SIM_URL || await until('the simulator control URL in the demo output', () => {
+    const m = demoLog.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/);
+    return m && m[1];
+  }, STEP_MS);
+
+  await until('the hub to be healthy', async () => (await fetch(hubUrl + 'health')).ok, START_MS, 200);
+  await until('the lobby page to be served', async () => (await fetch(hubUrl)).ok, STEP_MS);
+
+  userDataDir = mkdtempSync(path.join(tmpdir(), 'coven-e2e-chromium-'));
+  browser = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+    viewport: { width: 1180, height: 820 },
+    colorScheme: 'light',
+  });
+});
+
+after(async () => {
+  try { if (browser) await browser.close(); } catch { /* closing anyway */ }
+  stopDemo();
+  if (demo && demo.exitCode === null) {
+    await Promise.race([new Promise((r) => demo.once('exit', r)), new Promise((r) => setTimeout(r, 6000))]);
+  }
+  for (const d of [userDataDir, stateDir]) {
+    if (d) { try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ } }
+  }
+});
+
+// ---------- the test ----------
+test('lobby: sign in, create, join/move/leave live, resume after a dropped socket, end, sign out', async (t) => {
+  const page = browser.pages()[0] || await browser.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  const shot = (name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+
+  try {
+    // World ids from the simulator (ids as strings: `users` and `channels` carry them so).
+    const world = await sim('GET', '/_sim/state');
+    const userId = (name) => {
+      const u = world.users.find((x) => x.username === name);
+      assert.ok(u, `seeded user ${name}`);
+      return String(u.id);
+    };
+    const voiceChannels = world.channels.filter((c) => c.type === 2);
+    const table2 = voiceChannels.find((c) => c.name === 'Table 2') || voiceChannels[1];
+    assert.ok(table2, 'a second seeded voice channel');
+    const table2Id = String(table2.id);
+    const carol = userId('carol');
+    const dave = userId('dave');
+
+    // Signed out at first.
+    await page.goto(hubUrl);
+    await page.locator(tid('sign-in')).waitFor({ timeout: STEP_MS });
+    await shot('01-signed-out');
+
+    // Sign in through the simulator's OAuth (auto-consent) and back to /#token=…
+    await page.locator(tid('sign-in')).click();
+    await page.locator(tid('signed-in-user')).waitFor({ timeout: STEP_MS });
+    await until('the token to leave the address bar', async () => !(await page.evaluate(() => location.hash)).includes('token'));
+    await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
+    await page.locator(`${tid('room-' + table2Id)}`).waitFor({ timeout: STEP_MS });
+
+    // Start from a known place for the two players this test drives.
+    for (const u of [carol, dave]) {
+      if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
+    }
+
+    // Create a room.
+    const roomName = 'E2E table ' + Date.now().toString(36);
+    await page.locator(tid('room-name')).fill(roomName);
+    await page.locator(tid('room-limit')).fill('5');
+    await page.locator(tid('create-room')).click();
+    const card = page.locator('li.room', { has: page.locator('h3', { hasText: roomName }) });
+    await card.waitFor({ timeout: STEP_MS });
+    const roomTestId = await card.getAttribute('data-testid');
+    const roomId = roomTestId.replace(/^room-/, '');
+    assert.match(roomId, /^[1-9]\d*$/);
+    const inRoom = (cid, uid) => page.locator(`${tid('room-' + cid)} ${tid('member-' + uid)}`);
+    // The hub really made it (the simulator knows the channel).
+    await until('the simulator to know the new channel', async () =>
+      (await sim('GET', '/_sim/state')).channels.some((c) => String(c.id) === roomId));
+    await t.test('create shows the room with its seat limit', async () => {
+      assert.equal((await page.locator(tid('room-count-' + roomId)).textContent()).trim(), '0 / 5');
+    });
+
+    // A simulated player joins it …
+    await sim('POST', `/_sim/users/${carol}/join`, { channel_id: roomId });
+    await inRoom(roomId, carol).waitFor({ timeout: STEP_MS });
+    // … mutes …
+    await sim('POST', `/_sim/users/${carol}/flags`, { self_mute: true });
+    await inRoom(roomId, carol).locator(tid('badge-mute')).waitFor({ timeout: STEP_MS });
+    // … a second one joins and leaves again.
+    await sim('POST', `/_sim/users/${dave}/join`, { channel_id: roomId });
+    await inRoom(roomId, dave).waitFor({ timeout: STEP_MS });
+    await page.locator(tid('room-count-' + roomId)).filter({ hasText: '2 / 5' }).waitFor({ timeout: STEP_MS });
+    await shot('02-room-with-players');
+    await page.screenshot({ path: path.join(SHOTS, 'lobby.png') });
+    await sim('POST', `/_sim/users/${dave}/leave`);
+    await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
+
+    // A move: carol goes from the new room to Table 2.
+    await sim('POST', `/_sim/users/${carol}/move`, { channel_id: table2Id });
+    await inRoom(table2Id, carol).waitFor({ timeout: STEP_MS });
+    await inRoom(roomId, carol).waitFor({ state: 'detached', timeout: STEP_MS });
+    assert.equal(await page.locator(tid('member-' + carol)).count(), 1, 'carol is shown in one room only');
+
+    // Drop the page's socket and keep it offline while the world changes.
+    const seqBefore = await page.evaluate(() => window.covenLobby.lastSeq());
+    await browser.setOffline(true);
+    await page.evaluate(() => window.covenLobby.dropConnection());
+    await page.waitForSelector(`${tid('connection-status')}[data-state="offline"], ${tid('connection-status')}[data-state="reconnecting"]`, { timeout: STEP_MS });
+    await shot('03-offline');
+    // Made while offline: dave joins the new room, carol leaves Table 2.
+    await sim('POST', `/_sim/users/${dave}/join`, { channel_id: roomId });
+    await sim('POST', `/_sim/users/${carol}/leave`);
+    // Give the hub time to have these events (it has them once its snapshot shows them).
+    await until('the offline events to reach the simulator state', async () => {
+      const s = await sim('GET', '/_sim/state');
+      return s.voice_states.some((v) => String(v.user_id) === dave && String(v.channel_id) === roomId)
+        && !s.voice_states.some((v) => String(v.user_id) === carol);
+    });
+    assert.equal(await inRoom(roomId, dave).count(), 0, 'nothing reaches an offline page');
+    await browser.setOffline(false);
+    await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
+    await inRoom(roomId, dave).waitFor({ timeout: STEP_MS });
+    await inRoom(table2Id, carol).waitFor({ state: 'detached', timeout: STEP_MS });
+    const seqAfter = await page.evaluate(() => window.covenLobby.lastSeq());
+    assert.ok(seqAfter >= seqBefore + 2, `seq moved on across the outage (${seqBefore} -> ${seqAfter})`);
+    // And it is live again afterwards.
+    await sim('POST', `/_sim/users/${dave}/leave`);
+    await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
+
+    // End the room (with its confirm step); it disappears.
+    await page.locator(tid('end-room-' + roomId)).click();
+    await page.locator(tid('confirm-end-' + roomId)).click();
+    await page.locator(tid('room-' + roomId)).waitFor({ state: 'detached', timeout: STEP_MS });
+    await until('the simulator to have deleted the channel', async () =>
+      !(await sim('GET', '/_sim/state')).channels.some((c) => String(c.id) === roomId));
+    // A reload (snapshot from the hub) agrees.
+    await page.reload();
+    await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
+    await page.locator(tid('room-' + table2Id)).waitFor({ timeout: STEP_MS });
+    assert.equal(await page.locator(tid('room-' + roomId)).count(), 0);
+    await shot('04-after-end');
+
+    // The page never shows the token.
+    const html = await page.content();
+    assert.ok(!/eyJ[A-Za-z0-9_-]+\.eyJ/.test(html), 'no JWT in the DOM');
+
+    // Sign out.
+    await page.locator(tid('sign-out')).click();
+    await page.locator(tid('sign-in')).waitFor({ timeout: STEP_MS });
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+    // Narrow (phone) layout screenshot for a look; signed in again.
+    await page.locator(tid('sign-in')).click();
+    await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot('05-phone');
+
+    assert.deepEqual(consoleErrors.filter((e) => !/ERR_INTERNET_DISCONNECTED|WebSocket/.test(e)), [], 'no page errors');
+  } catch (err) {
+    try { await shot('failure'); } catch { /* page may be gone */ }
+    err.message += `\n--- coven demo output (tail) ---\n${demoLog.slice(-4000)}`;
+    throw err;
+  }
+});

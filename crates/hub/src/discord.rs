@@ -9,7 +9,7 @@ use coven_contract::Snowflake;
 use coven_discord::{Channel, DiscordError, DiscordRestClient, NewVoiceRoom};
 use futures_util::future::BoxFuture;
 
-use crate::rooms::{ChannelInfo, CreateVoiceChannel, RoomsBackend, RoomsError};
+use crate::rooms::{ChannelInfo, CreateVoiceChannel, MemberProfile, RoomsBackend, RoomsError};
 
 /// [`RoomsBackend`] calling Discord (or the simulator) through `DiscordRestClient`.
 #[derive(Debug, Clone)]
@@ -89,6 +89,36 @@ impl RoomsBackend for DiscordRooms {
                 .await
                 .map(|_| ())
                 .map_err(error)
+        })
+    }
+
+    fn guild_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        Box::pin(async move {
+            self.client
+                .guild_channels(guild_id)
+                .await
+                .map(|channels| channels.into_iter().map(info).collect())
+                .map_err(error)
+        })
+    }
+
+    fn member_profile(
+        &self,
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Option<MemberProfile>, RoomsError>> {
+        Box::pin(async move {
+            match self.client.guild_member(guild_id, user_id).await {
+                Ok(member) => Ok(Some(MemberProfile {
+                    name: member.display_name().to_owned(),
+                    avatar_url: None,
+                })),
+                Err(DiscordError::NotFound { .. }) => Ok(None),
+                Err(other) => Err(error(other)),
+            }
         })
     }
 }

@@ -12,6 +12,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use coven_contract::{ApiError, ErrorCode};
 
+use crate::login::LoginFailure;
+
 /// Why an HTTP request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -53,6 +55,9 @@ pub enum HubError {
     /// A bug or an unavailable dependency on our side (500).
     #[error("{0}")]
     Internal(String),
+    /// A browser login that failed: answered with an HTML page, not JSON.
+    #[error("{0}")]
+    Login(#[from] LoginFailure),
 }
 
 impl HubError {
@@ -75,6 +80,7 @@ impl HubError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Login(failure) => failure.status(),
         }
     }
 
@@ -85,7 +91,8 @@ impl HubError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Validation { .. } | Self::PayloadTooLarge { .. } => ErrorCode::ValidationFailed,
-            Self::Upstream(_) | Self::Internal(_) => ErrorCode::InternalError,
+            // A login failure is rendered as a page; the code is never sent.
+            Self::Upstream(_) | Self::Internal(_) | Self::Login(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -95,6 +102,10 @@ impl IntoResponse for HubError {
         let status = self.status();
         if matches!(self, Self::WebhookForbidden) {
             return (status, Json(serde_json::json!({"message": "forbidden"}))).into_response();
+        }
+        if let Self::Login(failure) = self {
+            tracing::info!(reason = failure.reason(), "login failed");
+            return failure.page();
         }
         if matches!(self, Self::Internal(_) | Self::Upstream(_)) {
             tracing::warn!(error = %self, "request failed");

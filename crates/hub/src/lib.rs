@@ -3,6 +3,9 @@
 //! It takes the worker's HMAC-signed events (`ingest`), assigns each a per-guild
 //! `seq` and fans it out to every authenticated browser (`broker`, `fanout`,
 //! `socket`), and serves the rooms API (`rooms`) behind JWT verification (`jwt`).
+//! Without an external issuer it signs its own tokens (`issuer`) after a Discord
+//! login (`login`), answers room snapshots (`snapshot`, `profiles`) and serves the
+//! lobby page embedded from `crates/hub/lobby/` (`lobby`).
 //! The crate reads no environment: the binary builds a [`HubSettings`] and calls
 //! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
 
@@ -13,11 +16,16 @@ mod fanout;
 mod health;
 mod idempotency;
 mod ingest;
+mod issuer;
 mod jwt;
+mod lobby;
+mod login;
 mod metrics;
+mod profiles;
 mod rate_limit;
 mod rooms;
 mod settings;
+mod snapshot;
 mod socket;
 mod state;
 
@@ -29,11 +37,18 @@ pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, 
 pub use discord::DiscordRooms;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
+pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};
 pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};
+pub use lobby::lobby_files;
+pub use login::LoginFailure;
 pub use rooms::{
-    ChannelInfo, CreateVoiceChannel, MemoryRooms, RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE,
+    ChannelInfo, CreateVoiceChannel, MemberProfile, MemoryRooms, RoomsBackend, RoomsError,
+    VOICE_CHANNEL_TYPE,
 };
-pub use settings::HubSettings;
+pub use settings::{HubSettings, LoginSettings};
+pub use snapshot::{
+    ChannelsVoiceView, VoiceMember, VoiceRoom, VoiceView, VoiceViewSource, WorkerVoiceView,
+};
 pub use state::{Hub, HubBuilder};
 
 /// Runs the hub on `listener` until `shutdown` completes, then drains: browsers are

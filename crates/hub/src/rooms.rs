@@ -107,6 +107,36 @@ pub trait RoomsBackend: Send + Sync + 'static {
         channel_id: Snowflake,
         audit_reason: String,
     ) -> BoxFuture<'_, Result<(), RoomsError>>;
+
+    /// Every channel of `guild` (the room snapshot's fallback without a worker keeps
+    /// the voice ones). The default knows none.
+    fn guild_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        let _ = guild_id;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// A member's name (and avatar, when known), for the room snapshot; `None` when
+    /// the user is not a member. The default knows nobody.
+    fn member_profile(
+        &self,
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Option<MemberProfile>, RoomsError>> {
+        let _ = (guild_id, user_id);
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// What the lobby shows of a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberProfile {
+    /// The display name (nickname, else global name, else username).
+    pub name: String,
+    /// The avatar URL, when known.
+    pub avatar_url: Option<String>,
 }
 
 impl From<RoomsError> for HubError {
@@ -235,7 +265,10 @@ fn base36(mut n: u64) -> String {
 }
 
 /// Verifies the `Authorization: Bearer` JWT.
-async fn bearer(state: &SharedState, headers: &HeaderMap) -> Result<VerifiedUser, HubError> {
+pub(crate) async fn bearer(
+    state: &SharedState,
+    headers: &HeaderMap,
+) -> Result<VerifiedUser, HubError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -372,6 +405,7 @@ pub(crate) async fn end_room(
 pub struct MemoryRooms {
     next_id: AtomicU64,
     channels: Mutex<HashMap<Snowflake, ChannelInfo>>,
+    profiles: Mutex<HashMap<Snowflake, MemberProfile>>,
     created: AtomicU64,
 }
 
@@ -381,6 +415,7 @@ impl MemoryRooms {
         Self {
             next_id: AtomicU64::new(first_id.max(1)),
             channels: Mutex::new(HashMap::new()),
+            profiles: Mutex::new(HashMap::new()),
             created: AtomicU64::new(0),
         }
     }
@@ -388,6 +423,14 @@ impl MemoryRooms {
     /// Adds an existing channel.
     pub fn insert(&self, channel: ChannelInfo) {
         self.lock().insert(channel.id, channel);
+    }
+
+    /// Makes `user_id` a member with `profile`.
+    pub fn insert_profile(&self, user_id: Snowflake, profile: MemberProfile) {
+        self.profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user_id, profile);
     }
 
     /// How many channels were created through the backend.
@@ -438,6 +481,34 @@ impl RoomsBackend for MemoryRooms {
     ) -> BoxFuture<'_, Result<(), RoomsError>> {
         let removed = self.lock().remove(&channel_id);
         Box::pin(async move { removed.map(|_| ()).ok_or(RoomsError::UnknownChannel) })
+    }
+
+    fn guild_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        let mut channels: Vec<ChannelInfo> = self
+            .lock()
+            .values()
+            .filter(|c| c.guild_id == Some(guild_id))
+            .cloned()
+            .collect();
+        channels.sort_by_key(|c| c.id);
+        Box::pin(async move { Ok(channels) })
+    }
+
+    fn member_profile(
+        &self,
+        _guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Option<MemberProfile>, RoomsError>> {
+        let found = self
+            .profiles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user_id)
+            .cloned();
+        Box::pin(async move { Ok(found) })
     }
 }
 

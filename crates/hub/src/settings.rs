@@ -4,9 +4,11 @@
 //! reads nothing. Timeouts and limits default to the spec's values but stay public
 //! so tests can shorten them.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use coven_contract::{Secret, Snowflake};
+use coven_discord::OAuthSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
 use url::Url;
 
@@ -63,6 +65,18 @@ pub struct HubSettings {
     pub idempotency_capacity: usize,
     /// How long shutdown waits for browsers and requests to finish.
     pub drain_timeout: Duration,
+    /// `STATE_DIR` (the hub's subfolder): where the hub's own issuer keeps its
+    /// signing keys (`<dir>/jwt-keys.json`). Unset, the own issuer's key lives in
+    /// memory only and every token dies with the process.
+    pub state_dir: Option<PathBuf>,
+    /// Lifetime of the tokens the hub's own issuer signs (1 h).
+    pub jwt_ttl: Duration,
+    /// Discord login (`/auth/login`); unset, `/auth/login` answers 503.
+    pub login: Option<LoginSettings>,
+    /// `WORKER_ENDPOINT`: the worker's base URL (e.g. `http://127.0.0.1:8080`); the
+    /// room snapshot reads `GET {endpoint}/voice-view` from it, signed with the
+    /// first `HUB_SECRET`. Unset, the snapshot lists voice channels without members.
+    pub worker_endpoint: Option<Url>,
     /// The Prometheus handle `/metrics` renders; `None` installs (once per
     /// process) a global recorder. Pass one when the process already has one.
     pub metrics: Option<PrometheusHandle>,
@@ -96,7 +110,31 @@ impl HubSettings {
             idempotency_max_age: Duration::from_secs(24 * 3600),
             idempotency_capacity: 10_000,
             drain_timeout: Duration::from_secs(10),
+            state_dir: None,
+            jwt_ttl: Duration::from_secs(3600),
+            login: None,
+            worker_endpoint: None,
             metrics: None,
+        }
+    }
+}
+
+/// Discord login with OAuth2 + PKCE (issue 7).
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// `DISCORD_API_URL`, `DISCORD_CLIENT_ID`, `DISCORD_CLIENT_SECRET` and
+    /// `OAUTH_REDIRECT_URI` (which must point at this hub's `/auth/callback`).
+    pub oauth: OAuthSettings,
+    /// How long a started login may take before its `state` expires (10 min).
+    pub flow_ttl: Duration,
+}
+
+impl LoginSettings {
+    /// Login with the default flow lifetime.
+    pub fn new(oauth: OAuthSettings) -> Self {
+        Self {
+            oauth,
+            flow_ttl: Duration::from_secs(600),
         }
     }
 }

@@ -23,12 +23,32 @@ use tower_http::request_id::{
 };
 use tower_http::trace::TraceLayer;
 
+use coven_discord::{DiscordOAuthClient, DiscordRestClient};
+
 use crate::broker::{Broker, BrokerLimits, InProcessBroker};
+use crate::issuer::HubIssuer;
 use crate::jwt::{JwksKeySource, JwtVerifier, KeySource};
+use crate::login::Flows;
+use crate::profiles::Profiles;
 use crate::rate_limit::RateLimiter;
 use crate::rooms::{CreatedRoom, RoomsBackend};
 use crate::settings::HubSettings;
-use crate::{health, idempotency, ingest, metrics, rooms, socket};
+use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
+use crate::{health, idempotency, ingest, lobby, login, metrics, rooms, snapshot, socket};
+
+/// Member profiles cached for the room snapshot.
+const PROFILE_CAPACITY: usize = 10_000;
+/// How long a cached member profile is used.
+const PROFILE_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// A configured Discord login.
+pub(crate) struct LoginRuntime {
+    pub(crate) oauth: DiscordOAuthClient,
+    /// Adds a signed-in user to the primary guild; `None` skips that step.
+    pub(crate) rest: Option<DiscordRestClient>,
+    /// The redirect URI is `https`: the login cookie gets `Secure`.
+    pub(crate) secure_cookie: bool,
+}
 
 /// Largest accepted `POST /api/create-room` body.
 const CREATE_BODY_MAX_BYTES: usize = 16 * 1024;
@@ -44,6 +64,12 @@ pub(crate) struct AppState {
     pub(crate) jwt: JwtVerifier,
     pub(crate) key_sources: usize,
     pub(crate) rooms: Arc<dyn RoomsBackend>,
+    /// The hub's own issuer (when it signs tokens).
+    pub(crate) issuer: Option<Arc<HubIssuer>>,
+    pub(crate) login: Option<LoginRuntime>,
+    pub(crate) flows: Flows,
+    pub(crate) profiles: Profiles,
+    pub(crate) voice_view: Arc<dyn VoiceViewSource>,
     pub(crate) room_idempotency: idempotency::IdempotencyStore<(String, String), CreatedRoom>,
     pub(crate) rate_limiter: RateLimiter,
     pub(crate) metrics: PrometheusHandle,
@@ -85,6 +111,9 @@ pub struct HubBuilder {
     rooms: Arc<dyn RoomsBackend>,
     key_sources: Vec<Arc<dyn KeySource>>,
     broker: Option<Arc<dyn Broker>>,
+    issuer: Option<Arc<HubIssuer>>,
+    discord_rest: Option<DiscordRestClient>,
+    voice_view: Option<Arc<dyn VoiceViewSource>>,
 }
 
 impl HubBuilder {
@@ -102,8 +131,65 @@ impl HubBuilder {
         self
     }
 
-    /// The hub.
-    pub fn build(self) -> Hub {
+    /// Signs tokens with `issuer` (and trusts them, and serves its JWKS) instead of
+    /// the issuer [`Self::try_build`] opens from the settings.
+    #[must_use]
+    pub fn issuer(mut self, issuer: Arc<HubIssuer>) -> Self {
+        self.issuer = Some(issuer);
+        self
+    }
+
+    /// The bot's REST client, used by login to add users to the primary guild.
+    #[must_use]
+    pub fn discord_rest(mut self, client: DiscordRestClient) -> Self {
+        self.discord_rest = Some(client);
+        self
+    }
+
+    /// Reads the room snapshot's voice view from `source` instead of the worker
+    /// (`worker_endpoint`) or the rooms backend.
+    #[must_use]
+    pub fn voice_view(mut self, source: Arc<dyn VoiceViewSource>) -> Self {
+        self.voice_view = Some(source);
+        self
+    }
+
+    /// The hub. Without `jwt_public_jwk_url` and without [`Self::issuer`], the hub
+    /// runs its own issuer with keys in `<state_dir>/jwt-keys.json` (created on
+    /// first start); fails when that file cannot be read or written, or when the
+    /// login's OAuth settings are invalid.
+    pub fn try_build(mut self) -> Result<Hub, crate::HubError> {
+        if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {
+            let issuer = HubIssuer::open(&self.settings).map_err(|e| {
+                crate::HubError::Internal(format!("JWT signing keys not available: {e}"))
+            })?;
+            self.issuer = Some(Arc::new(issuer));
+        }
+        if let Some(login) = &self.settings.login {
+            DiscordOAuthClient::new(login.oauth.clone())
+                .map_err(|e| crate::HubError::Internal(format!("login settings: {e}")))?;
+        }
+        Ok(self.build())
+    }
+
+    /// The hub. Like [`Self::try_build`], but a key file or login configuration that
+    /// fails is logged and the hub runs without it (an in-memory key, no login).
+    pub fn build(mut self) -> Hub {
+        if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {
+            let opened = HubIssuer::open(&self.settings).or_else(|error| {
+                tracing::error!(%error, "JWT key file unusable; signing with an in-memory key");
+                HubIssuer::with_key_file(
+                    None,
+                    self.settings.jwt_issuer.clone(),
+                    self.settings.jwt_audience.clone(),
+                    self.settings.jwt_ttl,
+                )
+            });
+            match opened {
+                Ok(issuer) => self.issuer = Some(Arc::new(issuer)),
+                Err(error) => tracing::error!(%error, "the hub's own issuer is not available"),
+            }
+        }
         let settings = self.settings;
         let mut jwt = JwtVerifier::new(
             settings.jwt_issuer.clone(),
@@ -122,6 +208,14 @@ impl HubBuilder {
             jwt.add_source(source);
             key_sources += 1;
         }
+        if let Some(issuer) = &self.issuer {
+            jwt.add_source(issuer.clone());
+            key_sources += 1;
+        }
+        let login = login_runtime(&settings, self.discord_rest.clone());
+        let voice_view = self
+            .voice_view
+            .unwrap_or_else(|| default_voice_view(&settings, &self.rooms));
         let broker = self.broker.unwrap_or_else(|| {
             Arc::new(InProcessBroker::new(BrokerLimits {
                 replay_capacity: settings.replay_capacity,
@@ -136,6 +230,16 @@ impl HubBuilder {
             jwt,
             key_sources,
             rooms: self.rooms,
+            issuer: self.issuer,
+            login,
+            flows: Flows::new(
+                settings
+                    .login
+                    .as_ref()
+                    .map_or(Duration::from_secs(600), |l| l.flow_ttl),
+            ),
+            profiles: Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE),
+            voice_view,
             room_idempotency: idempotency::IdempotencyStore::new(
                 settings.idempotency_capacity,
                 settings.idempotency_max_age,
@@ -157,6 +261,37 @@ impl HubBuilder {
             hub.warm_up_keys();
         }
         hub
+    }
+}
+
+/// The login, when configured and its OAuth settings are valid.
+fn login_runtime(settings: &HubSettings, rest: Option<DiscordRestClient>) -> Option<LoginRuntime> {
+    let login = settings.login.as_ref()?;
+    match DiscordOAuthClient::new(login.oauth.clone()) {
+        Ok(oauth) => Some(LoginRuntime {
+            oauth,
+            rest,
+            secure_cookie: login.oauth.redirect_uri.scheme() == "https",
+        }),
+        Err(error) => {
+            tracing::error!(%error, "login disabled: invalid OAuth settings");
+            None
+        }
+    }
+}
+
+/// The worker's voice view when a worker endpoint is set, else the rooms backend's
+/// voice channels without members.
+fn default_voice_view(
+    settings: &HubSettings,
+    rooms: &Arc<dyn RoomsBackend>,
+) -> Arc<dyn VoiceViewSource> {
+    match (&settings.worker_endpoint, settings.hub_secrets.first()) {
+        (Some(endpoint), Some(secret)) => Arc::new(WorkerVoiceView::new(endpoint, secret.clone())),
+        _ => Arc::new(ChannelsVoiceView::new(
+            rooms.clone(),
+            settings.primary_guild_id,
+        )),
     }
 }
 
@@ -187,12 +322,20 @@ impl Hub {
             rooms,
             key_sources: Vec::new(),
             broker: None,
+            issuer: None,
+            discord_rest: None,
+            voice_view: None,
         }
     }
 
     /// The broker events are published through (to publish from in-process code).
     pub fn broker(&self) -> Arc<dyn Broker> {
         self.state.broker.clone()
+    }
+
+    /// The hub's own issuer, when it signs tokens (to rotate its key or mint tokens).
+    pub fn issuer(&self) -> Option<Arc<HubIssuer>> {
+        self.state.issuer.clone()
     }
 
     /// Open browser sockets.
@@ -239,8 +382,13 @@ impl Hub {
                 post(rooms::create_room).layer(DefaultBodyLimit::max(CREATE_BODY_MAX_BYTES)),
             )
             .route("/api/end-room/{channel_id}", delete(rooms::end_room))
+            .route("/api/rooms", get(snapshot::rooms))
+            .route("/.well-known/jwks.json", get(login::jwks))
+            .route("/auth/login", get(login::login))
+            .route("/auth/callback", get(login::callback))
             .route("/health", get(health::health))
             .route("/metrics", get(metrics::metrics))
+            .fallback(lobby::serve)
             .with_state(state.clone());
         let request_id = HeaderName::from_static("x-request-id");
         let mut router = api

@@ -1,0 +1,268 @@
+//! The room snapshot, `GET /api/rooms`: every room of the primary guild and who is
+//! in it, for a page that just loaded (then live through `/api/ws`).
+//!
+//! `seq` is the broker's last `seq` for the guild, read BEFORE the view is fetched:
+//! a client that then connects with `lastSeq=seq` replays every event newer than
+//! the snapshot and applies it idempotently (an event already reflected in the view
+//! changes nothing). Rooms and members come from a [`VoiceViewSource`]: the worker's
+//! signed `GET /voice-view` ([`WorkerVoiceView`]) or, without a worker, the guild's
+//! voice channels with nobody in them ([`ChannelsVoiceView`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::{Secret, Snowflake, VoiceFlags};
+use futures_util::future::{BoxFuture, join_all};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::HubError;
+use crate::rooms::{RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE, bearer};
+use crate::state::SharedState;
+
+/// Largest `/voice-view` answer read.
+const MAX_VIEW_BYTES: usize = 4 * 1024 * 1024;
+
+/// A voice channel as the worker sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceRoom {
+    /// Channel name.
+    pub name: String,
+    /// Category, if any.
+    #[serde(default)]
+    pub parent_id: Option<Snowflake>,
+    /// Voice user limit (0 = unlimited).
+    #[serde(default)]
+    pub user_limit: u32,
+}
+
+/// Where a member is and their flags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoiceMember {
+    /// The voice channel the member is in.
+    pub channel_id: Snowflake,
+    /// Mute, deafen, video, …
+    #[serde(default)]
+    pub flags: VoiceFlags,
+}
+
+/// The voice view: the worker's `GET /voice-view` body,
+/// `{"rooms":{"<channelId>":{…}},"members":{"<userId>":{"channelId","flags"}}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceView {
+    /// Voice channels by id.
+    #[serde(default)]
+    pub rooms: BTreeMap<Snowflake, VoiceRoom>,
+    /// Members in voice by user id.
+    #[serde(default)]
+    pub members: BTreeMap<Snowflake, VoiceMember>,
+}
+
+/// Where the snapshot's rooms and members come from.
+pub trait VoiceViewSource: Send + Sync + 'static {
+    /// The current view.
+    fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>>;
+}
+
+/// The worker's view: `GET {endpoint}/voice-view`, signed (SPEC §5 headers over an
+/// empty body) with the first `HUB_SECRET`.
+pub struct WorkerVoiceView {
+    url: Url,
+    signer: Signer,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for WorkerVoiceView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerVoiceView")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerVoiceView {
+    /// A source reading `{endpoint}/voice-view` (endpoint: the worker's base URL).
+    pub fn new(endpoint: &Url, secret: Secret) -> Self {
+        let mut url = endpoint.clone();
+        let path = format!("{}/voice-view", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(None);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self {
+            url,
+            signer: Signer::new(secret),
+            client,
+        }
+    }
+}
+
+impl VoiceViewSource for WorkerVoiceView {
+    fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>> {
+        Box::pin(async move {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let signed = self.signer.sign(now, b"");
+            let upstream = |e: reqwest::Error| {
+                RoomsError::Upstream(format!("worker voice view: {}", e.without_url()))
+            };
+            let response = self
+                .client
+                .get(self.url.clone())
+                .header(TIMESTAMP_HEADER, signed.timestamp)
+                .header(SIGNATURE_HEADER, signed.signature)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(upstream)?;
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_VIEW_BYTES as u64)
+            {
+                return Err(RoomsError::Upstream("worker voice view too large".into()));
+            }
+            let body = response.bytes().await.map_err(upstream)?;
+            if body.len() > MAX_VIEW_BYTES {
+                return Err(RoomsError::Upstream("worker voice view too large".into()));
+            }
+            serde_json::from_slice(&body)
+                .map_err(|e| RoomsError::Upstream(format!("worker voice view: {e}")))
+        })
+    }
+}
+
+/// Without a worker: the guild's voice channels (from the rooms backend), empty.
+pub struct ChannelsVoiceView {
+    rooms: Arc<dyn RoomsBackend>,
+    guild_id: Snowflake,
+}
+
+impl ChannelsVoiceView {
+    /// Lists `guild_id`'s voice channels through `rooms`.
+    pub fn new(rooms: Arc<dyn RoomsBackend>, guild_id: Snowflake) -> Self {
+        Self { rooms, guild_id }
+    }
+}
+
+impl VoiceViewSource for ChannelsVoiceView {
+    fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>> {
+        Box::pin(async move {
+            let channels = self.rooms.guild_channels(self.guild_id).await?;
+            let rooms = channels
+                .into_iter()
+                .filter(|c| c.kind == VOICE_CHANNEL_TYPE && c.guild_id == Some(self.guild_id))
+                .map(|c| {
+                    (
+                        c.id,
+                        VoiceRoom {
+                            name: c.name,
+                            parent_id: c.parent_id,
+                            user_limit: c.user_limit.map_or(0, u32::from),
+                        },
+                    )
+                })
+                .collect();
+            Ok(VoiceView {
+                rooms,
+                members: BTreeMap::new(),
+            })
+        })
+    }
+}
+
+/// `GET /api/rooms` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Snapshot {
+    guild_id: Snowflake,
+    seq: u64,
+    rooms: Vec<SnapshotRoom>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotRoom {
+    channel_id: Snowflake,
+    name: String,
+    parent_id: Option<Snowflake>,
+    user_limit: u32,
+    members: Vec<SnapshotMember>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SnapshotMember {
+    user_id: Snowflake,
+    name: Option<String>,
+    avatar_url: Option<String>,
+    #[serde(flatten)]
+    flags: VoiceFlags,
+}
+
+/// `GET /api/rooms`.
+pub(crate) async fn rooms(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Json<Snapshot>, HubError> {
+    bearer(&state, &headers).await?;
+    let guild_id = state.settings.primary_guild_id;
+    // First the seq, then the view: anything after `seq` is replayed on connect.
+    let seq = state.broker.ring_state(guild_id).head_seq;
+    let view = state.voice_view.fetch().await?;
+    let profiles = join_all(view.members.keys().map(|&user| {
+        let state = state.clone();
+        async move {
+            let profile = state
+                .profiles
+                .get(state.rooms.as_ref(), guild_id, user)
+                .await;
+            (user, profile)
+        }
+    }))
+    .await;
+    let mut profiles: BTreeMap<Snowflake, _> = profiles.into_iter().collect();
+    let mut rooms: BTreeMap<Snowflake, SnapshotRoom> = view
+        .rooms
+        .into_iter()
+        .map(|(channel_id, room)| {
+            (
+                channel_id,
+                SnapshotRoom {
+                    channel_id,
+                    name: room.name,
+                    parent_id: room.parent_id,
+                    user_limit: room.user_limit,
+                    members: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for (user_id, member) in view.members {
+        let Some(room) = rooms.get_mut(&member.channel_id) else {
+            continue;
+        };
+        let profile = profiles.remove(&user_id).flatten();
+        room.members.push(SnapshotMember {
+            user_id,
+            name: profile.as_ref().map(|p| p.name.clone()),
+            avatar_url: profile.and_then(|p| p.avatar_url),
+            flags: member.flags,
+        });
+    }
+    Ok(Json(Snapshot {
+        guild_id,
+        seq,
+        rooms: rooms.into_values().collect(),
+    }))
+}

@@ -299,7 +299,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     assert.deepEqual(consoleErrors.filter((e) => !/ERR_INTERNET_DISCONNECTED|WebSocket/.test(e)), [], 'no page errors');
   } catch (err) {
     try { await shot('failure'); } catch { /* page may be gone */ }
-    err.message += `\n--- coven demo output (tail) ---\n${demoLog.slice(-4000)}`;
+    console.error(`--- page at failure: ${page.url().replace(/#.*/, '#…')}\n--- coven demo output (tail) ---\n${demoLog.slice(-4000)}`);
     throw err;
   }
 });

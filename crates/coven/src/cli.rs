@@ -28,6 +28,26 @@ pub enum Command {
     /// OUTBOX_MAX_EVENTS (1000000), DISCORD_GATEWAY_URL, DISCORD_API_URL,
     /// LOG_LEVEL, LOG_FORMAT. Stops with a resumable close on SIGINT/SIGTERM.
     Worker,
+    /// Run the hub: signed webhook ingest, WebSocket fan-out, rooms API, login, lobby.
+    ///
+    /// Environment: PRIMARY_GUILD_ID, HUB_SECRET, DISCORD_BOT_TOKEN, JWT_ISSUER,
+    /// HOST (0.0.0.0), PORT (3000), JWT_AUDIENCE (spell-coven-web),
+    /// JWT_PUBLIC_JWK_URL, WEB_ORIGIN, MAX_API_RETRIES (3), DISCORD_CLIENT_ID,
+    /// DISCORD_CLIENT_SECRET, OAUTH_REDIRECT_URI, WORKER_ENDPOINT, STATE_DIR
+    /// (./state; uses STATE_DIR/hub), DISCORD_API_URL, LOG_LEVEL, LOG_FORMAT.
+    Hub,
+    /// Run worker and hub in one process: the single-machine deployment.
+    ///
+    /// Environment: everything `coven hub` reads, plus HEALTH_CHECK_PORT (8080) and
+    /// OUTBOX_MAX_EVENTS of the worker. HUB_ENDPOINT defaults to the hub's own
+    /// /api/internal/events on loopback (still signed); WORKER_ENDPOINT to
+    /// http://127.0.0.1:HEALTH_CHECK_PORT.
+    Run,
+    /// The whole system on 127.0.0.1 with zero setup: simulator, worker, hub, lobby.
+    ///
+    /// Simulated players join, move, mute and leave rooms on a timer; sign in
+    /// through the simulator's OAuth2. Prints the URL to open.
+    Demo(DemoArgs),
     /// Run the Discord simulator alone on 127.0.0.1 and print where it is.
     Sim(SimArgs),
 }
@@ -41,4 +61,18 @@ pub struct SimArgs {
     /// Gateway heartbeat interval in milliseconds (Discord uses 41250).
     #[arg(long, default_value_t = 41_250)]
     pub heartbeat_ms: u64,
+}
+
+/// Options of `coven demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Port on 127.0.0.1 for the lobby and hub (0 = any free port).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// Milliseconds between two actions of the simulated players.
+    #[arg(long, default_value_t = 2500)]
+    pub player_interval_ms: u64,
+    /// Do not start the simulated players (tests drive the simulator themselves).
+    #[arg(long)]
+    pub no_players: bool,
 }

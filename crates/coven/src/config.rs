@@ -361,6 +361,60 @@ impl HubConfig {
     }
 }
 
+/// Configuration of `coven run`: the hub's variables plus the worker's own, with
+/// the webhook and the command endpoint defaulting to loopback.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The hub's half.
+    pub hub: HubConfig,
+    /// The worker's half (sharing the hub's guild, secrets, token and state dir).
+    pub worker: WorkerConfig,
+}
+
+impl RunConfig {
+    /// Reads every variable `coven run` needs. `HUB_ENDPOINT` defaults to the hub's
+    /// own `/api/internal/events` on loopback, `WORKER_ENDPOINT` to the worker's
+    /// health port on loopback.
+    ///
+    /// # Panics
+    ///
+    /// Never: the loopback URLs it builds are valid.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        let mut hub = HubConfig::from_env(source)?;
+        let health_check_port = env.optional("HEALTH_CHECK_PORT")?.unwrap_or(8080);
+        let loopback = match hub.host.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_owned(),
+            host => host.to_owned(),
+        };
+        let hub_endpoint = match env.url("HUB_ENDPOINT", &["http", "https"])? {
+            Some(url) => url,
+            None => Url::parse(&format!(
+                "http://{loopback}:{}/api/internal/events",
+                hub.port
+            ))
+            .map_err(|error| ConfigError::Invalid {
+                name: "HOST",
+                reason: error.to_string(),
+            })?,
+        };
+        if hub.worker_endpoint.is_none() {
+            hub.worker_endpoint = Some(
+                Url::parse(&format!("http://127.0.0.1:{health_check_port}"))
+                    .expect("a valid loopback URL"),
+            );
+        }
+        let worker = WorkerConfig {
+            shared: hub.shared.clone(),
+            bot_token: hub.bot_token.clone(),
+            hub_endpoint,
+            health_check_port,
+            outbox_max_events: env.optional("OUTBOX_MAX_EVENTS")?.unwrap_or(1_000_000),
+        };
+        Ok(Self { hub, worker })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +590,28 @@ mod tests {
         assert_eq!(
             HubConfig::from_env(&env(&without(base, "JWT_ISSUER"))).unwrap_err(),
             ConfigError::Missing("JWT_ISSUER")
+        );
+    }
+
+    #[test]
+    fn run_defaults_to_loopback_between_its_halves() {
+        let pairs = with(
+            without(worker_env(), "HUB_ENDPOINT"),
+            "JWT_ISSUER",
+            "https://coven.example",
+        );
+        let config = RunConfig::from_env(&env(&with(pairs, "PORT", "4000"))).unwrap();
+        assert_eq!(
+            config.worker.hub_endpoint.as_str(),
+            "http://127.0.0.1:4000/api/internal/events"
+        );
+        assert_eq!(
+            config.hub.worker_endpoint.unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            config.worker.shared.primary_guild_id,
+            config.hub.shared.primary_guild_id
         );
     }
 

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match command {
             Command::Worker => coven::commands::worker().await,
+            Command::Hub => coven::commands::hub().await,
+            Command::Run => coven::commands::run().await,
+            Command::Demo(args) => coven::commands::demo(&args).await,
             Command::Sim(args) => coven::commands::sim(&args).await,
         }
     })

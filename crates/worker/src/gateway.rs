@@ -34,6 +34,9 @@ const SESSION_SAVE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the gateway to acknowledge our close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often shutdown checks whether the close frame has gone out.
+const CLOSE_POLL: Duration = Duration::from_millis(20);
+
 /// What the gateway loop needs to know.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -63,21 +66,23 @@ pub async fn run(
     let mut hellos = 0_u64;
     let mut save_timer = tokio::time::interval(SESSION_SAVE_INTERVAL);
 
-    // Shutdown closes with a resumable code, then keeps applying the dispatches
-    // already received until the gateway confirms the close (or a deadline).
+    // Shutdown queues a resumable close frame, keeps applying the dispatches
+    // already received while twilight sends it, and stops polling as soon as the
+    // frame is out: polling further would let twilight reconnect.
     let mut closing: Option<tokio::time::Instant> = None;
     loop {
-        let deadline = closing.unwrap_or_else(far_future);
+        if closing
+            .is_some_and(|deadline| close_sent(&shard) || tokio::time::Instant::now() >= deadline)
+        {
+            break;
+        }
         tokio::select! {
             biased;
             _ = shutdown.changed(), if closing.is_none() => {
                 shard.close(CloseFrame::RESUME);
                 closing = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
             }
-            () = tokio::time::sleep_until(deadline), if closing.is_some() => {
-                tracing::warn!("gateway did not acknowledge our close in time");
-                break;
-            }
+            () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
             _ = save_timer.tick() => save_session(&outbox, &shard, &mut saved)?,
             item = shard.next_event(EventTypeFlags::all()) => {
                 let event = match item {
@@ -104,7 +109,6 @@ pub async fn run(
                         metrics::resumed();
                         tracing::info!("gateway session resumed");
                     }
-                    Event::GatewayClose(_) if closing.is_some() => break,
                     Event::GatewayClose(frame) => {
                         last_close = frame.as_ref().map(|f| f.code);
                         tracing::warn!(code = ?last_close, "gateway connection closed");
@@ -143,8 +147,12 @@ pub async fn run(
     Ok(())
 }
 
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+/// Whether our close frame has been sent (twilight then marks itself disconnected).
+fn close_sent(shard: &Shard) -> bool {
+    matches!(
+        shard.state(),
+        ShardState::Disconnected { .. } | ShardState::FatallyClosed
+    )
 }
 
 fn config(settings: &GatewaySettings, stored: Option<StoredSession>) -> twilight_gateway::Config {

@@ -1,13 +1,11 @@
-//! What each subcommand runs: read its configuration, start its part, wait for a
-//! shutdown signal, and turn the outcome into an exit status.
+//! `coven worker`: the gateway worker alone.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use coven_worker::WorkerSettings;
 
-use crate::cli::SimArgs;
+use super::{fail, shutdown_signal};
 use crate::config::{ProcessEnv, WorkerConfig};
 
 /// `coven worker`.
@@ -49,54 +47,4 @@ pub fn worker_settings(config: &WorkerConfig) -> WorkerSettings {
     }
     settings.outbox_capacity = config.outbox_max_events;
     settings
-}
-
-/// `coven sim`.
-pub async fn sim(args: &SimArgs) -> ExitCode {
-    let config = coven_sim::SimConfig {
-        bind: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
-        heartbeat_interval: Duration::from_millis(args.heartbeat_ms),
-        ..coven_sim::SimConfig::default()
-    };
-    let sim = match coven_sim::Simulator::start(config).await {
-        Ok(sim) => sim,
-        Err(error) => {
-            return fail(&format!(
-                "cannot start the simulator on port {}: {error}",
-                args.port
-            ));
-        }
-    };
-    println!("Discord simulator running (Ctrl-C to stop)\n{sim}");
-    shutdown_signal().await;
-    sim.shutdown().await;
-    ExitCode::SUCCESS
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-///
-/// # Panics
-///
-/// If the SIGTERM handler cannot be installed (no signal support at all).
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutdown requested");
-}
-
-/// Prints one clear line and returns a failure status.
-fn fail(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("coven: {error}");
-    ExitCode::FAILURE
 }

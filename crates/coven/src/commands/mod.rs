@@ -1,0 +1,44 @@
+//! What each subcommand runs: read its configuration, start its parts, wait for a
+//! shutdown signal, and turn the outcome into an exit status.
+
+mod demo;
+mod hub;
+mod run;
+mod sim;
+mod worker;
+
+use std::process::ExitCode;
+
+pub use demo::demo;
+pub use hub::{hub, hub_settings};
+pub use run::run;
+pub use sim::sim;
+pub use worker::{worker, worker_settings};
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+///
+/// # Panics
+///
+/// If the SIGTERM handler cannot be installed (no signal support at all).
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}
+
+/// Prints one clear line and returns a failure status.
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("coven: {error}");
+    ExitCode::FAILURE
+}

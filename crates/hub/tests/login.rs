@@ -273,7 +273,7 @@ async fn member_added(
         loop {
             let dispatch = events.recv().await.unwrap();
             if dispatch.event == "GUILD_MEMBER_ADD"
-                && dispatch.data["user"]["id"] == user.to_string()
+                && dispatch.data["user"]["id"].as_str() == Some(user.to_string().as_str())
             {
                 return;
             }

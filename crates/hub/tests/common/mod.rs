@@ -150,6 +150,24 @@ impl TestHub {
         }
     }
 
+    /// Wraps a hub already serving on `addr` (started by a test with its own builder).
+    pub fn from_parts(
+        addr: SocketAddr,
+        hub: Hub,
+        jwks: Jwks,
+        shutdown: tokio::sync::oneshot::Sender<()>,
+        server: tokio::task::JoinHandle<std::io::Result<()>>,
+    ) -> Self {
+        Self {
+            addr,
+            hub,
+            jwks,
+            http: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

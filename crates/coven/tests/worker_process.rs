@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use coven_contract::Event;
-use support::{FakeHub, SECRET, WAIT, simulator};
+use support::{FakeHub, KillOnDrop, SECRET, WAIT, simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
 
@@ -128,9 +128,11 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
     let hub = FakeHub::start(FakeHub::accepting()).await;
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut child = worker_command(&sim, &hub, state.path(), port)
-        .spawn()
-        .unwrap();
+    let child = KillOnDrop::new(
+        worker_command(&sim, &hub, state.path(), port)
+            .spawn()
+            .unwrap(),
+    );
     wait_healthy(port).await;
 
     // Users join and leave rooms in a steady stream; the worker dies mid-stream.
@@ -160,8 +162,7 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
         })
     };
     hub.wait_for_events(15).await;
-    child.kill().unwrap(); // SIGKILL: no shutdown code runs.
-    child.wait().unwrap();
+    drop(child); // SIGKILL: no shutdown code runs.
     let delivered_before_kill = hub.events().len();
     assert!(
         delivered_before_kill < total,
@@ -169,9 +170,11 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
     );
 
     let identifies = handle.counters().identifies;
-    let child = worker_command(&sim, &hub, state.path(), port)
-        .spawn()
-        .unwrap();
+    let child = KillOnDrop::new(
+        worker_command(&sim, &hub, state.path(), port)
+            .spawn()
+            .unwrap(),
+    );
     let expected = producer.await.unwrap();
     let events: Vec<Event> = hub.wait_for_events(total).await;
     let got: Vec<(&str, u64, u64)> = support::summary(&events);
@@ -193,6 +196,7 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
             .unwrap()
             .success()
     );
+    let child = child.into_inner();
     let (status, stderr) = tokio::task::spawn_blocking(move || output_of(child))
         .await
         .unwrap();

@@ -1,0 +1,164 @@
+//! `coven hub` and `coven run` as real processes against the simulator.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use coven_contract::Secret;
+use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use support::{KillOnDrop, SECRET, WAIT, simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coven");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `url` until `ready` accepts the JSON body.
+async fn wait_json(url: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Ok(response) = reqwest::get(url).await
+            && let Ok(body) = response.json::<serde_json::Value>().await
+            && ready(&body)
+        {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn hub_command(sim: &coven_sim::Simulator, state: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("JWT_ISSUER", format!("http://127.0.0.1:{port}"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("STATE_DIR", state)
+        .env("DISCORD_API_URL", sim.api_url())
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+fn terminate(child: KillOnDrop) -> (std::process::ExitStatus, String) {
+    let child = child.into_inner();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
+    let sim = simulator().await;
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let hub = KillOnDrop::new(
+        hub_command(&sim, state.path(), port)
+            .arg("hub")
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+
+    let body = format!(
+        r#"{{"event":"voice.joined","payload":{{"guildId":"{}","channelId":"2","userId":"3"}}}}"#,
+        sim.guild_id()
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = Signer::new(Secret::new(SECRET)).sign(now, body.as_bytes());
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/internal/events"))
+        .header(TIMESTAMP_HEADER, headers.timestamp)
+        .header(SIGNATURE_HEADER, headers.signature)
+        .header(EVENT_ID_HEADER, "process-test-1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), r#"{"ok":true}"#);
+    wait_json(&format!("{base}/health"), |h| h["replay"]["headSeq"] == 1).await;
+
+    let (status, stderr) = tokio::task::spawn_blocking(move || terminate(hub))
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET) && !stderr.contains(sim.bot_token()),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn coven_run_carries_gateway_events_to_its_own_hub() {
+    let sim = simulator().await;
+    let state = tempfile::tempdir().unwrap();
+    let (port, health_port) = (free_port(), free_port());
+    let run = KillOnDrop::new(
+        hub_command(&sim, state.path(), port)
+            .arg("run")
+            .env("HEALTH_CHECK_PORT", health_port.to_string())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_json(&format!("http://127.0.0.1:{health_port}/health"), |h| {
+        h["status"] == "ok"
+    })
+    .await;
+    wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+
+    let handle = sim.handle();
+    let seed = handle.seed();
+    handle
+        .user_join(seed.member_user_ids[4], seed.voice_channel_ids[1])
+        .unwrap();
+    handle.user_leave(seed.member_user_ids[0]).unwrap();
+    // Both events crossed the signed loopback webhook into the hub's replay ring.
+    wait_json(&format!("{base}/health"), |h| h["replay"]["headSeq"] == 2).await;
+    let worker = wait_json(&format!("http://127.0.0.1:{health_port}/health"), |h| {
+        h["outboxDepth"] == 0
+    })
+    .await;
+    assert_eq!(worker["deadLetters"], 0);
+
+    let (status, stderr) = tokio::task::spawn_blocking(move || terminate(run))
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET) && !stderr.contains(sim.bot_token()),
+        "{stderr}"
+    );
+}

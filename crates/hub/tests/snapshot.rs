@@ -195,12 +195,12 @@ async fn snapshot_reads_the_workers_voice_view_with_a_signed_get() {
         get(move |headers: HeaderMap| {
             let counter = counter.clone();
             async move {
-                let verifier = Verifier::new(vec![Secret::new(SECRET)]);
-                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-                if verifier
+                let signatures = Verifier::new(vec![Secret::new(SECRET)]);
+                let value_of = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                if signatures
                     .verify(
-                        header(TIMESTAMP_HEADER),
-                        header(SIGNATURE_HEADER),
+                        value_of(TIMESTAMP_HEADER),
+                        value_of(SIGNATURE_HEADER),
                         b"",
                         now_secs(),
                     )

@@ -18,7 +18,7 @@ use axum::http::HeaderMap;
 use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{Secret, Snowflake, VoiceFlags};
 use futures_util::future::{BoxFuture, join_all};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 use crate::error::HubError;
@@ -37,8 +37,8 @@ pub struct VoiceRoom {
     /// Category, if any.
     #[serde(default)]
     pub parent_id: Option<Snowflake>,
-    /// Voice user limit (0 = unlimited).
-    #[serde(default)]
+    /// Voice user limit (0 = unlimited; a missing or `null` limit reads as 0).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub user_limit: u32,
 }
 
@@ -48,8 +48,8 @@ pub struct VoiceRoom {
 pub struct VoiceMember {
     /// The voice channel the member is in.
     pub channel_id: Snowflake,
-    /// Mute, deafen, video, …
-    #[serde(default)]
+    /// Mute, deafen, video, … (missing or `null`: all off).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub flags: VoiceFlags,
 }
 
@@ -63,6 +63,14 @@ pub struct VoiceView {
     /// Members in voice by user id.
     #[serde(default)]
     pub members: BTreeMap<Snowflake, VoiceMember>,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// Where the snapshot's rooms and members come from.
@@ -265,4 +273,30 @@ pub(crate) async fn rooms(
         seq,
         rooms: rooms.into_values().collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_view_parses_with_nulls_and_missing_fields() {
+        let view: VoiceView = serde_json::from_str(
+            r#"{"rooms":{"5":{"name":"A","parentId":null,"userLimit":null},"6":{"name":"B"}},
+                "members":{"9":{"channelId":"5","flags":null},"10":{"channelId":"6",
+                "flags":{"selfMute":true,"selfDeaf":false,"mute":false,"deaf":false,
+                "selfVideo":false,"selfStream":false,"suppress":false}}}}"#,
+        )
+        .unwrap();
+        let five = Snowflake::new(5).unwrap();
+        assert_eq!(view.rooms[&five].user_limit, 0);
+        assert_eq!(view.members.len(), 2);
+        assert!(view.members[&Snowflake::new(10).unwrap()].flags.self_mute);
+        assert!(
+            serde_json::from_str::<VoiceView>("{}")
+                .unwrap()
+                .rooms
+                .is_empty()
+        );
+    }
 }

@@ -9,7 +9,6 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use coven_contract::{Secret, Snowflake};
@@ -32,7 +31,7 @@ struct Demo {
     sim: Simulator,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
-    hub: tokio::task::JoinHandle<std::io::Result<()>>,
+    hub: tokio::task::JoinHandle<Result<(), String>>,
     worker: tokio::task::JoinHandle<Result<(), coven_worker::WorkerError>>,
 }
 
@@ -94,12 +93,31 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
     .map_err(|error| format!("cannot build the REST client: {error}"))?;
     let mut hub = coven_hub::HubSettings::new(guild_id, vec![secret], base.clone());
     hub.metrics = Some(coven_worker::metrics::prometheus());
-    let _ = health_port; // The hub reads the room snapshot from the worker's health port.
+    hub.state_dir = Some(state_dir.join("hub"));
+    // The hub reads the room snapshot from the worker's health port.
+    hub.worker_endpoint = Some(
+        format!("http://127.0.0.1:{health_port}")
+            .parse()
+            .expect("a valid URL"),
+    );
+    hub.login = Some(coven_hub::LoginSettings::new(
+        coven_discord::OAuthSettings {
+            api_url: sim.api_url().parse().expect("a valid URL"),
+            client_id: sim
+                .oauth_client_id()
+                .parse()
+                .map_err(|_| "the simulator's client id is not a snowflake")?,
+            client_secret: Secret::new(SimConfig::default().oauth.client_secret),
+            redirect_uri: format!("{base}/auth/callback")
+                .parse()
+                .expect("a valid URL"),
+        },
+    ));
 
-    let hub_task = tokio::spawn(coven_hub::serve(
+    let hub_task = tokio::spawn(super::hub::serve(
         hub,
         listener,
-        Arc::new(coven_hub::DiscordRooms::new(rest)),
+        rest,
         until_stopped(stopped.clone()),
     ));
     let worker_task = tokio::spawn(coven_worker::run(
@@ -133,7 +151,7 @@ impl Demo {
         tokio::select! {
             () = shutdown_signal() => {}
             result = &mut self.worker => failed = Some(format!("the worker stopped: {}", describe(result))),
-            result = &mut self.hub => failed = Some(format!("the hub stopped: {}", describe(result.map(|r| r.map_err(|e| e.to_string()))))),
+            result = &mut self.hub => failed = Some(format!("the hub stopped: {}", describe(result))),
         }
         let _ = self.stop.send(true);
         if !self.worker.is_finished() {

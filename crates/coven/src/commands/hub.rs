@@ -1,7 +1,10 @@
 //! `coven hub`: the hub alone.
 
+use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use coven_discord::{DiscordRestClient, OAuthSettings, RestSettings};
 
 use super::{fail, shutdown_signal};
 use crate::config::{HubConfig, ProcessEnv};
@@ -12,18 +15,17 @@ pub async fn hub() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error),
     };
-    let rooms = match rooms_backend(&config) {
-        Ok(rooms) => rooms,
+    let rest = match rest_client(&config) {
+        Ok(rest) => rest,
         Err(error) => return fail(&error),
     };
     let listener = match bind_hub(&config).await {
         Ok(listener) => listener,
         Err(error) => return fail(&error),
     };
-    tracing::info!(addr = %listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string()), "starting the hub");
-    match coven_hub::serve(hub_settings(&config), listener, rooms, shutdown_signal()).await {
+    match serve(hub_settings(&config), listener, rest, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&format!("the hub stopped: {error}")),
+        Err(error) => fail(&error),
     }
 }
 
@@ -40,20 +42,48 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
         .jwt_public_jwk_url
         .clone_from(&config.jwt_public_jwk_url);
     settings.web_origin.clone_from(&config.web_origin);
+    settings.worker_endpoint.clone_from(&config.worker_endpoint);
+    settings.state_dir = Some(shared.state_dir.join("hub"));
+    settings.login = config.oauth.as_ref().map(|oauth| {
+        coven_hub::LoginSettings::new(OAuthSettings {
+            api_url: shared.discord.api_url.clone(),
+            client_id: oauth.client_id,
+            client_secret: oauth.client_secret.clone(),
+            redirect_uri: oauth.redirect_uri.clone(),
+        })
+    });
     settings
 }
 
-/// The hub's way to Discord: the REST client with the bot token.
-pub(super) fn rooms_backend(
-    config: &HubConfig,
-) -> Result<Arc<dyn coven_hub::RoomsBackend>, String> {
-    let rest = coven_discord::DiscordRestClient::new(coven_discord::RestSettings {
+/// The bot's REST client (rooms API, adding signed-in players to the guild).
+pub(super) fn rest_client(config: &HubConfig) -> Result<DiscordRestClient, String> {
+    DiscordRestClient::new(RestSettings {
         api_url: config.shared.discord.api_url.clone(),
         bot_token: config.bot_token.clone(),
         max_retries: config.max_api_retries,
     })
-    .map_err(|error| format!("cannot build the Discord REST client: {error}"))?;
-    Ok(Arc::new(coven_hub::DiscordRooms::new(rest)))
+    .map_err(|error| format!("cannot build the Discord REST client: {error}"))
+}
+
+/// Builds the hub around the REST client and serves until `shutdown`.
+pub(super) async fn serve(
+    settings: coven_hub::HubSettings,
+    listener: tokio::net::TcpListener,
+    rest: DiscordRestClient,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let hub = coven_hub::Hub::builder(
+        settings,
+        Arc::new(coven_hub::DiscordRooms::new(rest.clone())),
+    )
+    .discord_rest(rest)
+    .try_build()
+    .map_err(|error| format!("cannot start the hub: {error}"))?;
+    tracing::info!(%addr, "hub listening");
+    hub.serve(listener, shutdown)
+        .await
+        .map_err(|error| format!("the hub stopped: {error}"))
 }
 
 pub(super) async fn bind_hub(config: &HubConfig) -> Result<tokio::net::TcpListener, String> {

@@ -18,8 +18,8 @@ pub async fn run() -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(&error),
     };
-    let rooms = match hub::rooms_backend(&config.hub) {
-        Ok(rooms) => rooms,
+    let rest = match hub::rest_client(&config.hub) {
+        Ok(rest) => rest,
         Err(error) => return fail(&error),
     };
     let listener = match hub::bind_hub(&config.hub).await {
@@ -43,10 +43,10 @@ pub async fn run() -> ExitCode {
     let mut hub_settings = hub::hub_settings(&config.hub);
     // One process, one Prometheus registry: both halves render the same metrics.
     hub_settings.metrics = Some(coven_worker::metrics::prometheus());
-    let mut hub_task = tokio::spawn(coven_hub::serve(
+    let mut hub_task = tokio::spawn(hub::serve(
         hub_settings,
         listener,
-        rooms,
+        rest,
         until_stopped(stopped.clone()),
     ));
     let mut worker_task = tokio::spawn(coven_worker::run(
@@ -76,7 +76,7 @@ pub async fn run() -> ExitCode {
     match (worker_result, hub_result) {
         (Ok(Ok(())), Ok(Ok(()))) => ExitCode::SUCCESS,
         (Ok(Err(error)), _) => fail(&error),
-        (_, Ok(Err(error))) => fail(&format!("the hub stopped: {error}")),
+        (_, Ok(Err(error))) => fail(&error),
         _ => fail(&"a task panicked"),
     }
 }

@@ -169,7 +169,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
-  const shot = (name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true });
+  const shot = (name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true, animations: 'disabled' });
 
   try {
     // World ids from the simulator (ids as strings: `users` and `channels` carry them so).
@@ -185,6 +185,8 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     const table2Id = String(table2.id);
     const carol = userId('carol');
     const dave = userId('dave');
+    const erin = userId('erin');
+    const frank = userId('frank');
 
     // Signed out at first.
     await page.goto(hubUrl);
@@ -199,12 +201,12 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await page.locator(`${tid('room-' + table2Id)}`).waitFor({ timeout: STEP_MS });
 
     // Start from a known place for the two players this test drives.
-    for (const u of [carol, dave]) {
+    for (const u of [carol, dave, erin, frank]) {
       if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
     }
 
     // Create a room.
-    const roomName = 'E2E table ' + Date.now().toString(36);
+    const roomName = 'Commander night'; // the demo's world is fresh on every start
     await page.locator(tid('room-name')).fill(roomName);
     await page.locator(tid('room-limit')).fill('5');
     await page.locator(tid('create-room')).click();
@@ -231,8 +233,22 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await sim('POST', `/_sim/users/${dave}/join`, { channel_id: roomId });
     await inRoom(roomId, dave).waitFor({ timeout: STEP_MS });
     await page.locator(tid('room-count-' + roomId)).filter({ hasText: '2 / 5' }).waitFor({ timeout: STEP_MS });
+    // Camera and stream badges, in another room.
+    await sim('POST', `/_sim/users/${erin}/join`, { channel_id: table2Id });
+    await sim('POST', `/_sim/users/${erin}/flags`, { self_video: true });
+    await sim('POST', `/_sim/users/${frank}/join`, { channel_id: table2Id });
+    await sim('POST', `/_sim/users/${frank}/flags`, { self_stream: true, self_deaf: true });
+    await inRoom(table2Id, erin).locator(tid('badge-video')).waitFor({ timeout: STEP_MS });
+    await inRoom(table2Id, frank).locator(tid('badge-stream')).waitFor({ timeout: STEP_MS });
+    await inRoom(table2Id, frank).locator(tid('badge-deaf')).waitFor({ timeout: STEP_MS });
+    // Names, not ids, once the hub knows them (the page learns them from the snapshot).
+    for (const [cid, uid, name] of [[roomId, carol, 'carol'], [roomId, dave, 'dave'], [table2Id, erin, 'erin'], [table2Id, frank, 'frank']]) {
+      await inRoom(cid, uid).filter({ hasText: new RegExp(name, 'i') }).waitFor({ timeout: STEP_MS });
+    }
     await shot('02-room-with-players');
-    await page.screenshot({ path: path.join(SHOTS, 'lobby.png') });
+    await page.screenshot({ path: path.join(SHOTS, 'lobby.png'), animations: 'disabled' });
+    for (const u of [erin, frank]) await sim('POST', `/_sim/users/${u}/leave`);
+    await inRoom(table2Id, frank).waitFor({ state: 'detached', timeout: STEP_MS });
     await sim('POST', `/_sim/users/${dave}/leave`);
     await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
 

@@ -163,6 +163,8 @@ impl DiscordRtcClient {
         gateway: Arc<dyn VoiceGatewaySender>,
         settings: RtcSettings,
     ) -> Self {
+        // songbird's TLS (tokio-websockets + rustls) needs a process-wide CryptoProvider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let crypto = match settings.transport {
             TransportPreference::Aes256Gcm => CryptoMode::Aes256Gcm,
             TransportPreference::XChaCha20Poly1305 => CryptoMode::XChaCha20Poly1305,
@@ -268,25 +270,26 @@ impl DiscordRtcClient {
             .gateway
             .update_voice_state(Some(channel_id), false, false)
             .map_err(RtcError::Gateway)?;
-        let outcome = tokio::time::timeout(
-            inner.settings.connect_timeout,
-            status.wait_for(|s| match s {
-                RtcStatus::Ready { channel_id: c, .. }
-                | RtcStatus::Failed { channel_id: c, .. } => *c == channel_id,
-                RtcStatus::Connecting { channel_id: c }
-                | RtcStatus::Reconnecting { channel_id: c } => *c != channel_id,
-                RtcStatus::Disconnected => true,
-            }),
-        )
-        .await;
+        let outcome: Result<Result<RtcStatus, _>, _> =
+            tokio::time::timeout(inner.settings.connect_timeout, async {
+                status
+                    .wait_for(|s| match s {
+                        RtcStatus::Ready { channel_id: c, .. }
+                        | RtcStatus::Failed { channel_id: c, .. } => *c == channel_id,
+                        RtcStatus::Connecting { channel_id: c }
+                        | RtcStatus::Reconnecting { channel_id: c } => *c != channel_id,
+                        RtcStatus::Disconnected => true,
+                    })
+                    .await
+                    .map(|s| s.clone())
+            })
+            .await;
         let result = match outcome {
             Err(_) => Err(RtcError::Timeout(inner.settings.connect_timeout)),
             Ok(Err(_)) => Err(RtcError::Superseded),
-            Ok(Ok(s)) => match &*s {
-                RtcStatus::Ready { .. } => Ok(()),
-                RtcStatus::Failed { reason, .. } => Err(RtcError::Connection(reason.clone())),
-                _ => Err(RtcError::Superseded),
-            },
+            Ok(Ok(RtcStatus::Ready { .. })) => Ok(()),
+            Ok(Ok(RtcStatus::Failed { reason, .. })) => Err(RtcError::Connection(reason)),
+            Ok(Ok(_)) => Err(RtcError::Superseded),
         };
         if matches!(result, Err(RtcError::Timeout(_) | RtcError::Connection(_))) {
             let _ = self.disconnect().await;
@@ -298,10 +301,14 @@ impl DiscordRtcClient {
     pub async fn disconnect(&self) -> Result<(), RtcError> {
         let inner = &self.inner;
         inner.generation.fetch_add(1, Ordering::SeqCst);
-        *inner.pending() = Pending {
-            session_id: inner.pending().session_id.take(),
-            ..Pending::default()
-        };
+        {
+            let mut p = inner.pending();
+            let session_id = p.session_id.take();
+            *p = Pending {
+                session_id,
+                ..Pending::default()
+            };
+        }
         inner.driver.lock().await.leave();
         inner.receiver.set_channel(None);
         inner.status.send_replace(RtcStatus::Disconnected);
@@ -314,7 +321,8 @@ impl DiscordRtcClient {
     /// Plays `cue` into the channel (replacing a cue still playing). Returns when the cue is
     /// queued; it plays for [`Cue::duration`].
     pub async fn play_cue(&self, cue: Cue) -> Result<(), RtcError> {
-        if !matches!(&*self.inner.status.borrow(), RtcStatus::Ready { .. }) {
+        let ready = matches!(&*self.inner.status.borrow(), RtcStatus::Ready { .. });
+        if !ready {
             return Err(RtcError::NotConnected);
         }
         self.inner.driver.lock().await.play_only_input(cue.input());
@@ -344,6 +352,12 @@ impl DiscordRtcClient {
             return;
         }
         let channel = state.channel_id.and_then(|c| Snowflake::new(c.get()));
+        // A leave while connecting is the echo of an earlier `disconnect`; only a leave of an
+        // established connection means someone else disconnected the bot.
+        let established = matches!(
+            &*inner.status.borrow(),
+            RtcStatus::Ready { .. } | RtcStatus::Reconnecting { .. }
+        );
         {
             let mut p = inner.pending();
             p.session_id = Some(state.session_id.clone());
@@ -351,7 +365,7 @@ impl DiscordRtcClient {
                 // Moved by someone else: follow (Discord sends a VOICE_SERVER_UPDATE too).
                 Some(c) if p.target.is_some() && p.target != Some(c) => p.target = Some(c),
                 // Disconnected by someone else while we wanted to be in voice.
-                None if p.target.is_some() => {
+                None if p.target.is_some() && established => {
                     p.target = None;
                     p.active = None;
                     drop(p);

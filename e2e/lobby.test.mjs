@@ -169,6 +169,10 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  // Step timings, reported as test diagnostics.
+  let mark = Date.now();
+  const timings = [];
+  const step = (name) => { const now = Date.now(); timings.push(`${name}: ${now - mark} ms`); mark = now; };
   const shot = (name) => page.screenshot({ path: path.join(SHOTS, name + '.png'), fullPage: true, animations: 'disabled' });
 
   try {
@@ -200,6 +204,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
     await page.locator(`${tid('room-' + table2Id)}`).waitFor({ timeout: STEP_MS });
 
+    step('signed in');
     // Start from a known place for the two players this test drives.
     for (const u of [carol, dave, erin, frank]) {
       if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
@@ -223,6 +228,22 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
       assert.equal((await page.locator(tid('room-count-' + roomId)).textContent()).trim(), '0 / 5');
     });
 
+    step('created');
+    // A create that Discord refuses shows the hub's error message in the form.
+    await sim('POST', '/_sim/rest/forbid', { forbid: true });
+    try {
+      await page.locator(tid('room-name')).fill('Refused table');
+      await page.locator(tid('create-room')).click();
+      await page.locator(tid('create-error')).waitFor({ timeout: STEP_MS });
+      const text = (await page.locator(tid('create-error')).textContent()).trim();
+      assert.ok(text.length > 0, 'an error message is shown');
+      assert.equal(await page.locator('li.room', { has: page.locator('h3', { hasText: 'Refused table' }) }).count(), 0);
+    } finally {
+      await sim('POST', '/_sim/rest/forbid', { forbid: false });
+    }
+    await page.locator(tid('room-name')).fill('');
+
+    step('refused create');
     // A simulated player joins it …
     await sim('POST', `/_sim/users/${carol}/join`, { channel_id: roomId });
     await inRoom(roomId, carol).waitFor({ timeout: STEP_MS });
@@ -233,6 +254,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await sim('POST', `/_sim/users/${dave}/join`, { channel_id: roomId });
     await inRoom(roomId, dave).waitFor({ timeout: STEP_MS });
     await page.locator(tid('room-count-' + roomId)).filter({ hasText: '2 / 5' }).waitFor({ timeout: STEP_MS });
+    step('join, mute, second join');
     // Camera and stream badges, in another room.
     await sim('POST', `/_sim/users/${erin}/join`, { channel_id: table2Id });
     await sim('POST', `/_sim/users/${erin}/flags`, { self_video: true });
@@ -252,12 +274,14 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await sim('POST', `/_sim/users/${dave}/leave`);
     await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
 
+    step('badges, names, leave');
     // A move: carol goes from the new room to Table 2.
     await sim('POST', `/_sim/users/${carol}/move`, { channel_id: table2Id });
     await inRoom(table2Id, carol).waitFor({ timeout: STEP_MS });
     await inRoom(roomId, carol).waitFor({ state: 'detached', timeout: STEP_MS });
     assert.equal(await page.locator(tid('member-' + carol)).count(), 1, 'carol is shown in one room only');
 
+    step('move');
     // Drop the page's socket and keep it offline while the world changes.
     const seqBefore = await page.evaluate(() => window.covenLobby.lastSeq());
     await browser.setOffline(true);
@@ -284,6 +308,16 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await sim('POST', `/_sim/users/${dave}/leave`);
     await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
 
+    step('offline and resume');
+    // The bot's buttons answer with a message in the card, whatever the hub says
+    // (done last: a bot that joins would change the room's member count).
+    await page.locator(tid('bot-menu-' + roomId)).click();
+    await page.locator(tid('bot-join-' + roomId)).click();
+    await page.locator(tid('room-msg-' + roomId)).waitFor({ timeout: STEP_MS });
+    t.diagnostic('bot joins: ' + (await page.locator(tid('room-msg-' + roomId)).textContent()));
+    await page.locator(tid('bot-menu-' + roomId)).click();
+
+    step('bot button');
     // End the room (with its confirm step); it disappears.
     await page.locator(tid('end-room-' + roomId)).click();
     await page.locator(tid('confirm-end-' + roomId)).click();
@@ -297,6 +331,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     assert.equal(await page.locator(tid('room-' + roomId)).count(), 0);
     await shot('04-after-end');
 
+    step('end room, reload');
     // The page never shows the token.
     const html = await page.content();
     assert.ok(!/eyJ[A-Za-z0-9_-]+\.eyJ/.test(html), 'no JWT in the DOM');
@@ -306,13 +341,33 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await page.locator(tid('sign-in')).waitFor({ timeout: STEP_MS });
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
 
+    step('sign out');
+    // A token the hub did not sign (or an expired one) ends on the signed-out page.
+    const forged = (claims) => {
+      const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+      return b64({ alg: 'EdDSA', typ: 'JWT', kid: 'nope' }) + '.' + b64(claims) + '.' + 'c2ln';
+    };
+    const now = Math.floor(Date.now() / 1000);
+    for (const token of [forged({ sub: carol, name: 'Forger', exp: now + 600 }), forged({ sub: carol, name: 'Late', exp: now - 5 })]) {
+      await page.goto(hubUrl + '#token=' + token);
+      await page.locator(tid('sign-in')).waitFor({ timeout: STEP_MS });
+      await page.locator('#signed-out-notice').waitFor({ timeout: STEP_MS });
+      assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+      assert.ok(!(await page.evaluate(() => location.hash)).includes('token'));
+    }
+
+    step('forged/expired tokens');
     // Narrow (phone) layout screenshot for a look; signed in again.
     await page.locator(tid('sign-in')).click();
     await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
     await page.setViewportSize({ width: 390, height: 844 });
     await shot('05-phone');
 
-    assert.deepEqual(consoleErrors.filter((e) => !/ERR_INTERNET_DISCONNECTED|WebSocket/.test(e)), [], 'no page errors');
+    step('phone');
+    t.diagnostic(timings.join(', '));
+    // Only the expected failures: the refused create, the bot call, the forged tokens' 401s, offline.
+    const unexpected = consoleErrors.filter((e) => !/ERR_INTERNET_DISCONNECTED|WebSocket|status of (4\d\d|5\d\d)/.test(e));
+    assert.deepEqual(unexpected, [], 'no page errors (CSP violations, exceptions)');
   } catch (err) {
     try { await shot('failure'); } catch { /* page may be gone */ }
     console.error(`--- page at failure: ${page.url().replace(/#.*/, '#…')}\n--- coven demo output (tail) ---\n${demoLog.slice(-4000)}`);

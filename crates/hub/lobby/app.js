@@ -126,6 +126,7 @@
     if (status === 401) return 'Your session has ended. Please sign in again.';
     if (status === 403) return 'You are not allowed to do that.';
     if (status === 404) return 'Not found.';
+    if (status === 405 || status === 501) return 'This hub does not offer that.';
     if (status === 429) return 'Too many requests.';
     if (status === 503) return 'The service is not available right now.';
     return 'Something went wrong (HTTP ' + status + ').';
@@ -622,18 +623,24 @@
     members.setAttribute('data-testid', 'members-' + id);
 
     const actions = el('div', 'room-actions');
-    const bot = el('details', 'bot-menu');
-    const summary = el('summary', 'btn btn-small', 'Bot');
-    summary.setAttribute('data-testid', 'bot-menu-' + id);
-    summary.setAttribute('aria-label', 'Bot actions');
+    const botToggle = button('Bot', 'btn btn-small bot-toggle', 'bot-menu-' + id);
+    botToggle.setAttribute('aria-expanded', 'false');
+    botToggle.setAttribute('aria-controls', 'bot-' + id);
+    botToggle.setAttribute('aria-label', 'Bot actions');
+    const end = button('End room', 'btn btn-small btn-danger-outline', 'end-room-' + id);
+    actions.append(botToggle, end);
     const botButtons = el('div', 'bot-buttons');
+    botButtons.id = 'bot-' + id;
+    botButtons.hidden = true;
     const botJoin = button('Bot joins', 'btn btn-small', 'bot-join-' + id);
     const botLeave = button('Bot leaves', 'btn btn-small', 'bot-leave-' + id);
     const chime = button('Play chime', 'btn btn-small', 'chime-' + id);
     botButtons.append(botJoin, botLeave, chime);
-    bot.append(summary, botButtons);
-    const end = button('End room', 'btn btn-small btn-danger-outline', 'end-room-' + id);
-    actions.append(bot, end);
+    botToggle.addEventListener('click', () => {
+      const open = botButtons.hidden;
+      botButtons.hidden = !open;
+      botToggle.setAttribute('aria-expanded', String(open));
+    });
 
     const confirm = el('div', 'confirm');
     confirm.hidden = true;
@@ -648,7 +655,7 @@
     msg.setAttribute('data-testid', 'room-msg-' + id);
     msg.hidden = true;
 
-    li.append(head, members, actions, confirm, msg);
+    li.append(head, members, actions, botButtons, confirm, msg);
     const refs = { li, title, meta, members, actions, confirm, msg };
 
     end.addEventListener('click', () => {
@@ -862,6 +869,16 @@
       else if (state.token && !state.ws) reconnectNow();
     });
     setupCreateForm();
+    // A login that lands while the page is already open (same document, new hash).
+    window.addEventListener('hashchange', () => {
+      const { token, error } = readTokenFromHash();
+      if (token) {
+        if (state.token) signOut(null);
+        signIn(token);
+      } else if (error && !state.token) {
+        showSignedOut('Sign-in did not complete: ' + error);
+      }
+    });
 
     const { token, error } = readTokenFromHash();
     if (token) {

@@ -91,7 +91,7 @@ pub enum RtcStatus {
 /// Counters of the voice connection's life (since the client was built).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RtcCounters {
-    /// Successful full handshakes (IDENTIFY … SESSION_DESCRIPTION), including moves.
+    /// Successful full handshakes (`IDENTIFY` … `SESSION_DESCRIPTION`), including moves.
     pub connects: u64,
     /// Successful resumes after the voice socket dropped.
     pub resumes: u64,
@@ -286,10 +286,9 @@ impl DiscordRtcClient {
             .await;
         let result = match outcome {
             Err(_) => Err(RtcError::Timeout(inner.settings.connect_timeout)),
-            Ok(Err(_)) => Err(RtcError::Superseded),
             Ok(Ok(RtcStatus::Ready { .. })) => Ok(()),
             Ok(Ok(RtcStatus::Failed { reason, .. })) => Err(RtcError::Connection(reason)),
-            Ok(Ok(_)) => Err(RtcError::Superseded),
+            Ok(_) => Err(RtcError::Superseded),
         };
         if matches!(result, Err(RtcError::Timeout(_) | RtcError::Connection(_))) {
             let _ = self.disconnect().await;
@@ -509,8 +508,8 @@ impl EventHandler for Lifecycle {
                     RtcStatus::Ready { channel_id, .. } => Some(*channel_id),
                     _ => None,
                 };
-                if !requested {
-                    if let Some(channel_id) = ready_channel {
+                if !requested && let Some(channel_id) = ready_channel {
+                    {
                         tracing::warn!(reason = ?d.reason, kind = ?d.kind, "voice connection lost");
                         inner.pending().active = None;
                         inner.counters.send_modify(|k| k.failures += 1);

@@ -213,7 +213,7 @@ impl EventHandler for ReceiveHandler {
     async fn act(&self, ctx: &EventContext<'_>) -> Option<Event> {
         match ctx {
             EventContext::SpeakingStateUpdate(s) => {
-                self.0.on_speaking_op(s.ssrc, s.user_id.map(|u| u.0))
+                self.0.on_speaking_op(s.ssrc, s.user_id.map(|u| u.0));
             }
             EventContext::ClientDisconnect(c) => self.0.on_client_disconnect(c.user_id.0),
             EventContext::VoiceTick(t) => self.0.on_tick(&t.speaking, t.silent.iter().copied()),

@@ -1,6 +1,6 @@
 //! The voice gateway (signalling) WebSocket, one task per connection: TLS, upgrade, HELLO,
-//! IDENTIFY → READY, SELECT_PROTOCOL → SESSION_DESCRIPTION, heartbeats, SPEAKING, RESUME →
-//! RESUMED, and the close codes of Discord's voice gateway.
+//! `IDENTIFY` → `READY`, `SELECT_PROTOCOL` → `SESSION_DESCRIPTION`, heartbeats, `SPEAKING`,
+//! `RESUME` → `RESUMED`, and the close codes of Discord's voice gateway.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -58,7 +58,6 @@ struct Conn {
     server: Arc<VoiceServer>,
     id: u64,
     tx: mpsc::UnboundedSender<ConnCmd>,
-    version: u8,
     ssrc: Option<u32>,
 }
 
@@ -74,6 +73,7 @@ pub(crate) async fn serve(
     };
     let version = Arc::new(AtomicU8::new(4));
     let v = version.clone();
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let callback = move |req: &Request, resp: Response| {
         let asked = req
             .uri()
@@ -105,7 +105,6 @@ pub(crate) async fn serve(
         server: server.clone(),
         id,
         tx,
-        version,
         ssrc: None,
     };
     #[allow(clippy::cast_possible_truncation)]
@@ -332,16 +331,14 @@ impl Conn {
 
     /// The connection ended: the session stays (resumable) but has no connection.
     fn detach(&self) {
-        if let Some(ssrc) = self.ssrc {
-            if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
-                if s.conn.as_ref().is_some_and(|(id, _)| *id == self.id) {
-                    s.conn = None;
-                }
-            }
+        if let Some(ssrc) = self.ssrc
+            && let Some(s) = self.server.core().sessions.get_mut(&ssrc)
+            && s.conn.as_ref().is_some_and(|(id, _)| *id == self.id)
+        {
+            s.conn = None;
         }
-        let _ = self.version;
         self.server.observe(|s| {
-            s.counters.active_connections = s.counters.active_connections.saturating_sub(1)
+            s.counters.active_connections = s.counters.active_connections.saturating_sub(1);
         });
         self.server.publish_sessions();
     }

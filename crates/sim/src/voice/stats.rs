@@ -22,7 +22,7 @@ pub struct VoiceCounters {
     pub identifies: u64,
     /// RESUME (op 7) accepted.
     pub resumes: u64,
-    /// SELECT_PROTOCOL (op 1) answered with SESSION_DESCRIPTION.
+    /// `SELECT_PROTOCOL` (op 1) answered with `SESSION_DESCRIPTION`.
     pub sessions_described: u64,
     /// Heartbeats (op 3) acknowledged.
     pub heartbeats: u64,
@@ -42,7 +42,7 @@ pub struct VoiceCounters {
     pub server_closes: u64,
     /// Voice server moves (new `VOICE_SERVER_UPDATE`).
     pub server_moves: u64,
-    /// The mode chosen by the last SELECT_PROTOCOL.
+    /// The mode chosen by the last `SELECT_PROTOCOL`.
     pub last_mode: Option<TransportMode>,
     /// The voice gateway version (`?v=`) of the last connection.
     pub last_version: Option<u8>,

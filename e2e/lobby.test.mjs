@@ -205,7 +205,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await page.locator(`${tid('room-' + table2Id)}`).waitFor({ timeout: STEP_MS });
 
     step('signed in');
-    // Start from a known place for the two players this test drives.
+    // Start from a known place for the players this test drives.
     for (const u of [carol, dave, erin, frank]) {
       if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
     }
@@ -362,6 +362,8 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
     await page.setViewportSize({ width: 390, height: 844 });
     await shot('05-phone');
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot('06-phone-dark');
 
     step('phone');
     t.diagnostic(timings.join(', '));

@@ -297,11 +297,22 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
       return s.voice_states.some((v) => String(v.user_id) === dave && String(v.channel_id) === roomId)
         && !s.voice_states.some((v) => String(v.user_id) === carol);
     });
+    // … and the hub has accepted them (so they can only reach the page by replay).
+    await until('the hub to have the offline events', async () => {
+      const health = await (await fetch(hubUrl + 'health')).json();
+      const head = health && health.replay && health.replay.headSeq;
+      return typeof head !== 'number' || head >= seqBefore + 2;
+    });
     assert.equal(await inRoom(roomId, dave).count(), 0, 'nothing reaches an offline page');
+    let snapshotsAfterOutage = 0;
+    const countSnapshots = (req) => { if (new URL(req.url()).pathname === '/api/rooms') snapshotsAfterOutage++; };
+    page.on('request', countSnapshots);
     await browser.setOffline(false);
     await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
     await inRoom(roomId, dave).waitFor({ timeout: STEP_MS });
     await inRoom(table2Id, carol).waitFor({ state: 'detached', timeout: STEP_MS });
+    page.off('request', countSnapshots);
+    assert.equal(snapshotsAfterOutage, 0, 'recovered by resuming with lastSeq, not by reloading the snapshot');
     const seqAfter = await page.evaluate(() => window.covenLobby.lastSeq());
     assert.ok(seqAfter >= seqBefore + 2, `seq moved on across the outage (${seqBefore} -> ${seqAfter})`);
     // And it is live again afterwards.

@@ -52,6 +52,10 @@ pub enum HubError {
     /// Discord or another dependency failed (502).
     #[error("{0}")]
     Upstream(String),
+    /// A dependency that is not configured or not reachable right now (503);
+    /// the message is ours and safe to show.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an unavailable dependency on our side (500).
     #[error("{0}")]
     Internal(String),
@@ -79,6 +83,7 @@ impl HubError {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Login(failure) => failure.status(),
         }
@@ -92,7 +97,9 @@ impl HubError {
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Validation { .. } | Self::PayloadTooLarge { .. } => ErrorCode::ValidationFailed,
             // A login failure is rendered as a page; the code is never sent.
-            Self::Upstream(_) | Self::Internal(_) | Self::Login(_) => ErrorCode::InternalError,
+            Self::Upstream(_) | Self::Internal(_) | Self::Unavailable(_) | Self::Login(_) => {
+                ErrorCode::InternalError
+            }
         }
     }
 }

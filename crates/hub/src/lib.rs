@@ -9,6 +9,7 @@
 //! The crate reads no environment: the binary builds a [`HubSettings`] and calls
 //! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
 
+mod bot;
 mod broker;
 mod discord;
 mod error;

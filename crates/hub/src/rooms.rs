@@ -181,7 +181,7 @@ struct CreateRoomRequest {
     user_limit: UserLimit,
 }
 
-fn field_error(message: &str, field: &'static str) -> HubError {
+pub(crate) fn field_error(message: &str, field: &'static str) -> HubError {
     HubError::Validation {
         message: message.to_owned(),
         field: Some(field),
@@ -281,7 +281,7 @@ pub(crate) async fn bearer(
         .map_err(|e| HubError::Unauthorized(e.to_string()))
 }
 
-fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
+pub(crate) fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
     state
         .rate_limiter
         .check(&user.subject)
@@ -381,14 +381,7 @@ pub(crate) async fn end_room(
         .parse()
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
     rate_limit(&state, &user)?;
-    let channel = state.rooms.get_channel(channel_id).await?;
-    if channel.guild_id != Some(state.settings.primary_guild_id)
-        || channel.kind != VOICE_CHANNEL_TYPE
-    {
-        return Err(HubError::Forbidden(
-            "not a voice channel of this guild".into(),
-        ));
-    }
+    voice_room(&state, channel_id).await?;
     state
         .rooms
         .delete_channel(
@@ -398,6 +391,23 @@ pub(crate) async fn end_room(
         .await?;
     tracing::info!(channel = %channel_id, user = %user.subject, "room ended");
     Ok(Json(OkBody { ok: true }))
+}
+
+/// The channel, when it is a voice channel of the primary guild: 404 when Discord
+/// does not know it, 403 when it is anything else.
+pub(crate) async fn voice_room(
+    state: &SharedState,
+    channel_id: Snowflake,
+) -> Result<ChannelInfo, HubError> {
+    let channel = state.rooms.get_channel(channel_id).await?;
+    if channel.guild_id != Some(state.settings.primary_guild_id)
+        || channel.kind != VOICE_CHANNEL_TYPE
+    {
+        return Err(HubError::Forbidden(
+            "not a voice channel of this guild".into(),
+        ));
+    }
+    Ok(channel)
 }
 
 /// An in-memory [`RoomsBackend`] for tests and demos without Discord.

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::routing::{delete, get, post};
-use coven_contract::signature::Verifier;
+use coven_contract::signature::{Signer, Verifier};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 
 use coven_discord::{DiscordOAuthClient, DiscordRestClient};
 
+use crate::bot::WorkerCommands;
 use crate::broker::{Broker, BrokerLimits, InProcessBroker};
 use crate::issuer::HubIssuer;
 use crate::jwt::{JwksKeySource, JwtVerifier, KeySource};
@@ -34,7 +35,7 @@ use crate::rate_limit::RateLimiter;
 use crate::rooms::{CreatedRoom, RoomsBackend};
 use crate::settings::HubSettings;
 use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
-use crate::{health, idempotency, ingest, lobby, login, metrics, rooms, snapshot, socket};
+use crate::{bot, health, idempotency, ingest, lobby, login, metrics, rooms, snapshot, socket};
 
 /// Member profiles cached for the room snapshot.
 const PROFILE_CAPACITY: usize = 10_000;
@@ -70,6 +71,7 @@ pub(crate) struct AppState {
     pub(crate) flows: Flows,
     pub(crate) profiles: Profiles,
     pub(crate) voice_view: Arc<dyn VoiceViewSource>,
+    pub(crate) worker_commands: Option<WorkerCommands>,
     pub(crate) room_idempotency: idempotency::IdempotencyStore<(String, String), CreatedRoom>,
     pub(crate) rate_limiter: RateLimiter,
     pub(crate) metrics: PrometheusHandle,
@@ -240,6 +242,13 @@ impl HubBuilder {
             ),
             profiles: Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE),
             voice_view,
+            worker_commands: match (&settings.worker_endpoint, settings.hub_secrets.first()) {
+                (Some(endpoint), Some(secret)) => Some(WorkerCommands::new(
+                    endpoint.clone(),
+                    Signer::new(secret.clone()),
+                )),
+                _ => None,
+            },
             room_idempotency: idempotency::IdempotencyStore::new(
                 settings.idempotency_capacity,
                 settings.idempotency_max_age,
@@ -382,6 +391,11 @@ impl Hub {
                 post(rooms::create_room).layer(DefaultBodyLimit::max(CREATE_BODY_MAX_BYTES)),
             )
             .route("/api/end-room/{channel_id}", delete(rooms::end_room))
+            .route(
+                "/api/rooms/{channel_id}/bot",
+                post(bot::join).delete(bot::leave),
+            )
+            .route("/api/rooms/{channel_id}/cue", post(bot::cue))
             .route("/api/rooms", get(snapshot::rooms))
             .route("/.well-known/jwks.json", get(login::jwks))
             .route("/auth/login", get(login::login))

@@ -24,6 +24,7 @@ use crate::health::{GatewayState, Status};
 use crate::metrics;
 use crate::outbox::{Outbox, StoredSession};
 use crate::tracker::{VoiceTracker, VoiceView};
+use crate::voice::BotVoice;
 
 /// The intents the worker needs (SPEC §8).
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_VOICE_STATES);
@@ -53,6 +54,7 @@ pub async fn run(
     settings: GatewaySettings,
     outbox: Outbox,
     status: Arc<Status>,
+    voice: BotVoice,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
     let (stored_session, stored_view) = outbox.load()?;
@@ -100,7 +102,13 @@ pub async fn run(
                             metrics::reconnected();
                         }
                     }
-                    Event::Ready(_) => {
+                    Event::Ready(ready) => {
+                        voice.ready(
+                            settings.guild_id,
+                            Snowflake::from(ready.user.id.into_nonzero()),
+                            shard.sender(),
+                            &outbox,
+                        );
                         metrics::identified();
                         status.session_started();
                         tracing::info!("identified: new gateway session");
@@ -117,6 +125,8 @@ pub async fn run(
                         tracing::warn!(resumable, "gateway invalidated the session");
                     }
                     Event::GatewayReconnect => tracing::info!("gateway asked us to reconnect"),
+                    Event::VoiceStateUpdate(update) => voice.voice_state(&update.0),
+                    Event::VoiceServerUpdate(update) => voice.voice_server(update),
                     Event::GatewayHeartbeatAck => {
                         if let Some(latency) = shard.latency().recent().first() {
                             metrics::gateway_latency(*latency);

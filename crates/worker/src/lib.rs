@@ -6,12 +6,14 @@
 //! → [`outbox`] (durable queue, committed with the session) → [`delivery`]
 //! (signed webhooks to the hub). [`health`] and [`metrics`] let operators watch it.
 
+pub mod commands;
 pub mod delivery;
 pub mod gateway;
 pub mod health;
 pub mod metrics;
 pub mod outbox;
 pub mod tracker;
+pub mod voice;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -118,12 +120,17 @@ pub async fn run(
     let status = Arc::new(health::Status::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let voice = voice::BotVoice::default();
     let router = health::router(
         status.clone(),
         outbox.clone(),
         metrics::prometheus(),
         Verifier::new(settings.hub_secrets.clone()),
-    );
+    )
+    .merge(commands::router(
+        Verifier::new(settings.hub_secrets.clone()),
+        voice.clone(),
+    ));
     let mut health_stop = stop_rx.clone();
     let health_server = tokio::spawn(async move {
         axum::serve(health, router)
@@ -151,7 +158,7 @@ pub async fn run(
         shutdown.await;
         let _ = stop_on_signal.send(true);
     });
-    let gateway = gateway::run(settings.gateway, outbox, status, stop_rx);
+    let gateway = gateway::run(settings.gateway, outbox, status, voice, stop_rx);
     tokio::pin!(gateway);
     let mut delivery = Some(delivery);
     let result = tokio::select! {

@@ -1,0 +1,199 @@
+//! The bot's voice command path through a real `coven worker` process: signed
+//! commands on the health port make the bot join a room of the simulator's voice
+//! server, a simulated user's speech becomes `voice.speaking` events at the hub,
+//! a cue is heard (decrypted) by a simulated listener, and bad commands are refused.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::{Event, Secret};
+use support::{FakeHub, KillOnDrop, SECRET, WAIT, simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coven");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Posts a command signed with `secret`; returns the status (0 when the worker is
+/// not listening yet) and the JSON body.
+async fn command(
+    port: u16,
+    path: &str,
+    body: &serde_json::Value,
+    secret: &str,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let signed = Signer::new(Secret::new(secret)).sign(now, &body);
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/commands/{path}"))
+        .header(TIMESTAMP_HEADER, signed.timestamp)
+        .header(SIGNATURE_HEADER, signed.signature)
+        .body(body)
+        .send()
+        .await;
+    let Ok(response) = response else {
+        return (0, serde_json::Value::Null);
+    };
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn speaking(events: &[Event], user: u64) -> Vec<bool> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::VoiceSpeaking(p) if p.user_id.get() == user => Some(p.speaking),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `coven worker` against the simulator, trusting the voice server's test CA.
+fn spawn_worker(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    state: &std::path::Path,
+    port: u16,
+) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(BIN)
+            .arg("worker")
+            .env_clear()
+            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+            .env("HUB_SECRET", SECRET)
+            .env("DISCORD_BOT_TOKEN", sim.bot_token())
+            .env("HUB_ENDPOINT", hub.endpoint().as_str())
+            .env("HEALTH_CHECK_PORT", port.to_string())
+            .env("STATE_DIR", state)
+            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+            // The simulator's voice server speaks TLS with a test CA.
+            .env("SSL_CERT_FILE", coven_sim::voice::test_ca_path())
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _worker = spawn_worker(&sim, &hub, state.path(), port);
+    let seed = sim.handle().seed();
+    let (room, other_room, alice) = (
+        seed.voice_channel_ids[0],
+        seed.voice_channel_ids[1],
+        seed.member_user_ids[0],
+    );
+    let join = serde_json::json!({"channelId": room.to_string()});
+
+    // Until the session is READY the bot has no voice client: 503, then 200.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = command(port, "join", &join, SECRET).await;
+        if status == 200 {
+            assert_eq!(body, serde_json::json!({"ok": true}));
+            break;
+        }
+        assert!(
+            status == 503 || status == 0,
+            "join answered {status}: {body}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Alice (in the room since the seed) speaks: true then false reach the hub.
+    assert!(
+        sim.handle()
+            .voice_user_speak(alice, Duration::from_millis(300))
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while speaking(&hub.events(), alice) != [true, false] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "speaking events: {:?}",
+            speaking(&hub.events(), alice)
+        );
+        hub.wait_for_events(hub.events().len() + 1).await;
+    }
+
+    // A cue is heard by Alice (decrypted by the simulated listener).
+    let cue = serde_json::json!({"channelId": room.to_string(), "cue": "turn_chime"});
+    assert_eq!(command(port, "cue", &cue, SECRET).await.0, 200);
+    sim.handle()
+        .voice_wait_for(
+            |s| s.received.get(&alice).is_some_and(|r| r.audio_frames > 0),
+            WAIT,
+        )
+        .await
+        .expect("alice heard the cue");
+
+    // Refusals: unsigned, wrong secret, unknown cue, a room the bot is not in.
+    let unsigned = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/commands/join"))
+        .json(&join)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 403);
+    assert_eq!(command(port, "join", &join, "not-the-secret").await.0, 403);
+    let (status, body) = command(
+        port,
+        "cue",
+        &serde_json::json!({"channelId": room.to_string(), "cue": "airhorn"}),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("turn_chime"),
+        "{body}"
+    );
+    let (status, body) = command(
+        port,
+        "leave",
+        &serde_json::json!({"channelId": other_room.to_string()}),
+        SECRET,
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("VALIDATION_FAILED")),
+        "{body}"
+    );
+    let (status, _) = command(
+        port,
+        "join",
+        &serde_json::json!({"channelId": "not-a-snowflake"}),
+        SECRET,
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Leaving frees the connection.
+    assert_eq!(command(port, "leave", &join, SECRET).await.0, 200);
+    assert_eq!(command(port, "cue", &cue, SECRET).await.0, 409);
+}

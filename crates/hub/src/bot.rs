@@ -1,0 +1,176 @@
+//! The bot's voice commands (SPEC §7): `POST`/`DELETE /api/rooms/{id}/bot` make the
+//! bot join or leave a room's voice channel, `POST /api/rooms/{id}/cue` plays a
+//! short audio cue there.
+//!
+//! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
+//! that the channel is a room of the guild, and forwards the command to the
+//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (SPEC §5). The
+//! worker's answer (`{"ok":true}` or `{"message","code"}`) is passed back.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::{ApiError, Snowflake};
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::HubError;
+use crate::rooms::{bearer, field_error, rate_limit, voice_room};
+use crate::state::SharedState;
+
+/// Longest accepted cue name.
+const CUE_NAME_MAX_LEN: usize = 32;
+/// Largest accepted cue request body.
+const CUE_BODY_MAX_BYTES: usize = 1024;
+
+/// Signed requests to the worker's command endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerCommands {
+    client: reqwest::Client,
+    base: Url,
+    signer: Signer,
+}
+
+impl WorkerCommands {
+    pub(crate) fn new(base: Url, signer: Signer) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("a TLS backend is compiled in");
+        Self {
+            client,
+            base,
+            signer,
+        }
+    }
+
+    /// Posts `body` to `{base}/commands/{command}` and relays the answer.
+    async fn send(&self, command: &str, body: serde_json::Value) -> Result<Response, HubError> {
+        let url = self
+            .base
+            .join(&format!("commands/{command}"))
+            .map_err(|e| HubError::Internal(format!("worker command URL: {e}")))?;
+        let body = serde_json::to_vec(&body).expect("JSON values serialise");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let signed = self.signer.sign(now, &body);
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(TIMESTAMP_HEADER, signed.timestamp)
+            .header(SIGNATURE_HEADER, signed.signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, command, "worker command failed");
+                HubError::Unavailable("the bot's voice service is not reachable".into())
+            })?;
+        let status =
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let text = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok((status, Json(serde_json::json!({"ok": true}))).into_response());
+        }
+        // Relay only a well-formed error body of ours; anything else is generic.
+        match serde_json::from_slice::<ApiError>(&text) {
+            Ok(error) => Ok((status, Json(error)).into_response()),
+            Err(_) => Err(HubError::Upstream(format!("worker answered {status}"))),
+        }
+    }
+}
+
+/// The configured worker, or 503.
+fn worker(state: &SharedState) -> Result<&WorkerCommands, HubError> {
+    state.worker_commands.as_ref().ok_or_else(|| {
+        HubError::Unavailable("bot voice commands are not configured (WORKER_ENDPOINT)".into())
+    })
+}
+
+/// Auth, rate limit, and the room check shared by every command.
+async fn room_command(
+    state: &SharedState,
+    headers: &HeaderMap,
+    channel_id: &str,
+) -> Result<Snowflake, HubError> {
+    let user = bearer(state, headers).await?;
+    let channel_id: Snowflake = channel_id
+        .parse()
+        .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
+    rate_limit(state, &user)?;
+    worker(state)?;
+    voice_room(state, channel_id).await?;
+    tracing::info!(channel = %channel_id, user = %user.subject, "bot voice command");
+    Ok(channel_id)
+}
+
+/// `POST /api/rooms/{channelId}/bot`: the bot joins the room.
+pub(crate) async fn join(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(channel_id): Path<String>,
+) -> Result<Response, HubError> {
+    let channel_id = room_command(&state, &headers, &channel_id).await?;
+    worker(&state)?
+        .send("join", serde_json::json!({"channelId": channel_id}))
+        .await
+}
+
+/// `DELETE /api/rooms/{channelId}/bot`: the bot leaves the room.
+pub(crate) async fn leave(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(channel_id): Path<String>,
+) -> Result<Response, HubError> {
+    let channel_id = room_command(&state, &headers, &channel_id).await?;
+    worker(&state)?
+        .send("leave", serde_json::json!({"channelId": channel_id}))
+        .await
+}
+
+#[derive(Deserialize)]
+struct CueRequest {
+    cue: String,
+}
+
+/// `POST /api/rooms/{channelId}/cue` with `{"cue": "<name>"}`.
+pub(crate) async fn cue(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    Path(channel_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, HubError> {
+    if body.len() > CUE_BODY_MAX_BYTES {
+        return Err(HubError::PayloadTooLarge {
+            limit: CUE_BODY_MAX_BYTES,
+        });
+    }
+    let request: CueRequest = serde_json::from_slice(&body)
+        .map_err(|_| field_error("body must be {\"cue\": \"<name>\"}", "cue"))?;
+    let valid = !request.cue.is_empty()
+        && request.cue.len() <= CUE_NAME_MAX_LEN
+        && request
+            .cue
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(field_error(
+            "cue must be 1-32 characters of a-z, 0-9, _ and -",
+            "cue",
+        ));
+    }
+    let channel_id = room_command(&state, &headers, &channel_id).await?;
+    worker(&state)?
+        .send(
+            "cue",
+            serde_json::json!({"channelId": channel_id, "cue": request.cue}),
+        )
+        .await
+}

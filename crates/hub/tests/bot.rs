@@ -1,0 +1,236 @@
+//! SPEC §7 bot voice commands from the outside: `POST`/`DELETE /api/rooms/{id}/bot`
+//! and `POST /api/rooms/{id}/cue` check the caller and the room, then reach the
+//! worker as requests signed like the webhook; the worker's answer is relayed.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use common::*;
+use coven_contract::Secret;
+use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_hub::{ChannelInfo, VOICE_CHANNEL_TYPE};
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+const ROOM: u64 = 41;
+const TEXT: u64 = 42;
+
+/// A stand-in for the worker's command endpoint: verifies signatures, records
+/// commands, refuses `leave` of a room the bot is not in.
+#[derive(Clone, Default)]
+struct FakeWorker {
+    commands: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+async fn fake_command(
+    State(worker): State<FakeWorker>,
+    Path(command): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let accepted = Verifier::new(vec![Secret::new(SECRET)]);
+    let Ok(verified) = accepted.verify(
+        header(TIMESTAMP_HEADER),
+        header(SIGNATURE_HEADER),
+        &body,
+        now_secs(),
+    ) else {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": "forbidden"})),
+        );
+    };
+    let value: Value = serde_json::from_slice(verified.body()).unwrap();
+    worker
+        .commands
+        .lock()
+        .unwrap()
+        .push((command.clone(), value));
+    if command == "leave" {
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(
+                json!({"message": "the bot is not in room 41", "code": "VALIDATION_FAILED"}),
+            ),
+        );
+    }
+    (StatusCode::OK, axum::Json(json!({"ok": true})))
+}
+
+async fn fake_worker() -> (FakeWorker, url::Url) {
+    let worker = FakeWorker::default();
+    let app = Router::new()
+        .route("/commands/{command}", post(fake_command))
+        .with_state(worker.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (worker, url)
+}
+
+fn bearer() -> String {
+    format!("Bearer {}", token(Algorithm::RS256, "rsa-1", &claims()))
+}
+
+async fn call(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = hub.http.request(method, hub.url(path));
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn add_channels(rooms: &coven_hub::MemoryRooms) {
+    for (channel, kind) in [(ROOM, VOICE_CHANNEL_TYPE), (TEXT, 0)] {
+        rooms.insert(ChannelInfo {
+            id: id(channel),
+            guild_id: Some(id(GUILD)),
+            kind,
+            name: format!("channel {channel}"),
+            parent_id: None,
+            user_limit: None,
+        });
+    }
+}
+
+#[tokio::test]
+async fn commands_are_checked_then_forwarded_signed() {
+    let (worker, url) = fake_worker().await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoint = Some(url)).await;
+    add_channels(&rooms);
+    let auth = bearer();
+    let post_ = reqwest::Method::POST;
+
+    let (status, body) = call(
+        &hub,
+        post_.clone(),
+        &format!("/api/rooms/{ROOM}/bot"),
+        Some(&auth),
+        None,
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"ok": true})));
+    let (status, _) = call(
+        &hub,
+        post_.clone(),
+        &format!("/api/rooms/{ROOM}/cue"),
+        Some(&auth),
+        Some(json!({"cue": "turn_chime"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The worker's refusal is relayed with its status and message.
+    let (status, body) = call(
+        &hub,
+        reqwest::Method::DELETE,
+        &format!("/api/rooms/{ROOM}/bot"),
+        Some(&auth),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["message"], "the bot is not in room 41");
+
+    let commands = worker.commands.lock().unwrap().clone();
+    assert_eq!(
+        commands,
+        [
+            ("join".to_owned(), json!({"channelId": ROOM.to_string()})),
+            (
+                "cue".to_owned(),
+                json!({"channelId": ROOM.to_string(), "cue": "turn_chime"})
+            ),
+            ("leave".to_owned(), json!({"channelId": ROOM.to_string()})),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_commands_never_reach_the_worker() {
+    let (worker, url) = fake_worker().await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoint = Some(url)).await;
+    add_channels(&rooms);
+    let auth = bearer();
+    let post_ = reqwest::Method::POST;
+    let cases = [
+        (format!("/api/rooms/{ROOM}/bot"), None, None, 401),
+        (
+            "/api/rooms/not-a-snowflake/bot".to_owned(),
+            Some(auth.as_str()),
+            None,
+            400,
+        ),
+        (
+            format!("/api/rooms/{TEXT}/bot"),
+            Some(auth.as_str()),
+            None,
+            403,
+        ),
+        (
+            "/api/rooms/999/bot".to_owned(),
+            Some(auth.as_str()),
+            None,
+            404,
+        ),
+        (
+            format!("/api/rooms/{ROOM}/cue"),
+            Some(auth.as_str()),
+            Some(json!({"cue": "Air Horn!"})),
+            400,
+        ),
+        (
+            format!("/api/rooms/{ROOM}/cue"),
+            Some(auth.as_str()),
+            Some(json!({"sound": "x"})),
+            400,
+        ),
+    ];
+    for (path, auth, body, expected) in cases {
+        let (status, answer) = call(&hub, post_.clone(), &path, auth, body).await;
+        assert_eq!(status, expected, "{path}: {answer}");
+        assert!(answer["code"].is_string(), "{path}: {answer}");
+    }
+    assert!(worker.commands.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_worker_endpoint_commands_are_unavailable() {
+    let (hub, rooms) = TestHub::start().await;
+    add_channels(&rooms);
+    let (status, body) = call(
+        &hub,
+        reqwest::Method::POST,
+        &format!("/api/rooms/{ROOM}/bot"),
+        Some(&bearer()),
+        None,
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("WORKER_ENDPOINT"),
+        "{body}"
+    );
+}

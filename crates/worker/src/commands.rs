@@ -1,0 +1,196 @@
+//! Signed commands from the hub: the bot joins or leaves a room, or plays a cue.
+//!
+//! `POST /commands/join`, `/commands/leave` and `/commands/cue` on the health port,
+//! with a JSON body `{"channelId": "…", "cue"?: "…"}` signed exactly like the
+//! webhook (SPEC §5, any `HUB_SECRET`). The hub has already checked the caller and
+//! that the channel is a room; the worker checks the signature, the body and the
+//! bot's own state, and answers `{"ok":true}` or `{"message","code"}`.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_contract::{ApiError, ErrorCode, OkBody, Snowflake};
+use coven_discord::{Cue, DiscordRtcClient, RtcError, RtcStatus};
+use serde::Deserialize;
+
+use crate::voice::BotVoice;
+
+/// Largest accepted command body.
+const COMMAND_BODY_MAX_BYTES: usize = 4 * 1024;
+
+#[derive(Clone)]
+struct CommandState {
+    verifier: Arc<Verifier>,
+    voice: BotVoice,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Command {
+    channel_id: Snowflake,
+    #[serde(default)]
+    cue: Option<String>,
+}
+
+/// The command routes, to merge into the health port's router.
+pub fn router(verifier: Verifier, voice: BotVoice) -> Router {
+    Router::new()
+        .route("/commands/join", post(join))
+        .route("/commands/leave", post(leave))
+        .route("/commands/cue", post(cue))
+        .with_state(CommandState {
+            verifier: Arc::new(verifier),
+            voice,
+        })
+}
+
+/// A refusal: status, code and a message safe to show in a browser.
+struct Refusal(StatusCode, ErrorCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            message: self.2,
+            code: self.1,
+            details: None,
+        };
+        (self.0, Json(body)).into_response()
+    }
+}
+
+impl From<RtcError> for Refusal {
+    fn from(error: RtcError) -> Self {
+        let status = match error {
+            RtcError::NotConnected => StatusCode::CONFLICT,
+            RtcError::VideoUnsupported => StatusCode::BAD_REQUEST,
+            RtcError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let code = match error {
+            RtcError::NotConnected | RtcError::VideoUnsupported => ErrorCode::ValidationFailed,
+            _ => ErrorCode::InternalError,
+        };
+        Self(status, code, error.to_string())
+    }
+}
+
+/// Verifies the signature, then parses the body; returns the bot's voice client.
+fn accept(
+    state: &CommandState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(DiscordRtcClient, Command), Refusal> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if body.len() > COMMAND_BODY_MAX_BYTES {
+        return Err(Refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::ValidationFailed,
+            "command too large".into(),
+        ));
+    }
+    let verified = state
+        .verifier
+        .verify(
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            body,
+            now,
+        )
+        .map_err(|error| {
+            tracing::warn!(reason = error.reason(), "refused an unsigned voice command");
+            Refusal(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "forbidden".into(),
+            )
+        })?;
+    let command: Command = serde_json::from_slice(verified.body()).map_err(|_| {
+        Refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            "body must be {\"channelId\": \"<snowflake>\"}".into(),
+        )
+    })?;
+    let client = state.voice.client().cloned().ok_or_else(|| {
+        Refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError,
+            "the bot's gateway session is not ready yet".into(),
+        )
+    })?;
+    Ok((client, command))
+}
+
+/// The room the bot is in (or joining) now.
+fn current_room(client: &DiscordRtcClient) -> Option<Snowflake> {
+    match client.status() {
+        RtcStatus::Ready { channel_id, .. }
+        | RtcStatus::Connecting { channel_id }
+        | RtcStatus::Reconnecting { channel_id } => Some(channel_id),
+        RtcStatus::Disconnected | RtcStatus::Failed { .. } => None,
+    }
+}
+
+fn not_in(channel_id: Snowflake) -> Refusal {
+    Refusal(
+        StatusCode::CONFLICT,
+        ErrorCode::ValidationFailed,
+        format!("the bot is not in room {channel_id}"),
+    )
+}
+
+async fn join(
+    State(state): State<CommandState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<OkBody>, Refusal> {
+    let (client, command) = accept(&state, &headers, &body)?;
+    client.connect(command.channel_id).await?;
+    tracing::info!(channel = %command.channel_id, "the bot joined a room");
+    Ok(Json(OkBody { ok: true }))
+}
+
+async fn leave(
+    State(state): State<CommandState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<OkBody>, Refusal> {
+    let (client, command) = accept(&state, &headers, &body)?;
+    if current_room(&client) != Some(command.channel_id) {
+        return Err(not_in(command.channel_id));
+    }
+    client.disconnect().await?;
+    tracing::info!(channel = %command.channel_id, "the bot left a room");
+    Ok(Json(OkBody { ok: true }))
+}
+
+async fn cue(
+    State(state): State<CommandState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<OkBody>, Refusal> {
+    let (client, command) = accept(&state, &headers, &body)?;
+    let names: Vec<&str> = Cue::ALL.iter().map(|c| c.name()).collect();
+    let Some(cue) = command.cue.as_deref().and_then(Cue::from_name) else {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationFailed,
+            format!("cue must be one of {}", names.join(", ")),
+        ));
+    };
+    if current_room(&client) != Some(command.channel_id) {
+        return Err(not_in(command.channel_id));
+    }
+    client.play_cue(cue).await?;
+    Ok(Json(OkBody { ok: true }))
+}

@@ -43,20 +43,41 @@ impl VoiceGatewaySender for ShardVoiceSender {
     }
 }
 
-/// The bot's voice connection, created once the session knows the bot's user id.
+/// What building the voice client needs, known from READY on.
+struct Parts {
+    guild_id: Snowflake,
+    bot_user_id: Snowflake,
+    sender: MessageSender,
+    outbox: Outbox,
+}
+
+/// The bot's voice connection. The session provides its parts on READY; the
+/// client (and songbird's driver with it) is only built by the first voice
+/// command, so a worker whose bot never joins a room runs no audio machinery.
 #[derive(Clone, Default)]
 pub struct BotVoice {
+    parts: Arc<OnceLock<Parts>>,
     client: Arc<OnceLock<DiscordRtcClient>>,
 }
 
 impl BotVoice {
-    /// The voice client, once READY has been seen.
+    /// The voice client, built on first use once READY has been seen. Must be
+    /// called inside the Tokio runtime.
     pub fn client(&self) -> Option<&DiscordRtcClient> {
-        self.client.get()
+        let parts = self.parts.get()?;
+        Some(self.client.get_or_init(|| {
+            let gateway = Arc::new(ShardVoiceSender {
+                sender: parts.sender.clone(),
+                guild_id: parts.guild_id,
+            });
+            let client = DiscordRtcClient::new(parts.guild_id, parts.bot_user_id, gateway);
+            tokio::spawn(speaking_to_outbox(client.clone(), parts.outbox.clone()));
+            client
+        }))
     }
 
-    /// Called on READY: builds the client (once) and starts turning its speaking
-    /// updates into `voice.speaking` events.
+    /// Called on READY with what the client will need. The shard's message
+    /// channel survives reconnects, so the first READY's parts stay valid.
     pub fn ready(
         &self,
         guild_id: Snowflake,
@@ -64,13 +85,12 @@ impl BotVoice {
         sender: MessageSender,
         outbox: &Outbox,
     ) {
-        if self.client.get().is_some() {
-            return;
-        }
-        let gateway = Arc::new(ShardVoiceSender { sender, guild_id });
-        let client = DiscordRtcClient::new(guild_id, bot_user_id, gateway);
-        tokio::spawn(speaking_to_outbox(client.clone(), outbox.clone()));
-        let _ = self.client.set(client);
+        let _ = self.parts.set(Parts {
+            guild_id,
+            bot_user_id,
+            sender,
+            outbox: outbox.clone(),
+        });
     }
 
     /// Feeds a `VOICE_STATE_UPDATE` (the client keeps only the bot's own).

@@ -18,11 +18,70 @@ use tokio::sync::watch;
 use super::{fail, shutdown_signal};
 use crate::cli::DemoArgs;
 
+/// Set on the re-executed demo process: it already trusts the simulator's CA.
+const CHILD_MARKER: &str = "COVEN_DEMO_TRUSTS_SIM_CA";
+
 /// `coven demo`.
 pub async fn demo(args: &DemoArgs) -> ExitCode {
+    if std::env::var_os(CHILD_MARKER).is_none() {
+        return run_trusting_the_simulator(args).await;
+    }
     match start(args).await {
         Ok(demo) => demo.run_until_signal().await,
         Err(error) => fail(&error),
+    }
+}
+
+/// The simulator's voice server speaks TLS with a test CA, and the voice client
+/// (songbird, rustls) trusts what `SSL_CERT_FILE` names. The variable must be set
+/// before the process starts any thread, so the demo runs itself again with it —
+/// this process only forwards the shutdown signal and the exit status.
+async fn run_trusting_the_simulator(args: &DemoArgs) -> ExitCode {
+    let ca = std::env::temp_dir().join(format!("coven-demo-ca-{}.pem", std::process::id()));
+    if let Err(error) = std::fs::write(&ca, coven_sim::voice::test_ca_pem()) {
+        return fail(&format!(
+            "cannot write the simulator's test CA to {}: {error}",
+            ca.display()
+        ));
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return fail(&format!("cannot find the coven executable: {error}")),
+    };
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg("demo")
+        .arg("--port")
+        .arg(args.port.to_string())
+        .arg("--player-interval-ms")
+        .arg(args.player_interval_ms.to_string())
+        .env("SSL_CERT_FILE", &ca)
+        .env(CHILD_MARKER, "1")
+        .kill_on_drop(true);
+    if args.no_players {
+        command.arg("--no-players");
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => return fail(&format!("cannot start the demo: {error}")),
+    };
+    let status = tokio::select! {
+        status = child.wait() => status,
+        () = shutdown_signal() => {
+            if let Some(pid) = child.id() {
+                // Ask for the same graceful stop; kill_on_drop is the fallback.
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            child.wait().await
+        }
+    };
+    let _ = std::fs::remove_file(&ca);
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 

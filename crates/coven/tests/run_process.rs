@@ -8,17 +8,9 @@ use std::time::Duration;
 
 use coven_contract::Secret;
 use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
-use support::{KillOnDrop, SECRET, WAIT, simulator};
+use support::{KillOnDrop, SECRET, WAIT, free_port, simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `url` until `ready` accepts the JSON body.
 async fn wait_json(url: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {

@@ -11,17 +11,9 @@ use std::time::Duration;
 
 use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{Event, Secret};
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, simulator};
+use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Posts a command signed with `secret`; returns the status (0 when the worker is
 /// not listening yet) and the JSON body.

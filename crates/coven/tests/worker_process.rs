@@ -8,17 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use coven_contract::Event;
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, simulator};
+use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn worker_command(
     sim: &coven_sim::Simulator,

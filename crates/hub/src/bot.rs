@@ -117,10 +117,7 @@ pub(crate) async fn join(
     headers: HeaderMap,
     Path(channel_id): Path<String>,
 ) -> Result<Response, HubError> {
-    let channel_id = room_command(&state, &headers, &channel_id).await?;
-    worker(&state)?
-        .send("join", serde_json::json!({"channelId": channel_id}))
-        .await
+    presence(&state, &headers, &channel_id, "join").await
 }
 
 /// `DELETE /api/rooms/{channelId}/bot`: the bot leaves the room.
@@ -129,9 +126,19 @@ pub(crate) async fn leave(
     headers: HeaderMap,
     Path(channel_id): Path<String>,
 ) -> Result<Response, HubError> {
-    let channel_id = room_command(&state, &headers, &channel_id).await?;
-    worker(&state)?
-        .send("leave", serde_json::json!({"channelId": channel_id}))
+    presence(&state, &headers, &channel_id, "leave").await
+}
+
+/// Forwards `join` or `leave` for the room.
+async fn presence(
+    state: &SharedState,
+    headers: &HeaderMap,
+    channel_id: &str,
+    command: &str,
+) -> Result<Response, HubError> {
+    let channel_id = room_command(state, headers, channel_id).await?;
+    worker(state)?
+        .send(command, serde_json::json!({"channelId": channel_id}))
         .await
 }
 

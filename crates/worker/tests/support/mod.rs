@@ -252,6 +252,15 @@ impl RunningWorker {
     }
 }
 
+/// A TCP port that was free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Names and rooms of events, for compact assertions.
 pub fn summary(events: &[Event]) -> Vec<(&'static str, u64, u64)> {
     events

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use coven_discord::{Cue, RtcError, RtcStatus, SpeakingUpdate, TransportPreference};
-use rtc_support::{Bot, snowflake, start_bot};
+use rtc_support::{Bot, snowflake, start_bot, start_bot_with};
 
 /// Upper bound for any single wait.
 const STEP: Duration = Duration::from_secs(10);
@@ -61,6 +61,10 @@ fn main() -> ExitCode {
         ("connect_without_voice_server_update_times_out", || {
             Box::pin(connect_times_out())
         }),
+        (
+            "dave_group_forms_and_audio_is_end_to_end_encrypted_both_ways",
+            || Box::pin(dave_end_to_end()),
+        ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,7 +151,12 @@ async fn join_ready(transport: TransportPreference) {
         snap.sessions.values().copied().collect::<Vec<_>>(),
         vec![bot.seed.bot_user_id]
     );
-    let counters = bot.rtc.counters();
+    // The driver's connect event (which carries the SSRC) may trail `connect` returning.
+    let mut watch = bot.rtc.watch_counters();
+    let counters = *tokio::time::timeout(STEP, watch.wait_for(|c| c.ssrc != 0))
+        .await
+        .expect("SSRC known in time")
+        .expect("client alive");
     assert_eq!(counters.connects, 1);
     assert!(
         snap.sessions.contains_key(&counters.ssrc),
@@ -240,7 +249,13 @@ async fn cue_received(transport: TransportPreference) {
     // Every listener in the channel got it, in the negotiated mode, from the bot's SSRC.
     let to_bob = bot.h.voice_received(bob);
     assert!(to_bob.audio_frames >= 20);
-    assert_eq!(to_bob.ssrc, Some(bot.rtc.counters().ssrc));
+    let mut watch = bot.rtc.watch_counters();
+    let ssrc = tokio::time::timeout(STEP, watch.wait_for(|c| c.ssrc != 0))
+        .await
+        .expect("SSRC known in time")
+        .expect("client alive")
+        .ssrc;
+    assert_eq!(to_bob.ssrc, Some(ssrc));
     // A user elsewhere hears nothing.
     let carol = bot.seed.member_user_ids[2];
     assert_eq!(bot.h.voice_received(carol).audio_frames, 0);
@@ -358,4 +373,55 @@ async fn connect_times_out() {
         "{err}"
     );
     assert_eq!(bot.rtc.status(), RtcStatus::Disconnected);
+}
+
+async fn dave_end_to_end() {
+    let config = coven_sim::SimConfig {
+        voice_dave: true,
+        ..coven_sim::SimConfig::default()
+    };
+    let bot = start_bot_with(config, TransportPreference::Aes256Gcm, STEP).await;
+    let channel = bot.seed.voice_channel_ids[0];
+    bot.rtc.connect(snowflake(channel)).await.expect("connect");
+    let (alice, bob) = (bot.seed.member_user_ids[0], bot.seed.member_user_ids[1]);
+    // songbird sent its key package, committed the simulator's Add proposals for alice and
+    // bob, processed the announced commit and reported the transition ready.
+    let snap = bot
+        .h
+        .voice_wait_for(
+            |s| s.counters.dave_welcomed >= 2 && s.counters.dave_transitions_ready >= 1,
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("DAVE group formed: {:?}", bot.h.voice_snapshot().counters));
+    assert_eq!(snap.counters.dave_key_packages, 1);
+    assert_eq!(snap.counters.dave_commits, 1);
+    assert_eq!(snap.counters.dave_errors, 0);
+    // Bot → users: every audio frame of the cue decrypts with alice's own DAVE session.
+    bot.h.voice_reset_received(alice);
+    bot.rtc.play_cue(Cue::TurnChime).await.expect("cue");
+    let snap = bot
+        .h
+        .voice_wait_for(
+            |s| {
+                s.received
+                    .get(&alice)
+                    .is_some_and(|r| r.audio_frames >= 20 && r.silence_frames >= 5)
+            },
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("cue: {:?}", bot.h.voice_snapshot()));
+    let got = &snap.received[&alice];
+    assert_eq!(got.dave_frames, got.audio_frames, "{got:?}");
+    assert_eq!(got.dave_failures, 0, "{got:?}");
+    assert_eq!(bot.h.voice_received(bob).dave_failures, 0);
+    // Users → bot: bob's frames are DAVE-encrypted by the simulator; songbird drops a
+    // DAVE-marked frame it cannot decrypt, so frames counted here were decrypted by the bot.
+    let mut updates = bot.rtc.speaking_updates();
+    assert!(bot.h.voice_user_speak(bob, Duration::from_millis(300)));
+    assert!(next_update(&mut updates, bob).await.speaking);
+    assert!(!next_update(&mut updates, bob).await.speaking);
+    let heard = bot.rtc.received_audio()[&snowflake(bob)];
+    assert!(heard.frames >= 15, "{heard:?}");
 }

@@ -88,6 +88,9 @@ pub struct SimConfig {
     pub voice_endpoint: Option<String>,
     /// `heartbeat_interval` of the voice gateway's HELLO (Discord: 13.75 s).
     pub voice_heartbeat_interval: Duration,
+    /// Offer DAVE (protocol version 1) to voice clients that announce it, run the delivery
+    /// service and make simulated users members of the MLS group (Discord: required).
+    pub voice_dave: bool,
 }
 
 impl SimConfig {
@@ -101,6 +104,7 @@ impl SimConfig {
             channel_create_bucket: BucketConfig::new(5, Duration::from_secs(5)),
             default_bucket: BucketConfig::new(5, Duration::from_secs(1)),
             voice_heartbeat_interval: Duration::from_millis(13_750),
+            voice_dave: true,
             ..Self::default()
         }
     }
@@ -134,6 +138,7 @@ impl Default for SimConfig {
             oauth: OAuthAppConfig::default(),
             voice_endpoint: None,
             voice_heartbeat_interval: Duration::from_secs(5),
+            voice_dave: false,
         }
     }
 }

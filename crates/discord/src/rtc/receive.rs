@@ -9,7 +9,6 @@ use std::time::Instant;
 use async_trait::async_trait;
 use coven_contract::Snowflake;
 use songbird::events::{Event, EventContext, EventHandler};
-use songbird::packet::Packet as _;
 use tokio::sync::broadcast;
 
 /// Silent ticks (20 ms each) before a speaking user is reported as stopped.
@@ -35,8 +34,6 @@ pub struct ReceivedAudio {
     pub ssrc: u32,
     /// RTP packets (20 ms Opus frames) received and decrypted.
     pub frames: u64,
-    /// Opus payload bytes of those frames.
-    pub bytes: u64,
     /// When the last frame was played out.
     pub last_frame_at: Option<Instant>,
     /// Whether the user is speaking now.
@@ -166,16 +163,10 @@ impl Receiver {
         for (ssrc, data) in speaking {
             let track = st.by_ssrc.entry(*ssrc).or_default();
             track.stats.ssrc = *ssrc;
-            let Some(packet) = &data.packet else {
+            if data.packet.is_none() {
                 continue;
-            };
+            }
             track.stats.frames += 1;
-            let len = packet
-                .rtp()
-                .payload()
-                .len()
-                .saturating_sub(packet.payload_offset + packet.payload_end_pad);
-            track.stats.bytes += len as u64;
             track.stats.last_frame_at = Some(now);
             track.silent_ticks = 0;
             if !track.stats.speaking {

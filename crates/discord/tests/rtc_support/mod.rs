@@ -90,19 +90,26 @@ pub fn snowflake(id: u64) -> Snowflake {
 
 /// Starts everything and waits until the shard is READY.
 pub async fn start_bot(transport: TransportPreference, connect_timeout: Duration) -> Bot {
+    start_bot_with(SimConfig::default(), transport, connect_timeout).await
+}
+
+/// [`start_bot`] with a simulator configuration.
+pub async fn start_bot_with(
+    config: SimConfig,
+    transport: TransportPreference,
+    connect_timeout: Duration,
+) -> Bot {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = Simulator::start(SimConfig::default())
-        .await
-        .expect("simulator starts");
+    let sim = Simulator::start(config).await.expect("simulator starts");
     let h = sim.handle();
     let seed = h.seed();
-    let config = ConfigBuilder::new(
+    let shard_config = ConfigBuilder::new(
         sim.bot_token().to_owned(),
         Intents::GUILDS | Intents::GUILD_VOICE_STATES,
     )
     .proxy_url(sim.gateway_url())
     .build();
-    let mut shard = Shard::with_config(ShardId::ONE, config);
+    let mut shard = Shard::with_config(ShardId::ONE, shard_config);
     let gateway = Arc::new(ShardVoice {
         sender: shard.sender(),
         guild_id: seed.guild_id,

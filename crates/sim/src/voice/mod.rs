@@ -6,6 +6,7 @@
 //! `docs/simulator.md`, "Voice").
 
 pub mod crypto;
+mod dave;
 mod events;
 mod handle;
 mod signalling;
@@ -40,6 +41,8 @@ pub(crate) enum ConnCmd {
     Close(u16),
     /// Drop the TCP connection without a close frame.
     Drop,
+    /// Send this binary message (DAVE opcodes).
+    Binary(Vec<u8>),
 }
 
 /// A `VOICE_SERVER_UPDATE` token handed to a gateway session.
@@ -63,6 +66,8 @@ pub(crate) struct VoiceSession {
     pub out_nonce: u32,
     /// Other users this client has been told about (op 11 / op 13).
     pub known_users: HashSet<u64>,
+    /// DAVE protocol version agreed in `SESSION_DESCRIPTION` (0: none).
+    pub dave_version: u16,
 }
 
 impl VoiceSession {
@@ -87,6 +92,8 @@ pub(crate) struct VoiceCore {
     pub speakers: HashMap<u64, Speaker>,
     pub next_ssrc: u32,
     pub next_conn: u64,
+    /// Simulated users' DAVE sessions (members of the bot's MLS group once welcomed).
+    pub dave_users: HashMap<u64, davey::DaveSession>,
 }
 
 impl VoiceCore {
@@ -104,6 +111,8 @@ pub(crate) struct VoiceServer {
     pub udp: Arc<UdpSocket>,
     pub udp_addr: SocketAddr,
     pub heartbeat_interval: Duration,
+    /// DAVE delivery service (`None` when `voice_dave` is off).
+    pub dave: Option<dave::DeliveryService>,
     core: Mutex<VoiceCore>,
     pub snapshot: watch::Sender<VoiceSnapshot>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -178,6 +187,11 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServ
         udp_addr: udp.local_addr()?,
         udp,
         heartbeat_interval: shared.config.voice_heartbeat_interval,
+        dave: if shared.config.voice_dave {
+            Some(dave::DeliveryService::new().map_err(std::io::Error::other)?)
+        } else {
+            None
+        },
         core: Mutex::new(VoiceCore {
             next_ssrc: 1000,
             ..VoiceCore::default()

@@ -59,6 +59,8 @@ struct Conn {
     id: u64,
     tx: mpsc::UnboundedSender<ConnCmd>,
     ssrc: Option<u32>,
+    /// `max_dave_protocol_version` from IDENTIFY.
+    dave_max: u16,
 }
 
 /// Serves one voice gateway connection until it closes.
@@ -106,6 +108,7 @@ pub(crate) async fn serve(
         id,
         tx,
         ssrc: None,
+        dave_max: 0,
     };
     #[allow(clippy::cast_possible_truncation)]
     let interval = server.heartbeat_interval.as_millis() as u64;
@@ -115,13 +118,17 @@ pub(crate) async fn serve(
         let step = tokio::select! {
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()),
-                // DAVE's binary opcodes (not offered here) and anything else binary: ignored.
-                Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Continue,
+                Some(Ok(Message::Binary(b))) => conn.on_binary(&b),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Step::Continue,
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
             cmd = rx.recv() => match cmd {
                 Some(ConnCmd::Send(v)) => {
                     result = ws.send(Message::text(v.to_string())).await;
+                    Step::Continue
+                }
+                Some(ConnCmd::Binary(b)) => {
+                    result = ws.send(Message::binary(b)).await;
                     Step::Continue
                 }
                 Some(ConnCmd::Close(code)) => Step::Close(code),
@@ -181,7 +188,15 @@ impl Conn {
             }
             // DAVE client opcodes (23 transition ready, 31 invalid commit/welcome) and the
             // client flags/platform ops: accepted, nothing to do without DAVE.
-            12 | 15 | 16 | 18 | 20 | 23 | 31 => Step::Continue,
+            // DAVE transition ready (23): execute it (22).
+            23 => {
+                let id = d.get("transition_id").and_then(Value::as_u64).unwrap_or(0);
+                self.send(json!({"op": 22, "d": {"transition_id": id}}));
+                self.server
+                    .observe(|s| s.counters.dave_transitions_ready += 1);
+                Step::Continue
+            }
+            12 | 15 | 16 | 18 | 20 | 31 => Step::Continue,
             _ => Step::Close(close::UNKNOWN_OPCODE),
         }
     }
@@ -215,6 +230,11 @@ impl Conn {
         if !valid {
             return Step::Close(close::AUTHENTICATION_FAILED);
         }
+        self.dave_max = d
+            .get("max_dave_protocol_version")
+            .and_then(Value::as_u64)
+            .and_then(|v| u16::try_from(v).ok())
+            .unwrap_or(0);
         // A client identifies anew after a server move: its older sessions are gone.
         core.sessions.retain(|_, s| s.user_id != user_id);
         let ssrc = core.alloc_ssrc();
@@ -233,6 +253,7 @@ impl Conn {
                 conn: Some((self.id, self.tx.clone())),
                 out_nonce: 0,
                 known_users: std::collections::HashSet::new(),
+                dave_version: 0,
             },
         );
         drop(core);
@@ -266,6 +287,13 @@ impl Conn {
             return Step::Close(close::SESSION_INVALID);
         };
         session.mode = Some(mode);
+        let dave_version =
+            if self.server.dave.is_some() && self.dave_max >= super::dave::DAVE_VERSION {
+                super::dave::DAVE_VERSION
+            } else {
+                0
+            };
+        session.dave_version = dave_version;
         let key = session.key;
         let user_id = session.user_id;
         drop(core);
@@ -275,9 +303,12 @@ impl Conn {
             "audio_codec": "opus",
             "video_codec": "H264",
             "media_session_id": crate::gateway_random_hex(32),
-            // DAVE is not offered (see docs/simulator.md).
-            "dave_protocol_version": 0,
+            // DAVE only when configured and announced by the client (docs/simulator.md).
+            "dave_protocol_version": dave_version,
         }}));
+        if let (true, Some(ds)) = (dave_version > 0, &self.server.dave) {
+            let _ = self.tx.send(ConnCmd::Binary(ds.external_sender_message()));
+        }
         self.server.observe(|s| {
             s.counters.sessions_described += 1;
             s.counters.last_mode = Some(mode);
@@ -292,6 +323,88 @@ impl Conn {
                 let ids: Vec<String> = others.iter().map(u64::to_string).collect();
                 self.send(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": ids}}));
             }
+        }
+        Step::Continue
+    }
+
+    /// DAVE binary opcodes from the client: 26 key package, 28 commit + welcome.
+    fn on_binary(&mut self, data: &[u8]) -> Step {
+        let (Some(ssrc), Some(ds), Some((&opcode, payload))) =
+            (self.ssrc, &self.server.dave, data.split_first())
+        else {
+            return Step::Continue;
+        };
+        let Some(user_id) = self.server.core().sessions.get(&ssrc).map(|s| s.user_id) else {
+            return Step::Continue;
+        };
+        let Some(channel) = channel_of(&self.shared, user_id) else {
+            return Step::Continue;
+        };
+        let listeners = users_in(&self.shared, channel, user_id);
+        match opcode {
+            super::dave::op::KEY_PACKAGE => {
+                self.server.observe(|s| s.counters.dave_key_packages += 1);
+                // The simulated users in the channel each make a DAVE session and key
+                // package; the delivery service proposes adding them to this client's group.
+                let mut kps = Vec::new();
+                let mut sessions = Vec::new();
+                for user in listeners {
+                    match ds.new_user_session(user, channel) {
+                        Ok((session, kp)) => {
+                            kps.push(kp);
+                            sessions.push((user, session));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "simulated user's DAVE session"),
+                    }
+                }
+                if kps.is_empty() {
+                    return Step::Continue;
+                }
+                match ds.add_proposals_message(channel, &kps) {
+                    Ok(m) => {
+                        self.server.core().dave_users.extend(sessions);
+                        let _ = self.tx.send(ConnCmd::Binary(m));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DAVE proposals");
+                        self.server.observe(|s| s.counters.dave_errors += 1);
+                    }
+                }
+            }
+            super::dave::op::COMMIT_WELCOME => {
+                let Ok((commit, welcome)) = super::dave::split_commit_welcome(payload) else {
+                    self.server.observe(|s| s.counters.dave_errors += 1);
+                    return Step::Continue;
+                };
+                let _ = self
+                    .tx
+                    .send(ConnCmd::Binary(super::dave::transition_message(
+                        super::dave::op::ANNOUNCE_COMMIT,
+                        super::dave::TRANSITION_ID,
+                        &commit,
+                    )));
+                let (mut welcomed, mut errors) = (0, 0);
+                if let Some(welcome) = welcome {
+                    let mut core = self.server.core();
+                    for user in listeners {
+                        if let Some(session) = core.dave_users.get_mut(&user) {
+                            match session.process_welcome(&welcome) {
+                                Ok(()) => welcomed += 1,
+                                Err(e) => {
+                                    tracing::warn!(error = ?e, user, "simulated user's DAVE welcome");
+                                    errors += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                self.server.observe(|s| {
+                    s.counters.dave_commits += 1;
+                    s.counters.dave_welcomed += welcomed;
+                    s.counters.dave_errors += errors;
+                });
+            }
+            _ => {}
         }
         Step::Continue
     }

@@ -64,6 +64,17 @@ async fn send_frame(
         sp.sequence = sp.sequence.wrapping_add(1);
         sp.timestamp = sp.timestamp.wrapping_add(FRAME_SAMPLES);
         let header = rtp_header(sp.sequence, sp.timestamp, sp.ssrc);
+        // In a DAVE group the user's frames are end-to-end encrypted first.
+        let e2ee = core
+            .dave_users
+            .get_mut(&user)
+            .filter(|s| s.is_ready())
+            .and_then(|s| {
+                s.encrypt_opus(payload)
+                    .ok()
+                    .map(std::borrow::Cow::into_owned)
+            });
+        let payload = e2ee.as_deref().unwrap_or(payload);
         for s in core.sessions.values_mut() {
             if !members.contains(&s.user_id) {
                 continue;

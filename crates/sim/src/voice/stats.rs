@@ -42,6 +42,16 @@ pub struct VoiceCounters {
     pub server_closes: u64,
     /// Voice server moves (new `VOICE_SERVER_UPDATE`).
     pub server_moves: u64,
+    /// DAVE key packages received from clients (op 26).
+    pub dave_key_packages: u64,
+    /// DAVE commits received (op 28) and announced (op 29).
+    pub dave_commits: u64,
+    /// DAVE transitions a client reported ready (op 23; answered with op 22 execute).
+    pub dave_transitions_ready: u64,
+    /// Simulated users welcomed into a client's MLS group.
+    pub dave_welcomed: u64,
+    /// DAVE protocol errors (bad key package, commit or welcome).
+    pub dave_errors: u64,
     /// The mode chosen by the last `SELECT_PROTOCOL`.
     pub last_mode: Option<TransportMode>,
     /// The voice gateway version (`?v=`) of the last connection.
@@ -69,6 +79,12 @@ pub struct VoiceReceived {
     pub max_gap_micros: u64,
     /// The transport mode the frames arrived in.
     pub mode: Option<TransportMode>,
+    /// Audio frames that were DAVE-encrypted and that this listener's own DAVE session
+    /// decrypted (end to end).
+    pub dave_frames: u64,
+    /// Audio frames this listener's DAVE session could not decrypt (or that arrived in clear
+    /// while it was in a DAVE group).
+    pub dave_failures: u64,
 }
 
 /// Everything observable at once, published on every change.

@@ -80,6 +80,26 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
         .map(|c| users_in(shared, c, sender))
         .unwrap_or_default();
     let silence = opened.payload == OPUS_SILENCE;
+    // Each listener in a DAVE group decrypts the frame end to end with its own session.
+    let dave: Vec<(u64, bool)> = if silence {
+        Vec::new()
+    } else {
+        let mut core = server.core();
+        listeners
+            .iter()
+            .filter_map(|u| {
+                let session = core.dave_users.get_mut(u)?;
+                session.is_ready().then(|| {
+                    (
+                        *u,
+                        session
+                            .decrypt(sender, davey::MediaType::AUDIO, &opened.payload)
+                            .is_ok(),
+                    )
+                })
+            })
+            .collect()
+    };
     server.observe(|s| {
         s.counters.rtp_received += 1;
         s.counters.rtp_decrypted += 1;
@@ -92,6 +112,11 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
                 continue;
             }
             r.audio_frames += 1;
+            match dave.iter().find(|(u, _)| *u == user) {
+                Some((_, true)) => r.dave_frames += 1,
+                Some((_, false)) => r.dave_failures += 1,
+                None => {}
+            }
             r.audio_bytes += opened.payload.len() as u64;
             if let Some(last) = r.last_audio_at {
                 let gap = u64::try_from(now.duration_since(last).as_micros()).unwrap_or(u64::MAX);

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use coven_discord::{Cue, TransportPreference};
-use rtc_support::{snowflake, start_bot};
+use rtc_support::{snowflake, start_bot_with};
 
-const CONNECTS: usize = 30;
-const CUES: usize = 60;
+const CONNECTS: usize = 20;
+const CUES: usize = 40;
 const STEP: Duration = Duration::from_secs(10);
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -49,11 +49,17 @@ fn main() -> ExitCode {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        for transport in [
-            TransportPreference::Aes256Gcm,
-            TransportPreference::XChaCha20Poly1305,
+        for (transport, dave) in [
+            (TransportPreference::Aes256Gcm, false),
+            (TransportPreference::XChaCha20Poly1305, false),
+            (TransportPreference::Aes256Gcm, true),
         ] {
-            let bot = start_bot(transport, STEP).await;
+            let config = coven_sim::SimConfig {
+                voice_dave: dave,
+                ..coven_sim::SimConfig::default()
+            };
+            let label = format!("{transport:?}{}", if dave { " + DAVE" } else { "" });
+            let bot = start_bot_with(config, transport, STEP).await;
             let channels = [bot.seed.voice_channel_ids[0], bot.seed.voice_channel_ids[1]];
             let (connects, cues) = if quick { (2, 2) } else { (CONNECTS, CUES) };
 
@@ -71,12 +77,19 @@ fn main() -> ExitCode {
                     .await
                     .expect("voice connection freed");
             }
-            report(&format!("connect → ready ({transport:?})"), connect_times);
+            report(&format!("connect → ready ({label})"), connect_times);
 
             bot.rtc
                 .connect(snowflake(channels[0]))
                 .await
                 .expect("connect");
+            if dave {
+                let want = connects as u64 + 1;
+                bot.h
+                    .voice_wait_for(|s| s.counters.dave_transitions_ready >= want, STEP)
+                    .await
+                    .expect("DAVE group formed");
+            }
             let listener = bot.seed.member_user_ids[0];
             let mut latencies = Vec::new();
             for _ in 0..cues {
@@ -100,8 +113,15 @@ fn main() -> ExitCode {
                     .expect("first frame");
                 latencies.push(first.duration_since(sent));
             }
+            if dave {
+                let r = bot.h.voice_received(listener);
+                assert_eq!(
+                    r.dave_frames, r.audio_frames,
+                    "every cue frame decrypted end to end"
+                );
+            }
             report(
-                &format!("cue play → first decrypted frame ({transport:?})"),
+                &format!("cue play → first decrypted frame ({label})"),
                 latencies,
             );
             bot.rtc.disconnect().await.expect("disconnect");

@@ -2,8 +2,8 @@
 //! v4 as songbird 0.6 speaks it, v8 accepted), a UDP media socket with IP discovery and both
 //! `*_rtpsize` transport encryption modes, and simulated users in voice channels who speak
 //! (encrypted Opus RTP + SPEAKING) and listen (decrypt and record what the bot sends).
-//! DAVE is not offered: `SESSION_DESCRIPTION` says `dave_protocol_version: 0` (see
-//! `docs/simulator.md`, "Voice").
+//! With `SimConfig::voice_dave` it also offers DAVE v1 and runs the delivery service, and the
+//! simulated users join the client's MLS group (`dave.rs`; see `docs/simulator.md`, "Voice").
 
 pub mod crypto;
 mod dave;

@@ -424,4 +424,39 @@ async fn dave_end_to_end() {
     assert!(!next_update(&mut updates, bob).await.speaking);
     let heard = bot.rtc.received_audio()[&snowflake(bob)];
     assert!(heard.frames >= 15, "{heard:?}");
+    // A user joining later is proposed at the group's epoch; the bot commits again, alice and
+    // bob apply the commit, carol joins by the welcome, and all three decrypt the next cue.
+    let carol = bot.seed.member_user_ids[2];
+    bot.h.user_join(carol, channel).expect("carol joins");
+    bot.h
+        .voice_wait_for(
+            |s| s.counters.dave_welcomed >= 3 && s.counters.dave_transitions_ready >= 2,
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("carol in the group: {:?}", bot.h.voice_snapshot().counters));
+    assert_eq!(bot.h.voice_snapshot().counters.dave_errors, 0);
+    for user in [alice, bob, carol] {
+        bot.h.voice_reset_received(user);
+    }
+    bot.rtc.play_cue(Cue::TimerEnd).await.expect("cue");
+    let snap = bot
+        .h
+        .voice_wait_for(
+            |s| {
+                [alice, bob, carol].iter().all(|u| {
+                    s.received
+                        .get(u)
+                        .is_some_and(|r| r.audio_frames >= 30 && r.silence_frames >= 5)
+                })
+            },
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("cue after carol joined: {:?}", bot.h.voice_snapshot()));
+    for user in [alice, bob, carol] {
+        let got = &snap.received[&user];
+        assert_eq!(got.dave_frames, got.audio_frames, "{user}: {got:?}");
+        assert_eq!(got.dave_failures, 0, "{user}: {got:?}");
+    }
 }

@@ -90,10 +90,11 @@ impl DeliveryService {
     }
 
     /// Op 27 (append): external Add proposals for these key packages, for the group of
-    /// `channel_id` at epoch 0 (the committer's pending group).
+    /// `channel_id` at `epoch` (0: the committer's pending group).
     pub fn add_proposals_message(
         &self,
         channel_id: u64,
+        epoch: u64,
         key_packages: &[Vec<u8>],
     ) -> Result<Vec<u8>, String> {
         let mut proposals = Vec::new();
@@ -105,7 +106,7 @@ impl DeliveryService {
             let message = ExternalProposal::new_add::<OpenMlsRustCrypto>(
                 kp,
                 GroupId::from_slice(&channel_id.to_be_bytes()),
-                GroupEpoch::from(0),
+                GroupEpoch::from(epoch),
                 &self.signer,
                 SenderExtensionIndex::new(0),
             )

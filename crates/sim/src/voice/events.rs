@@ -53,6 +53,7 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
         .map(|(ssrc, u)| (ssrc, u, channel_of(shared, u)))
         .collect();
     let mut closed = false;
+    let mut proposals = Vec::new();
     let mut core = server.core();
     for (ssrc, client, client_channel) in client_channels {
         let Some(s) = core.sessions.get_mut(&ssrc) else {
@@ -72,9 +73,48 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
         let here = channel.is_some() && channel == client_channel;
         if here && s.known_users.insert(user) {
             s.send(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": [user.to_string()]}}));
+            // A user joining a DAVE call is proposed for the client's group at its epoch.
+            if let (Some(ds), Some(channel), true) = (
+                &server.dave,
+                channel,
+                s.dave_version > 0 && s.dave_epoch > 0,
+            ) {
+                let epoch = s.dave_epoch;
+                let proposed = ds
+                    .new_user_session(user, channel)
+                    .and_then(|(session, kp)| {
+                        Ok((session, ds.add_proposals_message(channel, epoch, &[kp])?))
+                    });
+                match proposed {
+                    Ok((session, message)) => {
+                        if let Some((_, tx)) = &s.conn {
+                            let _ = tx.send(ConnCmd::Binary(message.clone()));
+                        }
+                        proposals.push((user, session, message));
+                    }
+                    Err(e) => tracing::warn!(error = %e, user, "DAVE proposal for a joining user"),
+                }
+            }
         } else if !here && s.known_users.remove(&user) {
             s.send(json!({"op": op::CLIENT_DISCONNECT, "d": {"user_id": user.to_string()}}));
         }
+    }
+    // The simulated users already in the group receive the proposals too (a commit refers to
+    // them); the commits they would make themselves are not sent (the client's wins).
+    for (user, session, message) in proposals {
+        for (other, member) in &mut core.dave_users {
+            if *other != user
+                && member.is_ready()
+                && let Err(e) = member.process_proposals(
+                    davey::ProposalsOperationType::APPEND,
+                    &message[2..],
+                    None,
+                )
+            {
+                tracing::warn!(error = ?e, user = other, "simulated member's DAVE proposals");
+            }
+        }
+        core.dave_users.insert(user, session);
     }
     drop(core);
     if closed {

@@ -68,6 +68,8 @@ pub(crate) struct VoiceSession {
     pub known_users: HashSet<u64>,
     /// DAVE protocol version agreed in `SESSION_DESCRIPTION` (0: none).
     pub dave_version: u16,
+    /// Epoch of the client's MLS group as this server has announced it (0: pending group).
+    pub dave_epoch: u64,
 }
 
 impl VoiceSession {

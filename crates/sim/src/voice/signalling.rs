@@ -254,6 +254,7 @@ impl Conn {
                 out_nonce: 0,
                 known_users: std::collections::HashSet::new(),
                 dave_version: 0,
+                dave_epoch: 0,
             },
         );
         drop(core);
@@ -360,7 +361,10 @@ impl Conn {
                 if kps.is_empty() {
                     return Step::Continue;
                 }
-                match ds.add_proposals_message(channel, &kps) {
+                if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
+                    s.dave_epoch = 0;
+                }
+                match ds.add_proposals_message(channel, 0, &kps) {
                     Ok(m) => {
                         self.server.core().dave_users.extend(sessions);
                         let _ = self.tx.send(ConnCmd::Binary(m));
@@ -384,20 +388,34 @@ impl Conn {
                         &commit,
                     )));
                 let (mut welcomed, mut errors) = (0, 0);
-                if let Some(welcome) = welcome {
-                    let mut core = self.server.core();
-                    for user in listeners {
-                        if let Some(session) = core.dave_users.get_mut(&user) {
-                            match session.process_welcome(&welcome) {
-                                Ok(()) => welcomed += 1,
-                                Err(e) => {
-                                    tracing::warn!(error = ?e, user, "simulated user's DAVE welcome");
-                                    errors += 1;
-                                }
-                            }
-                        }
+                let mut core = self.server.core();
+                if let Some(s) = core.sessions.get_mut(&ssrc) {
+                    s.dave_epoch += 1;
+                }
+                // Members already in the group apply the commit; the added users join by
+                // the welcome.
+                for user in listeners {
+                    let Some(session) = core.dave_users.get_mut(&user) else {
+                        continue;
+                    };
+                    let result = if session.is_ready() {
+                        session
+                            .process_commit(&commit)
+                            .map_err(|e| format!("{e:?}"))
+                    } else if let Some(welcome) = &welcome {
+                        session
+                            .process_welcome(welcome)
+                            .map(|()| welcomed += 1)
+                            .map_err(|e| format!("{e:?}"))
+                    } else {
+                        Ok(())
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, user, "simulated user's DAVE commit/welcome");
+                        errors += 1;
                     }
                 }
+                drop(core);
                 self.server.observe(|s| {
                     s.counters.dave_commits += 1;
                     s.counters.dave_welcomed += welcomed;

@@ -57,30 +57,28 @@ fn speaking(events: &[Event], user: u64) -> Vec<bool> {
 }
 
 /// `coven worker` against the simulator, trusting the voice server's test CA.
-fn spawn_worker(
+fn spawn_command(
     sim: &coven_sim::Simulator,
     hub: &FakeHub,
     state: &std::path::Path,
     port: u16,
-) -> KillOnDrop {
-    KillOnDrop::new(
-        Command::new(BIN)
-            .arg("worker")
-            .env_clear()
-            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-            .env("HUB_SECRET", SECRET)
-            .env("DISCORD_BOT_TOKEN", sim.bot_token())
-            .env("HUB_ENDPOINT", hub.endpoint().as_str())
-            .env("HEALTH_CHECK_PORT", port.to_string())
-            .env("STATE_DIR", state)
-            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-            // The simulator's voice server speaks TLS with a test CA.
-            .env("SSL_CERT_FILE", coven_sim::voice::test_ca_path())
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("worker")
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("HUB_ENDPOINT", hub.endpoint().as_str())
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env("STATE_DIR", state)
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        // The simulator's voice server speaks TLS with a test CA.
+        .env("SSL_CERT_FILE", coven_sim::voice::test_ca_path())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null());
+    command
 }
 
 #[tokio::test]
@@ -89,7 +87,11 @@ async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
     let hub = FakeHub::start(FakeHub::accepting()).await;
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _worker = spawn_worker(&sim, &hub, state.path(), port);
+    let _worker = KillOnDrop::new(
+        spawn_command(&sim, &hub, state.path(), port)
+            .spawn()
+            .unwrap(),
+    );
     let seed = sim.handle().seed();
     let (room, other_room, alice) = (
         seed.voice_channel_ids[0],
@@ -188,4 +190,108 @@ async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
     // Leaving frees the connection.
     assert_eq!(command(port, "leave", &join, SECRET).await.0, 200);
     assert_eq!(command(port, "cue", &cue, SECRET).await.0, 409);
+}
+
+/// The whole chain of SPEC §4 `voice.speaking` and §7 bot routes: a browser asks
+/// the hub for the bot, the hub forwards the signed command to the worker, the bot
+/// joins through the simulator's voice server, a user speaks, and the browser's
+/// socket receives `voice.speaking` true then false through outbox → webhook → hub.
+#[tokio::test]
+async fn speaking_reaches_a_browser_socket_through_the_hub() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sim = simulator().await;
+    let state = tempfile::tempdir().unwrap();
+    let worker_port = free_port();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let guild = coven_contract::Snowflake::new(sim.guild_id()).unwrap();
+    let mut settings = coven_hub::HubSettings::new(guild, vec![Secret::new(SECRET)], base.clone());
+    settings.worker_endpoint = Some(format!("http://127.0.0.1:{worker_port}").parse().unwrap());
+    let rest = coven_discord::DiscordRestClient::new(coven_discord::RestSettings {
+        api_url: sim.api_url().parse().unwrap(),
+        bot_token: Secret::new(sim.bot_token()),
+        max_retries: 1,
+    })
+    .unwrap();
+    let hub = coven_hub::Hub::builder(
+        settings,
+        std::sync::Arc::new(coven_hub::DiscordRooms::new(rest)),
+    )
+    .build();
+    let token = hub
+        .issuer()
+        .unwrap()
+        .issue(&coven_hub::TokenSubject {
+            user_id: "1".into(),
+            name: "tester".into(),
+            avatar_url: None,
+        })
+        .unwrap();
+    tokio::spawn(hub.serve(listener, std::future::pending()));
+
+    // The worker delivers to this hub.
+    let recorder = FakeHub::start(FakeHub::accepting()).await;
+    let hub_endpoint = format!("{base}/api/internal/events");
+    let _worker = KillOnDrop::new(
+        spawn_command(&sim, &recorder, state.path(), worker_port)
+            .env("HUB_ENDPOINT", hub_endpoint)
+            .spawn()
+            .unwrap(),
+    );
+
+    let ws_url = format!("{}/api/ws", base.replace("http://", "ws://"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    socket
+        .send(Message::text(
+            serde_json::json!({"type": "auth", "token": token}).to_string(),
+        ))
+        .await
+        .unwrap();
+
+    let seed = sim.handle().seed();
+    let (room, alice) = (seed.voice_channel_ids[0], seed.member_user_ids[0]);
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let response = client
+            .post(format!("{base}/api/rooms/{room}/bot"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        // 503 until the worker's session is ready.
+        assert_eq!(response.status(), 503, "{}", response.text().await.unwrap());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot never joined"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        sim.handle()
+            .voice_user_speak(alice, Duration::from_millis(300))
+    );
+
+    let mut heard = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while heard != [true, false] {
+            let Some(Ok(Message::Text(text))) = socket.next().await else {
+                panic!("the socket closed");
+            };
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if message["event"] == "voice.speaking"
+                && message["payload"]["userId"] == alice.to_string()
+            {
+                assert_eq!(message["payload"]["channelId"], room.to_string());
+                heard.push(message["payload"]["speaking"].as_bool().unwrap());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("voice.speaking never reached the browser: {heard:?}"));
 }

@@ -285,7 +285,7 @@ async fn speaking_reaches_a_browser_socket_through_the_hub() {
             };
             let message: serde_json::Value = serde_json::from_str(&text).unwrap();
             if message["event"] == "voice.speaking"
-                && message["payload"]["userId"] == alice.to_string()
+                && message["payload"]["userId"].as_str() == Some(alice.to_string().as_str())
             {
                 assert_eq!(message["payload"]["channelId"], room.to_string());
                 heard.push(message["payload"]["speaking"].as_bool().unwrap());

@@ -6,14 +6,15 @@
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+mod process;
+
+use process::worker_command;
+
 use std::time::Duration;
 
 use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{Event, Secret};
 use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coven");
 
 /// Posts a command signed with `secret`; returns the status (0 when the worker is
 /// not listening yet) and the JSON body.
@@ -56,31 +57,6 @@ fn speaking(events: &[Event], user: u64) -> Vec<bool> {
         .collect()
 }
 
-/// `coven worker` against the simulator, trusting the voice server's test CA.
-fn spawn_command(
-    sim: &coven_sim::Simulator,
-    hub: &FakeHub,
-    state: &std::path::Path,
-    port: u16,
-) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .arg("worker")
-        .env_clear()
-        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-        .env("HUB_SECRET", SECRET)
-        .env("DISCORD_BOT_TOKEN", sim.bot_token())
-        .env("HUB_ENDPOINT", hub.endpoint().as_str())
-        .env("HEALTH_CHECK_PORT", port.to_string())
-        .env("STATE_DIR", state)
-        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-        // The simulator's voice server speaks TLS with a test CA.
-        .env("SSL_CERT_FILE", coven_sim::voice::test_ca_path())
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null());
-    command
-}
-
 #[tokio::test]
 async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
     let sim = simulator().await;
@@ -88,7 +64,7 @@ async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
     let _worker = KillOnDrop::new(
-        spawn_command(&sim, &hub, state.path(), port)
+        worker_command(&sim, &hub, state.path(), port)
             .spawn()
             .unwrap(),
     );
@@ -235,7 +211,7 @@ async fn speaking_reaches_a_browser_socket_through_the_hub() {
     let recorder = FakeHub::start(FakeHub::accepting()).await;
     let hub_endpoint = format!("{base}/api/internal/events");
     let _worker = KillOnDrop::new(
-        spawn_command(&sim, &recorder, state.path(), worker_port)
+        worker_command(&sim, &recorder, state.path(), worker_port)
             .env("HUB_ENDPOINT", hub_endpoint)
             .spawn()
             .unwrap(),

@@ -4,36 +4,15 @@
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
-use std::process::{Child, Command, Stdio};
+mod process;
+
+use process::{BIN, worker_command};
+
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use coven_contract::Event;
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coven");
-
-fn worker_command(
-    sim: &coven_sim::Simulator,
-    hub: &FakeHub,
-    state: &std::path::Path,
-    port: u16,
-) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .arg("worker")
-        .env_clear()
-        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-        .env("HUB_SECRET", SECRET)
-        .env("DISCORD_BOT_TOKEN", sim.bot_token())
-        .env("HUB_ENDPOINT", hub.endpoint().as_str())
-        .env("HEALTH_CHECK_PORT", port.to_string())
-        .env("STATE_DIR", state)
-        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
-}
+use support::{FakeHub, KillOnDrop, WAIT, free_port, simulator};
 
 async fn wait_healthy(port: u16) {
     let url = format!("http://127.0.0.1:{port}/health");

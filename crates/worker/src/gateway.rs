@@ -96,6 +96,9 @@ pub async fn run(
                     Some(Ok(event)) => event,
                 };
                 match &event {
+                    // Closing: the close is out once twilight reports it, or once
+                    // it has already dialled again (a Hello) — stop before it resumes.
+                    Event::GatewayClose(_) | Event::GatewayHello(_) if closing.is_some() => break,
                     Event::GatewayHello(_) => {
                         hellos += 1;
                         if hellos > 1 {

@@ -198,9 +198,12 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
     }
 }
 
-/// Commits the events, the view and the session sequence in one transaction, off
-/// the async threads (it waits for the disk), then publishes the view for
-/// `/voice-view`.
+/// Publishes the view for `/voice-view`, then commits the events, the view and
+/// the session sequence in one transaction, off the async threads (it waits for
+/// the disk). The view goes first so that it never lags an event the delivery
+/// task may already have posted: the hub reads it for snapshots, and a snapshot
+/// older than an event the browser has seen would undo that event. A failed
+/// commit ends the worker, so a published view is never left uncommitted.
 async fn commit(
     outbox: &Outbox,
     status: &Status,
@@ -209,13 +212,13 @@ async fn commit(
     events: &[ContractEvent],
 ) -> Result<(), WorkerError> {
     let view = Arc::new(view);
-    let (queue, events_owned, view_ref) = (outbox.clone(), events.to_vec(), view.clone());
+    status.set_view(view.clone());
+    let (queue, events_owned, view_ref) = (outbox.clone(), events.to_vec(), view);
     let overflowed = tokio::task::spawn_blocking(move || {
         queue.commit(&events_owned, Some(&view_ref), session.as_ref())
     })
     .await
     .map_err(|_| WorkerError::Panicked("outbox commit"))??;
-    status.set_view(view);
     if overflowed > 0 {
         tracing::error!(
             overflowed,

@@ -20,6 +20,8 @@ use coven_worker::{WorkerError, WorkerSettings};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub mod redis;
+
 pub const SECRET: &str = "test-hub-secret";
 pub const WAIT: Duration = Duration::from_secs(20);
 

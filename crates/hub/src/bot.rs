@@ -104,7 +104,7 @@ async fn room_command(
     let channel_id: Snowflake = channel_id
         .parse()
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
-    rate_limit(state, &user)?;
+    rate_limit(state, &user).await?;
     worker(state)?;
     voice_room(state, channel_id).await?;
     tracing::info!(channel = %channel_id, user = %user.subject, "bot voice command");

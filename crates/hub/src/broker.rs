@@ -21,7 +21,7 @@ use crate::fanout::{Frame, Outbox};
 use crate::idempotency::SeenSet;
 
 /// Why the broker could not do its job (an in-process broker never fails; a
-/// networked one can).
+/// networked one can, e.g. while Redis is unreachable).
 #[derive(Debug, thiserror::Error)]
 #[error("broker unavailable: {0}")]
 pub struct BrokerError(pub String);
@@ -71,6 +71,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// The replay ring of `guild`, for health reporting.
     fn ring_state(&self, guild: Snowflake) -> RingState;
+
+    /// Whether the shared store behind the broker is reachable: `None` for a
+    /// broker without one (the in-process broker), for health reporting.
+    fn redis_up(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// Limits of an [`InProcessBroker`].

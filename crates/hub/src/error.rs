@@ -56,6 +56,15 @@ pub enum HubError {
     /// the message is ours and safe to show.
     #[error("{0}")]
     Unavailable(String),
+    /// A dependency is unreachable for a moment (503 with `Retry-After`): e.g.
+    /// Redis is down, so an `Idempotency-Key` cannot be honoured across hubs.
+    #[error("{message}")]
+    TryLater {
+        /// What is unavailable; ours and safe to show.
+        message: String,
+        /// When the caller may try again.
+        retry_after: Duration,
+    },
     /// A bug or an unavailable dependency on our side (500).
     #[error("{0}")]
     Internal(String),
@@ -83,7 +92,7 @@ impl HubError {
             Self::Validation { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::TryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Login(failure) => failure.status(),
         }
@@ -97,9 +106,11 @@ impl HubError {
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::Validation { .. } | Self::PayloadTooLarge { .. } => ErrorCode::ValidationFailed,
             // A login failure is rendered as a page; the code is never sent.
-            Self::Upstream(_) | Self::Internal(_) | Self::Unavailable(_) | Self::Login(_) => {
-                ErrorCode::InternalError
-            }
+            Self::Upstream(_)
+            | Self::Internal(_)
+            | Self::Unavailable(_)
+            | Self::TryLater { .. }
+            | Self::Login(_) => ErrorCode::InternalError,
         }
     }
 }
@@ -138,7 +149,7 @@ impl IntoResponse for HubError {
             details,
         };
         let mut response = (status, Json(body)).into_response();
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after } | Self::TryLater { retry_after, .. } = self {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(retry_after)),

@@ -81,6 +81,14 @@ impl Outbox {
         self.overloaded.load(Ordering::Relaxed)
     }
 
+    /// Marks the outbox overloaded, so its socket closes with 1013 and the browser
+    /// reconnects and resumes: used when this hub can no longer give it a gap-free
+    /// stream (its Redis reader fell behind the stream's retention).
+    pub(crate) fn overflow(&self) {
+        self.overloaded.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
     /// Marks the outbox closed: the socket is gone.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);

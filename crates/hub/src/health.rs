@@ -4,6 +4,11 @@
 //! never fetched) and once it is shutting down (so a balancer stops sending
 //! browsers here during the drain). The body shows the socket count and the
 //! replay ring, the two things an operator asks first about a fan-out hub.
+//!
+//! With `REDIS_URL` the body also says `"redis":"up"|"down"`, but an unreachable
+//! Redis does NOT turn the status to 503: every hub shares that one Redis, so a
+//! balancer would pull all of them at once, while each still serves its connected
+//! browsers from memory (watch `hub_redis_up` in `/metrics` to alert).
 
 use std::sync::atomic::Ordering;
 
@@ -22,6 +27,9 @@ struct Health {
     connections: usize,
     replay: RingState,
     jwt_key_sources: usize,
+    /// `"up"`/`"down"` with `REDIS_URL`; absent without.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'static str>,
 }
 
 /// The handler.
@@ -38,6 +46,10 @@ pub(crate) async fn health(State(state): State<SharedState>) -> (StatusCode, Jso
         connections: state.connections(),
         replay: state.broker.ring_state(state.settings.primary_guild_id),
         jwt_key_sources: state.key_sources,
+        redis: state
+            .redis
+            .as_ref()
+            .map(|link| if link.is_up() { "up" } else { "down" }),
     };
     let status = if ready {
         StatusCode::OK

@@ -5,8 +5,10 @@
 //! `{"message":"forbidden"}`), only then is the event parsed (400 when malformed or
 //! unknown), filtered to the primary guild (others are acknowledged and dropped) and
 //! published once per `X-Hub-Event-Id` (a redelivery is acknowledged, not re-sent).
+//! When the broker cannot store the event (Redis unreachable) the answer is 503
+//! with `Retry-After`: the worker keeps the event and delivers it again later.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Body;
@@ -90,7 +92,15 @@ pub(crate) async fn ingest(
         .broker
         .publish(event, once_keys)
         .await
-        .map_err(|e| HubError::Internal(e.to_string()))?;
+        .map_err(|error| {
+            // Not accepted, so the worker keeps it and retries: nothing is lost.
+            metrics::counter!(EVENTS_IN, "result" => "unavailable").increment(1);
+            tracing::debug!(%error, "event refused: the broker is unavailable");
+            HubError::TryLater {
+                message: "events cannot be stored right now".into(),
+                retry_after: Duration::from_secs(1),
+            }
+        })?;
     let result = if published.is_some() {
         "published"
     } else {

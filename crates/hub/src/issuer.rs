@@ -6,11 +6,20 @@
 //! newest key (`EdDSA`); every kept key stays in `/.well-known/jwks.json` and in the
 //! verifier, so [`HubIssuer::rotate`] logs nobody out: tokens signed with the
 //! previous key stay valid until they expire.
+//!
+//! With Redis (several hubs), the key set lives in Redis (`coven:{g}:hub:jwt-keys`,
+//! the same JSON as the file): the first hub to reach Redis stores its keys there
+//! (`SET NX`), every hub adopts that set, signs with its newest key and verifies
+//! all of them, so a token issued by one hub verifies on every hub. A `kid` this
+//! hub does not know makes it re-read the set (at most once a second), and it
+//! re-reads it every [`SHARED_SYNC_INTERVAL`] anyway, so [`HubIssuer::rotate_shared`]
+//! on one hub reaches the others. Redis then holds private keys: protect it (and
+//! `REDIS_URL`) like a secret store.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,7 +30,38 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::jwt::{KeySource, VerifyingKey};
+use crate::redis_link::RedisLink;
 use crate::settings::HubSettings;
+
+/// How often a hub re-reads the shared key set from Redis.
+pub(crate) const SHARED_SYNC_INTERVAL: Duration = Duration::from_secs(30);
+/// An unknown `kid` re-reads the shared key set at most this often.
+const SHARED_LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `KEYS[1]` the key set; `ARGV[1]` the set read before (`""`: none), `ARGV[2]` the
+/// new set. Replaces the set only if nobody changed it meanwhile; returns 1 if so.
+static SWAP_KEYS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local current = redis.call('GET', KEYS[1]) or ''
+if current ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// The key set shared through Redis.
+struct SharedKeys {
+    link: Arc<RedisLink>,
+    key: String,
+    /// `kid`s this hub had before it first read the shared set (kept to verify the
+    /// tokens it signed meanwhile); `None` until that first read.
+    local_only: Mutex<Option<Vec<String>>>,
+    last_lookup: Mutex<Option<Instant>>,
+}
 
 /// The key file's name inside the state directory.
 pub const KEY_FILE_NAME: &str = "jwt-keys.json";
@@ -33,7 +73,7 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
 ];
 
 /// One key as stored in the file.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct StoredKey {
     kid: String,
     alg: String,
@@ -134,6 +174,7 @@ pub struct HubIssuer {
     /// Oldest first; the last one signs.
     keys: RwLock<Vec<IssuerKey>>,
     rotating: Mutex<()>,
+    shared: Option<SharedKeys>,
 }
 
 impl std::fmt::Debug for HubIssuer {
@@ -176,6 +217,7 @@ impl HubIssuer {
             ttl,
             keys: RwLock::new(keys),
             rotating: Mutex::new(()),
+            shared: None,
         };
         if this.read().is_empty() {
             this.rotate()?;
@@ -200,9 +242,171 @@ impl HubIssuer {
         self.read().iter().map(|k| k.kid.clone()).collect()
     }
 
+    /// Keeps the key set in Redis, shared with every hub on `link`
+    /// (see the module docs); [`Self::sync_shared`] adopts it.
+    pub(crate) fn share_through(
+        mut self,
+        link: Arc<RedisLink>,
+        guild: coven_contract::Snowflake,
+    ) -> Self {
+        self.shared = Some(SharedKeys {
+            link,
+            key: RedisLink::key(guild, "jwt-keys"),
+            local_only: Mutex::new(None),
+            last_lookup: Mutex::new(None),
+        });
+        self
+    }
+
+    /// Whether the key set is shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Reads the shared key set (storing this hub's keys first when Redis has none)
+    /// and adopts it. `true` when this hub now signs with the shared set (always
+    /// `true` without Redis).
+    pub(crate) async fn sync_shared(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let mut conn = shared.link.conn();
+        let mine = serde_json::to_string(&KeyFile {
+            keys: self.read().iter().map(IssuerKey::stored).collect(),
+        })
+        .unwrap_or_default();
+        // SET NX then GET: the first hub's keys win; everyone reads the winner.
+        let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
+            .cmd("SET")
+            .arg(&shared.key)
+            .arg(&mine)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&shared.key)
+            .query_async(&mut conn)
+            .await;
+        match shared.link.record("jwt_keys", result) {
+            Ok((_, Some(set))) => match self.adopt(shared, &set) {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "the shared JWT key set in Redis is unusable");
+                    false
+                }
+            },
+            Ok((_, None)) | Err(_) => false,
+        }
+    }
+
+    /// Replaces the keys with the shared set `json`, keeping this hub's keys from
+    /// before its first read of the set (to verify tokens it signed meanwhile).
+    fn adopt(&self, shared: &SharedKeys, json: &str) -> io::Result<()> {
+        let file: KeyFile = serde_json::from_str(json).map_err(io::Error::other)?;
+        let mut local_only = shared
+            .local_only
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        let shared_kids: Vec<&str> = file.keys.iter().map(|k| k.kid.as_str()).collect();
+        let kept = local_only.get_or_insert_with(|| {
+            keys.iter()
+                .filter(|k| !shared_kids.contains(&k.kid.as_str()))
+                .map(|k| k.kid.clone())
+                .collect()
+        });
+        let current: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        let wanted: Vec<&str> = kept
+            .iter()
+            .map(String::as_str)
+            .chain(shared_kids.iter().copied())
+            .collect();
+        if current == wanted {
+            return Ok(());
+        }
+        let mut adopted = Vec::with_capacity(wanted.len());
+        for kid in kept.iter() {
+            if let Some(key) = keys.iter().find(|k| &k.kid == kid) {
+                adopted.push(IssuerKey::from_seed(
+                    key.kid.clone(),
+                    key.seed,
+                    key.created,
+                )?);
+            }
+        }
+        for stored in file.keys {
+            adopted.push(from_stored(stored).map_err(|what| io::Error::other(what.to_owned()))?);
+        }
+        if adopted.is_empty() {
+            return Err(io::Error::other("the shared key set is empty"));
+        }
+        *keys = adopted;
+        tracing::info!(
+            kid = keys.last().map(|k| k.kid.as_str()),
+            "JWT keys taken from Redis"
+        );
+        Ok(())
+    }
+
+    /// Like [`Self::rotate`], for every hub sharing the key set through Redis: the
+    /// new key is added to the set in Redis (keeping the previous ones, three keys
+    /// in all), adopted here at once and by the other hubs within
+    /// [`SHARED_SYNC_INTERVAL`] (or at once when they see a token signed with it).
+    /// Without Redis it is [`Self::rotate`].
+    pub async fn rotate_shared(&self) -> io::Result<String> {
+        let Some(shared) = &self.shared else {
+            return self.rotate();
+        };
+        let unavailable = |_| io::Error::other("Redis is unreachable: the key was not rotated");
+        let mut conn = shared.link.conn();
+        for _ in 0..5 {
+            let result: redis::RedisResult<Option<String>> = redis::cmd("GET")
+                .arg(&shared.key)
+                .query_async(&mut conn)
+                .await;
+            let before = shared
+                .link
+                .record("jwt_keys", result)
+                .map_err(unavailable)?;
+            let mut stored: Vec<StoredKey> = match &before {
+                Some(json) => {
+                    serde_json::from_str::<KeyFile>(json)
+                        .map_err(io::Error::other)?
+                        .keys
+                }
+                None => self.read().iter().map(IssuerKey::stored).collect(),
+            };
+            let key = IssuerKey::generate()?;
+            let kid = key.kid.clone();
+            stored.push(key.stored());
+            let excess = stored.len().saturating_sub(KEPT_KEYS);
+            stored.drain(..excess);
+            let after =
+                serde_json::to_string(&KeyFile { keys: stored }).map_err(io::Error::other)?;
+            let result: redis::RedisResult<i64> = SWAP_KEYS
+                .key(&shared.key)
+                .arg(before.as_deref().unwrap_or(""))
+                .arg(&after)
+                .invoke_async(&mut conn)
+                .await;
+            if shared
+                .link
+                .record("jwt_keys", result)
+                .map_err(unavailable)?
+                == 1
+            {
+                self.adopt(shared, &after)?;
+                tracing::info!(kid, "shared JWT signing key rotated");
+                return Ok(kid);
+            }
+        }
+        Err(io::Error::other(
+            "the shared key set kept changing: not rotated",
+        ))
+    }
+
     /// Generates a new signing key, keeps the previous ones (up to three keys in
     /// all) and saves the file; returns the new `kid`. Tokens signed with the kept
-    /// previous keys stay valid.
+    /// previous keys stay valid. With Redis this rotates this hub's keys only: use
+    /// [`Self::rotate_shared`].
     pub fn rotate(&self) -> io::Result<String> {
         let _rotating = self.rotating.lock().unwrap_or_else(PoisonError::into_inner);
         let key = IssuerKey::generate()?;
@@ -265,14 +469,44 @@ impl HubIssuer {
     }
 }
 
-impl KeySource for HubIssuer {
-    fn key(&self, kid: &str) -> BoxFuture<'_, Option<Arc<VerifyingKey>>> {
-        let found = self
-            .read()
+impl HubIssuer {
+    fn local_key(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
+        self.read()
             .iter()
             .find(|k| k.kid == kid)
-            .map(|k| k.verifying.clone());
-        Box::pin(async move { found })
+            .map(|k| k.verifying.clone())
+    }
+}
+
+impl KeySource for HubIssuer {
+    fn key(&self, kid: &str) -> BoxFuture<'_, Option<Arc<VerifyingKey>>> {
+        let found = self.local_key(kid);
+        let kid = kid.to_owned();
+        Box::pin(async move {
+            if found.is_some() {
+                return found;
+            }
+            // Another hub may have rotated the shared set: re-read it, rarely.
+            let shared = self.shared.as_ref()?;
+            {
+                let mut last = shared
+                    .last_lookup
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if last.is_some_and(|at| at.elapsed() < SHARED_LOOKUP_INTERVAL) {
+                    return None;
+                }
+                *last = Some(Instant::now());
+            }
+            self.sync_shared().await;
+            self.local_key(&kid)
+        })
+    }
+
+    fn warm_up(&self) -> BoxFuture<'_, bool> {
+        // With Redis, ready once this hub signs with the shared keys, so that every
+        // token it issues verifies on every hub.
+        Box::pin(self.sync_shared())
     }
 }
 
@@ -297,18 +531,21 @@ fn load(path: &Path) -> io::Result<Vec<IssuerKey>> {
     let file: KeyFile = serde_json::from_slice(&bytes).map_err(|_| bad("not a key file"))?;
     file.keys
         .into_iter()
-        .map(|stored| {
-            if stored.alg != "EdDSA" {
-                return Err(bad("unsupported key algorithm"));
-            }
-            let seed: [u8; 32] = URL_SAFE_NO_PAD
-                .decode(&stored.d)
-                .ok()
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| bad("malformed key"))?;
-            IssuerKey::from_seed(stored.kid, seed, stored.created)
-        })
+        .map(|stored| from_stored(stored).map_err(bad))
         .collect()
+}
+
+/// A stored key, loaded; the error says what is wrong with it.
+fn from_stored(stored: StoredKey) -> Result<IssuerKey, &'static str> {
+    if stored.alg != "EdDSA" {
+        return Err("unsupported key algorithm");
+    }
+    let seed: [u8; 32] = URL_SAFE_NO_PAD
+        .decode(&stored.d)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or("malformed key")?;
+    IssuerKey::from_seed(stored.kid, seed, stored.created).map_err(|_| "unusable key")
 }
 
 /// Writes the file atomically (temporary file, then rename), readable by the owner only.

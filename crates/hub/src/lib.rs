@@ -24,8 +24,11 @@ mod login;
 mod metrics;
 mod profiles;
 mod rate_limit;
+mod redis_broker;
+mod redis_link;
 mod rooms;
 mod settings;
+mod shared_limits;
 mod snapshot;
 mod socket;
 mod state;
@@ -42,6 +45,7 @@ pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};
 pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};
 pub use lobby::lobby_files;
 pub use login::LoginFailure;
+pub use redis_broker::RedisBroker;
 pub use rooms::{
     ChannelInfo, CreateVoiceChannel, MemberProfile, MemoryRooms, RoomsBackend, RoomsError,
     VOICE_CHANNEL_TYPE,

@@ -28,6 +28,15 @@ pub(crate) const SIGNATURE_REJECTED: &str = "hub_webhook_signature_rejected_tota
 /// Time from receiving a webhook to having published it (histogram, seconds).
 pub(crate) const INGEST_LATENCY: &str = "hub_ingest_latency_seconds";
 
+/// 1 while the last Redis command succeeded, 0 otherwise; only with `REDIS_URL` (gauge).
+pub(crate) const REDIS_UP: &str = "hub_redis_up";
+/// Failed Redis commands, by `op` (counter).
+pub(crate) const REDIS_ERRORS: &str = "hub_redis_errors_total";
+/// Time to sequence and store one event in Redis (histogram, seconds).
+pub(crate) const PUBLISH_LATENCY: &str = "hub_redis_publish_seconds";
+/// Events that left the Redis stream before this hub read them (counter).
+pub(crate) const REPLAY_GAPS: &str = "hub_redis_stream_gaps_total";
+
 static GLOBAL: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// The handle to render: `given`, or the process-wide one installed on first use.
@@ -58,6 +67,13 @@ fn describe() {
     metrics::describe_counter!("hub_deliveries_total", "Event frames queued to sockets");
     metrics::describe_counter!(SIGNATURE_REJECTED, "Webhooks refused by reason");
     metrics::describe_histogram!(INGEST_LATENCY, "Webhook receipt to publication");
+    metrics::describe_gauge!(REDIS_UP, "1 while Redis answers, 0 while it does not");
+    metrics::describe_counter!(REDIS_ERRORS, "Failed Redis commands by operation");
+    metrics::describe_histogram!(PUBLISH_LATENCY, "Sequencing and storing one event in Redis");
+    metrics::describe_counter!(
+        REPLAY_GAPS,
+        "Events trimmed from Redis before this hub read them"
+    );
 }
 
 /// `GET /metrics`: Prometheus text format.

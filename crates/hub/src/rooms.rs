@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::HubError;
 use crate::ingest::room_created_key;
 use crate::jwt::VerifiedUser;
+use crate::shared_limits::Claim;
 use crate::state::SharedState;
 
 /// Discord's channel type of a voice channel: the only kind that is a room.
@@ -155,7 +156,7 @@ impl From<RoomsError> for HubError {
 }
 
 /// `201` body of a create: `{channelId, name, guildId}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CreatedRoom {
     channel_id: Snowflake,
@@ -281,11 +282,8 @@ pub(crate) async fn bearer(
         .map_err(|e| HubError::Unauthorized(e.to_string()))
 }
 
-pub(crate) fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
-    state
-        .rate_limiter
-        .check(&user.subject)
-        .map_err(|retry_after| HubError::RateLimited { retry_after })
+pub(crate) async fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
+    state.rooms_memory.rate_limit(&user.subject).await
 }
 
 /// `POST /api/create-room`.
@@ -308,20 +306,29 @@ pub(crate) async fn create_room(
         ),
     };
     let Some(key) = key else {
-        rate_limit(&state, &user)?;
+        rate_limit(&state, &user).await?;
         let room = create(&state, &user, request).await?;
         return Ok((StatusCode::CREATED, Json(room)));
     };
-    // Concurrent retries with one key wait here for the first attempt's answer.
-    let slot = state.room_idempotency.slot((user.subject.clone(), key));
-    let mut slot = slot.lock().await;
-    if let Some(room) = slot.as_ref() {
-        return Ok((StatusCode::CREATED, Json(room.clone())));
+    // Retries with one key (on any hub) get the first attempt's answer.
+    let claimed = match state.rooms_memory.claim(&user.subject, &key).await? {
+        Claim::Answered(room) => return Ok((StatusCode::CREATED, Json(room))),
+        Claim::Mine(claimed) => claimed,
+    };
+    let created = match rate_limit(&state, &user).await {
+        Ok(()) => create(&state, &user, request).await,
+        Err(error) => Err(error),
+    };
+    match created {
+        Ok(room) => {
+            claimed.finish(&room).await;
+            Ok((StatusCode::CREATED, Json(room)))
+        }
+        Err(error) => {
+            claimed.release().await;
+            Err(error)
+        }
     }
-    rate_limit(&state, &user)?;
-    let room = create(&state, &user, request).await?;
-    *slot = Some(room.clone());
-    Ok((StatusCode::CREATED, Json(room)))
 }
 
 async fn create(
@@ -380,7 +387,7 @@ pub(crate) async fn end_room(
     let channel_id: Snowflake = channel_id
         .parse()
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
-    rate_limit(&state, &user)?;
+    rate_limit(&state, &user).await?;
     voice_room(&state, channel_id).await?;
     state
         .rooms

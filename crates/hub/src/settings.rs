@@ -77,6 +77,11 @@ pub struct HubSettings {
     /// room snapshot reads `GET {endpoint}/voice-view` from it, signed with the
     /// first `HUB_SECRET`. Unset, the snapshot lists voice channels without members.
     pub worker_endpoint: Option<Url>,
+    /// `REDIS_URL`: with it, several hubs share events, `seq`, replay, the rooms
+    /// API's idempotency and rate limits, and the own issuer's keys through Redis
+    /// (see `redis_link` for the keys). Unset, everything stays in this process.
+    /// May carry a password: never logged.
+    pub redis_url: Option<Secret>,
     /// The Prometheus handle `/metrics` renders; `None` installs (once per
     /// process) a global recorder. Pass one when the process already has one.
     pub metrics: Option<PrometheusHandle>,
@@ -114,6 +119,7 @@ impl HubSettings {
             jwt_ttl: Duration::from_secs(3600),
             login: None,
             worker_endpoint: None,
+            redis_url: None,
             metrics: None,
         }
     }

@@ -31,11 +31,13 @@ use crate::issuer::HubIssuer;
 use crate::jwt::{JwksKeySource, JwtVerifier, KeySource};
 use crate::login::Flows;
 use crate::profiles::Profiles;
-use crate::rate_limit::RateLimiter;
-use crate::rooms::{CreatedRoom, RoomsBackend};
+use crate::redis_broker::RedisBroker;
+use crate::redis_link::RedisLink;
+use crate::rooms::RoomsBackend;
 use crate::settings::HubSettings;
+use crate::shared_limits::RoomsMemory;
 use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
-use crate::{bot, health, idempotency, ingest, lobby, login, metrics, rooms, snapshot, socket};
+use crate::{bot, health, ingest, issuer, lobby, login, metrics, rooms, snapshot, socket};
 
 /// Member profiles cached for the room snapshot.
 const PROFILE_CAPACITY: usize = 10_000;
@@ -72,8 +74,10 @@ pub(crate) struct AppState {
     pub(crate) profiles: Profiles,
     pub(crate) voice_view: Arc<dyn VoiceViewSource>,
     pub(crate) worker_commands: Option<WorkerCommands>,
-    pub(crate) room_idempotency: idempotency::IdempotencyStore<(String, String), CreatedRoom>,
-    pub(crate) rate_limiter: RateLimiter,
+    /// `Idempotency-Key` answers and rate limits of the rooms API.
+    pub(crate) rooms_memory: RoomsMemory,
+    /// The Redis shared with other hubs, when `REDIS_URL` is set.
+    pub(crate) redis: Option<Arc<RedisLink>>,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) shutdown: CancellationToken,
     pub(crate) ready: AtomicBool,
@@ -116,6 +120,8 @@ pub struct HubBuilder {
     issuer: Option<Arc<HubIssuer>>,
     discord_rest: Option<DiscordRestClient>,
     voice_view: Option<Arc<dyn VoiceViewSource>>,
+    /// The link to `redis_url`, once opened.
+    redis: Option<Arc<RedisLink>>,
 }
 
 impl HubBuilder {
@@ -161,10 +167,19 @@ impl HubBuilder {
     /// first start); fails when that file cannot be read or written, or when the
     /// login's OAuth settings are invalid.
     pub fn try_build(mut self) -> Result<Hub, crate::HubError> {
+        if let Some(url) = &self.settings.redis_url {
+            self.redis = Some(Arc::new(
+                RedisLink::new(url).map_err(crate::HubError::Internal)?,
+            ));
+        }
         if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {
             let issuer = HubIssuer::open(&self.settings).map_err(|e| {
                 crate::HubError::Internal(format!("JWT signing keys not available: {e}"))
             })?;
+            let issuer = match &self.redis {
+                Some(link) => issuer.share_through(link.clone(), self.settings.primary_guild_id),
+                None => issuer,
+            };
             self.issuer = Some(Arc::new(issuer));
         }
         if let Some(login) = &self.settings.login {
@@ -175,23 +190,17 @@ impl HubBuilder {
     }
 
     /// The hub. Like [`Self::try_build`], but a key file or login configuration that
-    /// fails is logged and the hub runs without it (an in-memory key, no login).
+    /// fails is logged and the hub runs without it (an in-memory key, no login);
+    /// a malformed `redis_url` is logged and the hub runs alone.
     pub fn build(mut self) -> Hub {
-        if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {
-            let opened = HubIssuer::open(&self.settings).or_else(|error| {
-                tracing::error!(%error, "JWT key file unusable; signing with an in-memory key");
-                HubIssuer::with_key_file(
-                    None,
-                    self.settings.jwt_issuer.clone(),
-                    self.settings.jwt_audience.clone(),
-                    self.settings.jwt_ttl,
-                )
-            });
-            match opened {
-                Ok(issuer) => self.issuer = Some(Arc::new(issuer)),
-                Err(error) => tracing::error!(%error, "the hub's own issuer is not available"),
-            }
-        }
+        let redis = self.redis.take().or_else(|| {
+            let url = self.settings.redis_url.as_ref()?;
+            RedisLink::new(url)
+                .map_err(|error| tracing::error!(%error, "running without Redis"))
+                .ok()
+                .map(Arc::new)
+        });
+        self.open_issuer(redis.as_ref());
         let settings = self.settings;
         let mut jwt = JwtVerifier::new(
             settings.jwt_issuer.clone(),
@@ -218,14 +227,23 @@ impl HubBuilder {
         let voice_view = self
             .voice_view
             .unwrap_or_else(|| default_voice_view(&settings, &self.rooms));
-        let broker = self.broker.unwrap_or_else(|| {
-            Arc::new(InProcessBroker::new(BrokerLimits {
-                replay_capacity: settings.replay_capacity,
-                replay_max_age: settings.replay_max_age,
-                dedupe_capacity: settings.dedupe_capacity,
-                dedupe_max_age: settings.dedupe_max_age,
-            }))
-        });
+        let limits = BrokerLimits {
+            replay_capacity: settings.replay_capacity,
+            replay_max_age: settings.replay_max_age,
+            dedupe_capacity: settings.dedupe_capacity,
+            dedupe_max_age: settings.dedupe_max_age,
+        };
+        let broker: Arc<dyn Broker> = match (self.broker, &redis) {
+            (Some(broker), _) => broker,
+            (None, Some(link)) => {
+                let broker = RedisBroker::with_link(link.clone(), limits);
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    broker.follow(settings.primary_guild_id);
+                }
+                Arc::new(broker)
+            }
+            (None, None) => Arc::new(InProcessBroker::new(limits)),
+        };
         let state = AppState {
             webhook_verifier: Verifier::new(settings.hub_secrets.clone()),
             broker,
@@ -249,11 +267,8 @@ impl HubBuilder {
                 )),
                 _ => None,
             },
-            room_idempotency: idempotency::IdempotencyStore::new(
-                settings.idempotency_capacity,
-                settings.idempotency_max_age,
-            ),
-            rate_limiter: RateLimiter::new(settings.rooms_rate_burst, settings.rooms_rate_period),
+            rooms_memory: RoomsMemory::new(&settings, redis.clone()),
+            redis,
             metrics: metrics::handle(settings.metrics.clone()),
             shutdown: CancellationToken::new(),
             ready: AtomicBool::new(true),
@@ -270,6 +285,34 @@ impl HubBuilder {
             hub.warm_up_keys();
         }
         hub
+    }
+
+    /// Opens the own issuer from the settings (unless one was given or an external
+    /// issuer is configured), sharing its keys through `redis` when set.
+    fn open_issuer(&mut self, redis: Option<&Arc<RedisLink>>) {
+        if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {
+            let opened = HubIssuer::open(&self.settings).or_else(|error| {
+                tracing::error!(%error, "JWT key file unusable; signing with an in-memory key");
+                HubIssuer::with_key_file(
+                    None,
+                    self.settings.jwt_issuer.clone(),
+                    self.settings.jwt_audience.clone(),
+                    self.settings.jwt_ttl,
+                )
+            });
+            match opened {
+                Ok(issuer) => {
+                    let issuer = match redis {
+                        Some(link) => {
+                            issuer.share_through(link.clone(), self.settings.primary_guild_id)
+                        }
+                        None => issuer,
+                    };
+                    self.issuer = Some(Arc::new(issuer));
+                }
+                Err(error) => tracing::error!(%error, "the hub's own issuer is not available"),
+            }
+        }
     }
 }
 
@@ -334,6 +377,7 @@ impl Hub {
             issuer: None,
             discord_rest: None,
             voice_view: None,
+            redis: None,
         }
     }
 
@@ -359,16 +403,33 @@ impl Hub {
             return;
         }
         let state = self.state.clone();
+        // Sources rate-limit their own fetches; this only bounds how soon a source
+        // that failed (a JWKS URL, Redis for the shared issuer keys) is tried again.
+        let retry = state
+            .settings
+            .jwks_refresh_interval
+            .min(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
                 if state.jwt.warm_up().await {
                     state.keys_ready.store(true, Ordering::Relaxed);
-                    return;
+                    break;
                 }
                 tokio::select! {
                     () = state.shutdown.cancelled() => return,
-                    () = tokio::time::sleep(state.settings.jwks_refresh_interval) => {}
+                    () = tokio::time::sleep(retry) => {}
                 }
+            }
+            // A shared issuer re-reads the key set now and then (rotations elsewhere).
+            let Some(issuer) = state.issuer.clone().filter(|i| i.is_shared()) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => return,
+                    () = tokio::time::sleep(issuer::SHARED_SYNC_INTERVAL) => {}
+                }
+                issuer.sync_shared().await;
             }
         });
     }

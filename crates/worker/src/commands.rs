@@ -5,6 +5,10 @@
 //! webhook (SPEC §5, any `HUB_SECRET`). The hub has already checked the caller and
 //! that the channel is a room; the worker checks the signature, the body and the
 //! bot's own state, and answers `{"ok":true}` or `{"message","code"}`.
+//!
+//! A standby of an active/standby pair does not hold the Discord session, so it
+//! answers every signed command with 503 `{"message":"standby","code":"INTERNAL_ERROR"}`:
+//! the caller should send it to the other worker (`/health` tells which is active).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -121,7 +125,14 @@ fn accept(
             "body must be {\"channelId\": \"<snowflake>\"}".into(),
         )
     })?;
-    let client = state.voice.client().cloned().ok_or_else(|| {
+    if state.voice.is_standby() {
+        return Err(Refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InternalError,
+            "standby".into(),
+        ));
+    }
+    let client = state.voice.client().ok_or_else(|| {
         Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalError,

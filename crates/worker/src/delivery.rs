@@ -7,6 +7,9 @@
 //! with capped exponential backoff and jitter; 429 waits for `Retry-After`. Only an
 //! answer saying the event itself is bad (400, 413, 415, 422) sends it to the
 //! dead-letter table, so one poisoned event never blocks the queue.
+//!
+//! One of an active/standby pair delivers only while it holds the lease, and
+//! cuts an attempt short when the lease would run out during it.
 
 use std::time::Duration;
 
@@ -15,8 +18,10 @@ use reqwest::StatusCode;
 use tokio::sync::watch;
 use url::Url;
 
+use crate::lease::Lease;
 use crate::metrics;
-use crate::outbox::{Outbox, Pending};
+use crate::outbox::{Pending, StoreError};
+use crate::store::Store;
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,53 +155,114 @@ fn transport_reason(error: &reqwest::Error) -> String {
     }
 }
 
-/// Delivers events until `shutdown` turns true. Never gives up on an event that
-/// can still be delivered; returns only at shutdown or when the state file fails.
+/// What the delivery loop does next.
+enum Next {
+    /// Take the next event at once.
+    Continue,
+    /// The outbox is empty: wait for an event.
+    Idle,
+    /// Wait this long (backoff), then try again.
+    Wait(Duration),
+}
+
+/// Delivers events until `shutdown` turns true or, for one of a pair of workers,
+/// the `lease` is lost. Never gives up on an event that can still be delivered;
+/// Redis errors are retried with backoff. Returns an error only when the local
+/// state file fails.
 pub async fn run(
-    outbox: Outbox,
+    store: Store,
     hub: HubClient,
     backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), crate::outbox::StoreError> {
+    lease: Option<Lease>,
+) -> Result<(), StoreError> {
     let mut attempt = 0_u32;
-    while !*shutdown.borrow() {
-        let Some(pending) = outbox.peek()? else {
-            tokio::select! {
-                () = outbox.added() => {}
+    let mut store_failures = 0_u32;
+    let lost = crate::lease::lost(lease.as_ref());
+    tokio::pin!(lost);
+    loop {
+        if *shutdown.borrow() || lease.as_ref().is_some_and(|lease| !lease.is_valid()) {
+            return Ok(());
+        }
+        let next = match step(&store, &hub, backoff, &mut attempt, lease.as_ref()).await {
+            Ok(next) => {
+                store_failures = 0;
+                next
+            }
+            Err(StoreError::Fenced) => {
+                if let Some(lease) = &lease {
+                    lease.give_up("a delivery write was refused");
+                }
+                return Ok(());
+            }
+            Err(error) if error.is_transient() => {
+                let delay = backoff.delay(store_failures);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "outbox unavailable; will retry");
+                store_failures = store_failures.saturating_add(1);
+                Next::Wait(delay)
+            }
+            Err(error) => return Err(error),
+        };
+        match next {
+            Next::Continue => {}
+            Next::Idle => tokio::select! {
+                () = store.added() => {}
                 _ = shutdown.changed() => {}
-            }
-            continue;
-        };
-        let wait = match hub.post(&pending).await {
-            Outcome::Delivered => {
-                outbox.ack(pending.id)?;
-                metrics::delivered(&outbox);
-                attempt = 0;
-                continue;
-            }
-            Outcome::Reject { reason } => {
-                tracing::error!(event_id = %pending.event_id, %reason, "hub refused an event for good; moved to dead letters");
-                outbox.bury(&pending, &reason)?;
-                metrics::dead_lettered(&outbox);
-                attempt = 0;
-                continue;
-            }
-            Outcome::Retry { after, reason } => {
-                let delay = after
-                    .unwrap_or_else(|| backoff.delay(attempt))
-                    .max(backoff.delay(0));
-                tracing::warn!(event_id = %pending.event_id, %reason, attempt, retry_in_ms = delay.as_millis(), "delivery failed; will retry");
-                metrics::retried();
-                attempt = attempt.saturating_add(1);
-                delay
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = shutdown.changed() => {}
+                () = &mut lost => {}
+            },
+            Next::Wait(wait) => tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+                () = &mut lost => {}
+            },
         }
     }
-    Ok(())
+}
+
+/// One attempt at the oldest event.
+async fn step(
+    store: &Store,
+    hub: &HubClient,
+    backoff: Backoff,
+    attempt: &mut u32,
+    lease: Option<&Lease>,
+) -> Result<Next, StoreError> {
+    let Some(pending) = store.peek().await? else {
+        return Ok(Next::Idle);
+    };
+    let outcome = match lease {
+        // A worker that may lose the lease never lets a post outlive it, so it
+        // cannot reach the hub after the next active worker started delivering.
+        Some(lease) => match tokio::time::timeout(lease.remaining(), hub.post(&pending)).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Ok(Next::Continue),
+        },
+        None => hub.post(&pending).await,
+    };
+    match outcome {
+        Outcome::Delivered => {
+            store.ack(pending.id).await?;
+            metrics::delivered(store);
+            *attempt = 0;
+            Ok(Next::Continue)
+        }
+        Outcome::Reject { reason } => {
+            tracing::error!(event_id = %pending.event_id, %reason, "hub refused an event for good; moved to dead letters");
+            store.bury(&pending, &reason).await?;
+            metrics::dead_lettered(store);
+            *attempt = 0;
+            Ok(Next::Continue)
+        }
+        Outcome::Retry { after, reason } => {
+            let delay = after
+                .unwrap_or_else(|| backoff.delay(*attempt))
+                .max(backoff.delay(0));
+            tracing::warn!(event_id = %pending.event_id, %reason, attempt = *attempt, retry_in_ms = delay.as_millis(), "delivery failed; will retry");
+            metrics::retried();
+            *attempt = attempt.saturating_add(1);
+            Ok(Next::Wait(delay))
+        }
+    }
 }
 
 #[cfg(test)]

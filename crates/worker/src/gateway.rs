@@ -7,6 +7,11 @@
 //! tracker, commits the resulting events *with* the session sequence before
 //! reading the next dispatch, stops for good only on the fatal close codes, and
 //! on shutdown closes with a resumable code after persisting the session.
+//!
+//! One of an active/standby pair runs this loop only while it holds the lease.
+//! When the lease is lost it drops the connection at once, without a close
+//! frame and without saving: the session stays resumable, and the worker that
+//! holds the lease now resumes it from the session stored in Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +25,12 @@ use twilight_gateway::{
 use twilight_model::gateway::CloseCode;
 
 use crate::WorkerError;
+use crate::delivery::Backoff;
 use crate::health::{GatewayState, Status};
+use crate::lease::Lease;
 use crate::metrics;
-use crate::outbox::{Outbox, StoredSession};
+use crate::outbox::{StoreError, StoredSession};
+use crate::store::Store;
 use crate::tracker::{VoiceTracker, VoiceView};
 use crate::voice::BotVoice;
 
@@ -49,24 +57,51 @@ pub struct GatewaySettings {
     pub gateway_url: Option<String>,
 }
 
-/// Runs the session until `shutdown` turns true (Ok) or Discord closes it for good (Err).
+/// How long a pair's worker waits between attempts to commit while Redis fails.
+const REDIS_RETRY: Backoff = Backoff {
+    base: Duration::from_millis(50),
+    cap: Duration::from_millis(500),
+};
+
+/// How the session loop ended, when Discord did not end it for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// `shutdown` turned true: the session was closed with a resumable code and saved.
+    Shutdown,
+    /// The lease was lost: the connection was dropped, the session left resumable.
+    LeaseLost,
+}
+
+/// Runs the session until `shutdown` turns true, the `lease` (if any) is lost,
+/// or Discord closes the session for good (Err).
 pub async fn run(
     settings: GatewaySettings,
-    outbox: Outbox,
+    store: Store,
     status: Arc<Status>,
     voice: BotVoice,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), WorkerError> {
-    let (stored_session, stored_view) = outbox.load()?;
+    lease: Option<Lease>,
+) -> Result<Ended, WorkerError> {
+    let (stored_session, stored_view) = store.load().await?;
     let resuming = stored_session.is_some();
+    let mut seen = Seen {
+        settings: &settings,
+        store: &store,
+        status: &status,
+        voice: &voice,
+        hellos: 0,
+        last_close: None,
+        bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
+    };
     let mut tracker = VoiceTracker::new(settings.guild_id, stored_view);
     status.set_view(Arc::new(tracker.view().clone()));
     let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
     tracing::info!(resuming, "connecting to the Discord gateway");
     let mut saved = stored_session;
-    let mut last_close: Option<u16> = None;
-    let mut hellos = 0_u64;
     let mut save_timer = tokio::time::interval(SESSION_SAVE_INTERVAL);
+    let lost = crate::lease::lost(lease.as_ref());
+    tokio::pin!(lost);
+    let mut lease_lost = false;
 
     // Shutdown queues a resumable close frame, keeps applying the dispatches
     // already received while twilight sends it, and stops polling as soon as the
@@ -78,70 +113,55 @@ pub async fn run(
         {
             break;
         }
+        // Checked before every poll of the shard: a worker that was paused past
+        // its lease must not touch the session again, not even to heartbeat.
+        if lease.as_ref().is_some_and(|lease| !lease.is_valid()) {
+            lease_lost = true;
+            break;
+        }
         tokio::select! {
             biased;
+            () = &mut lost, if closing.is_none() => {
+                lease_lost = true;
+                break;
+            }
             _ = shutdown.changed(), if closing.is_none() => {
                 shard.close(CloseFrame::RESUME);
                 closing = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
-            _ = save_timer.tick() => save_session(&outbox, &shard, &mut saved)?,
+            _ = save_timer.tick() => {
+                let session = current_session(&shard, seen.bot_user);
+                save_session(&store, session, &mut saved, lease.as_ref()).await?;
+            }
             item = shard.next_event(EventTypeFlags::all()) => {
                 let event = match item {
-                    None => return Err(fatal(last_close)),
+                    None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
                         tracing::warn!(%error, "gateway receive error; twilight will recover");
                         continue;
                     }
                     Some(Ok(event)) => event,
                 };
-                match &event {
-                    // Closing: the close is out once twilight reports it, or once
-                    // it has already dialled again (a Hello) — stop before it resumes.
-                    Event::GatewayClose(_) | Event::GatewayHello(_) if closing.is_some() => break,
-                    Event::GatewayHello(_) => {
-                        hellos += 1;
-                        if hellos > 1 {
-                            metrics::reconnected();
-                        }
-                    }
-                    Event::Ready(ready) => {
-                        voice.ready(
-                            settings.guild_id,
-                            Snowflake::from(ready.user.id.into_nonzero()),
-                            shard.sender(),
-                            &outbox,
-                        );
-                        metrics::identified();
-                        status.session_started();
-                        tracing::info!("identified: new gateway session");
-                    }
-                    Event::Resumed => {
-                        metrics::resumed();
-                        tracing::info!("gateway session resumed");
-                    }
-                    Event::GatewayClose(frame) => {
-                        last_close = frame.as_ref().map(|f| f.code);
-                        tracing::warn!(code = ?last_close, "gateway connection closed");
-                    }
-                    Event::GatewayInvalidateSession(resumable) => {
-                        tracing::warn!(resumable, "gateway invalidated the session");
-                    }
-                    Event::GatewayReconnect => tracing::info!("gateway asked us to reconnect"),
-                    Event::VoiceStateUpdate(update) => voice.voice_state(&update.0),
-                    Event::VoiceServerUpdate(update) => voice.voice_server(update),
-                    Event::GatewayHeartbeatAck => {
-                        if let Some(latency) = shard.latency().recent().first() {
-                            metrics::gateway_latency(*latency);
-                        }
-                    }
-                    _ => {}
+                // Closing: the close is out once twilight reports it, or once it
+                // has already dialled again (a Hello) — stop before it resumes.
+                if closing.is_some()
+                    && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_))
+                {
+                    break;
                 }
+                seen.note(&event, &shard);
                 status.set_state(gateway_state(shard.state()));
                 if let Some(events) = apply(&mut tracker, &event) {
-                    let session = current_session(&shard);
+                    let session = current_session(&shard, seen.bot_user);
                     let view = tracker.view().clone();
-                    commit(&outbox, &status, view, session.clone(), &events).await?;
+                    let committed =
+                        commit(&store, &status, view, session.as_ref(), &events, lease.as_ref())
+                            .await?;
+                    if !committed {
+                        lease_lost = true;
+                        break;
+                    }
                     if session.is_some() {
                         saved = session;
                     }
@@ -154,10 +174,80 @@ pub async fn run(
         }
     }
 
-    save_session(&outbox, &shard, &mut saved)?;
+    if lease_lost {
+        // Dropping the shard drops the TCP connection without a close frame:
+        // Discord keeps the session resumable for the worker that holds the lease.
+        drop(shard);
+        status.set_state(GatewayState::Disconnected);
+        tracing::warn!(
+            "let go of the Discord session without closing it; the lease holder resumes it"
+        );
+        return Ok(Ended::LeaseLost);
+    }
+    let session = current_session(&shard, seen.bot_user);
+    save_session(&store, session, &mut saved, lease.as_ref()).await?;
     status.set_state(GatewayState::Disconnected);
     tracing::info!("gateway closed with a resumable code; session saved");
-    Ok(())
+    Ok(Ended::Shutdown)
+}
+
+/// What the loop learns from the gateway besides guild data.
+struct Seen<'a> {
+    settings: &'a GatewaySettings,
+    store: &'a Store,
+    status: &'a Status,
+    voice: &'a BotVoice,
+    hellos: u64,
+    last_close: Option<u16>,
+    /// The bot's user id, from READY or the stored session.
+    bot_user: Option<Snowflake>,
+}
+
+impl Seen<'_> {
+    /// Notes an event: metrics, logs, the close code, the bot's voice parts.
+    fn note(&mut self, event: &Event, shard: &Shard) {
+        let guild_id = self.settings.guild_id;
+        match event {
+            Event::GatewayHello(_) => {
+                self.hellos += 1;
+                if self.hellos > 1 {
+                    metrics::reconnected();
+                }
+            }
+            Event::Ready(ready) => {
+                let bot = Snowflake::from(ready.user.id.into_nonzero());
+                self.bot_user = Some(bot);
+                self.voice.ready(guild_id, bot, shard.sender(), self.store);
+                metrics::identified();
+                self.status.session_started();
+                tracing::info!("identified: new gateway session");
+            }
+            Event::Resumed => {
+                // A resumed session sees no READY: the stored session knows the bot.
+                if let Some(bot) = self.bot_user {
+                    self.voice.ready(guild_id, bot, shard.sender(), self.store);
+                }
+                metrics::resumed();
+                tracing::info!("gateway session resumed");
+            }
+            Event::GatewayClose(frame) => {
+                self.last_close = frame.as_ref().map(|f| f.code);
+                tracing::warn!(code = ?self.last_close, "gateway connection closed");
+            }
+            Event::GatewayInvalidateSession(resumable) => {
+                tracing::warn!(resumable, "gateway invalidated the session");
+            }
+            Event::GatewayReconnect => tracing::info!("gateway asked us to reconnect"),
+            Event::VoiceStateUpdate(update) => self.voice.voice_state(&update.0),
+            Event::VoiceServerUpdate(update) => self.voice.voice_server(update),
+            Event::GatewayHeartbeatAck => {
+                if let Some(latency) = shard.latency().recent().first() {
+                    metrics::gateway_latency(*latency);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Whether our close frame has been sent (twilight then marks itself disconnected).
@@ -199,63 +289,92 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
 }
 
 /// Publishes the view for `/voice-view`, then commits the events, the view and
-/// the session sequence in one transaction, off the async threads (it waits for
-/// the disk). The view goes first so that it never lags an event the delivery
-/// task may already have posted: the hub reads it for snapshots, and a snapshot
-/// older than an event the browser has seen would undo that event. A failed
-/// commit ends the worker, so a published view is never left uncommitted.
+/// the session sequence in one step. The view goes first so that it never lags
+/// an event the delivery task may already have posted: the hub reads it for
+/// snapshots, and a snapshot older than an event the browser has seen would
+/// undo that event. A single worker's failed commit ends the worker, so a
+/// published view is never left uncommitted. One of a pair retries while Redis
+/// fails and its lease holds; `Ok(false)` means the lease is lost and nothing
+/// was committed (the next active worker gets the dispatch again on resume).
 async fn commit(
-    outbox: &Outbox,
+    store: &Store,
     status: &Status,
     view: VoiceView,
-    session: Option<StoredSession>,
+    session: Option<&StoredSession>,
     events: &[ContractEvent],
-) -> Result<(), WorkerError> {
+    lease: Option<&Lease>,
+) -> Result<bool, WorkerError> {
     let view = Arc::new(view);
     status.set_view(view.clone());
-    let (queue, events_owned, view_ref) = (outbox.clone(), events.to_vec(), view);
-    let overflowed = tokio::task::spawn_blocking(move || {
-        queue.commit(&events_owned, Some(&view_ref), session.as_ref())
-    })
-    .await
-    .map_err(|_| WorkerError::Panicked("outbox commit"))??;
+    let mut failures = 0_u32;
+    let overflowed = loop {
+        let error = match store.commit(events, Some(&view), session).await {
+            Ok(overflowed) => break overflowed,
+            Err(error) => error,
+        };
+        let Some(lease) = lease else {
+            return Err(error.into());
+        };
+        match error {
+            StoreError::Fenced => {
+                lease.give_up("a commit was refused");
+                return Ok(false);
+            }
+            error if error.is_transient() && lease.is_valid() => {
+                let delay = REDIS_RETRY.delay(failures).min(lease.remaining());
+                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "could not commit to redis; retrying");
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(delay).await;
+            }
+            error if error.is_transient() => return Ok(false),
+            error => return Err(error.into()),
+        }
+    };
     if overflowed > 0 {
         tracing::error!(
             overflowed,
-            capacity = outbox.capacity(),
+            capacity = store.capacity(),
             "outbox full: events moved to dead letters"
         );
-    } else if outbox.near_full() {
+    } else if store.near_full() {
         tracing::warn!(
-            depth = outbox.depth(),
-            capacity = outbox.capacity(),
+            depth = store.depth(),
+            capacity = store.capacity(),
             "outbox is nearly full"
         );
     }
-    Ok(())
+    Ok(true)
 }
 
-fn save_session(
-    outbox: &Outbox,
-    shard: &Shard,
+/// Saves the session when its sequence moved. One of a pair only logs a failure
+/// (the next save or commit records it) and gives the lease up when fenced.
+async fn save_session(
+    store: &Store,
+    session: Option<StoredSession>,
     saved: &mut Option<StoredSession>,
+    lease: Option<&Lease>,
 ) -> Result<(), WorkerError> {
-    let session = current_session(shard);
-    if let Some(current) = session
+    let Some(current) = session
         .as_ref()
         .filter(|current| Some(*current) != saved.as_ref())
-    {
-        outbox.save_session(current)?;
-        *saved = session;
+    else {
+        return Ok(());
+    };
+    match (store.save_session(current).await, lease) {
+        (Ok(()), _) => *saved = session,
+        (Err(error), None) => return Err(error.into()),
+        (Err(StoreError::Fenced), Some(lease)) => lease.give_up("a session save was refused"),
+        (Err(error), Some(_)) => tracing::warn!(%error, "could not save the session to redis"),
     }
     Ok(())
 }
 
-fn current_session(shard: &Shard) -> Option<StoredSession> {
+fn current_session(shard: &Shard, bot_user: Option<Snowflake>) -> Option<StoredSession> {
     shard.session().map(|session| StoredSession {
         id: session.id().to_owned(),
         sequence: session.sequence(),
         resume_url: shard.resume_url().map(str::to_owned),
+        bot_user_id: bot_user,
     })
 }
 

@@ -1,12 +1,18 @@
 //! Operations endpoints on `HEALTH_CHECK_PORT`: `/health` and `/metrics`.
 //!
-//! `/health` answers 200 while the gateway session is live and 503 otherwise,
-//! with the same body either way, so an orchestrator can both probe and explain:
-//! `{status, state, sessionAgeSecs, outboxDepth, lastEventAt}`.
+//! `/health` answers 200 while the worker does its job and 503 otherwise, with
+//! the same body either way, so an orchestrator can both probe and explain:
+//! `{status, role, state, sessionAgeSecs, outboxDepth, outboxNearFull,
+//! deadLetters, lastEventAt}`. `role` is `"active"` (it holds the Discord session:
+//! healthy while the session is live) or, in a `REDIS_URL` pair, `"standby"`
+//! (waiting to take over: healthy while it reaches Redis, `state` is
+//! `"standby"`). A healthy standby answers 200 so that an orchestrator keeps it
+//! running; route on `role`, not on the status code, to find the active one.
 //!
 //! `/voice-view` gives the hub the tracker's current view (who is in which room)
 //! so browsers can start from a snapshot. It is signed like the webhook (SPEC §5,
-//! empty body): the view is guild data and is only for the hub.
+//! empty body): the view is guild data and is only for the hub. A standby serves
+//! the view the active committed to Redis, so the hub may point at either worker.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -21,7 +27,7 @@ use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use crate::outbox::Outbox;
+use crate::store::Store;
 use crate::tracker::VoiceView;
 
 /// The gateway session's state as operators see it.
@@ -38,6 +44,18 @@ pub enum GatewayState {
     Active,
     /// Discord refused us for good (e.g. a bad token).
     FatallyClosed,
+    /// Another worker of the pair holds the session; this one waits.
+    Standby,
+}
+
+/// Which part a worker plays in an active/standby pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// It holds the lease and the Discord session (a single worker always does).
+    Active,
+    /// It waits to take the lease over.
+    Standby,
 }
 
 /// Live status shared by the gateway task and the health endpoint.
@@ -49,6 +67,8 @@ pub struct Status {
 #[derive(Debug)]
 struct Inner {
     view: Arc<VoiceView>,
+    role: Role,
+    redis_reachable: bool,
     state: GatewayState,
     session_started: Option<Instant>,
     last_event_at: Option<u64>,
@@ -59,6 +79,8 @@ impl Default for Status {
         Self {
             inner: Mutex::new(Inner {
                 view: Arc::default(),
+                role: Role::Active,
+                redis_reachable: false,
                 state: GatewayState::Disconnected,
                 session_started: None,
                 last_event_at: None,
@@ -76,6 +98,26 @@ impl Status {
     /// The gateway's state.
     pub fn state(&self) -> GatewayState {
         self.lock().state
+    }
+
+    /// Records the worker's role; a standby's gateway state is [`GatewayState::Standby`].
+    pub fn set_role(&self, role: Role) {
+        let mut inner = self.lock();
+        inner.role = role;
+        if role == Role::Standby {
+            inner.state = GatewayState::Standby;
+            inner.session_started = None;
+        }
+    }
+
+    /// The worker's role.
+    pub fn role(&self) -> Role {
+        self.lock().role
+    }
+
+    /// Whether a standby's last Redis call succeeded.
+    pub fn set_redis_reachable(&self, reachable: bool) {
+        self.lock().redis_reachable = reachable;
     }
 
     /// The tracker's view after the last commit.
@@ -108,6 +150,7 @@ impl Status {
 #[serde(rename_all = "camelCase")]
 struct Health {
     status: &'static str,
+    role: Role,
     state: GatewayState,
     session_age_secs: Option<u64>,
     outbox_depth: u64,
@@ -119,7 +162,7 @@ struct Health {
 #[derive(Clone)]
 struct HealthState {
     status: Arc<Status>,
-    outbox: Outbox,
+    store: Store,
     prometheus: PrometheusHandle,
     verifier: Arc<Verifier>,
 }
@@ -127,7 +170,7 @@ struct HealthState {
 /// The router serving `/health`, `/metrics` and the signed `/voice-view`.
 pub fn router(
     status: Arc<Status>,
-    outbox: Outbox,
+    store: Store,
     prometheus: PrometheusHandle,
     verifier: Verifier,
 ) -> Router {
@@ -137,7 +180,7 @@ pub fn router(
         .route("/voice-view", get(voice_view))
         .with_state(HealthState {
             status,
-            outbox,
+            store,
             prometheus,
             verifier: Arc::new(verifier),
         })
@@ -160,20 +203,36 @@ async fn voice_view(State(state): State<HealthState>, headers: HeaderMap) -> Res
         let body = serde_json::json!({"message": "forbidden"});
         return (StatusCode::FORBIDDEN, Json(body)).into_response();
     }
+    if state.status.role() == Role::Standby
+        && let Store::Redis(redis) = &state.store
+    {
+        return match redis.load_view().await {
+            Ok(view) => Json(view.unwrap_or_default()).into_response(),
+            Err(error) => {
+                tracing::warn!(%error, "standby could not read the voice view from redis");
+                let body = serde_json::json!({"message": "voice view unavailable"});
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            }
+        };
+    }
     let view = state.status.lock().view.clone();
     Json(view.as_ref().clone()).into_response()
 }
 
 async fn health(State(state): State<HealthState>) -> impl IntoResponse {
     let inner = state.status.lock();
-    let live = inner.state == GatewayState::Active;
+    let live = match inner.role {
+        Role::Active => inner.state == GatewayState::Active,
+        Role::Standby => inner.redis_reachable,
+    };
     let body = Health {
         status: if live { "ok" } else { "unavailable" },
+        role: inner.role,
         state: inner.state,
         session_age_secs: inner.session_started.map(|at| at.elapsed().as_secs()),
-        outbox_depth: state.outbox.depth(),
-        outbox_near_full: state.outbox.near_full(),
-        dead_letters: state.outbox.dead_letter_count(),
+        outbox_depth: state.store.depth(),
+        outbox_near_full: state.store.near_full(),
+        dead_letters: state.store.dead_letter_count(),
         last_event_at: inner.last_event_at,
     };
     drop(inner);
@@ -186,7 +245,7 @@ async fn health(State(state): State<HealthState>) -> impl IntoResponse {
 }
 
 async fn render_metrics(State(state): State<HealthState>) -> impl IntoResponse {
-    crate::metrics::outbox_gauges(&state.outbox);
+    crate::metrics::outbox_gauges(&state.store);
     (
         [(
             axum::http::header::CONTENT_TYPE,

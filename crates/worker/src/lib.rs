@@ -3,15 +3,23 @@
 //!
 //! The data path is one straight line through files named for its steps:
 //! [`gateway`] (Discord session) → [`tracker`] (voice states to contract events)
-//! → [`outbox`] (durable queue, committed with the session) → [`delivery`]
-//! (signed webhooks to the hub). [`health`] and [`metrics`] let operators watch it.
+//! → [`store`] (durable queue, committed with the session: the local [`outbox`]
+//! file, or [`redis_store`] for a pair) → [`delivery`] (signed webhooks to the
+//! hub). [`health`] and [`metrics`] let operators watch it.
+//!
+//! With `REDIS_URL`, two workers for one bot run as an active/standby pair: the
+//! [`lease`] decides which one holds the Discord session; the other waits, and
+//! resumes the same session when the lease comes to it.
 
 pub mod commands;
 pub mod delivery;
 pub mod gateway;
 pub mod health;
+pub mod lease;
 pub mod metrics;
 pub mod outbox;
+pub mod redis_store;
+pub mod store;
 pub mod tracker;
 pub mod voice;
 
@@ -26,6 +34,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
+use crate::lease::Lease;
+use crate::store::Store;
+
 /// Everything the worker needs; the `coven` binary fills it from the environment.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -36,8 +47,13 @@ pub struct WorkerSettings {
     /// `HUB_SECRET`: the first signs webhooks; any of them authenticates the
     /// hub's requests to this worker (`/voice-view`).
     pub hub_secrets: Vec<Secret>,
-    /// Where the state file lives (created if missing).
+    /// Where the state file lives (created if missing). Unused with `redis_url`.
     pub state_dir: PathBuf,
+    /// `REDIS_URL`: when set, the session, voice view and outbox live in Redis
+    /// and this worker is one of an active/standby pair (see [`lease`]).
+    pub redis_url: Option<Secret>,
+    /// The pair's lease timings (only with `redis_url`).
+    pub lease: lease::LeaseTimings,
     /// Most events the outbox holds before dead-lettering new ones.
     pub outbox_capacity: u64,
     /// Timeout of one webhook attempt.
@@ -69,6 +85,8 @@ impl WorkerSettings {
             hub_endpoint,
             hub_secrets,
             state_dir,
+            redis_url: None,
+            lease: lease::LeaseTimings::default(),
             outbox_capacity: 1_000_000,
             delivery_timeout: Duration::from_secs(10),
             backoff: delivery::Backoff::default(),
@@ -87,7 +105,7 @@ pub enum WorkerError {
         /// What it means for the operator.
         explanation: &'static str,
     },
-    /// The state file failed.
+    /// The state file (or, for a pair, the Redis configuration) failed.
     #[error(transparent)]
     Store(#[from] outbox::StoreError),
     /// The state directory or the health port could not be used.
@@ -100,7 +118,8 @@ pub enum WorkerError {
 
 /// Runs the worker until `shutdown` resolves or Discord ends the session for good.
 ///
-/// `health` is the listener for `/health` and `/metrics`.
+/// `health` is the listener for `/health` and `/metrics`. Without `redis_url` the
+/// worker is alone and always active; with it, it is one of an active/standby pair.
 ///
 /// # Panics
 ///
@@ -112,18 +131,28 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // twilight's TLS stack needs a process-wide provider; another part may have set it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    std::fs::create_dir_all(&settings.state_dir)?;
-    let outbox = outbox::Outbox::open(
-        &settings.state_dir.join("worker.redb"),
-        settings.outbox_capacity,
-    )?;
+    let store = match &settings.redis_url {
+        None => {
+            std::fs::create_dir_all(&settings.state_dir)?;
+            Store::Local(outbox::Outbox::open(
+                &settings.state_dir.join("worker.redb"),
+                settings.outbox_capacity,
+            )?)
+        }
+        Some(url) => Store::Redis(redis_store::RedisStore::open(
+            url,
+            settings.gateway.guild_id,
+            settings.outbox_capacity,
+            settings.lease.redis_timeout,
+        )?),
+    };
     let status = Arc::new(health::Status::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let voice = voice::BotVoice::default();
     let router = health::router(
         status.clone(),
-        outbox.clone(),
+        store.clone(),
         metrics::prometheus(),
         Verifier::new(settings.hub_secrets.clone()),
     )
@@ -140,52 +169,25 @@ pub async fn run(
             .await
     });
 
-    let hub = delivery::HubClient::new(
-        settings.hub_endpoint.clone(),
-        Signer::new(settings.hub_secrets[0].clone()),
-        settings.delivery_timeout,
-    );
-    let delivery = tokio::spawn(delivery::run(
-        outbox.clone(),
-        hub,
-        settings.backoff,
-        stop_rx.clone(),
-    ));
-
     let stop = Arc::new(stop_tx);
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_on_signal.send(true);
     });
-    let gateway = gateway::run(settings.gateway, outbox, status, voice, stop_rx);
-    tokio::pin!(gateway);
-    let mut delivery = Some(delivery);
-    let result = tokio::select! {
-        result = &mut gateway => result,
-        joined = delivery.as_mut().expect("not taken yet") => {
-            delivery = None;
-            match joined {
-                // Delivery stops by itself only at shutdown: let the gateway close.
-                Ok(Ok(())) => gateway.await,
-                // A state file failure stops everything, so the operator (or
-                // systemd) sees it, instead of queueing forever.
-                Ok(Err(error)) => Err(WorkerError::Store(error)),
-                Err(_) => Err(WorkerError::Panicked("delivery")),
-            }
-        }
+    let term = Term {
+        settings: &settings,
+        store: &store,
+        status: &status,
+        voice: &voice,
+        stop: &stop,
+    };
+    let result = match &store {
+        Store::Local(_) => term.run(None).await.map(drop),
+        Store::Redis(redis) => run_pair(&term, redis).await,
     };
 
-    // Whatever ended the session, stop the other tasks. An attempt cut short is
-    // simply delivered again next time: the hub deduplicates by event id.
     let _ = stop.send(true);
-    if let Some(mut delivery) = delivery
-        && tokio::time::timeout(Duration::from_secs(5), &mut delivery)
-            .await
-            .is_err()
-    {
-        delivery.abort();
-    }
     if tokio::time::timeout(Duration::from_secs(5), health_server)
         .await
         .is_err()
@@ -193,4 +195,122 @@ pub async fn run(
         tracing::warn!("health server did not stop in time");
     }
     result
+}
+
+/// What one stretch of holding the Discord session needs.
+struct Term<'a> {
+    settings: &'a WorkerSettings,
+    store: &'a Store,
+    status: &'a Arc<health::Status>,
+    voice: &'a voice::BotVoice,
+    stop: &'a watch::Sender<bool>,
+}
+
+impl Term<'_> {
+    /// Holds the session and delivers the outbox until shutdown, a fatal close,
+    /// or (with a `lease`) the loss of the lease.
+    async fn run(&self, lease: Option<Lease>) -> Result<gateway::Ended, WorkerError> {
+        let settings = self.settings;
+        let hub = delivery::HubClient::new(
+            settings.hub_endpoint.clone(),
+            Signer::new(settings.hub_secrets[0].clone()),
+            settings.delivery_timeout,
+        );
+        let delivery = tokio::spawn(delivery::run(
+            self.store.clone(),
+            hub,
+            settings.backoff,
+            self.stop.subscribe(),
+            lease.clone(),
+        ));
+        let gateway = gateway::run(
+            settings.gateway.clone(),
+            self.store.clone(),
+            self.status.clone(),
+            self.voice.clone(),
+            self.stop.subscribe(),
+            lease,
+        );
+        tokio::pin!(gateway);
+        let mut delivery = Some(delivery);
+        let result = tokio::select! {
+            result = &mut gateway => result,
+            joined = delivery.as_mut().expect("not taken yet") => {
+                delivery = None;
+                match joined {
+                    // Delivery stops by itself only at shutdown or when the lease
+                    // is lost: let the gateway end too.
+                    Ok(Ok(())) => gateway.await,
+                    // A state file failure stops everything, so the operator (or
+                    // systemd) sees it, instead of queueing forever.
+                    Ok(Err(error)) => Err(WorkerError::Store(error)),
+                    Err(_) => Err(WorkerError::Panicked("delivery")),
+                }
+            }
+        };
+
+        // A failure ends the worker: stop the other tasks. (At shutdown the flag
+        // is already set; when the lease is lost, delivery stops by itself.) An
+        // attempt cut short is simply delivered again: the hub deduplicates by id.
+        if result.is_err() {
+            let _ = self.stop.send(true);
+        }
+        if let Some(mut delivery) = delivery
+            && tokio::time::timeout(Duration::from_secs(5), &mut delivery)
+                .await
+                .is_err()
+        {
+            delivery.abort();
+        }
+        result
+    }
+}
+
+/// One worker of an active/standby pair: standby until it takes the lease,
+/// active until it loses it, standby again, … until shutdown or a fatal close.
+async fn run_pair(term: &Term<'_>, redis: &redis_store::RedisStore) -> Result<(), WorkerError> {
+    let mut shutdown = term.stop.subscribe();
+    loop {
+        term.voice.standby();
+        term.status.set_role(health::Role::Standby);
+        metrics::lease_held(false);
+        tracing::info!("role: standby (another worker holds the session, or none has yet)");
+        let reachable = |ok| term.status.set_redis_reachable(ok);
+        let Some((lease, took_over)) =
+            lease::wait_for_lease(redis, term.settings.lease, reachable, &mut shutdown).await
+        else {
+            return Ok(());
+        };
+        term.voice.activate();
+        term.status.set_role(health::Role::Active);
+        term.status.set_state(health::GatewayState::Disconnected);
+        metrics::lease_held(true);
+        if took_over {
+            metrics::took_over();
+        }
+        tracing::info!(
+            token = lease.token(),
+            took_over,
+            "role: active (holds the worker lease and the session)"
+        );
+        let keeper = lease.keep();
+        let ended = term.run(Some(lease.clone())).await;
+        match ended {
+            Ok(gateway::Ended::LeaseLost) => {
+                metrics::lease_lost();
+                lease.give_up("the session loop stopped");
+                let _ = keeper.await;
+            }
+            Ok(gateway::Ended::Shutdown) => {
+                lease.release().await;
+                metrics::lease_held(false);
+                return Ok(());
+            }
+            Err(error) => {
+                lease.release().await;
+                metrics::lease_held(false);
+                return Err(error);
+            }
+        }
+    }
 }

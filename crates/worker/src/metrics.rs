@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::outbox::Outbox;
+use crate::store::Store;
 
 /// The process's Prometheus handle, installing the global recorder on first use.
 /// If another recorder is already installed, metrics still render (empty) rather
@@ -35,7 +35,7 @@ pub fn event_produced(name: &'static str) {
 }
 
 /// An event reached the hub.
-pub fn delivered(outbox: &Outbox) {
+pub fn delivered(outbox: &Store) {
     counter!("coven_worker_delivered_total").increment(1);
     outbox_gauges(outbox);
 }
@@ -46,14 +46,14 @@ pub fn retried() {
 }
 
 /// An event went to the dead-letter table.
-pub fn dead_lettered(outbox: &Outbox) {
+pub fn dead_lettered(outbox: &Store) {
     counter!("coven_worker_dead_letters_total").increment(1);
     outbox_gauges(outbox);
 }
 
 /// Current outbox depth, dead letters and bound.
 #[allow(clippy::cast_precision_loss)] // Gauges are f64; depths stay far below 2^52.
-pub fn outbox_gauges(outbox: &Outbox) {
+pub fn outbox_gauges(outbox: &Store) {
     gauge!("coven_worker_outbox_depth").set(outbox.depth() as f64);
     gauge!("coven_worker_outbox_capacity").set(outbox.capacity() as f64);
     gauge!("coven_worker_dead_letters").set(outbox.dead_letter_count() as f64);
@@ -77,4 +77,20 @@ pub fn reconnected() {
 /// Latest heartbeat round trip.
 pub fn gateway_latency(latency: Duration) {
     gauge!("coven_worker_gateway_latency_seconds").set(latency.as_secs_f64());
+}
+
+/// Whether this worker holds the active/standby lease (1) or not (0). Only a
+/// worker with `REDIS_URL` reports it.
+pub fn lease_held(held: bool) {
+    gauge!("coven_worker_lease_held").set(if held { 1.0 } else { 0.0 });
+}
+
+/// This worker took the lease over from another worker of the pair.
+pub fn took_over() {
+    counter!("coven_worker_takeovers_total").increment(1);
+}
+
+/// This worker lost the lease without releasing it (and went back to standby).
+pub fn lease_lost() {
+    counter!("coven_worker_lease_losses_total").increment(1);
 }

@@ -11,12 +11,17 @@
 //! Events that the hub rejects for good, and events that would overflow the
 //! configured bound, move to a dead-letter table: counted, logged, kept for an
 //! operator, never silently dropped.
+//!
+//! This is the single worker's store. With `REDIS_URL`, the same data lives in
+//! Redis instead ([`crate::redis_store`]); [`crate::store::Store`] hides which.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use coven_contract::Event;
+use std::time::Duration;
+
+use coven_contract::{Event, Snowflake};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -37,7 +42,18 @@ const VIEW_KEY: &str = "view";
 /// Fraction of the bound past which the outbox reports that it is nearly full.
 const NEAR_FULL_PERCENT: u64 = 80;
 
-/// A failure of the state file.
+/// The stable `X-Hub-Event-Id` of outbox position `id`: the store's random
+/// epoch, then the position in hex (both stores use it).
+pub fn event_id(epoch: &str, id: u64) -> String {
+    format!("{epoch}-{id:016x}")
+}
+
+/// Whether `depth` events are past 80 % of `capacity`.
+pub fn near_full(depth: u64, capacity: u64) -> bool {
+    depth.saturating_mul(100) >= capacity.saturating_mul(NEAR_FULL_PERCENT)
+}
+
+/// A failure of the state file (or of Redis, for a pair of workers).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// redb failed (I/O, corruption, …).
@@ -46,6 +62,30 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("state database holds an unreadable value: {0}")]
     Decode(#[from] serde_json::Error),
+    /// `REDIS_URL` is not a URL the Redis client understands (its value is never shown).
+    #[error("REDIS_URL is not a valid redis:// or rediss:// URL")]
+    InvalidRedisUrl,
+    /// Redis failed (unreachable, restarting, …): retried with backoff.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time: retried with backoff.
+    #[error("redis did not answer within {0:?}")]
+    RedisTimeout(Duration),
+    /// The thread writing the state file panicked.
+    #[error("internal error: the state file's writer panicked")]
+    Panicked,
+    /// The write was refused because this worker no longer holds the lease:
+    /// another worker is active now.
+    #[error("refused: another worker holds the lease now")]
+    Fenced,
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (Redis down or slow), as opposed
+    /// to a broken state file or a lost lease.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Redis(_) | Self::RedisTimeout(_))
+    }
 }
 
 macro_rules! impl_from_redb {
@@ -75,6 +115,10 @@ pub struct StoredSession {
     pub sequence: u64,
     /// READY's `resume_gateway_url`.
     pub resume_url: Option<String>,
+    /// The bot's own user id, from READY: a resumed session sees no READY, and
+    /// the bot's voice connection needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_user_id: Option<Snowflake>,
 }
 
 /// An event waiting for delivery.
@@ -277,7 +321,7 @@ impl Outbox {
 
     /// Whether the outbox is past 80 % of its bound.
     pub fn near_full(&self) -> bool {
-        self.depth() * 100 >= self.capacity * NEAR_FULL_PERCENT
+        near_full(self.depth(), self.capacity)
     }
 
     /// Resolves when an event is added after the last wake-up.
@@ -286,7 +330,7 @@ impl Outbox {
     }
 
     fn event_id(&self, id: u64) -> String {
-        format!("{}-{id:016x}", self.epoch)
+        event_id(&self.epoch, id)
     }
 
     fn dead_letter(&self, id: u64, body: &[u8], reason: &str) -> DeadLetter {

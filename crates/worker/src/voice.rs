@@ -6,7 +6,8 @@
 //! the speaking updates the client hears become `voice.speaking` events in the
 //! outbox, so they reach browsers on the same ordered, durable path as the rest.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use coven_contract::{Event, Snowflake, VoiceSpeaking};
 use coven_discord::{DiscordRtcClient, VoiceGatewaySender};
@@ -16,7 +17,7 @@ use twilight_model::gateway::payload::outgoing::UpdateVoiceState;
 use twilight_model::id::Id;
 use twilight_model::voice::VoiceState;
 
-use crate::outbox::Outbox;
+use crate::store::Store;
 
 /// Sends op 4 through the shard's message channel.
 struct ShardVoiceSender {
@@ -43,73 +44,130 @@ impl VoiceGatewaySender for ShardVoiceSender {
     }
 }
 
-/// What building the voice client needs, known from READY on.
+/// What building the voice client needs, known from READY (or a stored session) on.
 struct Parts {
     guild_id: Snowflake,
     bot_user_id: Snowflake,
     sender: MessageSender,
-    outbox: Outbox,
+    store: Store,
 }
 
-/// The bot's voice connection. The session provides its parts on READY; the
-/// client (and songbird's driver with it) is only built by the first voice
-/// command, so a worker whose bot never joins a room runs no audio machinery.
+/// The bot's voice connection. The session provides its parts on READY (or on
+/// RESUMED, from the stored session); the client (and songbird's driver with it)
+/// is only built by the first voice command, so a worker whose bot never joins a
+/// room runs no audio machinery. A standby of a pair has none, and refuses commands.
 #[derive(Clone, Default)]
 pub struct BotVoice {
-    parts: Arc<OnceLock<Parts>>,
-    client: Arc<OnceLock<DiscordRtcClient>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    standby: bool,
+    parts: Option<Parts>,
+    client: Option<DiscordRtcClient>,
+    speaking: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl BotVoice {
-    /// The voice client, built on first use once READY has been seen. Must be
-    /// called inside the Tokio runtime.
-    pub fn client(&self) -> Option<&DiscordRtcClient> {
-        let parts = self.parts.get()?;
-        Some(self.client.get_or_init(|| {
-            let gateway = Arc::new(ShardVoiceSender {
-                sender: parts.sender.clone(),
-                guild_id: parts.guild_id,
-            });
-            let client = DiscordRtcClient::new(parts.guild_id, parts.bot_user_id, gateway);
-            tokio::spawn(speaking_to_outbox(client.clone(), parts.outbox.clone()));
-            client
-        }))
+    /// The voice client, built on first use once the session's parts are known.
+    /// Must be called inside the Tokio runtime.
+    pub fn client(&self) -> Option<DiscordRtcClient> {
+        let mut inner = self.lock();
+        if inner.standby {
+            return None;
+        }
+        if let Some(client) = &inner.client {
+            return Some(client.clone());
+        }
+        let parts = inner.parts.as_ref()?;
+        let gateway = Arc::new(ShardVoiceSender {
+            sender: parts.sender.clone(),
+            guild_id: parts.guild_id,
+        });
+        let client = DiscordRtcClient::new(parts.guild_id, parts.bot_user_id, gateway);
+        let speaking = tokio::spawn(speaking_to_outbox(client.clone(), parts.store.clone()));
+        inner.speaking = Some(speaking);
+        inner.client = Some(client.clone());
+        Some(client)
     }
 
-    /// Called on READY with what the client will need. The shard's message
-    /// channel survives reconnects, so the first READY's parts stay valid.
+    /// Called on READY (or RESUMED) with what the client will need. The shard's
+    /// message channel survives reconnects, so the first parts stay valid until
+    /// the session is handed to another worker ([`BotVoice::standby`]).
     pub fn ready(
         &self,
         guild_id: Snowflake,
         bot_user_id: Snowflake,
         sender: MessageSender,
-        outbox: &Outbox,
+        store: &Store,
     ) {
-        let _ = self.parts.set(Parts {
-            guild_id,
-            bot_user_id,
-            sender,
-            outbox: outbox.clone(),
-        });
+        let mut inner = self.lock();
+        inner.standby = false;
+        if inner.parts.is_none() {
+            inner.parts = Some(Parts {
+                guild_id,
+                bot_user_id,
+                sender,
+                store: store.clone(),
+            });
+        }
+    }
+
+    /// This worker no longer holds the session: forget the client and its parts
+    /// (they belong to a closed shard) and refuse commands until the next READY.
+    pub fn standby(&self) {
+        let mut inner = self.lock();
+        inner.standby = true;
+        inner.parts = None;
+        if let Some(speaking) = inner.speaking.take() {
+            speaking.abort();
+        }
+        if let Some(client) = inner.client.take() {
+            // Best effort: the op 4 cannot go out any more, but the voice
+            // connection itself is ours to close.
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
+            });
+        }
+    }
+
+    /// This worker holds the session now: accept commands again (the client
+    /// is built once the parts are known).
+    pub fn activate(&self) {
+        self.lock().standby = false;
+    }
+
+    /// Whether this worker is a standby (voice commands answer 503 `standby`).
+    pub fn is_standby(&self) -> bool {
+        self.lock().standby
     }
 
     /// Feeds a `VOICE_STATE_UPDATE` (the client keeps only the bot's own).
     pub fn voice_state(&self, state: &VoiceState) {
-        if let Some(client) = self.client.get() {
+        let client = self.lock().client.clone();
+        if let Some(client) = client {
             client.on_voice_state_update(state);
         }
     }
 
     /// Feeds a `VOICE_SERVER_UPDATE`.
     pub fn voice_server(&self, update: &VoiceServerUpdate) {
-        if let Some(client) = self.client.get() {
+        let client = self.lock().client.clone();
+        if let Some(client) = client {
             client.on_voice_server_update(update);
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// Commits every speaking change the bot hears as a `voice.speaking` event.
-async fn speaking_to_outbox(client: DiscordRtcClient, outbox: Outbox) {
+async fn speaking_to_outbox(client: DiscordRtcClient, store: Store) {
     let mut updates = client.speaking_updates();
     loop {
         let update = match updates.recv().await {
@@ -129,12 +187,9 @@ async fn speaking_to_outbox(client: DiscordRtcClient, outbox: Outbox) {
             user_id: update.user_id,
             speaking: update.speaking,
         });
-        let queue = outbox.clone();
-        let stored = tokio::task::spawn_blocking(move || queue.commit(&[event], None, None)).await;
-        match stored {
-            Ok(Ok(_)) => crate::metrics::event_produced("voice.speaking"),
-            Ok(Err(error)) => tracing::error!(%error, "could not store a voice.speaking event"),
-            Err(error) => tracing::error!(%error, "storing a voice.speaking event panicked"),
+        match store.commit(&[event], None, None).await {
+            Ok(_) => crate::metrics::event_produced("voice.speaking"),
+            Err(error) => tracing::error!(%error, "could not store a voice.speaking event"),
         }
     }
 }

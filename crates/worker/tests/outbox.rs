@@ -17,6 +17,7 @@ fn session(sequence: u64) -> StoredSession {
         id: "abc".into(),
         sequence,
         resume_url: Some("ws://127.0.0.1:1".into()),
+        bot_user_id: Snowflake::new(42),
     }
 }
 

@@ -24,7 +24,12 @@ pub async fn worker() -> ExitCode {
             ));
         }
     };
-    tracing::info!(%health_addr, hub = %config.hub_endpoint, "starting the gateway worker");
+    tracing::info!(
+        %health_addr,
+        hub = %config.hub_endpoint,
+        active_standby = config.shared.redis_url.is_some(),
+        "starting the gateway worker"
+    );
     match coven_worker::run(settings, health, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
@@ -46,5 +51,7 @@ pub fn worker_settings(config: &WorkerConfig) -> WorkerSettings {
         settings.gateway.gateway_url = Some(gateway.trim_end_matches('/').to_owned());
     }
     settings.outbox_capacity = config.outbox_max_events;
+    // With REDIS_URL, this worker is one of an active/standby pair.
+    settings.redis_url.clone_from(&shared.redis_url);
     settings
 }

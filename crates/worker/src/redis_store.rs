@@ -1,0 +1,527 @@
+//! The worker's state in Redis, shared by an active/standby pair of workers.
+//!
+//! With `REDIS_URL`, what the single worker keeps in its redb file ([`crate::outbox`])
+//! lives here instead, so that whichever worker holds the lease ([`crate::lease`])
+//! can resume the same Discord session and go on delivering the same outbox:
+//!
+//! | key (`coven:{<guild>}:worker:…`) | type | holds |
+//! |---|---|---|
+//! | `lease` | string with a TTL | the active worker's fencing token |
+//! | `fence` | counter | the last fencing token handed out |
+//! | `session` | string, JSON | the gateway session (id, sequence, resume URL, bot id) |
+//! | `view` | string, JSON | the voice view (`/voice-view`) |
+//! | `outbox` | stream, entry `<id>-0`, field `b` | undelivered webhook bodies, in id order |
+//! | `next_id` | counter | the last outbox id handed out (unique across the pair) |
+//! | `epoch` | string | the random prefix of event ids, set once |
+//! | `dead` | stream, fields `i`, `b`, `r` | dead letters: id, body, reason |
+//!
+//! The braces make the guild id a Redis Cluster hash tag: every key is in one
+//! slot, so one script may touch them all. Every write — a commit of events,
+//! view and session together, an ack, a burial, a session save — is ONE Lua
+//! script that first checks that the caller's fencing token is still the one in
+//! `lease`, and does nothing otherwise ([`StoreError::Fenced`]). A worker that was
+//! paused or cut off while another took over can therefore never write again.
+//! Reads need no lease: a standby serves `/voice-view` and its counts from here.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use coven_contract::{Event, Secret, Snowflake};
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::Notify;
+
+use crate::outbox::{DeadLetter, Pending, StoreError, StoredSession, event_id, near_full};
+use crate::tracker::VoiceView;
+
+/// `KEYS`: lease, fence. `ARGV`: TTL in ms. Returns the new token, or nil when
+/// the lease is held.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+return token
+",
+    )
+});
+
+/// `KEYS`: lease. `ARGV`: token, TTL in ms. 1 when renewed, 0 when not ours.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// `KEYS`: lease. `ARGV`: token. 1 when deleted, 0 when not ours.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+",
+    )
+});
+
+/// `KEYS`: lease, `next_id`, outbox, dead, view, session, epoch. `ARGV`: token,
+/// capacity, an epoch to set if none is, view JSON or '', session JSON or '',
+/// then the webhook bodies. Returns {1, overflowed, depth, dead} or {0}.
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+redis.call('SET', KEYS[7], ARGV[3], 'NX')
+local depth = redis.call('XLEN', KEYS[3])
+local capacity = tonumber(ARGV[2])
+local overflowed = 0
+for i = 6, #ARGV do
+  local id = redis.call('INCR', KEYS[2])
+  if depth < capacity then
+    redis.call('XADD', KEYS[3], id .. '-0', 'b', ARGV[i])
+    depth = depth + 1
+  else
+    redis.call('XADD', KEYS[4], '*', 'i', id, 'b', ARGV[i], 'r', 'outbox full')
+    overflowed = overflowed + 1
+  end
+end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5]) end
+return {1, overflowed, depth, redis.call('XLEN', KEYS[4])}
+",
+    )
+});
+
+/// `KEYS`: lease, session. `ARGV`: token, session JSON. {1} or {0}.
+static SAVE_SESSION: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+redis.call('SET', KEYS[2], ARGV[2])
+return {1}
+",
+    )
+});
+
+/// `KEYS`: lease, outbox. `ARGV`: token, id. {1, depth} or {0}.
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+redis.call('XDEL', KEYS[2], ARGV[2] .. '-0')
+return {1, redis.call('XLEN', KEYS[2])}
+",
+    )
+});
+
+/// `KEYS`: lease, outbox, dead. `ARGV`: token, id, body, reason. {1, depth, dead} or {0}.
+static BURY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+redis.call('XDEL', KEYS[2], ARGV[2] .. '-0')
+redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'b', ARGV[3], 'r', ARGV[4])
+return {1, redis.call('XLEN', KEYS[2]), redis.call('XLEN', KEYS[3])}
+",
+    )
+});
+
+/// `KEYS`: outbox, epoch. The oldest entry as {entry id, body, epoch}, or nil.
+static PEEK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local entry = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if not entry then return false end
+return {entry[1], entry[2][2], redis.call('GET', KEYS[2]) or ''}
+",
+    )
+});
+
+/// `KEYS`: dead, epoch. {epoch, id, body, reason, id, body, reason, …}.
+static DEAD_LETTERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local out = {redis.call('GET', KEYS[2]) or ''}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f = entry[2]
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[4]
+  out[#out + 1] = f[6]
+end
+return out
+",
+    )
+});
+
+/// The names of the pair's keys for one guild.
+#[derive(Debug)]
+struct Keys {
+    lease: String,
+    fence: String,
+    session: String,
+    view: String,
+    outbox: String,
+    next_id: String,
+    epoch: String,
+    dead: String,
+}
+
+impl Keys {
+    fn new(guild_id: Snowflake) -> Self {
+        let key = |name: &str| format!("coven:{{{guild_id}}}:worker:{name}");
+        Self {
+            lease: key("lease"),
+            fence: key("fence"),
+            session: key("session"),
+            view: key("view"),
+            outbox: key("outbox"),
+            next_id: key("next_id"),
+            epoch: key("epoch"),
+            dead: key("dead"),
+        }
+    }
+}
+
+/// The shared state of a worker pair in Redis. Cheap to clone; writes carry the
+/// fencing token of the lease this worker holds (none: every write is refused).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    capacity: u64,
+    timeout: Duration,
+    fence: Arc<AtomicU64>,
+    depth: Arc<AtomicU64>,
+    dead: Arc<AtomicU64>,
+    added: Arc<Notify>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    // The connection's own Debug would show the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.keys.lease)
+            .field("capacity", &self.capacity)
+            .field("fence", &self.fence.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store for `guild_id`'s worker pair at `url`, holding at most `capacity`
+    /// undelivered events; every Redis call fails after `timeout`. It connects
+    /// lazily (and reconnects by itself), so Redis may be down when it opens.
+    /// Must be called inside the Tokio runtime.
+    pub fn open(
+        url: &Secret,
+        guild_id: Snowflake,
+        capacity: u64,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url.expose()).map_err(|_| StoreError::InvalidRedisUrl)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            conn,
+            keys: Arc::new(Keys::new(guild_id)),
+            capacity,
+            timeout,
+            fence: Arc::new(AtomicU64::new(0)),
+            depth: Arc::new(AtomicU64::new(0)),
+            dead: Arc::new(AtomicU64::new(0)),
+            added: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Runs one Redis call with the store's timeout.
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::RedisTimeout(self.timeout)),
+        }
+    }
+
+    fn token(&self) -> String {
+        self.fence.load(Ordering::Relaxed).to_string()
+    }
+
+    /// Sets the fencing token writes carry (0: none, every write is refused).
+    pub(crate) fn set_fence(&self, token: u64) {
+        self.fence.store(token, Ordering::Relaxed);
+    }
+
+    /// Takes the lease if nobody holds it: the new fencing token, or `None`.
+    pub(crate) async fn acquire(&self, ttl: Duration) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(
+            ACQUIRE
+                .key(&self.keys.lease)
+                .key(&self.keys.fence)
+                .arg(millis(ttl))
+                .invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Extends the lease if `token` still holds it.
+    pub(crate) async fn renew(&self, token: u64, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(
+            RENEW
+                .key(&self.keys.lease)
+                .arg(token)
+                .arg(millis(ttl))
+                .invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    /// Deletes the lease if `token` still holds it.
+    pub(crate) async fn release(&self, token: u64) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        self.call(
+            RELEASE
+                .key(&self.keys.lease)
+                .arg(token)
+                .invoke_async(&mut conn),
+        )
+        .await
+    }
+
+    /// The stored session and voice view, if any.
+    pub async fn load(&self) -> Result<(Option<StoredSession>, Option<VoiceView>), StoreError> {
+        let mut conn = self.conn.clone();
+        let (session, view): (Option<String>, Option<String>) = self
+            .call(
+                redis::cmd("MGET")
+                    .arg(&self.keys.session)
+                    .arg(&self.keys.view)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let session = session.map(|s| serde_json::from_str(&s)).transpose()?;
+        let view = view.map(|v| serde_json::from_str(&v)).transpose()?;
+        Ok((session, view))
+    }
+
+    /// The stored voice view, if any.
+    pub async fn load_view(&self) -> Result<Option<VoiceView>, StoreError> {
+        let mut conn = self.conn.clone();
+        let view: Option<String> = self
+            .call(
+                redis::cmd("GET")
+                    .arg(&self.keys.view)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(view.map(|v| serde_json::from_str(&v)).transpose()?)
+    }
+
+    /// Appends `events` and records `view` and `session`, all in one script, if
+    /// this worker still holds the lease. Returns how many events had to be
+    /// dead-lettered because the outbox was full.
+    pub async fn commit(
+        &self,
+        events: &[Event],
+        view: Option<&VoiceView>,
+        session: Option<&StoredSession>,
+    ) -> Result<usize, StoreError> {
+        let view = view.map(serde_json::to_string).transpose()?;
+        let session = session.map(serde_json::to_string).transpose()?;
+        let mut invocation = COMMIT.prepare_invoke();
+        invocation
+            .key(&self.keys.lease)
+            .key(&self.keys.next_id)
+            .key(&self.keys.outbox)
+            .key(&self.keys.dead)
+            .key(&self.keys.view)
+            .key(&self.keys.session)
+            .key(&self.keys.epoch)
+            .arg(self.token())
+            .arg(self.capacity)
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(view.unwrap_or_default())
+            .arg(session.unwrap_or_default());
+        for event in events {
+            invocation.arg(event.to_webhook_body());
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self.call(invocation.invoke_async(&mut conn)).await?;
+        let [1, overflowed, depth, dead] = reply[..] else {
+            return Err(StoreError::Fenced);
+        };
+        self.depth.store(depth, Ordering::Relaxed);
+        self.dead.store(dead, Ordering::Relaxed);
+        if overflowed < events.len() as u64 {
+            self.added.notify_one();
+        }
+        Ok(usize::try_from(overflowed).unwrap_or(usize::MAX))
+    }
+
+    /// Records the session alone, if this worker still holds the lease.
+    pub async fn save_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self
+            .call(
+                SAVE_SESSION
+                    .key(&self.keys.lease)
+                    .key(&self.keys.session)
+                    .arg(self.token())
+                    .arg(serde_json::to_string(session)?)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        match reply[..] {
+            [1] => Ok(()),
+            _ => Err(StoreError::Fenced),
+        }
+    }
+
+    /// The oldest undelivered event.
+    pub async fn peek(&self) -> Result<Option<Pending>, StoreError> {
+        let mut conn = self.conn.clone();
+        let head: Option<(String, Vec<u8>, String)> = self
+            .call(
+                PEEK.key(&self.keys.outbox)
+                    .key(&self.keys.epoch)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(head.and_then(|(entry, body, epoch)| {
+            let id = entry.split('-').next()?.parse().ok()?;
+            Some(Pending {
+                id,
+                event_id: event_id(&epoch, id),
+                body,
+            })
+        }))
+    }
+
+    /// Removes a delivered event, if this worker still holds the lease.
+    pub async fn ack(&self, id: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self
+            .call(
+                ACK.key(&self.keys.lease)
+                    .key(&self.keys.outbox)
+                    .arg(self.token())
+                    .arg(id)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let [1, depth] = reply[..] else {
+            return Err(StoreError::Fenced);
+        };
+        self.depth.store(depth, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Moves an event the hub refused for good to the dead letters, if this
+    /// worker still holds the lease.
+    pub async fn bury(&self, pending: &Pending, reason: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self
+            .call(
+                BURY.key(&self.keys.lease)
+                    .key(&self.keys.outbox)
+                    .key(&self.keys.dead)
+                    .arg(self.token())
+                    .arg(pending.id)
+                    .arg(pending.body.as_slice())
+                    .arg(reason)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let [1, depth, dead] = reply[..] else {
+            return Err(StoreError::Fenced);
+        };
+        self.depth.store(depth, Ordering::Relaxed);
+        self.dead.store(dead, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Every dead letter, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<String> = self
+            .call(
+                DEAD_LETTERS
+                    .key(&self.keys.dead)
+                    .key(&self.keys.epoch)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let Some((epoch, entries)) = flat.split_first() else {
+            return Ok(Vec::new());
+        };
+        Ok(entries
+            .chunks_exact(3)
+            .map(|entry| DeadLetter {
+                event_id: event_id(epoch, entry[0].parse().unwrap_or(0)),
+                body: entry[1].clone(),
+                reason: entry[2].clone(),
+            })
+            .collect())
+    }
+
+    /// Reads the outbox depth and the dead-letter count afresh (a standby has no
+    /// writes of its own to learn them from).
+    pub async fn refresh_counts(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let (depth, dead): (u64, u64) = self
+            .call(
+                redis::pipe()
+                    .cmd("XLEN")
+                    .arg(&self.keys.outbox)
+                    .cmd("XLEN")
+                    .arg(&self.keys.dead)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        self.depth.store(depth, Ordering::Relaxed);
+        self.dead.store(dead, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Events waiting for delivery, as of the last write or refresh.
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Dead letters, as of the last write or refresh.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.dead.load(Ordering::Relaxed)
+    }
+
+    /// The configured bound.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Whether the outbox is past 80 % of its bound.
+    pub fn near_full(&self) -> bool {
+        near_full(self.depth(), self.capacity)
+    }
+
+    /// Resolves when this worker adds an event after the last wake-up.
+    pub async fn added(&self) {
+        self.added.notified().await;
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

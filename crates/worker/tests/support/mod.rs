@@ -105,6 +105,12 @@ impl FakeHub {
             .collect()
     }
 
+    /// Every accepted delivery, in arrival order, with its event id (redeliveries
+    /// included).
+    pub fn accepted(&self) -> Vec<(String, Event)> {
+        self.received.lock().unwrap().accepted.clone()
+    }
+
     /// When the `index`-th accepted delivery arrived.
     pub fn accepted_at(&self, index: usize) -> std::time::Instant {
         self.received.lock().unwrap().accepted_at[index]
@@ -252,6 +258,80 @@ impl RunningWorker {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `/health` of the worker whose health port is at `addr`: status and body,
+/// or `None` while nothing answers.
+pub async fn health_of(addr: SocketAddr) -> Option<(u16, serde_json::Value)> {
+    let response = reqwest::get(format!("http://{addr}/health")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+/// Polls `/health` at `addr` until it reports `role` ("active" or "standby")
+/// with status 200; returns the body.
+pub async fn wait_for_role(addr: SocketAddr, role: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some((200, body)) = health_of(addr).await
+            && body["role"] == role
+        {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{addr} never became a healthy {role}: {:?}",
+            health_of(addr).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request to the worker at `addr` signed with the test secret (SPEC §5).
+pub fn signed(
+    method: reqwest::Method,
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    use coven_contract::signature::Signer;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = Signer::new(Secret::new(SECRET)).sign(now, body);
+    reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .header(TIMESTAMP_HEADER, headers.timestamp)
+        .header(SIGNATURE_HEADER, headers.signature)
+        .body(body.to_vec())
+}
+
+/// Checks what a hub received against what was expected: after collapsing
+/// redeliveries (same event id), exactly `expected`, in order; every event id
+/// is first seen in increasing order (no reorder), and a redelivery only
+/// repeats an id already seen.
+pub fn assert_in_order_at_least_once(
+    accepted: &[(String, Event)],
+    expected: &[(&'static str, u64, u64)],
+) {
+    let mut seen = std::collections::HashMap::new();
+    let mut first: Vec<(String, Event)> = Vec::new();
+    for (id, event) in accepted {
+        if let Some(earlier) = seen.get(id) {
+            assert_eq!(earlier, event, "a redelivery of {id} carried another event");
+            continue;
+        }
+        seen.insert(id.clone(), event.clone());
+        first.push((id.clone(), event.clone()));
+    }
+    let ids: Vec<&String> = first.iter().map(|(id, _)| id).collect();
+    assert!(
+        ids.windows(2).all(|pair| pair[0] < pair[1]),
+        "event ids out of order: {ids:?}"
+    );
+    let events: Vec<Event> = first.into_iter().map(|(_, event)| event).collect();
+    assert_eq!(summary(&events), expected, "every event, once, in order");
 }
 
 /// A TCP port that was free a moment ago, for a child process to listen on.

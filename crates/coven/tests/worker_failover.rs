@@ -1,0 +1,225 @@
+//! Two `coven worker` processes for one bot with `REDIS_URL`: one active, one
+//! standby. Users keep joining, leaving and moving while the active is killed
+//! with SIGKILL (or stopped with SIGTERM); the standby must take the lease,
+//! RESUME the same Discord session (no second IDENTIFY) and deliver every event
+//! to the hub in order — a redelivery of the same event id is the only
+//! duplicate allowed.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+mod process;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use process::worker_command;
+use support::redis::RedisServer;
+use support::{
+    FakeHub, KillOnDrop, WAIT, assert_in_order_at_least_once, free_port, simulator, wait_for_role,
+};
+
+type Expected = Vec<(&'static str, u64, u64)>;
+
+fn health(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn pair_worker(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    redis: &RedisServer,
+    state: &Path,
+    port: u16,
+    log_level: &str,
+) -> KillOnDrop {
+    KillOnDrop::new(
+        worker_command(sim, hub, state, port)
+            .env("REDIS_URL", redis.url())
+            .env("LOG_LEVEL", log_level)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Users join, leave and move between rooms every `every` until `stop` is set;
+/// returns the events the hub must receive, in order.
+fn produce(
+    handle: coven_sim::SimHandle,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Expected> {
+    let seed = handle.seed();
+    let users = seed.member_user_ids[2..6].to_vec();
+    let rooms = seed.voice_channel_ids.clone();
+    tokio::spawn(async move {
+        let mut expected = Vec::new();
+        let mut i = 0_usize;
+        while !stop.load(Ordering::Relaxed) && i < 5_000 {
+            let user = users[i % users.len()];
+            match handle.voice_channel_of(user) {
+                None => {
+                    let room = rooms[i % rooms.len()];
+                    handle.user_join(user, room).unwrap();
+                    expected.push(("voice.joined", room, user));
+                }
+                Some(room) if i % 3 == 0 => {
+                    handle.user_leave(user).unwrap();
+                    expected.push(("voice.left", room, user));
+                }
+                Some(room) => {
+                    let to = *rooms.iter().find(|&&r| r != room).unwrap();
+                    handle.user_move(user, to).unwrap();
+                    expected.push(("voice.left", room, user));
+                    expected.push(("voice.joined", to, user));
+                }
+            }
+            i += 1;
+            tokio::time::sleep(every).await;
+        }
+        expected
+    })
+}
+
+async fn metrics(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until the hub has accepted more than `count` deliveries; returns when
+/// the first of them arrived.
+async fn first_delivery_after(hub: &FakeHub, count: usize) -> Instant {
+    let deadline = Instant::now() + WAIT;
+    while hub.accepted().len() <= count {
+        assert!(Instant::now() < deadline, "no delivery after the handover");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    hub.accepted_at(count)
+}
+
+#[tokio::test]
+async fn kill_9_of_the_active_the_standby_resumes_and_nothing_is_lost_or_reordered() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let redis = RedisServer::start();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let active = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
+    wait_for_role(health(port_a), "active").await;
+    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
+    let body = wait_for_role(health(port_b), "standby").await;
+    assert_eq!(body["state"], "standby", "{body}");
+    let handle = sim.handle();
+    assert_eq!(handle.counters().identifies, 1);
+    assert!(metrics(port_b).await.contains("coven_worker_lease_held 0"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());
+    hub.wait_for_events(15).await;
+
+    // SIGKILL: no shutdown code runs, the lease is left to expire.
+    let resumes = handle.counters().resumes;
+    let delivered = hub.accepted().len();
+    drop(active);
+    let killed = Instant::now();
+    handle
+        .wait_for(|c| c.resumes > resumes, WAIT)
+        .await
+        .expect("the standby resumed the session");
+    let resumed = killed.elapsed();
+    let first = first_delivery_after(&hub, delivered).await - killed;
+    let body = wait_for_role(health(port_b), "active").await;
+    assert_eq!(body["state"], "active", "{body}");
+    println!("failover after kill -9: RESUMED after {resumed:?}, first delivery after {first:?}");
+
+    // The killed worker comes back on its old state folder: it is the standby now.
+    let _restarted = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
+    wait_for_role(health(port_a), "standby").await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await; // More events under the new active.
+    stop.store(true, Ordering::Relaxed);
+    let expected = producer.await.unwrap();
+    assert!(
+        delivered < expected.len(),
+        "the kill landed while events flowed"
+    );
+    hub.wait_for_events(expected.len()).await;
+    assert_in_order_at_least_once(&hub.accepted(), &expected);
+    let counters = handle.counters();
+    assert_eq!(
+        counters.identifies, 1,
+        "no IDENTIFY after the first: {counters:?}"
+    );
+    let text = metrics(port_b).await;
+    for line in [
+        "coven_worker_lease_held 1",
+        "coven_worker_takeovers_total 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_of_the_active_hands_over_at_once() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let redis = RedisServer::start();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let active = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "info");
+    wait_for_role(health(port_a), "active").await;
+    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
+    wait_for_role(health(port_b), "standby").await;
+
+    let handle = sim.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());
+    hub.wait_for_events(15).await;
+
+    let resumes = handle.counters().resumes;
+    let pid = active.id().to_string();
+    let stopped = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    handle
+        .wait_for(|c| c.resumes > resumes, WAIT)
+        .await
+        .expect("the standby resumed the session");
+    let handover = stopped.elapsed();
+    println!("handover after SIGTERM: RESUMED after {handover:?}");
+    wait_for_role(health(port_b), "active").await;
+    let output = tokio::task::spawn_blocking(move || active.into_inner().wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("released the worker lease"),
+        "the active released its lease instead of letting it expire:\n{stderr}"
+    );
+    assert!(
+        handover < Duration::from_secs(5),
+        "no wait for the 5 s lease to expire: {handover:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let expected = producer.await.unwrap();
+    hub.wait_for_events(expected.len()).await;
+    assert_in_order_at_least_once(&hub.accepted(), &expected);
+    assert_eq!(handle.counters().identifies, 1);
+}

@@ -484,7 +484,7 @@ impl Reader {
             };
             let step = async {
                 if !synced {
-                    self.sync(&mut conn, &stream).await?;
+                    self.sync(&stream).await?;
                     synced = true;
                 }
                 let last_id = format!("{}-0", *stream.head.borrow());
@@ -534,12 +534,12 @@ impl Reader {
     /// Aligns the local head with Redis: on first start, follow from Redis's
     /// current `seq` (older events are replayed from the stream on demand); after
     /// an outage, continue from the local head unless Redis lost its data.
-    async fn sync(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-        stream: &LocalStream,
-    ) -> redis::RedisResult<()> {
-        let result: redis::RedisResult<Option<u64>> = conn.get(&self.seq_key).await;
+    ///
+    /// It reads through the shared connection on purpose: that connection only
+    /// reconnects when a command fails, so this makes it reconnect before Redis is
+    /// reported up again and the next publish succeeds.
+    async fn sync(&self, stream: &LocalStream) -> redis::RedisResult<()> {
+        let result: redis::RedisResult<Option<u64>> = self.link.conn().get(&self.seq_key).await;
         let seq = self.link.record("sync", result)?.unwrap_or(0);
         let (head, fresh) = {
             let local = stream.lock();

@@ -1,0 +1,314 @@
+//! The Redis-backed broker and rooms memory against a real `redis-server`: the Lua
+//! scripts' logic (one `seq` and one dedupe memory for several hubs, replay from
+//! the stream, the age limit, shared `Idempotency-Key` answers and rate limits),
+//! and a hub that starts while Redis is down and recovers when it comes up.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{TestHub, WAIT, eventually, id, joined, next_event};
+use coven_contract::{Secret, ServerMessage};
+use coven_hub::{Broker, BrokerLimits, Frame, Outbox, RedisBroker};
+use jsonwebtoken::Algorithm;
+
+/// A private `redis-server` without persistence, killed (and its folder removed)
+/// when dropped.
+struct Redis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("coven-hub-redis-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--port",
+            ])
+            .arg(port.to_string())
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let redis = Self {
+            port,
+            dir,
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn url(&self) -> Secret {
+        Secret::new(format!("redis://127.0.0.1:{}/", self.port))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn limits(max_age: Duration) -> BrokerLimits {
+    BrokerLimits {
+        replay_capacity: 1000,
+        replay_max_age: max_age,
+        dedupe_capacity: 1000,
+        dedupe_max_age: Duration::from_secs(60),
+    }
+}
+
+fn seqs(frames: &[Frame]) -> Vec<u64> {
+    frames
+        .iter()
+        .map(|frame| match ServerMessage::parse(frame).unwrap() {
+            ServerMessage::Event(event) => event.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+fn outbox() -> Arc<Outbox> {
+    Arc::new(Outbox::new(1 << 20))
+}
+
+#[tokio::test]
+async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
+    let redis = Redis::start();
+    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let b = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    assert_eq!(
+        a.publish(joined(3), vec!["k1".into()]).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(b.publish(joined(3), vec!["k1".into()]).await.unwrap(), None);
+    assert_eq!(
+        b.publish(joined(4), vec!["k2".into(), "k3".into()])
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        a.publish(joined(4), vec!["k4".into(), "k3".into()])
+            .await
+            .unwrap(),
+        None,
+        "k3 was seen"
+    );
+    assert_eq!(
+        b.publish(joined(4), vec!["k4".into()]).await.unwrap(),
+        None,
+        "k4 was remembered although its event was a duplicate"
+    );
+    assert_eq!(a.publish(joined(5), vec![]).await.unwrap(), Some(3));
+    assert!(a.redis_up() && b.redis_up());
+}
+
+#[tokio::test]
+async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill() {
+    let redis = Redis::start();
+    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    for user in 10..16 {
+        a.publish(joined(user), vec![]).await.unwrap();
+    }
+    // A broker that never read these events: its ring is empty, Redis has them.
+    let b = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let s = b
+        .subscribe(id(common::GUILD), Some(2), outbox())
+        .await
+        .unwrap();
+    assert_eq!(s.resumed, Some(true));
+    assert_eq!(seqs(&s.replay), vec![3, 4, 5, 6]);
+    let s = b
+        .subscribe(id(common::GUILD), Some(6), outbox())
+        .await
+        .unwrap();
+    assert_eq!((s.resumed, s.replay.len()), (Some(true), 0));
+    let s = b
+        .subscribe(id(common::GUILD), Some(60), outbox())
+        .await
+        .unwrap();
+    assert_eq!(s.resumed, Some(false), "ahead of every seq Redis assigned");
+    let s = b
+        .subscribe(id(common::GUILD), None, outbox())
+        .await
+        .unwrap();
+    assert_eq!((s.resumed, s.replay.len()), (None, 0));
+
+    // The age limit applies to the stream too (by each event's ts).
+    let short = RedisBroker::new(&redis.url(), limits(Duration::from_millis(200))).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = short
+        .subscribe(id(common::GUILD), Some(2), outbox())
+        .await
+        .unwrap();
+    assert_eq!(s.resumed, Some(false), "older than the replay age");
+}
+
+async fn clustered(redis: &Redis, first_id: u64) -> (TestHub, Arc<coven_hub::MemoryRooms>) {
+    let url = redis.url();
+    // Each hub's fake Discord hands out its own ids (one real Discord would).
+    let rooms = Arc::new(coven_hub::MemoryRooms::new(first_id));
+    let hub = TestHub::start_backend(
+        move |s| {
+            s.redis_url = Some(url);
+            s.rooms_rate_burst = 3;
+            s.rooms_rate_period = Duration::from_secs(60);
+        },
+        rooms.clone(),
+    )
+    .await;
+    (hub, rooms)
+}
+
+fn bearer() -> String {
+    common::token(Algorithm::RS256, "rsa-1", &common::claims())
+}
+
+#[tokio::test]
+async fn hubs_share_idempotency_answers_rate_limits_and_live_events() {
+    let redis = Redis::start();
+    let (a, rooms_a) = clustered(&redis, 5_000_000_000_000_000).await;
+    let (b, rooms_b) = clustered(&redis, 6_000_000_000_000_000).await;
+    let create = |hub: &TestHub, key: &str| {
+        hub.http
+            .post(hub.url("/api/create-room"))
+            .bearer_auth(bearer())
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({"name": "Shared"}))
+            .send()
+    };
+    let first = create(&a, "k-1").await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let second: serde_json::Value = create(&b, "k-1").await.unwrap().json().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(rooms_a.created() + rooms_b.created(), 1, "one channel");
+
+    // Burst 3 across both hubs: two more creates pass, the next is refused anywhere.
+    assert_eq!(create(&b, "k-2").await.unwrap().status(), 201);
+    assert_eq!(create(&a, "k-3").await.unwrap().status(), 201);
+    let limited = create(&b, "k-4").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // A refused create released its key: it is not answered from memory.
+    assert_eq!(create(&a, "k-4").await.unwrap().status(), 429);
+
+    // Live events: the room.created of each create reached browsers on both hubs,
+    // with the same seq, followed by a webhook event posted to either hub.
+    let (mut on_a, _) = a.authed(Some(0)).await;
+    let (mut on_b, _) = b.authed(Some(0)).await;
+    b.post_event(&joined(9), "evt-9").await;
+    for ws in [&mut on_a, &mut on_b] {
+        let names: Vec<(u64, &str)> = [
+            next_event(ws).await,
+            next_event(ws).await,
+            next_event(ws).await,
+            next_event(ws).await,
+        ]
+        .iter()
+        .map(|e| (e.seq, e.event.name()))
+        .collect();
+        assert_eq!(
+            names,
+            vec![
+                (1, "room.created"),
+                (2, "room.created"),
+                (3, "room.created"),
+                (4, "voice.joined")
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hub_starts_without_redis_and_recovers_when_it_comes_up() {
+    let port = free_port();
+    let url = Secret::new(format!("redis://127.0.0.1:{port}/"));
+    let (hub, _rooms) = TestHub::start_with(move |s| s.redis_url = Some(url)).await;
+    let health = hub.health().await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["redis"], "down", "{health}");
+    let body = joined(5).to_webhook_body();
+    let (status, _) = hub
+        .post_signed(&body, common::SECRET, common::now_secs(), "early")
+        .await;
+    assert_eq!(status, 503, "refused so that the worker retries");
+    let keyed = hub
+        .http
+        .post(hub.url("/api/create-room"))
+        .bearer_auth(bearer())
+        .header("Idempotency-Key", "down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 503);
+    assert!(keyed.headers().contains_key("retry-after"));
+    let (mut ws, _) = hub.authed(None).await;
+
+    let _redis = tokio::task::spawn_blocking(move || Redis::start_on(port))
+        .await
+        .unwrap();
+    eventually("redis up in /health", async || {
+        hub.health().await["redis"] == "up"
+    })
+    .await;
+    hub.post_event(&joined(5), "early").await;
+    let event = next_event(&mut ws).await;
+    assert_eq!((event.seq, event.event.name()), (1, "voice.joined"));
+    let metrics = hub
+        .http
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The gauge is process-wide (other tests' hubs set it too): only its presence.
+    assert!(metrics.contains("hub_redis_up"), "{metrics}");
+    assert!(metrics.contains("hub_redis_errors_total"), "{metrics}");
+}

@@ -4,7 +4,10 @@
 //! Prints (1) latency from a simulated voice change to the hub receiving its
 //! signed webhook, p50/p99/max over sequential events; (2) time from a dropped
 //! gateway connection to `RESUMED`; (3) the worker process's CPU time and
-//! resident memory per 1,000 events. Run: `cargo bench -p coven --bench worker`.
+//! resident memory per 1,000 events; (4) with `REDIS_URL`, an active/standby
+//! pair: time from `kill -9` (or SIGTERM) of the active to the standby's
+//! `RESUMED` and to the hub receiving an event made right after the kill.
+//! Run: `cargo bench -p coven --bench worker`.
 
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
@@ -12,6 +15,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::redis::RedisServer;
 use support::{FakeHub, KillOnDrop, SECRET};
 
 const LATENCY_EVENTS: usize = 400;
@@ -151,5 +155,125 @@ async fn main() {
         f64::from(u32::try_from(BURST_EVENTS).unwrap()) / elapsed.as_secs_f64(),
         cpu / u32::try_from(BURST_EVENTS).unwrap(),
         rss_kib(pid)
+    );
+
+    // (4) Active/standby failover with Redis, on a fresh simulator and hub.
+    failover().await;
+}
+
+const FAILOVER_ROUNDS: usize = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `coven worker` of a pair: its own state folder and health port, shared Redis.
+fn pair_worker(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    redis: &RedisServer,
+    state: &std::path::Path,
+    port: u16,
+) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_coven"))
+            .arg("worker")
+            .env_clear()
+            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+            .env("HUB_SECRET", SECRET)
+            .env("DISCORD_BOT_TOKEN", sim.bot_token())
+            .env("HUB_ENDPOINT", hub.endpoint().as_str())
+            .env("HEALTH_CHECK_PORT", port.to_string())
+            .env("STATE_DIR", state)
+            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+            .env("REDIS_URL", redis.url())
+            .env("LOG_LEVEL", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until the worker on `port` is a healthy `role`.
+async fn wait_role(port: u16, role: &str) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    support::wait_for_role(addr, role).await;
+}
+
+async fn failover() {
+    let sim = coven_sim::Simulator::start(coven_sim::SimConfig {
+        heartbeat_interval: Duration::from_millis(41_250),
+        ..coven_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let redis = RedisServer::start();
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let (user, room) = (seed.member_user_ids[4], seed.voice_channel_ids[2]);
+    let states = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let ports = [free_port(), free_port()];
+    let mut workers = [
+        Some(pair_worker(&sim, &hub, &redis, states[0].path(), ports[0])),
+        None,
+    ];
+    wait_role(ports[0], "active").await;
+    workers[1] = Some(pair_worker(&sim, &hub, &redis, states[1].path(), ports[1]));
+    wait_role(ports[1], "standby").await;
+    let mut active = 0;
+    let mut delivered = 0;
+
+    for graceful in [false, true] {
+        let mut resumed = Vec::new();
+        let mut first_event = Vec::new();
+        for _ in 0..FAILOVER_ROUNDS {
+            let resumes_before = handle.counters().resumes;
+            let start = Instant::now();
+            let worker = workers[active].take().unwrap();
+            if graceful {
+                let pid = worker.id().to_string();
+                Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+                let _ = worker.into_inner().wait();
+            } else {
+                drop(worker); // SIGKILL
+            }
+            // An event made right after the active died reaches the hub through the standby.
+            toggle(&handle, user, room);
+            handle
+                .wait_for(|c| c.resumes > resumes_before, Duration::from_secs(30))
+                .await
+                .expect("the standby resumed");
+            resumed.push(start.elapsed());
+            hub.wait_for_events(delivered + 1).await;
+            delivered += 1;
+            first_event.push(hub.accepted_at(hub.accepted().len() - 1) - start);
+            // The old active comes back as the standby.
+            let standby = active;
+            active = 1 - active;
+            wait_role(ports[active], "active").await;
+            workers[standby] = Some(pair_worker(
+                &sim,
+                &hub,
+                &redis,
+                states[standby].path(),
+                ports[standby],
+            ));
+            wait_role(ports[standby], "standby").await;
+        }
+        let how = if graceful { "SIGTERM" } else { "kill -9" };
+        println!(
+            "failover, {how} of the active ({FAILOVER_ROUNDS} runs, 5 s lease): standby RESUMED after \
+             {resumed:?}; next event at the hub after {first_event:?}"
+        );
+    }
+    assert_eq!(
+        handle.counters().identifies,
+        1,
+        "every handover resumed the one session"
     );
 }

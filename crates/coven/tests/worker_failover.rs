@@ -25,6 +25,21 @@ use support::{
 
 type Expected = Vec<(&'static str, u64, u64)>;
 
+#[tokio::test]
+async fn a_malformed_redis_url_stops_the_worker_with_one_line_that_hides_it() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+    let output = worker_command(&sim, &hub, state.path(), free_port())
+        .env("REDIS_URL", "http//:password-never-printed@127.0.0.1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("REDIS_URL is invalid"), "{stderr}");
+    assert!(!stderr.contains("password-never-printed"), "{stderr}");
+}
+
 fn health(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -67,7 +82,7 @@ fn produce(
                     handle.user_join(user, room).unwrap();
                     expected.push(("voice.joined", room, user));
                 }
-                Some(room) if i % 3 == 0 => {
+                Some(room) if i.is_multiple_of(3) => {
                     handle.user_leave(user).unwrap();
                     expected.push(("voice.left", room, user));
                 }
@@ -126,12 +141,12 @@ async fn kill_9_of_the_active_the_standby_resumes_and_nothing_is_lost_or_reorder
     hub.wait_for_events(15).await;
 
     // SIGKILL: no shutdown code runs, the lease is left to expire.
-    let resumes = handle.counters().resumes;
+    let resumes_before = handle.counters().resumes;
     let delivered = hub.accepted().len();
     drop(active);
     let killed = Instant::now();
     handle
-        .wait_for(|c| c.resumes > resumes, WAIT)
+        .wait_for(|c| c.resumes > resumes_before, WAIT)
         .await
         .expect("the standby resumed the session");
     let resumed = killed.elapsed();

@@ -62,8 +62,11 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("state database holds an unreadable value: {0}")]
     Decode(#[from] serde_json::Error),
-    /// `REDIS_URL` is not a URL the Redis client understands (its value is never shown).
-    #[error("REDIS_URL is not a valid redis:// or rediss:// URL")]
+    /// `REDIS_URL` is not a URL the Redis client accepts (its value is never shown).
+    #[error(
+        "REDIS_URL is invalid: expected redis://[user][:password@]host[:port][/db] \
+         (rediss:// needs TLS support, which this build does not include)"
+    )]
     InvalidRedisUrl,
     /// Redis failed (unreachable, restarting, …): retried with backoff.
     #[error("redis: {0}")]

@@ -349,7 +349,7 @@ impl HubIssuer {
     /// Like [`Self::rotate`], for every hub sharing the key set through Redis: the
     /// new key is added to the set in Redis (keeping the previous ones, three keys
     /// in all), adopted here at once and by the other hubs within
-    /// [`SHARED_SYNC_INTERVAL`] (or at once when they see a token signed with it).
+    /// 30 seconds (or at once when they see a token signed with it).
     /// Without Redis it is [`Self::rotate`].
     pub async fn rotate_shared(&self) -> io::Result<String> {
         let Some(shared) = &self.shared else {

@@ -1,0 +1,491 @@
+//! Two real `coven hub` processes sharing one real `redis-server` (`REDIS_URL`),
+//! with the simulator as Discord: events posted to either hub reach browsers on
+//! both with the same `seq`; a browser resumes on the other hub; rooms are created
+//! once across hubs; a killed hub and a restarted Redis lose nothing.
+
+#[path = "../../worker/tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use coven_contract::Secret;
+use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::redis::RedisServer;
+use support::{KillOnDrop, SECRET, WAIT, free_port, simulator};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_coven");
+/// Every hub shares the issuer name: a token of one is a token of all.
+const ISSUER: &str = "http://coven-cluster.test";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One `coven hub` process.
+struct HubProcess {
+    port: u16,
+    child: Option<KillOnDrop>,
+    _state: tempfile::TempDir,
+}
+
+impl HubProcess {
+    async fn start(sim: &coven_sim::Simulator, redis_url: &str) -> Self {
+        let state = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(BIN)
+            .arg("hub")
+            .env_clear()
+            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+            .env("HUB_SECRET", SECRET)
+            .env("DISCORD_BOT_TOKEN", sim.bot_token())
+            .env("JWT_ISSUER", ISSUER)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("STATE_DIR", state.path())
+            .env("DISCORD_API_URL", sim.api_url())
+            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+            .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
+            .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
+            .env(
+                "OAUTH_REDIRECT_URI",
+                format!("http://127.0.0.1:{port}/auth/callback"),
+            )
+            .env("REDIS_URL", redis_url)
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let hub = Self {
+            port,
+            child: Some(KillOnDrop::new(child)),
+            _state: state,
+        };
+        hub.health(|h| h["status"] == "ok" && h["redis"] == "up")
+            .await;
+        hub
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Polls `/health` until `ready` accepts it (always HTTP 200 here).
+    async fn health(&self, ready: impl Fn(&Value) -> bool) -> Value {
+        let url = self.url("/health");
+        eventually(&format!("{url} to be ready"), async || {
+            let response = reqwest::get(&url).await.ok()?;
+            if response.status() != 200 {
+                return None;
+            }
+            let body: Value = response.json().await.ok()?;
+            ready(&body).then_some(body)
+        })
+        .await
+    }
+
+    fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    fn is_running(&mut self) -> bool {
+        let child = self.child.take().expect("running");
+        let mut child = child.into_inner();
+        let running = child.try_wait().unwrap().is_none();
+        self.child = Some(KillOnDrop::new(child));
+        running
+    }
+
+    /// Signs in through the simulator's OAuth2 and returns the hub's JWT.
+    async fn login(&self) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let start = http.get(self.url("/auth/login")).send().await.unwrap();
+        assert!(start.status().is_redirection(), "{}", start.status());
+        let cookie = start.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+        let consent = http.get(&authorize).send().await.unwrap();
+        let callback = consent.headers()["location"].to_str().unwrap().to_owned();
+        let done = http
+            .get(&callback)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        let target = done.headers()["location"].to_str().unwrap();
+        target.strip_prefix("/#token=").expect("a token").to_owned()
+    }
+
+    /// Posts one signed webhook event; returns the HTTP status.
+    async fn post(&self, id: &str, event: &Value) -> u16 {
+        let body = event.to_string();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let headers = Signer::new(Secret::new(SECRET)).sign(now, body.as_bytes());
+        reqwest::Client::new()
+            .post(self.url("/api/internal/events"))
+            .header(TIMESTAMP_HEADER, headers.timestamp)
+            .header(SIGNATURE_HEADER, headers.signature)
+            .header(EVENT_ID_HEADER, id)
+            .body(body)
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    }
+
+    /// Posts until the hub acknowledges (like the worker's retries).
+    async fn deliver(&self, id: &str, event: &Value) {
+        eventually(&format!("event {id} to be accepted"), async || {
+            (self.post(id, event).await == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// Opens a socket, authenticates (resuming after `last_seq`) and returns it
+    /// with the ack.
+    async fn browser(&self, token: &str, last_seq: Option<u64>) -> (Ws, Value) {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/ws", self.port))
+                .await
+                .unwrap();
+        let mut auth = json!({"type": "auth", "token": token});
+        if let Some(seq) = last_seq {
+            auth["lastSeq"] = json!(seq);
+        }
+        ws.send(Message::text(auth.to_string())).await.unwrap();
+        let ack = next_json(&mut ws).await;
+        assert_eq!(ack["event"], "auth.ok", "{ack}");
+        (ws, ack)
+    }
+}
+
+/// Retries `check` every 20 ms until it yields a value, for at most [`WAIT`].
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("no socket error");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The next `count` events as `(seq, userId)`.
+async fn events(ws: &mut Ws, count: usize) -> Vec<(u64, String)> {
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let frame = next_json(ws).await;
+        assert_eq!(frame["type"], "event", "{frame}");
+        out.push((
+            frame["seq"].as_u64().unwrap(),
+            frame["payload"]["userId"]
+                .as_str()
+                .or(frame["payload"]["channelId"].as_str())
+                .unwrap()
+                .to_owned(),
+        ));
+    }
+    out
+}
+
+/// Asserts nothing more arrives for a moment (the only fixed wait: proving an
+/// absence needs one).
+async fn nothing_more(ws: &mut Ws) {
+    if let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+    {
+        panic!("unexpected frame {text}");
+    }
+}
+
+fn joined(guild: u64, user: u64) -> Value {
+    json!({"event": "voice.joined", "payload": {
+        "guildId": guild.to_string(), "channelId": "77", "userId": user.to_string()}})
+}
+
+fn expected(seqs: std::ops::RangeInclusive<u64>, first_user: u64) -> Vec<(u64, String)> {
+    seqs.clone()
+        .map(|seq| (seq, (first_user + seq - seqs.start()).to_string()))
+        .collect()
+}
+
+struct Cluster {
+    sim: coven_sim::Simulator,
+    redis: RedisServer,
+    a: HubProcess,
+    b: HubProcess,
+}
+
+async fn cluster() -> Cluster {
+    let sim = simulator().await;
+    let redis = tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap();
+    let a = HubProcess::start(&sim, &redis.url()).await;
+    let b = HubProcess::start(&sim, &redis.url()).await;
+    Cluster { sim, redis, a, b }
+}
+
+#[tokio::test]
+async fn events_posted_to_one_hub_reach_browsers_on_both_in_order_with_one_seq() {
+    let Cluster {
+        sim,
+        redis: _redis,
+        a,
+        b,
+    } = cluster().await;
+    let guild = sim.guild_id();
+    // A token issued by hub A is accepted by hub B: the issuer's keys are shared.
+    let token = a.login().await;
+    let (mut on_a, _) = a.browser(&token, None).await;
+    let (mut on_b, _) = b.browser(&token, None).await;
+
+    for i in 0..20u64 {
+        let hub = if i % 3 == 0 { &a } else { &b };
+        hub.deliver(&format!("e{i}"), &joined(guild, 1000 + i))
+            .await;
+    }
+    let want = expected(1..=20, 1000);
+    assert_eq!(events(&mut on_a, 20).await, want);
+    assert_eq!(events(&mut on_b, 20).await, want);
+
+    // A redelivery to the other hub is acknowledged and not broadcast again.
+    assert_eq!(a.post("e5", &joined(guild, 1005)).await, 200);
+    b.deliver("e20", &joined(guild, 1020)).await;
+    assert_eq!(events(&mut on_a, 1).await, expected(21..=21, 1020));
+    assert_eq!(events(&mut on_b, 1).await, expected(21..=21, 1020));
+    nothing_more(&mut on_a).await;
+}
+
+#[tokio::test]
+async fn a_browser_resumes_on_the_other_hub_with_exactly_the_missed_events() {
+    let Cluster {
+        sim,
+        redis: _redis,
+        a,
+        b,
+    } = cluster().await;
+    let guild = sim.guild_id();
+    let token = b.login().await;
+    let (mut on_a, _) = a.browser(&token, None).await;
+    for i in 0..5u64 {
+        a.deliver(&format!("r{i}"), &joined(guild, 2000 + i)).await;
+    }
+    assert_eq!(events(&mut on_a, 5).await, expected(1..=5, 2000));
+    drop(on_a);
+    for i in 5..12u64 {
+        let hub = if i % 2 == 0 { &a } else { &b };
+        hub.deliver(&format!("r{i}"), &joined(guild, 2000 + i))
+            .await;
+    }
+    // From B's ring here; a hub that never saw them replays from Redis (next test).
+    let (mut on_b, ack) = b.browser(&token, Some(5)).await;
+    assert_ne!(ack["resumed"], false, "{ack}");
+    assert_eq!(events(&mut on_b, 7).await, expected(6..=12, 2005));
+    a.deliver("r12", &joined(guild, 2012)).await;
+    assert_eq!(events(&mut on_b, 1).await, expected(13..=13, 2012));
+    nothing_more(&mut on_b).await;
+}
+
+#[tokio::test]
+async fn a_hub_started_later_replays_from_redis_and_refuses_a_gap_it_cannot_fill() {
+    let Cluster {
+        sim, redis, a, b, ..
+    } = cluster().await;
+    let guild = sim.guild_id();
+    let token = a.login().await;
+    for i in 0..6u64 {
+        b.deliver(&format!("l{i}"), &joined(guild, 3000 + i)).await;
+    }
+    a.health(|h| h["replay"]["headSeq"] == 6).await;
+    // Hub C never saw these events: its ring is empty, the stream has them.
+    let c = HubProcess::start(&sim, &redis.url()).await;
+    let (mut on_c, ack) = c.browser(&token, Some(2)).await;
+    assert_ne!(ack["resumed"], false, "{ack}");
+    assert_eq!(events(&mut on_c, 4).await, expected(3..=6, 3002));
+    // Ahead of everything Redis ever assigned: not resumable.
+    let (_, ack) = c.browser(&token, Some(500)).await;
+    assert_eq!(ack["resumed"], false, "{ack}");
+}
+
+#[tokio::test]
+async fn rooms_are_created_once_across_hubs_and_announced_once() {
+    let Cluster {
+        sim,
+        redis: _redis,
+        a,
+        b,
+    } = cluster().await;
+    let guild = sim.guild_id();
+    let token = a.login().await;
+    let (mut on_b, _) = b.browser(&token, None).await;
+
+    let create = |hub: &HubProcess| {
+        reqwest::Client::new()
+            .post(hub.url("/api/create-room"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "cluster-key-1")
+            .json(&json!({"name": "Cluster Table"}))
+            .send()
+    };
+    let (first, second) = tokio::join!(create(&a), create(&b));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.status(), 201);
+    assert_eq!(second.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first, second, "one answer for one Idempotency-Key");
+    let channel = first["channelId"].as_str().unwrap().to_owned();
+    // A later retry on either hub gets the same answer too.
+    let again: Value = create(&b).await.unwrap().json().await.unwrap();
+    assert_eq!(again, first);
+
+    // The gateway's webhook announces the same room through the other hub: still
+    // exactly one room.created reaches the browser.
+    let created = json!({"event": "room.created", "payload": {
+        "channelId": channel, "name": "Cluster Table", "guildId": guild.to_string(),
+        "parentId": null, "userLimit": 4}});
+    assert_eq!(b.post("gw-room-1", &created).await, 200);
+    assert_eq!(a.post("gw-room-1-again", &created).await, 200);
+    let frame = next_json(&mut on_b).await;
+    assert_eq!(frame["event"], "room.created", "{frame}");
+    assert_eq!(frame["payload"]["channelId"], channel.as_str());
+    nothing_more(&mut on_b).await;
+
+    // Exactly one channel with that name exists in the (simulated) guild.
+    let rest = coven_discord::DiscordRestClient::new(coven_discord::RestSettings {
+        api_url: sim.api_url().parse().unwrap(),
+        bot_token: Secret::new(sim.bot_token()),
+        max_retries: 1,
+    })
+    .unwrap();
+    let named = rest
+        .guild_channels(coven_contract::Snowflake::new(guild).unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name == "Cluster Table")
+        .count();
+    assert_eq!(named, 1);
+}
+
+#[tokio::test]
+async fn browsers_of_a_killed_hub_resume_on_the_other_without_loss() {
+    let Cluster {
+        sim,
+        redis: _redis,
+        mut a,
+        b,
+    } = cluster().await;
+    let guild = sim.guild_id();
+    let token = a.login().await;
+    let (mut on_a, _) = a.browser(&token, None).await;
+    for i in 0..3u64 {
+        b.deliver(&format!("k{i}"), &joined(guild, 4000 + i)).await;
+    }
+    let seen = events(&mut on_a, 3).await;
+    assert_eq!(seen, expected(1..=3, 4000));
+    a.kill();
+    for i in 3..8u64 {
+        b.deliver(&format!("k{i}"), &joined(guild, 4000 + i)).await;
+    }
+    let last = seen.last().unwrap().0;
+    let (mut on_b, ack) = b.browser(&token, Some(last)).await;
+    assert_ne!(ack["resumed"], false, "{ack}");
+    assert_eq!(events(&mut on_b, 5).await, expected(4..=8, 4003));
+    nothing_more(&mut on_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_mid_stream_loses_nothing_acknowledged() {
+    let Cluster {
+        sim,
+        redis,
+        mut a,
+        mut b,
+    } = cluster().await;
+    let guild = sim.guild_id();
+    let token = a.login().await;
+    let (mut on_a, _) = a.browser(&token, None).await;
+    let (mut on_b, _) = b.browser(&token, None).await;
+    for i in 0..5u64 {
+        a.deliver(&format!("x{i}"), &joined(guild, 5000 + i)).await;
+    }
+
+    let mut redis = tokio::task::spawn_blocking(move || {
+        let mut redis = redis;
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    a.health(|h| h["redis"] == "down").await;
+    b.health(|h| h["redis"] == "down").await;
+    // While down: refused with 503 (so the worker keeps it), never acknowledged.
+    let refused = b.post("x5", &joined(guild, 5005)).await;
+    assert_eq!(refused, 503);
+    let create = reqwest::Client::new()
+        .post(a.url("/api/create-room"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "while-down")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 503);
+    assert!(create.headers().contains_key("retry-after"));
+    // New sockets still authenticate (live events will follow once Redis is back).
+    let (mut late, _) = a.browser(&token, None).await;
+
+    redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    a.health(|h| h["redis"] == "up").await;
+    b.health(|h| h["redis"] == "up").await;
+    // The refused event is accepted on retry; the stream continues.
+    for i in 5..10u64 {
+        let hub = if i % 2 == 0 { &a } else { &b };
+        hub.deliver(&format!("x{i}"), &joined(guild, 5000 + i))
+            .await;
+    }
+    let want = expected(1..=10, 5000);
+    assert_eq!(events(&mut on_a, 10).await, want);
+    assert_eq!(events(&mut on_b, 10).await, want);
+    assert_eq!(events(&mut late, 5).await, expected(6..=10, 5005));
+    assert!(a.is_running() && b.is_running(), "no hub crashed");
+    drop(redis);
+}

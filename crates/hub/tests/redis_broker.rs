@@ -312,3 +312,49 @@ async fn a_hub_starts_without_redis_and_recovers_when_it_comes_up() {
     assert!(metrics.contains("hub_redis_up"), "{metrics}");
     assert!(metrics.contains("hub_redis_errors_total"), "{metrics}");
 }
+
+/// Authenticates a socket on `hub` with `token`; returns the first answer.
+async fn ws_answer(hub: &TestHub, token: &str) -> serde_json::Value {
+    let mut ws = hub.connect().await;
+    common::send_auth(&mut ws, token, None).await;
+    common::next_json(&mut ws).await
+}
+
+#[tokio::test]
+async fn the_own_issuers_keys_are_shared_and_rotate_across_hubs() {
+    let redis = Redis::start();
+    let own_issuer = |url: Secret| {
+        move |s: &mut coven_hub::HubSettings| {
+            s.jwt_public_jwk_url = None;
+            s.redis_url = Some(url);
+        }
+    };
+    let (a, _) = TestHub::start_with(own_issuer(redis.url())).await;
+    let (b, _) = TestHub::start_with(own_issuer(redis.url())).await;
+    let (issuer_a, issuer_b) = (a.hub.issuer().unwrap(), b.hub.issuer().unwrap());
+    assert!(issuer_a.is_shared());
+    assert_eq!(
+        issuer_a.kid(),
+        issuer_b.kid(),
+        "both sign with the shared key"
+    );
+    let subject = coven_hub::TokenSubject {
+        user_id: "4242".into(),
+        name: "Alice".into(),
+        avatar_url: None,
+    };
+    let token = issuer_a.issue(&subject).unwrap();
+    assert_eq!(ws_answer(&b, &token).await["event"], "auth.ok");
+
+    // A rotation on A reaches B the first time B sees a token with the new key.
+    let rotated = issuer_a.rotate_shared().await.unwrap();
+    assert_eq!(issuer_a.kid(), rotated);
+    let fresh = issuer_a.issue(&subject).unwrap();
+    assert_eq!(ws_answer(&b, &fresh).await["event"], "auth.ok");
+    assert_eq!(issuer_b.kid(), rotated, "B adopted the rotated set");
+    assert_eq!(
+        ws_answer(&b, &token).await["event"],
+        "auth.ok",
+        "tokens of the previous key stay valid"
+    );
+}

@@ -3,7 +3,9 @@
 //! with SIGKILL (or stopped with SIGTERM); the standby must take the lease,
 //! RESUME the same Discord session (no second IDENTIFY) and deliver every event
 //! to the hub in order — a redelivery of the same event id is the only
-//! duplicate allowed.
+//! duplicate allowed. A paused active (SIGSTOP) whose connection stays open is
+//! superseded by the standby's RESUME, and when it wakes it lets go without
+//! touching the session again.
 
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
@@ -237,4 +239,67 @@ async fn sigterm_of_the_active_hands_over_at_once() {
     hub.wait_for_events(expected.len()).await;
     assert_in_order_at_least_once(&hub.accepted(), &expected);
     assert_eq!(handle.counters().identifies, 1);
+}
+
+fn signal(child: &KillOnDrop, name: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn a_paused_active_is_superseded_and_never_touches_the_session_when_it_wakes() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let redis = RedisServer::start();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let paused = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
+    wait_for_role(health(port_a), "active").await;
+    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
+    wait_for_role(health(port_b), "standby").await;
+    let handle = sim.handle();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());
+    hub.wait_for_events(15).await;
+
+    // SIGSTOP: the process freezes with its gateway connection open (the
+    // simulator does not drop silent connections), and its lease runs out.
+    let resumes_before = handle.counters().resumes;
+    signal(&paused, "-STOP");
+    handle
+        .wait_for(|c| c.resumes > resumes_before, WAIT)
+        .await
+        .expect("the standby resumed over the open connection");
+    wait_for_role(health(port_b), "active").await;
+
+    // The paused worker wakes up past its lease: it goes standby without
+    // heartbeating, resuming or writing on the session it lost.
+    signal(&paused, "-CONT");
+    wait_for_role(health(port_a), "standby").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await; // Events after the wake-up.
+    stop.store(true, Ordering::Relaxed);
+    let expected = producer.await.unwrap();
+    hub.wait_for_events(expected.len()).await;
+    assert_in_order_at_least_once(&hub.accepted(), &expected);
+    let counters = handle.counters();
+    assert_eq!(counters.identifies, 1, "{counters:?}");
+    assert_eq!(
+        counters.resumes,
+        resumes_before + 1,
+        "exactly one RESUME: the woken worker never took the session back: {counters:?}"
+    );
+    assert_eq!(counters.active_connections, 1, "{counters:?}");
+    let text = metrics(port_a).await;
+    for line in [
+        "coven_worker_lease_held 0",
+        "coven_worker_lease_losses_total 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
 }

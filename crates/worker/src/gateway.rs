@@ -82,22 +82,25 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     lease: Option<Lease>,
 ) -> Result<Ended, WorkerError> {
-    let (stored_session, stored_view) = store.load().await?;
+    let Some((stored_session, stored_view)) = load(&store, lease.as_ref()).await? else {
+        return Ok(Ended::LeaseLost);
+    };
     let resuming = stored_session.is_some();
+    let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
     let mut seen = Seen {
         settings: &settings,
         store: &store,
         status: &status,
         voice: &voice,
+        lease: lease.as_ref(),
+        tracker: VoiceTracker::new(settings.guild_id, stored_view),
         hellos: 0,
         last_close: None,
         bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
+        saved: stored_session,
     };
-    let mut tracker = VoiceTracker::new(settings.guild_id, stored_view);
-    status.set_view(Arc::new(tracker.view().clone()));
-    let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
+    status.set_view(Arc::new(seen.tracker.view().clone()));
     tracing::info!(resuming, "connecting to the Discord gateway");
-    let mut saved = stored_session;
     let mut save_timer = tokio::time::interval(SESSION_SAVE_INTERVAL);
     let lost = crate::lease::lost(lease.as_ref());
     tokio::pin!(lost);
@@ -130,10 +133,7 @@ pub async fn run(
                 closing = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
-            _ = save_timer.tick() => {
-                let session = current_session(&shard, seen.bot_user);
-                save_session(&store, session, &mut saved, lease.as_ref()).await?;
-            }
+            _ = save_timer.tick() => seen.save(current_session(&shard, seen.bot_user)).await?,
             item = shard.next_event(EventTypeFlags::all()) => {
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
@@ -151,24 +151,16 @@ pub async fn run(
                     break;
                 }
                 seen.note(&event, &shard);
+                let session = current_session(&shard, seen.bot_user);
+                if matches!(event, Event::Ready(_)) {
+                    // Saved before `/health` turns 200: a worker that dies right
+                    // after READY is resumed, by itself or its standby.
+                    seen.save(session.clone()).await?;
+                }
                 status.set_state(gateway_state(shard.state()));
-                if let Some(events) = apply(&mut tracker, &event) {
-                    let session = current_session(&shard, seen.bot_user);
-                    let view = tracker.view().clone();
-                    let committed =
-                        commit(&store, &status, view, session.as_ref(), &events, lease.as_ref())
-                            .await?;
-                    if !committed {
-                        lease_lost = true;
-                        break;
-                    }
-                    if session.is_some() {
-                        saved = session;
-                    }
-                    for event in &events {
-                        metrics::event_produced(event.name());
-                        status.event_produced();
-                    }
+                if !seen.record(&event, session).await? {
+                    lease_lost = true;
+                    break;
                 }
             }
         }
@@ -184,26 +176,68 @@ pub async fn run(
         );
         return Ok(Ended::LeaseLost);
     }
-    let session = current_session(&shard, seen.bot_user);
-    save_session(&store, session, &mut saved, lease.as_ref()).await?;
+    seen.save(current_session(&shard, seen.bot_user)).await?;
     status.set_state(GatewayState::Disconnected);
     tracing::info!("gateway closed with a resumable code; session saved");
     Ok(Ended::Shutdown)
 }
 
-/// What the loop learns from the gateway besides guild data.
+/// What the loop has seen of the session, and what it has stored.
 struct Seen<'a> {
     settings: &'a GatewaySettings,
     store: &'a Store,
     status: &'a Status,
     voice: &'a BotVoice,
+    lease: Option<&'a Lease>,
+    tracker: VoiceTracker,
     hellos: u64,
     last_close: Option<u16>,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
+    /// The session as last stored.
+    saved: Option<StoredSession>,
 }
 
 impl Seen<'_> {
+    /// Feeds a dispatch to the tracker and, when the view may have changed,
+    /// commits its events with the view and `session`. `Ok(false)`: the lease
+    /// was lost and nothing was committed.
+    async fn record(
+        &mut self,
+        event: &Event,
+        session: Option<StoredSession>,
+    ) -> Result<bool, WorkerError> {
+        let Some(events) = apply(&mut self.tracker, event) else {
+            return Ok(true);
+        };
+        let view = self.tracker.view().clone();
+        let committed = commit(
+            self.store,
+            self.status,
+            view,
+            session.as_ref(),
+            &events,
+            self.lease,
+        )
+        .await?;
+        if !committed {
+            return Ok(false);
+        }
+        if session.is_some() {
+            self.saved = session;
+        }
+        for event in &events {
+            metrics::event_produced(event.name());
+            self.status.event_produced();
+        }
+        Ok(true)
+    }
+
+    /// Saves `session` when its sequence moved.
+    async fn save(&mut self, session: Option<StoredSession>) -> Result<(), WorkerError> {
+        save_session(self.store, session, &mut self.saved, self.lease).await
+    }
+
     /// Notes an event: metrics, logs, the close code, the bot's voice parts.
     fn note(&mut self, event: &Event, shard: &Shard) {
         let guild_id = self.settings.guild_id;
@@ -285,6 +319,30 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
         }
         Event::ChannelDelete(channel) => Some(tracker.channel_delete(&channel.0)),
         _ => None,
+    }
+}
+
+/// The stored session and view. One of a pair retries while Redis fails and its
+/// lease holds; `None` means the lease was lost meanwhile.
+async fn load(
+    store: &Store,
+    lease: Option<&Lease>,
+) -> Result<Option<(Option<StoredSession>, Option<VoiceView>)>, WorkerError> {
+    let mut failures = 0_u32;
+    loop {
+        match (store.load().await, lease) {
+            (Ok(stored), _) => return Ok(Some(stored)),
+            (Err(error), Some(lease)) if error.is_transient() => {
+                if !lease.is_valid() {
+                    return Ok(None);
+                }
+                let delay = REDIS_RETRY.delay(failures).min(lease.remaining());
+                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "could not load the session from redis; retrying");
+                failures = failures.saturating_add(1);
+                tokio::time::sleep(delay).await;
+            }
+            (Err(error), _) => return Err(error.into()),
+        }
     }
 }
 

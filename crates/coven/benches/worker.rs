@@ -231,7 +231,10 @@ async fn failover() {
     for graceful in [false, true] {
         let mut resumed = Vec::new();
         let mut first_event = Vec::new();
-        for _ in 0..FAILOVER_ROUNDS {
+        for round in 0..FAILOVER_ROUNDS {
+            // Hit a different point of the renewal (1 s) and poll (500 ms) cycles
+            // each time: the failover time depends on it.
+            tokio::time::sleep(Duration::from_millis(350 * (round as u64 + 1))).await;
             let resumes_before = handle.counters().resumes;
             let start = Instant::now();
             let worker = workers[active].take().unwrap();
@@ -267,8 +270,9 @@ async fn failover() {
         }
         let how = if graceful { "SIGTERM" } else { "kill -9" };
         println!(
-            "failover, {how} of the active ({FAILOVER_ROUNDS} runs, 5 s lease): standby RESUMED after \
-             {resumed:?}; next event at the hub after {first_event:?}"
+            "failover, {how} of the active ({FAILOVER_ROUNDS} runs; lease 5 s, renewed every 1 s, \
+             polled every 500 ms): standby RESUMED after {resumed:?}; next event at the hub \
+             after {first_event:?}"
         );
     }
     assert_eq!(

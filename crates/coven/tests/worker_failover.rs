@@ -161,7 +161,7 @@ async fn kill_9_of_the_active_the_standby_resumes_and_nothing_is_lost_or_reorder
     let _restarted = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
     wait_for_role(health(port_a), "standby").await;
 
-    tokio::time::sleep(Duration::from_millis(500)).await; // More events under the new active.
+    hub.wait_for_events(hub.events().len() + 20).await; // Live events under the new active.
     stop.store(true, Ordering::Relaxed);
     let expected = producer.await.unwrap();
     assert!(
@@ -233,7 +233,7 @@ async fn sigterm_of_the_active_hands_over_at_once() {
         "no wait for the 5 s lease to expire: {handover:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.wait_for_events(hub.events().len() + 20).await; // Live events under the new active.
     stop.store(true, Ordering::Relaxed);
     let expected = producer.await.unwrap();
     hub.wait_for_events(expected.len()).await;
@@ -282,7 +282,7 @@ async fn a_paused_active_is_superseded_and_never_touches_the_session_when_it_wak
     // heartbeating, resuming or writing on the session it lost.
     signal(&paused, "-CONT");
     wait_for_role(health(port_a), "standby").await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await; // Events after the wake-up.
+    hub.wait_for_events(hub.events().len() + 20).await; // Live events after the wake-up.
     stop.store(true, Ordering::Relaxed);
     let expected = producer.await.unwrap();
     hub.wait_for_events(expected.len()).await;

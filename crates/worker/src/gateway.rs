@@ -2,8 +2,9 @@
 //!
 //! Twilight owns the protocol: heartbeats with jitter, zombie detection, resume
 //! through `resume_gateway_url`, reconnects with backoff. This loop owns what is
-//! ours: it starts from the session stored in the outbox (so a restarted worker
-//! resumes instead of identifying), feeds guild dispatches to the voice-state
+//! ours: it starts from the session in the store (so a restarted worker, or the
+//! standby of a pair taking over, resumes instead of identifying), feeds guild
+//! dispatches to the voice-state
 //! tracker, commits the resulting events *with* the session sequence before
 //! reading the next dispatch, stops for good only on the fatal close codes, and
 //! on shutdown closes with a resumable code after persisting the session.

@@ -4,10 +4,10 @@
 //! through `resume_gateway_url`, reconnects with backoff. This loop owns what is
 //! ours: it starts from the session in the store (so a restarted worker, or the
 //! standby of a pair taking over, resumes instead of identifying), feeds guild
-//! dispatches to the voice-state
-//! tracker, commits the resulting events *with* the session sequence before
-//! reading the next dispatch, stops for good only on the fatal close codes, and
-//! on shutdown closes with a resumable code after persisting the session.
+//! dispatches to the voice-state tracker, commits the resulting events *with*
+//! the session sequence before reading the next dispatch, stops for good only
+//! on the fatal close codes, and on shutdown closes with a resumable code after
+//! persisting the session.
 //!
 //! One of an active/standby pair runs this loop only while it holds the lease.
 //! When the lease is lost it drops the connection at once, without a close

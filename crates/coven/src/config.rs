@@ -90,17 +90,47 @@ impl Reader<'_> {
     }
 
     fn url(&self, name: &'static str, schemes: &[&str]) -> Result<Option<Url>, ConfigError> {
-        let Some(url) = self.optional::<Url>(name)? else {
-            return Ok(None);
+        self.optional::<Url>(name)?
+            .map(|url| check_scheme(name, url, schemes))
+            .transpose()
+    }
+
+    /// A comma-separated list of URLs (empty when unset); every entry must be a URL
+    /// with one of `schemes`.
+    fn url_list(&self, name: &'static str, schemes: &[&str]) -> Result<Vec<Url>, ConfigError> {
+        let Some(raw) = self.raw(name) else {
+            return Ok(Vec::new());
         };
-        if schemes.contains(&url.scheme()) {
-            Ok(Some(url))
-        } else {
-            Err(ConfigError::Invalid {
-                name,
-                reason: format!("the URL scheme must be one of {}", schemes.join(", ")),
+        raw.split(',')
+            .map(|entry| {
+                let entry = entry.trim();
+                if entry.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        name,
+                        reason: "an entry of the comma-separated list is empty".into(),
+                    });
+                }
+                let url = entry
+                    .parse()
+                    .map_err(|error: url::ParseError| ConfigError::Invalid {
+                        name,
+                        reason: error.to_string(),
+                    })?;
+                check_scheme(name, url, schemes)
             })
-        }
+            .collect()
+    }
+}
+
+/// `url` when its scheme is one of `schemes`, else an error naming the variable.
+fn check_scheme(name: &'static str, url: Url, schemes: &[&str]) -> Result<Url, ConfigError> {
+    if schemes.contains(&url.scheme()) {
+        Ok(url)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: format!("the URL scheme must be one of {}", schemes.join(", ")),
+        })
     }
 }
 
@@ -335,8 +365,10 @@ pub struct HubConfig {
     pub max_api_retries: u32,
     /// Login settings; `None` disables `/auth/login`.
     pub oauth: Option<OAuthConfig>,
-    /// `WORKER_ENDPOINT`: the worker's signed command endpoint; unset, bot commands are off.
-    pub worker_endpoint: Option<Url>,
+    /// `WORKER_ENDPOINT`: the worker's base URL, or several separated by commas (the
+    /// two workers of an active/standby pair), for the room snapshot and the bot's
+    /// signed commands; empty when unset (bot commands are off).
+    pub worker_endpoints: Vec<Url>,
 }
 
 impl HubConfig {
@@ -356,7 +388,7 @@ impl HubConfig {
             web_origin: env.url("WEB_ORIGIN", &["http", "https"])?,
             max_api_retries: env.optional("MAX_API_RETRIES")?.unwrap_or(3),
             oauth: OAuthConfig::from_env(source)?,
-            worker_endpoint: env.url("WORKER_ENDPOINT", &["http", "https"])?,
+            worker_endpoints: env.url_list("WORKER_ENDPOINT", &["http", "https"])?,
         })
     }
 }
@@ -398,11 +430,11 @@ impl RunConfig {
                 reason: error.to_string(),
             })?,
         };
-        if hub.worker_endpoint.is_none() {
-            hub.worker_endpoint = Some(
+        if hub.worker_endpoints.is_empty() {
+            hub.worker_endpoints = vec![
                 Url::parse(&format!("http://127.0.0.1:{health_check_port}"))
                     .expect("a valid loopback URL"),
-            );
+            ];
         }
         let worker = WorkerConfig {
             shared: hub.shared.clone(),
@@ -580,7 +612,7 @@ mod tests {
         assert_eq!((config.host.as_str(), config.port), ("0.0.0.0", 3000));
         assert_eq!(config.jwt_audience, "spell-coven-web");
         assert_eq!(config.max_api_retries, 3);
-        assert!(config.oauth.is_none() && config.worker_endpoint.is_none());
+        assert!(config.oauth.is_none() && config.worker_endpoints.is_empty());
 
         let partial = with(base.clone(), "DISCORD_CLIENT_ID", "42");
         assert_eq!(
@@ -606,12 +638,72 @@ mod tests {
             "http://127.0.0.1:4000/api/internal/events"
         );
         assert_eq!(
-            config.hub.worker_endpoint.unwrap().as_str(),
-            "http://127.0.0.1:8080/"
+            config
+                .hub
+                .worker_endpoints
+                .iter()
+                .map(Url::as_str)
+                .collect::<Vec<_>>(),
+            ["http://127.0.0.1:8080/"]
         );
         assert_eq!(
             config.worker.shared.primary_guild_id,
             config.hub.shared.primary_guild_id
+        );
+    }
+
+    #[test]
+    fn worker_endpoint_may_list_the_pair() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        let endpoints = |value: &'static str| {
+            HubConfig::from_env(&env(&with(base.clone(), "WORKER_ENDPOINT", value))).map(|c| {
+                c.worker_endpoints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(endpoints("http://w:8080").unwrap(), ["http://w:8080/"]);
+        assert_eq!(
+            endpoints(" http://a:8080 , https://b:8443/x ").unwrap(),
+            ["http://a:8080/", "https://b:8443/x"]
+        );
+        for bad in [
+            "http://a:8080,,http://b:8080",
+            "http://a:8080,",
+            "http://a:8080,ftp://secret-host-b",
+            "http://a:8080,not a url secret-host-b",
+        ] {
+            let error = endpoints(bad).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        name: "WORKER_ENDPOINT",
+                        ..
+                    }
+                ),
+                "{bad}: {error:?}"
+            );
+            let text = error.to_string();
+            assert!(
+                !text.contains("secret-host-b") && !text.contains("a:8080"),
+                "{text}"
+            );
+        }
+        // `coven run` keeps its loopback default only when the variable is unset.
+        let run = with(
+            without(base, "HUB_ENDPOINT"),
+            "WORKER_ENDPOINT",
+            "http://a:1,http://b:2",
+        );
+        assert_eq!(
+            RunConfig::from_env(&env(&run))
+                .unwrap()
+                .hub
+                .worker_endpoints
+                .len(),
+            2
         );
     }
 

@@ -184,7 +184,7 @@ async fn speaking_reaches_a_browser_socket_through_the_hub() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let guild = coven_contract::Snowflake::new(sim.guild_id()).unwrap();
     let mut settings = coven_hub::HubSettings::new(guild, vec![Secret::new(SECRET)], base.clone());
-    settings.worker_endpoint = Some(format!("http://127.0.0.1:{worker_port}").parse().unwrap());
+    settings.worker_endpoints = vec![format!("http://127.0.0.1:{worker_port}").parse().unwrap()];
     let rest = coven_discord::DiscordRestClient::new(coven_discord::RestSettings {
         api_url: sim.api_url().parse().unwrap(),
         bot_token: Secret::new(sim.bot_token()),

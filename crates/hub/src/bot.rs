@@ -4,75 +4,70 @@
 //!
 //! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
 //! that the channel is a room of the guild, and forwards the command to the
-//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (SPEC §5). The
-//! worker's answer (`{"ok":true}` or `{"message","code"}`) is passed back.
+//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (SPEC §5). With
+//! an active/standby pair listed there, `worker_link` finds the active (the standby
+//! answers 503). The worker's answer (`{"ok":true}` or `{"message","code"}`) is
+//! passed back; when every endpoint fails, the last 503 answer, or 503 when none
+//! could be reached.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{ApiError, Snowflake};
+use reqwest::Method;
 use serde::Deserialize;
-use url::Url;
 
 use crate::error::HubError;
 use crate::rooms::{bearer, field_error, rate_limit, voice_room};
 use crate::state::SharedState;
+use crate::worker_link::{LinkError, WorkerLink};
 
 /// Longest accepted cue name.
 const CUE_NAME_MAX_LEN: usize = 32;
 /// Largest accepted cue request body.
 const CUE_BODY_MAX_BYTES: usize = 1024;
 
-/// Signed requests to the worker's command endpoint.
-#[derive(Debug, Clone)]
+/// How long one endpoint may take to carry out a command (a join waits for the
+/// voice connection).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Signed requests to the worker's command endpoint (any of `WORKER_ENDPOINT`,
+/// the active of a pair answering).
+#[derive(Debug)]
 pub(crate) struct WorkerCommands {
-    client: reqwest::Client,
-    base: Url,
-    signer: Signer,
+    link: WorkerLink,
 }
 
 impl WorkerCommands {
-    pub(crate) fn new(base: Url, signer: Signer) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("a TLS backend is compiled in");
-        Self {
-            client,
-            base,
-            signer,
-        }
+    pub(crate) fn new(link: WorkerLink) -> Self {
+        Self { link }
     }
 
-    /// Posts `body` to `{base}/commands/{command}` and relays the answer.
-    async fn send(&self, command: &str, body: serde_json::Value) -> Result<Response, HubError> {
-        let url = self
-            .base
-            .join(&format!("commands/{command}"))
-            .map_err(|e| HubError::Internal(format!("worker command URL: {e}")))?;
-        let body = serde_json::to_vec(&body).expect("JSON values serialise");
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let signed = self.signer.sign(now, &body);
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, signed.timestamp)
-            .header(SIGNATURE_HEADER, signed.signature)
-            .body(body)
-            .send()
+    /// Posts `body` to `{endpoint}/commands/{command}` and relays the answer.
+    async fn send(&self, command: &str, body: &serde_json::Value) -> Result<Response, HubError> {
+        let body = serde_json::to_vec(body).expect("JSON values serialise");
+        let response = match self
+            .link
+            .send(
+                Method::POST,
+                &format!("commands/{command}"),
+                body.into(),
+                COMMAND_TIMEOUT,
+            )
             .await
-            .map_err(|error| {
-                tracing::warn!(%error, command, "worker command failed");
-                HubError::Unavailable("the bot's voice service is not reachable".into())
-            })?;
+        {
+            Ok(response) | Err(LinkError::Unavailable(response)) => response,
+            Err(LinkError::Unreachable(error)) => {
+                tracing::warn!(error = %error.without_url(), command, "worker command failed");
+                return Err(HubError::Unavailable(
+                    "the bot's voice service is not reachable".into(),
+                ));
+            }
+        };
         let status =
             StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let text = response.bytes().await.unwrap_or_default();
@@ -138,7 +133,7 @@ async fn presence(
 ) -> Result<Response, HubError> {
     let channel_id = room_command(state, headers, channel_id).await?;
     worker(state)?
-        .send(command, serde_json::json!({"channelId": channel_id}))
+        .send(command, &serde_json::json!({"channelId": channel_id}))
         .await
 }
 
@@ -177,7 +172,7 @@ pub(crate) async fn cue(
     worker(&state)?
         .send(
             "cue",
-            serde_json::json!({"channelId": channel_id, "cue": request.cue}),
+            &serde_json::json!({"channelId": channel_id, "cue": request.cue}),
         )
         .await
 }

@@ -5,7 +5,9 @@
 //! `socket`), and serves the rooms API (`rooms`) behind JWT verification (`jwt`).
 //! Without an external issuer it signs its own tokens (`issuer`) after a Discord
 //! login (`login`), answers room snapshots (`snapshot`, `profiles`) and serves the
-//! lobby page embedded from `crates/hub/lobby/` (`lobby`).
+//! lobby page embedded from `crates/hub/lobby/` (`lobby`). The snapshot and the
+//! bot's voice commands (`bot`) reach the worker, or either worker of an
+//! active/standby pair, through `worker_link`.
 //! The crate reads no environment: the binary builds a [`HubSettings`] and calls
 //! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
 
@@ -32,6 +34,7 @@ mod shared_limits;
 mod snapshot;
 mod socket;
 mod state;
+mod worker_link;
 
 use std::future::Future;
 use std::io;

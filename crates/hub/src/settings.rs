@@ -73,10 +73,14 @@ pub struct HubSettings {
     pub jwt_ttl: Duration,
     /// Discord login (`/auth/login`); unset, `/auth/login` answers 503.
     pub login: Option<LoginSettings>,
-    /// `WORKER_ENDPOINT`: the worker's base URL (e.g. `http://127.0.0.1:8080`); the
-    /// room snapshot reads `GET {endpoint}/voice-view` from it, signed with the
-    /// first `HUB_SECRET`. Unset, the snapshot lists voice channels without members.
-    pub worker_endpoint: Option<Url>,
+    /// `WORKER_ENDPOINT`: the worker's base URLs (e.g. `http://127.0.0.1:8080`, or
+    /// both workers of an active/standby pair); the room snapshot reads
+    /// `GET {endpoint}/voice-view` and the bot's commands go to
+    /// `POST {endpoint}/commands/…`, signed with the first `HUB_SECRET`. A request
+    /// goes to the endpoint that last answered first, then to the next on a
+    /// connection error, a timeout or a 503. Empty, the snapshot lists voice
+    /// channels without members and bot commands answer 503.
+    pub worker_endpoints: Vec<Url>,
     /// `REDIS_URL`: with it, several hubs share events, `seq`, replay, the rooms
     /// API's idempotency and rate limits, and the own issuer's keys through Redis
     /// (see `redis_link` for the keys). Unset, everything stays in this process.
@@ -118,7 +122,7 @@ impl HubSettings {
             state_dir: None,
             jwt_ttl: Duration::from_secs(3600),
             login: None,
-            worker_endpoint: None,
+            worker_endpoints: Vec::new(),
             redis_url: None,
             metrics: None,
         }

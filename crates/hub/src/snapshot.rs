@@ -5,28 +5,33 @@
 //! a client that then connects with `lastSeq=seq` replays every event newer than
 //! the snapshot and applies it idempotently (an event already reflected in the view
 //! changes nothing). Rooms and members come from a [`VoiceViewSource`]: the worker's
-//! signed `GET /voice-view` ([`WorkerVoiceView`]) or, without a worker, the guild's
-//! voice channels with nobody in them ([`ChannelsVoiceView`]).
+//! signed `GET /voice-view` ([`WorkerVoiceView`], through `worker_link`, either
+//! worker of a pair) or, without a worker, the guild's voice channels with nobody in
+//! them ([`ChannelsVoiceView`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{Secret, Snowflake, VoiceFlags};
 use futures_util::future::{BoxFuture, join_all};
+use reqwest::Method;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
 
 use crate::error::HubError;
 use crate::rooms::{RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE, bearer};
 use crate::state::SharedState;
+use crate::worker_link::{LinkError, WorkerLink};
 
 /// Largest `/voice-view` answer read.
 const MAX_VIEW_BYTES: usize = 4 * 1024 * 1024;
+/// How long one endpoint may take to answer `/voice-view`.
+const VIEW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A voice channel as the worker sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,37 +85,32 @@ pub trait VoiceViewSource: Send + Sync + 'static {
 }
 
 /// The worker's view: `GET {endpoint}/voice-view`, signed (SPEC §5 headers over an
-/// empty body) with the first `HUB_SECRET`.
+/// empty body) with the first `HUB_SECRET`. With several endpoints (an
+/// active/standby pair) the one that last answered is asked first, the others
+/// when it is unreachable or answers 503.
 pub struct WorkerVoiceView {
-    url: Url,
-    signer: Signer,
-    client: reqwest::Client,
+    link: WorkerLink,
 }
 
 impl std::fmt::Debug for WorkerVoiceView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerVoiceView")
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
+            .field("link", &self.link)
+            .finish()
     }
 }
 
 impl WorkerVoiceView {
-    /// A source reading `{endpoint}/voice-view` (endpoint: the worker's base URL).
-    pub fn new(endpoint: &Url, secret: Secret) -> Self {
-        let mut url = endpoint.clone();
-        let path = format!("{}/voice-view", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url.set_query(None);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+    /// A source reading `{endpoint}/voice-view` from `endpoints` (the worker's base
+    /// URLs, e.g. both workers of a pair; at least one).
+    ///
+    /// # Panics
+    ///
+    /// When `endpoints` is empty.
+    pub fn new(endpoints: &[Url], secret: Secret) -> Self {
+        assert!(!endpoints.is_empty(), "at least one worker endpoint");
         Self {
-            url,
-            signer: Signer::new(secret),
-            client,
+            link: WorkerLink::new(endpoints.to_vec(), secret),
         }
     }
 }
@@ -118,21 +118,20 @@ impl WorkerVoiceView {
 impl VoiceViewSource for WorkerVoiceView {
     fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>> {
         Box::pin(async move {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let signed = self.signer.sign(now, b"");
             let upstream = |e: reqwest::Error| {
                 RoomsError::Upstream(format!("worker voice view: {}", e.without_url()))
             };
             let response = self
-                .client
-                .get(self.url.clone())
-                .header(TIMESTAMP_HEADER, signed.timestamp)
-                .header(SIGNATURE_HEADER, signed.signature)
-                .send()
+                .link
+                .send(Method::GET, "voice-view", Bytes::new(), VIEW_TIMEOUT)
                 .await
-                .and_then(reqwest::Response::error_for_status)
+                .map_err(|error| match error {
+                    LinkError::Unreachable(e) => upstream(e),
+                    LinkError::Unavailable(r) => {
+                        RoomsError::Upstream(format!("worker voice view: {}", r.status()))
+                    }
+                })?
+                .error_for_status()
                 .map_err(upstream)?;
             if response
                 .content_length()

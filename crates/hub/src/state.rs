@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
 use axum::routing::{delete, get, post};
-use coven_contract::signature::{Signer, Verifier};
+use coven_contract::signature::Verifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +37,7 @@ use crate::rooms::RoomsBackend;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
 use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
+use crate::worker_link::WorkerLink;
 use crate::{bot, health, ingest, issuer, lobby, login, metrics, rooms, snapshot, socket};
 
 /// Member profiles cached for the room snapshot.
@@ -155,7 +156,7 @@ impl HubBuilder {
     }
 
     /// Reads the room snapshot's voice view from `source` instead of the worker
-    /// (`worker_endpoint`) or the rooms backend.
+    /// (`worker_endpoints`) or the rooms backend.
     #[must_use]
     pub fn voice_view(mut self, source: Arc<dyn VoiceViewSource>) -> Self {
         self.voice_view = Some(source);
@@ -260,13 +261,7 @@ impl HubBuilder {
             ),
             profiles: Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE),
             voice_view,
-            worker_commands: match (&settings.worker_endpoint, settings.hub_secrets.first()) {
-                (Some(endpoint), Some(secret)) => Some(WorkerCommands::new(
-                    endpoint.clone(),
-                    Signer::new(secret.clone()),
-                )),
-                _ => None,
-            },
+            worker_commands: worker_link(&settings).map(WorkerCommands::new),
             rooms_memory: RoomsMemory::new(&settings, redis.clone()),
             redis,
             metrics: metrics::handle(settings.metrics.clone()),
@@ -332,19 +327,29 @@ fn login_runtime(settings: &HubSettings, rest: Option<DiscordRestClient>) -> Opt
     }
 }
 
-/// The worker's voice view when a worker endpoint is set, else the rooms backend's
+/// The worker's voice view when worker endpoints are set, else the rooms backend's
 /// voice channels without members.
 fn default_voice_view(
     settings: &HubSettings,
     rooms: &Arc<dyn RoomsBackend>,
 ) -> Arc<dyn VoiceViewSource> {
-    match (&settings.worker_endpoint, settings.hub_secrets.first()) {
-        (Some(endpoint), Some(secret)) => Arc::new(WorkerVoiceView::new(endpoint, secret.clone())),
+    match settings.hub_secrets.first() {
+        Some(secret) if !settings.worker_endpoints.is_empty() => Arc::new(WorkerVoiceView::new(
+            &settings.worker_endpoints,
+            secret.clone(),
+        )),
         _ => Arc::new(ChannelsVoiceView::new(
             rooms.clone(),
             settings.primary_guild_id,
         )),
     }
+}
+
+/// A link to the worker's endpoints, when any is set, signing with the first secret.
+fn worker_link(settings: &HubSettings) -> Option<WorkerLink> {
+    let secret = settings.hub_secrets.first()?;
+    (!settings.worker_endpoints.is_empty())
+        .then(|| WorkerLink::new(settings.worker_endpoints.clone(), secret.clone()))
 }
 
 /// A configured hub: build its router, or serve it until shutdown.

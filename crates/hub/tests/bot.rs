@@ -1,9 +1,12 @@
 //! SPEC §7 bot voice commands from the outside: `POST`/`DELETE /api/rooms/{id}/bot`
 //! and `POST /api/rooms/{id}/cue` check the caller and the room, then reach the
 //! worker as requests signed like the webhook; the worker's answer is relayed.
+//! With an active/standby pair in `WORKER_ENDPOINT`, a refused connection or a
+//! standby's 503 moves the command on to the next endpoint, which is remembered.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -22,10 +25,24 @@ const ROOM: u64 = 41;
 const TEXT: u64 = 42;
 
 /// A stand-in for the worker's command endpoint: verifies signatures, records
-/// commands, refuses `leave` of a room the bot is not in.
+/// commands, refuses `leave` of a room the bot is not in; as a standby of a pair
+/// it answers every command 503 `standby`.
 #[derive(Clone, Default)]
 struct FakeWorker {
     commands: Arc<Mutex<Vec<(String, Value)>>>,
+    standby: Arc<AtomicBool>,
+    /// Requests received, signed or not, active or standby.
+    hits: Arc<AtomicUsize>,
+}
+
+impl FakeWorker {
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::SeqCst);
+    }
 }
 
 async fn fake_command(
@@ -34,6 +51,7 @@ async fn fake_command(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
+    worker.hits.fetch_add(1, Ordering::SeqCst);
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let accepted = Verifier::new(vec![Secret::new(SECRET)]);
     let Ok(verified) = accepted.verify(
@@ -47,6 +65,12 @@ async fn fake_command(
             axum::Json(json!({"message": "forbidden"})),
         );
     };
+    if worker.standby.load(Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"message": "standby", "code": "INTERNAL_ERROR"})),
+        );
+    }
     let value: Value = serde_json::from_slice(verified.body()).unwrap();
     worker
         .commands
@@ -116,7 +140,7 @@ fn add_channels(rooms: &coven_hub::MemoryRooms) {
 #[tokio::test]
 async fn commands_are_checked_then_forwarded_signed() {
     let (worker, url) = fake_worker().await;
-    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoint = Some(url)).await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url]).await;
     add_channels(&rooms);
     let auth = bearer();
     let post_ = reqwest::Method::POST;
@@ -168,7 +192,7 @@ async fn commands_are_checked_then_forwarded_signed() {
 #[tokio::test]
 async fn bad_commands_never_reach_the_worker() {
     let (worker, url) = fake_worker().await;
-    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoint = Some(url)).await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url]).await;
     add_channels(&rooms);
     let auth = bearer();
     let post_ = reqwest::Method::POST;
@@ -233,4 +257,95 @@ async fn without_a_worker_endpoint_commands_are_unavailable() {
             .contains("WORKER_ENDPOINT"),
         "{body}"
     );
+}
+
+/// A loopback URL nothing listens on (the port was free a moment ago):
+/// connections are refused.
+fn refusing_url() -> url::Url {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/", listener.local_addr().unwrap())
+        .parse()
+        .unwrap()
+}
+
+async fn join(hub: &TestHub) -> (u16, Value) {
+    call(
+        hub,
+        reqwest::Method::POST,
+        &format!("/api/rooms/{ROOM}/bot"),
+        Some(&bearer()),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_refused_first_endpoint_falls_over_to_the_second() {
+    let (worker, url) = fake_worker().await;
+    let dead = refusing_url();
+    let (mut hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![dead, url]).await;
+    add_channels(&rooms);
+    for _ in 0..2 {
+        assert_eq!(join(&hub).await, (200, json!({"ok": true})));
+    }
+    assert_eq!(worker.commands.lock().unwrap().len(), 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_standby_is_skipped_and_the_active_is_remembered() {
+    let (a, url_a) = fake_worker().await;
+    let (b, url_b) = fake_worker().await;
+    a.set_standby(true);
+    let (mut hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url_a, url_b]).await;
+    add_channels(&rooms);
+
+    assert_eq!(join(&hub).await, (200, json!({"ok": true})));
+    assert_eq!((a.hits(), b.hits()), (1, 1), "A said standby, B took it");
+    assert_eq!(join(&hub).await.0, 200);
+    assert_eq!(
+        (a.hits(), b.hits()),
+        (1, 2),
+        "B, remembered, is asked first"
+    );
+
+    // A takeover: B is the standby now, A the active.
+    b.set_standby(true);
+    a.set_standby(false);
+    assert_eq!(join(&hub).await.0, 200);
+    assert_eq!((a.hits(), b.hits()), (2, 3));
+    assert_eq!(join(&hub).await.0, 200);
+    assert_eq!((a.hits(), b.hits()), (3, 3), "A, remembered");
+    assert_eq!(a.commands.lock().unwrap().len(), 2);
+    assert_eq!(b.commands.lock().unwrap().len(), 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_endpoint_fails_the_answer_is_503() {
+    // A dead worker and a standby: the standby's answer is relayed.
+    let (standby, url) = fake_worker().await;
+    standby.set_standby(true);
+    let dead = refusing_url();
+    let (mut hub, rooms) =
+        TestHub::start_with(|s| s.worker_endpoints = vec![dead.clone(), url]).await;
+    add_channels(&rooms);
+    let (status, body) = join(&hub).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["message"], "standby");
+    assert_eq!(standby.hits(), 1);
+    hub.stop().await;
+
+    // Nobody listening at all: 503, the voice service is not reachable.
+    let (mut hub, rooms) =
+        TestHub::start_with(|s| s.worker_endpoints = vec![dead, refusing_url()]).await;
+    add_channels(&rooms);
+    let (status, body) = join(&hub).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "INTERNAL_ERROR");
+    assert!(
+        body["message"].as_str().unwrap().contains("not reachable"),
+        "{body}"
+    );
+    hub.stop().await;
 }

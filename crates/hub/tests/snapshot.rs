@@ -1,7 +1,8 @@
 //! The room snapshot `GET /api/rooms`: its exact shape from a fake voice view, the
 //! `seq` read before the view (a resume from it replays what is newer), the signed
-//! `GET /voice-view` to a (fake) worker that verifies the signature, and the
-//! fallback to the guild's voice channels without a worker.
+//! `GET /voice-view` to a (fake) worker that verifies the signature, the failover
+//! across the endpoints of an active/standby pair, and the fallback to the guild's
+//! voice channels without a worker.
 
 mod common;
 
@@ -233,7 +234,7 @@ async fn snapshot_reads_the_workers_voice_view_with_a_signed_get() {
     let (mut hub, _rooms) = TestHub::start_with(|s| {
         // The hub signs with the first secret.
         s.hub_secrets = vec![Secret::new(SECRET), Secret::new(OLD_SECRET)];
-        s.worker_endpoint = Some(format!("http://{worker_addr}/").parse().unwrap());
+        s.worker_endpoints = vec![format!("http://{worker_addr}/").parse().unwrap()];
     })
     .await;
     let body = snapshot(&hub).await;
@@ -252,7 +253,7 @@ async fn snapshot_reads_the_workers_voice_view_with_a_signed_get() {
     // without the worker's body.
     let (mut hub, _rooms) = TestHub::start_with(|s| {
         s.hub_secrets = vec![Secret::new("not-the-workers-secret")];
-        s.worker_endpoint = Some(format!("http://{worker_addr}").parse().unwrap());
+        s.worker_endpoints = vec![format!("http://{worker_addr}").parse().unwrap()];
     })
     .await;
     let response = hub
@@ -295,5 +296,72 @@ async fn without_a_worker_the_snapshot_lists_the_guilds_voice_channels() {
         body["rooms"],
         json!([{"channelId": "60", "name": "channel-60", "parentId": null, "userLimit": 5, "members": []}])
     );
+    hub.stop().await;
+}
+
+/// A `/voice-view` that answers `status` (a one-room view on 200), counting reads.
+async fn view_worker(status: StatusCode) -> (Arc<AtomicUsize>, url::Url) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let worker = Router::new().route(
+        "/voice-view",
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let body = json!({"rooms": {"77": {"name": "Table 1"}}, "members": {}});
+                (status, body.to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, worker).await.unwrap() });
+    (hits, url)
+}
+
+/// A loopback URL nothing listens on: connections are refused.
+fn refusing_url() -> url::Url {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_snapshot_moves_past_a_dead_or_unavailable_worker_and_remembers() {
+    let (unavailable, unavailable_url) = view_worker(StatusCode::SERVICE_UNAVAILABLE).await;
+    let (good, good_url) = view_worker(StatusCode::OK).await;
+    let (mut hub, _rooms) = TestHub::start_with(|s| {
+        s.worker_endpoints = vec![refusing_url(), unavailable_url, good_url];
+    })
+    .await;
+    for expected_good in 1..=2 {
+        let body = snapshot(&hub).await;
+        assert_eq!(body["rooms"][0]["channelId"], "77", "{body}");
+        assert_eq!(good.load(Ordering::SeqCst), expected_good);
+        // Only the first snapshot went past the 503; the second started at `good`.
+        assert_eq!(unavailable.load(Ordering::SeqCst), 1);
+    }
+    hub.stop().await;
+
+    // Every endpoint down or unavailable: 502, as with one unreachable worker.
+    let (unavailable, unavailable_url) = view_worker(StatusCode::SERVICE_UNAVAILABLE).await;
+    let (mut hub, _rooms) = TestHub::start_with(|s| {
+        s.worker_endpoints = vec![refusing_url(), unavailable_url];
+    })
+    .await;
+    let response = hub
+        .http
+        .get(hub.url("/api/rooms"))
+        .header("authorization", bearer())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "INTERNAL_ERROR");
+    assert_eq!(unavailable.load(Ordering::SeqCst), 1);
     hub.stop().await;
 }

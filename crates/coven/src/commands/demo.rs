@@ -154,11 +154,11 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
     hub.metrics = Some(coven_worker::metrics::prometheus());
     hub.state_dir = Some(state_dir.join("hub"));
     // The hub reads the room snapshot from the worker's health port.
-    hub.worker_endpoint = Some(
+    hub.worker_endpoints = vec![
         format!("http://127.0.0.1:{health_port}")
             .parse()
             .expect("a valid URL"),
-    );
+    ];
     hub.login = Some(coven_hub::LoginSettings::new(
         coven_discord::OAuthSettings {
             api_url: sim.api_url().parse().expect("a valid URL"),

@@ -42,7 +42,9 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
         .jwt_public_jwk_url
         .clone_from(&config.jwt_public_jwk_url);
     settings.web_origin.clone_from(&config.web_origin);
-    settings.worker_endpoint.clone_from(&config.worker_endpoint);
+    settings
+        .worker_endpoints
+        .clone_from(&config.worker_endpoints);
     settings.redis_url.clone_from(&shared.redis_url);
     settings.state_dir = Some(shared.state_dir.join("hub"));
     settings.login = config.oauth.as_ref().map(|oauth| {

@@ -9,7 +9,8 @@
 //!
 //! With `REDIS_URL`, two workers for one bot run as an active/standby pair: the
 //! [`lease`] decides which one holds the Discord session; the other waits, and
-//! resumes the same session when the lease comes to it.
+//! resumes the same session when the lease comes to it. A single worker's state
+//! file is moved into Redis the first time one of the pair is active ([`migrate`]).
 
 pub mod commands;
 pub mod delivery;
@@ -17,6 +18,7 @@ pub mod gateway;
 pub mod health;
 pub mod lease;
 pub mod metrics;
+pub mod migrate;
 pub mod outbox;
 pub mod redis_store;
 pub mod store;
@@ -135,7 +137,7 @@ pub async fn run(
         None => {
             std::fs::create_dir_all(&settings.state_dir)?;
             Store::Local(outbox::Outbox::open(
-                &settings.state_dir.join("worker.redb"),
+                &settings.state_dir.join(migrate::STATE_FILE),
                 settings.outbox_capacity,
             )?)
         }
@@ -294,6 +296,20 @@ async fn run_pair(term: &Term<'_>, redis: &redis_store::RedisStore) -> Result<()
             "role: active (holds the worker lease and the session)"
         );
         let keeper = lease.keep();
+        match migrate::import_local_state(redis, &term.settings.state_dir).await {
+            Ok(()) => {}
+            Err(error) if error.is_transient() || matches!(error, outbox::StoreError::Fenced) => {
+                tracing::warn!(%error, "could not import the local state file into redis; retrying as standby");
+                lease.release().await;
+                let _ = keeper.await;
+                continue;
+            }
+            Err(error) => {
+                lease.release().await;
+                metrics::lease_held(false);
+                return Err(error.into());
+            }
+        }
         let ended = term.run(Some(lease.clone())).await;
         match ended {
             Ok(gateway::Ended::LeaseLost) => {

@@ -146,6 +146,24 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
+/// Everything a state file holds, read at once: what [`crate::migrate`] moves
+/// to Redis when a single worker becomes one of a pair.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The random prefix of the file's event ids.
+    pub epoch: String,
+    /// The outbox position the next event would get.
+    pub next_id: u64,
+    /// The stored session, if any.
+    pub session: Option<StoredSession>,
+    /// The stored voice view, if any.
+    pub view: Option<VoiceView>,
+    /// The undelivered events, oldest first.
+    pub pending: Vec<Pending>,
+    /// The dead letters with their outbox positions, oldest first.
+    pub dead: Vec<(u64, DeadLetter)>,
+}
+
 /// The durable outbox plus the session and voice view committed with it.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -305,6 +323,46 @@ impl Outbox {
             letters.push(serde_json::from_slice(raw.value())?);
         }
         Ok(letters)
+    }
+
+    /// Everything the file holds, read in one transaction.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let next_id = match meta.get(NEXT_ID_KEY)? {
+            Some(raw) => u64::from_be_bytes(raw.value().try_into().unwrap_or([0; 8])),
+            None => 1,
+        };
+        let session = match meta.get(SESSION_KEY)? {
+            Some(raw) => Some(serde_json::from_slice(raw.value())?),
+            None => None,
+        };
+        let view = match meta.get(VIEW_KEY)? {
+            Some(raw) => Some(serde_json::from_slice(raw.value())?),
+            None => None,
+        };
+        let mut pending = Vec::new();
+        for entry in txn.open_table(EVENTS)?.iter()? {
+            let (id, body) = entry?;
+            pending.push(Pending {
+                id: id.value(),
+                event_id: self.event_id(id.value()),
+                body: body.value().to_vec(),
+            });
+        }
+        let mut dead = Vec::new();
+        for entry in txn.open_table(DEAD_LETTERS)?.iter()? {
+            let (id, raw) = entry?;
+            dead.push((id.value(), serde_json::from_slice(raw.value())?));
+        }
+        Ok(Snapshot {
+            epoch: self.epoch.to_string(),
+            next_id,
+            session,
+            view,
+            pending,
+            dead,
+        })
     }
 
     /// Events waiting for delivery.

@@ -17,10 +17,11 @@
 //!
 //! The braces make the guild id a Redis Cluster hash tag: every key is in one
 //! slot, so one script may touch them all. Every write — a commit of events,
-//! view and session together, an ack, a burial, a session save — is ONE Lua
-//! script that first checks that the caller's fencing token is still the one in
-//! `lease`, and does nothing otherwise ([`StoreError::Fenced`]). A worker that was
-//! paused or cut off while another took over can therefore never write again.
+//! view and session together, an ack, a burial, a session save, the one-time
+//! import of a single worker's file ([`crate::migrate`]) — is ONE Lua script
+//! that first checks that the caller's fencing token is still the one in
+//! `lease`, and does nothing otherwise ([`StoreError::Fenced`]). A worker that
+//! was paused or cut off while another took over can therefore never write again.
 //! Reads need no lease: a standby serves `/voice-view` and its counts from here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +33,9 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
-use crate::outbox::{DeadLetter, Pending, StoreError, StoredSession, event_id, near_full};
+use crate::outbox::{
+    DeadLetter, Pending, Snapshot, StoreError, StoredSession, event_id, near_full,
+};
 use crate::tracker::VoiceView;
 
 /// `KEYS`: lease, fence. `ARGV`: TTL in ms. Returns the new token, or nil when
@@ -94,6 +97,35 @@ end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5]) end
 return {1, overflowed, depth, redis.call('XLEN', KEYS[4])}
+",
+    )
+});
+
+/// `KEYS`: lease, session, view, outbox, epoch, `next_id`, dead. `ARGV`: token,
+/// epoch, last id handed out, session JSON or '', view JSON or '', number of
+/// events, then id and body of each event, then id, body and reason of each
+/// dead letter. {1, depth, dead}, {2} when the pair already has state, or {0}.
+static IMPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+if redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[5]) > 0 or redis.call('XLEN', KEYS[4]) > 0 then
+  return {2}
+end
+redis.call('SET', KEYS[5], ARGV[2])
+redis.call('SET', KEYS[6], ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[2], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5]) end
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
+  redis.call('XADD', KEYS[4], ARGV[i] .. '-0', 'b', ARGV[i + 1])
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('XADD', KEYS[7], '*', 'i', ARGV[i], 'b', ARGV[i + 1], 'r', ARGV[i + 2])
+  i = i + 3
+end
+return {1, redis.call('XLEN', KEYS[4]), redis.call('XLEN', KEYS[7])}
 ",
     )
 });
@@ -369,6 +401,53 @@ impl RedisStore {
             self.added.notify_one();
         }
         Ok(usize::try_from(overflowed).unwrap_or(usize::MAX))
+    }
+
+    /// Writes a single worker's state file into this pair's keys — session,
+    /// view, undelivered events and dead letters with their ids and epoch, so
+    /// their event ids do not change — in one script, if this worker holds the
+    /// lease and the pair has no state yet (no session, view or epoch, empty
+    /// outbox). `Ok(false)` when it has: nothing was written.
+    pub(crate) async fn import(&self, local: &Snapshot) -> Result<bool, StoreError> {
+        let session = local
+            .session
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        let view = local.view.as_ref().map(serde_json::to_string).transpose()?;
+        let mut invocation = IMPORT.prepare_invoke();
+        invocation
+            .key(&self.keys.lease)
+            .key(&self.keys.session)
+            .key(&self.keys.view)
+            .key(&self.keys.outbox)
+            .key(&self.keys.epoch)
+            .key(&self.keys.next_id)
+            .key(&self.keys.dead)
+            .arg(self.token())
+            .arg(&local.epoch)
+            .arg(local.next_id.saturating_sub(1))
+            .arg(session.unwrap_or_default())
+            .arg(view.unwrap_or_default())
+            .arg(local.pending.len());
+        for event in &local.pending {
+            invocation.arg(event.id).arg(event.body.as_slice());
+        }
+        for (id, letter) in &local.dead {
+            invocation.arg(id).arg(&letter.body).arg(&letter.reason);
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self.call(invocation.invoke_async(&mut conn)).await?;
+        match reply[..] {
+            [1, depth, dead] => {
+                self.depth.store(depth, Ordering::Relaxed);
+                self.dead.store(dead, Ordering::Relaxed);
+                self.added.notify_one();
+                Ok(true)
+            }
+            [2] => Ok(false),
+            _ => Err(StoreError::Fenced),
+        }
     }
 
     /// Records the session alone, if this worker still holds the lease.

@@ -85,6 +85,15 @@ impl BotVoice {
             sender: parts.sender.clone(),
             guild_id: parts.guild_id,
         });
+        // The session may carry a voice state from before this client: after a
+        // resume across a restart or a takeover, Discord still has the bot in the
+        // room it was in, and asking to join that same room again only updates
+        // its flags, with no VOICE_SERVER_UPDATE to connect with. So a new client
+        // first leaves whatever room the session is in (a no-op when it is in
+        // none); the echo of that leave is ignored by the connecting client.
+        if let Err(error) = gateway.update_voice_state(None, false, false) {
+            tracing::warn!(%error, "could not clear the bot's previous voice state");
+        }
         let client = DiscordRtcClient::new(parts.guild_id, parts.bot_user_id, gateway);
         let speaking = tokio::spawn(speaking_to_outbox(client.clone(), parts.store.clone()));
         inner.speaking = Some(speaking);

@@ -26,15 +26,18 @@ pub enum Command {
     /// Environment: PRIMARY_GUILD_ID, HUB_SECRET, DISCORD_BOT_TOKEN, HUB_ENDPOINT,
     /// HEALTH_CHECK_PORT (8080), STATE_DIR (./state; uses STATE_DIR/worker),
     /// OUTBOX_MAX_EVENTS (1000000), DISCORD_GATEWAY_URL, DISCORD_API_URL,
-    /// LOG_LEVEL, LOG_FORMAT. Stops with a resumable close on SIGINT/SIGTERM.
+    /// REDIS_URL (two workers then run as an active/standby pair), LOG_LEVEL,
+    /// LOG_FORMAT. Stops with a resumable close on SIGINT/SIGTERM.
     Worker,
     /// Run the hub: signed webhook ingest, WebSocket fan-out, rooms API, login, lobby.
     ///
     /// Environment: PRIMARY_GUILD_ID, HUB_SECRET, DISCORD_BOT_TOKEN, JWT_ISSUER,
     /// HOST (0.0.0.0), PORT (3000), JWT_AUDIENCE (spell-coven-web),
     /// JWT_PUBLIC_JWK_URL, WEB_ORIGIN, MAX_API_RETRIES (3), DISCORD_CLIENT_ID,
-    /// DISCORD_CLIENT_SECRET, OAUTH_REDIRECT_URI, WORKER_ENDPOINT, STATE_DIR
-    /// (./state; uses STATE_DIR/hub), DISCORD_API_URL, LOG_LEVEL, LOG_FORMAT.
+    /// DISCORD_CLIENT_SECRET, OAUTH_REDIRECT_URI, WORKER_ENDPOINT (one URL, or the
+    /// worker pair's two, comma-separated), STATE_DIR (./state; uses
+    /// STATE_DIR/hub), REDIS_URL (several hubs then share events and replay),
+    /// DISCORD_API_URL, LOG_LEVEL, LOG_FORMAT.
     Hub,
     /// Run worker and hub in one process: the single-machine deployment.
     ///

@@ -3,6 +3,7 @@
 //! both with the same `seq`; a browser resumes on the other hub; rooms are created
 //! once across hubs; a killed hub and a restarted Redis lose nothing.
 
+mod process;
 #[path = "../../worker/tests/support/mod.rs"]
 mod support;
 
@@ -101,30 +102,7 @@ impl HubProcess {
 
     /// Signs in through the simulator's OAuth2 and returns the hub's JWT.
     async fn login(&self) -> String {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let start = http.get(self.url("/auth/login")).send().await.unwrap();
-        assert!(start.status().is_redirection(), "{}", start.status());
-        let cookie = start.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-        let consent = http.get(&authorize).send().await.unwrap();
-        let callback = consent.headers()["location"].to_str().unwrap().to_owned();
-        let done = http
-            .get(&callback)
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap();
-        let target = done.headers()["location"].to_str().unwrap();
-        target.strip_prefix("/#token=").expect("a token").to_owned()
+        process::sim_login(&self.url("")).await
     }
 
     /// Posts one signed webhook event; returns the HTTP status.

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use process::{BIN, worker_command};
+use process::{BIN, sim_login, worker_command};
 use serde_json::Value;
 use support::redis::RedisServer;
 use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator, wait_for_role};
@@ -85,34 +85,6 @@ fn pair_worker(
             .spawn()
             .unwrap(),
     )
-}
-
-/// Signs in through the simulator's OAuth2 and returns the hub's JWT.
-async fn login(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = http.get(format!("{base}/auth/login")).send().await.unwrap();
-    assert!(start.status().is_redirection(), "{}", start.status());
-    let cookie = start.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-    let consent = http.get(&authorize).send().await.unwrap();
-    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
-    let done = http
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let target = done.headers()["location"].to_str().unwrap();
-    target.strip_prefix("/#token=").expect("a token").to_owned()
 }
 
 /// `POST /api/rooms/{room}/bot` until it answers 200; a 503 (a worker whose
@@ -212,7 +184,7 @@ async fn the_hub_follows_the_active_worker_of_the_pair_through_a_kill_9() {
     );
     wait_for_role(health(port_a), "standby").await;
 
-    let token = login(&base).await;
+    let token = sim_login(&base).await;
     let seed = sim.handle().seed();
     let room = seed.voice_channel_ids[0];
     let second_room = seed.voice_channel_ids[1];

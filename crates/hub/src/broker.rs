@@ -153,15 +153,7 @@ impl InProcessBroker {
         let stream = inner.streams.entry(guild).or_default();
         stream.head_seq += 1;
         let seq = stream.head_seq;
-        let frame = Frame::from(
-            ServerMessage::Event(EventEnvelope {
-                v: Version,
-                event,
-                ts,
-                seq,
-            })
-            .to_json(),
-        );
+        let frame = event_frame(event, ts, seq);
         stream.ring.push_back((seq, now, frame.clone()));
         stream.prune(&self.limits, now);
         let before = stream.subscribers.len();
@@ -241,6 +233,19 @@ impl Broker for InProcessBroker {
             })
             .unwrap_or_default()
     }
+}
+
+/// The v1 envelope of `event`, serialised once for every socket.
+pub(crate) fn event_frame(event: Event, ts: u64, seq: u64) -> Frame {
+    Frame::from(
+        ServerMessage::Event(EventEnvelope {
+            v: Version,
+            event,
+            ts,
+            seq,
+        })
+        .to_json(),
+    )
 }
 
 /// Milliseconds since the Unix epoch.

@@ -30,14 +30,16 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use coven_contract::{Event, EventEnvelope, Secret, ServerMessage, Snowflake, Version};
+use coven_contract::{Event, Secret, Snowflake};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError, BrokerLimits, RingState, Subscription, unix_millis};
+use crate::broker::{
+    Broker, BrokerError, BrokerLimits, RingState, Subscription, event_frame, unix_millis,
+};
 use crate::fanout::{Frame, Outbox};
 use crate::metrics::{PUBLISH_LATENCY, REPLAY_GAPS};
 use crate::redis_link::RedisLink;
@@ -561,16 +563,7 @@ fn entry_frame(entry: &StreamId) -> Option<(u64, u64, Frame)> {
     let ts: u64 = entry.get::<String>("ts")?.parse().ok()?;
     let body: String = entry.get("e")?;
     let event: Event = serde_json::from_str(&body).ok()?;
-    let frame = Frame::from(
-        ServerMessage::Event(EventEnvelope {
-            v: Version,
-            event,
-            ts,
-            seq,
-        })
-        .to_json(),
-    );
-    Some((seq, ts, frame))
+    Some((seq, ts, event_frame(event, ts, seq)))
 }
 
 fn millis(duration: Duration) -> u64 {

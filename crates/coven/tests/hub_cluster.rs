@@ -34,8 +34,22 @@ struct HubProcess {
 
 impl HubProcess {
     async fn start(sim: &coven_sim::Simulator, redis_url: &str) -> Self {
+        Self::start_with(sim, redis_url, None).await
+    }
+
+    /// A hub whose OAuth2 redirect URI is `redirect_uri` (like every hub behind
+    /// one load balancer) instead of its own `/auth/callback`.
+    async fn start_with(
+        sim: &coven_sim::Simulator,
+        redis_url: &str,
+        redirect_uri: Option<&str>,
+    ) -> Self {
         let state = tempfile::tempdir().unwrap();
         let port = free_port();
+        let redirect_uri = redirect_uri.map_or_else(
+            || format!("http://127.0.0.1:{port}/auth/callback"),
+            str::to_owned,
+        );
         let child = Command::new(BIN)
             .arg("hub")
             .env_clear()
@@ -50,10 +64,7 @@ impl HubProcess {
             .env("DISCORD_GATEWAY_URL", sim.gateway_url())
             .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
             .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
-            .env(
-                "OAUTH_REDIRECT_URI",
-                format!("http://127.0.0.1:{port}/auth/callback"),
-            )
+            .env("OAUTH_REDIRECT_URI", redirect_uri)
             .env("REDIS_URL", redis_url)
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
@@ -265,6 +276,53 @@ async fn events_posted_to_one_hub_reach_browsers_on_both_in_order_with_one_seq()
     assert_eq!(events(&mut on_a, 1).await, expected(21..=21, 1020));
     assert_eq!(events(&mut on_b, 1).await, expected(21..=21, 1020));
     nothing_more(&mut on_a).await;
+}
+
+#[tokio::test]
+async fn a_login_started_on_one_hub_completes_on_the_other() {
+    let sim = simulator().await;
+    let redis = RedisServer::start();
+    // Both hubs are behind one (imaginary) load balancer: one redirect URI.
+    let balancer = format!("http://127.0.0.1:{}/auth/callback", free_port());
+    let a = HubProcess::start_with(&sim, &redis.url(), Some(&balancer)).await;
+    let b = HubProcess::start_with(&sim, &redis.url(), Some(&balancer)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The login goes to A; Discord's redirect back to the balancer lands on B.
+    let start = http.get(a.url("/auth/login")).send().await.unwrap();
+    assert!(start.status().is_redirection(), "{}", start.status());
+    let cookie = start.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let consent = http.get(&authorize).send().await.unwrap();
+    let back = consent.headers()["location"].to_str().unwrap().to_owned();
+    let query = back
+        .strip_prefix(balancer.as_str())
+        .expect("Discord redirects to the balancer");
+    let done = http
+        .get(b.url(&format!("/auth/callback{query}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(done.status().is_redirection(), "{}", done.status());
+    let target = done.headers()["location"].to_str().unwrap();
+    let token = target.strip_prefix("/#token=").expect("a token").to_owned();
+    // The token opens sockets on both hubs (`browser` checks the `auth.ok`).
+    for hub in [&a, &b] {
+        hub.browser(&token, None).await;
+    }
+    // The flow was taken once: the same callback on A is refused.
+    let again = http
+        .get(a.url(&format!("/auth/callback{query}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@
 //! ends on a small HTML page ([`LoginFailure`]) that links back to `/`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -21,12 +21,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use coven_contract::Snowflake;
 use coven_discord::{CurrentUser, DiscordError, PkceVerifier};
 use serde::Deserialize;
 
 use crate::error::HubError;
 use crate::issuer::TokenSubject;
 use crate::lobby::page_headers;
+use crate::redis_link::RedisLink;
 use crate::rooms::MemberProfile;
 use crate::state::SharedState;
 
@@ -36,6 +38,8 @@ const COOKIE: &str = "coven_login";
 const SCOPES: &[&str] = &["identify", "guilds.join"];
 /// Logins in progress kept at most (the oldest are dropped beyond).
 const MAX_FLOWS: usize = 10_000;
+/// Length of a login cookie id: 32 random bytes in base64url without padding.
+const FLOW_ID_LEN: usize = 43;
 
 /// Why a login failed; rendered as an HTML page, never with upstream text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -131,25 +135,54 @@ struct Flow {
     expires: Instant,
 }
 
-/// Logins in progress by cookie id.
+/// Logins in progress by cookie id: in this hub's memory, and with `REDIS_URL`
+/// in Redis (`coven:{<guild>}:hub:login:<id>`, expiring with the flow), so that the
+/// callback may reach another hub than the login did — a load balancer in front of
+/// several hubs needs no sticky sessions. While Redis is down a flow stays in this
+/// hub's memory: the login still completes when the callback comes back here.
 pub(crate) struct Flows {
     ttl: Duration,
-    flows: Mutex<HashMap<String, Flow>>,
+    local: Mutex<HashMap<String, Flow>>,
+    shared: Option<(Arc<RedisLink>, Snowflake)>,
 }
 
 impl Flows {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, shared: Option<(Arc<RedisLink>, Snowflake)>) -> Self {
         Self {
             ttl,
-            flows: Mutex::new(HashMap::new()),
+            local: Mutex::new(HashMap::new()),
+            shared,
         }
     }
 
     /// Stores a flow; returns the cookie id.
-    fn start(&self, state: String, verifier: PkceVerifier) -> String {
+    async fn start(&self, state: String, verifier: PkceVerifier) -> String {
         let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        if let Some((link, guild)) = &self.shared {
+            // `state` is base64url: a space cannot occur in it.
+            let value = format!("{state} {}", verifier.expose());
+            let result: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(RedisLink::key(*guild, &format!("login:{id}")))
+                .arg(value)
+                .arg("PX")
+                .arg(
+                    u64::try_from(self.ttl.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1),
+                )
+                .query_async(&mut link.conn())
+                .await;
+            if link.record("login", result).is_ok() {
+                return id;
+            }
+        }
+        self.keep(id.clone(), state, verifier);
+        id
+    }
+
+    fn keep(&self, id: String, state: String, verifier: PkceVerifier) {
         let now = Instant::now();
-        let mut flows = self.flows.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut flows = self.local.lock().unwrap_or_else(PoisonError::into_inner);
         flows.retain(|_, f| f.expires > now);
         if flows.len() >= MAX_FLOWS
             && let Some(oldest) = flows
@@ -160,23 +193,41 @@ impl Flows {
             flows.remove(&oldest);
         }
         flows.insert(
-            id.clone(),
+            id,
             Flow {
                 state,
                 verifier,
                 expires: now + self.ttl,
             },
         );
-        id
     }
 
-    /// Takes (once) the live flow of `id`.
-    fn take(&self, id: &str) -> Option<Flow> {
-        self.flows
+    /// Takes (once) the live flow of `id`, from this hub's memory or from Redis.
+    async fn take(&self, id: &str) -> Option<Flow> {
+        if id.len() != FLOW_ID_LEN {
+            return None;
+        }
+        let local = self
+            .local
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)
-            .filter(|f| f.expires > Instant::now())
+            .filter(|f| f.expires > Instant::now());
+        if local.is_some() {
+            return local;
+        }
+        let (link, guild) = self.shared.as_ref()?;
+        let result: redis::RedisResult<Option<String>> = redis::cmd("GETDEL")
+            .arg(RedisLink::key(*guild, &format!("login:{id}")))
+            .query_async(&mut link.conn())
+            .await;
+        let value = link.record("login", result).ok()??;
+        let (state, verifier) = value.split_once(' ')?;
+        Some(Flow {
+            state: state.to_owned(),
+            verifier: PkceVerifier::new(verifier).ok()?,
+            expires: Instant::now() + self.ttl,
+        })
     }
 }
 
@@ -219,7 +270,7 @@ pub(crate) async fn login(State(state): State<SharedState>) -> Result<Response, 
         return Err(LoginFailure::NotConfigured.into());
     };
     let request = login.oauth.authorize(SCOPES);
-    let id = state.flows.start(request.state, request.verifier);
+    let id = state.flows.start(request.state, request.verifier).await;
     let secure = if login.secure_cookie { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Lax; Path=/auth; Max-Age={}{secure}",
@@ -272,7 +323,10 @@ pub(crate) async fn callback(
     let (Some(login), Some(issuer)) = (&state.login, &state.issuer) else {
         return Err(LoginFailure::NotConfigured.into());
     };
-    let flow = login_cookie(&headers).and_then(|id| state.flows.take(&id));
+    let flow = match login_cookie(&headers) {
+        Some(id) => state.flows.take(&id).await,
+        None => None,
+    };
     if let Some(error) = query.error.as_deref() {
         tracing::info!(error, "login: Discord returned an error");
         return Err(if error == "access_denied" {
@@ -380,14 +434,16 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
-    #[test]
-    fn flows_are_single_use() {
-        let flows = Flows::new(Duration::from_secs(60));
-        let id = flows.start("s".into(), PkceVerifier::generate());
-        assert!(flows.take(&id).is_some());
-        assert!(flows.take(&id).is_none());
-        let expired = Flows::new(Duration::ZERO);
-        let id = expired.start("s".into(), PkceVerifier::generate());
-        assert!(expired.take(&id).is_none());
+    #[tokio::test]
+    async fn flows_are_single_use() {
+        let flows = Flows::new(Duration::from_secs(60), None);
+        let id = flows.start("s".into(), PkceVerifier::generate()).await;
+        assert_eq!(id.len(), FLOW_ID_LEN);
+        assert!(flows.take(&id).await.is_some());
+        assert!(flows.take(&id).await.is_none());
+        let expired = Flows::new(Duration::ZERO, None);
+        let id = expired.start("s".into(), PkceVerifier::generate()).await;
+        assert!(expired.take(&id).await.is_none());
+        assert!(flows.take("not-an-id").await.is_none());
     }
 }

@@ -23,6 +23,7 @@
 //! | `coven:{g}:hub:idem:<user>:<key>` | string, TTL | an `Idempotency-Key` of `POST /api/create-room`: `pending:<token>` then `done:<answer JSON>` |
 //! | `coven:{g}:hub:rate:<user>` | string, TTL | the user's GCRA "theoretical arrival time" (ms) |
 //! | `coven:{g}:hub:jwt-keys` | string | the own issuer's key set (private keys: protect Redis like a secret store) |
+//! | `coven:{g}:hub:login:<cookie id>` | string, TTL login flow | a Discord login in progress: its `state` and PKCE verifier, taken once by whichever hub gets the callback |
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;

@@ -258,6 +258,7 @@ impl HubBuilder {
                     .login
                     .as_ref()
                     .map_or(Duration::from_secs(600), |l| l.flow_ttl),
+                redis.clone().map(|link| (link, settings.primary_guild_id)),
             ),
             profiles: Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE),
             voice_view,

@@ -5,7 +5,9 @@
 //! (mode 0600), newest last, each with a random `kid`. Tokens are signed with the
 //! newest key (`EdDSA`); every kept key stays in `/.well-known/jwks.json` and in the
 //! verifier, so [`HubIssuer::rotate`] logs nobody out: tokens signed with the
-//! previous key stay valid until they expire.
+//! previous key stay valid until they expire. The hub rotates on its own when the
+//! signing key is older than `HubSettings::jwt_key_max_age`
+//! ([`HubIssuer::rotate_if_older_than`]).
 //!
 //! With Redis (several hubs), the key set lives in Redis (`coven:{g}:hub:jwt-keys`,
 //! the same JSON as the file): the first hub to reach Redis stores its keys there
@@ -352,8 +354,37 @@ impl HubIssuer {
     /// 30 seconds (or at once when they see a token signed with it).
     /// Without Redis it is [`Self::rotate`].
     pub async fn rotate_shared(&self) -> io::Result<String> {
+        self.rotate_shared_if(|_| true)
+            .await?
+            .ok_or_else(|| io::Error::other("not rotated"))
+    }
+
+    /// Rotates (like [`Self::rotate_shared`]) when the signing key is older than
+    /// `max_age`; returns the new `kid`, or `None` when the key is young enough.
+    /// With Redis the age is that of the newest key in the shared set, checked in
+    /// the same compare-and-swap as the rotation, so when several hubs find the key
+    /// due at once, one rotates and the others adopt its key.
+    pub async fn rotate_if_older_than(&self, max_age: Duration) -> io::Result<Option<String>> {
+        let due = |created: u64| unix_now().saturating_sub(created) >= max_age.as_secs();
+        // The adopted set is at most a sync interval old: no Redis call until due.
+        if !self.read().last().is_none_or(|newest| due(newest.created)) {
+            return Ok(None);
+        }
+        self.rotate_shared_if(|keys| keys.last().is_none_or(|newest| due(newest.created)))
+            .await
+    }
+
+    async fn rotate_shared_if(
+        &self,
+        due: impl Fn(&[StoredKey]) -> bool,
+    ) -> io::Result<Option<String>> {
         let Some(shared) = &self.shared else {
-            return self.rotate();
+            let current: Vec<StoredKey> = self.read().iter().map(IssuerKey::stored).collect();
+            return if due(&current) {
+                self.rotate().map(Some)
+            } else {
+                Ok(None)
+            };
         };
         let unavailable = |_| io::Error::other("Redis is unreachable: the key was not rotated");
         let mut conn = shared.link.conn();
@@ -374,6 +405,12 @@ impl HubIssuer {
                 }
                 None => self.read().iter().map(IssuerKey::stored).collect(),
             };
+            if !due(&stored) {
+                if let Some(json) = &before {
+                    self.adopt(shared, json)?;
+                }
+                return Ok(None);
+            }
             let key = IssuerKey::generate()?;
             let kid = key.kid.clone();
             stored.push(key.stored());
@@ -395,7 +432,7 @@ impl HubIssuer {
             {
                 self.adopt(shared, &after)?;
                 tracing::info!(kid, "shared JWT signing key rotated");
-                return Ok(kid);
+                return Ok(Some(kid));
             }
         }
         Err(io::Error::other(
@@ -603,5 +640,27 @@ mod tests {
         assert_eq!(data.claims["sub"], "42");
         assert_eq!(data.claims["name"], "Alice");
         assert_eq!(data.claims["avatar"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn the_signing_key_is_replaced_when_due_and_the_old_one_kept() {
+        let issuer =
+            HubIssuer::with_key_file(None, "iss".into(), "aud".into(), Duration::from_secs(60))
+                .unwrap();
+        let first = issuer.kid();
+        let month = Duration::from_secs(30 * 24 * 60 * 60);
+        assert_eq!(issuer.rotate_if_older_than(month).await.unwrap(), None);
+        assert_eq!(issuer.kid(), first);
+        let second = issuer
+            .rotate_if_older_than(Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("a key of age 0 is due at max age 0");
+        assert_eq!(issuer.kid(), second);
+        assert_eq!(
+            issuer.kids(),
+            vec![first, second],
+            "the old key still verifies"
+        );
     }
 }

@@ -33,6 +33,9 @@ pub struct HubSettings {
     pub jwt_leeway: Duration,
     /// The JWKS is fetched again on an unknown `kid` at most this often (60 s).
     pub jwks_refresh_interval: Duration,
+    /// The own issuer's signing key is replaced when it is this old (30 days); the
+    /// previous keys stay trusted, so nobody is logged out.
+    pub jwt_key_max_age: Duration,
     /// Events retained for `lastSeq` resumes, by count.
     pub replay_capacity: usize,
     /// Events retained for `lastSeq` resumes, by age.
@@ -103,6 +106,7 @@ impl HubSettings {
             web_origin: None,
             jwt_leeway: Duration::from_secs(60),
             jwks_refresh_interval: Duration::from_secs(60),
+            jwt_key_max_age: Duration::from_secs(30 * 24 * 60 * 60),
             replay_capacity: 4096,
             replay_max_age: Duration::from_secs(300),
             dedupe_capacity: 100_000,

@@ -426,16 +426,26 @@ impl Hub {
                     () = tokio::time::sleep(retry) => {}
                 }
             }
-            // A shared issuer re-reads the key set now and then (rotations elsewhere).
-            let Some(issuer) = state.issuer.clone().filter(|i| i.is_shared()) else {
+            // The own issuer replaces its signing key when it is due, and a shared one
+            // re-reads the key set now and then (rotations by other hubs).
+            let Some(issuer) = state.issuer.clone() else {
                 return;
             };
             loop {
+                match issuer
+                    .rotate_if_older_than(state.settings.jwt_key_max_age)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "JWT signing key due but not rotated"),
+                }
                 tokio::select! {
                     () = state.shutdown.cancelled() => return,
                     () = tokio::time::sleep(issuer::SHARED_SYNC_INTERVAL) => {}
                 }
-                issuer.sync_shared().await;
+                if issuer.is_shared() {
+                    issuer.sync_shared().await;
+                }
             }
         });
     }

@@ -310,3 +310,33 @@ async fn not_ready_until_the_jwks_was_fetched() {
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "starting");
 }
+
+#[tokio::test]
+async fn the_own_issuer_replaces_its_signing_key_when_it_is_due() {
+    // Due at once: the hub's key task replaces the key it generated at start.
+    let (hub, _) = TestHub::start_with(|s| {
+        s.jwt_public_jwk_url = None;
+        s.jwt_key_max_age = std::time::Duration::ZERO;
+    })
+    .await;
+    let issuer = hub.hub.issuer().expect("the hub signs its own tokens");
+    eventually("the signing key to be rotated", async || {
+        issuer.kids().len() >= 2
+    })
+    .await;
+    let jwks: Value = hub
+        .http
+        .get(hub.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jwks["keys"][0]["kid"],
+        issuer.kid().as_str(),
+        "newest first"
+    );
+    assert!(jwks["keys"].as_array().unwrap().len() >= 2, "{jwks}");
+}

@@ -357,4 +357,18 @@ async fn the_own_issuers_keys_are_shared_and_rotate_across_hubs() {
         "auth.ok",
         "tokens of the previous key stay valid"
     );
+
+    // Automatic rotation: when the key falls due on both hubs at once, one
+    // rotates and the other adopts its key instead of adding one more.
+    let max_age = Duration::from_secs(2);
+    tokio::time::sleep(max_age).await; // the key's age is the condition here
+    let due = issuer_a.rotate_if_older_than(max_age).await.unwrap();
+    let due = due.expect("the shared key is older than max_age");
+    assert_eq!(issuer_b.rotate_if_older_than(max_age).await.unwrap(), None);
+    assert_eq!(issuer_b.kid(), due, "B took A's new key");
+    // (B also keeps the key it had before it first read the shared set.)
+    assert!(
+        issuer_b.kids().ends_with(&issuer_a.kids()),
+        "one shared set"
+    );
 }

@@ -15,7 +15,7 @@ use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMES
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use support::redis::RedisServer;
-use support::{KillOnDrop, SECRET, WAIT, free_port, simulator};
+use support::{KillOnDrop, SECRET, WAIT, eventually, free_port, simulator};
 use tokio_tungstenite::tungstenite::Message;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
@@ -158,21 +158,6 @@ impl HubProcess {
         let ack = next_json(&mut ws).await;
         assert_eq!(ack["event"], "auth.ok", "{ack}");
         (ws, ack)
-    }
-}
-
-/// Retries `check` every 20 ms until it yields a value, for at most [`WAIT`].
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -63,6 +63,44 @@ fn pair_worker(
     )
 }
 
+/// A running pair against one simulator, hub and Redis: worker A (active) and
+/// worker B (standby), each with its own state folder and health port.
+struct Pair {
+    sim: coven_sim::Simulator,
+    hub: FakeHub,
+    redis: RedisServer,
+    state_a: tempfile::TempDir,
+    state_b: tempfile::TempDir,
+    port_a: u16,
+    port_b: u16,
+    a: KillOnDrop,
+    b: KillOnDrop,
+}
+
+/// Starts A (logging at `log_a`), waits until it is active, then B as its standby.
+async fn start_pair(log_a: &str) -> Pair {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let redis = RedisServer::start();
+    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, log_a);
+    wait_for_role(health(port_a), "active").await;
+    let b = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
+    wait_for_role(health(port_b), "standby").await;
+    Pair {
+        sim,
+        hub,
+        redis,
+        state_a,
+        state_b,
+        port_a,
+        port_b,
+        a,
+        b,
+    }
+}
+
 /// Users join, leave and move between rooms every `every` until `stop` is set;
 /// returns the events the hub must receive, in order.
 fn produce(
@@ -124,14 +162,17 @@ async fn first_delivery_after(hub: &FakeHub, count: usize) -> Instant {
 
 #[tokio::test]
 async fn kill_9_of_the_active_the_standby_resumes_and_nothing_is_lost_or_reordered() {
-    let sim = simulator().await;
-    let hub = FakeHub::start(FakeHub::accepting()).await;
-    let redis = RedisServer::start();
-    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    let active = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
-    wait_for_role(health(port_a), "active").await;
-    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
+    let Pair {
+        sim,
+        hub,
+        redis,
+        state_a,
+        state_b: _state_b,
+        port_a,
+        port_b,
+        a: active,
+        b: _standby,
+    } = start_pair("warn").await;
     let body = wait_for_role(health(port_b), "standby").await;
     assert_eq!(body["state"], "standby", "{body}");
     let handle = sim.handle();
@@ -186,15 +227,17 @@ async fn kill_9_of_the_active_the_standby_resumes_and_nothing_is_lost_or_reorder
 
 #[tokio::test]
 async fn sigterm_of_the_active_hands_over_at_once() {
-    let sim = simulator().await;
-    let hub = FakeHub::start(FakeHub::accepting()).await;
-    let redis = RedisServer::start();
-    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    let active = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "info");
-    wait_for_role(health(port_a), "active").await;
-    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
-    wait_for_role(health(port_b), "standby").await;
+    let Pair {
+        sim,
+        hub,
+        redis: _redis,
+        state_a: _state_a,
+        state_b: _state_b,
+        port_a: _,
+        port_b,
+        a: active,
+        b: _standby,
+    } = start_pair("info").await;
 
     let handle = sim.handle();
     let stop = Arc::new(AtomicBool::new(false));
@@ -254,15 +297,17 @@ fn signal(child: &KillOnDrop, name: &str) {
 
 #[tokio::test]
 async fn a_paused_active_is_superseded_and_never_touches_the_session_when_it_wakes() {
-    let sim = simulator().await;
-    let hub = FakeHub::start(FakeHub::accepting()).await;
-    let redis = RedisServer::start();
-    let (state_a, state_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    let paused = pair_worker(&sim, &hub, &redis, state_a.path(), port_a, "warn");
-    wait_for_role(health(port_a), "active").await;
-    let _standby = pair_worker(&sim, &hub, &redis, state_b.path(), port_b, "warn");
-    wait_for_role(health(port_b), "standby").await;
+    let Pair {
+        sim,
+        hub,
+        redis: _redis,
+        state_a: _state_a,
+        state_b: _state_b,
+        port_a,
+        port_b,
+        a: paused,
+        b: _standby,
+    } = start_pair("warn").await;
     let handle = sim.handle();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());

@@ -18,22 +18,7 @@ use std::time::Duration;
 use process::{BIN, sim_login, worker_command};
 use serde_json::Value;
 use support::redis::RedisServer;
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator, wait_for_role};
-
-/// Retries `check` every 25 ms until it yields a value, for at most [`WAIT`].
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+use support::{FakeHub, KillOnDrop, SECRET, WAIT, eventually, free_port, simulator, wait_for_role};
 
 fn health(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

@@ -268,6 +268,21 @@ pub async fn health_of(addr: SocketAddr) -> Option<(u16, serde_json::Value)> {
     Some((status, response.json().await.ok()?))
 }
 
+/// Retries `check` every 20 ms until it yields a value, for at most [`WAIT`].
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `/health` at `addr` until it reports `role` ("active" or "standby")
 /// with status 200; returns the body.
 pub async fn wait_for_role(addr: SocketAddr, role: &str) -> serde_json::Value {

@@ -1,0 +1,273 @@
+//! This hub's copy of each guild's event stream: the replay ring and the sockets
+//! subscribed to it, shared by both brokers.
+//!
+//! Why one place: whether events are sequenced in this process or in Redis, what a
+//! hub does with a sequenced event is the same, and so is the hard part of a
+//! resume (see `docs/contract.md`). A subscriber is registered and the ring's
+//! missed events are taken under ONE lock, the same lock under which events are
+//! appended and handed to the subscribers, so no event falls between the replay
+//! and the live stream and none comes twice. The brokers ([`crate::Broker`]) only
+//! decide the order (`seq`) and keep history beyond the ring; like centrifuge's
+//! node-local hub, this registry is what they feed.
+//!
+//! The ring is bounded by count and by age (the envelope's `ts`), pruned on every
+//! append and registration, so memory stays bounded whatever the traffic.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use coven_contract::Snowflake;
+use tokio::sync::watch;
+
+use crate::broker::{BrokerLimits, RingState, unix_millis};
+use crate::fanout::{Frame, Outbox};
+use crate::metrics::{DELIVERIES, EVENTS_OUT, REPLAY_GAPS};
+
+/// A sequenced event: `(seq, ts in ms, envelope frame)`.
+pub(crate) type Entry = (u64, u64, Frame);
+
+/// The replay rings and subscribers of every guild this hub serves.
+#[derive(Debug)]
+pub struct LocalStream {
+    limits: BrokerLimits,
+    guilds: Mutex<HashMap<Snowflake, Arc<Guild>>>,
+}
+
+/// One guild's stream on this hub.
+#[derive(Debug)]
+struct Guild {
+    ring: Mutex<Ring>,
+    /// The last `seq` delivered, for resumes waiting on a reader to catch up.
+    head: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// The last `seq` this hub delivered.
+    head_seq: u64,
+    /// Recent events, oldest first.
+    events: VecDeque<Entry>,
+    subscribers: Vec<Arc<Outbox>>,
+}
+
+impl Ring {
+    fn prune(&mut self, limits: &BrokerLimits, now_ms: u64) {
+        let max_age = u64::try_from(limits.replay_max_age.as_millis()).unwrap_or(u64::MAX);
+        let oldest_ms = now_ms.saturating_sub(max_age);
+        while self.events.len() > limits.replay_capacity
+            || self.events.front().is_some_and(|(_, ts, _)| *ts < oldest_ms)
+        {
+            self.events.pop_front();
+        }
+    }
+
+    /// Adds `outbox` to the subscribers, forgetting those that closed.
+    fn add(&mut self, outbox: Arc<Outbox>) {
+        self.subscribers.retain(|o| o.is_open());
+        self.subscribers.push(outbox);
+    }
+
+    /// Retains the event and hands it to every subscriber; a subscriber that is
+    /// closed or fell behind (its outbox overflowed) is dropped. Returns how many
+    /// sockets got it.
+    fn push(&mut self, (seq, ts, frame): Entry) -> usize {
+        self.head_seq = seq;
+        self.subscribers.retain(|outbox| outbox.deliver(&frame));
+        self.events.push_back((seq, ts, frame));
+        self.subscribers.len()
+    }
+
+    /// Forgets the ring and closes every subscriber with 1013, so their browsers
+    /// reconnect and resume (or learn `resumed:false`) instead of missing events.
+    fn drop_subscribers(&mut self) {
+        for outbox in self.subscribers.drain(..) {
+            outbox.overflow();
+        }
+        self.events.clear();
+    }
+}
+
+impl LocalStream {
+    /// An empty stream with the given ring limits.
+    #[must_use]
+    pub fn new(limits: BrokerLimits) -> Self {
+        Self {
+            limits,
+            guilds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits this stream was made with.
+    #[must_use]
+    pub fn limits(&self) -> &BrokerLimits {
+        &self.limits
+    }
+
+    /// The replay ring of `guild`, for `/health`.
+    #[must_use]
+    pub fn ring_state(&self, guild: Snowflake) -> RingState {
+        let Some(stream) = self.lock_guilds().get(&guild).cloned() else {
+            return RingState::default();
+        };
+        let ring = stream.lock();
+        RingState {
+            head_seq: ring.head_seq,
+            oldest_seq: ring.events.front().map(|(seq, _, _)| *seq),
+            len: ring.events.len(),
+            subscribers: ring.subscribers.iter().filter(|o| o.is_open()).count(),
+        }
+    }
+
+    /// The last `seq` delivered for `guild` (0 before any).
+    pub(crate) fn head(&self, guild: Snowflake) -> u64 {
+        *self.guild(guild).head.borrow()
+    }
+
+    /// Waits up to `timeout` until `guild`'s head reaches `seq`.
+    pub(crate) async fn wait_for_head(&self, guild: Snowflake, seq: u64, timeout: Duration) {
+        let mut head = self.guild(guild).head.subscribe();
+        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h >= seq)).await;
+    }
+
+    /// Registers `outbox` for `guild`'s live events.
+    pub(crate) fn register(&self, guild: Snowflake, outbox: Arc<Outbox>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        ring.prune(&self.limits, unix_millis());
+        ring.add(outbox);
+    }
+
+    /// Registers `outbox` and returns, under the same lock, the head `H` and, when
+    /// the ring covers `(last, H]`, those events: later events reach the outbox.
+    pub(crate) fn register_resuming(
+        &self,
+        guild: Snowflake,
+        last: u64,
+        outbox: Arc<Outbox>,
+    ) -> (u64, Option<Vec<Frame>>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        ring.prune(&self.limits, unix_millis());
+        ring.add(outbox);
+        let head = ring.head_seq;
+        let covered = last < head
+            && ring
+                .events
+                .front()
+                .is_some_and(|(oldest, _, _)| *oldest <= last + 1);
+        let replay = covered.then(|| {
+            ring.events
+                .iter()
+                .filter(|(seq, _, _)| *seq > last)
+                .map(|(_, _, frame)| frame.clone())
+                .collect()
+        });
+        (head, replay)
+    }
+
+    /// Sequences an event here (the in-process broker): its `seq` is the head + 1,
+    /// `frame` builds its envelope for that `seq`. Returns the `seq`.
+    pub(crate) fn append(&self, guild: Snowflake, ts: u64, frame: impl FnOnce(u64) -> Frame) -> u64 {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        let before = ring.subscribers.len();
+        let seq = ring.head_seq + 1;
+        let delivered = ring.push((seq, ts, frame(seq)));
+        ring.prune(&self.limits, unix_millis());
+        drop(ring);
+        stream.head.send_replace(seq);
+        delivered_metrics(1, delivered, before - delivered);
+        seq
+    }
+
+    /// Delivers events sequenced elsewhere (read from Redis), in order. Events at
+    /// or below the head were delivered already; a gap means events left the shared
+    /// stream before this hub read them, so its subscribers must resume.
+    pub(crate) fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        let before = ring.subscribers.len();
+        let mut delivered = 0;
+        let mut published = 0;
+        for entry in entries {
+            let seq = entry.0;
+            if seq <= ring.head_seq {
+                continue;
+            }
+            if seq != ring.head_seq + 1 {
+                metrics::counter!(REPLAY_GAPS).increment(1);
+                tracing::warn!(
+                    %guild,
+                    from = ring.head_seq + 1,
+                    to = seq - 1,
+                    "events left the Redis stream before this hub read them: its browsers must resume"
+                );
+                ring.drop_subscribers();
+            }
+            delivered += ring.push(entry);
+            published += 1;
+        }
+        ring.prune(&self.limits, unix_millis());
+        let head = ring.head_seq;
+        let left = before.saturating_sub(ring.subscribers.len());
+        drop(ring);
+        stream.head.send_replace(head);
+        delivered_metrics(published, delivered, left);
+    }
+
+    /// Aligns `guild`'s head with the shared store's `seq`: a stream that never
+    /// delivered anything starts from it (older events are history); one that
+    /// delivered more than the store holds starts over from it, closing its
+    /// subscribers (the store lost its data, e.g. a restart without persistence).
+    pub(crate) fn sync(&self, guild: Snowflake, seq: u64) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        if ring.head_seq == 0 && ring.events.is_empty() {
+            ring.head_seq = seq;
+        } else if seq < ring.head_seq {
+            tracing::warn!(
+                %guild,
+                local = ring.head_seq,
+                redis = seq,
+                "Redis lost events this hub delivered; browsers must resync"
+            );
+            ring.drop_subscribers();
+            ring.head_seq = seq;
+        } else {
+            return;
+        }
+        drop(ring);
+        stream.head.send_replace(seq);
+    }
+
+    fn guild(&self, guild: Snowflake) -> Arc<Guild> {
+        self.lock_guilds()
+            .entry(guild)
+            .or_insert_with(|| {
+                Arc::new(Guild {
+                    ring: Mutex::new(Ring::default()),
+                    head: watch::channel(0).0,
+                })
+            })
+            .clone()
+    }
+
+    fn lock_guilds(&self) -> MutexGuard<'_, HashMap<Snowflake, Arc<Guild>>> {
+        self.guilds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Guild {
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn delivered_metrics(published: u64, delivered: usize, left: usize) {
+    metrics::counter!(EVENTS_OUT).increment(published);
+    metrics::counter!(DELIVERIES).increment(delivered as u64);
+    if left > 0 {
+        tracing::debug!(dropped = left, "subscribers left the stream");
+    }
+}

@@ -86,12 +86,8 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Events `(after, upto]` of `guild` from history beyond the local ring, when
     /// all of them are there and within the age limit.
-    fn history(
-        &self,
-        guild: Snowflake,
-        after: u64,
-        upto: u64,
-    ) -> BoxFuture<'_, Option<Vec<Frame>>>;
+    fn history(&self, guild: Snowflake, after: u64, upto: u64)
+    -> BoxFuture<'_, Option<Vec<Frame>>>;
 
     /// Starts receiving `guild`'s events from the cluster (a no-op for a broker
     /// that sequences in this process). Needs a Tokio runtime to start anything.
@@ -174,7 +170,6 @@ pub struct InProcessBroker {
 
 impl InProcessBroker {
     /// A broker with the given limits.
-    #[must_use]
     pub fn new(limits: BrokerLimits) -> Self {
         Self {
             local: LocalStream::new(limits),
@@ -299,10 +294,7 @@ mod tests {
         let b = broker(10);
         assert_eq!(b.publish_now(joined(3), vec![key("a")]), Some(1));
         assert_eq!(b.publish_now(joined(3), vec![key("a")]), None);
-        assert_eq!(
-            b.publish_now(joined(4), vec![key("b"), key("c")]),
-            Some(2)
-        );
+        assert_eq!(b.publish_now(joined(4), vec![key("b"), key("c")]), Some(2));
         assert_eq!(b.publish_now(joined(4), vec![key("d"), key("c")]), None);
         assert_eq!(
             b.publish_now(joined(4), vec![key("d")]),

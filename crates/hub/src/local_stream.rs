@@ -56,7 +56,10 @@ impl Ring {
         let max_age = u64::try_from(limits.replay_max_age.as_millis()).unwrap_or(u64::MAX);
         let oldest_ms = now_ms.saturating_sub(max_age);
         while self.events.len() > limits.replay_capacity
-            || self.events.front().is_some_and(|(_, ts, _)| *ts < oldest_ms)
+            || self
+                .events
+                .front()
+                .is_some_and(|(_, ts, _)| *ts < oldest_ms)
         {
             self.events.pop_front();
         }
@@ -90,7 +93,6 @@ impl Ring {
 
 impl LocalStream {
     /// An empty stream with the given ring limits.
-    #[must_use]
     pub fn new(limits: BrokerLimits) -> Self {
         Self {
             limits,
@@ -99,13 +101,11 @@ impl LocalStream {
     }
 
     /// The limits this stream was made with.
-    #[must_use]
     pub fn limits(&self) -> &BrokerLimits {
         &self.limits
     }
 
     /// The replay ring of `guild`, for `/health`.
-    #[must_use]
     pub fn ring_state(&self, guild: Snowflake) -> RingState {
         let Some(stream) = self.lock_guilds().get(&guild).cloned() else {
             return RingState::default();
@@ -168,7 +168,12 @@ impl LocalStream {
 
     /// Sequences an event here (the in-process broker): its `seq` is the head + 1,
     /// `frame` builds its envelope for that `seq`. Returns the `seq`.
-    pub(crate) fn append(&self, guild: Snowflake, ts: u64, frame: impl FnOnce(u64) -> Frame) -> u64 {
+    pub(crate) fn append(
+        &self,
+        guild: Snowflake,
+        ts: u64,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> u64 {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
         let before = ring.subscribers.len();

@@ -49,9 +49,6 @@ mod tests {
     fn keys_render_as_the_shared_redis_names() {
         assert_eq!(OnceKey::Event("abc-1".into()).to_string(), "event:abc-1");
         let channel = Snowflake::new(42).unwrap();
-        assert_eq!(
-            OnceKey::RoomCreated(channel).to_string(),
-            "room.created:42"
-        );
+        assert_eq!(OnceKey::RoomCreated(channel).to_string(), "room.created:42");
     }
 }

@@ -75,8 +75,7 @@ impl RedisLink {
     /// A link to `url`; connects lazily, so it fails only on a malformed URL (the
     /// error never repeats the URL, which may carry a password).
     pub(crate) fn new(url: &Secret) -> Result<Self, RedisLinkError> {
-        let client =
-            redis::Client::open(url.expose()).map_err(|_| RedisLinkError::InvalidUrl)?;
+        let client = redis::Client::open(url.expose()).map_err(|_| RedisLinkError::InvalidUrl)?;
         let conn = manager(&client, RESPONSE_TIMEOUT)?;
         metrics::gauge!(REDIS_UP).set(0.0);
         Ok(Self {

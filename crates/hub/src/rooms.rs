@@ -21,8 +21,8 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::HubError;
-use crate::once_key::OnceKey;
 use crate::jwt::VerifiedUser;
+use crate::once_key::OnceKey;
 use crate::shared_limits::Claim;
 use crate::state::SharedState;
 

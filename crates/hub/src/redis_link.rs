@@ -43,8 +43,8 @@ const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
-/// Why a [`RedisLink`] could not be set up. Never repeats the URL, which may carry
-/// a password.
+/// Why the link to Redis (`REDIS_URL`) could not be set up. Never repeats the URL,
+/// which may carry a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RedisLinkError {
     /// `REDIS_URL` does not parse as a Redis URL.

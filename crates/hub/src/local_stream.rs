@@ -276,3 +276,102 @@ fn delivered_metrics(published: u64, delivered: usize, left: usize) {
         tracing::debug!(dropped = left, "subscribers left the stream");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guild() -> Snowflake {
+        Snowflake::new(1).unwrap()
+    }
+
+    fn stream(capacity: usize) -> LocalStream {
+        LocalStream::new(BrokerLimits {
+            replay_capacity: capacity,
+            replay_max_age: Duration::from_secs(60),
+            dedupe_capacity: 10,
+            dedupe_max_age: Duration::from_secs(60),
+        })
+    }
+
+    fn entry(seq: u64) -> Entry {
+        (seq, unix_millis(), Frame::from(format!("{seq}")))
+    }
+
+    fn taken(outbox: &Outbox) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        outbox.take(&mut frames, 64);
+        frames
+    }
+
+    #[test]
+    fn delivered_entries_skip_what_was_seen_and_a_gap_closes_subscribers() {
+        let local = stream(10);
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        local.register(guild(), outbox.clone());
+        local.deliver(
+            guild(),
+            vec![entry(1), entry(2), entry(2), entry(1), entry(3)],
+        );
+        assert_eq!(
+            taken(&outbox).len(),
+            3,
+            "duplicates are not delivered again"
+        );
+        assert_eq!(local.head(guild()), 3);
+        local.deliver(guild(), vec![entry(5)]);
+        assert!(outbox.is_overloaded(), "a gap closes the subscriber (1013)");
+        let state = local.ring_state(guild());
+        assert_eq!(
+            (state.head_seq, state.oldest_seq, state.len),
+            (5, Some(5), 1)
+        );
+    }
+
+    #[test]
+    fn sync_adopts_the_shared_seq_when_fresh_and_starts_over_when_it_fell_back() {
+        let local = stream(10);
+        local.sync(guild(), 7);
+        assert_eq!(
+            local.head(guild()),
+            7,
+            "a fresh stream follows from the shared seq"
+        );
+        local.deliver(guild(), vec![entry(8)]);
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        local.register(guild(), outbox.clone());
+        local.sync(guild(), 9);
+        assert_eq!(
+            local.head(guild()),
+            8,
+            "ahead of the hub: the reader catches up"
+        );
+        assert!(outbox.is_open());
+        local.sync(guild(), 2);
+        assert_eq!(local.head(guild()), 2);
+        assert!(
+            outbox.is_overloaded(),
+            "the store lost events: browsers resync"
+        );
+        assert_eq!(local.ring_state(guild()).len, 0);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_count_and_age() {
+        let local = stream(2);
+        for seq in 1..=4 {
+            local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}")));
+            assert_eq!(local.head(guild()), seq);
+        }
+        let state = local.ring_state(guild());
+        assert_eq!((state.oldest_seq, state.len), (Some(3), 2));
+        let old = stream(2);
+        old.deliver(guild(), vec![(1, 0, Frame::from("old"))]);
+        let state = old.ring_state(guild());
+        assert_eq!(
+            (state.head_seq, state.len),
+            (1, 0),
+            "older than the age limit"
+        );
+    }
+}

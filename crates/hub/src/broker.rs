@@ -1,15 +1,15 @@
-//! Sequencing, replay and publication of events behind one narrow interface.
+//! Sequencing and publication of events behind one narrow interface.
 //!
-//! The [`Broker`] assigns each event the next `seq` of its guild, serialises it once,
-//! keeps it in a replay ring (bounded by count and age) and hands it to every
-//! subscribed socket's outbox. Subscribing registers the outbox and snapshots the
-//! missed events in one step under the same lock as publication, so a resuming
-//! browser gets every event after its `lastSeq` exactly once: no gap between replay
-//! and live, no duplicate. It also owns "publish at most once per key" (webhook event
-//! ids, one `room.created` per channel), because with several hubs (a later Redis
-//! broker) that memory must be shared exactly like `seq`.
+//! A [`Broker`] decides each event's `seq` in its guild (strictly +1), remembers
+//! "publish at most once" keys ([`OnceKey`]) and keeps history beyond this hub's
+//! ring; with several hubs (the Redis broker) that order and memory must be shared.
+//! What a hub does with a sequenced event is the same for every broker and lives in
+//! [`LocalStream`]: the replay ring (bounded by count and age) and the subscribed
+//! sockets' outboxes, with registration and replay under the lock of publication,
+//! so a resuming browser gets every event after its `lastSeq` exactly once: no gap
+//! between replay and live, no duplicate. The resume itself ([`Broker::subscribe`])
+//! is written once, here, on top of the three things brokers differ in.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,12 +19,28 @@ use serde::Serialize;
 
 use crate::fanout::{Frame, Outbox};
 use crate::idempotency::SeenSet;
+use crate::local_stream::LocalStream;
+use crate::once_key::OnceKey;
+use crate::redis_link::RedisLinkError;
+
+/// How long a resume waits for this hub to reach the browser's `lastSeq` (the
+/// browser came from a hub that read an event before this one did).
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the broker could not do its job (an in-process broker never fails; a
 /// networked one can, e.g. while Redis is unreachable).
 #[derive(Debug, thiserror::Error)]
-#[error("broker unavailable: {0}")]
-pub struct BrokerError(pub String);
+pub enum BrokerError {
+    /// Redis refused the command or could not be reached.
+    #[error("broker unavailable: Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The link to Redis could not be set up (a malformed `REDIS_URL`).
+    #[error("broker unavailable: {0}")]
+    Link(#[from] RedisLinkError),
+    /// The event could not be serialised for the shared stream.
+    #[error("broker unavailable: {0}")]
+    Encode(#[from] serde_json::Error),
+}
 
 /// What a subscriber gets when it registers.
 #[derive(Debug)]
@@ -49,37 +65,90 @@ pub struct RingState {
     pub subscribers: usize,
 }
 
-/// Assigns `seq`, retains events for replay and publishes them to subscribers.
+/// Assigns `seq` and feeds this hub's [`LocalStream`]; subscribing and the ring
+/// are the local stream's, the same for every broker.
 pub trait Broker: Send + Sync + 'static {
+    /// This hub's stream, which the broker feeds with sequenced events.
+    fn local(&self) -> &LocalStream;
+
     /// Publishes `event` unless one of `once_keys` was already published within the
     /// dedupe window (then returns `Ok(None)` and publishes nothing). Every key is
     /// remembered. Returns the assigned `seq`.
     fn publish(
         &self,
         event: Event,
-        once_keys: Vec<String>,
+        once_keys: Vec<OnceKey>,
     ) -> BoxFuture<'_, Result<Option<u64>, BrokerError>>;
 
-    /// Registers `outbox` for `guild`'s live events and returns, atomically with the
-    /// registration, the retained events after `last_seq`.
-    fn subscribe(
-        &self,
-        guild: Snowflake,
-        last_seq: Option<u64>,
-        outbox: Arc<Outbox>,
-    ) -> BoxFuture<'_, Result<Subscription, BrokerError>>;
+    /// The last `seq` assigned to `guild` by the whole cluster, when a store beyond
+    /// this hub knows it (`None` for the in-process broker, or when unreachable).
+    fn seq(&self, guild: Snowflake) -> BoxFuture<'_, Option<u64>>;
 
-    /// The replay ring of `guild`, for health reporting.
-    fn ring_state(&self, guild: Snowflake) -> RingState;
+    /// Events `(after, upto]` of `guild` from history beyond the local ring, when
+    /// all of them are there and within the age limit.
+    fn history(&self, guild: Snowflake, after: u64, upto: u64)
+    -> BoxFuture<'_, Option<Vec<Frame>>>;
+
+    /// Starts receiving `guild`'s events from the cluster (a no-op for a broker
+    /// that sequences in this process). Needs a Tokio runtime to start anything.
+    fn follow(&self, guild: Snowflake) {
+        let _ = guild;
+    }
 
     /// Whether the shared store behind the broker is reachable: `None` for a
     /// broker without one (the in-process broker), for health reporting.
     fn redis_up(&self) -> Option<bool> {
         None
     }
+
+    /// Registers `outbox` for `guild`'s live events and returns, atomically with the
+    /// registration, the events after `last_seq`: from the ring when it covers the
+    /// gap, else from [`Self::history`]. A gap neither covers, or a `last_seq`
+    /// ahead of the stream (it restarted or lost its data), answers `resumed:false`.
+    fn subscribe(
+        &self,
+        guild: Snowflake,
+        last_seq: Option<u64>,
+        outbox: Arc<Outbox>,
+    ) -> BoxFuture<'_, Result<Subscription, BrokerError>> {
+        Box::pin(async move {
+            self.follow(guild);
+            let local = self.local();
+            let Some(last) = last_seq else {
+                local.register(guild, outbox);
+                return Ok(Subscription {
+                    resumed: None,
+                    replay: Vec::new(),
+                });
+            };
+            // The browser may have seen events (on another hub) that this hub has
+            // not read yet: wait briefly for them, so they are not sent twice.
+            if last > local.head(guild) && self.seq(guild).await.is_some_and(|s| s >= last) {
+                local.wait_for_head(guild, last, CATCH_UP_WAIT).await;
+            }
+            let (head, from_ring) = local.register_resuming(guild, last, outbox);
+            let (resumed, replay) = match from_ring {
+                Some(replay) => (true, replay),
+                None if last >= head => (last == head, Vec::new()),
+                None => match self.history(guild, last, head).await {
+                    Some(replay) => (true, replay),
+                    None => (false, Vec::new()),
+                },
+            };
+            Ok(Subscription {
+                resumed: Some(resumed),
+                replay,
+            })
+        })
+    }
+
+    /// The replay ring of `guild`, for health reporting.
+    fn ring_state(&self, guild: Snowflake) -> RingState {
+        self.local().ring_state(guild)
+    }
 }
 
-/// Limits of an [`InProcessBroker`].
+/// Limits of a broker's ring and dedupe memory.
 #[derive(Debug, Clone, Copy)]
 pub struct BrokerLimits {
     /// Events retained per guild.
@@ -92,146 +161,67 @@ pub struct BrokerLimits {
     pub dedupe_max_age: Duration,
 }
 
-/// The single-process broker: one mutex over each guild's stream.
+/// The single-process broker: `seq` and once-keys live in this hub's memory.
 #[derive(Debug)]
 pub struct InProcessBroker {
-    limits: BrokerLimits,
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    streams: HashMap<Snowflake, Stream>,
-    seen: SeenSet<String>,
-}
-
-#[derive(Debug, Default)]
-struct Stream {
-    head_seq: u64,
-    ring: VecDeque<(u64, Instant, Frame)>,
-    subscribers: Vec<Arc<Outbox>>,
-}
-
-impl Stream {
-    fn prune(&mut self, limits: &BrokerLimits, now: Instant) {
-        while self.ring.len() > limits.replay_capacity
-            || self.ring.front().is_some_and(|(_, at, _)| {
-                now.saturating_duration_since(*at) > limits.replay_max_age
-            })
-        {
-            self.ring.pop_front();
-        }
-    }
+    local: LocalStream,
+    seen: Mutex<SeenSet<OnceKey>>,
 }
 
 impl InProcessBroker {
     /// A broker with the given limits.
     pub fn new(limits: BrokerLimits) -> Self {
         Self {
-            limits,
-            inner: Mutex::new(Inner {
-                streams: HashMap::new(),
-                seen: SeenSet::new(limits.dedupe_capacity, limits.dedupe_max_age),
-            }),
+            local: LocalStream::new(limits),
+            seen: Mutex::new(SeenSet::new(limits.dedupe_capacity, limits.dedupe_max_age)),
         }
     }
 
-    fn publish_now(&self, event: Event, once_keys: Vec<String>) -> Option<u64> {
+    fn publish_now(&self, event: Event, once_keys: Vec<OnceKey>) -> Option<u64> {
         let now = Instant::now();
         let ts = unix_millis();
-        let guild = event.guild_id();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if once_keys.iter().any(|key| inner.seen.contains(key, now)) {
-            for key in once_keys {
-                inner.seen.insert(key, now);
-            }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let duplicate = once_keys.iter().any(|key| seen.contains(key, now));
+        for key in once_keys {
+            seen.insert(key, now);
+        }
+        drop(seen);
+        if duplicate {
             return None;
         }
-        for key in once_keys {
-            inner.seen.insert(key, now);
-        }
-        let stream = inner.streams.entry(guild).or_default();
-        stream.head_seq += 1;
-        let seq = stream.head_seq;
-        let frame = event_frame(event, ts, seq);
-        stream.ring.push_back((seq, now, frame.clone()));
-        stream.prune(&self.limits, now);
-        let before = stream.subscribers.len();
-        stream.subscribers.retain(|outbox| outbox.deliver(&frame));
-        let delivered = stream.subscribers.len();
-        drop(inner);
-        metrics::counter!("hub_events_out_total").increment(1);
-        metrics::counter!("hub_deliveries_total").increment(delivered as u64);
-        if delivered < before {
-            tracing::debug!(dropped = before - delivered, "subscribers left the stream");
-        }
-        Some(seq)
-    }
-
-    fn subscribe_now(
-        &self,
-        guild: Snowflake,
-        last_seq: Option<u64>,
-        outbox: Arc<Outbox>,
-    ) -> Subscription {
-        let now = Instant::now();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let stream = inner.streams.entry(guild).or_default();
-        stream.prune(&self.limits, now);
-        let (resumed, replay) = match last_seq {
-            None => (None, Vec::new()),
-            Some(last) if last >= stream.head_seq => (Some(last == stream.head_seq), Vec::new()),
-            Some(last) => match stream.ring.front() {
-                Some((oldest, _, _)) if *oldest <= last + 1 => {
-                    let replay = stream
-                        .ring
-                        .iter()
-                        .filter(|(seq, _, _)| *seq > last)
-                        .map(|(_, _, frame)| frame.clone())
-                        .collect();
-                    (Some(true), replay)
-                }
-                _ => (Some(false), Vec::new()),
-            },
-        };
-        stream.subscribers.retain(|o| o.is_open());
-        stream.subscribers.push(outbox);
-        Subscription { resumed, replay }
+        let guild = event.guild_id();
+        Some(
+            self.local
+                .append(guild, ts, |seq| event_frame(event, ts, seq)),
+        )
     }
 }
 
 impl Broker for InProcessBroker {
+    fn local(&self) -> &LocalStream {
+        &self.local
+    }
+
     fn publish(
         &self,
         event: Event,
-        once_keys: Vec<String>,
+        once_keys: Vec<OnceKey>,
     ) -> BoxFuture<'_, Result<Option<u64>, BrokerError>> {
         let seq = self.publish_now(event, once_keys);
         Box::pin(async move { Ok(seq) })
     }
 
-    fn subscribe(
-        &self,
-        guild: Snowflake,
-        last_seq: Option<u64>,
-        outbox: Arc<Outbox>,
-    ) -> BoxFuture<'_, Result<Subscription, BrokerError>> {
-        let subscription = self.subscribe_now(guild, last_seq, outbox);
-        Box::pin(async move { Ok(subscription) })
+    fn seq(&self, _guild: Snowflake) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async { None })
     }
 
-    fn ring_state(&self, guild: Snowflake) -> RingState {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .streams
-            .get(&guild)
-            .map(|s| RingState {
-                head_seq: s.head_seq,
-                oldest_seq: s.ring.front().map(|(seq, _, _)| *seq),
-                len: s.ring.len(),
-                subscribers: s.subscribers.iter().filter(|o| o.is_open()).count(),
-            })
-            .unwrap_or_default()
+    fn history(
+        &self,
+        _guild: Snowflake,
+        _after: u64,
+        _upto: u64,
+    ) -> BoxFuture<'_, Option<Vec<Frame>>> {
+        Box::pin(async { None })
     }
 }
 
@@ -281,6 +271,17 @@ mod tests {
         })
     }
 
+    fn key(id: &str) -> OnceKey {
+        OnceKey::Event(id.into())
+    }
+
+    /// Subscribes through the broker's one resume path.
+    fn subscribe(b: &InProcessBroker, last_seq: Option<u64>, outbox: Arc<Outbox>) -> Subscription {
+        futures_util::FutureExt::now_or_never(b.subscribe(id(1), last_seq, outbox))
+            .expect("the in-process broker never waits")
+            .unwrap()
+    }
+
     fn seq_of(frame: &Frame) -> u64 {
         match ServerMessage::parse(frame).unwrap() {
             ServerMessage::Event(e) => e.seq,
@@ -291,15 +292,12 @@ mod tests {
     #[test]
     fn seq_is_strictly_plus_one_and_once_keys_dedupe() {
         let b = broker(10);
-        assert_eq!(b.publish_now(joined(3), vec!["a".into()]), Some(1));
-        assert_eq!(b.publish_now(joined(3), vec!["a".into()]), None);
+        assert_eq!(b.publish_now(joined(3), vec![key("a")]), Some(1));
+        assert_eq!(b.publish_now(joined(3), vec![key("a")]), None);
+        assert_eq!(b.publish_now(joined(4), vec![key("b"), key("c")]), Some(2));
+        assert_eq!(b.publish_now(joined(4), vec![key("d"), key("c")]), None);
         assert_eq!(
-            b.publish_now(joined(4), vec!["b".into(), "c".into()]),
-            Some(2)
-        );
-        assert_eq!(b.publish_now(joined(4), vec!["d".into(), "c".into()]), None);
-        assert_eq!(
-            b.publish_now(joined(4), vec!["d".into()]),
+            b.publish_now(joined(4), vec![key("d")]),
             None,
             "d was remembered"
         );
@@ -323,21 +321,21 @@ mod tests {
         }
         // Ring holds 3, 4, 5.
         let outbox = Outbox::new(1 << 20);
-        let s = b.subscribe_now(id(1), Some(2), Arc::new(outbox));
+        let s = subscribe(&b, Some(2), Arc::new(outbox));
         assert_eq!(s.resumed, Some(true));
         assert_eq!(
             s.replay.iter().map(seq_of).collect::<Vec<_>>(),
             vec![3, 4, 5]
         );
         let outbox = Outbox::new(1 << 20);
-        let s = b.subscribe_now(id(1), Some(1), Arc::new(outbox));
+        let s = subscribe(&b, Some(1), Arc::new(outbox));
         assert_eq!(s.resumed, Some(false));
         assert!(s.replay.is_empty());
         let outbox = Outbox::new(1 << 20);
-        let s = b.subscribe_now(id(1), Some(5), Arc::new(outbox));
+        let s = subscribe(&b, Some(5), Arc::new(outbox));
         assert_eq!((s.resumed, s.replay.len()), (Some(true), 0));
         let outbox = Outbox::new(1 << 20);
-        let s = b.subscribe_now(id(1), Some(50), Arc::new(outbox));
+        let s = subscribe(&b, Some(50), Arc::new(outbox));
         assert_eq!(s.resumed, Some(false), "ahead of the hub: it restarted");
     }
 
@@ -346,7 +344,7 @@ mod tests {
         let b = broker(10);
         b.publish_now(joined(3), vec![]);
         let outbox = Arc::new(Outbox::new(1 << 20));
-        let s = b.subscribe_now(id(1), Some(0), outbox.clone());
+        let s = subscribe(&b, Some(0), outbox.clone());
         b.publish_now(joined(4), vec![]);
         assert_eq!(s.replay.iter().map(seq_of).collect::<Vec<_>>(), vec![1]);
         let mut live = Vec::new();

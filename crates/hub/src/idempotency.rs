@@ -1,5 +1,6 @@
-//! Bounded, time-windowed memories: which webhook event ids and rooms were already
-//! broadcast, and which `Idempotency-Key`s of the rooms API were already answered.
+//! Bounded, time-windowed memories: which once-keys ([`crate::OnceKey`]: webhook
+//! event ids, announced rooms) the in-process broker already published, and which
+//! `Idempotency-Key`s of the rooms API were already answered.
 //!
 //! A retried webhook or a retried create must not act twice, yet a hub that runs for
 //! weeks must not remember forever: entries expire after an age and the oldest are

@@ -16,20 +16,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use coven_contract::limits::WEBHOOK_BODY_MAX_BYTES;
 use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use coven_contract::{Event, OkBody, Snowflake};
+use coven_contract::{Event, OkBody};
 
 use crate::error::HubError;
 use crate::metrics::{EVENTS_IN, INGEST_LATENCY, SIGNATURE_REJECTED};
+use crate::once_key::OnceKey;
 use crate::state::SharedState;
 
 /// Longest accepted `X-Hub-Event-Id`.
 const EVENT_ID_MAX_LEN: usize = 200;
-
-/// The once-key that makes `room.created` unique per channel across the API and
-/// webhook paths.
-pub(crate) fn room_created_key(channel_id: Snowflake) -> String {
-    format!("room.created:{channel_id}")
-}
 
 /// The handler.
 pub(crate) async fn ingest(
@@ -83,10 +78,7 @@ pub(crate) async fn ingest(
         tracing::debug!(event = event.name(), "event of another guild dropped");
         return Ok(Json(OkBody { ok: true }));
     }
-    let mut once_keys = vec![format!("event:{event_id}")];
-    if let Event::RoomCreated(room) = &event {
-        once_keys.push(room_created_key(room.channel_id));
-    }
+    let once_keys = OnceKey::for_webhook(event_id, &event);
     let name = event.name();
     let published = state
         .broker

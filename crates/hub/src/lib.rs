@@ -22,8 +22,10 @@ mod ingest;
 mod issuer;
 mod jwt;
 mod lobby;
+mod local_stream;
 mod login;
 mod metrics;
+mod once_key;
 mod profiles;
 mod rate_limit;
 mod redis_broker;
@@ -47,8 +49,11 @@ pub use fanout::{Frame, Outbox};
 pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};
 pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};
 pub use lobby::lobby_files;
+pub use local_stream::LocalStream;
 pub use login::LoginFailure;
+pub use once_key::OnceKey;
 pub use redis_broker::RedisBroker;
+pub use redis_link::RedisLinkError;
 pub use rooms::{
     ChannelInfo, CreateVoiceChannel, MemberProfile, MemoryRooms, RoomsBackend, RoomsError,
     VOICE_CHANNEL_TYPE,

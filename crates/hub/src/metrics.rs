@@ -23,6 +23,10 @@ pub(crate) const AUTH_FAILED: &str = "hub_ws_auth_failed_total";
 pub(crate) const OVERLOADED: &str = "hub_ws_overloaded_closes_total";
 /// Webhook events accepted after verification, by `result` (counter).
 pub(crate) const EVENTS_IN: &str = "hub_events_in_total";
+/// Events handed to this hub's browsers, once per event (counter).
+pub(crate) const EVENTS_OUT: &str = "hub_events_out_total";
+/// Event frames queued to sockets, once per event and socket (counter).
+pub(crate) const DELIVERIES: &str = "hub_deliveries_total";
 /// Webhook requests refused for their signature, by `reason` (counter).
 pub(crate) const SIGNATURE_REJECTED: &str = "hub_webhook_signature_rejected_total";
 /// Time from receiving a webhook to having published it (histogram, seconds).
@@ -63,8 +67,8 @@ fn describe() {
     metrics::describe_counter!(AUTH_FAILED, "Failed browser authentications by reason");
     metrics::describe_counter!(OVERLOADED, "Sockets closed 1013 for falling behind");
     metrics::describe_counter!(EVENTS_IN, "Verified webhook events by result");
-    metrics::describe_counter!("hub_events_out_total", "Events published to browsers");
-    metrics::describe_counter!("hub_deliveries_total", "Event frames queued to sockets");
+    metrics::describe_counter!(EVENTS_OUT, "Events published to browsers");
+    metrics::describe_counter!(DELIVERIES, "Event frames queued to sockets");
     metrics::describe_counter!(SIGNATURE_REJECTED, "Webhooks refused by reason");
     metrics::describe_histogram!(INGEST_LATENCY, "Webhook receipt to publication");
     metrics::describe_gauge!(REDIS_UP, "1 while Redis answers, 0 while it does not");

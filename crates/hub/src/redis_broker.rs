@@ -10,13 +10,13 @@
 //!   so two hubs never hand out one `seq` twice or announce one room twice.
 //! * fan-out: every hub runs one reader task per guild (`XREAD BLOCK` from its last
 //!   id) that turns each entry into an envelope frame once and hands it to this
-//!   hub's sockets, keeping a local replay ring like [`InProcessBroker`]'s. The hub
-//!   that published learns of its own event the same way, so every hub delivers
-//!   in stream order.
-//! * resume: the subscriber is registered under the local lock and the local head
-//!   `H` remembered; `(lastSeq, H]` comes from the ring when it covers the gap, else
-//!   from the stream (`XRANGE`); events after `H` arrive live. A gap older than the
-//!   stream or the age limit answers `resumed:false`.
+//!   hub's sockets through the [`LocalStream`] (ring and subscribers, the same as
+//!   [`InProcessBroker`]'s). The hub that published learns of its own event the
+//!   same way, so every hub delivers in stream order.
+//! * resume ([`Broker::subscribe`]): `(lastSeq, H]` comes from the local ring when
+//!   it covers the gap, else from the stream (`XRANGE`, [`Broker::history`]);
+//!   events after `H` arrive live. A gap older than the stream or the age limit
+//!   answers `resumed:false`.
 //!
 //! When Redis is unreachable, publishing fails (the webhook answers 503 and the
 //! worker retries), connected sockets keep their live stream from memory, new
@@ -25,8 +25,9 @@
 //! Redis acknowledged is skipped.
 //!
 //! [`InProcessBroker`]: crate::InProcessBroker
+//! [`LocalStream`]: crate::LocalStream
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,14 +35,13 @@ use coven_contract::{Event, Secret, Snowflake};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{
-    Broker, BrokerError, BrokerLimits, RingState, Subscription, event_frame, unix_millis,
-};
-use crate::fanout::{Frame, Outbox};
-use crate::metrics::{PUBLISH_LATENCY, REPLAY_GAPS};
+use crate::broker::{Broker, BrokerError, BrokerLimits, event_frame, unix_millis};
+use crate::fanout::Frame;
+use crate::local_stream::{Entry, LocalStream};
+use crate::metrics::PUBLISH_LATENCY;
+use crate::once_key::OnceKey;
 use crate::redis_link::RedisLink;
 
 /// How long one `XREAD` blocks: also how quickly a silent outage is noticed.
@@ -51,9 +51,6 @@ const READ_COUNT: usize = 512;
 /// The reader's backoff after a failure: from `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// How long a resume waits for this hub's reader to reach the browser's `lastSeq`
-/// (the browser came from a hub that read an event before this one did).
-const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// `KEYS[1]` seq, `KEYS[2]` stream, `KEYS[3..]` once-keys; `ARGV[1]` event JSON,
 /// `ARGV[2]` ts (ms), `ARGV[3]` stream length, `ARGV[4]` once-key lifetime (ms).
@@ -81,8 +78,9 @@ return seq
 /// The Redis-backed broker.
 pub struct RedisBroker {
     link: Arc<RedisLink>,
-    limits: BrokerLimits,
-    streams: Mutex<HashMap<Snowflake, Arc<LocalStream>>>,
+    local: Arc<LocalStream>,
+    /// Guilds whose reader runs.
+    followed: Mutex<HashSet<Snowflake>>,
     stop: CancellationToken,
 }
 
@@ -90,47 +88,8 @@ impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBroker")
             .field("link", &self.link)
-            .field("limits", &self.limits)
+            .field("limits", self.local.limits())
             .finish_non_exhaustive()
-    }
-}
-
-/// This hub's view of one guild's stream.
-#[derive(Debug)]
-struct LocalStream {
-    guild: Snowflake,
-    inner: Mutex<Local>,
-    /// The local head, for resumes waiting on the reader.
-    head: watch::Sender<u64>,
-}
-
-#[derive(Debug, Default)]
-struct Local {
-    /// The last `seq` this hub delivered.
-    head_seq: u64,
-    /// Recent events: `(seq, ts, frame)`.
-    ring: VecDeque<(u64, u64, Frame)>,
-    subscribers: Vec<Arc<Outbox>>,
-    reader_started: bool,
-}
-
-impl Local {
-    fn prune(&mut self, limits: &BrokerLimits, now_ms: u64) {
-        let oldest_ms = now_ms.saturating_sub(millis(limits.replay_max_age));
-        while self.ring.len() > limits.replay_capacity
-            || self.ring.front().is_some_and(|(_, ts, _)| *ts < oldest_ms)
-        {
-            self.ring.pop_front();
-        }
-    }
-
-    /// Forgets the ring and closes every subscriber with 1013, so their browsers
-    /// reconnect and resume (or learn `resumed:false`) instead of missing events.
-    fn drop_subscribers(&mut self) {
-        for outbox in self.subscribers.drain(..) {
-            outbox.overflow();
-        }
-        self.ring.clear();
     }
 }
 
@@ -138,23 +97,17 @@ impl RedisBroker {
     /// A broker on the Redis at `url`. Connects lazily: fails only on a malformed
     /// URL, never because Redis is down.
     pub fn new(url: &Secret, limits: BrokerLimits) -> Result<Self, BrokerError> {
-        let link = RedisLink::new(url).map_err(BrokerError)?;
+        let link = RedisLink::new(url)?;
         Ok(Self::with_link(Arc::new(link), limits))
     }
 
     pub(crate) fn with_link(link: Arc<RedisLink>, limits: BrokerLimits) -> Self {
         Self {
             link,
-            limits,
-            streams: Mutex::new(HashMap::new()),
+            local: Arc::new(LocalStream::new(limits)),
+            followed: Mutex::new(HashSet::new()),
             stop: CancellationToken::new(),
         }
-    }
-
-    /// Starts following `guild`'s stream now (it otherwise starts on first use).
-    /// Needs a Tokio runtime.
-    pub fn follow(&self, guild: Snowflake) {
-        self.stream(guild);
     }
 
     /// Whether the last Redis command succeeded.
@@ -162,49 +115,19 @@ impl RedisBroker {
         self.link.is_up()
     }
 
-    /// The guild's local stream, its reader started when a runtime is available.
-    fn stream(&self, guild: Snowflake) -> Arc<LocalStream> {
-        let stream = self
-            .streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(guild)
-            .or_insert_with(|| {
-                Arc::new(LocalStream {
-                    guild,
-                    inner: Mutex::new(Local::default()),
-                    head: watch::channel(0).0,
-                })
-            })
-            .clone();
-        let start = {
-            let mut local = stream.lock();
-            let start = !local.reader_started && tokio::runtime::Handle::try_current().is_ok();
-            local.reader_started |= start;
-            start
-        };
-        if start {
-            let reader = Reader {
-                stream: Arc::downgrade(&stream),
-                link: self.link.clone(),
-                limits: self.limits,
-                stream_key: RedisLink::key(guild, "events"),
-                seq_key: RedisLink::key(guild, "seq"),
-            };
-            tokio::spawn(reader.run(self.stop.clone()));
-        }
-        stream
+    fn limits(&self) -> &BrokerLimits {
+        self.local.limits()
     }
 
     async fn publish_event(
         &self,
         event: Event,
-        once_keys: Vec<String>,
+        once_keys: Vec<OnceKey>,
     ) -> Result<Option<u64>, BrokerError> {
         let started = Instant::now();
         let guild = event.guild_id();
-        self.stream(guild);
-        let body = serde_json::to_string(&event).map_err(|e| BrokerError(e.to_string()))?;
+        self.follow(guild);
+        let body = serde_json::to_string(&event)?;
         let mut invocation = PUBLISH.prepare_invoke();
         invocation
             .key(RedisLink::key(guild, "seq"))
@@ -215,62 +138,12 @@ impl RedisBroker {
         invocation
             .arg(body)
             .arg(unix_millis())
-            .arg(self.limits.replay_capacity.max(1))
-            .arg(millis(self.limits.dedupe_max_age).max(1));
+            .arg(self.limits().replay_capacity.max(1))
+            .arg(millis(self.limits().dedupe_max_age).max(1));
         let result: redis::RedisResult<u64> = invocation.invoke_async(&mut self.link.conn()).await;
-        let seq = self
-            .link
-            .record("publish", result)
-            .map_err(|e| BrokerError(format!("Redis: {e}")))?;
+        let seq = self.link.record("publish", result)?;
         metrics::histogram!(PUBLISH_LATENCY).record(started.elapsed().as_secs_f64());
         Ok((seq > 0).then_some(seq))
-    }
-
-    async fn subscribe_outbox(
-        &self,
-        guild: Snowflake,
-        last_seq: Option<u64>,
-        outbox: Arc<Outbox>,
-    ) -> Subscription {
-        let stream = self.stream(guild);
-        let Some(last) = last_seq else {
-            stream.register(&self.limits, outbox);
-            return Subscription {
-                resumed: None,
-                replay: Vec::new(),
-            };
-        };
-        // The browser may have seen events (on another hub) that this hub's reader
-        // has not read yet: wait briefly for it, so they are not sent twice.
-        if last > *stream.head.borrow() && self.seq_in_redis(guild).await.is_some_and(|s| s >= last)
-        {
-            let mut head = stream.head.subscribe();
-            let _ = tokio::time::timeout(CATCH_UP_WAIT, head.wait_for(|h| *h >= last)).await;
-        }
-        let (head, from_ring) = stream.register_resuming(&self.limits, last, outbox);
-        if let Some(replay) = from_ring {
-            return Subscription {
-                resumed: Some(true),
-                replay,
-            };
-        }
-        if last >= head {
-            // Ahead of the stream: Redis lost its data (or the browser is confused).
-            return Subscription {
-                resumed: Some(last == head),
-                replay: Vec::new(),
-            };
-        }
-        match self.replay_from_redis(guild, last, head).await {
-            Some(replay) => Subscription {
-                resumed: Some(true),
-                replay,
-            },
-            None => Subscription {
-                resumed: Some(false),
-                replay: Vec::new(),
-            },
-        }
     }
 
     async fn seq_in_redis(&self, guild: Snowflake) -> Option<u64> {
@@ -300,7 +173,7 @@ impl RedisBroker {
             )
             .await;
         let reply = self.link.record("replay", result).ok()?;
-        let oldest_ms = unix_millis().saturating_sub(millis(self.limits.replay_max_age));
+        let oldest_ms = unix_millis().saturating_sub(millis(self.limits().replay_max_age));
         let mut frames = Vec::with_capacity(reply.ids.len());
         for (expected, entry) in (last + 1..=head).zip(&reply.ids) {
             let (seq, ts, frame) = entry_frame(entry)?;
@@ -319,137 +192,52 @@ impl Drop for RedisBroker {
     }
 }
 
-impl LocalStream {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn register(&self, limits: &BrokerLimits, outbox: Arc<Outbox>) {
-        let mut local = self.lock();
-        local.prune(limits, unix_millis());
-        local.subscribers.retain(|o| o.is_open());
-        local.subscribers.push(outbox);
-    }
-
-    /// Registers `outbox` and returns the local head `H` and, when the ring covers
-    /// `(last, H]`, those events.
-    fn register_resuming(
-        &self,
-        limits: &BrokerLimits,
-        last: u64,
-        outbox: Arc<Outbox>,
-    ) -> (u64, Option<Vec<Frame>>) {
-        let mut local = self.lock();
-        local.prune(limits, unix_millis());
-        local.subscribers.retain(|o| o.is_open());
-        local.subscribers.push(outbox);
-        let head = local.head_seq;
-        let covered = last < head
-            && local
-                .ring
-                .front()
-                .is_some_and(|(oldest, _, _)| *oldest <= last + 1);
-        let replay = covered.then(|| {
-            local
-                .ring
-                .iter()
-                .filter(|(seq, _, _)| *seq > last)
-                .map(|(_, _, frame)| frame.clone())
-                .collect()
-        });
-        (head, replay)
-    }
-
-    /// Delivers entries read from the stream, in order.
-    fn deliver(&self, limits: &BrokerLimits, entries: Vec<(u64, u64, Frame)>) {
-        let mut local = self.lock();
-        let before = local.subscribers.len();
-        let mut delivered = 0;
-        let mut published = 0;
-        for (seq, ts, frame) in entries {
-            if seq <= local.head_seq {
-                continue;
-            }
-            if seq != local.head_seq + 1 {
-                metrics::counter!(REPLAY_GAPS).increment(1);
-                tracing::warn!(
-                    guild = %self.guild,
-                    from = local.head_seq + 1,
-                    to = seq - 1,
-                    "events left the Redis stream before this hub read them: its browsers must resume"
-                );
-                local.drop_subscribers();
-            }
-            local.head_seq = seq;
-            local.ring.push_back((seq, ts, frame.clone()));
-            local.subscribers.retain(|outbox| outbox.deliver(&frame));
-            delivered += local.subscribers.len();
-            published += 1;
-        }
-        local.prune(limits, unix_millis());
-        let head = local.head_seq;
-        let left = before.saturating_sub(local.subscribers.len());
-        drop(local);
-        self.head.send_replace(head);
-        metrics::counter!("hub_events_out_total").increment(published);
-        metrics::counter!("hub_deliveries_total").increment(delivered as u64);
-        if left > 0 {
-            tracing::debug!(dropped = left, "subscribers left the stream");
-        }
-    }
-
-    /// Redis holds fewer events than this hub delivered: its data was lost (a
-    /// restart without persistence). Start over from Redis's `seq`.
-    fn reset(&self, seq: u64) {
-        let mut local = self.lock();
-        tracing::warn!(
-            guild = %self.guild,
-            local = local.head_seq,
-            redis = seq,
-            "Redis lost events this hub delivered; browsers must resync"
-        );
-        local.drop_subscribers();
-        local.head_seq = seq;
-        drop(local);
-        self.head.send_replace(seq);
-    }
-}
-
 impl Broker for RedisBroker {
+    fn local(&self) -> &LocalStream {
+        &self.local
+    }
+
     fn publish(
         &self,
         event: Event,
-        once_keys: Vec<String>,
+        once_keys: Vec<OnceKey>,
     ) -> BoxFuture<'_, Result<Option<u64>, BrokerError>> {
         Box::pin(self.publish_event(event, once_keys))
     }
 
-    fn subscribe(
-        &self,
-        guild: Snowflake,
-        last_seq: Option<u64>,
-        outbox: Arc<Outbox>,
-    ) -> BoxFuture<'_, Result<Subscription, BrokerError>> {
-        Box::pin(async move { Ok(self.subscribe_outbox(guild, last_seq, outbox).await) })
+    fn seq(&self, guild: Snowflake) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(self.seq_in_redis(guild))
     }
 
-    fn ring_state(&self, guild: Snowflake) -> RingState {
-        let Some(stream) = self
-            .streams
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&guild)
-            .cloned()
-        else {
-            return RingState::default();
-        };
-        let local = stream.lock();
-        RingState {
-            head_seq: local.head_seq,
-            oldest_seq: local.ring.front().map(|(seq, _, _)| *seq),
-            len: local.ring.len(),
-            subscribers: local.subscribers.iter().filter(|o| o.is_open()).count(),
+    fn history(
+        &self,
+        guild: Snowflake,
+        after: u64,
+        upto: u64,
+    ) -> BoxFuture<'_, Option<Vec<Frame>>> {
+        Box::pin(self.replay_from_redis(guild, after, upto))
+    }
+
+    /// Starts the guild's reader when a runtime is available (it otherwise starts
+    /// on the next use).
+    fn follow(&self, guild: Snowflake) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || !self
+                .followed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(guild)
+        {
+            return;
         }
+        let reader = Reader {
+            local: Arc::downgrade(&self.local),
+            guild,
+            link: self.link.clone(),
+            stream_key: RedisLink::key(guild, "events"),
+            seq_key: RedisLink::key(guild, "seq"),
+        };
+        tokio::spawn(reader.run(self.stop.clone()));
     }
 
     fn redis_up(&self) -> Option<bool> {
@@ -459,9 +247,9 @@ impl Broker for RedisBroker {
 
 /// One guild's reader task: follows the stream and delivers to the local stream.
 struct Reader {
-    stream: Weak<LocalStream>,
+    local: Weak<LocalStream>,
+    guild: Snowflake,
     link: Arc<RedisLink>,
-    limits: BrokerLimits,
     stream_key: String,
     seq_key: String,
 }
@@ -481,20 +269,20 @@ impl Reader {
         let mut synced = false;
         let mut backoff = BACKOFF_MIN;
         loop {
-            let Some(stream) = self.stream.upgrade() else {
+            let Some(local) = self.local.upgrade() else {
                 return;
             };
             let step = async {
                 if !synced {
-                    self.sync(&stream).await?;
+                    self.sync(&local).await?;
                     synced = true;
                 }
-                let last_id = format!("{}-0", *stream.head.borrow());
+                let last_id = format!("{}-0", local.head(self.guild));
                 let result: redis::RedisResult<Option<redis::streams::StreamReadReply>> = conn
                     .xread_options(&[&self.stream_key], &[&last_id], &options)
                     .await;
                 let reply = self.link.record("read", result)?;
-                let entries: Vec<(u64, u64, Frame)> = reply
+                let entries: Vec<Entry> = reply
                     .into_iter()
                     .flat_map(|reply| reply.keys)
                     .flat_map(|key| key.ids)
@@ -510,7 +298,7 @@ impl Reader {
                     })
                     .collect();
                 if !entries.is_empty() {
-                    stream.deliver(&self.limits, entries);
+                    local.deliver(self.guild, entries);
                 }
                 Ok::<(), redis::RedisError>(())
             };
@@ -518,7 +306,7 @@ impl Reader {
                 () = cancel.cancelled() => return,
                 result = step => result,
             };
-            drop(stream);
+            drop(local);
             if result.is_ok() {
                 backoff = BACKOFF_MIN;
                 continue;
@@ -540,25 +328,16 @@ impl Reader {
     /// It reads through the shared connection on purpose: that connection only
     /// reconnects when a command fails, so this makes it reconnect before Redis is
     /// reported up again and the next publish succeeds.
-    async fn sync(&self, stream: &LocalStream) -> redis::RedisResult<()> {
+    async fn sync(&self, local: &LocalStream) -> redis::RedisResult<()> {
         let result: redis::RedisResult<Option<u64>> = self.link.conn().get(&self.seq_key).await;
         let seq = self.link.record("sync", result)?.unwrap_or(0);
-        let (head, fresh) = {
-            let local = stream.lock();
-            (local.head_seq, local.head_seq == 0 && local.ring.is_empty())
-        };
-        if fresh {
-            stream.lock().head_seq = seq;
-            stream.head.send_replace(seq);
-        } else if seq < head {
-            stream.reset(seq);
-        }
+        local.sync(self.guild, seq);
         Ok(())
     }
 }
 
 /// `(seq, ts, envelope frame)` of a stream entry, `None` when malformed.
-fn entry_frame(entry: &StreamId) -> Option<(u64, u64, Frame)> {
+fn entry_frame(entry: &StreamId) -> Option<Entry> {
     let seq: u64 = entry.id.strip_suffix("-0")?.parse().ok()?;
     let ts: u64 = entry.get::<String>("ts")?.parse().ok()?;
     let body: String = entry.get("e")?;

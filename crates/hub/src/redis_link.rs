@@ -19,11 +19,12 @@
 //! |---|---|---|
 //! | `coven:{g}:hub:seq` | string | last `seq` assigned (INCR) |
 //! | `coven:{g}:hub:events` | stream | the replay window: id `<seq>-0`, fields `e` (event JSON) and `ts` (ms), `MAXLEN ~` replay capacity |
-//! | `coven:{g}:hub:once:<key>` | string, TTL dedupe window | a webhook event id (`event:<id>`) or an announced room (`room.created:<channel>`) |
+//! | `coven:{g}:hub:once:<key>` | string, TTL dedupe window | a [`OnceKey`]: a webhook event id (`event:<id>`) or an announced room (`room.created:<channel>`) |
 //! | `coven:{g}:hub:idem:<user>:<key>` | string, TTL | an `Idempotency-Key` of `POST /api/create-room`: `pending:<token>` then `done:<answer JSON>` |
 //! | `coven:{g}:hub:rate:<user>` | string, TTL | the user's GCRA "theoretical arrival time" (ms) |
 //! | `coven:{g}:hub:jwt-keys` | string | the own issuer's key set (private keys: protect Redis like a secret store) |
-//! | `coven:{g}:hub:login:<cookie id>` | string, TTL login flow | a Discord login in progress: its `state` and PKCE verifier, taken once by whichever hub gets the callback |
+//! | `coven:{g}:hub:login:<cookie id>` | string, TTL login flow | a Discord login in progress: its `state` and PKCE verifier, taken once by whichever hub gets the callback |//!
+//! [`OnceKey`]: crate::OnceKey
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
@@ -41,6 +42,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
+
+/// Why the link to Redis (`REDIS_URL`) could not be set up. Never repeats the URL,
+/// which may carry a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedisLinkError {
+    /// `REDIS_URL` does not parse as a Redis URL.
+    #[error("REDIS_URL is not a valid Redis URL")]
+    InvalidUrl,
+    /// The connection manager could not be created.
+    #[error("cannot set up the Redis connection")]
+    Setup,
+}
 
 /// Connections to one Redis and its reachability.
 pub(crate) struct RedisLink {
@@ -61,9 +74,8 @@ impl std::fmt::Debug for RedisLink {
 impl RedisLink {
     /// A link to `url`; connects lazily, so it fails only on a malformed URL (the
     /// error never repeats the URL, which may carry a password).
-    pub(crate) fn new(url: &Secret) -> Result<Self, String> {
-        let client = redis::Client::open(url.expose())
-            .map_err(|_| "REDIS_URL is not a valid Redis URL".to_owned())?;
+    pub(crate) fn new(url: &Secret) -> Result<Self, RedisLinkError> {
+        let client = redis::Client::open(url.expose()).map_err(|_| RedisLinkError::InvalidUrl)?;
         let conn = manager(&client, RESPONSE_TIMEOUT)?;
         metrics::gauge!(REDIS_UP).set(0.0);
         Ok(Self {
@@ -80,7 +92,10 @@ impl RedisLink {
 
     /// A dedicated connection for blocking reads (`XREAD BLOCK` would hold up every
     /// other command on a shared connection), with room for `block` in its timeout.
-    pub(crate) fn blocking_conn(&self, block: Duration) -> Result<ConnectionManager, String> {
+    pub(crate) fn blocking_conn(
+        &self,
+        block: Duration,
+    ) -> Result<ConnectionManager, RedisLinkError> {
         manager(&self.client, RESPONSE_TIMEOUT + block)
     }
 
@@ -146,7 +161,7 @@ fn is_unreachable(error: &redis::RedisError) -> bool {
 fn manager(
     client: &redis::Client,
     response_timeout: Duration,
-) -> Result<ConnectionManager, String> {
+) -> Result<ConnectionManager, RedisLinkError> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(response_timeout))
@@ -155,5 +170,5 @@ fn manager(
         .set_min_delay(Duration::from_millis(50))
         .set_max_delay(Duration::from_millis(500));
     ConnectionManager::new_lazy_with_config(client.clone(), config)
-        .map_err(|_| "cannot set up the Redis connection".to_owned())
+        .map_err(|_| RedisLinkError::Setup)
 }

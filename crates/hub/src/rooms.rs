@@ -21,8 +21,8 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::error::HubError;
-use crate::ingest::room_created_key;
 use crate::jwt::VerifiedUser;
+use crate::once_key::OnceKey;
 use crate::shared_limits::Claim;
 use crate::state::SharedState;
 
@@ -364,7 +364,7 @@ async fn create(
     // announce the room.
     if let Err(error) = state
         .broker
-        .publish(event, vec![room_created_key(channel.id)])
+        .publish(event, vec![OnceKey::RoomCreated(channel.id)])
         .await
     {
         tracing::warn!(%error, channel = %channel.id, "room.created not published");

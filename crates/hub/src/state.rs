@@ -170,7 +170,7 @@ impl HubBuilder {
     pub fn try_build(mut self) -> Result<Hub, crate::HubError> {
         if let Some(url) = &self.settings.redis_url {
             self.redis = Some(Arc::new(
-                RedisLink::new(url).map_err(crate::HubError::Internal)?,
+                RedisLink::new(url).map_err(|e| crate::HubError::Internal(e.to_string()))?,
             ));
         }
         if self.issuer.is_none() && self.settings.jwt_public_jwk_url.is_none() {

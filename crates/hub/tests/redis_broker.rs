@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{TestHub, WAIT, eventually, id, joined, next_event};
 use coven_contract::{Secret, ServerMessage};
-use coven_hub::{Broker, BrokerLimits, Frame, Outbox, RedisBroker};
+use coven_hub::{Broker, BrokerLimits, Frame, OnceKey, Outbox, RedisBroker};
 use jsonwebtoken::Algorithm;
 
 /// A private `redis-server` without persistence, killed (and its folder removed)
@@ -106,6 +106,10 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
         .collect()
 }
 
+fn key(id: &str) -> OnceKey {
+    OnceKey::Event(id.into())
+}
+
 fn outbox() -> Arc<Outbox> {
     Arc::new(Outbox::new(1 << 20))
 }
@@ -116,30 +120,50 @@ async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
     let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
     let b = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
     assert_eq!(
-        a.publish(joined(3), vec!["k1".into()]).await.unwrap(),
+        a.publish(joined(3), vec![key("k1")]).await.unwrap(),
         Some(1)
     );
-    assert_eq!(b.publish(joined(3), vec!["k1".into()]).await.unwrap(), None);
+    assert_eq!(b.publish(joined(3), vec![key("k1")]).await.unwrap(), None);
     assert_eq!(
-        b.publish(joined(4), vec!["k2".into(), "k3".into()])
+        b.publish(joined(4), vec![key("k2"), key("k3")])
             .await
             .unwrap(),
         Some(2)
     );
     assert_eq!(
-        a.publish(joined(4), vec!["k4".into(), "k3".into()])
+        a.publish(joined(4), vec![key("k4"), key("k3")])
             .await
             .unwrap(),
         None,
         "k3 was seen"
     );
     assert_eq!(
-        b.publish(joined(4), vec!["k4".into()]).await.unwrap(),
+        b.publish(joined(4), vec![key("k4")]).await.unwrap(),
         None,
         "k4 was remembered although its event was a duplicate"
     );
     assert_eq!(a.publish(joined(5), vec![]).await.unwrap(), Some(3));
     assert!(a.redis_up() && b.redis_up());
+}
+
+#[tokio::test]
+async fn once_keys_keep_the_redis_names_other_hubs_read() {
+    // Hubs of a rolling deploy share these keys: their names are a wire format.
+    let redis = Redis::start();
+    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let keys = vec![key("evt-1"), OnceKey::RoomCreated(id(77))];
+    assert_eq!(a.publish(joined(3), keys).await.unwrap(), Some(1));
+    let client = redis::Client::open(redis.url().expose()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for name in ["event:evt-1", "room.created:77"] {
+        let full = format!("coven:{{{}}}:hub:once:{name}", common::GUILD);
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&full)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(exists, "{full}");
+    }
 }
 
 #[tokio::test]

@@ -1,0 +1,377 @@
+//! This hub's copy of each guild's event stream: the replay ring and the sockets
+//! subscribed to it, shared by both brokers.
+//!
+//! Why one place: whether events are sequenced in this process or in Redis, what a
+//! hub does with a sequenced event is the same, and so is the hard part of a
+//! resume (see `docs/contract.md`). A subscriber is registered and the ring's
+//! missed events are taken under ONE lock, the same lock under which events are
+//! appended and handed to the subscribers, so no event falls between the replay
+//! and the live stream and none comes twice. The brokers ([`crate::Broker`]) only
+//! decide the order (`seq`) and keep history beyond the ring; like centrifuge's
+//! node-local hub, this registry is what they feed.
+//!
+//! The ring is bounded by count and by age (the envelope's `ts`), pruned on every
+//! append and registration, so memory stays bounded whatever the traffic.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use coven_contract::Snowflake;
+use tokio::sync::watch;
+
+use crate::broker::{BrokerLimits, RingState, unix_millis};
+use crate::fanout::{Frame, Outbox};
+use crate::metrics::{DELIVERIES, EVENTS_OUT, REPLAY_GAPS};
+
+/// A sequenced event: `(seq, ts in ms, envelope frame)`.
+pub(crate) type Entry = (u64, u64, Frame);
+
+/// The replay rings and subscribers of every guild this hub serves.
+#[derive(Debug)]
+pub struct LocalStream {
+    limits: BrokerLimits,
+    guilds: Mutex<HashMap<Snowflake, Arc<Guild>>>,
+}
+
+/// One guild's stream on this hub.
+#[derive(Debug)]
+struct Guild {
+    ring: Mutex<Ring>,
+    /// The last `seq` delivered, for resumes waiting on a reader to catch up.
+    head: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Ring {
+    /// The last `seq` this hub delivered.
+    head_seq: u64,
+    /// Recent events, oldest first.
+    events: VecDeque<Entry>,
+    subscribers: Vec<Arc<Outbox>>,
+}
+
+impl Ring {
+    fn prune(&mut self, limits: &BrokerLimits, now_ms: u64) {
+        let max_age = u64::try_from(limits.replay_max_age.as_millis()).unwrap_or(u64::MAX);
+        let oldest_ms = now_ms.saturating_sub(max_age);
+        while self.events.len() > limits.replay_capacity
+            || self
+                .events
+                .front()
+                .is_some_and(|(_, ts, _)| *ts < oldest_ms)
+        {
+            self.events.pop_front();
+        }
+    }
+
+    /// Adds `outbox` to the subscribers, forgetting those that closed.
+    fn add(&mut self, outbox: Arc<Outbox>) {
+        self.subscribers.retain(|o| o.is_open());
+        self.subscribers.push(outbox);
+    }
+
+    /// Retains the event and hands it to every subscriber; a subscriber that is
+    /// closed or fell behind (its outbox overflowed) is dropped. Returns how many
+    /// sockets got it.
+    fn push(&mut self, (seq, ts, frame): Entry) -> usize {
+        self.head_seq = seq;
+        self.subscribers.retain(|outbox| outbox.deliver(&frame));
+        self.events.push_back((seq, ts, frame));
+        self.subscribers.len()
+    }
+
+    /// Forgets the ring and closes every subscriber with 1013, so their browsers
+    /// reconnect and resume (or learn `resumed:false`) instead of missing events.
+    fn drop_subscribers(&mut self) {
+        for outbox in self.subscribers.drain(..) {
+            outbox.overflow();
+        }
+        self.events.clear();
+    }
+}
+
+impl LocalStream {
+    /// An empty stream with the given ring limits.
+    pub fn new(limits: BrokerLimits) -> Self {
+        Self {
+            limits,
+            guilds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The limits this stream was made with.
+    pub fn limits(&self) -> &BrokerLimits {
+        &self.limits
+    }
+
+    /// The replay ring of `guild`, for `/health`.
+    pub fn ring_state(&self, guild: Snowflake) -> RingState {
+        let Some(stream) = self.lock_guilds().get(&guild).cloned() else {
+            return RingState::default();
+        };
+        let ring = stream.lock();
+        RingState {
+            head_seq: ring.head_seq,
+            oldest_seq: ring.events.front().map(|(seq, _, _)| *seq),
+            len: ring.events.len(),
+            subscribers: ring.subscribers.iter().filter(|o| o.is_open()).count(),
+        }
+    }
+
+    /// The last `seq` delivered for `guild` (0 before any).
+    pub(crate) fn head(&self, guild: Snowflake) -> u64 {
+        *self.guild(guild).head.borrow()
+    }
+
+    /// Waits up to `timeout` until `guild`'s head reaches `seq`.
+    pub(crate) async fn wait_for_head(&self, guild: Snowflake, seq: u64, timeout: Duration) {
+        let mut head = self.guild(guild).head.subscribe();
+        let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h >= seq)).await;
+    }
+
+    /// Registers `outbox` for `guild`'s live events.
+    pub(crate) fn register(&self, guild: Snowflake, outbox: Arc<Outbox>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        ring.prune(&self.limits, unix_millis());
+        ring.add(outbox);
+    }
+
+    /// Registers `outbox` and returns, under the same lock, the head `H` and, when
+    /// the ring covers `(last, H]`, those events: later events reach the outbox.
+    pub(crate) fn register_resuming(
+        &self,
+        guild: Snowflake,
+        last: u64,
+        outbox: Arc<Outbox>,
+    ) -> (u64, Option<Vec<Frame>>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        ring.prune(&self.limits, unix_millis());
+        ring.add(outbox);
+        let head = ring.head_seq;
+        let covered = last < head
+            && ring
+                .events
+                .front()
+                .is_some_and(|(oldest, _, _)| *oldest <= last + 1);
+        let replay = covered.then(|| {
+            ring.events
+                .iter()
+                .filter(|(seq, _, _)| *seq > last)
+                .map(|(_, _, frame)| frame.clone())
+                .collect()
+        });
+        (head, replay)
+    }
+
+    /// Sequences an event here (the in-process broker): its `seq` is the head + 1,
+    /// `frame` builds its envelope for that `seq`. Returns the `seq`.
+    pub(crate) fn append(
+        &self,
+        guild: Snowflake,
+        ts: u64,
+        frame: impl FnOnce(u64) -> Frame,
+    ) -> u64 {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        let before = ring.subscribers.len();
+        let seq = ring.head_seq + 1;
+        let delivered = ring.push((seq, ts, frame(seq)));
+        ring.prune(&self.limits, unix_millis());
+        drop(ring);
+        stream.head.send_replace(seq);
+        delivered_metrics(1, delivered, before - delivered);
+        seq
+    }
+
+    /// Delivers events sequenced elsewhere (read from Redis), in order. Events at
+    /// or below the head were delivered already; a gap means events left the shared
+    /// stream before this hub read them, so its subscribers must resume.
+    pub(crate) fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        let before = ring.subscribers.len();
+        let mut delivered = 0;
+        let mut published = 0;
+        for entry in entries {
+            let seq = entry.0;
+            if seq <= ring.head_seq {
+                continue;
+            }
+            if seq != ring.head_seq + 1 {
+                metrics::counter!(REPLAY_GAPS).increment(1);
+                tracing::warn!(
+                    %guild,
+                    from = ring.head_seq + 1,
+                    to = seq - 1,
+                    "events left the Redis stream before this hub read them: its browsers must resume"
+                );
+                ring.drop_subscribers();
+            }
+            delivered += ring.push(entry);
+            published += 1;
+        }
+        ring.prune(&self.limits, unix_millis());
+        let head = ring.head_seq;
+        let left = before.saturating_sub(ring.subscribers.len());
+        drop(ring);
+        stream.head.send_replace(head);
+        delivered_metrics(published, delivered, left);
+    }
+
+    /// Aligns `guild`'s head with the shared store's `seq`: a stream that never
+    /// delivered anything starts from it (older events are history); one that
+    /// delivered more than the store holds starts over from it, closing its
+    /// subscribers (the store lost its data, e.g. a restart without persistence).
+    pub(crate) fn sync(&self, guild: Snowflake, seq: u64) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        if ring.head_seq == 0 && ring.events.is_empty() {
+            ring.head_seq = seq;
+        } else if seq < ring.head_seq {
+            tracing::warn!(
+                %guild,
+                local = ring.head_seq,
+                redis = seq,
+                "Redis lost events this hub delivered; browsers must resync"
+            );
+            ring.drop_subscribers();
+            ring.head_seq = seq;
+        } else {
+            return;
+        }
+        drop(ring);
+        stream.head.send_replace(seq);
+    }
+
+    fn guild(&self, guild: Snowflake) -> Arc<Guild> {
+        self.lock_guilds()
+            .entry(guild)
+            .or_insert_with(|| {
+                Arc::new(Guild {
+                    ring: Mutex::new(Ring::default()),
+                    head: watch::channel(0).0,
+                })
+            })
+            .clone()
+    }
+
+    fn lock_guilds(&self) -> MutexGuard<'_, HashMap<Snowflake, Arc<Guild>>> {
+        self.guilds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Guild {
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn delivered_metrics(published: u64, delivered: usize, left: usize) {
+    metrics::counter!(EVENTS_OUT).increment(published);
+    metrics::counter!(DELIVERIES).increment(delivered as u64);
+    if left > 0 {
+        tracing::debug!(dropped = left, "subscribers left the stream");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guild() -> Snowflake {
+        Snowflake::new(1).unwrap()
+    }
+
+    fn stream(capacity: usize) -> LocalStream {
+        LocalStream::new(BrokerLimits {
+            replay_capacity: capacity,
+            replay_max_age: Duration::from_secs(60),
+            dedupe_capacity: 10,
+            dedupe_max_age: Duration::from_secs(60),
+        })
+    }
+
+    fn entry(seq: u64) -> Entry {
+        (seq, unix_millis(), Frame::from(format!("{seq}")))
+    }
+
+    fn taken(outbox: &Outbox) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        outbox.take(&mut frames, 64);
+        frames
+    }
+
+    #[test]
+    fn delivered_entries_skip_what_was_seen_and_a_gap_closes_subscribers() {
+        let local = stream(10);
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        local.register(guild(), outbox.clone());
+        local.deliver(
+            guild(),
+            vec![entry(1), entry(2), entry(2), entry(1), entry(3)],
+        );
+        assert_eq!(
+            taken(&outbox).len(),
+            3,
+            "duplicates are not delivered again"
+        );
+        assert_eq!(local.head(guild()), 3);
+        local.deliver(guild(), vec![entry(5)]);
+        assert!(outbox.is_overloaded(), "a gap closes the subscriber (1013)");
+        let state = local.ring_state(guild());
+        assert_eq!(
+            (state.head_seq, state.oldest_seq, state.len),
+            (5, Some(5), 1)
+        );
+    }
+
+    #[test]
+    fn sync_adopts_the_shared_seq_when_fresh_and_starts_over_when_it_fell_back() {
+        let local = stream(10);
+        local.sync(guild(), 7);
+        assert_eq!(
+            local.head(guild()),
+            7,
+            "a fresh stream follows from the shared seq"
+        );
+        local.deliver(guild(), vec![entry(8)]);
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        local.register(guild(), outbox.clone());
+        local.sync(guild(), 9);
+        assert_eq!(
+            local.head(guild()),
+            8,
+            "ahead of the hub: the reader catches up"
+        );
+        assert!(outbox.is_open());
+        local.sync(guild(), 2);
+        assert_eq!(local.head(guild()), 2);
+        assert!(
+            outbox.is_overloaded(),
+            "the store lost events: browsers resync"
+        );
+        assert_eq!(local.ring_state(guild()).len, 0);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_count_and_age() {
+        let local = stream(2);
+        for seq in 1..=4 {
+            local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}")));
+            assert_eq!(local.head(guild()), seq);
+        }
+        let state = local.ring_state(guild());
+        assert_eq!((state.oldest_seq, state.len), (Some(3), 2));
+        let old = stream(2);
+        old.deliver(guild(), vec![(1, 0, Frame::from("old"))]);
+        let state = old.ring_state(guild());
+        assert_eq!(
+            (state.head_seq, state.len),
+            (1, 0),
+            "older than the age limit"
+        );
+    }
+}

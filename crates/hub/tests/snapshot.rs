@@ -13,11 +13,11 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use common::*;
+use coven_contract::internal::{VoiceMember, VoiceRoom, VoiceView};
 use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
-use coven_contract::{Secret, Snowflake, VoiceFlags};
+use coven_contract::{RoomName, Secret, Snowflake, UserLimit, VoiceFlags};
 use coven_hub::{
-    ChannelInfo, MemberProfile, MemoryRooms, RoomsError, VOICE_CHANNEL_TYPE, VoiceMember,
-    VoiceRoom, VoiceView, VoiceViewSource,
+    ChannelInfo, MemberProfile, MemoryRooms, RoomsError, VOICE_CHANNEL_TYPE, VoiceViewSource,
 };
 use futures_util::future::BoxFuture;
 use jsonwebtoken::Algorithm;
@@ -42,17 +42,17 @@ fn view() -> VoiceView {
     view.rooms.insert(
         id(77),
         VoiceRoom {
-            name: "Table 1".into(),
+            name: RoomName::try_from("Table 1").unwrap(),
             parent_id: Some(id(70)),
-            user_limit: 4,
+            user_limit: UserLimit::try_from(4).unwrap(),
         },
     );
     view.rooms.insert(
         id(78),
         VoiceRoom {
-            name: "Table 2".into(),
+            name: RoomName::try_from("Table 2").unwrap(),
             parent_id: None,
-            user_limit: 0,
+            user_limit: UserLimit::UNLIMITED,
         },
     );
     view.members.insert(

@@ -77,6 +77,13 @@ impl UserLimit {
     }
 }
 
+/// Unlimited, the limit of a channel that sets none.
+impl Default for UserLimit {
+    fn default() -> Self {
+        Self::UNLIMITED
+    }
+}
+
 impl TryFrom<u8> for UserLimit {
     type Error = &'static str;
 

@@ -17,6 +17,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use coven_contract::internal::{BotCommand, BotCommandBody};
 use coven_contract::{ApiError, Snowflake};
 use reqwest::Method;
 use serde::Deserialize;
@@ -47,22 +48,21 @@ impl WorkerCommands {
         Self { link }
     }
 
-    /// Posts `body` to `{endpoint}/commands/{command}` and relays the answer.
-    async fn send(&self, command: &str, body: &serde_json::Value) -> Result<Response, HubError> {
-        let body = serde_json::to_vec(body).expect("JSON values serialise");
+    /// Posts `body` to the worker's path for `command` and relays the answer.
+    async fn send(&self, command: BotCommand, body: &BotCommandBody) -> Result<Response, HubError> {
+        let body = serde_json::to_vec(body).expect("a command body serialises");
         let response = match self
             .link
-            .send(
-                Method::POST,
-                &format!("commands/{command}"),
-                body.into(),
-                COMMAND_TIMEOUT,
-            )
+            .send(Method::POST, command.path(), body.into(), COMMAND_TIMEOUT)
             .await
         {
             Ok(response) | Err(LinkError::Unavailable(response)) => response,
             Err(LinkError::Unreachable(error)) => {
-                tracing::warn!(error = %error.without_url(), command, "worker command failed");
+                tracing::warn!(
+                    error = %error.without_url(),
+                    command = command.name(),
+                    "worker command failed"
+                );
                 return Err(HubError::Unavailable(
                     "the bot's voice service is not reachable".into(),
                 ));
@@ -112,7 +112,7 @@ pub(crate) async fn join(
     headers: HeaderMap,
     Path(channel_id): Path<String>,
 ) -> Result<Response, HubError> {
-    presence(&state, &headers, &channel_id, "join").await
+    presence(&state, &headers, &channel_id, BotCommand::Join).await
 }
 
 /// `DELETE /api/rooms/{channelId}/bot`: the bot leaves the room.
@@ -121,7 +121,7 @@ pub(crate) async fn leave(
     headers: HeaderMap,
     Path(channel_id): Path<String>,
 ) -> Result<Response, HubError> {
-    presence(&state, &headers, &channel_id, "leave").await
+    presence(&state, &headers, &channel_id, BotCommand::Leave).await
 }
 
 /// Forwards `join` or `leave` for the room.
@@ -129,11 +129,11 @@ async fn presence(
     state: &SharedState,
     headers: &HeaderMap,
     channel_id: &str,
-    command: &str,
+    command: BotCommand,
 ) -> Result<Response, HubError> {
     let channel_id = room_command(state, headers, channel_id).await?;
     worker(state)?
-        .send(command, &serde_json::json!({"channelId": channel_id}))
+        .send(command, &BotCommandBody::room(channel_id))
         .await
 }
 
@@ -171,8 +171,8 @@ pub(crate) async fn cue(
     let channel_id = room_command(&state, &headers, &channel_id).await?;
     worker(&state)?
         .send(
-            "cue",
-            &serde_json::json!({"channelId": channel_id, "cue": request.cue}),
+            BotCommand::Cue,
+            &BotCommandBody::cue(channel_id, request.cue),
         )
         .await
 }

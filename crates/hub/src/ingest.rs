@@ -8,14 +8,15 @@
 //! When the broker cannot store the event (Redis unreachable) the answer is 503
 //! with `Retry-After`: the worker keeps the event and delivers it again later.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
+use coven_contract::internal::verify_request;
 use coven_contract::limits::WEBHOOK_BODY_MAX_BYTES;
-use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use coven_contract::signature::EVENT_ID_HEADER;
 use coven_contract::{Event, OkBody};
 
 use crate::error::HubError;
@@ -47,26 +48,19 @@ pub(crate) async fn ingest(
         .await
         .map_err(|_| too_large)?;
 
-    // A header that is not visible ASCII cannot be a valid value: give the verifier
-    // an empty one so it is refused as malformed, not as missing.
-    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or(""));
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let verified = state
-        .webhook_verifier
-        .verify(text(TIMESTAMP_HEADER), text(SIGNATURE_HEADER), &body, now)
-        .map_err(|error| {
-            metrics::counter!(SIGNATURE_REJECTED, "reason" => error.reason()).increment(1);
-            tracing::warn!(reason = error.reason(), "webhook refused");
-            HubError::WebhookForbidden
-        })?;
+    let verified = verify_request(&state.webhook_verifier, &headers, &body).map_err(|error| {
+        metrics::counter!(SIGNATURE_REJECTED, "reason" => error.reason()).increment(1);
+        tracing::warn!(reason = error.reason(), "webhook refused");
+        HubError::WebhookForbidden
+    })?;
 
     let event = Event::from_verified_body(verified).map_err(|error| {
         metrics::counter!(EVENTS_IN, "result" => "invalid").increment(1);
         HubError::validation(error.to_string())
     })?;
-    let event_id = text(EVENT_ID_HEADER)
+    let event_id = headers
+        .get(EVENT_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= EVENT_ID_MAX_LEN)
         .ok_or_else(|| HubError::Validation {
             message: "missing or invalid X-Hub-Event-Id".into(),

@@ -59,9 +59,7 @@ pub use rooms::{
     VOICE_CHANNEL_TYPE,
 };
 pub use settings::{HubSettings, LoginSettings};
-pub use snapshot::{
-    ChannelsVoiceView, VoiceMember, VoiceRoom, VoiceView, VoiceViewSource, WorkerVoiceView,
-};
+pub use snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
 pub use state::{Hub, HubBuilder};
 
 /// Runs the hub on `listener` until `shutdown` completes, then drains: browsers are

@@ -17,10 +17,11 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use coven_contract::internal::{VOICE_VIEW_PATH, VoiceRoom, VoiceView};
 use coven_contract::{Secret, Snowflake, VoiceFlags};
 use futures_util::future::{BoxFuture, join_all};
 use reqwest::Method;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Serialize;
 use url::Url;
 
 use crate::error::HubError;
@@ -32,51 +33,6 @@ use crate::worker_link::{LinkError, WorkerLink};
 const MAX_VIEW_BYTES: usize = 4 * 1024 * 1024;
 /// How long one endpoint may take to answer `/voice-view`.
 const VIEW_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// A voice channel as the worker sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VoiceRoom {
-    /// Channel name.
-    pub name: String,
-    /// Category, if any.
-    #[serde(default)]
-    pub parent_id: Option<Snowflake>,
-    /// Voice user limit (0 = unlimited; a missing or `null` limit reads as 0).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub user_limit: u32,
-}
-
-/// Where a member is and their flags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VoiceMember {
-    /// The voice channel the member is in.
-    pub channel_id: Snowflake,
-    /// Mute, deafen, video, … (missing or `null`: all off).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub flags: VoiceFlags,
-}
-
-/// The voice view: the worker's `GET /voice-view` body,
-/// `{"rooms":{"<channelId>":{…}},"members":{"<userId>":{"channelId","flags"}}}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoiceView {
-    /// Voice channels by id.
-    #[serde(default)]
-    pub rooms: BTreeMap<Snowflake, VoiceRoom>,
-    /// Members in voice by user id.
-    #[serde(default)]
-    pub members: BTreeMap<Snowflake, VoiceMember>,
-}
-
-fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
 
 /// Where the snapshot's rooms and members come from.
 pub trait VoiceViewSource: Send + Sync + 'static {
@@ -123,7 +79,7 @@ impl VoiceViewSource for WorkerVoiceView {
             };
             let response = self
                 .link
-                .send(Method::GET, "voice-view", Bytes::new(), VIEW_TIMEOUT)
+                .send(Method::GET, VOICE_VIEW_PATH, Bytes::new(), VIEW_TIMEOUT)
                 .await
                 .map_err(|error| match error {
                     LinkError::Unreachable(e) => upstream(e),
@@ -170,13 +126,10 @@ impl VoiceViewSource for ChannelsVoiceView {
                 .into_iter()
                 .filter(|c| c.kind == VOICE_CHANNEL_TYPE && c.guild_id == Some(self.guild_id))
                 .map(|c| {
+                    let limit = c.user_limit.map(u32::from);
                     (
                         c.id,
-                        VoiceRoom {
-                            name: c.name,
-                            parent_id: c.parent_id,
-                            user_limit: c.user_limit.map_or(0, u32::from),
-                        },
+                        VoiceRoom::from_channel(Some(c.name), c.parent_id, limit),
                     )
                 })
                 .collect();
@@ -247,9 +200,9 @@ pub(crate) async fn rooms(
                 channel_id,
                 SnapshotRoom {
                     channel_id,
-                    name: room.name,
+                    name: room.name.into(),
                     parent_id: room.parent_id,
-                    user_limit: room.user_limit,
+                    user_limit: u32::from(room.user_limit.get()),
                     members: Vec::new(),
                 },
             )
@@ -272,30 +225,4 @@ pub(crate) async fn rooms(
         seq,
         rooms: rooms.into_values().collect(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn worker_view_parses_with_nulls_and_missing_fields() {
-        let view: VoiceView = serde_json::from_str(
-            r#"{"rooms":{"5":{"name":"A","parentId":null,"userLimit":null},"6":{"name":"B"}},
-                "members":{"9":{"channelId":"5","flags":null},"10":{"channelId":"6",
-                "flags":{"selfMute":true,"selfDeaf":false,"mute":false,"deaf":false,
-                "selfVideo":false,"selfStream":false,"suppress":false}}}}"#,
-        )
-        .unwrap();
-        let five = Snowflake::new(5).unwrap();
-        assert_eq!(view.rooms[&five].user_limit, 0);
-        assert_eq!(view.members.len(), 2);
-        assert!(view.members[&Snowflake::new(10).unwrap()].flags.self_mute);
-        assert!(
-            serde_json::from_str::<VoiceView>("{}")
-                .unwrap()
-                .rooms
-                .is_empty()
-        );
-    }
 }

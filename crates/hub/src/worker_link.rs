@@ -14,11 +14,12 @@
 //! the active takes, start at the standby.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use coven_contract::Secret;
-use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::internal::sign_request;
+use coven_contract::signature::Signer;
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -63,7 +64,7 @@ impl WorkerLink {
         }
     }
 
-    /// Sends `method {endpoint}/{path}` with `body` (JSON when not empty), each
+    /// Sends `method {endpoint}{path}` with `body` (JSON when not empty), each
     /// attempt signed afresh and bounded by `timeout`, trying the endpoints from
     /// the preferred one on. The first answer that is not 503 is returned, whatever
     /// its status; a connection error, a timeout or a 503 moves on to the next.
@@ -115,16 +116,11 @@ impl WorkerLink {
         body: Bytes,
         timeout: Duration,
     ) -> reqwest::Result<reqwest::Response> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let signed = self.signer.sign(now, &body);
         let mut request = self
             .client
             .request(method, url)
             .timeout(timeout)
-            .header(TIMESTAMP_HEADER, signed.timestamp)
-            .header(SIGNATURE_HEADER, signed.signature);
+            .headers(sign_request(&self.signer, &body));
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -134,10 +130,15 @@ impl WorkerLink {
     }
 }
 
-/// `{base}/{path}`: the path appended to the base's own path, any query dropped.
+/// `{base}{path}`: the path (from the worker's root, `/voice-view`) appended to the
+/// base's own path, any query dropped.
 fn endpoint_url(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
-    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        url.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     url.set_path(&joined);
     url.set_query(None);
     url
@@ -145,6 +146,8 @@ fn endpoint_url(base: &Url, path: &str) -> Url {
 
 #[cfg(test)]
 mod tests {
+    use coven_contract::internal::BotCommand;
+
     use super::*;
 
     #[test]
@@ -154,7 +157,7 @@ mod tests {
             ("http://w:8080/", "http://w:8080/commands/join"),
             ("http://w/pair/a/?x=1", "http://w/pair/a/commands/join"),
         ] {
-            let url = endpoint_url(&base.parse().unwrap(), "commands/join");
+            let url = endpoint_url(&base.parse().unwrap(), BotCommand::Join.path());
             assert_eq!(url.as_str(), expected);
         }
     }

@@ -1,8 +1,8 @@
 //! The room snapshot `GET /api/rooms`: its exact shape from a fake voice view, the
 //! `seq` read before the view (a resume from it replays what is newer), the signed
 //! `GET /voice-view` to a (fake) worker that verifies the signature, the failover
-//! across the endpoints of an active/standby pair, and the fallback to the guild's
-//! voice channels without a worker.
+//! across the endpoints of an active/standby pair, the 502 for a view the hub cannot
+//! read, and the fallback to the guild's voice channels without a worker.
 
 mod common;
 
@@ -13,11 +13,11 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use common::*;
+use coven_contract::internal::{VoiceMember, VoiceRoom, VoiceView};
 use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
-use coven_contract::{Secret, Snowflake, VoiceFlags};
+use coven_contract::{RoomName, Secret, Snowflake, UserLimit, VoiceFlags};
 use coven_hub::{
-    ChannelInfo, MemberProfile, MemoryRooms, RoomsError, VOICE_CHANNEL_TYPE, VoiceMember,
-    VoiceRoom, VoiceView, VoiceViewSource,
+    ChannelInfo, MemberProfile, MemoryRooms, RoomsError, VOICE_CHANNEL_TYPE, VoiceViewSource,
 };
 use futures_util::future::BoxFuture;
 use jsonwebtoken::Algorithm;
@@ -42,17 +42,17 @@ fn view() -> VoiceView {
     view.rooms.insert(
         id(77),
         VoiceRoom {
-            name: "Table 1".into(),
+            name: RoomName::try_from("Table 1").unwrap(),
             parent_id: Some(id(70)),
-            user_limit: 4,
+            user_limit: UserLimit::try_from(4).unwrap(),
         },
     );
     view.rooms.insert(
         id(78),
         VoiceRoom {
-            name: "Table 2".into(),
+            name: RoomName::try_from("Table 2").unwrap(),
             parent_id: None,
-            user_limit: 0,
+            user_limit: UserLimit::UNLIMITED,
         },
     );
     view.members.insert(
@@ -364,4 +364,36 @@ async fn the_snapshot_moves_past_a_dead_or_unavailable_worker_and_remembers() {
     assert_eq!(error["code"], "INTERNAL_ERROR");
     assert_eq!(unavailable.load(Ordering::SeqCst), 1);
     hub.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_voice_view_is_a_bad_gateway() {
+    // Not a view, a name Discord would refuse, a limit above 99: each is refused
+    // like any answer the hub cannot read, 502 without the worker's body.
+    for malformed in [
+        json!({"rooms": []}),
+        json!({"rooms": {"77": {"name": ""}}, "members": {}}),
+        json!({"rooms": {"77": {"name": "Table 1", "userLimit": 100}}, "members": {}}),
+    ] {
+        let body = malformed.to_string();
+        let worker = Router::new().route("/voice-view", get(move || async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let worker_addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, worker).await.unwrap() });
+        let (mut hub, _rooms) = TestHub::start_with(|s| {
+            s.worker_endpoints = vec![format!("http://{worker_addr}").parse().unwrap()];
+        })
+        .await;
+        let response = hub
+            .http
+            .get(hub.url("/api/rooms"))
+            .header("authorization", bearer())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY, "{malformed}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "INTERNAL_ERROR");
+        hub.stop().await;
+    }
 }

@@ -2,16 +2,17 @@
 //!
 //! `POST /commands/join`, `/commands/leave` and `/commands/cue` on the health port,
 //! with a JSON body `{"channelId": "…", "cue"?: "…"}` signed exactly like the
-//! webhook (SPEC §5, any `HUB_SECRET`). The hub has already checked the caller and
-//! that the channel is a room; the worker checks the signature, the body and the
-//! bot's own state, and answers `{"ok":true}` or `{"message","code"}`.
+//! webhook (SPEC §5, any `HUB_SECRET`); the paths, the body and the signature check
+//! are the contract's (`coven_contract::internal`), shared with the hub. The hub
+//! has already checked the caller and that the channel is a room; the worker checks
+//! the signature, the body and the bot's own state, and answers `{"ok":true}` or
+//! `{"message","code"}`.
 //!
 //! A standby of an active/standby pair does not hold the Discord session, so it
 //! answers every signed command with 503 `{"message":"standby","code":"INTERNAL_ERROR"}`:
 //! the caller should send it to the other worker (`/health` tells which is active).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,10 +20,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_contract::internal::{BotCommand, BotCommandBody, verify_request};
+use coven_contract::signature::Verifier;
 use coven_contract::{ApiError, ErrorCode, OkBody, Snowflake};
 use coven_discord::{Cue, DiscordRtcClient, RtcError, RtcStatus};
-use serde::Deserialize;
 
 use crate::voice::BotVoice;
 
@@ -35,20 +36,12 @@ struct CommandState {
     voice: BotVoice,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Command {
-    channel_id: Snowflake,
-    #[serde(default)]
-    cue: Option<String>,
-}
-
 /// The command routes, to merge into the health port's router.
 pub fn router(verifier: Verifier, voice: BotVoice) -> Router {
     Router::new()
-        .route("/commands/join", post(join))
-        .route("/commands/leave", post(leave))
-        .route("/commands/cue", post(cue))
+        .route(BotCommand::Join.path(), post(join))
+        .route(BotCommand::Leave.path(), post(leave))
+        .route(BotCommand::Cue.path(), post(cue))
         .with_state(CommandState {
             verifier: Arc::new(verifier),
             voice,
@@ -90,11 +83,7 @@ fn accept(
     state: &CommandState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(DiscordRtcClient, Command), Refusal> {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+) -> Result<(DiscordRtcClient, BotCommandBody), Refusal> {
     if body.len() > COMMAND_BODY_MAX_BYTES {
         return Err(Refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,23 +91,15 @@ fn accept(
             "command too large".into(),
         ));
     }
-    let verified = state
-        .verifier
-        .verify(
-            header(TIMESTAMP_HEADER),
-            header(SIGNATURE_HEADER),
-            body,
-            now,
+    let verified = verify_request(&state.verifier, headers, body).map_err(|error| {
+        tracing::warn!(reason = error.reason(), "refused an unsigned voice command");
+        Refusal(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "forbidden".into(),
         )
-        .map_err(|error| {
-            tracing::warn!(reason = error.reason(), "refused an unsigned voice command");
-            Refusal(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "forbidden".into(),
-            )
-        })?;
-    let command: Command = serde_json::from_slice(verified.body()).map_err(|_| {
+    })?;
+    let command: BotCommandBody = serde_json::from_slice(verified.body()).map_err(|_| {
         Refusal(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationFailed,

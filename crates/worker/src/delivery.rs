@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::internal::sign_request;
+use coven_contract::signature::{EVENT_ID_HEADER, Signer};
 use reqwest::StatusCode;
 use tokio::sync::watch;
 use url::Url;
@@ -98,16 +99,11 @@ impl HubClient {
 
     /// One delivery attempt.
     pub async fn post(&self, pending: &Pending) -> Outcome {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let headers = self.signer.sign(now, &pending.body);
         let response = self
             .http
             .post(self.endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(TIMESTAMP_HEADER, headers.timestamp)
-            .header(SIGNATURE_HEADER, headers.signature)
+            .headers(sign_request(&self.signer, &pending.body))
             .header(EVENT_ID_HEADER, &pending.event_id)
             .body(pending.body.clone())
             .send()

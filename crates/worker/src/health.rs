@@ -23,12 +23,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_contract::internal::{VOICE_VIEW_PATH, VoiceView, verify_request};
+use coven_contract::signature::Verifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
 use crate::store::Store;
-use crate::tracker::VoiceView;
 
 /// The gateway session's state as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,7 +177,7 @@ pub fn router(
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
-        .route("/voice-view", get(voice_view))
+        .route(VOICE_VIEW_PATH, get(voice_view))
         .with_state(HealthState {
             status,
             store,
@@ -187,15 +187,7 @@ pub fn router(
 }
 
 async fn voice_view(State(state): State<HealthState>, headers: HeaderMap) -> Response {
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let verified =
-        state
-            .verifier
-            .verify(header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), b"", now);
-    if let Err(error) = verified {
+    if let Err(error) = verify_request(&state.verifier, &headers, b"") {
         tracing::warn!(
             reason = error.reason(),
             "refused an unsigned /voice-view request"

@@ -13,49 +13,21 @@
 
 use std::collections::BTreeMap;
 
+use coven_contract::internal::{VoiceMember, VoiceRoom};
 use coven_contract::{
-    Event, RoomCreated, RoomDeleted, RoomName, Snowflake, UserLimit, VoiceFlags, VoiceJoined,
-    VoiceLeft, VoiceStateChanged,
+    Event, RoomCreated, RoomDeleted, Snowflake, VoiceFlags, VoiceJoined, VoiceLeft,
+    VoiceStateChanged,
 };
-use serde::{Deserialize, Serialize};
 use twilight_model::channel::{Channel, ChannelType};
 use twilight_model::gateway::payload::incoming::GuildCreate;
 use twilight_model::guild::Guild;
 use twilight_model::voice::VoiceState;
 
-/// A room as the tracker knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Room {
-    /// The channel's name.
-    pub name: RoomName,
-    /// Its category, if any.
-    pub parent_id: Option<Snowflake>,
-    /// Its user limit (0 = unlimited).
-    pub user_limit: UserLimit,
-}
-
-/// Where a user is and with which flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Presence {
-    /// The room the user is in.
-    pub channel_id: Snowflake,
-    /// Their voice flags.
-    pub flags: VoiceFlags,
-}
-
-/// The tracker's whole knowledge of the guild: rooms and who is in them.
-/// It is persisted so that a restarted worker still knows who to report as leaving,
-/// and served (signed) at `/voice-view` so the hub can give browsers a snapshot:
-/// `{"rooms":{"<id>":{"name","parentId","userLimit"}},"members":{"<userId>":{"channelId","flags":{…}}}}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VoiceView {
-    /// Voice channels by id.
-    pub rooms: BTreeMap<Snowflake, Room>,
-    /// Users in a room, by user id.
-    pub members: BTreeMap<Snowflake, Presence>,
-}
+/// The tracker's whole knowledge of the guild, rooms and who is in them: the
+/// contract's voice view. It is persisted so that a restarted worker still knows
+/// who to report as leaving, and served (signed) at `/voice-view` so the hub can
+/// give browsers a snapshot.
+pub use coven_contract::internal::VoiceView;
 
 /// Tracks one guild's rooms and voice states.
 #[derive(Debug)]
@@ -169,12 +141,15 @@ impl VoiceTracker {
     }
 
     /// Where the state puts the user, counting only rooms we know.
-    fn presence_of(&self, state: &VoiceState) -> Option<Presence> {
+    fn presence_of(&self, state: &VoiceState) -> Option<VoiceMember> {
         let channel_id = snowflake(state.channel_id?.get());
-        self.view.rooms.contains_key(&channel_id).then(|| Presence {
-            channel_id,
-            flags: flags_of(state),
-        })
+        self.view
+            .rooms
+            .contains_key(&channel_id)
+            .then(|| VoiceMember {
+                channel_id,
+                flags: flags_of(state),
+            })
     }
 }
 
@@ -182,8 +157,8 @@ impl VoiceTracker {
 fn changes(
     guild_id: Snowflake,
     user_id: Snowflake,
-    before: Option<Presence>,
-    now: Option<Presence>,
+    before: Option<VoiceMember>,
+    now: Option<VoiceMember>,
 ) -> Vec<Event> {
     match (before, now) {
         (None, Some(now)) => vec![joined(guild_id, now.channel_id, user_id)],
@@ -241,7 +216,7 @@ fn diff(guild_id: Snowflake, old: &VoiceView, new: &VoiceView) -> Vec<Event> {
 
 fn view_of(guild: &Guild) -> VoiceView {
     let guild_id = guild.id;
-    let rooms: BTreeMap<Snowflake, Room> = guild
+    let rooms: BTreeMap<Snowflake, VoiceRoom> = guild
         .channels
         .iter()
         .filter(|c| c.kind == ChannelType::GuildVoice)
@@ -255,7 +230,7 @@ fn view_of(guild: &Guild) -> VoiceView {
             // GUILD_CREATE's voice states omit guild_id; they are this guild's.
             debug_assert!(state.guild_id.is_none_or(|g| g == guild_id));
             rooms.contains_key(&channel_id).then(|| {
-                let presence = Presence {
+                let presence = VoiceMember {
                     channel_id,
                     flags: flags_of(state),
                 };
@@ -266,20 +241,12 @@ fn view_of(guild: &Guild) -> VoiceView {
     VoiceView { rooms, members }
 }
 
-fn room_of(channel: &Channel) -> Room {
-    let name = channel
-        .name
-        .clone()
-        .and_then(|name| RoomName::try_from(name).ok())
-        .unwrap_or_else(|| RoomName::try_from("voice").expect("a valid name"));
-    let limit = channel
-        .user_limit
-        .map_or(0, |limit| u8::try_from(limit.min(99)).unwrap_or(99));
-    Room {
-        name,
-        parent_id: channel.parent_id.map(|id| snowflake(id.get())),
-        user_limit: UserLimit::try_from(limit).unwrap_or(UserLimit::UNLIMITED),
-    }
+fn room_of(channel: &Channel) -> VoiceRoom {
+    VoiceRoom::from_channel(
+        channel.name.clone(),
+        channel.parent_id.map(|id| snowflake(id.get())),
+        channel.user_limit,
+    )
 }
 
 fn flags_of(state: &VoiceState) -> VoiceFlags {
@@ -294,7 +261,7 @@ fn flags_of(state: &VoiceState) -> VoiceFlags {
     }
 }
 
-fn room_created(guild_id: Snowflake, channel_id: Snowflake, room: &Room) -> Event {
+fn room_created(guild_id: Snowflake, channel_id: Snowflake, room: &VoiceRoom) -> Event {
     Event::RoomCreated(RoomCreated {
         channel_id,
         name: room.name.clone(),

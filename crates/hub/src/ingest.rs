@@ -20,7 +20,7 @@ use coven_contract::{Event, OkBody, Snowflake};
 
 use crate::error::HubError;
 use crate::metrics::{EVENTS_IN, INGEST_LATENCY, SIGNATURE_REJECTED};
-use crate::state::SharedState;
+use crate::state::Ingest;
 
 /// Longest accepted `X-Hub-Event-Id`.
 const EVENT_ID_MAX_LEN: usize = 200;
@@ -33,7 +33,7 @@ pub(crate) fn room_created_key(channel_id: Snowflake) -> String {
 
 /// The handler.
 pub(crate) async fn ingest(
-    State(state): State<SharedState>,
+    State(state): State<Ingest>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OkBody>, HubError> {

@@ -195,7 +195,8 @@ async fn speaking_reaches_a_browser_socket_through_the_hub() {
         settings,
         std::sync::Arc::new(coven_hub::DiscordRooms::new(rest)),
     )
-    .build();
+    .build()
+    .unwrap();
     let token = hub
         .issuer()
         .unwrap()

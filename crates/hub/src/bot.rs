@@ -15,16 +15,18 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coven_contract::internal::{BotCommand, BotCommandBody};
 use coven_contract::{ApiError, Snowflake};
 use reqwest::Method;
 use serde::Deserialize;
 
+use crate::auth::{AuthUser, rate_limit};
 use crate::error::HubError;
-use crate::rooms::{bearer, field_error, rate_limit, voice_room};
-use crate::state::SharedState;
+use crate::jwt::VerifiedUser;
+use crate::rooms::{field_error, voice_room};
+use crate::state::BotState;
 use crate::worker_link::{LinkError, WorkerLink};
 
 /// Longest accepted cue name.
@@ -83,55 +85,54 @@ impl WorkerCommands {
 }
 
 /// The configured worker, or 503.
-fn worker(state: &SharedState) -> Result<&WorkerCommands, HubError> {
-    state.worker_commands.as_ref().ok_or_else(|| {
+fn worker(state: &BotState) -> Result<&WorkerCommands, HubError> {
+    state.worker_commands.as_deref().ok_or_else(|| {
         HubError::Unavailable("bot voice commands are not configured (WORKER_ENDPOINT)".into())
     })
 }
 
 /// Auth, rate limit, and the room check shared by every command.
 async fn room_command(
-    state: &SharedState,
-    headers: &HeaderMap,
+    state: &BotState,
+    user: &VerifiedUser,
     channel_id: &str,
 ) -> Result<Snowflake, HubError> {
-    let user = bearer(state, headers).await?;
     let channel_id: Snowflake = channel_id
         .parse()
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
-    rate_limit(state, &user).await?;
+    rate_limit(&state.rooms.rooms_memory, user).await?;
     worker(state)?;
-    voice_room(state, channel_id).await?;
+    voice_room(&state.rooms, channel_id).await?;
     tracing::info!(channel = %channel_id, user = %user.subject, "bot voice command");
     Ok(channel_id)
 }
 
 /// `POST /api/rooms/{channelId}/bot`: the bot joins the room.
 pub(crate) async fn join(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<BotState>,
     Path(channel_id): Path<String>,
+    AuthUser(user): AuthUser,
 ) -> Result<Response, HubError> {
-    presence(&state, &headers, &channel_id, BotCommand::Join).await
+    presence(&state, &user, &channel_id, BotCommand::Join).await
 }
 
 /// `DELETE /api/rooms/{channelId}/bot`: the bot leaves the room.
 pub(crate) async fn leave(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<BotState>,
     Path(channel_id): Path<String>,
+    AuthUser(user): AuthUser,
 ) -> Result<Response, HubError> {
-    presence(&state, &headers, &channel_id, BotCommand::Leave).await
+    presence(&state, &user, &channel_id, BotCommand::Leave).await
 }
 
 /// Forwards `join` or `leave` for the room.
 async fn presence(
-    state: &SharedState,
-    headers: &HeaderMap,
+    state: &BotState,
+    user: &VerifiedUser,
     channel_id: &str,
     command: BotCommand,
 ) -> Result<Response, HubError> {
-    let channel_id = room_command(state, headers, channel_id).await?;
+    let channel_id = room_command(state, user, channel_id).await?;
     worker(state)?
         .send(command, &BotCommandBody::room(channel_id))
         .await
@@ -144,9 +145,10 @@ struct CueRequest {
 
 /// `POST /api/rooms/{channelId}/cue` with `{"cue": "<name>"}`.
 pub(crate) async fn cue(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<BotState>,
     Path(channel_id): Path<String>,
+    // Applied after the body's checks: a bad body is 400 whoever sends it.
+    user: Result<AuthUser, HubError>,
     body: Bytes,
 ) -> Result<Response, HubError> {
     if body.len() > CUE_BODY_MAX_BYTES {
@@ -168,7 +170,8 @@ pub(crate) async fn cue(
             "cue",
         ));
     }
-    let channel_id = room_command(&state, &headers, &channel_id).await?;
+    let AuthUser(user) = user?;
+    let channel_id = room_command(&state, &user, &channel_id).await?;
     worker(&state)?
         .send(
             BotCommand::Cue,

@@ -10,15 +10,13 @@
 //! balancer would pull all of them at once, while each still serves its connected
 //! browsers from memory (watch `hub_redis_up` in `/metrics` to alert).
 
-use std::sync::atomic::Ordering;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::broker::RingState;
-use crate::state::SharedState;
+use crate::state::HealthState;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,9 +31,9 @@ struct Health {
 }
 
 /// The handler.
-pub(crate) async fn health(State(state): State<SharedState>) -> (StatusCode, Json<impl Serialize>) {
-    let serving = state.ready.load(Ordering::Relaxed) && !state.shutdown.is_cancelled();
-    let keys = state.keys_ready.load(Ordering::Relaxed);
+pub(crate) async fn health(State(state): State<HealthState>) -> (StatusCode, Json<impl Serialize>) {
+    let serving = state.lifecycle.serving();
+    let keys = state.lifecycle.keys_ready();
     let ready = serving && keys;
     let body = Health {
         status: match (serving, keys) {
@@ -43,7 +41,7 @@ pub(crate) async fn health(State(state): State<SharedState>) -> (StatusCode, Jso
             (true, false) => "starting",
             (true, true) => "ok",
         },
-        connections: state.connections(),
+        connections: state.lifecycle.connections(),
         replay: state.broker.ring_state(state.settings.primary_guild_id),
         jwt_key_sources: state.key_sources,
         redis: state

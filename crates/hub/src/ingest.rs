@@ -22,14 +22,14 @@ use coven_contract::{Event, OkBody};
 use crate::error::HubError;
 use crate::metrics::{EVENTS_IN, INGEST_LATENCY, SIGNATURE_REJECTED};
 use crate::once_key::OnceKey;
-use crate::state::SharedState;
+use crate::state::Ingest;
 
 /// Longest accepted `X-Hub-Event-Id`.
 const EVENT_ID_MAX_LEN: usize = 200;
 
 /// The handler.
 pub(crate) async fn ingest(
-    State(state): State<SharedState>,
+    State(state): State<Ingest>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OkBody>, HubError> {

@@ -9,10 +9,15 @@
 //! bot's voice commands (`bot`) reach the worker, or either worker of an
 //! active/standby pair, through `worker_link`.
 //! The crate reads no environment: the binary builds a [`HubSettings`] and calls
-//! [`serve`] (or [`Hub::new`] + [`Hub::router`] in tests).
+//! [`serve`] (or [`Hub::builder`] + [`Hub::serve`], or [`Hub::router`] in tests).
+//! The wiring is split by purpose: `builder` makes a [`Hub`] out of the settings,
+//! `state` holds the small states the handlers extract, `routes` maps every route
+//! to its handler, `lifecycle` serves and drains, `auth` knows the caller.
 
+mod auth;
 mod bot;
 mod broker;
+mod builder;
 mod discord;
 mod error;
 mod fanout;
@@ -21,6 +26,7 @@ mod idempotency;
 mod ingest;
 mod issuer;
 mod jwt;
+mod lifecycle;
 mod lobby;
 mod local_stream;
 mod login;
@@ -31,18 +37,20 @@ mod rate_limit;
 mod redis_broker;
 mod redis_link;
 mod rooms;
+mod routes;
 mod settings;
 mod shared_limits;
 mod snapshot;
 mod socket;
+mod start_error;
 mod state;
 mod worker_link;
 
 use std::future::Future;
-use std::io;
 use std::sync::Arc;
 
 pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, Subscription};
+pub use builder::HubBuilder;
 pub use discord::DiscordRooms;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
@@ -60,15 +68,23 @@ pub use rooms::{
 };
 pub use settings::{HubSettings, LoginSettings};
 pub use snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
-pub use state::{Hub, HubBuilder};
+pub use start_error::HubStartError;
+pub use state::Hub;
 
 /// Runs the hub on `listener` until `shutdown` completes, then drains: browsers are
 /// closed with 1001 and in-flight HTTP requests finish.
+///
+/// # Errors
+///
+/// When the hub cannot be built ([`HubBuilder::build`]) or the listener fails.
 pub async fn serve(
     settings: HubSettings,
     listener: tokio::net::TcpListener,
     rooms: Arc<dyn RoomsBackend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    Hub::new(settings, rooms).serve(listener, shutdown).await
+) -> Result<(), HubStartError> {
+    Hub::new(settings, rooms)?
+        .serve(listener, shutdown)
+        .await
+        .map_err(HubStartError::Listener)
 }

@@ -30,7 +30,7 @@ use crate::issuer::TokenSubject;
 use crate::lobby::page_headers;
 use crate::redis_link::RedisLink;
 use crate::rooms::MemberProfile;
-use crate::state::SharedState;
+use crate::state::LoginState;
 
 /// The cookie binding a login in progress to the browser.
 const COOKIE: &str = "coven_login";
@@ -251,7 +251,7 @@ fn login_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `GET /.well-known/jwks.json`: the own issuer's public keys.
-pub(crate) async fn jwks(State(state): State<SharedState>) -> Result<Response, HubError> {
+pub(crate) async fn jwks(State(state): State<LoginState>) -> Result<Response, HubError> {
     let issuer = state
         .issuer
         .as_ref()
@@ -265,7 +265,7 @@ pub(crate) async fn jwks(State(state): State<SharedState>) -> Result<Response, H
 }
 
 /// `GET /auth/login`.
-pub(crate) async fn login(State(state): State<SharedState>) -> Result<Response, HubError> {
+pub(crate) async fn login(State(state): State<LoginState>) -> Result<Response, HubError> {
     let (Some(login), Some(_)) = (&state.login, &state.issuer) else {
         return Err(LoginFailure::NotConfigured.into());
     };
@@ -316,7 +316,7 @@ fn avatar_url(user: &CurrentUser) -> Option<String> {
 
 /// `GET /auth/callback`.
 pub(crate) async fn callback(
-    State(state): State<SharedState>,
+    State(state): State<LoginState>,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, HubError> {

@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::state::SharedState;
+use crate::state::MetricsState;
 
 /// Open, authenticated browser sockets (gauge).
 pub(crate) const SOCKETS: &str = "hub_ws_sockets";
@@ -81,7 +81,7 @@ fn describe() {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub(crate) async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(state): State<MetricsState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

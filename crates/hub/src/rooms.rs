@@ -15,16 +15,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use coven_contract::{Event, OkBody, RoomCreated, RoomName, Snowflake, UserLimit};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthUser, rate_limit};
 use crate::error::HubError;
 use crate::jwt::VerifiedUser;
 use crate::once_key::OnceKey;
 use crate::shared_limits::Claim;
-use crate::state::SharedState;
+use crate::state::RoomsState;
 
 /// Discord's channel type of a voice channel: the only kind that is a room.
 pub const VOICE_CHANNEL_TYPE: u8 = 2;
@@ -265,34 +266,15 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Verifies the `Authorization: Bearer` JWT.
-pub(crate) async fn bearer(
-    state: &SharedState,
-    headers: &HeaderMap,
-) -> Result<VerifiedUser, HubError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| HubError::Unauthorized("missing bearer token".into()))?;
-    state
-        .jwt
-        .verify(token.trim())
-        .await
-        .map_err(|e| HubError::Unauthorized(e.to_string()))
-}
-
-pub(crate) async fn rate_limit(state: &SharedState, user: &VerifiedUser) -> Result<(), HubError> {
-    state.rooms_memory.rate_limit(&user.subject).await
-}
-
 /// `POST /api/create-room`.
 pub(crate) async fn create_room(
-    State(state): State<SharedState>,
+    State(state): State<RoomsState>,
     headers: HeaderMap,
+    // Applied after the body is read, as an over-limit body is 413 from anyone.
+    user: Result<AuthUser, HubError>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedRoom>), HubError> {
-    let user = bearer(&state, &headers).await?;
+    let AuthUser(user) = user?;
     let request = parse_create(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -306,7 +288,7 @@ pub(crate) async fn create_room(
         ),
     };
     let Some(key) = key else {
-        rate_limit(&state, &user).await?;
+        rate_limit(&state.rooms_memory, &user).await?;
         let room = create(&state, &user, request).await?;
         return Ok((StatusCode::CREATED, Json(room)));
     };
@@ -315,7 +297,7 @@ pub(crate) async fn create_room(
         Claim::Answered(room) => return Ok((StatusCode::CREATED, Json(room))),
         Claim::Mine(claimed) => claimed,
     };
-    let created = match rate_limit(&state, &user).await {
+    let created = match rate_limit(&state.rooms_memory, &user).await {
         Ok(()) => create(&state, &user, request).await,
         Err(error) => Err(error),
     };
@@ -332,7 +314,7 @@ pub(crate) async fn create_room(
 }
 
 async fn create(
-    state: &SharedState,
+    state: &RoomsState,
     user: &VerifiedUser,
     request: CreateRoomRequest,
 ) -> Result<CreatedRoom, HubError> {
@@ -379,15 +361,14 @@ async fn create(
 
 /// `DELETE /api/end-room/{channelId}`.
 pub(crate) async fn end_room(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<RoomsState>,
     Path(channel_id): Path<String>,
+    AuthUser(user): AuthUser,
 ) -> Result<Json<OkBody>, HubError> {
-    let user = bearer(&state, &headers).await?;
     let channel_id: Snowflake = channel_id
         .parse()
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
-    rate_limit(&state, &user).await?;
+    rate_limit(&state.rooms_memory, &user).await?;
     voice_room(&state, channel_id).await?;
     state
         .rooms
@@ -403,7 +384,7 @@ pub(crate) async fn end_room(
 /// The channel, when it is a voice channel of the primary guild: 404 when Discord
 /// does not know it, 403 when it is anything else.
 pub(crate) async fn voice_room(
-    state: &SharedState,
+    state: &RoomsState,
     channel_id: Snowflake,
 ) -> Result<ChannelInfo, HubError> {
     let channel = state.rooms.get_channel(channel_id).await?;

@@ -16,7 +16,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use coven_contract::internal::{VOICE_VIEW_PATH, VoiceRoom, VoiceView};
 use coven_contract::{Secret, Snowflake, VoiceFlags};
 use futures_util::future::{BoxFuture, join_all};
@@ -24,9 +23,10 @@ use reqwest::Method;
 use serde::Serialize;
 use url::Url;
 
+use crate::auth::AuthUser;
 use crate::error::HubError;
-use crate::rooms::{RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE, bearer};
-use crate::state::SharedState;
+use crate::rooms::{RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE};
+use crate::state::SnapshotState;
 use crate::worker_link::{LinkError, WorkerLink};
 
 /// Largest `/voice-view` answer read.
@@ -172,10 +172,9 @@ struct SnapshotMember {
 
 /// `GET /api/rooms`.
 pub(crate) async fn rooms(
-    State(state): State<SharedState>,
-    headers: HeaderMap,
+    State(state): State<SnapshotState>,
+    _user: AuthUser,
 ) -> Result<Json<Snapshot>, HubError> {
-    bearer(&state, &headers).await?;
     let guild_id = state.settings.primary_guild_id;
     // First the seq, then the view: anything after `seq` is replayed on connect.
     let seq = state.broker.ring_state(guild_id).head_seq;

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use crate::broker::unix_millis;
 use crate::fanout::{Frame, Outbox};
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
-use crate::state::SharedState;
+use crate::state::SocketState;
 
 /// Close codes of SPEC §6.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -54,8 +54,8 @@ enum End {
 }
 
 /// The upgrade handler: tunes tungstenite's buffers and hands over to [`session`].
-pub(crate) async fn upgrade(State(state): State<SharedState>, ws: WebSocketUpgrade) -> Response {
-    if state.shutdown.is_cancelled() {
+pub(crate) async fn upgrade(State(state): State<SocketState>, ws: WebSocketUpgrade) -> Response {
+    if state.lifecycle.shutdown().is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let settings = &state.settings;
@@ -68,8 +68,8 @@ pub(crate) async fn upgrade(State(state): State<SharedState>, ws: WebSocketUpgra
         .on_upgrade(move |socket| session(state, socket).instrument(tracing::Span::current()))
 }
 
-async fn session(state: SharedState, mut socket: WebSocket) {
-    let _connection = state.connection();
+async fn session(state: SocketState, mut socket: WebSocket) {
+    let _connection = state.lifecycle.connection();
     let end = run(&state, &mut socket).await;
     if let End::Close(code, reason, error) = end {
         let error = error.map(|(code, message)| {
@@ -95,7 +95,7 @@ async fn session(state: SharedState, mut socket: WebSocket) {
     }
 }
 
-async fn run(state: &SharedState, socket: &mut WebSocket) -> End {
+async fn run(state: &SocketState, socket: &mut WebSocket) -> End {
     // Boxed so that the verifier's large state is freed once authentication is over
     // instead of sizing every idle session's future.
     let last_seq = match Box::pin(authenticate(state, socket)).await {
@@ -133,7 +133,7 @@ async fn run(state: &SharedState, socket: &mut WebSocket) -> End {
 }
 
 /// Waits for `auth`; returns its `lastSeq` once the token verified.
-async fn authenticate(state: &SharedState, socket: &mut WebSocket) -> Result<Option<u64>, End> {
+async fn authenticate(state: &SocketState, socket: &mut WebSocket) -> Result<Option<u64>, End> {
     let deadline = Instant::now() + state.settings.auth_timeout;
     let fail = |reason: &'static str, message: String| {
         metrics::counter!(AUTH_FAILED, "reason" => reason).increment(1);
@@ -145,7 +145,7 @@ async fn authenticate(state: &SharedState, socket: &mut WebSocket) -> Result<Opt
     };
     loop {
         let message = tokio::select! {
-            () = state.shutdown.cancelled() => return Err(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
+            () = state.lifecycle.shutdown().cancelled() => return Err(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
             received = tokio::time::timeout_at(deadline, socket.recv()) => match received {
                 Err(_) => return Err(fail("timeout", "no auth message in time".into())),
                 Ok(None | Some(Err(_))) => return Err(End::Drop),
@@ -188,7 +188,7 @@ fn invalid(message: &str) -> End {
 
 /// Sends the ack and the replay, then live frames, until the session ends.
 async fn forward(
-    state: &SharedState,
+    state: &SocketState,
     socket: &mut WebSocket,
     outbox: &Outbox,
     resumed: Option<bool>,
@@ -196,7 +196,7 @@ async fn forward(
 ) -> End {
     let settings = &state.settings;
     // Registered once for the whole session, not once per frame.
-    let shutdown = state.shutdown.cancelled();
+    let shutdown = state.lifecycle.shutdown().cancelled();
     tokio::pin!(shutdown);
     let ack = Frame::from(
         ServerMessage::Ack(Ack {

@@ -228,6 +228,15 @@ async fn bad_commands_never_reach_the_worker() {
             Some(json!({"sound": "x"})),
             400,
         ),
+        // The order of the checks: a cue's body before the caller, the caller
+        // before the channel id.
+        (
+            format!("/api/rooms/{ROOM}/cue"),
+            None,
+            Some(json!({"cue": "Air Horn!"})),
+            400,
+        ),
+        ("/api/rooms/not-a-snowflake/bot".to_owned(), None, None, 401),
     ];
     for (path, auth, body, expected) in cases {
         let (status, answer) = call(&hub, post_.clone(), &path, auth, body).await;

@@ -97,7 +97,7 @@ async fn start_hub(
     if let Some(rest) = rest {
         builder = builder.discord_rest(rest);
     }
-    let hub = builder.try_build().unwrap();
+    let hub = builder.build().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(hub.clone().serve(listener, async move {
         let _ = rx.await;

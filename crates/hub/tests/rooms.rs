@@ -78,6 +78,21 @@ async fn create_and_end_rooms() {
         .unwrap();
     assert_eq!(response.status(), 401);
 
+    // The size of a create's body is checked before the caller, the caller before
+    // the body's fields and before the channel id of an end.
+    let response = hub
+        .http
+        .post(hub.url("/api/create-room"))
+        .body(vec![b' '; 17 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let (status, _, _) = create(&hub, "Bearer nope", json!({"userLimit": 100}), None).await;
+    assert_eq!(status, 401);
+    let (status, _) = end(&hub, "Bearer nope", "not-a-snowflake").await;
+    assert_eq!(status, 401);
+
     let (status, body, _) = create(&hub, &bearer(), json!({}), None).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["guildId"], GUILD.to_string());

@@ -106,7 +106,8 @@ async fn hub_with_view(rooms: Arc<MemoryRooms>, source: Arc<dyn VoiceViewSource>
     let settings = settings(&jwks);
     let hub = coven_hub::Hub::builder(settings, rooms)
         .voice_view(source)
-        .build();
+        .build()
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

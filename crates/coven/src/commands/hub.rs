@@ -81,7 +81,7 @@ pub(super) async fn serve(
         Arc::new(coven_hub::DiscordRooms::new(rest.clone())),
     )
     .discord_rest(rest)
-    .try_build()
+    .build()
     .map_err(|error| format!("cannot start the hub: {error}"))?;
     tracing::info!(%addr, "hub listening");
     hub.serve(listener, shutdown)

@@ -78,7 +78,8 @@ pub fn hub_server_main(configure: impl FnOnce(&mut HubSettings)) {
         configure(&mut settings);
         let hub = Hub::builder(settings, Arc::new(MemoryRooms::new(1)))
             .key_source(Arc::new(static_key()))
-            .build();
+            .build()
+            .expect("the hub builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

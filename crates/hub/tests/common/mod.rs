@@ -133,7 +133,7 @@ impl TestHub {
         let jwks = jwks_server().await;
         let mut settings = settings(&jwks);
         tune(&mut settings);
-        let hub = Hub::new(settings, rooms);
+        let hub = Hub::new(settings, rooms).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -11,11 +11,11 @@ mod support;
 use std::time::Duration;
 
 use coven_contract::{Event, RoomDeleted, Secret, Snowflake};
+use coven_worker::RedisStore;
+use coven_worker::VoiceView;
 use coven_worker::WorkerSettings;
-use coven_worker::lease::{Lease, LeaseTimings, wait_for_lease};
-use coven_worker::outbox::{StoreError, StoredSession};
-use coven_worker::redis_store::RedisStore;
-use coven_worker::tracker::VoiceView;
+use coven_worker::{Lease, LeaseTimings, wait_for_lease};
+use coven_worker::{StoreError, StoredSession};
 use support::redis::RedisServer;
 use support::{FakeHub, RunningWorker, WAIT, signed, simulator, wait_for_role};
 use tokio::sync::watch;

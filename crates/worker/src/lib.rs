@@ -44,7 +44,7 @@ use tokio::sync::watch;
 use url::Url;
 
 pub use backoff::Backoff;
-pub use gateway::{GatewaySettings, INTENTS};
+pub use gateway::GatewaySettings;
 pub use metrics::prometheus;
 pub use store::{
     DeadLetter, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError, StoredSession,

@@ -8,8 +8,8 @@
 //! answer saying the event itself is bad (400, 413, 415, 422) sends it to the
 //! dead-letter table, so one poisoned event never blocks the queue.
 //!
-//! One of an active/standby pair delivers only while it holds the lease, and
-//! cuts an attempt short when the lease would run out during it.
+//! One of an active/standby pair delivers only while its store may write (it
+//! holds the lease), and cuts an attempt short when that would end during it.
 
 use std::time::Duration;
 
@@ -19,10 +19,9 @@ use reqwest::StatusCode;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::lease::Lease;
+use crate::backoff::Backoff;
 use crate::metrics;
-use crate::outbox::{Pending, StoreError};
-use crate::store::Store;
+use crate::store::{Pending, Store, StoreError};
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,40 +33,30 @@ pub enum Outcome {
         /// `Retry-After`, when the hub sent one.
         after: Option<Duration>,
         /// What went wrong, for the log.
-        reason: String,
+        reason: Failure,
     },
     /// The hub refused the event itself; retrying cannot help.
     Reject {
-        /// What the hub answered.
-        reason: String,
+        /// What the hub answered (kept with the dead letter).
+        reason: Failure,
     },
 }
 
-/// Backoff between failed attempts: `base × 2^attempt`, capped, with full jitter
-/// in its upper half so that many workers do not retry in lockstep.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First delay.
-    pub base: Duration,
-    /// Largest delay.
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before retry number `attempt` (0-based).
-    pub fn delay(self, attempt: u32) -> Duration {
-        let exponential = self.base.saturating_mul(1 << attempt.min(20)).min(self.cap);
-        exponential.mul_f64(rand::random_range(0.5..=1.0))
-    }
+/// Why an attempt did not deliver the event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The hub answered with a status other than 2xx.
+    #[error("hub answered {0}")]
+    Status(StatusCode),
+    /// No answer within the delivery timeout.
+    #[error("timed out")]
+    TimedOut,
+    /// The hub could not be reached.
+    #[error("could not connect to the hub")]
+    Unreachable,
+    /// Another transport failure (TLS, a broken connection, …).
+    #[error("transport error")]
+    Transport,
 }
 
 /// Posts signed events to the hub.
@@ -120,7 +109,7 @@ impl HubClient {
 
 /// What an HTTP status means for the event.
 pub fn classify(status: StatusCode, retry_after: Option<Duration>) -> Outcome {
-    let reason = format!("hub answered {status}");
+    let reason = Failure::Status(status);
     match status.as_u16() {
         200..=299 => Outcome::Delivered,
         400 | 413 | 415 | 422 => Outcome::Reject { reason },
@@ -141,13 +130,13 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(3600.0)))
 }
 
-fn transport_reason(error: &reqwest::Error) -> String {
+fn transport_reason(error: &reqwest::Error) -> Failure {
     if error.is_timeout() {
-        "timed out".into()
+        Failure::TimedOut
     } else if error.is_connect() {
-        "could not connect to the hub".into()
+        Failure::Unreachable
     } else {
-        "transport error".into()
+        Failure::Transport
     }
 }
 
@@ -162,35 +151,30 @@ enum Next {
 }
 
 /// Delivers events until `shutdown` turns true or, for one of a pair of workers,
-/// the `lease` is lost. Never gives up on an event that can still be delivered;
-/// Redis errors are retried with backoff. Returns an error only when the local
-/// state file fails.
+/// the `store` fences this worker off. Never gives up on an event that can
+/// still be delivered; Redis errors are retried with backoff. Returns an error
+/// only when the local state file fails.
 pub async fn run(
     store: Store,
     hub: HubClient,
     backoff: Backoff,
     mut shutdown: watch::Receiver<bool>,
-    lease: Option<Lease>,
 ) -> Result<(), StoreError> {
     let mut attempt = 0_u32;
     let mut store_failures = 0_u32;
-    let lost = crate::lease::lost(lease.as_ref());
-    tokio::pin!(lost);
+    let fenced = store.fenced();
+    tokio::pin!(fenced);
     loop {
-        if *shutdown.borrow() || lease.as_ref().is_some_and(|lease| !lease.is_valid()) {
+        if *shutdown.borrow() || !store.may_write() {
             return Ok(());
         }
-        let next = match step(&store, &hub, backoff, &mut attempt, lease.as_ref()).await {
+        let next = match step(&store, &hub, backoff, &mut attempt).await {
             Ok(next) => {
                 store_failures = 0;
                 next
             }
-            Err(StoreError::Fenced) => {
-                if let Some(lease) = &lease {
-                    lease.give_up("a delivery write was refused");
-                }
-                return Ok(());
-            }
+            // The store has given the lease up: another worker delivers now.
+            Err(StoreError::Fenced) => return Ok(()),
             Err(error) if error.is_transient() => {
                 let delay = backoff.delay(store_failures);
                 tracing::warn!(%error, retry_in_ms = delay.as_millis(), "outbox unavailable; will retry");
@@ -204,12 +188,12 @@ pub async fn run(
             Next::Idle => tokio::select! {
                 () = store.added() => {}
                 _ = shutdown.changed() => {}
-                () = &mut lost => {}
+                () = &mut fenced => {}
             },
             Next::Wait(wait) => tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
-                () = &mut lost => {}
+                () = &mut fenced => {}
             },
         }
     }
@@ -221,15 +205,14 @@ async fn step(
     hub: &HubClient,
     backoff: Backoff,
     attempt: &mut u32,
-    lease: Option<&Lease>,
 ) -> Result<Next, StoreError> {
     let Some(pending) = store.peek().await? else {
         return Ok(Next::Idle);
     };
-    let outcome = match lease {
+    let outcome = match store.write_window() {
         // A worker that may lose the lease never lets a post outlive it, so it
         // cannot reach the hub after the next active worker started delivering.
-        Some(lease) => match tokio::time::timeout(lease.remaining(), hub.post(&pending)).await {
+        Some(window) => match tokio::time::timeout(window, hub.post(&pending)).await {
             Ok(outcome) => outcome,
             Err(_) => return Ok(Next::Continue),
         },
@@ -244,7 +227,7 @@ async fn step(
         }
         Outcome::Reject { reason } => {
             tracing::error!(event_id = %pending.event_id, %reason, "hub refused an event for good; moved to dead letters");
-            store.bury(&pending, &reason).await?;
+            store.bury(&pending, &reason.to_string()).await?;
             metrics::dead_lettered(store);
             *attempt = 0;
             Ok(Next::Continue)
@@ -288,19 +271,5 @@ mod tests {
             classify(StatusCode::TOO_MANY_REQUESTS, after),
             Outcome::Retry { after: Some(d), .. } if d == Duration::from_secs(2)
         ));
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let backoff = Backoff::default();
-        for attempt in 0..40 {
-            let delay = backoff.delay(attempt);
-            let ceiling = (backoff.base * 2_u32.pow(attempt.min(20))).min(backoff.cap);
-            assert!(
-                delay <= ceiling && delay >= ceiling / 2,
-                "{attempt}: {delay:?}"
-            );
-        }
-        assert!(backoff.delay(30) <= Duration::from_secs(30));
     }
 }

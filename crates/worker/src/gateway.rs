@@ -9,16 +9,21 @@
 //! on the fatal close codes, and on shutdown closes with a resumable code after
 //! persisting the session.
 //!
-//! One of an active/standby pair runs this loop only while it holds the lease.
-//! When the lease is lost it drops the connection at once, without a close
-//! frame and without saving: the session stays resumable, and the worker that
-//! holds the lease now resumes it from the session stored in Redis.
+//! The bot's own voice connection produces events too (`voice.speaking`): they
+//! come in on a channel ([`BotVoice::ready`]) and are committed by this loop,
+//! through the same fenced, retried [`Store::commit`] as the dispatches' events.
+//!
+//! One of an active/standby pair runs this loop only while its store may write
+//! (it holds the lease). When the store fences it off, the loop drops the
+//! connection at once, without a close frame and without saving: the session
+//! stays resumable, and the worker that holds the lease now resumes it from the
+//! session stored in Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Session, Shard, ShardId, ShardState,
     StreamExt as _,
@@ -26,12 +31,9 @@ use twilight_gateway::{
 use twilight_model::gateway::CloseCode;
 
 use crate::WorkerError;
-use crate::delivery::Backoff;
 use crate::health::{GatewayState, Status};
-use crate::lease::Lease;
 use crate::metrics;
-use crate::outbox::{StoreError, StoredSession};
-use crate::store::Store;
+use crate::store::{Store, StoredSession, Written};
 use crate::tracker::{VoiceTracker, VoiceView};
 use crate::voice::BotVoice;
 
@@ -58,34 +60,32 @@ pub struct GatewaySettings {
     pub gateway_url: Option<String>,
 }
 
-/// How long a pair's worker waits between attempts to commit while Redis fails.
-const REDIS_RETRY: Backoff = Backoff {
-    base: Duration::from_millis(50),
-    cap: Duration::from_millis(500),
-};
+/// Events of the bot's voice connection waiting for this loop to commit them.
+const PRODUCED_QUEUE: usize = 256;
 
 /// How the session loop ended, when Discord did not end it for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
     /// `shutdown` turned true: the session was closed with a resumable code and saved.
     Shutdown,
-    /// The lease was lost: the connection was dropped, the session left resumable.
-    LeaseLost,
+    /// The store fenced this worker off (one of a pair lost its lease): the
+    /// connection was dropped, the session left resumable.
+    Fenced,
 }
 
-/// Runs the session until `shutdown` turns true, the `lease` (if any) is lost,
-/// or Discord closes the session for good (Err).
+/// Runs the session until `shutdown` turns true, the `store` fences this
+/// worker off, or Discord closes the session for good (Err).
 pub async fn run(
     settings: GatewaySettings,
     store: Store,
     status: Arc<Status>,
     voice: BotVoice,
     mut shutdown: watch::Receiver<bool>,
-    lease: Option<Lease>,
 ) -> Result<Ended, WorkerError> {
-    let Some((stored_session, stored_view)) = load(&store, lease.as_ref()).await? else {
-        return Ok(Ended::LeaseLost);
+    let Some((stored_session, stored_view)) = store.load().await? else {
+        return Ok(Ended::Fenced);
     };
+    let (produced, mut voice_events) = mpsc::channel(PRODUCED_QUEUE);
     let resuming = stored_session.is_some();
     let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
     let mut seen = Seen {
@@ -93,7 +93,7 @@ pub async fn run(
         store: &store,
         status: &status,
         voice: &voice,
-        lease: lease.as_ref(),
+        produced,
         tracker: VoiceTracker::new(settings.guild_id, stored_view),
         hellos: 0,
         last_close: None,
@@ -103,9 +103,9 @@ pub async fn run(
     status.set_view(Arc::new(seen.tracker.view().clone()));
     tracing::info!(resuming, "connecting to the Discord gateway");
     let mut save_timer = tokio::time::interval(SESSION_SAVE_INTERVAL);
-    let lost = crate::lease::lost(lease.as_ref());
-    tokio::pin!(lost);
-    let mut lease_lost = false;
+    let fenced = store.fenced();
+    tokio::pin!(fenced);
+    let mut fenced_off = false;
 
     // Shutdown queues a resumable close frame, keeps applying the dispatches
     // already received while twilight sends it, and stops polling as soon as the
@@ -119,14 +119,14 @@ pub async fn run(
         }
         // Checked before every poll of the shard: a worker that was paused past
         // its lease must not touch the session again, not even to heartbeat.
-        if lease.as_ref().is_some_and(|lease| !lease.is_valid()) {
-            lease_lost = true;
+        if !store.may_write() {
+            fenced_off = true;
             break;
         }
         tokio::select! {
             biased;
-            () = &mut lost, if closing.is_none() => {
-                lease_lost = true;
+            () = &mut fenced, if closing.is_none() => {
+                fenced_off = true;
                 break;
             }
             _ = shutdown.changed(), if closing.is_none() => {
@@ -135,6 +135,12 @@ pub async fn run(
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
             _ = save_timer.tick() => seen.save(current_session(&shard, seen.bot_user)).await?,
+            Some(event) = voice_events.recv() => {
+                if !seen.commit(&[event], None, None).await? {
+                    fenced_off = true;
+                    break;
+                }
+            }
             item = shard.next_event(EventTypeFlags::all()) => {
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
@@ -160,14 +166,14 @@ pub async fn run(
                 }
                 status.set_state(gateway_state(shard.state()));
                 if !seen.record(&event, session).await? {
-                    lease_lost = true;
+                    fenced_off = true;
                     break;
                 }
             }
         }
     }
 
-    if lease_lost {
+    if fenced_off {
         // Dropping the shard drops the TCP connection without a close frame:
         // Discord keeps the session resumable for the worker that holds the lease.
         drop(shard);
@@ -175,7 +181,7 @@ pub async fn run(
         tracing::warn!(
             "let go of the Discord session without closing it; the lease holder resumes it"
         );
-        return Ok(Ended::LeaseLost);
+        return Ok(Ended::Fenced);
     }
     seen.save(current_session(&shard, seen.bot_user)).await?;
     status.set_state(GatewayState::Disconnected);
@@ -189,7 +195,8 @@ struct Seen<'a> {
     store: &'a Store,
     status: &'a Status,
     voice: &'a BotVoice,
-    lease: Option<&'a Lease>,
+    /// Where the bot's voice connection sends the events it produces.
+    produced: mpsc::Sender<ContractEvent>,
     tracker: VoiceTracker,
     hellos: u64,
     last_close: Option<u16>,
@@ -201,8 +208,14 @@ struct Seen<'a> {
 
 impl Seen<'_> {
     /// Feeds a dispatch to the tracker and, when the view may have changed,
-    /// commits its events with the view and `session`. `Ok(false)`: the lease
-    /// was lost and nothing was committed.
+    /// commits its events with the view and `session`. `Ok(false)`: the store
+    /// fenced this worker off and nothing was committed.
+    ///
+    /// The view is published (for `/voice-view`) before the commit, so that it
+    /// never lags an event the delivery task may already have posted: the hub
+    /// reads it for snapshots, and a snapshot older than an event the browser
+    /// has seen would undo that event. A single worker's failed commit ends the
+    /// worker, so a published view is never left uncommitted.
     async fn record(
         &mut self,
         event: &Event,
@@ -211,32 +224,46 @@ impl Seen<'_> {
         let Some(events) = apply(&mut self.tracker, event) else {
             return Ok(true);
         };
-        let view = self.tracker.view().clone();
-        let committed = commit(
-            self.store,
-            self.status,
-            view,
-            session.as_ref(),
-            &events,
-            self.lease,
-        )
-        .await?;
-        if !committed {
+        let view = Arc::new(self.tracker.view().clone());
+        self.status.set_view(view.clone());
+        self.commit(&events, Some(&view), session).await
+    }
+
+    /// Commits `events` (with the view and session, when given) through the
+    /// store's one fenced, retried path, and counts them. `Ok(false)`: the store
+    /// fenced this worker off and nothing was committed (the next active worker
+    /// gets the dispatch again on resume).
+    async fn commit(
+        &mut self,
+        events: &[ContractEvent],
+        view: Option<&VoiceView>,
+        session: Option<StoredSession>,
+    ) -> Result<bool, WorkerError> {
+        if self.store.commit(events, view, session.as_ref()).await? == Written::Fenced {
             return Ok(false);
         }
         if session.is_some() {
             self.saved = session;
         }
-        for event in &events {
+        for event in events {
             metrics::event_produced(event.name());
             self.status.event_produced();
         }
         Ok(true)
     }
 
-    /// Saves `session` when its sequence moved.
+    /// Saves the session when its sequence moved.
     async fn save(&mut self, session: Option<StoredSession>) -> Result<(), WorkerError> {
-        save_session(self.store, session, &mut self.saved, self.lease).await
+        let Some(current) = session
+            .as_ref()
+            .filter(|current| Some(*current) != self.saved.as_ref())
+        else {
+            return Ok(());
+        };
+        if self.store.save_session(current).await? {
+            self.saved = session;
+        }
+        Ok(())
     }
 
     /// Notes an event: metrics, logs, the close code, the bot's voice parts.
@@ -252,7 +279,8 @@ impl Seen<'_> {
             Event::Ready(ready) => {
                 let bot = Snowflake::from(ready.user.id.into_nonzero());
                 self.bot_user = Some(bot);
-                self.voice.ready(guild_id, bot, shard.sender(), self.store);
+                self.voice
+                    .ready(guild_id, bot, shard.sender(), &self.produced);
                 metrics::identified();
                 self.status.session_started();
                 tracing::info!("identified: new gateway session");
@@ -260,7 +288,8 @@ impl Seen<'_> {
             Event::Resumed => {
                 // A resumed session sees no READY: the stored session knows the bot.
                 if let Some(bot) = self.bot_user {
-                    self.voice.ready(guild_id, bot, shard.sender(), self.store);
+                    self.voice
+                        .ready(guild_id, bot, shard.sender(), &self.produced);
                 }
                 metrics::resumed();
                 tracing::info!("gateway session resumed");
@@ -321,111 +350,6 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
         Event::ChannelDelete(channel) => Some(tracker.channel_delete(&channel.0)),
         _ => None,
     }
-}
-
-/// The stored session and view. One of a pair retries while Redis fails and its
-/// lease holds; `None` means the lease was lost meanwhile.
-async fn load(
-    store: &Store,
-    lease: Option<&Lease>,
-) -> Result<Option<(Option<StoredSession>, Option<VoiceView>)>, WorkerError> {
-    let mut failures = 0_u32;
-    loop {
-        match (store.load().await, lease) {
-            (Ok(stored), _) => return Ok(Some(stored)),
-            (Err(error), Some(lease)) if error.is_transient() => {
-                if !lease.is_valid() {
-                    return Ok(None);
-                }
-                let delay = REDIS_RETRY.delay(failures).min(lease.remaining());
-                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "could not load the session from redis; retrying");
-                failures = failures.saturating_add(1);
-                tokio::time::sleep(delay).await;
-            }
-            (Err(error), _) => return Err(error.into()),
-        }
-    }
-}
-
-/// Publishes the view for `/voice-view`, then commits the events, the view and
-/// the session sequence in one step. The view goes first so that it never lags
-/// an event the delivery task may already have posted: the hub reads it for
-/// snapshots, and a snapshot older than an event the browser has seen would
-/// undo that event. A single worker's failed commit ends the worker, so a
-/// published view is never left uncommitted. One of a pair retries while Redis
-/// fails and its lease holds; `Ok(false)` means the lease is lost and nothing
-/// was committed (the next active worker gets the dispatch again on resume).
-async fn commit(
-    store: &Store,
-    status: &Status,
-    view: VoiceView,
-    session: Option<&StoredSession>,
-    events: &[ContractEvent],
-    lease: Option<&Lease>,
-) -> Result<bool, WorkerError> {
-    let view = Arc::new(view);
-    status.set_view(view.clone());
-    let mut failures = 0_u32;
-    let overflowed = loop {
-        let error = match store.commit(events, Some(&view), session).await {
-            Ok(overflowed) => break overflowed,
-            Err(error) => error,
-        };
-        let Some(lease) = lease else {
-            return Err(error.into());
-        };
-        match error {
-            StoreError::Fenced => {
-                lease.give_up("a commit was refused");
-                return Ok(false);
-            }
-            error if error.is_transient() && lease.is_valid() => {
-                let delay = REDIS_RETRY.delay(failures).min(lease.remaining());
-                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "could not commit to redis; retrying");
-                failures = failures.saturating_add(1);
-                tokio::time::sleep(delay).await;
-            }
-            error if error.is_transient() => return Ok(false),
-            error => return Err(error.into()),
-        }
-    };
-    if overflowed > 0 {
-        tracing::error!(
-            overflowed,
-            capacity = store.capacity(),
-            "outbox full: events moved to dead letters"
-        );
-    } else if store.near_full() {
-        tracing::warn!(
-            depth = store.depth(),
-            capacity = store.capacity(),
-            "outbox is nearly full"
-        );
-    }
-    Ok(true)
-}
-
-/// Saves the session when its sequence moved. One of a pair only logs a failure
-/// (the next save or commit records it) and gives the lease up when fenced.
-async fn save_session(
-    store: &Store,
-    session: Option<StoredSession>,
-    saved: &mut Option<StoredSession>,
-    lease: Option<&Lease>,
-) -> Result<(), WorkerError> {
-    let Some(current) = session
-        .as_ref()
-        .filter(|current| Some(*current) != saved.as_ref())
-    else {
-        return Ok(());
-    };
-    match (store.save_session(current).await, lease) {
-        (Ok(()), _) => *saved = session,
-        (Err(error), None) => return Err(error.into()),
-        (Err(StoreError::Fenced), Some(lease)) => lease.give_up("a session save was refused"),
-        (Err(error), Some(_)) => tracing::warn!(%error, "could not save the session to redis"),
-    }
-    Ok(())
 }
 
 fn current_session(shard: &Shard, bot_user: Option<Snowflake>) -> Option<StoredSession> {

@@ -95,11 +95,6 @@ impl Status {
         self.lock().state = state;
     }
 
-    /// The gateway's state.
-    pub fn state(&self) -> GatewayState {
-        self.lock().state
-    }
-
     /// Records the worker's role; a standby's gateway state is [`GatewayState::Standby`].
     pub fn set_role(&self, role: Role) {
         let mut inner = self.lock();
@@ -195,10 +190,9 @@ async fn voice_view(State(state): State<HealthState>, headers: HeaderMap) -> Res
         let body = serde_json::json!({"message": "forbidden"});
         return (StatusCode::FORBIDDEN, Json(body)).into_response();
     }
-    if state.status.role() == Role::Standby
-        && let Store::Redis(redis) = &state.store
-    {
-        return match redis.load_view().await {
+    // A standby's own view is stale: it serves what the active committed.
+    if state.status.role() == Role::Standby {
+        return match state.store.load_view().await {
             Ok(view) => Json(view.unwrap_or_default()).into_response(),
             Err(error) => {
                 tracing::warn!(%error, "standby could not read the voice view from redis");

@@ -1,29 +1,36 @@
 //! The gateway worker: holds the bot's Discord Gateway session and gets every
 //! contract event to the hub, in order, at least once.
 //!
-//! The data path is one straight line through files named for its steps:
-//! [`gateway`] (Discord session) → [`tracker`] (voice states to contract events)
-//! → [`store`] (durable queue, committed with the session: the local [`outbox`]
-//! file, or [`redis_store`] for a pair) → [`delivery`] (signed webhooks to the
-//! hub). [`health`] and [`metrics`] let operators watch it.
+//! The data path is one straight line through modules named for its steps:
+//! `gateway` (Discord session) → `tracker` (voice states to contract events)
+//! → `store` (durable queue, committed with the session) → `delivery` (signed
+//! webhooks to the hub). `health` and `metrics` let operators watch it; the
+//! bot's own voice connection (`voice`, driven by `commands`) feeds its
+//! `voice.speaking` events back into the gateway loop, so every event takes
+//! the same path.
 //!
-//! With `REDIS_URL`, two workers for one bot run as an active/standby pair: the
-//! [`lease`] decides which one holds the Discord session; the other waits, and
-//! resumes the same session when the lease comes to it. A single worker's state
-//! file is moved into Redis the first time one of the pair is active ([`migrate`]).
+//! The store owns the difference between a single worker and a pair: alone, it
+//! is a local redb file ([`LocalStore`]); with `REDIS_URL`, two workers for one
+//! bot share their state in Redis ([`RedisStore`]), and a [`Lease`] decides
+//! which one holds the Discord session and may write. The other waits, and
+//! resumes the same session when the lease comes to it (`pair`). A single
+//! worker's state file is moved into Redis the first time one of the pair is
+//! active. See `docs/worker.md`.
+//!
+//! The modules are private; this page lists what the `coven` binary and the
+//! tests use: [`run`] with its [`WorkerSettings`], the store's backends for
+//! tests that drive them directly, and the [`VoiceTracker`].
 
-pub mod commands;
-pub mod delivery;
-pub mod gateway;
-pub mod health;
-pub mod lease;
-pub mod metrics;
-pub mod migrate;
-pub mod outbox;
-pub mod redis_store;
-pub mod store;
-pub mod tracker;
-pub mod voice;
+mod backoff;
+mod commands;
+mod delivery;
+mod gateway;
+mod health;
+mod metrics;
+mod pair;
+mod store;
+mod tracker;
+mod voice;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,14 +43,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::lease::Lease;
+pub use backoff::Backoff;
+pub use gateway::GatewaySettings;
+pub use metrics::prometheus;
+pub use store::{
+    DeadLetter, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError, StoredSession,
+    wait_for_lease,
+};
+pub use tracker::{Presence, Room, VoiceTracker, VoiceView};
+
 use crate::store::Store;
 
 /// Everything the worker needs; the `coven` binary fills it from the environment.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// The Discord session's settings.
-    pub gateway: gateway::GatewaySettings,
+    pub gateway: GatewaySettings,
     /// The hub's `/api/internal/events`.
     pub hub_endpoint: Url,
     /// `HUB_SECRET`: the first signs webhooks; any of them authenticates the
@@ -52,16 +67,16 @@ pub struct WorkerSettings {
     /// Where the state file lives (created if missing). Unused with `redis_url`.
     pub state_dir: PathBuf,
     /// `REDIS_URL`: when set, the session, voice view and outbox live in Redis
-    /// and this worker is one of an active/standby pair (see [`lease`]).
+    /// and this worker is one of an active/standby pair (see [`Lease`]).
     pub redis_url: Option<Secret>,
     /// The pair's lease timings (only with `redis_url`).
-    pub lease: lease::LeaseTimings,
+    pub lease: LeaseTimings,
     /// Most events the outbox holds before dead-lettering new ones.
     pub outbox_capacity: u64,
     /// Timeout of one webhook attempt.
     pub delivery_timeout: Duration,
     /// Backoff between failed attempts.
-    pub backoff: delivery::Backoff,
+    pub backoff: Backoff,
 }
 
 impl WorkerSettings {
@@ -79,7 +94,7 @@ impl WorkerSettings {
     ) -> Self {
         assert!(!hub_secrets.is_empty(), "at least one hub secret");
         Self {
-            gateway: gateway::GatewaySettings {
+            gateway: GatewaySettings {
                 guild_id,
                 bot_token,
                 gateway_url: None,
@@ -88,10 +103,10 @@ impl WorkerSettings {
             hub_secrets,
             state_dir,
             redis_url: None,
-            lease: lease::LeaseTimings::default(),
+            lease: LeaseTimings::default(),
             outbox_capacity: 1_000_000,
             delivery_timeout: Duration::from_secs(10),
-            backoff: delivery::Backoff::default(),
+            backoff: Backoff::default(),
         }
     }
 }
@@ -109,10 +124,15 @@ pub enum WorkerError {
     },
     /// The state file (or, for a pair, the Redis configuration) failed.
     #[error(transparent)]
-    Store(#[from] outbox::StoreError),
-    /// The state directory or the health port could not be used.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Store(#[from] StoreError),
+    /// The state directory could not be created.
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    StateDir {
+        /// The directory (`STATE_DIR`'s worker part).
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A background task panicked.
     #[error("internal error: {0} panicked")]
     Panicked(&'static str),
@@ -133,21 +153,7 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // twilight's TLS stack needs a process-wide provider; another part may have set it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let store = match &settings.redis_url {
-        None => {
-            std::fs::create_dir_all(&settings.state_dir)?;
-            Store::Local(outbox::Outbox::open(
-                &settings.state_dir.join(migrate::STATE_FILE),
-                settings.outbox_capacity,
-            )?)
-        }
-        Some(url) => Store::Redis(redis_store::RedisStore::open(
-            url,
-            settings.gateway.guild_id,
-            settings.outbox_capacity,
-            settings.lease.redis_timeout,
-        )?),
-    };
+    let store = Store::open(&settings)?;
     let status = Arc::new(health::Status::default());
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -184,9 +190,10 @@ pub async fn run(
         voice: &voice,
         stop: &stop,
     };
-    let result = match &store {
-        Store::Local(_) => term.run(None).await.map(drop),
-        Store::Redis(redis) => run_pair(&term, redis).await,
+    let result = if store.is_pair() {
+        pair::run(&term).await
+    } else {
+        term.run(&store).await.map(drop)
     };
 
     let _ = stop.send(true);
@@ -200,7 +207,7 @@ pub async fn run(
 }
 
 /// What one stretch of holding the Discord session needs.
-struct Term<'a> {
+pub(crate) struct Term<'a> {
     settings: &'a WorkerSettings,
     store: &'a Store,
     status: &'a Arc<health::Status>,
@@ -209,9 +216,10 @@ struct Term<'a> {
 }
 
 impl Term<'_> {
-    /// Holds the session and delivers the outbox until shutdown, a fatal close,
-    /// or (with a `lease`) the loss of the lease.
-    async fn run(&self, lease: Option<Lease>) -> Result<gateway::Ended, WorkerError> {
+    /// Holds the session and delivers the outbox through `store` until
+    /// shutdown, a fatal close, or the store fences this worker off (one of a
+    /// pair lost its lease).
+    pub(crate) async fn run(&self, store: &Store) -> Result<gateway::Ended, WorkerError> {
         let settings = self.settings;
         let hub = delivery::HubClient::new(
             settings.hub_endpoint.clone(),
@@ -219,19 +227,17 @@ impl Term<'_> {
             settings.delivery_timeout,
         );
         let delivery = tokio::spawn(delivery::run(
-            self.store.clone(),
+            store.clone(),
             hub,
             settings.backoff,
             self.stop.subscribe(),
-            lease.clone(),
         ));
         let gateway = gateway::run(
             settings.gateway.clone(),
-            self.store.clone(),
+            store.clone(),
             self.status.clone(),
             self.voice.clone(),
             self.stop.subscribe(),
-            lease,
         );
         tokio::pin!(gateway);
         let mut delivery = Some(delivery);
@@ -240,8 +246,8 @@ impl Term<'_> {
             joined = delivery.as_mut().expect("not taken yet") => {
                 delivery = None;
                 match joined {
-                    // Delivery stops by itself only at shutdown or when the lease
-                    // is lost: let the gateway end too.
+                    // Delivery stops by itself only at shutdown or when the store
+                    // fences this worker off: let the gateway end too.
                     Ok(Ok(())) => gateway.await,
                     // A state file failure stops everything, so the operator (or
                     // systemd) sees it, instead of queueing forever.
@@ -252,7 +258,7 @@ impl Term<'_> {
         };
 
         // A failure ends the worker: stop the other tasks. (At shutdown the flag
-        // is already set; when the lease is lost, delivery stops by itself.) An
+        // is already set; when fenced off, delivery stops by itself.) An
         // attempt cut short is simply delivered again: the hub deduplicates by id.
         if result.is_err() {
             let _ = self.stop.send(true);
@@ -265,68 +271,5 @@ impl Term<'_> {
             delivery.abort();
         }
         result
-    }
-}
-
-/// One worker of an active/standby pair: standby until it takes the lease,
-/// active until it loses it, standby again, … until shutdown or a fatal close.
-async fn run_pair(term: &Term<'_>, redis: &redis_store::RedisStore) -> Result<(), WorkerError> {
-    let mut shutdown = term.stop.subscribe();
-    loop {
-        term.voice.standby();
-        term.status.set_role(health::Role::Standby);
-        metrics::lease_held(false);
-        tracing::info!("role: standby (another worker holds the session, or none has yet)");
-        let reachable = |ok| term.status.set_redis_reachable(ok);
-        let Some((lease, took_over)) =
-            lease::wait_for_lease(redis, term.settings.lease, reachable, &mut shutdown).await
-        else {
-            return Ok(());
-        };
-        term.voice.activate();
-        term.status.set_role(health::Role::Active);
-        term.status.set_state(health::GatewayState::Disconnected);
-        metrics::lease_held(true);
-        if took_over {
-            metrics::took_over();
-        }
-        tracing::info!(
-            token = lease.token(),
-            took_over,
-            "role: active (holds the worker lease and the session)"
-        );
-        let keeper = lease.keep();
-        match migrate::import_local_state(redis, &term.settings.state_dir).await {
-            Ok(()) => {}
-            Err(error) if error.is_transient() || matches!(error, outbox::StoreError::Fenced) => {
-                tracing::warn!(%error, "could not import the local state file into redis; retrying as standby");
-                lease.release().await;
-                let _ = keeper.await;
-                continue;
-            }
-            Err(error) => {
-                lease.release().await;
-                metrics::lease_held(false);
-                return Err(error.into());
-            }
-        }
-        let ended = term.run(Some(lease.clone())).await;
-        match ended {
-            Ok(gateway::Ended::LeaseLost) => {
-                metrics::lease_lost();
-                lease.give_up("the session loop stopped");
-                let _ = keeper.await;
-            }
-            Ok(gateway::Ended::Shutdown) => {
-                lease.release().await;
-                metrics::lease_held(false);
-                return Ok(());
-            }
-            Err(error) => {
-                lease.release().await;
-                metrics::lease_held(false);
-                return Err(error);
-            }
-        }
     }
 }

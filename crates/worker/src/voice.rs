@@ -3,21 +3,22 @@
 //! `DiscordRtcClient` (songbird's driver) needs three things from the gateway: a way
 //! to send op 4 (join/leave a voice channel), the bot's own `VOICE_STATE_UPDATE`s and
 //! every `VOICE_SERVER_UPDATE`. The gateway loop provides them through [`BotVoice`];
-//! the speaking updates the client hears become `voice.speaking` events in the
-//! outbox, so they reach browsers on the same ordered, durable path as the rest.
+//! the speaking updates the client hears become `voice.speaking` events that go
+//! back to the gateway loop, which commits them like its own (fenced, retried,
+//! in order with the dispatches' events), so they reach browsers on the same
+//! ordered, durable path as the rest.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coven_contract::{Event, Snowflake, VoiceSpeaking};
 use coven_discord::{DiscordRtcClient, VoiceGatewaySender};
+use tokio::sync::mpsc;
 use twilight_gateway::MessageSender;
 use twilight_model::gateway::payload::incoming::VoiceServerUpdate;
 use twilight_model::gateway::payload::outgoing::UpdateVoiceState;
 use twilight_model::id::Id;
 use twilight_model::voice::VoiceState;
-
-use crate::store::Store;
 
 /// Sends op 4 through the shard's message channel.
 struct ShardVoiceSender {
@@ -49,7 +50,8 @@ struct Parts {
     guild_id: Snowflake,
     bot_user_id: Snowflake,
     sender: MessageSender,
-    store: Store,
+    /// Where the events the client produces go: the gateway loop.
+    produced: mpsc::Sender<Event>,
 }
 
 /// The bot's voice connection. The session provides its parts on READY (or on
@@ -95,21 +97,22 @@ impl BotVoice {
             tracing::warn!(%error, "could not clear the bot's previous voice state");
         }
         let client = DiscordRtcClient::new(parts.guild_id, parts.bot_user_id, gateway);
-        let speaking = tokio::spawn(speaking_to_outbox(client.clone(), parts.store.clone()));
+        let speaking = tokio::spawn(speaking_events(client.clone(), parts.produced.clone()));
         inner.speaking = Some(speaking);
         inner.client = Some(client.clone());
         Some(client)
     }
 
-    /// Called on READY (or RESUMED) with what the client will need. The shard's
-    /// message channel survives reconnects, so the first parts stay valid until
-    /// the session is handed to another worker ([`BotVoice::standby`]).
+    /// Called on READY (or RESUMED) with what the client will need, and where
+    /// the events it produces go (`produced`, read by the gateway loop). The
+    /// shard's message channel survives reconnects, so the first parts stay
+    /// valid until the session is handed to another worker ([`BotVoice::standby`]).
     pub fn ready(
         &self,
         guild_id: Snowflake,
         bot_user_id: Snowflake,
         sender: MessageSender,
-        store: &Store,
+        produced: &mpsc::Sender<Event>,
     ) {
         let mut inner = self.lock();
         inner.standby = false;
@@ -118,7 +121,7 @@ impl BotVoice {
                 guild_id,
                 bot_user_id,
                 sender,
-                store: store.clone(),
+                produced: produced.clone(),
             });
         }
     }
@@ -175,8 +178,9 @@ impl BotVoice {
     }
 }
 
-/// Commits every speaking change the bot hears as a `voice.speaking` event.
-async fn speaking_to_outbox(client: DiscordRtcClient, store: Store) {
+/// Sends every speaking change the bot hears, as a `voice.speaking` event, to
+/// the gateway loop that commits it; stops when that loop has ended.
+async fn speaking_events(client: DiscordRtcClient, produced: mpsc::Sender<Event>) {
     let mut updates = client.speaking_updates();
     loop {
         let update = match updates.recv().await {
@@ -196,9 +200,8 @@ async fn speaking_to_outbox(client: DiscordRtcClient, store: Store) {
             user_id: update.user_id,
             speaking: update.speaking,
         });
-        match store.commit(&[event], None, None).await {
-            Ok(_) => crate::metrics::event_produced("voice.speaking"),
-            Err(error) => tracing::error!(%error, "could not store a voice.speaking event"),
+        if produced.send(event).await.is_err() {
+            return;
         }
     }
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use coven_contract::{Event, Secret, Snowflake};
+use coven_worker::LocalStore;
+use coven_worker::RedisStore;
 use coven_worker::WorkerSettings;
-use coven_worker::outbox::Outbox;
-use coven_worker::redis_store::RedisStore;
 use support::redis::RedisServer;
 use support::{FakeHub, RunningWorker, WAIT, signed, simulator, summary, wait_for_role};
 
@@ -89,7 +89,7 @@ async fn a_single_worker_switched_to_redis_resumes_and_delivers_its_queued_event
     single.stop().await.unwrap();
     assert!(refusing.events().is_empty());
     let (first_id, dead) = {
-        let local = Outbox::open(&state_file, 100).unwrap();
+        let local = LocalStore::open(&state_file, 100).unwrap();
         let head = local.peek().unwrap().expect("queued");
         (head.event_id, local.dead_letters().unwrap())
     };

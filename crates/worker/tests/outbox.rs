@@ -2,8 +2,8 @@
 //! dead letters and the configured bound.
 
 use coven_contract::{Event, RoomDeleted, Snowflake};
-use coven_worker::outbox::{Outbox, StoredSession};
-use coven_worker::tracker::VoiceView;
+use coven_worker::VoiceView;
+use coven_worker::{LocalStore, StoredSession};
 
 fn event(channel: u64) -> Event {
     Event::RoomDeleted(RoomDeleted {
@@ -27,7 +27,7 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
     let path = dir.path().join("w.redb");
     let (first_id, second_id);
     {
-        let outbox = Outbox::open(&path, 100).unwrap();
+        let outbox = LocalStore::open(&path, 100).unwrap();
         outbox
             .commit(&[event(10), event(11)], None, Some(&session(7)))
             .unwrap();
@@ -41,7 +41,7 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
         outbox.ack(head.id).unwrap();
         second_id = outbox.peek().unwrap().unwrap().event_id;
     }
-    let outbox = Outbox::open(&path, 100).unwrap();
+    let outbox = LocalStore::open(&path, 100).unwrap();
     let (stored, view) = outbox.load().unwrap();
     assert_eq!(stored, Some(session(9)));
     assert_eq!(view, Some(VoiceView::default()));
@@ -70,8 +70,8 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
 fn a_new_state_file_never_reuses_event_ids() {
     let one = tempfile::tempdir().unwrap();
     let two = tempfile::tempdir().unwrap();
-    let a = Outbox::open(&one.path().join("w.redb"), 10).unwrap();
-    let b = Outbox::open(&two.path().join("w.redb"), 10).unwrap();
+    let a = LocalStore::open(&one.path().join("w.redb"), 10).unwrap();
+    let b = LocalStore::open(&two.path().join("w.redb"), 10).unwrap();
     a.commit(&[event(1)], None, None).unwrap();
     b.commit(&[event(1)], None, None).unwrap();
     // Same position, different files: the hub must not take one for the other.
@@ -84,7 +84,7 @@ fn a_new_state_file_never_reuses_event_ids() {
 #[test]
 fn past_the_bound_events_go_to_dead_letters_not_nowhere() {
     let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open(&dir.path().join("w.redb"), 5).unwrap();
+    let outbox = LocalStore::open(&dir.path().join("w.redb"), 5).unwrap();
     assert!(!outbox.near_full());
     let overflowed = outbox
         .commit(&(1..=7).map(event).collect::<Vec<_>>(), None, None)
@@ -103,7 +103,7 @@ fn past_the_bound_events_go_to_dead_letters_not_nowhere() {
 fn burying_moves_an_event_out_of_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.redb");
-    let outbox = Outbox::open(&path, 10).unwrap();
+    let outbox = LocalStore::open(&path, 10).unwrap();
     outbox.commit(&[event(1), event(2)], None, None).unwrap();
     let head = outbox.peek().unwrap().unwrap();
     outbox.bury(&head, "hub answered 400 Bad Request").unwrap();
@@ -112,7 +112,7 @@ fn burying_moves_an_event_out_of_the_queue() {
         event(2).to_webhook_body()
     );
     drop(outbox);
-    let outbox = Outbox::open(&path, 10).unwrap();
+    let outbox = LocalStore::open(&path, 10).unwrap();
     assert_eq!(
         outbox.dead_letter_count(),
         1,

@@ -3,21 +3,22 @@
 //! release, outbox order and ids survive a takeover, the bound holds; then two
 //! workers in-process against the simulator: one active, one healthy standby
 //! that serves the view and refuses commands, a graceful handover that resumes,
-//! and a Redis outage that sends the active back to standby without ending the
-//! Discord session.
+//! a Redis outage that sends the active back to standby without ending the
+//! Discord session, and a `voice.speaking` event whose first commit fails,
+//! retried like the gateway's own events.
 
 mod support;
 
 use std::time::Duration;
 
 use coven_contract::{Event, RoomDeleted, Secret, Snowflake};
+use coven_worker::RedisStore;
+use coven_worker::VoiceView;
 use coven_worker::WorkerSettings;
-use coven_worker::lease::{Lease, LeaseTimings, wait_for_lease};
-use coven_worker::outbox::{StoreError, StoredSession};
-use coven_worker::redis_store::RedisStore;
-use coven_worker::tracker::VoiceView;
+use coven_worker::{Lease, LeaseTimings, wait_for_lease};
+use coven_worker::{StoreError, StoredSession};
 use support::redis::RedisServer;
-use support::{FakeHub, RunningWorker, WAIT, signed, simulator, wait_for_role};
+use support::{FakeHub, RunningWorker, WAIT, eventually, signed, simulator, wait_for_role};
 use tokio::sync::watch;
 
 const GUILD: u64 = 1_234;
@@ -453,5 +454,119 @@ async fn losing_redis_sends_the_active_to_standby_without_ending_the_session() {
     let counters = handle.counters();
     assert_eq!(counters.identifies, 1, "{counters:?}");
     assert!(counters.resumes >= 1, "{counters:?}");
+    worker.stop().await.unwrap();
+}
+
+/// How many plain `ERR` replies Redis has sent (script errors among them).
+async fn err_replies(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query_async(redis)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("errorstat_ERR:count="))
+        .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+/// Every event the bot's voice connection produces takes the gateway's fenced,
+/// retried commit path: while Redis refuses to commit events, the bot hears
+/// Alice speak, and both `voice.speaking` events still reach the hub once
+/// Redis accepts commits again (before, a failed commit lost the event).
+#[tokio::test]
+async fn a_speaking_event_whose_first_commit_fails_is_retried_and_delivered() {
+    // The bot's voice connection trusts the simulator's voice server through
+    // `SSL_CERT_FILE`; the workspace forbids `unsafe` (no `set_var`), so this
+    // test re-runs itself in a child process with the variable set.
+    let ca = coven_sim::voice::test_ca_path();
+    if std::env::var_os("SSL_CERT_FILE").is_none_or(|value| value != ca.as_os_str()) {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_speaking_event_whose_first_commit_fails_is_retried_and_delivered",
+                "--nocapture",
+            ])
+            .env("SSL_CERT_FILE", &ca)
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child run failed: {status}");
+        return;
+    }
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let worker = pair_worker(&sim, &hub, &server, dir.path()).await;
+    wait_for_role(worker.health, "active").await;
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let (room, alice) = (seed.voice_channel_ids[0], seed.member_user_ids[0]);
+
+    // The bot joins Alice's room (its voice client exists once the session is ready).
+    let join = format!(r#"{{"channelId":"{room}"}}"#);
+    eventually("the bot joined", async || {
+        let response = signed(
+            reqwest::Method::POST,
+            worker.health,
+            "/commands/join",
+            join.as_bytes(),
+        )
+        .send()
+        .await
+        .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+
+    // Every commit of events fails from here: the outbox counter is not a number.
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = |name: &str| format!("coven:{{{}}}:worker:{name}", sim.guild_id());
+    let (next_id, saved) = (key("next_id"), key("test:next_id"));
+    let () = redis::Script::new(
+        "redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]) or '') \
+         redis.call('SET', KEYS[1], 'not-a-number')",
+    )
+    .key(&next_id)
+    .key(&saved)
+    .invoke_async(&mut redis)
+    .await
+    .unwrap();
+    let errors = err_replies(&mut redis).await;
+
+    // Alice speaks; the first commit of her voice.speaking fails.
+    assert!(handle.voice_user_speak(alice, Duration::from_millis(300)));
+    let mut probe = redis.clone();
+    eventually("a commit refused by redis", async || {
+        (err_replies(&mut probe).await > errors).then_some(())
+    })
+    .await;
+    let () = redis::Script::new(
+        "local v = redis.call('GET', KEYS[2]) \
+         if v == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], v) end",
+    )
+    .key(&next_id)
+    .key(&saved)
+    .invoke_async(&mut redis)
+    .await
+    .unwrap();
+
+    // Redis accepts commits again: both speaking events reach the hub, in order.
+    let speaking = || -> Vec<bool> {
+        hub.events()
+            .iter()
+            .filter_map(|event| match event {
+                Event::VoiceSpeaking(p) if p.user_id.get() == alice => Some(p.speaking),
+                _ => None,
+            })
+            .collect()
+    };
+    eventually("voice.speaking true then false at the hub", async || {
+        (speaking() == [true, false]).then_some(())
+    })
+    .await;
     worker.stop().await.unwrap();
 }

@@ -307,7 +307,7 @@ async fn an_event_the_hub_refuses_is_dead_lettered_and_the_rest_flows() {
     assert_eq!(health["deadLetters"], 1, "{health}");
     worker.stop().await.unwrap();
 
-    let outbox = coven_worker::outbox::Outbox::open(&dir.path().join("worker.redb"), 10).unwrap();
+    let outbox = coven_worker::LocalStore::open(&dir.path().join("worker.redb"), 10).unwrap();
     let letters = outbox.dead_letters().unwrap();
     assert_eq!(letters.len(), 1);
     assert!(letters[0].reason.contains("400"), "{letters:?}");

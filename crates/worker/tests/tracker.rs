@@ -1,7 +1,7 @@
 //! The voice-state tracker against every SPEC §4 rule, fed Discord's own JSON.
 
 use coven_contract::{Event, Snowflake};
-use coven_worker::tracker::VoiceTracker;
+use coven_worker::VoiceTracker;
 use serde_json::{Value, json};
 use twilight_model::channel::Channel;
 use twilight_model::gateway::payload::incoming::GuildCreate;
@@ -228,6 +228,6 @@ fn a_stored_view_makes_the_next_guild_create_a_diff() {
 fn view_round_trips_through_json() {
     let tracker = seeded();
     let text = serde_json::to_string(tracker.view()).unwrap();
-    let back: coven_worker::tracker::VoiceView = serde_json::from_str(&text).unwrap();
+    let back: coven_worker::VoiceView = serde_json::from_str(&text).unwrap();
     assert_eq!(&back, tracker.view());
 }

@@ -151,7 +151,7 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
     })
     .map_err(|error| format!("cannot build the REST client: {error}"))?;
     let mut hub = coven_hub::HubSettings::new(guild_id, vec![secret], base.clone());
-    hub.metrics = Some(coven_worker::metrics::prometheus());
+    hub.metrics = Some(coven_worker::prometheus());
     hub.state_dir = Some(state_dir.join("hub"));
     // The hub reads the room snapshot from the worker's health port.
     hub.worker_endpoints = vec![

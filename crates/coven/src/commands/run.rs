@@ -42,7 +42,7 @@ pub async fn run() -> ExitCode {
     };
     let mut hub_settings = hub::hub_settings(&config.hub);
     // One process, one Prometheus registry: both halves render the same metrics.
-    hub_settings.metrics = Some(coven_worker::metrics::prometheus());
+    hub_settings.metrics = Some(coven_worker::prometheus());
     let mut hub_task = tokio::spawn(hub::serve(
         hub_settings,
         listener,

@@ -1,7 +1,7 @@
 //! The worker's state in Redis, shared by an active/standby pair of workers.
 //!
-//! With `REDIS_URL`, what the single worker keeps in its redb file ([`crate::outbox`])
-//! lives here instead, so that whichever worker holds the lease ([`crate::lease`])
+//! With `REDIS_URL`, what the single worker keeps in its redb file ([`super::LocalStore`])
+//! lives here instead, so that whichever worker holds the lease ([`super::Lease`])
 //! can resume the same Discord session and go on delivering the same outbox:
 //!
 //! | key (`coven:{<guild>}:worker:…`) | type | holds |
@@ -18,7 +18,7 @@
 //! The braces make the guild id a Redis Cluster hash tag: every key is in one
 //! slot, so one script may touch them all. Every write — a commit of events,
 //! view and session together, an ack, a burial, a session save, the one-time
-//! import of a single worker's file ([`crate::migrate`]) — is ONE Lua script
+//! import of a single worker's file ([`super::migrate`]) — is ONE Lua script
 //! that first checks that the caller's fencing token is still the one in
 //! `lease`, and does nothing otherwise ([`StoreError::Fenced`]). A worker that
 //! was paused or cut off while another took over can therefore never write again.
@@ -33,9 +33,9 @@ use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
-use crate::outbox::{
-    DeadLetter, Pending, Snapshot, StoreError, StoredSession, event_id, near_full,
-};
+use super::StoreError;
+use super::local::Snapshot;
+use super::records::{DeadLetter, Pending, StoredSession, event_id, near_full};
 use crate::tracker::VoiceView;
 
 /// `KEYS`: lease, fence. `ARGV`: TTL in ms. Returns the new token, or nil when
@@ -350,7 +350,7 @@ impl RedisStore {
     }
 
     /// The stored voice view, if any.
-    pub async fn load_view(&self) -> Result<Option<VoiceView>, StoreError> {
+    pub(crate) async fn load_view(&self) -> Result<Option<VoiceView>, StoreError> {
         let mut conn = self.conn.clone();
         let view: Option<String> = self
             .call(

@@ -1,7 +1,7 @@
 //! Moving a single worker's state into Redis when it becomes one of a pair.
 //!
 //! A worker that ran alone kept its session, voice view and outbox in
-//! `STATE_DIR/worker.redb` ([`crate::outbox`]). Restarted with `REDIS_URL`, it
+//! `STATE_DIR/worker.redb` ([`super::LocalStore`]). Restarted with `REDIS_URL`, it
 //! would leave that state behind: the pair would IDENTIFY afresh and the events
 //! still queued in the file would never reach the hub. So when a worker of the
 //! pair becomes active and finds such a file, it imports the file into Redis —
@@ -12,11 +12,10 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::outbox::{Outbox, StoreError};
-use crate::redis_store::RedisStore;
+use super::{LocalStore, RedisStore, StoreError};
 
 /// The single worker's state file, under `STATE_DIR`.
-pub const STATE_FILE: &str = "worker.redb";
+pub(crate) const STATE_FILE: &str = "worker.redb";
 
 /// Imports `state_dir`'s state file into `redis` if it holds a session, events
 /// or dead letters and the pair has no state yet, then renames the file. Leaves
@@ -26,14 +25,17 @@ pub const STATE_FILE: &str = "worker.redb";
 /// a lost lease ([`StoreError::is_transient`], [`StoreError::Fenced`]) wrote
 /// nothing: the next active worker tries again. A file that cannot be read is
 /// an error for the operator (it would otherwise be left behind silently).
-pub async fn import_local_state(redis: &RedisStore, state_dir: &Path) -> Result<(), StoreError> {
+pub(crate) async fn import_local_state(
+    redis: &RedisStore,
+    state_dir: &Path,
+) -> Result<(), StoreError> {
     let path = state_dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(());
     }
     let file = path.clone();
     // The outbox (and with it the file) is closed when the closure returns.
-    let local = tokio::task::spawn_blocking(move || Outbox::open(&file, u64::MAX)?.snapshot())
+    let local = tokio::task::spawn_blocking(move || LocalStore::open(&file, u64::MAX)?.snapshot())
         .await
         .map_err(|_| StoreError::Panicked)??;
     if local.session.is_none() && local.pending.is_empty() && local.dead.is_empty() {

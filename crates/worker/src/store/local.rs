@@ -1,4 +1,4 @@
-//! The durable outbox: the worker's memory of what it owes the hub.
+//! The single worker's store: its memory of what it owes the hub, in one file.
 //!
 //! One redb file under `STATE_DIR` holds, in one place and updated in one
 //! transaction, the events not yet delivered, the voice view that produced them and
@@ -12,22 +12,22 @@
 //! configured bound, move to a dead-letter table: counted, logged, kept for an
 //! operator, never silently dropped.
 //!
-//! This is the single worker's store. With `REDIS_URL`, the same data lives in
-//! Redis instead ([`crate::redis_store`]); [`crate::store::Store`] hides which.
+//! With `REDIS_URL`, the same records live in Redis instead ([`super::RedisStore`]);
+//! [`super::Store`] hides which. The file's name and format are fixed: a state
+//! file written by an earlier version opens unchanged (see `docs/worker.md`).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use std::time::Duration;
-
-use coven_contract::{Event, Snowflake};
+use coven_contract::Event;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::StoreError;
+use super::records::{DeadLetter, Pending, StoredSession, event_id, near_full};
 use crate::tracker::VoiceView;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -39,117 +39,10 @@ const NEXT_ID_KEY: &str = "next_id";
 const SESSION_KEY: &str = "session";
 const VIEW_KEY: &str = "view";
 
-/// Fraction of the bound past which the outbox reports that it is nearly full.
-const NEAR_FULL_PERCENT: u64 = 80;
-
-/// The stable `X-Hub-Event-Id` of outbox position `id`: the store's random
-/// epoch, then the position in hex (both stores use it).
-pub fn event_id(epoch: &str, id: u64) -> String {
-    format!("{epoch}-{id:016x}")
-}
-
-/// Whether `depth` events are past 80 % of `capacity`.
-pub fn near_full(depth: u64, capacity: u64) -> bool {
-    depth.saturating_mul(100) >= capacity.saturating_mul(NEAR_FULL_PERCENT)
-}
-
-/// A failure of the state file (or of Redis, for a pair of workers).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// redb failed (I/O, corruption, …).
-    #[error("state database: {0}")]
-    Database(#[from] redb::Error),
-    /// A stored value could not be decoded.
-    #[error("state database holds an unreadable value: {0}")]
-    Decode(#[from] serde_json::Error),
-    /// `REDIS_URL` is not a URL the Redis client accepts (its value is never shown).
-    #[error(
-        "REDIS_URL is invalid: expected redis://[user][:password@]host[:port][/db] \
-         (rediss:// needs TLS support, which this build does not include)"
-    )]
-    InvalidRedisUrl,
-    /// Redis failed (unreachable, restarting, …): retried with backoff.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// Redis did not answer in time: retried with backoff.
-    #[error("redis did not answer within {0:?}")]
-    RedisTimeout(Duration),
-    /// The thread writing the state file panicked.
-    #[error("internal error: the state file's writer panicked")]
-    Panicked,
-    /// The write was refused because this worker no longer holds the lease:
-    /// another worker is active now.
-    #[error("refused: another worker holds the lease now")]
-    Fenced,
-}
-
-impl StoreError {
-    /// Whether trying again later may succeed (Redis down or slow), as opposed
-    /// to a broken state file or a lost lease.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::RedisTimeout(_))
-    }
-}
-
-macro_rules! impl_from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(error: $t) -> Self {
-                Self::Database(error.into())
-            }
-        }
-    )*};
-}
-impl_from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
-
-/// The gateway session to resume after a restart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSession {
-    /// Discord's session id.
-    pub id: String,
-    /// The last sequence whose effects are committed.
-    pub sequence: u64,
-    /// READY's `resume_gateway_url`.
-    pub resume_url: Option<String>,
-    /// The bot's own user id, from READY: a resumed session sees no READY, and
-    /// the bot's voice connection needs it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bot_user_id: Option<Snowflake>,
-}
-
-/// An event waiting for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    /// Its position in the outbox.
-    pub id: u64,
-    /// Its stable `X-Hub-Event-Id`.
-    pub event_id: String,
-    /// The signed webhook body.
-    pub body: Vec<u8>,
-}
-
-/// An event the hub refused for good, or that found the outbox full.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// Its stable event id.
-    pub event_id: String,
-    /// The webhook body, as UTF-8 JSON.
-    pub body: String,
-    /// Why it could not be delivered.
-    pub reason: String,
-}
-
-/// Everything a state file holds, read at once: what [`crate::migrate`] moves
+/// Everything a state file holds, read at once: what [`super::migrate`] moves
 /// to Redis when a single worker becomes one of a pair.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The random prefix of the file's event ids.
     pub epoch: String,
     /// The outbox position the next event would get.
@@ -164,9 +57,10 @@ pub struct Snapshot {
     pub dead: Vec<(u64, DeadLetter)>,
 }
 
-/// The durable outbox plus the session and voice view committed with it.
+/// A single worker's store: the durable outbox in a redb file, plus the
+/// session and voice view committed with it. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Outbox {
+pub struct LocalStore {
     db: Arc<Database>,
     epoch: Arc<str>,
     depth: Arc<AtomicU64>,
@@ -175,7 +69,7 @@ pub struct Outbox {
     added: Arc<Notify>,
 }
 
-impl Outbox {
+impl LocalStore {
     /// Opens (or creates) the state file at `path`, holding at most `capacity` events.
     pub fn open(path: &Path, capacity: u64) -> Result<Self, StoreError> {
         let db = Database::create(path)?;
@@ -326,7 +220,7 @@ impl Outbox {
     }
 
     /// Everything the file holds, read in one transaction.
-    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+    pub(crate) fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let next_id = match meta.get(NEXT_ID_KEY)? {

@@ -4,7 +4,7 @@
 //! time. The active worker holds an expiring lock in Redis (`SET … NX PX ttl`,
 //! inside a script that also hands out a fencing token from `INCR`), renews it
 //! well before it expires, and every write it makes carries the token
-//! ([`crate::redis_store`]). A standby polls and takes the lease once it has
+//! ([`super::RedisStore`]). A standby polls and takes the lease once it has
 //! expired, or at once when the active releases it on a graceful shutdown.
 //!
 //! The active also keeps a *local* deadline: the time it sent its last
@@ -21,8 +21,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::outbox::StoreError;
-use crate::redis_store::RedisStore;
+use super::{RedisStore, StoreError};
 
 /// How the pair hands the session over. Tests may shorten them.
 #[derive(Debug, Clone, Copy)]
@@ -179,14 +178,6 @@ impl Lease {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *valid_until = (*valid_until).max(until);
-    }
-}
-
-/// Resolves when `lease` is lost; never without one (a single worker).
-pub async fn lost(lease: Option<&Lease>) {
-    match lease {
-        Some(lease) => lease.lost().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -50,7 +50,7 @@ pub use store::{
     DeadLetter, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError, StoredSession,
     wait_for_lease,
 };
-pub use tracker::{Presence, Room, VoiceTracker, VoiceView};
+pub use tracker::{VoiceTracker, VoiceView};
 
 use crate::store::Store;
 

@@ -14,6 +14,7 @@
 mod bot;
 mod broker;
 mod discord;
+mod discord_errors;
 mod error;
 mod fanout;
 mod health;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 
 pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, Subscription};
 pub use discord::DiscordRooms;
+pub use discord_errors::DiscordAnswer;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
 pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};

@@ -58,9 +58,7 @@ fn status_and_code(error: &DiscordError) -> (StatusCode, ErrorCode) {
         DiscordError::MissingPermissions | DiscordError::Forbidden { .. } => {
             (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
         }
-        DiscordError::RateLimited { .. } => {
-            (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited)
-        }
+        DiscordError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
         DiscordError::InvalidGrant { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
         // Unauthorized (the bot's token), Server, Transport, Decode, OAuth, Other, and any
         // variant added later: Discord's or the deployment's problem, not the caller's.

@@ -9,30 +9,32 @@ use std::process::ExitCode;
 
 use tokio::sync::watch;
 
-use super::{fail, hub, shutdown_signal, worker};
+use super::{CommandError, fail, hub, shutdown_signal, worker};
 use crate::config::{ProcessEnv, RunConfig};
 
 /// `coven run`.
 pub async fn run() -> ExitCode {
     let config = match RunConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let rest = match hub::rest_client(&config.hub) {
         Ok(rest) => rest,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let listener = match hub::bind_hub(&config.hub).await {
         Ok(listener) => listener,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.worker.health_check_port));
     let health = match tokio::net::TcpListener::bind(health_addr).await {
         Ok(listener) => listener,
-        Err(error) => {
-            return fail(&format!(
-                "cannot listen on HEALTH_CHECK_PORT {health_addr}: {error}"
-            ));
+        Err(source) => {
+            return fail(CommandError::Listen {
+                what: "HEALTH_CHECK_PORT",
+                addr: health_addr.to_string(),
+                source,
+            });
         }
     };
 
@@ -75,8 +77,8 @@ pub async fn run() -> ExitCode {
     };
     match (worker_result, hub_result) {
         (Ok(Ok(())), Ok(Ok(()))) => ExitCode::SUCCESS,
-        (Ok(Err(error)), _) => fail(&error),
-        (_, Ok(Err(error))) => fail(&error),
-        _ => fail(&"a task panicked"),
+        (Ok(Err(error)), _) => fail(error),
+        (_, Ok(Err(error))) => fail(error),
+        _ => fail(CommandError::Panicked),
     }
 }

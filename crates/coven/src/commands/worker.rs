@@ -5,23 +5,25 @@ use std::process::ExitCode;
 
 use coven_worker::WorkerSettings;
 
-use super::{fail, shutdown_signal};
+use super::{CommandError, fail, shutdown_signal};
 use crate::config::{ProcessEnv, WorkerConfig};
 
 /// `coven worker`.
 pub async fn worker() -> ExitCode {
     let config = match WorkerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let settings = worker_settings(&config);
     let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.health_check_port));
     let health = match tokio::net::TcpListener::bind(health_addr).await {
         Ok(listener) => listener,
-        Err(error) => {
-            return fail(&format!(
-                "cannot listen on HEALTH_CHECK_PORT {health_addr}: {error}"
-            ));
+        Err(source) => {
+            return fail(CommandError::Listen {
+                what: "HEALTH_CHECK_PORT",
+                addr: health_addr.to_string(),
+                source,
+            });
         }
     };
     tracing::info!(
@@ -32,7 +34,7 @@ pub async fn worker() -> ExitCode {
     );
     match coven_worker::run(settings, health, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => fail(error),
     }
 }
 

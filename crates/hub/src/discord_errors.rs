@@ -163,6 +163,10 @@ mod tests {
             );
             assert_eq!(answer.body.message, error.to_string());
         }
+    }
+
+    #[test]
+    fn wire_names_and_details() {
         // The wire names the discord crate's integration tests checked before the move.
         let unknown = DiscordAnswer::from(&DiscordError::UnknownChannel);
         assert_eq!(

@@ -96,17 +96,12 @@ struct Demo {
 }
 
 async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
-            .await
-            .map_err(|source| CommandError::DemoPort {
-                port: args.port,
-                source,
-            })?;
-    let port = listener
-        .local_addr()
-        .map_err(CommandError::LocalAddr)?
-        .port();
+    let (listener, port) = listen(args.port)
+        .await
+        .map_err(|source| CommandError::DemoPort {
+            port: args.port,
+            source,
+        })?;
     let base = format!("http://127.0.0.1:{port}");
 
     let mut sim_config = SimConfig::discord_like();
@@ -128,10 +123,7 @@ async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
     let secret = Secret::new(format!("{:032x}", rand::random::<u128>()));
     let guild_id = Snowflake::new(sim.guild_id()).ok_or(CommandError::NoGuild)?;
 
-    let health = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .map_err(CommandError::HealthPort)?;
-    let health_port = health.local_addr().map_err(CommandError::LocalAddr)?.port();
+    let (health, health_port) = listen(0).await.map_err(CommandError::HealthPort)?;
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -207,6 +199,14 @@ async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
         hub: hub_task,
         worker: worker_task,
     })
+}
+
+/// A listener on 127.0.0.1:`port` (0: any free port) and the port it got.
+async fn listen(port: u16) -> std::io::Result<(tokio::net::TcpListener, u16)> {
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 impl Demo {

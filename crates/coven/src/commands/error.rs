@@ -116,7 +116,7 @@ struct Stopped<'a>(Option<&'a (dyn std::error::Error + Send + Sync)>);
 impl std::fmt::Display for Stopped<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            Some(error) => error.fmt(f),
+            Some(error) => std::fmt::Display::fmt(error, f),
             None => f.write_str("stopped"),
         }
     }

@@ -4,7 +4,6 @@
 //! goes over loopback HTTP and is still signed, so the hub treats it like any
 //! other delivery and the two can later be split without changing anything.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use tokio::sync::watch;
@@ -26,16 +25,9 @@ pub async fn run() -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(error),
     };
-    let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.worker.health_check_port));
-    let health = match tokio::net::TcpListener::bind(health_addr).await {
+    let health = match worker::bind_health(config.worker.health_check_port).await {
         Ok(listener) => listener,
-        Err(source) => {
-            return fail(CommandError::Listen {
-                what: "HEALTH_CHECK_PORT",
-                addr: health_addr.to_string(),
-                source,
-            });
-        }
+        Err(error) => return fail(error),
     };
 
     let (stop, stopped) = watch::channel(false);

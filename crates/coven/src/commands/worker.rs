@@ -16,15 +16,9 @@ pub async fn worker() -> ExitCode {
     };
     let settings = worker_settings(&config);
     let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.health_check_port));
-    let health = match tokio::net::TcpListener::bind(health_addr).await {
+    let health = match bind_health(config.health_check_port).await {
         Ok(listener) => listener,
-        Err(source) => {
-            return fail(CommandError::Listen {
-                what: "HEALTH_CHECK_PORT",
-                addr: health_addr.to_string(),
-                source,
-            });
-        }
+        Err(error) => return fail(error),
     };
     tracing::info!(
         %health_addr,
@@ -36,6 +30,18 @@ pub async fn worker() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error),
     }
+}
+
+/// The worker's health port on every interface (`HEALTH_CHECK_PORT`).
+pub(super) async fn bind_health(port: u16) -> Result<tokio::net::TcpListener, CommandError> {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CommandError::Listen {
+            what: "HEALTH_CHECK_PORT",
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Maps the environment's configuration onto the worker's settings.

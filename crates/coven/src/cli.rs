@@ -1,6 +1,7 @@
 //! The command line (SPEC §2). Each subcommand reads its own typed configuration
 //! from the environment; flags only cover what is not part of the deployment
-//! contract (such as the simulator's port).
+//! contract (such as the simulator's port). `demo` and `sim` exist only with the
+//! `sim` cargo feature (on by default).
 
 // Doc comments here are the `--help` text: backticks would show up in terminals.
 #![allow(clippy::doc_markdown)]
@@ -47,15 +48,18 @@ pub enum Command {
     /// http://127.0.0.1:HEALTH_CHECK_PORT.
     Run,
     /// The whole system on 127.0.0.1 with zero setup: simulator, worker, hub, lobby.
+    #[cfg(feature = "sim")]
     ///
     /// Simulated players join, move, mute and leave rooms on a timer; sign in
     /// through the simulator's OAuth2. Prints the URL to open.
     Demo(DemoArgs),
     /// Run the Discord simulator alone on 127.0.0.1 and print where it is.
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
 }
 
 /// Options of `coven sim`.
+#[cfg(feature = "sim")]
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
     /// Port on 127.0.0.1 for the gateway, REST, OAuth2 and control API (0 = any free port).
@@ -67,6 +71,7 @@ pub struct SimArgs {
 }
 
 /// Options of `coven demo`.
+#[cfg(feature = "sim")]
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Port on 127.0.0.1 for the lobby and hub (0 = any free port).

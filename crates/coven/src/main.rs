@@ -30,7 +30,9 @@ fn main() -> ExitCode {
             Command::Worker => coven::commands::worker().await,
             Command::Hub => coven::commands::hub().await,
             Command::Run => coven::commands::run().await,
+            #[cfg(feature = "sim")]
             Command::Demo(args) => coven::commands::demo(&args).await,
+            #[cfg(feature = "sim")]
             Command::Sim(args) => coven::commands::sim(&args).await,
         }
     })

@@ -1,12 +1,11 @@
-//! The one error type of both Discord clients, how Discord's JSON error bodies map onto
-//! it, and how each variant maps to an HTTP status and contract error code for the hub.
+//! The one error type of both Discord clients, and how Discord's JSON error bodies map
+//! onto it. Which HTTP answer a caller of the hub gets for each variant is the hub's
+//! business (`coven-hub`'s `discord_errors`), not this crate's.
 
 use std::fmt;
 use std::time::Duration;
 
-use coven_contract::{ApiError, ErrorCode};
-use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Discord's JSON error code "Unknown Channel".
 pub(crate) const CODE_UNKNOWN_CHANNEL: u64 = 10003;
@@ -222,54 +221,6 @@ impl DiscordError {
             },
         }
     }
-
-    /// The HTTP status and contract error code the hub answers with when a Discord call
-    /// made for a request fails (SPEC §7).
-    ///
-    /// Errors about the caller's input become 400/404/403/429; failures of Discord or of
-    /// the bot's own credentials are not the caller's fault and become 502
-    /// `INTERNAL_ERROR` (a rejected bot token must not look like a bad user login).
-    pub fn api_status(&self) -> (StatusCode, ErrorCode) {
-        match self {
-            Self::Validation { .. } | Self::InvalidFormBody { .. } => {
-                (StatusCode::BAD_REQUEST, ErrorCode::ValidationFailed)
-            }
-            Self::UnknownChannel | Self::NotFound { .. } => {
-                (StatusCode::NOT_FOUND, ErrorCode::NotFound)
-            }
-            Self::MissingPermissions | Self::Forbidden { .. } => {
-                (StatusCode::FORBIDDEN, ErrorCode::Forbidden)
-            }
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
-            Self::InvalidGrant { .. } => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
-            Self::Unauthorized
-            | Self::Server { .. }
-            | Self::Transport(_)
-            | Self::Decode(_)
-            | Self::OAuth { .. }
-            | Self::Other { .. } => (StatusCode::BAD_GATEWAY, ErrorCode::InternalError),
-        }
-    }
-
-    /// The SPEC §7 error body for this error: its message, code and, where useful,
-    /// `details` (the field of a validation error, Discord's field errors, the wait of
-    /// a rate limit in milliseconds).
-    pub fn to_api_error(&self) -> ApiError {
-        let (_, code) = self.api_status();
-        let details = match self {
-            Self::Validation { field, .. } => Some(json!({ "field": field })),
-            Self::InvalidFormBody { errors } => Some(json!({ "errors": errors })),
-            Self::RateLimited { retry_after } => Some(json!({
-                "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
-            })),
-            _ => None,
-        };
-        ApiError {
-            message: self.to_string(),
-            code,
-            details,
-        }
-    }
 }
 
 /// Flattens Discord's nested `errors` tree (`{"field": {"0": {"_errors": [...]}}}`) into
@@ -310,6 +261,8 @@ pub(crate) fn flatten_field_errors(tree: &Value) -> Vec<FieldError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn map(status: u16, body: &Value) -> DiscordError {
@@ -408,90 +361,6 @@ mod tests {
         assert_eq!(errors[1].message, "This field is required");
         let text = DiscordError::InvalidFormBody { errors }.to_string();
         assert!(text.contains("permission_overwrites.0.id"), "{text}");
-    }
-
-    #[test]
-    fn statuses_for_the_hub() {
-        let cases = [
-            (
-                DiscordError::validation("name", "empty"),
-                400,
-                ErrorCode::ValidationFailed,
-            ),
-            (
-                DiscordError::InvalidFormBody { errors: vec![] },
-                400,
-                ErrorCode::ValidationFailed,
-            ),
-            (DiscordError::UnknownChannel, 404, ErrorCode::NotFound),
-            (
-                DiscordError::NotFound {
-                    code: None,
-                    message: String::new(),
-                },
-                404,
-                ErrorCode::NotFound,
-            ),
-            (DiscordError::MissingPermissions, 403, ErrorCode::Forbidden),
-            (
-                DiscordError::Forbidden {
-                    code: None,
-                    message: String::new(),
-                },
-                403,
-                ErrorCode::Forbidden,
-            ),
-            (
-                DiscordError::RateLimited {
-                    retry_after: Duration::ZERO,
-                },
-                429,
-                ErrorCode::RateLimited,
-            ),
-            (
-                DiscordError::InvalidGrant { description: None },
-                401,
-                ErrorCode::Unauthorized,
-            ),
-            (DiscordError::Unauthorized, 502, ErrorCode::InternalError),
-            (
-                DiscordError::Server { status: 500 },
-                502,
-                ErrorCode::InternalError,
-            ),
-            (
-                DiscordError::Transport("x".into()),
-                502,
-                ErrorCode::InternalError,
-            ),
-            (
-                DiscordError::Decode("x".into()),
-                502,
-                ErrorCode::InternalError,
-            ),
-            (
-                DiscordError::Other {
-                    status: None,
-                    code: None,
-                    message: String::new(),
-                },
-                502,
-                ErrorCode::InternalError,
-            ),
-        ];
-        for (error, status, code) in cases {
-            assert_eq!(
-                error.api_status(),
-                (StatusCode::from_u16(status).unwrap(), code),
-                "{error:?}"
-            );
-            assert_eq!(error.to_api_error().code, code);
-        }
-        let limited = DiscordError::RateLimited {
-            retry_after: Duration::from_millis(1500),
-        }
-        .to_api_error();
-        assert_eq!(limited.details, Some(json!({"retryAfterMs": 1500})));
     }
 
     #[test]

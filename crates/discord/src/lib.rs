@@ -4,9 +4,9 @@
 //!
 //! Both speak to the origin given in their settings (`https://discord.com` or the
 //! simulator), take and return small domain types of this crate instead of twilight's,
-//! and fail with one typed error, [`DiscordError`], which also knows the HTTP status and
-//! contract [`coven_contract::ErrorCode`] the hub should answer with. No value of a
-//! token or secret ever appears in a `Debug` output, a log line or an error message.
+//! and fail with one typed error, [`DiscordError`] (which HTTP answer the hub gives for
+//! one is the hub's business). No value of a token or secret ever appears in a `Debug`
+//! output, a log line or an error message.
 //!
 //! The REST client is built on twilight-http, whose rate limiter learns Discord's
 //! per-route buckets from response headers, queues requests per bucket, honours the
@@ -35,5 +35,5 @@ pub use rest::{DiscordRestClient, RestSettings};
 pub use retry::RetryPolicy;
 pub use rtc::{
     Cue, DiscordRtcClient, ReceivedAudio, RtcCounters, RtcError, RtcSettings, RtcStatus,
-    SpeakingUpdate, TransportPreference, VoiceGatewaySender,
+    SpeakingUpdate, TransportPreference, VoiceGatewayError, VoiceGatewaySender,
 };

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use coven_contract::{Secret, Snowflake};
+use serde::de::DeserializeOwned;
 use twilight_http::Client;
 use twilight_http::error::ErrorType;
 use twilight_http::request::AuditLogReason;
@@ -147,6 +148,35 @@ impl DiscordRestClient {
         })
     }
 
+    /// One REST call: `build` makes the request afresh for every attempt, which is sent
+    /// with the 429 re-send cap; 5xx and network errors are retried per the policy.
+    async fn call<T: Unpin>(
+        &self,
+        operation: &'static str,
+        build: impl Fn() -> ResponseFuture<T>,
+    ) -> Result<Response<T>, DiscordError> {
+        self.retry.run(operation, || self.send(build())).await
+    }
+
+    /// [`Self::call`], then the response body read as twilight's `T` and mapped onto a
+    /// domain type. A body that cannot be read is [`DiscordError::Decode`], never retried.
+    async fn call_for<T, U>(
+        &self,
+        operation: &'static str,
+        build: impl Fn() -> ResponseFuture<T>,
+        to_domain: impl FnOnce(T) -> U,
+    ) -> Result<U, DiscordError>
+    where
+        T: DeserializeOwned + Unpin,
+    {
+        let response = self.call(operation, build).await?;
+        response
+            .model()
+            .await
+            .map(to_domain)
+            .map_err(|e| decode(&e))
+    }
+
     /// The API origin this client calls.
     pub fn api_url(&self) -> &Url {
         &self.api_url
@@ -167,29 +197,24 @@ impl DiscordRestClient {
             .iter()
             .map(map::overwrite_to)
             .collect();
-        self.retry
-            .run("create_voice_room", || async {
-                let mut request = self
-                    .http
-                    .create_guild_channel(map::id(guild_id), room.name.as_str())
-                    .kind(ChannelType::GuildVoice)
-                    .user_limit(u16::from(room.user_limit.get()));
-                if let Some(parent) = room.parent_id {
-                    request = request.parent_id(map::id(parent));
-                }
-                if !overwrites.is_empty() {
-                    request = request.permission_overwrites(&overwrites);
-                }
-                if let Some(reason) = reason {
-                    request = request.reason(reason);
-                }
-                let response = self.send(request.into_future()).await?;
-                response
-                    .model()
-                    .await
-                    .map(map::channel)
-                    .map_err(|e| decode(&e))
-            })
+        let build = || {
+            let mut request = self
+                .http
+                .create_guild_channel(map::id(guild_id), room.name.as_str())
+                .kind(ChannelType::GuildVoice)
+                .user_limit(u16::from(room.user_limit.get()));
+            if let Some(parent) = room.parent_id {
+                request = request.parent_id(map::id(parent));
+            }
+            if !overwrites.is_empty() {
+                request = request.permission_overwrites(&overwrites);
+            }
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            request.into_future()
+        };
+        self.call_for("create_voice_room", build, map::channel)
             .await
     }
 
@@ -200,49 +225,35 @@ impl DiscordRestClient {
         reason: Option<&str>,
     ) -> Result<Channel, DiscordError> {
         validate::audit_reason(reason)?;
-        self.retry
-            .run("delete_channel", || async {
-                let mut request = self.http.delete_channel(map::id(channel_id));
-                if let Some(reason) = reason {
-                    request = request.reason(reason);
-                }
-                let response = self.send(request.into_future()).await?;
-                response
-                    .model()
-                    .await
-                    .map(map::channel)
-                    .map_err(|e| decode(&e))
-            })
-            .await
+        let build = || {
+            let mut request = self.http.delete_channel(map::id(channel_id));
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            request.into_future()
+        };
+        self.call_for("delete_channel", build, map::channel).await
     }
 
     /// Lists a guild's channels: `GET /guilds/{guild_id}/channels`.
     pub async fn guild_channels(&self, guild_id: Snowflake) -> Result<Vec<Channel>, DiscordError> {
-        self.retry
-            .run("guild_channels", || async {
-                let response = self
-                    .send(self.http.guild_channels(map::id(guild_id)).into_future())
-                    .await?;
-                let channels = response.models().await.map_err(|e| decode(&e))?;
-                Ok(channels.into_iter().map(map::channel).collect())
+        let response = self
+            .call("guild_channels", || {
+                self.http.guild_channels(map::id(guild_id)).into_future()
             })
-            .await
+            .await?;
+        let channels = response.models().await.map_err(|e| decode(&e))?;
+        Ok(channels.into_iter().map(map::channel).collect())
     }
 
     /// Fetches a channel: `GET /channels/{channel_id}`.
     pub async fn channel(&self, channel_id: Snowflake) -> Result<Channel, DiscordError> {
-        self.retry
-            .run("channel", || async {
-                let response = self
-                    .send(self.http.channel(map::id(channel_id)).into_future())
-                    .await?;
-                response
-                    .model()
-                    .await
-                    .map(map::channel)
-                    .map_err(|e| decode(&e))
-            })
-            .await
+        self.call_for(
+            "channel",
+            || self.http.channel(map::id(channel_id)).into_future(),
+            map::channel,
+        )
+        .await
     }
 
     /// Sends a text message (1–2000 characters): `POST /channels/{channel_id}/messages`.
@@ -252,23 +263,13 @@ impl DiscordRestClient {
         content: &str,
     ) -> Result<Message, DiscordError> {
         validate::message_content(content)?;
-        self.retry
-            .run("send_message", || async {
-                let response = self
-                    .send(
-                        self.http
-                            .create_message(map::id(channel_id))
-                            .content(content)
-                            .into_future(),
-                    )
-                    .await?;
-                response
-                    .model()
-                    .await
-                    .map(map::message)
-                    .map_err(|e| decode(&e))
-            })
-            .await
+        let build = || {
+            self.http
+                .create_message(map::id(channel_id))
+                .content(content)
+                .into_future()
+        };
+        self.call_for("send_message", build, map::message).await
     }
 
     /// Creates an invite to a channel: `POST /channels/{channel_id}/invites`.
@@ -280,24 +281,18 @@ impl DiscordRestClient {
     ) -> Result<Invite, DiscordError> {
         validate::invite(options)?;
         validate::audit_reason(reason)?;
-        self.retry
-            .run("create_invite", || async {
-                let mut request = self
-                    .http
-                    .create_invite(map::id(channel_id))
-                    .max_age(options.max_age_secs)
-                    .max_uses(options.max_uses);
-                if let Some(reason) = reason {
-                    request = request.reason(reason);
-                }
-                let response = self.send(request.into_future()).await?;
-                response
-                    .model()
-                    .await
-                    .map(map::invite)
-                    .map_err(|e| decode(&e))
-            })
-            .await
+        let build = || {
+            let mut request = self
+                .http
+                .create_invite(map::id(channel_id))
+                .max_age(options.max_age_secs)
+                .max_uses(options.max_uses);
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            request.into_future()
+        };
+        self.call_for("create_invite", build, map::invite).await
     }
 
     /// Creates or replaces a permission overwrite:
@@ -311,18 +306,17 @@ impl DiscordRestClient {
         validate::overwrite(overwrite)?;
         validate::audit_reason(reason)?;
         let model = map::overwrite_to_http(overwrite);
-        self.retry
-            .run("put_permission_overwrite", || async {
-                let mut request = self
-                    .http
-                    .update_channel_permission(map::id(channel_id), &model);
-                if let Some(reason) = reason {
-                    request = request.reason(reason);
-                }
-                self.send(request.into_future()).await?;
-                Ok(())
-            })
-            .await
+        let build = || {
+            let mut request = self
+                .http
+                .update_channel_permission(map::id(channel_id), &model);
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            request.into_future()
+        };
+        self.call("put_permission_overwrite", build).await?;
+        Ok(())
     }
 
     /// Removes a permission overwrite of a role or member:
@@ -335,20 +329,19 @@ impl DiscordRestClient {
         reason: Option<&str>,
     ) -> Result<(), DiscordError> {
         validate::audit_reason(reason)?;
-        self.retry
-            .run("delete_permission_overwrite", || async {
-                let request = self.http.delete_channel_permission(map::id(channel_id));
-                let mut request = match kind {
-                    OverwriteKind::Role => request.role(map::id(target)),
-                    OverwriteKind::Member => request.member(map::id(target)),
-                };
-                if let Some(reason) = reason {
-                    request = request.reason(reason);
-                }
-                self.send(request.into_future()).await?;
-                Ok(())
-            })
-            .await
+        let build = || {
+            let request = self.http.delete_channel_permission(map::id(channel_id));
+            let mut request = match kind {
+                OverwriteKind::Role => request.role(map::id(target)),
+                OverwriteKind::Member => request.member(map::id(target)),
+            };
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            request.into_future()
+        };
+        self.call("delete_permission_overwrite", build).await?;
+        Ok(())
     }
 
     /// Adds a user to the guild with their OAuth2 access token (scope `guilds.join`):
@@ -361,23 +354,14 @@ impl DiscordRestClient {
         access_token: &Secret,
     ) -> Result<bool, DiscordError> {
         validate::access_token(access_token.expose())?;
-        self.retry
-            .run("add_guild_member", || async {
-                let response = self
-                    .send(
-                        self.http
-                            .add_guild_member(
-                                map::id(guild_id),
-                                map::id(user_id),
-                                access_token.expose(),
-                            )
-                            .into_future(),
-                    )
-                    .await?;
-                // 201 with the member when added, 204 without a body when already a member.
-                Ok(response.status().get() == 201)
-            })
-            .await
+        let build = || {
+            self.http
+                .add_guild_member(map::id(guild_id), map::id(user_id), access_token.expose())
+                .into_future()
+        };
+        let response = self.call("add_guild_member", build).await?;
+        // 201 with the member when added, 204 without a body when already a member.
+        Ok(response.status().get() == 201)
     }
 
     /// Fetches a guild member: `GET /guilds/{guild_id}/members/{user_id}`.
@@ -386,22 +370,12 @@ impl DiscordRestClient {
         guild_id: Snowflake,
         user_id: Snowflake,
     ) -> Result<Member, DiscordError> {
-        self.retry
-            .run("guild_member", || async {
-                let response = self
-                    .send(
-                        self.http
-                            .guild_member(map::id(guild_id), map::id(user_id))
-                            .into_future(),
-                    )
-                    .await?;
-                response
-                    .model()
-                    .await
-                    .map(map::member)
-                    .map_err(|e| decode(&e))
-            })
-            .await
+        let build = || {
+            self.http
+                .guild_member(map::id(guild_id), map::id(user_id))
+                .into_future()
+        };
+        self.call_for("guild_member", build, map::member).await
     }
 }
 

@@ -52,8 +52,8 @@ async fn a_wrong_verifier_is_an_invalid_grant() {
         matches!(result, Err(DiscordError::InvalidGrant { .. })),
         "{result:?}"
     );
-    let (status, code_name) = result.unwrap_err().api_status();
-    assert_eq!((status.as_u16(), code_name.as_str()), (401, "UNAUTHORIZED"));
+    // The hub answers an invalid grant with 401 UNAUTHORIZED: coven-hub's
+    // `discord_errors` test checks that mapping.
     assert_eq!(sim.handle().counters().oauth_tokens_issued, 0);
 }
 
@@ -151,11 +151,8 @@ async fn a_wrong_client_secret_is_an_oauth_error_without_the_secret() {
         "{error:?}"
     );
     assert!(!format!("{error} {error:?}").contains("not-the-secret"));
-    assert_eq!(
-        error.api_status().0.as_u16(),
-        502,
-        "a misconfigured app is not the player's fault"
-    );
+    // A misconfigured app is not the player's fault: the hub answers this `OAuth` error
+    // with 502 (coven-hub's `discord_errors` test checks that mapping).
     let revoked = bad.revoke(&Secret::new("whatever")).await;
     assert!(
         matches!(revoked, Err(DiscordError::OAuth { status: 401, .. })),

@@ -87,8 +87,8 @@ async fn maps_discords_json_errors() {
 
     // None of these client errors was retried.
     assert_eq!(sim.handle().requests().len(), 5);
-    let (status, code) = DiscordError::UnknownChannel.api_status();
-    assert_eq!((status.as_u16(), code.as_str()), (404, "NOT_FOUND"));
+    // The hub answers `UnknownChannel` with 404 NOT_FOUND: coven-hub's `discord_errors`
+    // test checks that mapping.
 }
 
 #[tokio::test]

@@ -5,19 +5,21 @@
 
 #![recursion_limit = "256"]
 
+// Every module is private; what a test or the `coven` binary uses is re-exported below,
+// plus the voice server's façade (`voice`: the test CA, transport modes, its counters).
 mod config;
 mod control;
 mod counters;
-pub mod gateway;
+mod gateway;
 mod handle;
-pub mod intents;
+mod intents;
 mod oauth;
-pub mod rest;
-pub mod shapes;
-pub mod snowflake;
+mod rest;
+mod shapes;
+mod snowflake;
 mod state;
 pub mod voice;
-pub mod world;
+mod world;
 
 use std::fmt;
 use std::io;

@@ -146,7 +146,7 @@ pub fn voice_state_left(world: &World, user_id: u64) -> Value {
         "guild_id": world.guild_id.to_string(),
         "channel_id": null,
         "user_id": user_id.to_string(),
-        "session_id": world.user_session_id(user_id),
+        "session_id": World::user_session_id(user_id),
         "deaf": deaf_mute.0,
         "mute": deaf_mute.1,
         "self_deaf": false,

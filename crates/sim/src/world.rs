@@ -373,7 +373,7 @@ impl World {
             },
         };
         for &u in &member_user_ids[..2] {
-            let session_id = world.user_session_id(u);
+            let session_id = World::user_session_id(u);
             world.voice_states.insert(
                 u,
                 VoiceState {
@@ -399,7 +399,7 @@ impl World {
     }
 
     /// A stable fake gateway session id for a simulated user.
-    pub fn user_session_id(&self, user_id: u64) -> String {
+    pub fn user_session_id(user_id: u64) -> String {
         format!("{:032x}", u128::from(user_id) * 0x9e37_79b9_7f4a_7c15)
     }
 
@@ -435,7 +435,7 @@ impl World {
         }
         let member = &self.members[&user_id];
         let (mute, deaf) = (member.mute, member.deaf);
-        let session_id = session_id.unwrap_or_else(|| self.user_session_id(user_id));
+        let session_id = session_id.unwrap_or_else(|| Self::user_session_id(user_id));
         let vs = self.voice_states.entry(user_id).or_insert(VoiceState {
             user_id,
             channel_id,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coven_contract::{Event, Snowflake, VoiceSpeaking};
-use coven_discord::{DiscordRtcClient, VoiceGatewaySender};
+use coven_discord::{DiscordRtcClient, VoiceGatewayError, VoiceGatewaySender};
 use tokio::sync::mpsc;
 use twilight_gateway::MessageSender;
 use twilight_model::gateway::payload::incoming::VoiceServerUpdate;
@@ -32,7 +32,7 @@ impl VoiceGatewaySender for ShardVoiceSender {
         channel_id: Option<Snowflake>,
         self_mute: bool,
         self_deaf: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), VoiceGatewayError> {
         let command = UpdateVoiceState::new(
             Id::new(self.guild_id.get()),
             channel_id.map(|id| Id::new(id.get())),
@@ -41,7 +41,7 @@ impl VoiceGatewaySender for ShardVoiceSender {
         );
         self.sender
             .command(&command)
-            .map_err(|error| error.to_string())
+            .map_err(VoiceGatewayError::new)
     }
 }
 

@@ -15,7 +15,7 @@ use coven_contract::{Secret, Snowflake};
 use coven_sim::{SimConfig, SimHandle, Simulator, VoiceFlags};
 use tokio::sync::watch;
 
-use super::{fail, shutdown_signal};
+use super::{CommandError, fail, shutdown_signal};
 use crate::cli::DemoArgs;
 
 /// Set on the re-executed demo process: it already trusts the simulator's CA.
@@ -28,7 +28,7 @@ pub async fn demo(args: &DemoArgs) -> ExitCode {
     }
     match start(args).await {
         Ok(demo) => demo.run_until_signal().await,
-        Err(error) => fail(&error),
+        Err(error) => fail(error),
     }
 }
 
@@ -38,15 +38,16 @@ pub async fn demo(args: &DemoArgs) -> ExitCode {
 /// this process only forwards the shutdown signal and the exit status.
 async fn run_trusting_the_simulator(args: &DemoArgs) -> ExitCode {
     let ca = std::env::temp_dir().join(format!("coven-demo-ca-{}.pem", std::process::id()));
-    if let Err(error) = std::fs::write(&ca, coven_sim::voice::test_ca_pem()) {
-        return fail(&format!(
-            "cannot write the simulator's test CA to {}: {error}",
-            ca.display()
-        ));
+    if let Err(source) = std::fs::write(&ca, coven_sim::voice::test_ca_pem()) {
+        return fail(CommandError::File {
+            action: "write the simulator's test CA to",
+            path: ca,
+            source,
+        });
     }
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
-        Err(error) => return fail(&format!("cannot find the coven executable: {error}")),
+        Err(error) => return fail(CommandError::CurrentExe(error)),
     };
     let mut command = tokio::process::Command::new(exe);
     command
@@ -63,7 +64,7 @@ async fn run_trusting_the_simulator(args: &DemoArgs) -> ExitCode {
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
-        Err(error) => return fail(&format!("cannot start the demo: {error}")),
+        Err(error) => return fail(CommandError::Spawn(error)),
     };
     let status = tokio::select! {
         status = child.wait() => status,
@@ -90,21 +91,17 @@ struct Demo {
     sim: Simulator,
     state_dir: PathBuf,
     stop: watch::Sender<bool>,
-    hub: tokio::task::JoinHandle<Result<(), String>>,
+    hub: tokio::task::JoinHandle<Result<(), CommandError>>,
     worker: tokio::task::JoinHandle<Result<(), coven_worker::WorkerError>>,
 }
 
-async fn start(args: &DemoArgs) -> Result<Demo, String> {
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)))
-            .await
-            .map_err(|error| {
-                format!(
-                    "cannot listen on 127.0.0.1:{}: {error} (try --port 0)",
-                    args.port
-                )
-            })?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
+    let (listener, port) = listen(args.port)
+        .await
+        .map_err(|source| CommandError::DemoPort {
+            port: args.port,
+            source,
+        })?;
     let base = format!("http://127.0.0.1:{port}");
 
     let mut sim_config = SimConfig::discord_like();
@@ -112,21 +109,21 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
     sim_config.oauth.redirect_uris = vec![format!("{base}/auth/callback")];
     let sim = Simulator::start(sim_config)
         .await
-        .map_err(|error| format!("cannot start the simulator: {error}"))?;
+        .map_err(CommandError::SimStart)?;
     let seed = sim.handle().seed();
     // Whoever signs in is a guild outsider, so the login also adds them to the guild.
     sim.handle().set_consenting_user(seed.outsider_user_ids[0]);
 
     let state_dir = std::env::temp_dir().join(format!("coven-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&state_dir)
-        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    std::fs::create_dir_all(&state_dir).map_err(|source| CommandError::File {
+        action: "create",
+        path: state_dir.clone(),
+        source,
+    })?;
     let secret = Secret::new(format!("{:032x}", rand::random::<u128>()));
-    let guild_id = Snowflake::new(sim.guild_id()).ok_or("the simulator has no guild")?;
+    let guild_id = Snowflake::new(sim.guild_id()).ok_or(CommandError::NoGuild)?;
 
-    let health = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .map_err(|e| format!("cannot open the worker's health port: {e}"))?;
-    let health_port = health.local_addr().map_err(|e| e.to_string())?.port();
+    let (health, health_port) = listen(0).await.map_err(CommandError::HealthPort)?;
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -149,7 +146,7 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
         bot_token: Secret::new(sim.bot_token()),
         max_retries: 3,
     })
-    .map_err(|error| format!("cannot build the REST client: {error}"))?;
+    .map_err(CommandError::RestClient)?;
     let mut hub = coven_hub::HubSettings::new(guild_id, vec![secret], base.clone());
     hub.metrics = Some(coven_worker::prometheus());
     hub.state_dir = Some(state_dir.join("hub"));
@@ -165,7 +162,7 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
             client_id: sim
                 .oauth_client_id()
                 .parse()
-                .map_err(|_| "the simulator's client id is not a snowflake")?,
+                .map_err(|_| CommandError::SimClientId)?,
             client_secret: Secret::new(SimConfig::default().oauth.client_secret),
             redirect_uri: format!("{base}/auth/callback")
                 .parse()
@@ -204,13 +201,21 @@ async fn start(args: &DemoArgs) -> Result<Demo, String> {
     })
 }
 
+/// A listener on 127.0.0.1:`port` (0: any free port) and the port it got.
+async fn listen(port: u16) -> std::io::Result<(tokio::net::TcpListener, u16)> {
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
 impl Demo {
     async fn run_until_signal(mut self) -> ExitCode {
         let mut failed = None;
         tokio::select! {
             () = shutdown_signal() => {}
-            result = &mut self.worker => failed = Some(format!("the worker stopped: {}", describe(result))),
-            result = &mut self.hub => failed = Some(format!("the hub stopped: {}", describe(result))),
+            result = &mut self.worker => failed = Some(stopped("worker", result)),
+            result = &mut self.hub => failed = Some(stopped("hub", result)),
         }
         let _ = self.stop.send(true);
         if !self.worker.is_finished() {
@@ -223,17 +228,25 @@ impl Demo {
         let _ = std::fs::remove_dir_all(&self.state_dir);
         match failed {
             None => ExitCode::SUCCESS,
-            Some(error) => fail(&error),
+            Some(error) => fail(error),
         }
     }
 }
 
-fn describe<E: std::fmt::Display>(result: Result<Result<(), E>, tokio::task::JoinError>) -> String {
-    match result {
-        Ok(Ok(())) => "stopped".into(),
-        Ok(Err(error)) => error.to_string(),
-        Err(error) => error.to_string(),
-    }
+/// Why the demo's `part` (worker or hub) stopped before a shutdown was asked for.
+fn stopped<E>(
+    part: &'static str,
+    result: Result<Result<(), E>, tokio::task::JoinError>,
+) -> CommandError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let cause: Option<Box<dyn std::error::Error + Send + Sync>> = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(Box::new(error)),
+        Err(error) => Some(Box::new(error)),
+    };
+    CommandError::PartStopped { part, cause }
 }
 
 /// Simulated players: every `interval`, one member does something a player does.

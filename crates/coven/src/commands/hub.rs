@@ -6,26 +6,26 @@ use std::sync::Arc;
 
 use coven_discord::{DiscordRestClient, OAuthSettings, RestSettings};
 
-use super::{fail, shutdown_signal};
+use super::{CommandError, fail, shutdown_signal};
 use crate::config::{HubConfig, ProcessEnv};
 
 /// `coven hub`.
 pub async fn hub() -> ExitCode {
     let config = match HubConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let rest = match rest_client(&config) {
         Ok(rest) => rest,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let listener = match bind_hub(&config).await {
         Ok(listener) => listener,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     match serve(hub_settings(&config), listener, rest, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => fail(error),
     }
 }
 
@@ -59,13 +59,13 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
 }
 
 /// The bot's REST client (rooms API, adding signed-in players to the guild).
-pub(super) fn rest_client(config: &HubConfig) -> Result<DiscordRestClient, String> {
+pub(super) fn rest_client(config: &HubConfig) -> Result<DiscordRestClient, CommandError> {
     DiscordRestClient::new(RestSettings {
         api_url: config.shared.discord.api_url.clone(),
         bot_token: config.bot_token.clone(),
         max_retries: config.max_api_retries,
     })
-    .map_err(|error| format!("cannot build the Discord REST client: {error}"))
+    .map_err(CommandError::RestClient)
 }
 
 /// Builds the hub around the REST client and serves until `shutdown`.
@@ -74,24 +74,28 @@ pub(super) async fn serve(
     listener: tokio::net::TcpListener,
     rest: DiscordRestClient,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+) -> Result<(), CommandError> {
+    let addr = listener.local_addr().map_err(CommandError::LocalAddr)?;
     let hub = coven_hub::Hub::builder(
         settings,
         Arc::new(coven_hub::DiscordRooms::new(rest.clone())),
     )
     .discord_rest(rest)
     .build()
-    .map_err(|error| format!("cannot start the hub: {error}"))?;
+    .map_err(CommandError::HubStart)?;
     tracing::info!(%addr, "hub listening");
     hub.serve(listener, shutdown)
         .await
-        .map_err(|error| format!("the hub stopped: {error}"))
+        .map_err(CommandError::HubStopped)
 }
 
-pub(super) async fn bind_hub(config: &HubConfig) -> Result<tokio::net::TcpListener, String> {
+pub(super) async fn bind_hub(config: &HubConfig) -> Result<tokio::net::TcpListener, CommandError> {
     let addr = format!("{}:{}", config.host, config.port);
     tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|error| format!("cannot listen on HOST:PORT {addr}: {error}"))
+        .map_err(|source| CommandError::Listen {
+            what: "HOST:PORT",
+            addr,
+            source,
+        })
 }

@@ -1,17 +1,24 @@
 //! What each subcommand runs: read its configuration, start its parts, wait for a
-//! shutdown signal, and turn the outcome into an exit status.
+//! shutdown signal, and turn the outcome into an exit status. `demo` and `sim` exist
+//! only with the `sim` feature (on by default; the production image builds without it).
 
+#[cfg(feature = "sim")]
 mod demo;
+mod error;
 mod hub;
 mod run;
+#[cfg(feature = "sim")]
 mod sim;
 mod worker;
 
 use std::process::ExitCode;
 
+#[cfg(feature = "sim")]
 pub use demo::demo;
+pub use error::CommandError;
 pub use hub::{hub, hub_settings};
 pub use run::run;
+#[cfg(feature = "sim")]
 pub use sim::sim;
 pub use worker::{worker, worker_settings};
 
@@ -38,7 +45,7 @@ pub async fn shutdown_signal() {
 }
 
 /// Prints one clear line and returns a failure status.
-fn fail(error: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("coven: {error}");
+fn fail(error: impl Into<CommandError>) -> ExitCode {
+    eprintln!("coven: {}", error.into());
     ExitCode::FAILURE
 }

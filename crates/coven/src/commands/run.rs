@@ -4,36 +4,30 @@
 //! goes over loopback HTTP and is still signed, so the hub treats it like any
 //! other delivery and the two can later be split without changing anything.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use tokio::sync::watch;
 
-use super::{fail, hub, shutdown_signal, worker};
+use super::{CommandError, fail, hub, shutdown_signal, worker};
 use crate::config::{ProcessEnv, RunConfig};
 
 /// `coven run`.
 pub async fn run() -> ExitCode {
     let config = match RunConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let rest = match hub::rest_client(&config.hub) {
         Ok(rest) => rest,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let listener = match hub::bind_hub(&config.hub).await {
         Ok(listener) => listener,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
-    let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.worker.health_check_port));
-    let health = match tokio::net::TcpListener::bind(health_addr).await {
+    let health = match worker::bind_health(config.worker.health_check_port).await {
         Ok(listener) => listener,
-        Err(error) => {
-            return fail(&format!(
-                "cannot listen on HEALTH_CHECK_PORT {health_addr}: {error}"
-            ));
-        }
+        Err(error) => return fail(error),
     };
 
     let (stop, stopped) = watch::channel(false);
@@ -75,8 +69,8 @@ pub async fn run() -> ExitCode {
     };
     match (worker_result, hub_result) {
         (Ok(Ok(())), Ok(Ok(()))) => ExitCode::SUCCESS,
-        (Ok(Err(error)), _) => fail(&error),
-        (_, Ok(Err(error))) => fail(&error),
-        _ => fail(&"a task panicked"),
+        (Ok(Err(error)), _) => fail(error),
+        (_, Ok(Err(error))) => fail(error),
+        _ => fail(CommandError::Panicked),
     }
 }

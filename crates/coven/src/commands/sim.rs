@@ -4,7 +4,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{fail, shutdown_signal};
+use super::{CommandError, fail, shutdown_signal};
 use crate::cli::SimArgs;
 
 /// `coven sim`.
@@ -16,11 +16,11 @@ pub async fn sim(args: &SimArgs) -> ExitCode {
     };
     let sim = match coven_sim::Simulator::start(config).await {
         Ok(sim) => sim,
-        Err(error) => {
-            return fail(&format!(
-                "cannot start the simulator on port {}: {error}",
-                args.port
-            ));
+        Err(source) => {
+            return fail(CommandError::SimStartOn {
+                port: args.port,
+                source,
+            });
         }
     };
     println!("Discord simulator running (Ctrl-C to stop)\n{sim}");

@@ -5,24 +5,20 @@ use std::process::ExitCode;
 
 use coven_worker::WorkerSettings;
 
-use super::{fail, shutdown_signal};
+use super::{CommandError, fail, shutdown_signal};
 use crate::config::{ProcessEnv, WorkerConfig};
 
 /// `coven worker`.
 pub async fn worker() -> ExitCode {
     let config = match WorkerConfig::from_env(&ProcessEnv) {
         Ok(config) => config,
-        Err(error) => return fail(&error),
+        Err(error) => return fail(error),
     };
     let settings = worker_settings(&config);
     let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.health_check_port));
-    let health = match tokio::net::TcpListener::bind(health_addr).await {
+    let health = match bind_health(config.health_check_port).await {
         Ok(listener) => listener,
-        Err(error) => {
-            return fail(&format!(
-                "cannot listen on HEALTH_CHECK_PORT {health_addr}: {error}"
-            ));
-        }
+        Err(error) => return fail(error),
     };
     tracing::info!(
         %health_addr,
@@ -32,8 +28,20 @@ pub async fn worker() -> ExitCode {
     );
     match coven_worker::run(settings, health, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => fail(error),
     }
+}
+
+/// The worker's health port on every interface (`HEALTH_CHECK_PORT`).
+pub(super) async fn bind_health(port: u16) -> Result<tokio::net::TcpListener, CommandError> {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CommandError::Listen {
+            what: "HEALTH_CHECK_PORT",
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Maps the environment's configuration onto the worker's settings.

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::gateway::VoiceGatewayError;
+
 /// An error of [`super::DiscordRtcClient`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -15,7 +17,7 @@ pub enum RtcError {
     Connection(String),
     /// The worker's gateway session could not send the voice state update (op 4).
     #[error("gateway could not send the voice state update: {0}")]
-    Gateway(String),
+    Gateway(#[source] VoiceGatewayError),
     /// The call needs a ready voice connection and there is none.
     #[error("the bot is not connected to a voice channel")]
     NotConnected,

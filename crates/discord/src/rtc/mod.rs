@@ -12,5 +12,5 @@ mod receive;
 pub use client::{DiscordRtcClient, RtcCounters, RtcSettings, RtcStatus, TransportPreference};
 pub use cue::{CUE_SAMPLE_RATE, Cue};
 pub use error::RtcError;
-pub use gateway::VoiceGatewaySender;
+pub use gateway::{VoiceGatewayError, VoiceGatewaySender};
 pub use receive::{ReceivedAudio, SpeakingUpdate};

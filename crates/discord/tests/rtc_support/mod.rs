@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coven_contract::Snowflake;
-use coven_discord::{DiscordRtcClient, RtcSettings, TransportPreference, VoiceGatewaySender};
+use coven_discord::{
+    DiscordRtcClient, RtcSettings, TransportPreference, VoiceGatewayError, VoiceGatewaySender,
+};
 use coven_sim::{SeedIds, SimConfig, SimHandle, Simulator};
 use twilight_gateway::{
     ConfigBuilder, Event, EventTypeFlags, Intents, MessageSender, Shard, ShardId, StreamExt as _,
@@ -52,7 +54,7 @@ impl VoiceGatewaySender for ShardVoice {
         channel_id: Option<Snowflake>,
         self_mute: bool,
         self_deaf: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), VoiceGatewayError> {
         if self.swallow.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -64,7 +66,7 @@ impl VoiceGatewaySender for ShardVoice {
                 self_deaf,
                 self_mute,
             ))
-            .map_err(|e| e.to_string())
+            .map_err(VoiceGatewayError::new)
     }
 }
 

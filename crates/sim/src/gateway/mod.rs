@@ -1,9 +1,9 @@
 //! Gateway v10 over WebSocket at `/?v=10&encoding=json[&compress=...]`.
 
-pub mod compression;
+mod compression;
 mod connection;
 pub(crate) use connection::random_hex;
-pub mod protocol;
+mod protocol;
 pub(crate) mod session;
 
 use std::collections::HashMap;

@@ -60,6 +60,7 @@ pub fn ends_session(code: u16) -> bool {
 /// Discord's reason text for a close code.
 pub fn reason(code: u16) -> &'static str {
     match code {
+        CLOSE_UNKNOWN_ERROR => "Unknown error.",
         CLOSE_UNKNOWN_OPCODE => "Unknown opcode.",
         CLOSE_DECODE_ERROR => "Error while decoding payload.",
         CLOSE_NOT_AUTHENTICATED => "Not authenticated.",

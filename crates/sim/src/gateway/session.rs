@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::Out;
+use super::protocol::OP_DISPATCH;
 use crate::intents;
 
 /// How many dispatches a session keeps for RESUME replay.
@@ -58,7 +59,7 @@ impl Session {
     /// Assigns the next sequence number, logs the dispatch and sends it if attached.
     pub fn push(&mut self, event: &str, data: &Value) {
         self.seq += 1;
-        let frame = json!({"op": 0, "t": event, "s": self.seq, "d": data}).to_string();
+        let frame = json!({"op": OP_DISPATCH, "t": event, "s": self.seq, "d": data}).to_string();
         if let Some((_, tx)) = &self.conn {
             let _ = tx.send(Out::Frame(frame.clone()));
         }

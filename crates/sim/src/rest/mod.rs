@@ -2,7 +2,7 @@
 //! recording around Discord-shaped handlers.
 
 mod channels;
-pub mod error;
+mod error;
 mod guilds;
 mod messages;
 mod meta;

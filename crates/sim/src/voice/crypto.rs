@@ -106,9 +106,17 @@ pub fn seal(
 pub struct Opened {
     /// Synchronisation source.
     pub ssrc: u32,
-    /// RTP sequence number.
+    /// RTP sequence number (only the round-trip test reads it).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "checked by the round-trip test")
+    )]
     pub sequence: u16,
-    /// RTP timestamp.
+    /// RTP timestamp (only the round-trip test reads it).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "checked by the round-trip test")
+    )]
     pub timestamp: u32,
     /// The Opus payload (header extension body removed).
     pub payload: Vec<u8>,

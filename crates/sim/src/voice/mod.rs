@@ -5,13 +5,13 @@
 //! With `SimConfig::voice_dave` it also offers DAVE v1 and runs the delivery service, and the
 //! simulated users join the client's MLS group (`dave.rs`; see `docs/simulator.md`, "Voice").
 
-pub mod crypto;
+mod crypto;
 mod dave;
 mod events;
 mod handle;
 mod signalling;
 mod speaker;
-pub mod stats;
+mod stats;
 mod tls;
 mod udp;
 

@@ -1,14 +1,10 @@
 //! `coven hub` and `coven run` as real processes against the simulator.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use coven_contract::Secret;
-use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
-use support::{KillOnDrop, SECRET, WAIT, free_port, simulator};
+use coven_contract::signature::EVENT_ID_HEADER;
+use coven_testkit::{KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_request, simulator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_coven");
 
@@ -84,17 +80,10 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
         r#"{{"event":"voice.joined","payload":{{"guildId":"{}","channelId":"2","userId":"3"}}}}"#,
         sim.guild_id()
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let headers = Signer::new(Secret::new(SECRET)).sign(now, body.as_bytes());
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{base}/api/internal/events"))
-        .header(TIMESTAMP_HEADER, headers.timestamp)
-        .header(SIGNATURE_HEADER, headers.signature)
-        .header(EVENT_ID_HEADER, "process-test-1")
-        .body(body)
+        .header(EVENT_ID_HEADER, "process-test-1");
+    let response = sign_request(request, SECRET, now_secs(), body.as_bytes())
         .send()
         .await
         .unwrap();

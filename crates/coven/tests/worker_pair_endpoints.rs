@@ -5,9 +5,6 @@
 //! the room snapshot and the bot's commands reach the new active without any
 //! change to the hub (a refused connection moves on to the next endpoint).
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 mod process;
 
 use std::net::SocketAddr;
@@ -15,10 +12,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use process::{BIN, sim_login, worker_command};
+use coven_testkit::{
+    FakeHub, KillOnDrop, RedisServer, SECRET, WAIT, eventually, free_port, sim_login, simulator,
+    wait_for_role,
+};
+use process::{BIN, worker_command};
 use serde_json::Value;
-use support::redis::RedisServer;
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, eventually, free_port, simulator, wait_for_role};
 
 fn health(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

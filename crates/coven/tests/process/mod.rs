@@ -1,12 +1,12 @@
-//! Starting `coven worker` as a real process against the simulator, and signing
-//! in to a `coven hub` process through the simulator's OAuth2, for the process
-//! tests (included with `#[path]` next to the worker's test `support`).
+//! Starting `coven worker` as a real process against the simulator, for the
+//! process tests (`mod process;` in each); what tests of other crates share too
+//! comes from `coven-testkit`.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::process::{Command, Stdio};
 
-use super::support::{FakeHub, SECRET};
+use coven_testkit::{FakeHub, SECRET};
 
 /// The `coven` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coven");
@@ -35,33 +35,4 @@ pub fn worker_command(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
-}
-
-/// Signs in to the hub at `base` through the simulator's OAuth2 (which consents
-/// at once) and returns the hub's JWT.
-pub async fn sim_login(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = http.get(format!("{base}/auth/login")).send().await.unwrap();
-    assert!(start.status().is_redirection(), "{}", start.status());
-    let cookie = start.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-    let consent = http.get(&authorize).send().await.unwrap();
-    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
-    let done = http
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let target = done.headers()["location"].to_str().unwrap();
-    target.strip_prefix("/#token=").expect("a token").to_owned()
 }

@@ -3,7 +3,8 @@
 //! both with the same `seq`; a browser resumes on the other hub; rooms are created
 //! once across hubs; a killed hub and a restarted Redis lose nothing.
 
-use std::process::{Command, Stdio};
+mod process;
+
 use std::time::Duration;
 
 use coven_contract::Secret;
@@ -16,7 +17,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coven");
 /// Every hub shares the issuer name: a token of one is a token of all.
 const ISSUER: &str = "http://coven-cluster.test";
 
@@ -48,25 +48,10 @@ impl HubProcess {
             || format!("http://127.0.0.1:{port}/auth/callback"),
             str::to_owned,
         );
-        let child = Command::new(BIN)
+        let child = process::login_hub_command(sim, state.path(), port, &redirect_uri)
             .arg("hub")
-            .env_clear()
-            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-            .env("HUB_SECRET", SECRET)
-            .env("DISCORD_BOT_TOKEN", sim.bot_token())
             .env("JWT_ISSUER", ISSUER)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("STATE_DIR", state.path())
-            .env("DISCORD_API_URL", sim.api_url())
-            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-            .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
-            .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
-            .env("OAUTH_REDIRECT_URI", redirect_uri)
             .env("REDIS_URL", redis_url)
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let hub = Self {

@@ -17,10 +17,21 @@
 //! binds and the local ends of outgoing connections from the same ephemeral range
 //! (`/proc/sys/net/ipv4/ip_local_port_range`), so between release and the child's
 //! bind another connection may take the port, and the child fails to start.
+//! The same range also makes a port where nothing listens unsafe: a client that
+//! keeps reconnecting to it (a hub waiting for a Redis that is down or
+//! restarting) may get it as its own local port and connect to itself.
 //! [`free_port`] therefore picks a random port *below* that range (read at run
 //! time), which the kernel never hands out by itself, checks it with a bind, and
-//! never hands the same port out twice within one test process. Listeners a test
-//! keeps open itself still bind port 0 (no race: nobody releases them).
+//! never hands the same port out twice within one test process; a port from it
+//! also serves as "a port where nothing listens" (connections are refused).
+//! Listeners a test keeps open itself still bind port 0 (no race: nobody releases
+//! them). The other choice, letting each child bind port 0 and report where it
+//! listens, would need a change to the `coven` commands and cannot cover
+//! `redis-server` (whose `--port 0` means no TCP at all), so it was not taken.
+//! Across processes (two test binaries at once) a collision needs the same random
+//! pick from some 17,000 ports within the moment between the check and the
+//! child's bind; [`RedisServer`] still retries on another port if its first
+//! start finds the port taken.
 //!
 //! # Panics
 //!

@@ -9,14 +9,10 @@
 //! `RESUMED` and to the hub receiving an event made right after the kill.
 //! Run: `cargo bench -p coven --bench worker`.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::redis::RedisServer;
-use support::{FakeHub, KillOnDrop, SECRET};
+use coven_testkit::{FakeHub, KillOnDrop, RedisServer, SECRET, free_port};
 
 const LATENCY_EVENTS: usize = 400;
 const BURST_EVENTS: usize = 1_000;
@@ -69,11 +65,7 @@ async fn main() {
     .unwrap();
     let hub = FakeHub::start(FakeHub::accepting()).await;
     let state = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_coven"))
         .arg("worker")
         .env_clear()
@@ -163,14 +155,6 @@ async fn main() {
 
 const FAILOVER_ROUNDS: usize = 3;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `coven worker` of a pair: its own state folder and health port, shared Redis.
 fn pair_worker(
     sim: &coven_sim::Simulator,
@@ -201,7 +185,7 @@ fn pair_worker(
 /// Waits until the worker on `port` is a healthy `role`.
 async fn wait_role(port: u16, role: &str) {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    support::wait_for_role(addr, role).await;
+    coven_testkit::wait_for_role(addr, role).await;
 }
 
 async fn failover() {

@@ -4,21 +4,19 @@
 //! once across hubs; a killed hub and a restarted Redis lose nothing.
 
 mod process;
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use coven_contract::Secret;
-use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
+use coven_contract::signature::EVENT_ID_HEADER;
+use coven_testkit::{
+    KillOnDrop, RedisServer, SECRET, WAIT, eventually, free_port, now_secs, sign_request,
+    sim_login, simulator,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::redis::RedisServer;
-use support::{KillOnDrop, SECRET, WAIT, eventually, free_port, simulator};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_coven");
 /// Every hub shares the issuer name: a token of one is a token of all.
 const ISSUER: &str = "http://coven-cluster.test";
 
@@ -50,25 +48,10 @@ impl HubProcess {
             || format!("http://127.0.0.1:{port}/auth/callback"),
             str::to_owned,
         );
-        let child = Command::new(BIN)
+        let child = process::login_hub_command(sim, state.path(), port, &redirect_uri)
             .arg("hub")
-            .env_clear()
-            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-            .env("HUB_SECRET", SECRET)
-            .env("DISCORD_BOT_TOKEN", sim.bot_token())
             .env("JWT_ISSUER", ISSUER)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("STATE_DIR", state.path())
-            .env("DISCORD_API_URL", sim.api_url())
-            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-            .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
-            .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
-            .env("OAUTH_REDIRECT_URI", redirect_uri)
             .env("REDIS_URL", redis_url)
-            .env("LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let hub = Self {
@@ -113,23 +96,16 @@ impl HubProcess {
 
     /// Signs in through the simulator's OAuth2 and returns the hub's JWT.
     async fn login(&self) -> String {
-        process::sim_login(&self.url("")).await
+        sim_login(&self.url("")).await
     }
 
     /// Posts one signed webhook event; returns the HTTP status.
     async fn post(&self, id: &str, event: &Value) -> u16 {
         let body = event.to_string();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let headers = Signer::new(Secret::new(SECRET)).sign(now, body.as_bytes());
-        reqwest::Client::new()
+        let request = reqwest::Client::new()
             .post(self.url("/api/internal/events"))
-            .header(TIMESTAMP_HEADER, headers.timestamp)
-            .header(SIGNATURE_HEADER, headers.signature)
-            .header(EVENT_ID_HEADER, id)
-            .body(body)
+            .header(EVENT_ID_HEADER, id);
+        sign_request(request, SECRET, now_secs(), body.as_bytes())
             .send()
             .await
             .map_or(0, |r| r.status().as_u16())

@@ -1,16 +1,14 @@
 //! `coven hub` and `coven run` as real processes against the simulator.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
+mod process;
 
 use std::process::{Command, Stdio};
+
+use process::hub_command;
 use std::time::Duration;
 
-use coven_contract::Secret;
-use coven_contract::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
-use support::{KillOnDrop, SECRET, WAIT, free_port, simulator};
-
-const BIN: &str = env!("CARGO_BIN_EXE_coven");
+use coven_contract::signature::EVENT_ID_HEADER;
+use coven_testkit::{KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_request, simulator};
 
 /// Polls `url` until `ready` accepts the JSON body.
 async fn wait_json(url: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -28,25 +26,6 @@ async fn wait_json(url: &str, ready: impl Fn(&serde_json::Value) -> bool) -> ser
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-}
-
-fn hub_command(sim: &coven_sim::Simulator, state: &std::path::Path, port: u16) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-        .env("HUB_SECRET", SECRET)
-        .env("DISCORD_BOT_TOKEN", sim.bot_token())
-        .env("JWT_ISSUER", format!("http://127.0.0.1:{port}"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("STATE_DIR", state)
-        .env("DISCORD_API_URL", sim.api_url())
-        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    command
 }
 
 fn terminate(child: KillOnDrop) -> (std::process::ExitStatus, String) {
@@ -74,6 +53,7 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
     let hub = KillOnDrop::new(
         hub_command(&sim, state.path(), port)
             .arg("hub")
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
@@ -84,17 +64,10 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
         r#"{{"event":"voice.joined","payload":{{"guildId":"{}","channelId":"2","userId":"3"}}}}"#,
         sim.guild_id()
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let headers = Signer::new(Secret::new(SECRET)).sign(now, body.as_bytes());
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{base}/api/internal/events"))
-        .header(TIMESTAMP_HEADER, headers.timestamp)
-        .header(SIGNATURE_HEADER, headers.signature)
-        .header(EVENT_ID_HEADER, "process-test-1")
-        .body(body)
+        .header(EVENT_ID_HEADER, "process-test-1");
+    let response = sign_request(request, SECRET, now_secs(), body.as_bytes())
         .send()
         .await
         .unwrap();
@@ -120,6 +93,7 @@ async fn coven_run_carries_gateway_events_to_its_own_hub() {
     let run = KillOnDrop::new(
         hub_command(&sim, state.path(), port)
             .arg("run")
+            .stderr(Stdio::piped())
             .env("HEALTH_CHECK_PORT", health_port.to_string())
             .spawn()
             .unwrap(),

@@ -3,18 +3,16 @@
 //! server, a simulated user's speech becomes `voice.speaking` events at the hub,
 //! a cue is heard (decrypted) by a simulated listener, and bad commands are refused.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 mod process;
 
 use process::worker_command;
 
 use std::time::Duration;
 
-use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 use coven_contract::{Event, Secret};
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, simulator};
+use coven_testkit::{
+    FakeHub, KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_request, simulator,
+};
 
 /// Posts a command signed with `secret`; returns the status (0 when the worker is
 /// not listening yet) and the JSON body.
@@ -25,16 +23,8 @@ async fn command(
     secret: &str,
 ) -> (u16, serde_json::Value) {
     let body = serde_json::to_vec(body).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let signed = Signer::new(Secret::new(secret)).sign(now, &body);
-    let response = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/commands/{path}"))
-        .header(TIMESTAMP_HEADER, signed.timestamp)
-        .header(SIGNATURE_HEADER, signed.signature)
-        .body(body)
+    let request = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/commands/{path}"));
+    let response = sign_request(request, secret, now_secs(), &body)
         .send()
         .await;
     let Ok(response) = response else {

@@ -7,9 +7,6 @@
 //! superseded by the standby's RESUME, and when it wakes it lets go without
 //! touching the session again.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 mod process;
 
 use std::net::SocketAddr;
@@ -19,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use process::worker_command;
-use support::redis::RedisServer;
-use support::{
-    FakeHub, KillOnDrop, WAIT, assert_in_order_at_least_once, free_port, simulator, wait_for_role,
+use coven_testkit::{
+    FakeHub, KillOnDrop, RedisServer, WAIT, assert_in_order_at_least_once, free_port, simulator,
+    wait_for_role,
 };
+use process::worker_command;
 
 type Expected = Vec<(&'static str, u64, u64)>;
 

@@ -5,20 +5,18 @@
 //! the room snapshot and the bot's commands reach the new active without any
 //! change to the hub (a refused connection moves on to the next endpoint).
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 mod process;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use process::{BIN, sim_login, worker_command};
+use coven_testkit::{
+    FakeHub, KillOnDrop, RedisServer, WAIT, eventually, free_port, sim_login, simulator,
+    wait_for_role,
+};
+use process::{login_hub_command, worker_command};
 use serde_json::Value;
-use support::redis::RedisServer;
-use support::{FakeHub, KillOnDrop, SECRET, WAIT, eventually, free_port, simulator, wait_for_role};
 
 fn health(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -27,28 +25,10 @@ fn health(port: u16) -> SocketAddr {
 /// `coven hub` on `port`, its worker endpoints `workers`, Discord login through
 /// the simulator.
 fn hub_process(sim: &coven_sim::Simulator, state: &Path, port: u16, workers: &str) -> KillOnDrop {
-    let child = Command::new(BIN)
+    let redirect_uri = format!("http://127.0.0.1:{port}/auth/callback");
+    let child = login_hub_command(sim, state, port, &redirect_uri)
         .arg("hub")
-        .env_clear()
-        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-        .env("HUB_SECRET", SECRET)
-        .env("DISCORD_BOT_TOKEN", sim.bot_token())
-        .env("JWT_ISSUER", format!("http://127.0.0.1:{port}"))
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("STATE_DIR", state)
-        .env("DISCORD_API_URL", sim.api_url())
-        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-        .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
-        .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
-        .env(
-            "OAUTH_REDIRECT_URI",
-            format!("http://127.0.0.1:{port}/auth/callback"),
-        )
         .env("WORKER_ENDPOINT", workers)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     KillOnDrop::new(child)

@@ -1,9 +1,6 @@
 //! `coven worker` as a real process: configuration errors, a fatal token, and
 //! kill -9 while events flow followed by a restart on the same `STATE_DIR`.
 
-#[path = "../../worker/tests/support/mod.rs"]
-mod support;
-
 mod process;
 
 use process::{BIN, worker_command};
@@ -12,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use coven_contract::Event;
-use support::{FakeHub, KillOnDrop, WAIT, free_port, simulator};
+use coven_testkit::{FakeHub, KillOnDrop, WAIT, free_port, simulator};
 
 async fn wait_healthy(port: u16) {
     let url = format!("http://127.0.0.1:{port}/health");
@@ -148,7 +145,7 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
     );
     let expected = producer.await.unwrap();
     let events: Vec<Event> = hub.wait_for_events(total).await;
-    let got: Vec<(&str, u64, u64)> = support::summary(&events);
+    let got: Vec<(&str, u64, u64)> = coven_testkit::summary(&events);
     assert_eq!(got, expected, "every event, once, in order");
     let counters = handle.counters();
     assert_eq!(

@@ -141,11 +141,8 @@ async fn surfaces_5xx_after_max_retries() {
 
 #[tokio::test]
 async fn retries_network_errors_then_surfaces_them() {
-    // Bind and drop a listener to get a port nothing listens on.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    // A port nothing listens on.
+    let port = coven_testkit::free_port();
     let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let client = DiscordRestClient::with_retry_policy(url, &Secret::new("t"), FAST_RETRY).unwrap();
     let result = client.channel(sf(1)).await;

@@ -3,7 +3,7 @@
 //! costs per event, against one hub without Redis in the same run.
 //!
 //! Processes, all children of this bench binary except Redis:
-//! - a private `redis-server` on a free loopback port (no persistence, temp folder);
+//! - a private `redis-server` (`coven-testkit`: a free loopback port, no persistence, temp folder);
 //! - hubs A and B (`--hub-server` with `REDIS_URL`) and hub L (`--hub-server`
 //!   without it, the in-process broker) as the baseline;
 //! - one browser process per hub (`--browsers <addr> <n>`): `n` authenticated
@@ -36,13 +36,13 @@ mod common;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufWriter, Write as _};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Browsers, Poster, Server, env_usize, event, head_seq, now_us, percentile, proc_cpu};
+use coven_testkit::RedisServer;
 
 /// Run labels: one hub without Redis and one browser process; the same hub with
 /// two browser processes (as many deliveries per event as the pair); hubs A and B.
@@ -216,67 +216,10 @@ impl Drop for BrowserProcess {
 
 // ---------------------------------------------------------------- Redis
 
-/// A private `redis-server`: free loopback port, no persistence, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("coven-cluster-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("redis folder");
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(&dir)
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let redis = Self { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.answers_ping() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn answers_ping(&self) -> bool {
-        use std::io::Read;
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut reply = [0_u8; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    fn cpu(&self) -> Duration {
-        proc_cpu(self.child.id())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// CPU time of the private `redis-server` (`coven-testkit`'s, volatile: no
+/// persistence, killed when dropped).
+fn redis_cpu(redis: &RedisServer) -> Duration {
+    redis.pid().map_or(Duration::ZERO, proc_cpu)
 }
 
 // ---------------------------------------------------------------- measuring
@@ -301,10 +244,10 @@ struct Meter {
 }
 
 impl Meter {
-    fn read(hubs: &[&Server], redis: Option<&Redis>, browsers: &[BrowserProcess]) -> Self {
+    fn read(hubs: &[&Server], redis: Option<&RedisServer>, browsers: &[BrowserProcess]) -> Self {
         Self {
             hubs: hubs.iter().map(|h| h.cpu()).sum(),
-            redis: redis.map_or(Duration::ZERO, Redis::cpu),
+            redis: redis.map_or(Duration::ZERO, redis_cpu),
             browsers: browsers.iter().map(BrowserProcess::cpu).sum(),
             own: proc_cpu(std::process::id()),
             machine: machine_cpu(),
@@ -395,7 +338,7 @@ struct CpuRun {
 /// and Redis spent (minus their idle rate) to the events.
 async fn cpu_burst(
     hubs: &[&Server],
-    redis: Option<&Redis>,
+    redis: Option<&RedisServer>,
     events: u64,
     connections: u64,
 ) -> CpuRun {
@@ -588,7 +531,7 @@ fn latencies(
 async fn latency_run(
     label: &str,
     hubs: &[&Server],
-    redis: Option<&Redis>,
+    redis: Option<&RedisServer>,
     per_hub: usize,
     events: u64,
     rate: u64,
@@ -679,14 +622,14 @@ async fn parent_main() {
     let burst = env_usize("CLUSTER_BURST").unwrap_or(20_000) as u64;
     let started = Instant::now();
 
-    let redis = Redis::start();
+    let redis = RedisServer::start_volatile();
     let url = redis.url();
     let local = Server::start(&[("REDIS_URL", "")]);
     let a = Server::start(&[("REDIS_URL", url.as_str())]);
     let b = Server::start(&[("REDIS_URL", url.as_str())]);
     println!(
         "redis pid {} on {url}; hub L (in-process) {} pid {}; hubs A {} pid {}, B {} pid {}",
-        redis.child.id(),
+        redis.pid().unwrap_or_default(),
         local.addr,
         local.pid(),
         a.addr,

@@ -268,11 +268,10 @@ async fn without_a_worker_endpoint_commands_are_unavailable() {
     );
 }
 
-/// A loopback URL nothing listens on (the port was free a moment ago):
-/// connections are refused.
+/// A loopback URL nothing listens on (a port no one is handed): connections
+/// are refused.
 fn refusing_url() -> url::Url {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}/", listener.local_addr().unwrap())
+    format!("http://127.0.0.1:{}/", coven_testkit::free_port())
         .parse()
         .unwrap()
 }

@@ -292,11 +292,9 @@ async fn protocol_errors_close_1008_and_silence_closes_4401() {
 #[tokio::test]
 async fn not_ready_until_the_jwks_was_fetched() {
     // A JWKS URL where nothing listens.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url: url::Url = format!("http://{}/jwks.json", closed.local_addr().unwrap())
+    let url: url::Url = format!("http://127.0.0.1:{}/jwks.json", coven_testkit::free_port())
         .parse()
         .unwrap();
-    drop(closed);
     let hub = TestHub::launch(
         |s| s.jwt_public_jwk_url = Some(url),
         std::sync::Arc::new(coven_hub::MemoryRooms::new(1)),

@@ -423,9 +423,7 @@ async fn every_login_failure_ends_on_an_error_page() {
     hub.stop().await;
 
     // Discord unreachable: a login against a closed port.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let dead = format!("http://127.0.0.1:{}", coven_testkit::free_port());
     let mut down = start_hub(
         sim.guild_id(),
         |s, redirect| {

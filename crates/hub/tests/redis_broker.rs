@@ -5,86 +5,18 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestHub, WAIT, eventually, id, joined, next_event};
+use common::{TestHub, eventually, id, joined, next_event};
 use coven_contract::{Secret, ServerMessage};
 use coven_hub::{Broker, BrokerLimits, Frame, OnceKey, Outbox, RedisBroker};
+use coven_testkit::{RedisServer, free_port};
 use jsonwebtoken::Algorithm;
 
-/// A private `redis-server` without persistence, killed (and its folder removed)
-/// when dropped.
-struct Redis {
-    port: u16,
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Redis {
-    fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("coven-hub-redis-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--port",
-            ])
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let redis = Self {
-            port,
-            dir,
-            child: Some(child),
-        };
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn url(&self) -> Secret {
-        Secret::new(format!("redis://127.0.0.1:{}/", self.port))
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The URL of a private `redis-server` (volatile: no persistence), as a secret.
+fn url(redis: &RedisServer) -> Secret {
+    Secret::new(redis.url())
 }
 
 fn limits(max_age: Duration) -> BrokerLimits {
@@ -116,9 +48,9 @@ fn outbox() -> Arc<Outbox> {
 
 #[tokio::test]
 async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
-    let redis = Redis::start();
-    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
-    let b = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let redis = RedisServer::start_volatile();
+    let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
+    let b = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     assert_eq!(
         a.publish(joined(3), vec![key("k1")]).await.unwrap(),
         Some(1)
@@ -149,11 +81,11 @@ async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
 #[tokio::test]
 async fn once_keys_keep_the_redis_names_other_hubs_read() {
     // Hubs of a rolling deploy share these keys: their names are a wire format.
-    let redis = Redis::start();
-    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let redis = RedisServer::start_volatile();
+    let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     let keys = vec![key("evt-1"), OnceKey::RoomCreated(id(77))];
     assert_eq!(a.publish(joined(3), keys).await.unwrap(), Some(1));
-    let client = redis::Client::open(redis.url().expose()).unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     for name in ["event:evt-1", "room.created:77"] {
         let full = format!("coven:{{{}}}:hub:once:{name}", common::GUILD);
@@ -168,13 +100,13 @@ async fn once_keys_keep_the_redis_names_other_hubs_read() {
 
 #[tokio::test]
 async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill() {
-    let redis = Redis::start();
-    let a = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let redis = RedisServer::start_volatile();
+    let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     for user in 10..16 {
         a.publish(joined(user), vec![]).await.unwrap();
     }
     // A broker that never read these events: its ring is empty, Redis has them.
-    let b = RedisBroker::new(&redis.url(), limits(Duration::from_secs(60))).unwrap();
+    let b = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     let s = b
         .subscribe(id(common::GUILD), Some(2), outbox())
         .await
@@ -198,7 +130,7 @@ async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill(
     assert_eq!((s.resumed, s.replay.len()), (None, 0));
 
     // The age limit applies to the stream too (by each event's ts).
-    let short = RedisBroker::new(&redis.url(), limits(Duration::from_millis(200))).unwrap();
+    let short = RedisBroker::new(&url(&redis), limits(Duration::from_millis(200))).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = short
         .subscribe(id(common::GUILD), Some(2), outbox())
@@ -207,8 +139,8 @@ async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill(
     assert_eq!(s.resumed, Some(false), "older than the replay age");
 }
 
-async fn clustered(redis: &Redis, first_id: u64) -> (TestHub, Arc<coven_hub::MemoryRooms>) {
-    let url = redis.url();
+async fn clustered(redis: &RedisServer, first_id: u64) -> (TestHub, Arc<coven_hub::MemoryRooms>) {
+    let url = url(redis);
     // Each hub's fake Discord hands out its own ids (one real Discord would).
     let rooms = Arc::new(coven_hub::MemoryRooms::new(first_id));
     let hub = TestHub::start_backend(
@@ -229,7 +161,7 @@ fn bearer() -> String {
 
 #[tokio::test]
 async fn hubs_share_idempotency_answers_rate_limits_and_live_events() {
-    let redis = Redis::start();
+    let redis = RedisServer::start_volatile();
     let (a, rooms_a) = clustered(&redis, 5_000_000_000_000_000).await;
     let (b, rooms_b) = clustered(&redis, 6_000_000_000_000_000).await;
     let create = |hub: &TestHub, key: &str| {
@@ -313,7 +245,7 @@ async fn a_hub_starts_without_redis_and_recovers_when_it_comes_up() {
     assert!(keyed.headers().contains_key("retry-after"));
     let (mut ws, _) = hub.authed(None).await;
 
-    let _redis = tokio::task::spawn_blocking(move || Redis::start_on(port))
+    let _redis = tokio::task::spawn_blocking(move || RedisServer::start_volatile_on(port))
         .await
         .unwrap();
     eventually("redis up in /health", async || {
@@ -346,15 +278,15 @@ async fn ws_answer(hub: &TestHub, token: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_own_issuers_keys_are_shared_and_rotate_across_hubs() {
-    let redis = Redis::start();
+    let redis = RedisServer::start_volatile();
     let own_issuer = |url: Secret| {
         move |s: &mut coven_hub::HubSettings| {
             s.jwt_public_jwk_url = None;
             s.redis_url = Some(url);
         }
     };
-    let (a, _) = TestHub::start_with(own_issuer(redis.url())).await;
-    let (b, _) = TestHub::start_with(own_issuer(redis.url())).await;
+    let (a, _) = TestHub::start_with(own_issuer(url(&redis))).await;
+    let (b, _) = TestHub::start_with(own_issuer(url(&redis))).await;
     let (issuer_a, issuer_b) = (a.hub.issuer().unwrap(), b.hub.issuer().unwrap());
     assert!(issuer_a.is_shared());
     assert_eq!(

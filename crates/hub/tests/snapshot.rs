@@ -324,8 +324,7 @@ async fn view_worker(status: StatusCode) -> (Arc<AtomicUsize>, url::Url) {
 
 /// A loopback URL nothing listens on: connections are refused.
 fn refusing_url() -> url::Url {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}", listener.local_addr().unwrap())
+    format!("http://127.0.0.1:{}", coven_testkit::free_port())
         .parse()
         .unwrap()
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use coven_contract::{Event, Secret, Snowflake};
+use coven_testkit::RedisServer;
+use coven_testkit::{FakeHub, WAIT, health_of, signed, simulator, summary, wait_for_role};
 use coven_worker::LocalStore;
 use coven_worker::RedisStore;
 use coven_worker::WorkerSettings;
-use support::redis::RedisServer;
-use support::{FakeHub, RunningWorker, WAIT, signed, simulator, summary, wait_for_role};
+use support::RunningWorker;
 
 async fn pair_worker(
     sim: &coven_sim::Simulator,
@@ -33,7 +34,7 @@ async fn pair_worker(
 async fn wait_for_depth(worker: &RunningWorker, depth: u64, dead: u64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some((_, body)) = support::health_of(worker.health).await
+        if let Some((_, body)) = health_of(worker.health).await
             && body["outboxDepth"] == depth
             && body["deadLetters"] == dead
         {
@@ -42,7 +43,7 @@ async fn wait_for_depth(worker: &RunningWorker, depth: u64, dead: u64) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "outbox never reached {depth}: {:?}",
-            support::health_of(worker.health).await
+            health_of(worker.health).await
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -12,13 +12,16 @@ mod support;
 use std::time::Duration;
 
 use coven_contract::{Event, RoomDeleted, Secret, Snowflake};
+use coven_testkit::RedisServer;
+use coven_testkit::{
+    FakeHub, WAIT, eventually, health_of, signed, simulator, summary, wait_for_role,
+};
 use coven_worker::RedisStore;
 use coven_worker::VoiceView;
 use coven_worker::WorkerSettings;
 use coven_worker::{Lease, LeaseTimings, wait_for_lease};
 use coven_worker::{StoreError, StoredSession};
-use support::redis::RedisServer;
-use support::{FakeHub, RunningWorker, WAIT, eventually, signed, simulator, wait_for_role};
+use support::RunningWorker;
 use tokio::sync::watch;
 
 const GUILD: u64 = 1_234;
@@ -378,7 +381,7 @@ async fn a_pair_has_one_active_and_a_healthy_standby_that_takes_over_by_resuming
     handle.user_leave(carol).unwrap();
     let events = hub.wait_for_events(2).await;
     assert_eq!(
-        support::summary(&events),
+        summary(&events),
         [("voice.joined", room, carol), ("voice.left", room, carol)]
     );
     assert_eq!(
@@ -425,7 +428,7 @@ async fn losing_redis_sends_the_active_to_standby_without_ending_the_session() {
         .expect("the worker let go of the gateway connection");
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some((503, body)) = support::health_of(worker.health).await
+        if let Some((503, body)) = health_of(worker.health).await
             && body["role"] == "standby"
         {
             break;
@@ -444,7 +447,7 @@ async fn losing_redis_sends_the_active_to_standby_without_ending_the_session() {
     wait_for_role(worker.health, "active").await;
     let events = hub.wait_for_events(3).await;
     assert_eq!(
-        support::summary(&events),
+        summary(&events),
         [
             ("voice.joined", room, users[0]),
             ("voice.joined", room, users[1]),

@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use coven_contract::Event;
 use coven_sim::VoiceFlags;
-use support::{FakeHub, RunningWorker, WAIT, simulator, summary};
+use coven_testkit::{FakeHub, WAIT, simulator, summary};
+use support::RunningWorker;
 
 /// Waits until the worker has a live session (so it has seen `GUILD_CREATE`).
 async fn live(worker: &RunningWorker) {
@@ -412,7 +413,7 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
             .header(TIMESTAMP_HEADER, headers.timestamp)
             .header(SIGNATURE_HEADER, headers.signature)
     };
-    let view: serde_json::Value = get(support::SECRET)
+    let view: serde_json::Value = get(coven_testkit::SECRET)
         .send()
         .await
         .unwrap()

@@ -1,15 +1,53 @@
-//! Starting `coven worker` as a real process against the simulator, and signing
-//! in to a `coven hub` process through the simulator's OAuth2, for the process
-//! tests (included with `#[path]` next to the worker's test `support`).
+//! The `coven worker` and `coven hub` commands configured for the simulator, for
+//! the process tests (`mod process;` in each); what tests of other crates share
+//! too comes from `coven-testkit`.
 
 #![allow(dead_code)] // Each test file uses a different part.
 
 use std::process::{Command, Stdio};
 
-use super::support::{FakeHub, SECRET};
+use coven_testkit::{FakeHub, SECRET};
 
 /// The `coven` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coven");
+
+/// `coven` (the caller adds `hub` or `run`) configured for `sim`, listening on
+/// 127.0.0.1:`port` and issuing tokens as `http://127.0.0.1:<port>`; output
+/// discarded. Callers add or override variables and stdio.
+pub fn hub_command(sim: &coven_sim::Simulator, state: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("JWT_ISSUER", format!("http://127.0.0.1:{port}"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("STATE_DIR", state)
+        .env("DISCORD_API_URL", sim.api_url())
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// [`hub_command`] with Discord login through the simulator's OAuth2, Discord
+/// redirecting back to `redirect_uri`.
+pub fn login_hub_command(
+    sim: &coven_sim::Simulator,
+    state: &std::path::Path,
+    port: u16,
+    redirect_uri: &str,
+) -> Command {
+    let mut command = hub_command(sim, state, port);
+    command
+        .env("DISCORD_CLIENT_ID", sim.oauth_client_id())
+        .env("DISCORD_CLIENT_SECRET", "sim-client-secret")
+        .env("OAUTH_REDIRECT_URI", redirect_uri);
+    command
+}
 
 /// `coven worker` configured for `sim` and `hub`, health on `port`. It trusts
 /// the simulator's voice CA, so the bot can also join rooms.
@@ -35,33 +73,4 @@ pub fn worker_command(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
-}
-
-/// Signs in to the hub at `base` through the simulator's OAuth2 (which consents
-/// at once) and returns the hub's JWT.
-pub async fn sim_login(base: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = http.get(format!("{base}/auth/login")).send().await.unwrap();
-    assert!(start.status().is_redirection(), "{}", start.status());
-    let cookie = start.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-    let consent = http.get(&authorize).send().await.unwrap();
-    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
-    let done = http
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let target = done.headers()["location"].to_str().unwrap();
-    target.strip_prefix("/#token=").expect("a token").to_owned()
 }

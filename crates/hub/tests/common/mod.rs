@@ -1,14 +1,15 @@
 //! Shared test harness: a hub on 127.0.0.1 with a tiny JWKS server, signed webhook
 //! posting, token minting from the committed test-only keys, and a WebSocket client.
 //!
-//! Everything runs over real loopback sockets; waits are bounded by timeouts.
+//! Everything runs over real loopback sockets; waits are bounded by timeouts. What
+//! tests of other crates share too comes from `coven-testkit`.
 
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
@@ -18,6 +19,8 @@ use coven_contract::{
     VoiceJoined,
 };
 use coven_hub::{Hub, HubSettings, MemoryRooms, RoomsBackend};
+/// Shared with the other crates' tests: waits on a condition, the signature clock.
+pub use coven_testkit::{eventually, now_secs};
 use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -43,13 +46,6 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub fn id(n: u64) -> Snowflake {
     Snowflake::new(n).unwrap()
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A JWKS server counting its fetches.
@@ -367,16 +363,4 @@ pub async fn expect_unauthorized(ws: &mut Ws) -> String {
     assert_eq!(texts[0]["v"], 1);
     assert_eq!(texts[0]["error"]["code"], "UNAUTHORIZED");
     texts[0]["error"]["message"].as_str().unwrap().to_owned()
-}
-
-/// Polls `check` every 10 ms until true or the deadline.
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -2,15 +2,15 @@
 //! ready voice connection (op 4 → `VOICE_STATE_UPDATE` / `VOICE_SERVER_UPDATE` → TLS voice gateway handshake →
 //! IP discovery → `SESSION_DESCRIPTION`), and cue latency from `play_cue` to the first frame a
 //! simulated listener decrypts. Prints p50/p99/max. `cargo bench -p coven-discord --bench rtc`.
+//! It lives beside the RTC tests (`tests/rtc/`) so both reach `support.rs` with a plain `mod`.
 
-#[path = "../tests/rtc_support/mod.rs"]
-mod rtc_support;
+mod support;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use coven_discord::{Cue, TransportPreference};
-use rtc_support::{snowflake, start_bot_with};
+use support::{snowflake, start_bot_with};
 
 const CONNECTS: usize = 20;
 const CUES: usize = 40;
@@ -38,7 +38,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = rtc_support::reexec_with_test_ca() {
+    if let Some(code) = support::reexec_with_test_ca() {
         return code;
     }
     // `cargo test --benches` runs benches in test mode: keep it short there.

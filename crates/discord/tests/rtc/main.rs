@@ -7,7 +7,7 @@
 //! the simulator's test CA, then runs each test on a fresh simulator. Pass a substring to
 //! run only matching tests. Every wait is on a condition, with a timeout.
 
-mod rtc_support;
+mod support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use coven_discord::{Cue, RtcError, RtcStatus, SpeakingUpdate, TransportPreference};
-use rtc_support::{Bot, snowflake, start_bot, start_bot_with};
+use support::{Bot, snowflake, start_bot, start_bot_with};
 
 /// Upper bound for any single wait.
 const STEP: Duration = Duration::from_secs(10);
@@ -24,7 +24,7 @@ const STEP: Duration = Duration::from_secs(10);
 type TestFn = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn main() -> ExitCode {
-    if let Some(code) = rtc_support::reexec_with_test_ca() {
+    if let Some(code) = support::reexec_with_test_ca() {
         return code;
     }
     if std::env::var_os("RUST_LOG").is_some() {

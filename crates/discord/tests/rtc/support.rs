@@ -1,4 +1,4 @@
-//! Shared by the RTC tests and benchmark: the simulator's test CA trusted through
+//! Shared by the RTC tests (`main.rs`) and benchmark (`bench.rs`) beside it: the simulator's test CA trusted through
 //! `SSL_CERT_FILE` (by re-running the binary with it set: the workspace forbids `unsafe`, so
 //! `std::env::set_var` is out), and a tiny stand-in for the worker's gateway side — a twilight
 //! shard on the simulator that sends op 4 for the client and feeds it the bot's

@@ -1,4 +1,4 @@
-//! Browser → hub messages (SPEC §6). Today there is one: `auth`, sent first.
+//! Browser → hub messages (docs/spec.md §6). Today there is one: `auth`, sent first.
 //!
 //! Parsing checks the size limit before looking at the text and rejects unknown
 //! `type`s, so the hub can answer `INVALID_MESSAGE` without guessing.

@@ -1,4 +1,4 @@
-//! Hub → browser messages (SPEC §4 and §6): event envelopes, the auth ack, errors.
+//! Hub → browser messages (docs/spec.md §4 and §6): event envelopes, the auth ack, errors.
 //!
 //! Every message carries `"v": 1` and a `type`; parsing rejects any other version
 //! and any unknown type, so a client built on these types fails loudly rather than

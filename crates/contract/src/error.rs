@@ -1,4 +1,4 @@
-//! Error codes and bodies shared by HTTP responses and WebSocket errors (SPEC §6, §7).
+//! Error codes and bodies shared by HTTP responses and WebSocket errors (docs/spec.md §6, §7).
 
 use serde::{Deserialize, Serialize};
 

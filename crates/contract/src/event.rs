@@ -1,7 +1,7 @@
-//! The contract events (SPEC §4) and their payloads.
+//! The contract events (docs/spec.md §4) and their payloads.
 //!
 //! [`Event`] serialises as `{"event": "<name>", "payload": {…}}`, which is exactly
-//! the internal webhook body (SPEC §5); the hub wraps the same value in an
+//! the internal webhook body (docs/spec.md §5); the hub wraps the same value in an
 //! [`EventEnvelope`](crate::EventEnvelope) for browsers. Payload fields are
 //! camelCase on the wire. Unknown event names are rejected; unknown payload fields
 //! are ignored, because v1 may grow new fields but never renames or removes one.

@@ -1,10 +1,10 @@
 //! The Spell Coven wire contract, defined once and used by every part of the system.
 //!
 //! Everything that crosses a process boundary lives here: the events the worker
-//! produces and browsers consume (SPEC §4), the internal webhook and its HMAC
-//! signature (SPEC §5), the hub's signed requests to the worker (the voice view and
-//! the bot's commands, [`internal`]), the browser WebSocket messages (SPEC §6) and
-//! the HTTP error body (SPEC §7). The worker, the hub and the tests import these types instead of
+//! produces and browsers consume (docs/spec.md §4), the internal webhook and its HMAC
+//! signature (docs/spec.md §5), the hub's signed requests to the worker (the voice view and
+//! the bot's commands, [`internal`]), the browser WebSocket messages (docs/spec.md §6) and
+//! the HTTP error body (docs/spec.md §7). The worker, the hub and the tests import these types instead of
 //! writing JSON by hand, so the contract cannot drift between them.
 //!
 //! Parsing is strict where the contract is strict (`v` must be 1, unknown message

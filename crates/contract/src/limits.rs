@@ -3,10 +3,10 @@
 //! Every input has a bound so that a misbehaving or hostile peer cannot make a
 //! process allocate without limit. The hub enforces these before reading a body.
 
-/// Largest accepted internal webhook body (SPEC §5): 64 KiB. Larger bodies get 413.
+/// Largest accepted internal webhook body (docs/spec.md §5): 64 KiB. Larger bodies get 413.
 pub const WEBHOOK_BODY_MAX_BYTES: usize = 64 * 1024;
 
-/// Largest accepted browser → hub WebSocket message (SPEC §6): 4 KiB.
+/// Largest accepted browser → hub WebSocket message (docs/spec.md §6): 4 KiB.
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024;
 
 /// Longest room (voice channel) name Discord accepts, in characters.

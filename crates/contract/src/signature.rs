@@ -1,4 +1,4 @@
-//! HMAC-SHA256 signatures of the internal webhook (SPEC §5).
+//! HMAC-SHA256 signatures of the internal webhook (docs/spec.md §5).
 //!
 //! The signer puts `X-Hub-Timestamp: <unix seconds>` and
 //! `X-Hub-Signature: sha256=<64 lowercase hex>` on a request, where the MAC covers

@@ -1,4 +1,4 @@
-//! The command line (SPEC §2). Each subcommand reads its own typed configuration
+//! The command line (docs/spec.md §2). Each subcommand reads its own typed configuration
 //! from the environment; flags only cover what is not part of the deployment
 //! contract (such as the simulator's port). `demo` and `sim` exist only with the
 //! `sim` cargo feature (on by default).
@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// Spell Coven's realtime Discord layer: gateway worker, hub and Discord simulator.
 ///
-/// Configuration comes from environment variables (see the README and SPEC §3).
+/// Configuration comes from environment variables (see the README and docs/spec.md §3).
 #[derive(Debug, Parser)]
 #[command(name = "coven", version, about, long_about = None)]
 pub struct Cli {

@@ -1,4 +1,4 @@
-//! Typed configuration for each command, read from the environment (SPEC §3).
+//! Typed configuration for each command, read from the environment (docs/spec.md §3).
 //!
 //! Each command reads exactly the variables it needs into a struct of parsed
 //! values, once, at start. A missing or malformed variable becomes a

@@ -158,7 +158,7 @@ async fn the_bot_joins_hears_speech_plays_a_cue_and_leaves() {
     assert_eq!(command(port, "cue", &cue, SECRET).await.0, 409);
 }
 
-/// The whole chain of SPEC §4 `voice.speaking` and §7 bot routes: a browser asks
+/// The whole chain of docs/spec.md §4 `voice.speaking` and §7 bot routes: a browser asks
 /// the hub for the bot, the hub forwards the signed command to the worker, the bot
 /// joins through the simulator's voice server, a user speaks, and the browser's
 /// socket receives `voice.speaking` true then false through outbox → webhook → hub.

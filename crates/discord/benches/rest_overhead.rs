@@ -1,4 +1,4 @@
-//! Benchmark of `DiscordRestClient`'s own overhead per request on loopback (SPEC §10:
+//! Benchmark of `DiscordRestClient`'s own overhead per request on loopback (docs/spec.md §10:
 //! Discord REST under 500 ms p95 excluding Discord's time).
 //!
 //! Each iteration fetches the same channel from the simulator three ways: through the

@@ -1,6 +1,6 @@
 //! The one error type of both Discord clients, and how Discord's JSON error bodies map
 //! onto it. Which HTTP answer a caller of the hub gets for each variant is the hub's
-//! business (`coven-hub`'s `discord_errors`), not this crate's.
+//! business (`coven-hub`'s `discord.rs` and `rooms.rs`), not this crate's.
 
 use std::fmt;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Discord clients of Spell Coven (SPEC §9): [`DiscordRestClient`] for the bot's REST calls,
+//! Discord clients of Spell Coven (docs/spec.md §9): [`DiscordRestClient`] for the bot's REST calls,
 //! [`DiscordOAuthClient`] for players' OAuth2 + PKCE login and [`DiscordRtcClient`] for the
 //! bot's voice connection (speaking updates, audio cues; songbird 0.6's driver).
 //!

@@ -1,5 +1,5 @@
 //! `DiscordOAuthClient`: Discord's OAuth2 authorization-code flow with PKCE S256 and
-//! `state` (SPEC §9) — the authorize URL, code exchange, refresh, revoke and the current
+//! `state` (docs/spec.md §9) — the authorize URL, code exchange, refresh, revoke and the current
 //! user — as a few form-encoded reqwest calls (see docs/discord-clients.md for why no
 //! OAuth2 crate).
 

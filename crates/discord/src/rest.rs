@@ -1,4 +1,4 @@
-//! `DiscordRestClient`: the bot's REST calls (SPEC §9) on twilight-http, whose rate
+//! `DiscordRestClient`: the bot's REST calls (docs/spec.md §9) on twilight-http, whose rate
 //! limiter keeps bursts within Discord's buckets and global limit and retries 429s after
 //! `Retry-After`; around it, input validation, retries of 5xx and network errors, and
 //! typed results.

@@ -68,7 +68,7 @@ impl RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Three retries, the SPEC's default `MAX_API_RETRIES`.
+    /// Three retries, the spec's default (docs/spec.md §3) `MAX_API_RETRIES`.
     fn default() -> Self {
         Self::new(3)
     }

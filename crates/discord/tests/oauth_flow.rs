@@ -52,8 +52,7 @@ async fn a_wrong_verifier_is_an_invalid_grant() {
         matches!(result, Err(DiscordError::InvalidGrant { .. })),
         "{result:?}"
     );
-    // The hub answers an invalid grant with 401 UNAUTHORIZED: coven-hub's
-    // `discord_errors` test checks that mapping.
+    // The hub answers an invalid grant with 401 UNAUTHORIZED (its login tests).
     assert_eq!(sim.handle().counters().oauth_tokens_issued, 0);
 }
 
@@ -152,7 +151,7 @@ async fn a_wrong_client_secret_is_an_oauth_error_without_the_secret() {
     );
     assert!(!format!("{error} {error:?}").contains("not-the-secret"));
     // A misconfigured app is not the player's fault: the hub answers this `OAuth` error
-    // with 502 (coven-hub's `discord_errors` test checks that mapping).
+    // with 502 (the hub's login tests).
     let revoked = bad.revoke(&Secret::new("whatever")).await;
     assert!(
         matches!(revoked, Err(DiscordError::OAuth { status: 401, .. })),

@@ -87,8 +87,8 @@ async fn maps_discords_json_errors() {
 
     // None of these client errors was retried.
     assert_eq!(sim.handle().requests().len(), 5);
-    // The hub answers `UnknownChannel` with 404 NOT_FOUND: coven-hub's `discord_errors`
-    // test checks that mapping.
+    // The hub answers `UnknownChannel` with 404 NOT_FOUND (crates/hub/src/discord.rs
+    // maps it to the rooms API's error).
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 // Spell Coven lobby: plain JS, no build step, no dependencies.
-// Contract: SPEC §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
+// Contract: docs/spec.md §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
 // The JWT is kept in sessionStorage only; it is never logged or shown.
 'use strict';
 
@@ -262,7 +262,7 @@
         break;
       }
       default:
-        break; // unknown events are ignored (SPEC §4)
+        break; // unknown events are ignored (docs/spec.md §4)
     }
     return { changed, say };
   }

@@ -1,10 +1,10 @@
-//! The bot's voice commands (SPEC §7): `POST`/`DELETE /api/rooms/{id}/bot` make the
+//! The bot's voice commands (docs/spec.md §7): `POST`/`DELETE /api/rooms/{id}/bot` make the
 //! bot join or leave a room's voice channel, `POST /api/rooms/{id}/cue` plays a
 //! short audio cue there.
 //!
 //! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
 //! that the channel is a room of the guild, and forwards the command to the
-//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (SPEC §5). With
+//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (docs/spec.md §5). With
 //! an active/standby pair listed there, `worker_link` finds the active (the standby
 //! answers 503). The worker's answer (`{"ok":true}` or `{"message","code"}`) is
 //! passed back; when every endpoint fails, the last 503 answer, or 503 when none

@@ -1,8 +1,8 @@
 //! The one error type of the HTTP handlers and its JSON rendering.
 //!
-//! Every HTTP error leaves the hub as `{"message","code","details"?}` (SPEC §7) built
+//! Every HTTP error leaves the hub as `{"message","code","details"?}` (docs/spec.md §7) built
 //! from the contract's `ApiError`; the webhook's signature failures are the one
-//! exception, answered with exactly `{"message":"forbidden"}` (SPEC §5) so that a
+//! exception, answered with exactly `{"message":"forbidden"}` (docs/spec.md §5) so that a
 //! prober learns nothing about why.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `POST /api/internal/events`: the worker's signed webhook (SPEC §5).
+//! `POST /api/internal/events`: the worker's signed webhook (docs/spec.md §5).
 //!
 //! Order matters and is the point of this file: the size is checked before the body
 //! is read (413), the HMAC is checked before the body is parsed (403 with exactly

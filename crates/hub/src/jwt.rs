@@ -1,4 +1,4 @@
-//! Verification of the app's JWTs (SPEC §7): who a browser or API caller is.
+//! Verification of the app's JWTs (docs/spec.md §7): who a browser or API caller is.
 //!
 //! The algorithm is decided by the KEY, never by the token: each key a
 //! [`KeySource`] yields carries the one algorithm it may verify (RSA → RS256,

@@ -1,4 +1,4 @@
-//! The Spell Coven hub: what browsers touch (SPEC §5–§7).
+//! The Spell Coven hub: what browsers touch (docs/spec.md §5–§7).
 //!
 //! It takes the worker's HMAC-signed events (`ingest`), assigns each a per-guild
 //! `seq` and fans it out to every authenticated browser (`broker`, `fanout`,
@@ -19,7 +19,6 @@ mod bot;
 mod broker;
 mod builder;
 mod discord;
-mod discord_errors;
 mod error;
 mod fanout;
 mod health;
@@ -53,7 +52,6 @@ use std::sync::Arc;
 pub use broker::{Broker, BrokerError, BrokerLimits, InProcessBroker, RingState, Subscription};
 pub use builder::HubBuilder;
 pub use discord::DiscordRooms;
-pub use discord_errors::DiscordAnswer;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
 pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};

@@ -1,4 +1,4 @@
-//! The rooms API (SPEC §7): `POST /api/create-room`, `DELETE /api/end-room/{id}`.
+//! The rooms API (docs/spec.md §7): `POST /api/create-room`, `DELETE /api/end-room/{id}`.
 //!
 //! Discord is reached through the small [`RoomsBackend`] trait so the handlers do not
 //! depend on a particular REST client (the binary plugs in `DiscordRestClient`; the

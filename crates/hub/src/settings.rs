@@ -1,6 +1,6 @@
 //! Everything the hub is configured with, as one plain struct.
 //!
-//! The binary reads the environment (SPEC §3) and fills this in; the crate itself
+//! The binary reads the environment (docs/spec.md §3) and fills this in; the crate itself
 //! reads nothing. Timeouts and limits default to the spec's values but stay public
 //! so tests can shorten them.
 

@@ -40,7 +40,7 @@ pub trait VoiceViewSource: Send + Sync + 'static {
     fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>>;
 }
 
-/// The worker's view: `GET {endpoint}/voice-view`, signed (SPEC §5 headers over an
+/// The worker's view: `GET {endpoint}/voice-view`, signed (docs/spec.md §5 headers over an
 /// empty body) with the first `HUB_SECRET`. With several endpoints (an
 /// active/standby pair) the one that last answered is asked first, the others
 /// when it is unreachable or answers 503.

@@ -1,4 +1,4 @@
-//! `GET /api/ws`: one browser's WebSocket session (SPEC §6).
+//! `GET /api/ws`: one browser's WebSocket session (docs/spec.md §6).
 //!
 //! Three phases: wait (at most `auth_timeout`) for the `auth` message and verify its
 //! JWT; subscribe to the broker, answer `auth.ok` and send the replay; then forward
@@ -28,7 +28,7 @@ use crate::fanout::{Frame, Outbox};
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
 use crate::state::SocketState;
 
-/// Close codes of SPEC §6.
+/// Close codes of docs/spec.md §6.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_OVERLOADED: u16 = 1013;

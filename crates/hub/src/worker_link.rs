@@ -6,7 +6,7 @@
 //! one place: a request goes first to the endpoint that last answered well; on a
 //! connection error, a timeout or a 503 (a standby refusing voice commands, a worker
 //! whose session is not ready) the next endpoint is tried, and the one that answers
-//! is remembered. Every attempt is signed afresh (SPEC §5 headers, the first
+//! is remembered. Every attempt is signed afresh (docs/spec.md §5 headers, the first
 //! `HUB_SECRET`), so a slow first attempt never sends a stale timestamp.
 //!
 //! Each user of the link keeps its own memory: a standby answers the snapshot well

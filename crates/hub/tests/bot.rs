@@ -1,4 +1,4 @@
-//! SPEC §7 bot voice commands from the outside: `POST`/`DELETE /api/rooms/{id}/bot`
+//! docs/spec.md §7 bot voice commands from the outside: `POST`/`DELETE /api/rooms/{id}/bot`
 //! and `POST /api/rooms/{id}/cue` check the caller and the room, then reach the
 //! worker as requests signed like the webhook; the worker's answer is relayed.
 //! With an active/standby pair in `WORKER_ENDPOINT`, a refused connection or a

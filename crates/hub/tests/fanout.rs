@@ -1,4 +1,4 @@
-//! SPEC §6 fan-out from the outside: resume with `lastSeq` delivers exactly the
+//! docs/spec.md §6 fan-out from the outside: resume with `lastSeq` delivers exactly the
 //! missed events then live ones, a gap older than the ring answers
 //! `"resumed":false`, a stalled browser is closed 1013 while a reading one gets
 //! everything, a silent one is dropped, and shutdown closes everyone with 1001.

@@ -1,4 +1,4 @@
-//! SPEC §5 from the outside: the signed webhook's whole signature matrix, limits,
+//! docs/spec.md §5 from the outside: the signed webhook's whole signature matrix, limits,
 //! idempotency and guild filtering, observed over real HTTP and a real WebSocket.
 
 mod common;

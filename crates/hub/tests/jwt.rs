@@ -1,4 +1,4 @@
-//! SPEC §6–§7 JWT verification from the outside: every attack is refused with
+//! docs/spec.md §6–§7 JWT verification from the outside: every attack is refused with
 //! `UNAUTHORIZED` and close 4401; the three allowed algorithms work; the JWKS is
 //! refetched on an unknown `kid` at most once per interval.
 

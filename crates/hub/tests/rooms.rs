@@ -1,4 +1,4 @@
-//! SPEC §7 rooms API from the outside: create and end rooms with a Bearer JWT,
+//! docs/spec.md §7 rooms API from the outside: create and end rooms with a Bearer JWT,
 //! `Idempotency-Key`, the per-user rate limit, error shapes, exactly one
 //! `room.created` per channel whichever of the API and the gateway webhook comes
 //! first, plus CORS, request ids, `/health` and `/metrics`.

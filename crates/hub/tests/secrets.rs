@@ -1,4 +1,4 @@
-//! SPEC §7: the bot token and `HUB_SECRET` never appear in a response or a log line,
+//! docs/spec.md §7: the bot token and `HUB_SECRET` never appear in a response or a log line,
 //! and neither do browsers' JWTs. Every log line of a busy session (at TRACE for the
 //! hub and tower-http) is captured and searched, as is every response body.
 

@@ -2,7 +2,7 @@
 //!
 //! `POST /commands/join`, `/commands/leave` and `/commands/cue` on the health port,
 //! with a JSON body `{"channelId": "…", "cue"?: "…"}` signed exactly like the
-//! webhook (SPEC §5, any `HUB_SECRET`); the paths, the body and the signature check
+//! webhook (docs/spec.md §5, any `HUB_SECRET`); the paths, the body and the signature check
 //! are the contract's (`coven_contract::internal`), shared with the hub. The hub
 //! has already checked the caller and that the channel is a room; the worker checks
 //! the signature, the body and the bot's own state, and answers `{"ok":true}` or

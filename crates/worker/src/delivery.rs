@@ -1,6 +1,6 @@
 //! Delivery: posts outbox events to the hub, in order, until each one lands.
 //!
-//! One task takes the oldest event, signs it (SPEC §5, freshly for each attempt so
+//! One task takes the oldest event, signs it (docs/spec.md §5, freshly for each attempt so
 //! the timestamp stays inside the hub's window) and posts it with its stable
 //! `X-Hub-Event-Id`. A 2xx removes it. 5xx, timeouts, connection errors and
 //! answers that point at our configuration (401/403/404) are retried forever

@@ -37,7 +37,7 @@ use crate::store::{Store, StoredSession, Written};
 use crate::tracker::{VoiceTracker, VoiceView};
 use crate::voice::BotVoice;
 
-/// The intents the worker needs (SPEC §8).
+/// The intents the worker needs (docs/spec.md §8).
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_VOICE_STATES);
 
 /// How often the session sequence is saved when no event forces a commit.

@@ -10,7 +10,7 @@
 //! running; route on `role`, not on the status code, to find the active one.
 //!
 //! `/voice-view` gives the hub the tracker's current view (who is in which room)
-//! so browsers can start from a snapshot. It is signed like the webhook (SPEC §5,
+//! so browsers can start from a snapshot. It is signed like the webhook (docs/spec.md §5,
 //! empty body): the view is guild data and is only for the hub. A standby serves
 //! the view the active committed to Redis, so the hub may point at either worker.
 

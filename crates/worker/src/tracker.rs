@@ -3,7 +3,7 @@
 //! Discord tells us *states* ("user U is now in channel C with these flags"); the
 //! contract speaks in *changes* (`voice.joined`, `voice.left`, …). The tracker keeps
 //! the last known state of the one guild we serve ([`VoiceView`]) and emits exactly
-//! the difference each dispatch makes, following SPEC §4: a move is `voice.left`
+//! the difference each dispatch makes, following docs/spec.md §4: a move is `voice.left`
 //! (old room) then `voice.joined` (new room), a flag change without a move is
 //! `voice.state`, only voice channels (type 2) are rooms, other guilds are ignored.
 //!

@@ -1,4 +1,4 @@
-//! The worker end to end against the simulator: every SPEC §4 rule through a real
+//! The worker end to end against the simulator: every docs/spec.md §4 rule through a real
 //! gateway session, the gateway faults, restarts, a failing hub and fatal closes.
 
 mod support;

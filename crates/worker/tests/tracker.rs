@@ -1,4 +1,4 @@
-//! The voice-state tracker against every SPEC §4 rule, fed Discord's own JSON.
+//! The voice-state tracker against every docs/spec.md §4 rule, fed Discord's own JSON.
 
 use coven_contract::{Event, Snowflake};
 use coven_worker::VoiceTracker;

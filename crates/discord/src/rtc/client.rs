@@ -127,7 +127,7 @@ struct Inner {
     runtime: tokio::runtime::Handle,
 }
 
-/// The bot's voice connection in one guild (SPEC §9). Cheap to clone; clones share it.
+/// The bot's voice connection in one guild (docs/spec.md §9). Cheap to clone; clones share it.
 #[derive(Clone)]
 pub struct DiscordRtcClient {
     inner: Arc<Inner>,

@@ -1,4 +1,4 @@
-//! The bot's voice connection (SPEC §9 `DiscordRtcClient`) on songbird 0.6's driver: join and
+//! The bot's voice connection (docs/spec.md §9 `DiscordRtcClient`) on songbird 0.6's driver: join and
 //! leave through the worker's gateway session, speaking updates and per-user received audio,
 //! audio cues, transport encryption and DAVE (negotiated by songbird when the voice server
 //! offers it). See `docs/discord-clients.md`, "`DiscordRtcClient`".

@@ -12,7 +12,7 @@ use crate::gateway::{Fault, Out};
 use crate::rest::{InjectedResponse, RecordedRequest};
 use crate::shapes;
 use crate::state::{AuditEntry, Shared};
-use crate::world::{Channel, Dispatch, SeedIds, SentMessage, VoiceFlags, WorldError, channel_type};
+use crate::world::{Channel, Dispatch, SeedIds, SentMessage, VoiceFlags, WorldError};
 
 /// A condition was not met before the timeout.
 #[derive(Debug, thiserror::Error)]
@@ -130,22 +130,7 @@ impl SimHandle {
         kind: u8,
         parent_id: Option<u64>,
     ) -> Result<u64, WorldError> {
-        let voice = kind == channel_type::VOICE;
-        let channel = Channel {
-            id: 0,
-            kind,
-            name: name.to_owned(),
-            position: 0,
-            parent_id,
-            user_limit: 0,
-            bitrate: if voice { 64_000 } else { 0 },
-            topic: None,
-            nsfw: false,
-            rate_limit_per_user: 0,
-            rtc_region: None,
-            permission_overwrites: Vec::new(),
-            last_message_id: None,
-        };
+        let channel = Channel::new(0, kind, name, parent_id);
         self.shared.mutate(|w| w.create_channel(channel))
     }
 

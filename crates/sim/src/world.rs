@@ -121,6 +121,28 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// A new channel with Discord's defaults for its `kind` (voice and stage
+    /// channels get 64 kbps; no limit, topic, slowmode, region or overwrites).
+    /// `id` 0 lets [`World::create_channel`] assign one.
+    pub fn new(id: u64, kind: u8, name: &str, parent_id: Option<u64>) -> Self {
+        let voice = matches!(kind, channel_type::VOICE | channel_type::STAGE);
+        Self {
+            id,
+            kind,
+            name: name.to_owned(),
+            position: 0,
+            parent_id,
+            user_limit: 0,
+            bitrate: if voice { 64_000 } else { 0 },
+            topic: None,
+            nsfw: false,
+            rate_limit_per_user: 0,
+            rtc_region: None,
+            permission_overwrites: Vec::new(),
+            last_message_id: None,
+        }
+    }
+
     /// Whether users can connect to it.
     pub fn is_voice(&self) -> bool {
         matches!(self.kind, channel_type::VOICE | channel_type::STAGE)
@@ -321,19 +343,9 @@ impl World {
             channels.insert(
                 id,
                 Channel {
-                    id,
-                    kind,
-                    name: name.to_owned(),
                     position,
-                    parent_id,
                     user_limit: if voice { 4 } else { 0 },
-                    bitrate: if voice { 64_000 } else { 0 },
-                    topic: None,
-                    nsfw: false,
-                    rate_limit_per_user: 0,
-                    rtc_region: None,
-                    permission_overwrites: vec![],
-                    last_message_id: None,
+                    ..Channel::new(id, kind, name, parent_id)
                 },
             );
         };

@@ -272,22 +272,7 @@ pub(crate) async fn create(
             }
         }
     };
-    let voice = matches!(kind, channel_type::VOICE | channel_type::STAGE);
-    let mut c = Channel {
-        id: 0,
-        kind,
-        name: String::new(),
-        position: 0,
-        parent_id: None,
-        user_limit: 0,
-        bitrate: if voice { 64_000 } else { 0 },
-        topic: None,
-        nsfw: false,
-        rate_limit_per_user: 0,
-        rtc_region: None,
-        permission_overwrites: Vec::new(),
-        last_message_id: None,
-    };
+    let mut c = Channel::new(0, kind, "", None);
     apply_fields(&shared, &mut c, &body, true, &mut errors);
     errors.into_result()?;
     let id = shared.mutate(|w| w.create_channel(c)).map_err(|_| {

@@ -243,7 +243,7 @@ impl HubBuilder {
                 }
                 Arc::new(broker)
             }
-            (None, None) => Arc::new(InProcessBroker::new(limits)),
+            (None, None) => Arc::new(InProcessBroker::open(limits, settings.state_dir.as_deref())),
         };
         let state = AppState {
             webhook_verifier: Verifier::new(settings.hub_secrets.clone()),

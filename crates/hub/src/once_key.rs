@@ -36,7 +36,7 @@ pub(crate) const ROOM_KEYS_MAX: u64 = 10_000;
 impl OnceKey {
     /// The keys of a webhook delivery: its event id, and for `room.created` the
     /// room, so the API and the webhook announce a room once between them.
-    pub(crate) fn for_webhook(event_id: &str, event: &Event) -> Vec<Self> {
+    pub fn for_webhook(event_id: &str, event: &Event) -> Vec<Self> {
         let mut keys = vec![Self::Event(event_id.to_owned())];
         if let Event::RoomCreated(room) = event {
             keys.push(Self::RoomCreated(room.channel_id));

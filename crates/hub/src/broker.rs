@@ -193,9 +193,10 @@ pub struct BrokerLimits {
 }
 
 /// The single-process broker: `seq` and event once-keys live in this hub's
-/// memory (each guild's stream starts at [`stream_base`] when first used); the
-/// keys of announced rooms live in `<state_dir>/once-keys.redb` when the hub has
-/// a state dir, so a room is announced once across restarts.
+/// memory (each guild's stream starts at a clock-derived base when first used,
+/// see `docs/contract.md`); the keys of announced rooms live in
+/// `<state_dir>/once-keys.redb` when the hub has a state dir, so a room is
+/// announced once across restarts.
 #[derive(Debug)]
 pub struct InProcessBroker {
     local: LocalStream,
@@ -253,7 +254,7 @@ impl InProcessBroker {
         for key in once_keys {
             match key {
                 OnceKey::RoomCreated(channel) => duplicate |= self.rooms.announce(channel, ts)?,
-                key => events.push(key),
+                key @ OnceKey::Event(_) => events.push(key),
             }
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);

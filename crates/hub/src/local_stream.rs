@@ -104,7 +104,7 @@ impl Ring {
 }
 
 impl LocalStream {
-    /// An empty stream that sequences its events itself ([`Self::append`]): each
+    /// An empty stream that sequences its events itself (the in-process broker): each
     /// guild's first `seq` is one above the clock-derived base taken when the
     /// guild's stream is first used.
     pub fn new(limits: BrokerLimits) -> Self {
@@ -116,7 +116,7 @@ impl LocalStream {
     }
 
     /// An empty stream that delivers events sequenced elsewhere (a shared store):
-    /// each guild's head is 0 until [`Self::sync`] aligns it with the store.
+    /// each guild's head is 0 until it is aligned with the store's `seq`.
     pub fn following(limits: BrokerLimits) -> Self {
         Self {
             from_clock: false,

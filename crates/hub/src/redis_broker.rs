@@ -50,6 +50,9 @@ use crate::redis_link::RedisLink;
 
 /// How long one `XREAD` blocks: also how quickly a silent outage is noticed.
 const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Entries a stream may hold beyond its `MAXLEN ~` (Redis trims whole nodes of
+/// `stream-node-max-entries`, 100 by default).
+const STREAM_SLACK: u64 = 1024;
 /// Entries read at most per `XREAD`.
 const READ_COUNT: usize = 512;
 /// The reader's backoff after a failure: from `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
@@ -218,6 +221,13 @@ impl RedisBroker {
         last: u64,
         head: u64,
     ) -> Option<Vec<Frame>> {
+        // The stream holds at most its capacity plus one node that `MAXLEN ~` did
+        // not trim yet: a longer gap (e.g. a `lastSeq` of an earlier stream) cannot
+        // be filled, and is refused without reading the whole stream.
+        let most = self.limits().replay_capacity as u64 + STREAM_SLACK;
+        if head.saturating_sub(last) > most {
+            return None;
+        }
         let result: redis::RedisResult<StreamRangeReply> = self
             .link
             .conn()

@@ -40,7 +40,7 @@ use crate::redis_link::RedisLinkError;
 /// long as it published fewer than `(t1 − t0) × 1000` events: fewer than a million
 /// per second on average over its whole life (a hub does thousands at most), and
 /// as long as the clock did not step back across the restart by more than that
-/// headroom. The values stay below 2^53 (JavaScript reads them exactly) until the
+/// headroom (with Redis, the clock of the hub whose publish starts the stream). The values stay below 2^53 (JavaScript reads them exactly) until the
 /// year 2255: 2026 is about 1.8 × 10^15, 2^53 about 9.0 × 10^15.
 pub(crate) const SEQ_PER_MS: u64 = 1000;
 

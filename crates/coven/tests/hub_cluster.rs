@@ -185,6 +185,20 @@ fn joined(guild: u64, user: u64) -> Value {
         "guildId": guild.to_string(), "channelId": "77", "userId": user.to_string()}})
 }
 
+/// The first `seq` of a new stream is derived from the clock (Unix ms × 1000): a
+/// stream started during these tests begins above this.
+const CLOCK_2023: u64 = 1_700_000_000_000_000;
+
+/// `seq` of the first of `events`, checked to come from a clock-derived stream.
+fn first_seq(events: &[(u64, String)]) -> u64 {
+    let first = events[0].0;
+    assert!(
+        first > CLOCK_2023,
+        "{first}: a stream starts from the clock"
+    );
+    first
+}
+
 fn expected(seqs: std::ops::RangeInclusive<u64>, first_user: u64) -> Vec<(u64, String)> {
     seqs.clone()
         .map(|seq| (seq, (first_user + seq - seqs.start()).to_string()))
@@ -227,15 +241,18 @@ async fn events_posted_to_one_hub_reach_browsers_on_both_in_order_with_one_seq()
         hub.deliver(&format!("e{i}"), &joined(guild, 1000 + i))
             .await;
     }
-    let want = expected(1..=20, 1000);
-    assert_eq!(events(&mut on_a, 20).await, want);
+    let got = events(&mut on_a, 20).await;
+    let first = first_seq(&got);
+    let want = expected(first..=first + 19, 1000);
+    assert_eq!(got, want);
     assert_eq!(events(&mut on_b, 20).await, want);
 
     // A redelivery to the other hub is acknowledged and not broadcast again.
     assert_eq!(a.post("e5", &joined(guild, 1005)).await, 200);
     b.deliver("e20", &joined(guild, 1020)).await;
-    assert_eq!(events(&mut on_a, 1).await, expected(21..=21, 1020));
-    assert_eq!(events(&mut on_b, 1).await, expected(21..=21, 1020));
+    let next = expected(first + 20..=first + 20, 1020);
+    assert_eq!(events(&mut on_a, 1).await, next);
+    assert_eq!(events(&mut on_b, 1).await, next);
     nothing_more(&mut on_a).await;
 }
 
@@ -300,7 +317,9 @@ async fn a_browser_resumes_on_the_other_hub_with_exactly_the_missed_events() {
     for i in 0..5u64 {
         a.deliver(&format!("r{i}"), &joined(guild, 2000 + i)).await;
     }
-    assert_eq!(events(&mut on_a, 5).await, expected(1..=5, 2000));
+    let got = events(&mut on_a, 5).await;
+    let first = first_seq(&got);
+    assert_eq!(got, expected(first..=first + 4, 2000));
     drop(on_a);
     for i in 5..12u64 {
         let hub = if i % 2 == 0 { &a } else { &b };
@@ -308,11 +327,17 @@ async fn a_browser_resumes_on_the_other_hub_with_exactly_the_missed_events() {
             .await;
     }
     // From B's ring here; a hub that never saw them replays from Redis (next test).
-    let (mut on_b, ack) = b.browser(&token, Some(5)).await;
+    let (mut on_b, ack) = b.browser(&token, Some(first + 4)).await;
     assert_ne!(ack["resumed"], false, "{ack}");
-    assert_eq!(events(&mut on_b, 7).await, expected(6..=12, 2005));
+    assert_eq!(
+        events(&mut on_b, 7).await,
+        expected(first + 5..=first + 11, 2005)
+    );
     a.deliver("r12", &joined(guild, 2012)).await;
-    assert_eq!(events(&mut on_b, 1).await, expected(13..=13, 2012));
+    assert_eq!(
+        events(&mut on_b, 1).await,
+        expected(first + 12..=first + 12, 2012)
+    );
     nothing_more(&mut on_b).await;
 }
 
@@ -323,18 +348,26 @@ async fn a_hub_started_later_replays_from_redis_and_refuses_a_gap_it_cannot_fill
     } = cluster().await;
     let guild = sim.guild_id();
     let token = a.login().await;
+    let (mut on_a, _) = a.browser(&token, None).await;
     for i in 0..6u64 {
         b.deliver(&format!("l{i}"), &joined(guild, 3000 + i)).await;
     }
-    a.health(|h| h["replay"]["headSeq"] == 6).await;
+    let first = first_seq(&events(&mut on_a, 6).await);
+    a.health(|h| h["replay"]["headSeq"] == first + 5).await;
     // Hub C never saw these events: its ring is empty, the stream has them.
     let c = HubProcess::start(&sim, &redis.url()).await;
-    let (mut on_c, ack) = c.browser(&token, Some(2)).await;
+    let (mut on_c, ack) = c.browser(&token, Some(first + 1)).await;
     assert_ne!(ack["resumed"], false, "{ack}");
-    assert_eq!(events(&mut on_c, 4).await, expected(3..=6, 3002));
-    // Ahead of everything Redis ever assigned: not resumable.
-    let (_, ack) = c.browser(&token, Some(500)).await;
-    assert_eq!(ack["resumed"], false, "{ack}");
+    assert_eq!(
+        events(&mut on_c, 4).await,
+        expected(first + 2..=first + 5, 3002)
+    );
+    // Ahead of everything Redis ever assigned, or below this stream's start
+    // (a position in an earlier stream): not resumable.
+    for last in [first + 499, 2] {
+        let (_, ack) = c.browser(&token, Some(last)).await;
+        assert_eq!(ack["resumed"], false, "{last}: {ack}");
+    }
 }
 
 #[tokio::test]
@@ -413,7 +446,8 @@ async fn browsers_of_a_killed_hub_resume_on_the_other_without_loss() {
         b.deliver(&format!("k{i}"), &joined(guild, 4000 + i)).await;
     }
     let seen = events(&mut on_a, 3).await;
-    assert_eq!(seen, expected(1..=3, 4000));
+    let first = first_seq(&seen);
+    assert_eq!(seen, expected(first..=first + 2, 4000));
     a.kill();
     for i in 3..8u64 {
         b.deliver(&format!("k{i}"), &joined(guild, 4000 + i)).await;
@@ -421,7 +455,10 @@ async fn browsers_of_a_killed_hub_resume_on_the_other_without_loss() {
     let last = seen.last().unwrap().0;
     let (mut on_b, ack) = b.browser(&token, Some(last)).await;
     assert_ne!(ack["resumed"], false, "{ack}");
-    assert_eq!(events(&mut on_b, 5).await, expected(4..=8, 4003));
+    assert_eq!(
+        events(&mut on_b, 5).await,
+        expected(first + 3..=first + 7, 4003)
+    );
     nothing_more(&mut on_b).await;
 }
 
@@ -479,10 +516,15 @@ async fn a_redis_restart_mid_stream_loses_nothing_acknowledged() {
         hub.deliver(&format!("x{i}"), &joined(guild, 5000 + i))
             .await;
     }
-    let want = expected(1..=10, 5000);
-    assert_eq!(events(&mut on_a, 10).await, want);
+    let got = events(&mut on_a, 10).await;
+    let first = first_seq(&got);
+    let want = expected(first..=first + 9, 5000);
+    assert_eq!(got, want);
     assert_eq!(events(&mut on_b, 10).await, want);
-    assert_eq!(events(&mut late, 5).await, expected(6..=10, 5005));
+    assert_eq!(
+        events(&mut late, 5).await,
+        expected(first + 5..=first + 9, 5005)
+    );
     assert!(a.is_running() && b.is_running(), "no hub crashed");
     drop(redis);
 }

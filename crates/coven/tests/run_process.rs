@@ -58,7 +58,9 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
             .unwrap(),
     );
     let base = format!("http://127.0.0.1:{port}");
-    wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+    let health = wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+    // No event yet: the head is the stream's clock-derived base.
+    let head = health["replay"]["headSeq"].as_u64().unwrap();
 
     let body = format!(
         r#"{{"event":"voice.joined","payload":{{"guildId":"{}","channelId":"2","userId":"3"}}}}"#,
@@ -73,7 +75,10 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), r#"{"ok":true}"#);
-    wait_json(&format!("{base}/health"), |h| h["replay"]["headSeq"] == 1).await;
+    wait_json(&format!("{base}/health"), |h| {
+        h["replay"]["headSeq"] == head + 1
+    })
+    .await;
 
     let (status, stderr) = tokio::task::spawn_blocking(move || terminate(hub))
         .await
@@ -103,7 +108,8 @@ async fn coven_run_carries_gateway_events_to_its_own_hub() {
         h["status"] == "ok"
     })
     .await;
-    wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+    let health = wait_json(&format!("{base}/health"), |h| h["status"] == "ok").await;
+    let head = health["replay"]["headSeq"].as_u64().unwrap();
 
     let handle = sim.handle();
     let seed = handle.seed();
@@ -112,7 +118,10 @@ async fn coven_run_carries_gateway_events_to_its_own_hub() {
         .unwrap();
     handle.user_leave(seed.member_user_ids[0]).unwrap();
     // Both events crossed the signed loopback webhook into the hub's replay ring.
-    wait_json(&format!("{base}/health"), |h| h["replay"]["headSeq"] == 2).await;
+    wait_json(&format!("{base}/health"), |h| {
+        h["replay"]["headSeq"] == head + 2
+    })
+    .await;
     let worker = wait_json(&format!("http://127.0.0.1:{health_port}/health"), |h| {
         h["outboxDepth"] == 0
     })

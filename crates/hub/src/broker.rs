@@ -9,7 +9,14 @@
 //! so a resuming browser gets every event after its `lastSeq` exactly once: no gap
 //! between replay and live, no duplicate. The resume itself ([`Broker::subscribe`])
 //! is written once, here, on top of the three things brokers differ in.
+//!
+//! `seq` never goes backwards, also across a restart of the hub or a loss of
+//! Redis's data: a new stream starts at [`stream_base`], derived from the clock
+//! with room for a thousand events per millisecond, so it is above every `seq` an
+//! earlier stream handed out and an old `lastSeq` is answered `resumed:false`
+//! (see `docs/contract.md`).
 
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,7 +28,26 @@ use crate::fanout::{Frame, Outbox};
 use crate::idempotency::SeenSet;
 use crate::local_stream::LocalStream;
 use crate::once_key::OnceKey;
+use crate::once_store::{OnceStoreError, RoomOnceStore};
 use crate::redis_link::RedisLinkError;
+
+/// How many `seq` values a stream has room for per millisecond of wall clock.
+///
+/// A stream (one in-process hub's life, or a Redis `seq` key's) starts at
+/// `unix_ms × SEQ_PER_MS` ([`stream_base`]); its first event gets that + 1. The
+/// previous stream, started at `t0` ms and ended before `t1`, handed out values
+/// below `t0 × 1000 + n + 1`, so the new base `t1 × 1000` is above all of them as
+/// long as it published fewer than `(t1 − t0) × 1000` events: fewer than a million
+/// per second on average over its whole life (a hub does thousands at most), and
+/// as long as the clock did not step back across the restart by more than that
+/// headroom (with Redis, the clock of the hub whose publish starts the stream). The values stay below 2^53 (JavaScript reads them exactly) until the
+/// year 2255: 2026 is about 1.8 × 10^15, 2^53 about 9.0 × 10^15.
+pub(crate) const SEQ_PER_MS: u64 = 1000;
+
+/// The base of a stream started at `unix_ms`: its first event gets this + 1.
+pub(crate) fn stream_base(unix_ms: u64) -> u64 {
+    unix_ms.saturating_mul(SEQ_PER_MS)
+}
 
 /// How long a resume waits for this hub to reach the browser's `lastSeq` (the
 /// browser came from a hub that read an event before this one did).
@@ -40,6 +66,9 @@ pub enum BrokerError {
     /// The event could not be serialised for the shared stream.
     #[error("broker unavailable: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The file of announced rooms could not be read or written.
+    #[error("broker unavailable: {0}")]
+    Store(#[from] OnceStoreError),
 }
 
 /// What a subscriber gets when it registers.
@@ -55,7 +84,8 @@ pub struct Subscription {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RingState {
-    /// The last `seq` assigned (0 before any event).
+    /// The last `seq` assigned; before any event, the stream's base (the
+    /// in-process broker) or 0 (Redis, until this hub read the shared `seq`).
     pub head_seq: u64,
     /// The oldest `seq` still replayable, if any.
     pub oldest_seq: Option<u64>,
@@ -103,8 +133,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Registers `outbox` for `guild`'s live events and returns, atomically with the
     /// registration, the events after `last_seq`: from the ring when it covers the
-    /// gap, else from [`Self::history`]. A gap neither covers, or a `last_seq`
-    /// ahead of the stream (it restarted or lost its data), answers `resumed:false`.
+    /// gap, else from [`Self::history`]. A gap neither covers (it is older than
+    /// the replay window, or `last_seq` is of an earlier stream: below this one's
+    /// first event), or a `last_seq` ahead of the stream, answers `resumed:false`.
     fn subscribe(
         &self,
         guild: Snowflake,
@@ -161,39 +192,88 @@ pub struct BrokerLimits {
     pub dedupe_max_age: Duration,
 }
 
-/// The single-process broker: `seq` and once-keys live in this hub's memory.
+/// The single-process broker: `seq` and event once-keys live in this hub's
+/// memory (each guild's stream starts at a clock-derived base when first used,
+/// see `docs/contract.md`); the keys of announced rooms live in
+/// `<state_dir>/once-keys.redb` when the hub has a state dir, so a room is
+/// announced once across restarts.
 #[derive(Debug)]
 pub struct InProcessBroker {
     local: LocalStream,
     seen: Mutex<SeenSet<OnceKey>>,
+    rooms: RoomOnceStore,
 }
 
 impl InProcessBroker {
-    /// A broker with the given limits.
+    /// A broker with the given limits, remembering announced rooms in memory.
     pub fn new(limits: BrokerLimits) -> Self {
-        Self {
-            local: LocalStream::new(limits),
-            seen: Mutex::new(SeenSet::new(limits.dedupe_capacity, limits.dedupe_max_age)),
+        Self::with_rooms(limits, RoomOnceStore::in_memory(limits.dedupe_max_age))
+    }
+
+    /// A broker that remembers announced rooms in `state_dir` (in memory without
+    /// one, or when the file cannot be opened: that is logged).
+    pub fn open(limits: BrokerLimits, state_dir: Option<&Path>) -> Self {
+        let Some(dir) = state_dir else {
+            return Self::new(limits);
+        };
+        match Self::try_open(limits, dir) {
+            Ok(broker) => broker,
+            Err(error) => {
+                tracing::error!(%error, "announced rooms kept in memory only: a restart may announce a room twice");
+                Self::new(limits)
+            }
         }
     }
 
-    fn publish_now(&self, event: Event, once_keys: Vec<OnceKey>) -> Option<u64> {
+    /// A broker that remembers announced rooms in `state_dir`; fails when the file
+    /// cannot be opened (e.g. another hub holds it).
+    pub fn try_open(limits: BrokerLimits, state_dir: &Path) -> Result<Self, BrokerError> {
+        let rooms = RoomOnceStore::open(state_dir, limits.dedupe_max_age)?;
+        Ok(Self::with_rooms(limits, rooms))
+    }
+
+    fn with_rooms(limits: BrokerLimits, rooms: RoomOnceStore) -> Self {
+        Self {
+            local: LocalStream::new(limits),
+            seen: Mutex::new(SeenSet::new(limits.dedupe_capacity, limits.dedupe_max_age)),
+            rooms,
+        }
+    }
+
+    /// Publishes unless a once-key was seen; every key is remembered either way.
+    /// A room's key is committed to the store before the event is sequenced.
+    fn publish_now(
+        &self,
+        event: Event,
+        once_keys: Vec<OnceKey>,
+    ) -> Result<Option<u64>, BrokerError> {
         let now = Instant::now();
         let ts = unix_millis();
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let duplicate = once_keys.iter().any(|key| seen.contains(key, now));
+        let mut duplicate = false;
+        let mut events = Vec::with_capacity(once_keys.len());
         for key in once_keys {
+            match key {
+                OnceKey::RoomCreated(channel) => duplicate |= self.rooms.announce(channel, ts)?,
+                key @ OnceKey::Event(_) => events.push(key),
+            }
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        duplicate |= events.iter().any(|key| seen.contains(key, now));
+        for key in events {
             seen.insert(key, now);
         }
         drop(seen);
+        if let Some(OnceKey::RoomCreated(channel)) = OnceKey::released_by(&event) {
+            self.rooms.release(channel, ts)?;
+        }
         if duplicate {
-            return None;
+            return Ok(None);
         }
         let guild = event.guild_id();
-        Some(
+        Ok(Some(
             self.local
                 .append(guild, ts, |seq| event_frame(event, ts, seq)),
-        )
+        ))
     }
 }
 
@@ -208,7 +288,7 @@ impl Broker for InProcessBroker {
         once_keys: Vec<OnceKey>,
     ) -> BoxFuture<'_, Result<Option<u64>, BrokerError>> {
         let seq = self.publish_now(event, once_keys);
-        Box::pin(async move { Ok(seq) })
+        Box::pin(async move { seq })
     }
 
     fn seq(&self, _guild: Snowflake) -> BoxFuture<'_, Option<u64>> {
@@ -289,15 +369,24 @@ mod tests {
         }
     }
 
+    fn publish(b: &InProcessBroker, event: Event, keys: Vec<OnceKey>) -> Option<u64> {
+        b.publish_now(event, keys).unwrap()
+    }
+
     #[test]
-    fn seq_is_strictly_plus_one_and_once_keys_dedupe() {
+    fn seq_is_strictly_plus_one_from_the_clock_and_once_keys_dedupe() {
+        let clock = stream_base(unix_millis());
         let b = broker(10);
-        assert_eq!(b.publish_now(joined(3), vec![key("a")]), Some(1));
-        assert_eq!(b.publish_now(joined(3), vec![key("a")]), None);
-        assert_eq!(b.publish_now(joined(4), vec![key("b"), key("c")]), Some(2));
-        assert_eq!(b.publish_now(joined(4), vec![key("d"), key("c")]), None);
+        let first = publish(&b, joined(3), vec![key("a")]).unwrap();
+        assert!(first > clock, "{first} starts above {clock}");
+        assert_eq!(publish(&b, joined(3), vec![key("a")]), None);
         assert_eq!(
-            b.publish_now(joined(4), vec![key("d")]),
+            publish(&b, joined(4), vec![key("b"), key("c")]),
+            Some(first + 1)
+        );
+        assert_eq!(publish(&b, joined(4), vec![key("d"), key("c")]), None);
+        assert_eq!(
+            publish(&b, joined(4), vec![key("d")]),
             None,
             "d was remembered"
         );
@@ -306,49 +395,128 @@ mod tests {
             channel_id: id(2),
             user_id: id(3),
         });
-        assert_eq!(
-            b.publish_now(other_guild, vec![]),
-            Some(1),
-            "seq is per guild"
-        );
+        let other = publish(&b, other_guild, vec![]).unwrap();
+        assert!(other > clock && other != first + 2, "seq is per guild");
+        assert_eq!(publish(&b, joined(5), vec![]), Some(first + 2));
     }
 
     #[test]
     fn resume_replays_exactly_the_missed_events() {
         let b = broker(3);
+        let base = b.ring_state(id(1)).head_seq;
         for user in 3..8 {
-            b.publish_now(joined(user), vec![]);
+            publish(&b, joined(user), vec![]);
         }
-        // Ring holds 3, 4, 5.
+        // Ring holds base + 3, 4, 5.
         let outbox = Outbox::new(1 << 20);
-        let s = subscribe(&b, Some(2), Arc::new(outbox));
+        let s = subscribe(&b, Some(base + 2), Arc::new(outbox));
         assert_eq!(s.resumed, Some(true));
         assert_eq!(
             s.replay.iter().map(seq_of).collect::<Vec<_>>(),
-            vec![3, 4, 5]
+            vec![base + 3, base + 4, base + 5]
         );
         let outbox = Outbox::new(1 << 20);
-        let s = subscribe(&b, Some(1), Arc::new(outbox));
+        let s = subscribe(&b, Some(base + 1), Arc::new(outbox));
         assert_eq!(s.resumed, Some(false));
         assert!(s.replay.is_empty());
         let outbox = Outbox::new(1 << 20);
-        let s = subscribe(&b, Some(5), Arc::new(outbox));
+        let s = subscribe(&b, Some(base + 5), Arc::new(outbox));
         assert_eq!((s.resumed, s.replay.len()), (Some(true), 0));
         let outbox = Outbox::new(1 << 20);
-        let s = subscribe(&b, Some(50), Arc::new(outbox));
+        let s = subscribe(&b, Some(base + 50), Arc::new(outbox));
         assert_eq!(s.resumed, Some(false), "ahead of the hub: it restarted");
+    }
+
+    #[test]
+    fn after_a_restart_seq_goes_on_above_and_an_old_last_seq_is_not_resumed() {
+        let before = broker(100);
+        let base = before.ring_state(id(1)).head_seq;
+        for user in 3..8 {
+            publish(&before, joined(user), vec![]);
+        }
+        let old_head = base + 5;
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        assert_eq!(
+            subscribe(&before, Some(base + 3), outbox).resumed,
+            Some(true)
+        );
+        drop(before);
+        std::thread::sleep(Duration::from_millis(2)); // the clock moves on
+        let after = broker(100);
+        let mut seqs = Vec::new();
+        for user in 3..13 {
+            seqs.push(publish(&after, joined(user), vec![]).unwrap());
+        }
+        assert!(seqs[0] > old_head, "{} > {old_head}", seqs[0]);
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        // An old lastSeq, whether the new stream's head is above it or not.
+        for last in [base + 3, old_head, 0, 1, 3] {
+            let outbox = Arc::new(Outbox::new(1 << 20));
+            let s = subscribe(&after, Some(last), outbox);
+            assert_eq!((s.resumed, s.replay.len()), (Some(false), 0), "{last}");
+        }
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let s = subscribe(&after, Some(seqs[7]), outbox);
+        let replayed: Vec<u64> = s.replay.iter().map(seq_of).collect();
+        assert_eq!((s.resumed, replayed), (Some(true), seqs[8..].to_vec()));
+    }
+
+    #[test]
+    fn a_room_is_announced_once_across_a_restart_on_the_same_state_dir() {
+        let dir = std::env::temp_dir().join(format!("coven-broker-{:016x}", rand::random::<u64>()));
+        let room = |channel: u64| {
+            Event::RoomCreated(coven_contract::RoomCreated {
+                channel_id: id(channel),
+                name: coven_contract::RoomName::try_from("Table").unwrap(),
+                guild_id: id(1),
+                parent_id: None,
+                user_limit: coven_contract::UserLimit::UNLIMITED,
+            })
+        };
+        let deleted = |channel: u64| {
+            Event::RoomDeleted(coven_contract::RoomDeleted {
+                channel_id: id(channel),
+                guild_id: id(1),
+            })
+        };
+        let limits = *broker(10).local.limits();
+        let api = InProcessBroker::try_open(limits, &dir).unwrap();
+        assert!(publish(&api, room(50), vec![OnceKey::RoomCreated(id(50))]).is_some());
+        drop(api);
+        let restarted = InProcessBroker::try_open(limits, &dir).unwrap();
+        let webhook = OnceKey::for_webhook("evt-50", &room(50));
+        assert_eq!(
+            publish(&restarted, room(50), webhook),
+            None,
+            "announced before the restart"
+        );
+        let webhook = OnceKey::for_webhook("evt-51", &room(51));
+        assert!(
+            publish(&restarted, room(51), webhook).is_some(),
+            "another room"
+        );
+        let gone = OnceKey::for_webhook("evt-52", &deleted(50));
+        assert!(publish(&restarted, deleted(50), gone).is_some());
+        let late = OnceKey::for_webhook("evt-50b", &room(50));
+        assert_eq!(
+            publish(&restarted, room(50), late),
+            None,
+            "late, within the window"
+        );
+        drop(restarted);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn live_events_follow_the_replay_without_gap() {
         let b = broker(10);
-        b.publish_now(joined(3), vec![]);
+        let first = publish(&b, joined(3), vec![]).unwrap();
         let outbox = Arc::new(Outbox::new(1 << 20));
-        let s = subscribe(&b, Some(0), outbox.clone());
-        b.publish_now(joined(4), vec![]);
-        assert_eq!(s.replay.iter().map(seq_of).collect::<Vec<_>>(), vec![1]);
+        let s = subscribe(&b, Some(first - 1), outbox.clone());
+        publish(&b, joined(4), vec![]);
+        assert_eq!(s.replay.iter().map(seq_of).collect::<Vec<_>>(), vec![first]);
         let mut live = Vec::new();
         outbox.take(&mut live, 64);
-        assert_eq!(live.iter().map(seq_of).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(live.iter().map(seq_of).collect::<Vec<_>>(), vec![first + 1]);
     }
 }

@@ -296,7 +296,7 @@ fn default_broker(settings: &HubSettings, redis: Option<&Arc<RedisLink>>) -> Arc
             }
             Arc::new(broker)
         }
-        None => Arc::new(InProcessBroker::new(limits)),
+        None => Arc::new(InProcessBroker::open(limits, settings.state_dir.as_deref())),
     }
 }
 

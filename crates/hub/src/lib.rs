@@ -32,6 +32,7 @@ mod local_stream;
 mod login;
 mod metrics;
 mod once_key;
+mod once_store;
 mod profiles;
 mod rate_limit;
 mod redis_broker;
@@ -60,6 +61,7 @@ pub use lobby::lobby_files;
 pub use local_stream::LocalStream;
 pub use login::LoginFailure;
 pub use once_key::OnceKey;
+pub use once_store::{ONCE_KEYS_FILE_NAME, OnceStoreError};
 pub use redis_broker::RedisBroker;
 pub use redis_link::RedisLinkError;
 pub use rooms::{

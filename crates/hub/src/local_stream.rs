@@ -12,6 +12,14 @@
 //!
 //! The ring is bounded by count and by age (the envelope's `ts`), pruned on every
 //! append and registration, so memory stays bounded whatever the traffic.
+//!
+//! Where a stream starts: one that sequences here ([`LocalStream::new`], the
+//! in-process broker) begins each guild at the clock-derived base
+//! ([`crate::broker::stream_base`]), so after a restart every `seq` is above those
+//! the previous process handed out and an old `lastSeq` is never mistaken for a
+//! position in the new stream (see `docs/contract.md`). One that follows a shared
+//! store ([`LocalStream::following`], Redis) starts at 0 and takes its position
+//! from the store.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,7 +28,7 @@ use std::time::Duration;
 use coven_contract::Snowflake;
 use tokio::sync::watch;
 
-use crate::broker::{BrokerLimits, RingState, unix_millis};
+use crate::broker::{BrokerLimits, RingState, stream_base, unix_millis};
 use crate::fanout::{Frame, Outbox};
 use crate::metrics::{DELIVERIES, EVENTS_OUT, REPLAY_GAPS};
 
@@ -31,6 +39,9 @@ pub(crate) type Entry = (u64, u64, Frame);
 #[derive(Debug)]
 pub struct LocalStream {
     limits: BrokerLimits,
+    /// Whether a guild's stream starts at the clock-derived base (it sequences
+    /// here) or at 0 (it follows a shared store).
+    from_clock: bool,
     guilds: Mutex<HashMap<Snowflake, Arc<Guild>>>,
 }
 
@@ -44,7 +55,8 @@ struct Guild {
 
 #[derive(Debug, Default)]
 struct Ring {
-    /// The last `seq` this hub delivered.
+    /// The last `seq` this hub delivered (before any, the stream's base: no event
+    /// of this stream has it or anything below).
     head_seq: u64,
     /// Recent events, oldest first.
     events: VecDeque<Entry>,
@@ -92,11 +104,23 @@ impl Ring {
 }
 
 impl LocalStream {
-    /// An empty stream with the given ring limits.
+    /// An empty stream that sequences its events itself (the in-process broker): each
+    /// guild's first `seq` is one above the clock-derived base taken when the
+    /// guild's stream is first used.
     pub fn new(limits: BrokerLimits) -> Self {
         Self {
             limits,
+            from_clock: true,
             guilds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An empty stream that delivers events sequenced elsewhere (a shared store):
+    /// each guild's head is 0 until it is aligned with the store's `seq`.
+    pub fn following(limits: BrokerLimits) -> Self {
+        Self {
+            from_clock: false,
+            ..Self::new(limits)
         }
     }
 
@@ -107,9 +131,7 @@ impl LocalStream {
 
     /// The replay ring of `guild`, for `/health`.
     pub fn ring_state(&self, guild: Snowflake) -> RingState {
-        let Some(stream) = self.lock_guilds().get(&guild).cloned() else {
-            return RingState::default();
-        };
+        let stream = self.guild(guild);
         let ring = stream.lock();
         RingState {
             head_seq: ring.head_seq,
@@ -119,7 +141,7 @@ impl LocalStream {
         }
     }
 
-    /// The last `seq` delivered for `guild` (0 before any).
+    /// The last `seq` delivered for `guild` (before any, the stream's base).
     pub(crate) fn head(&self, guild: Snowflake) -> u64 {
         *self.guild(guild).head.borrow()
     }
@@ -140,6 +162,8 @@ impl LocalStream {
 
     /// Registers `outbox` and returns, under the same lock, the head `H` and, when
     /// the ring covers `(last, H]`, those events: later events reach the outbox.
+    /// A `last` below the ring's oldest event (older than the ring, or of an
+    /// earlier stream: it is below this stream's base) is not covered.
     pub(crate) fn register_resuming(
         &self,
         guild: Snowflake,
@@ -200,7 +224,8 @@ impl LocalStream {
             if seq <= ring.head_seq {
                 continue;
             }
-            if seq != ring.head_seq + 1 {
+            // Head 0: nothing delivered or synced yet, any first `seq` starts it.
+            if ring.head_seq != 0 && seq != ring.head_seq + 1 {
                 metrics::counter!(REPLAY_GAPS).increment(1);
                 tracing::warn!(
                     %guild,
@@ -225,6 +250,8 @@ impl LocalStream {
     /// delivered anything starts from it (older events are history); one that
     /// delivered more than the store holds starts over from it, closing its
     /// subscribers (the store lost its data, e.g. a restart without persistence).
+    /// A store that lost its data and started a new stream is ahead of the head:
+    /// the gap shows when its first event is delivered ([`Self::deliver`]).
     pub(crate) fn sync(&self, guild: Snowflake, seq: u64) {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
@@ -250,9 +277,17 @@ impl LocalStream {
         self.lock_guilds()
             .entry(guild)
             .or_insert_with(|| {
+                let base = if self.from_clock {
+                    stream_base(unix_millis())
+                } else {
+                    0
+                };
                 Arc::new(Guild {
-                    ring: Mutex::new(Ring::default()),
-                    head: watch::channel(0).0,
+                    ring: Mutex::new(Ring {
+                        head_seq: base,
+                        ..Ring::default()
+                    }),
+                    head: watch::channel(base).0,
                 })
             })
             .clone()
@@ -285,13 +320,18 @@ mod tests {
         Snowflake::new(1).unwrap()
     }
 
-    fn stream(capacity: usize) -> LocalStream {
-        LocalStream::new(BrokerLimits {
+    fn limits(capacity: usize) -> BrokerLimits {
+        BrokerLimits {
             replay_capacity: capacity,
             replay_max_age: Duration::from_secs(60),
             dedupe_capacity: 10,
             dedupe_max_age: Duration::from_secs(60),
-        })
+        }
+    }
+
+    /// A stream fed from a shared store (Redis).
+    fn stream(capacity: usize) -> LocalStream {
+        LocalStream::following(limits(capacity))
     }
 
     fn entry(seq: u64) -> Entry {
@@ -358,13 +398,14 @@ mod tests {
 
     #[test]
     fn the_ring_is_bounded_by_count_and_age() {
-        let local = stream(2);
-        for seq in 1..=4 {
-            local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}")));
-            assert_eq!(local.head(guild()), seq);
+        let local = LocalStream::new(limits(2));
+        let base = local.head(guild());
+        for n in 1..=4 {
+            let seq = local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}")));
+            assert_eq!((seq, local.head(guild())), (base + n, base + n));
         }
         let state = local.ring_state(guild());
-        assert_eq!((state.oldest_seq, state.len), (Some(3), 2));
+        assert_eq!((state.oldest_seq, state.len), (Some(base + 3), 2));
         let old = stream(2);
         old.deliver(guild(), vec![(1, 0, Frame::from("old"))]);
         let state = old.ring_state(guild());
@@ -373,5 +414,48 @@ mod tests {
             (1, 0),
             "older than the age limit"
         );
+    }
+
+    #[test]
+    fn a_sequencing_stream_starts_above_the_clock_and_a_following_one_at_zero() {
+        let before = stream_base(unix_millis());
+        let local = LocalStream::new(limits(2));
+        let base = local.ring_state(guild()).head_seq;
+        assert!(base >= before, "{base} < {before}");
+        assert!(base < 1 << 53, "JavaScript reads {base} exactly");
+        assert_eq!(
+            local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}"))),
+            base + 1
+        );
+        assert_eq!(stream(2).ring_state(guild()).head_seq, 0);
+    }
+
+    #[test]
+    fn a_last_seq_of_an_earlier_stream_is_not_covered() {
+        let local = LocalStream::new(limits(10));
+        let base = local.head(guild());
+        for _ in 0..3 {
+            local.append(guild(), unix_millis(), |seq| Frame::from(format!("{seq}")));
+        }
+        let outbox = || Arc::new(Outbox::new(1 << 20));
+        for last in [0, 1, 3, base - 1] {
+            assert_eq!(
+                local.register_resuming(guild(), last, outbox()),
+                (base + 3, None),
+                "lastSeq {last} is of an earlier stream"
+            );
+        }
+        let (head, replay) = local.register_resuming(guild(), base, outbox());
+        assert_eq!((head, replay.map(|r| r.len())), (base + 3, Some(3)));
+    }
+
+    #[test]
+    fn a_following_stream_accepts_any_first_seq() {
+        let local = stream(10);
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        local.register(guild(), outbox.clone());
+        local.deliver(guild(), vec![entry(1_700_000_000_000_001)]);
+        assert!(outbox.is_open(), "no gap before the first event");
+        assert_eq!(taken(&outbox).len(), 1);
     }
 }

@@ -4,10 +4,14 @@
 //! deliver to any hub, yet every browser must see the same events with the same
 //! `seq`, and resume on any hub. So the order is decided in one place, Redis:
 //!
-//! * publish: one Lua script checks and sets the once-keys (`SET NX` with the
-//!   dedupe window as expiry), `INCR`s the guild's `seq` and `XADD`s the event to
-//!   the guild's stream with id `<seq>-0` (`MAXLEN ~` the replay capacity). Atomic,
-//!   so two hubs never hand out one `seq` twice or announce one room twice.
+//! * publish: one Lua script checks and sets the once-keys (`SET NX`, expiring
+//!   after the dedupe window, a room's after its lifetime), `INCR`s the guild's
+//!   `seq` and `XADD`s the event to the guild's stream with id `<seq>-0`
+//!   (`MAXLEN ~` the replay capacity). Atomic, so two hubs never hand out one
+//!   `seq` twice or announce one room twice. A missing `seq` key (Redis lost its
+//!   data) starts a new stream at the clock-derived base, above every `seq`
+//!   handed out before, so `seq` never goes backwards and an old `lastSeq` is
+//!   answered `resumed:false` (see `docs/contract.md`).
 //! * fan-out: every hub runs one reader task per guild (`XREAD BLOCK` from its last
 //!   id) that turns each entry into an envelope frame once and hands it to this
 //!   hub's sockets through the [`LocalStream`] (ring and subscribers, the same as
@@ -37,7 +41,7 @@ use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError, BrokerLimits, event_frame, unix_millis};
+use crate::broker::{Broker, BrokerError, BrokerLimits, event_frame, stream_base, unix_millis};
 use crate::fanout::Frame;
 use crate::local_stream::{Entry, LocalStream};
 use crate::metrics::PUBLISH_LATENCY;
@@ -46,33 +50,78 @@ use crate::redis_link::RedisLink;
 
 /// How long one `XREAD` blocks: also how quickly a silent outage is noticed.
 const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Entries a stream may hold beyond its `MAXLEN ~` (Redis trims whole nodes of
+/// `stream-node-max-entries`, 100 by default).
+const STREAM_SLACK: u64 = 1024;
 /// Entries read at most per `XREAD`.
 const READ_COUNT: usize = 512;
 /// The reader's backoff after a failure: from `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// `KEYS[1]` seq, `KEYS[2]` stream, `KEYS[3..]` once-keys; `ARGV[1]` event JSON,
-/// `ARGV[2]` ts (ms), `ARGV[3]` stream length, `ARGV[4]` once-key lifetime (ms).
-/// Returns the new `seq`, or 0 when a once-key was already set (every key given
-/// is remembered either way, like the in-process broker).
+/// Lua run first by both scripts: when the guild's `seq` key is missing (a new
+/// cluster, or Redis lost its data: a restart without persistence, `FLUSHALL`),
+/// a new stream starts at `ARGV[1]`, the clock-derived base ([`stream_base`]),
+/// or above the stream's last entry if that is higher. `KEYS[1]` seq, `KEYS[2]`
+/// stream. Values are handled as strings: Lua's numbers print 16 digits badly.
+const START_STREAM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local base = ARGV[1]
+  local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  if top then
+    local last = string.match(top[1], '^%d+')
+    if tonumber(last) > tonumber(base) then
+      base = last
+    end
+  end
+  redis.call('SET', KEYS[1], base)
+end
+";
+
+/// `KEYS[1]` seq, `KEYS[2]` stream, `KEYS[3..3+n)` once-keys, then the keys of
+/// rooms this event deletes; `ARGV[1]` stream base, `ARGV[2]` event JSON, `ARGV[3]`
+/// ts (ms), `ARGV[4]` stream length, `ARGV[5]` the dedupe window (ms), `ARGV[6]`
+/// n, `ARGV[7..7+n)` each once-key's lifetime (ms). Returns the new `seq` (as a
+/// string), or 0 when a once-key was already set. Every key given is remembered
+/// either way, like the in-process broker; a room's key is refreshed when seen
+/// again, and a deleted room's is kept for the dedupe window only.
 static PUBLISH: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{START_STREAM}{}",
         r"
+local n = tonumber(ARGV[6])
+local window = tonumber(ARGV[5])
 local seen = false
-for i = 3, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'NX', 'PX', ARGV[4]) == false then
+for i = 1, n do
+  local key, life = KEYS[2 + i], ARGV[6 + i]
+  if redis.call('SET', key, '1', 'NX', 'PX', life) == false then
     seen = true
+    if tonumber(life) > window then
+      redis.call('PEXPIRE', key, life)
+    end
+  end
+end
+for i = 3 + n, #KEYS do
+  local ttl = redis.call('PTTL', KEYS[i])
+  if ttl == -1 or ttl > window then
+    redis.call('PEXPIRE', KEYS[i], window)
   end
 end
 if seen then
   return 0
 end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'e', ARGV[1], 'ts', ARGV[2])
+redis.call('INCR', KEYS[1])
+local seq = redis.call('GET', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', ARGV[2], 'ts', ARGV[3])
 return seq
-",
-    )
+"
+    ))
+});
+
+/// `KEYS[1]` seq, `KEYS[2]` stream, `ARGV[1]` stream base: the guild's current
+/// `seq` (as a string), starting a stream when there is none.
+static CURRENT_SEQ: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!("{START_STREAM}return redis.call('GET', KEYS[1])"))
 });
 
 /// The Redis-backed broker.
@@ -104,7 +153,7 @@ impl RedisBroker {
     pub(crate) fn with_link(link: Arc<RedisLink>, limits: BrokerLimits) -> Self {
         Self {
             link,
-            local: Arc::new(LocalStream::new(limits)),
+            local: Arc::new(LocalStream::following(limits)),
             followed: Mutex::new(HashSet::new()),
             stop: CancellationToken::new(),
         }
@@ -128,18 +177,27 @@ impl RedisBroker {
         let guild = event.guild_id();
         self.follow(guild);
         let body = serde_json::to_string(&event)?;
+        let window = self.limits().dedupe_max_age;
         let mut invocation = PUBLISH.prepare_invoke();
         invocation
             .key(RedisLink::key(guild, "seq"))
             .key(RedisLink::key(guild, "events"));
         for key in &once_keys {
-            invocation.key(RedisLink::key(guild, &format!("once:{key}")));
+            invocation.key(once_key(guild, key));
+        }
+        if let Some(released) = OnceKey::released_by(&event) {
+            invocation.key(once_key(guild, &released));
         }
         invocation
+            .arg(stream_base(unix_millis()))
             .arg(body)
             .arg(unix_millis())
             .arg(self.limits().replay_capacity.max(1))
-            .arg(millis(self.limits().dedupe_max_age).max(1));
+            .arg(millis(window).max(1))
+            .arg(once_keys.len());
+        for key in &once_keys {
+            invocation.arg(millis(key.lifetime(window)).max(1));
+        }
         let result: redis::RedisResult<u64> = invocation.invoke_async(&mut self.link.conn()).await;
         let seq = self.link.record("publish", result)?;
         metrics::histogram!(PUBLISH_LATENCY).record(started.elapsed().as_secs_f64());
@@ -163,6 +221,13 @@ impl RedisBroker {
         last: u64,
         head: u64,
     ) -> Option<Vec<Frame>> {
+        // The stream holds at most its capacity plus one node that `MAXLEN ~` did
+        // not trim yet: a longer gap (e.g. a `lastSeq` of an earlier stream) cannot
+        // be filled, and is refused without reading the whole stream.
+        let most = self.limits().replay_capacity as u64 + STREAM_SLACK;
+        if head.saturating_sub(last) > most {
+            return None;
+        }
         let result: redis::RedisResult<StreamRangeReply> = self
             .link
             .conn()
@@ -323,13 +388,20 @@ impl Reader {
 
     /// Aligns the local head with Redis: on first start, follow from Redis's
     /// current `seq` (older events are replayed from the stream on demand); after
-    /// an outage, continue from the local head unless Redis lost its data.
+    /// an outage, continue from the local head unless Redis lost its data. A
+    /// missing `seq` key starts the new stream here already (at its clock-derived
+    /// base), so a snapshot taken before the first event names a position in it.
     ///
     /// It reads through the shared connection on purpose: that connection only
     /// reconnects when a command fails, so this makes it reconnect before Redis is
     /// reported up again and the next publish succeeds.
     async fn sync(&self, local: &LocalStream) -> redis::RedisResult<()> {
-        let result: redis::RedisResult<Option<u64>> = self.link.conn().get(&self.seq_key).await;
+        let result: redis::RedisResult<Option<u64>> = CURRENT_SEQ
+            .key(&self.seq_key)
+            .key(&self.stream_key)
+            .arg(stream_base(unix_millis()))
+            .invoke_async(&mut self.link.conn())
+            .await;
         let seq = self.link.record("sync", result)?.unwrap_or(0);
         local.sync(self.guild, seq);
         Ok(())
@@ -343,6 +415,11 @@ fn entry_frame(entry: &StreamId) -> Option<Entry> {
     let body: String = entry.get("e")?;
     let event: Event = serde_json::from_str(&body).ok()?;
     Some((seq, ts, event_frame(event, ts, seq)))
+}
+
+/// The Redis key of a once-key of `guild`.
+fn once_key(guild: Snowflake, key: &OnceKey) -> String {
+    RedisLink::key(guild, &format!("once:{key}"))
 }
 
 fn millis(duration: Duration) -> u64 {

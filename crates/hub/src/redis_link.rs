@@ -17,9 +17,9 @@
 //!
 //! | key | type | what |
 //! |---|---|---|
-//! | `coven:{g}:hub:seq` | string | last `seq` assigned (INCR) |
+//! | `coven:{g}:hub:seq` | string | last `seq` assigned (INCR; when missing, a new stream starts at a clock-derived base) |
 //! | `coven:{g}:hub:events` | stream | the replay window: id `<seq>-0`, fields `e` (event JSON) and `ts` (ms), `MAXLEN ~` replay capacity |
-//! | `coven:{g}:hub:once:<key>` | string, TTL dedupe window | a [`OnceKey`]: a webhook event id (`event:<id>`) or an announced room (`room.created:<channel>`) |
+//! | `coven:{g}:hub:once:<key>` | string, TTL | a [`OnceKey`]: a webhook event id (`event:<id>`, the dedupe window) or an announced room (`room.created:<channel>`, while the room exists; the dedupe window after its `room.deleted`) |
 //! | `coven:{g}:hub:idem:<user>:<key>` | string, TTL | an `Idempotency-Key` of `POST /api/create-room`: `pending:<token>` then `done:<answer JSON>` |
 //! | `coven:{g}:hub:rate:<user>` | string, TTL | the user's GCRA "theoretical arrival time" (ms) |
 //! | `coven:{g}:hub:jwt-keys` | string | the own issuer's key set (private keys: protect Redis like a secret store) |

@@ -13,74 +13,87 @@ use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The hub's head before any event: its stream's base (`seq` starts above the
+/// clock, so a restarted hub never hands out a `seq` twice); the first event
+/// gets base + 1, each next one + 1.
+async fn base_seq(hub: &TestHub) -> u64 {
+    hub.health().await["replay"]["headSeq"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn resume_delivers_exactly_the_missed_events() {
     let (hub, _) = TestHub::start().await;
+    let base = base_seq(&hub).await;
     let (mut ws, _) = hub.authed(None).await;
     for user in 1..=3 {
         hub.post_event(&joined(user), &format!("e{user}")).await;
     }
-    for seq in 1..=3 {
-        assert_eq!(next_event(&mut ws).await.seq, seq);
+    for n in 1..=3 {
+        assert_eq!(next_event(&mut ws).await.seq, base + n);
     }
     drop(ws);
     for user in 4..=7 {
         hub.post_event(&joined(user), &format!("e{user}")).await;
     }
-    let (mut ws, ack) = hub.authed(Some(3)).await;
+    let (mut ws, ack) = hub.authed(Some(base + 3)).await;
     assert_eq!(ack["resumed"], true);
-    for seq in 4..=7 {
+    for n in 4..=7 {
         let event = next_event(&mut ws).await;
-        assert_eq!((event.seq, event.event), (seq, joined(seq)));
+        assert_eq!((event.seq, event.event), (base + n, joined(n)));
     }
     hub.post_event(&joined(8), "e8").await;
     assert_eq!(
         next_event(&mut ws).await.seq,
-        8,
+        base + 8,
         "live after replay, no duplicate"
     );
 
     // Up to date: resumed, nothing replayed.
-    let (mut ws, ack) = hub.authed(Some(8)).await;
+    let (mut ws, ack) = hub.authed(Some(base + 8)).await;
     assert_eq!(ack["resumed"], true);
     hub.post_event(&joined(9), "e9").await;
-    assert_eq!(next_event(&mut ws).await.seq, 9);
+    assert_eq!(next_event(&mut ws).await.seq, base + 9);
 }
 
 #[tokio::test]
 async fn gap_older_than_the_ring_is_not_resumed() {
     let (hub, _) = TestHub::start_with(|s| s.replay_capacity = 5).await;
+    let base = base_seq(&hub).await;
     for user in 1..=20 {
         hub.post_event(&joined(user), &format!("e{user}")).await;
     }
     let health = hub.health().await;
-    assert_eq!(health["replay"]["headSeq"], 20);
-    assert_eq!(health["replay"]["oldestSeq"], 16);
+    assert_eq!(health["replay"]["headSeq"], base + 20);
+    assert_eq!(health["replay"]["oldestSeq"], base + 16);
     assert_eq!(health["replay"]["len"], 5);
 
-    let (mut ws, ack) = hub.authed(Some(2)).await;
+    let (mut ws, ack) = hub.authed(Some(base + 2)).await;
     assert_eq!(ack["resumed"], false);
     hub.post_event(&joined(21), "e21").await;
     assert_eq!(
         next_event(&mut ws).await.seq,
-        21,
+        base + 21,
         "live only, no partial replay"
     );
 
     // The ring's oldest event right after lastSeq: still resumable.
-    let (mut ws, ack) = hub.authed(Some(16)).await;
+    let (mut ws, ack) = hub.authed(Some(base + 16)).await;
     assert_eq!(ack["resumed"], true);
-    for seq in 17..=21 {
-        assert_eq!(next_event(&mut ws).await.seq, seq);
+    for n in 17..=21 {
+        assert_eq!(next_event(&mut ws).await.seq, base + n);
     }
-    // A client ahead of the hub (it restarted): not resumed.
-    let (_ws, ack) = hub.authed(Some(500)).await;
+    // A client ahead of the hub: not resumed.
+    let (_ws, ack) = hub.authed(Some(base + 500)).await;
+    assert_eq!(ack["resumed"], false);
+    // A client of an earlier stream (a restarted hub): not resumed.
+    let (_ws, ack) = hub.authed(Some(20)).await;
     assert_eq!(ack["resumed"], false);
 }
 
 #[tokio::test]
 async fn resume_while_events_flow_has_no_gap_and_no_duplicate() {
     let (hub, _) = TestHub::start().await;
+    let base = base_seq(&hub).await;
     let broker = hub.hub.broker();
     for user in 1..=50 {
         broker.publish(joined(user), vec![]).await.unwrap();
@@ -98,7 +111,7 @@ async fn resume_while_events_flow_has_no_gap_and_no_duplicate() {
             }
         })
     };
-    for last in [10, 30, 45] {
+    for last in [base + 10, base + 30, base + 45] {
         let (mut ws, ack) = hub.authed(Some(last)).await;
         assert_eq!(ack["resumed"], true);
         let mut expected = last + 1;
@@ -114,6 +127,7 @@ async fn resume_while_events_flow_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
     let (hub, _) = TestHub::start().await;
+    let base = base_seq(&hub).await;
     let (mut fast, _) = hub.authed(None).await;
 
     // The stalled browser: a tiny receive buffer, and it never reads.
@@ -135,7 +149,7 @@ async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
     let ack = next_json(&mut slow).await;
     assert_eq!(ack["event"], "auth.ok");
 
-    let fast_seen = Arc::new(AtomicU64::new(0));
+    let fast_seen = Arc::new(AtomicU64::new(base));
     let reader = {
         let fast_seen = fast_seen.clone();
         tokio::spawn(async move {
@@ -182,7 +196,7 @@ async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
             .unwrap();
     }
     eventually("the reading browser to receive everything", async || {
-        fast_seen.load(Ordering::SeqCst) == published
+        fast_seen.load(Ordering::SeqCst) == base + published
     })
     .await;
     assert!(!reader.is_finished(), "the reader never failed");
@@ -190,7 +204,7 @@ async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
     eprintln!("stalled socket overflowed after {published} events");
 
     // The stalled browser finally reads: a prefix of events, then close 1013.
-    let mut last = 0;
+    let mut last = base;
     let code = loop {
         match tokio::time::timeout(WAIT, slow.next())
             .await
@@ -208,7 +222,7 @@ async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
         }
     };
     assert_eq!(code, 1013);
-    assert!(last < published);
+    assert!(last < base + published);
     let metrics = hub
         .http
         .get(hub.url("/metrics"))
@@ -242,6 +256,7 @@ async fn silent_browsers_are_dropped_and_pings_keep_readers_alive() {
         }
         panic!("the reading socket was closed");
     });
+    let base = base_seq(&hub).await;
     // A silent one never reads, so never answers.
     let (_silent, _) = hub.authed(None).await;
     eventually("the silent socket to be dropped", async || {
@@ -255,7 +270,8 @@ async fn silent_browsers_are_dropped_and_pings_keep_readers_alive() {
         .await
         .unwrap()
         .unwrap();
-    assert!(text.contains(r#""seq":1"#), "{text}");
+    let first = format!(r#""seq":{}"#, base + 1);
+    assert!(text.contains(&first), "{text}");
     assert!(pings >= 5, "pinged every 100 ms: {pings}");
     assert!(!reader.is_finished());
     reader.abort();

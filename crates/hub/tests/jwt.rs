@@ -43,13 +43,15 @@ async fn refused(hub: &TestHub, token: &str) -> String {
 #[tokio::test]
 async fn allowed_algorithms_are_accepted() {
     let (hub, _) = TestHub::start().await;
+    // Up to date with the hub's stream (no event yet: its base).
+    let head = hub.health().await["replay"]["headSeq"].as_u64().unwrap();
     for (alg, kid) in [
         (Algorithm::RS256, "rsa-1"),
         (Algorithm::ES256, "ec-1"),
         (Algorithm::EdDSA, "ed-1"),
     ] {
         let mut ws = hub.connect().await;
-        send_auth(&mut ws, &token(alg, kid, &claims()), Some(0)).await;
+        send_auth(&mut ws, &token(alg, kid, &claims()), Some(head)).await;
         let ack = next_json(&mut ws).await;
         assert_eq!(ack["event"], "auth.ok", "{alg:?}: {ack}");
         assert_eq!(ack["resumed"], true);

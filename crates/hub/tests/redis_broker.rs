@@ -1,14 +1,16 @@
 //! The Redis-backed broker and rooms memory against a real `redis-server`: the Lua
 //! scripts' logic (one `seq` and one dedupe memory for several hubs, replay from
 //! the stream, the age limit, shared `Idempotency-Key` answers and rate limits),
-//! and a hub that starts while Redis is down and recovers when it comes up.
+//! a new stream above the old one when Redis loses its data (`FLUSHALL`), room
+//! keys that last as long as the room, and a hub that starts while Redis is down
+//! and recovers when it comes up.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestHub, eventually, id, joined, next_event};
+use common::{TestHub, eventually, id, joined, next_event, room_created};
 use coven_contract::{Secret, ServerMessage};
 use coven_hub::{Broker, BrokerLimits, Frame, OnceKey, Outbox, RedisBroker};
 use coven_testkit::{RedisServer, free_port};
@@ -46,21 +48,57 @@ fn outbox() -> Arc<Outbox> {
     Arc::new(Outbox::new(1 << 20))
 }
 
+/// Where a stream started now would begin: `seq` values come from the clock
+/// (Unix ms × 1000), so every stream starts above this.
+fn clock_base() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+        * 1000
+}
+
+async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    let client = redis::Client::open(redis.url()).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
+/// The `seq` of the oldest event in the guild's Redis stream.
+async fn oldest_in_stream(redis: &RedisServer) -> u64 {
+    let mut conn = connection(redis).await;
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("coven:{{{}}}:hub:events", common::GUILD))
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    reply.ids[0].id.strip_suffix("-0").unwrap().parse().unwrap()
+}
+
 #[tokio::test]
 async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
     let redis = RedisServer::start_volatile();
     let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     let b = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
-    assert_eq!(
-        a.publish(joined(3), vec![key("k1")]).await.unwrap(),
-        Some(1)
-    );
+    let clock = clock_base();
+    let first = a
+        .publish(joined(3), vec![key("k1")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first > clock, "{first} starts above {clock}");
     assert_eq!(b.publish(joined(3), vec![key("k1")]).await.unwrap(), None);
     assert_eq!(
         b.publish(joined(4), vec![key("k2"), key("k3")])
             .await
             .unwrap(),
-        Some(2)
+        Some(first + 1)
     );
     assert_eq!(
         a.publish(joined(4), vec![key("k4"), key("k3")])
@@ -74,7 +112,7 @@ async fn two_brokers_share_one_seq_and_one_dedupe_memory() {
         None,
         "k4 was remembered although its event was a duplicate"
     );
-    assert_eq!(a.publish(joined(5), vec![]).await.unwrap(), Some(3));
+    assert_eq!(a.publish(joined(5), vec![]).await.unwrap(), Some(first + 2));
     assert!(a.redis_up() && b.redis_up());
 }
 
@@ -84,9 +122,8 @@ async fn once_keys_keep_the_redis_names_other_hubs_read() {
     let redis = RedisServer::start_volatile();
     let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     let keys = vec![key("evt-1"), OnceKey::RoomCreated(id(77))];
-    assert_eq!(a.publish(joined(3), keys).await.unwrap(), Some(1));
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    assert!(a.publish(joined(3), keys).await.unwrap().is_some());
+    let mut conn = connection(&redis).await;
     for name in ["event:evt-1", "room.created:77"] {
         let full = format!("coven:{{{}}}:hub:once:{name}", common::GUILD);
         let exists: bool = redis::cmd("EXISTS")
@@ -102,24 +139,27 @@ async fn once_keys_keep_the_redis_names_other_hubs_read() {
 async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill() {
     let redis = RedisServer::start_volatile();
     let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
+    let mut published = Vec::new();
     for user in 10..16 {
-        a.publish(joined(user), vec![]).await.unwrap();
+        published.push(a.publish(joined(user), vec![]).await.unwrap().unwrap());
     }
+    let first = published[0];
+    assert_eq!(published, (first..first + 6).collect::<Vec<_>>());
     // A broker that never read these events: its ring is empty, Redis has them.
     let b = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
     let s = b
-        .subscribe(id(common::GUILD), Some(2), outbox())
+        .subscribe(id(common::GUILD), Some(first + 1), outbox())
         .await
         .unwrap();
     assert_eq!(s.resumed, Some(true));
-    assert_eq!(seqs(&s.replay), vec![3, 4, 5, 6]);
+    assert_eq!(seqs(&s.replay), published[2..].to_vec());
     let s = b
-        .subscribe(id(common::GUILD), Some(6), outbox())
+        .subscribe(id(common::GUILD), Some(first + 5), outbox())
         .await
         .unwrap();
     assert_eq!((s.resumed, s.replay.len()), (Some(true), 0));
     let s = b
-        .subscribe(id(common::GUILD), Some(60), outbox())
+        .subscribe(id(common::GUILD), Some(first + 59), outbox())
         .await
         .unwrap();
     assert_eq!(s.resumed, Some(false), "ahead of every seq Redis assigned");
@@ -133,10 +173,108 @@ async fn a_fresh_broker_replays_from_the_stream_and_refuses_what_it_cannot_fill(
     let short = RedisBroker::new(&url(&redis), limits(Duration::from_millis(200))).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = short
-        .subscribe(id(common::GUILD), Some(2), outbox())
+        .subscribe(id(common::GUILD), Some(first + 1), outbox())
         .await
         .unwrap();
     assert_eq!(s.resumed, Some(false), "older than the replay age");
+}
+
+#[tokio::test]
+async fn when_redis_loses_its_data_seq_goes_on_above_and_old_resumes_are_refused() {
+    let redis = RedisServer::start_volatile();
+    let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
+    let b = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
+    let guild = id(common::GUILD);
+    // A browser on B follows the stream live.
+    let live = outbox();
+    assert_eq!(
+        b.subscribe(guild, None, live.clone())
+            .await
+            .unwrap()
+            .resumed,
+        None
+    );
+    let mut old = Vec::new();
+    for user in 1..=5 {
+        old.push(a.publish(joined(user), vec![]).await.unwrap().unwrap());
+    }
+    let old_head = old[4];
+    eventually("B to read the old stream", async || {
+        b.ring_state(guild).head_seq == old_head
+    })
+    .await;
+    let last_seq = old[2]; // a browser that went away after the third event
+
+    let mut conn = connection(&redis).await;
+    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    let mut new = Vec::new();
+    for user in 6..=10 {
+        new.push(a.publish(joined(user), vec![]).await.unwrap().unwrap());
+    }
+    assert!(new[0] > old_head, "{new:?} after {old_head}");
+    assert!(new.windows(2).all(|w| w[1] == w[0] + 1), "{new:?}");
+    eventually("B to read the new stream", async || {
+        b.ring_state(guild).head_seq == new[4]
+    })
+    .await;
+    assert!(
+        live.is_overloaded(),
+        "the live browser on B is closed (1013) to resume, not left with a hole"
+    );
+
+    for hub in [&a, &b] {
+        for last in [last_seq, old_head] {
+            let s = hub.subscribe(guild, Some(last), outbox()).await.unwrap();
+            assert_eq!((s.resumed, s.replay.len()), (Some(false), 0), "{last}");
+        }
+        let s = hub.subscribe(guild, Some(new[1]), outbox()).await.unwrap();
+        assert_eq!(s.resumed, Some(true));
+        assert_eq!(seqs(&s.replay), new[2..].to_vec());
+    }
+}
+
+#[tokio::test]
+async fn a_rooms_key_lasts_while_the_room_exists_and_a_window_after() {
+    let redis = RedisServer::start_volatile();
+    let a = RedisBroker::new(&url(&redis), limits(Duration::from_secs(60))).unwrap();
+    let room = room_created(88, "Table");
+    let keys = vec![key("gw-1"), OnceKey::RoomCreated(id(88))];
+    assert!(a.publish(room.clone(), keys).await.unwrap().is_some());
+    let conn = connection(&redis).await;
+    let ttl = |name: &str| {
+        let full = format!("coven:{{{}}}:hub:once:{name}", common::GUILD);
+        let mut conn = conn.clone();
+        async move {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(full)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            ttl
+        }
+    };
+    let day = 24 * 3600 * 1000;
+    assert!((1..=60_000).contains(&ttl("event:gw-1").await));
+    assert!(
+        ttl("room.created:88").await > 300 * day,
+        "as long as the room"
+    );
+    let webhook = OnceKey::for_webhook("gw-2", &room);
+    assert_eq!(a.publish(room.clone(), webhook).await.unwrap(), None);
+
+    let deleted = coven_contract::Event::RoomDeleted(coven_contract::RoomDeleted {
+        channel_id: id(88),
+        guild_id: id(common::GUILD),
+    });
+    let gone = OnceKey::for_webhook("gw-3", &deleted);
+    assert!(a.publish(deleted, gone).await.unwrap().is_some());
+    let left = ttl("room.created:88").await;
+    assert!(
+        (1..=60_000).contains(&left),
+        "a window after room.deleted: {left}"
+    );
+    let late = OnceKey::for_webhook("gw-4", &room);
+    assert_eq!(a.publish(room, late).await.unwrap(), None, "a late webhook");
 }
 
 async fn clustered(redis: &RedisServer, first_id: u64) -> (TestHub, Arc<coven_hub::MemoryRooms>) {
@@ -195,8 +333,10 @@ async fn hubs_share_idempotency_answers_rate_limits_and_live_events() {
 
     // Live events: the room.created of each create reached browsers on both hubs,
     // with the same seq, followed by a webhook event posted to either hub.
-    let (mut on_a, _) = a.authed(Some(0)).await;
-    let (mut on_b, _) = b.authed(Some(0)).await;
+    let first = oldest_in_stream(&redis).await;
+    assert!(first > 1_700_000_000_000_000, "{first}: from the clock");
+    let (mut on_a, _) = a.authed(Some(first - 1)).await;
+    let (mut on_b, _) = b.authed(Some(first - 1)).await;
     b.post_event(&joined(9), "evt-9").await;
     for ws in [&mut on_a, &mut on_b] {
         let names: Vec<(u64, &str)> = [
@@ -211,10 +351,10 @@ async fn hubs_share_idempotency_answers_rate_limits_and_live_events() {
         assert_eq!(
             names,
             vec![
-                (1, "room.created"),
-                (2, "room.created"),
-                (3, "room.created"),
-                (4, "voice.joined")
+                (first, "room.created"),
+                (first + 1, "room.created"),
+                (first + 2, "room.created"),
+                (first + 3, "voice.joined")
             ]
         );
     }
@@ -245,6 +385,7 @@ async fn a_hub_starts_without_redis_and_recovers_when_it_comes_up() {
     assert!(keyed.headers().contains_key("retry-after"));
     let (mut ws, _) = hub.authed(None).await;
 
+    let clock = clock_base();
     let _redis = tokio::task::spawn_blocking(move || RedisServer::start_volatile_on(port))
         .await
         .unwrap();
@@ -254,7 +395,12 @@ async fn a_hub_starts_without_redis_and_recovers_when_it_comes_up() {
     .await;
     hub.post_event(&joined(5), "early").await;
     let event = next_event(&mut ws).await;
-    assert_eq!((event.seq, event.event.name()), (1, "voice.joined"));
+    assert_eq!(event.event.name(), "voice.joined");
+    assert!(
+        event.seq > clock,
+        "{}: a new stream starts from the clock",
+        event.seq
+    );
     let metrics = hub
         .http
         .get(hub.url("/metrics"))

@@ -211,6 +211,7 @@ async fn per_user_rate_limit_answers_429_with_retry_after() {
 async fn one_room_created_when_the_api_is_first() {
     let (hub, _) = TestHub::start().await;
     let (mut ws, _) = hub.authed(None).await;
+    let base = hub.health().await["replay"]["headSeq"].as_u64().unwrap();
     let (status, body, _) = create(&hub, &bearer(), json!({"name": "Table"}), None).await;
     assert_eq!(status, 201);
     let channel: u64 = body["channelId"].as_str().unwrap().parse().unwrap();
@@ -222,7 +223,7 @@ async fn one_room_created_when_the_api_is_first() {
         .await;
     hub.post_event(&joined(5), "gw-2").await;
     let next = next_event(&mut ws).await;
-    assert_eq!((next.seq, next.event), (2, joined(5)));
+    assert_eq!((next.seq, next.event), (base + 2, joined(5)));
 }
 
 /// A backend whose `create` lets the gateway's webhook reach the hub before the
@@ -281,11 +282,15 @@ async fn one_room_created_when_the_gateway_is_first() {
     let hub = TestHub::start_backend(|_| {}, backend.clone()).await;
     backend.hub_url.set(hub.url("")).unwrap();
     let (mut ws, _) = hub.authed(None).await;
+    let base = hub.health().await["replay"]["headSeq"].as_u64().unwrap();
     let (status, body, _) = create(&hub, &bearer(), json!({"name": "Race"}), None).await;
     assert_eq!(status, 201, "{body}");
     let channel: u64 = body["channelId"].as_str().unwrap().parse().unwrap();
     let event = next_event(&mut ws).await;
-    assert_eq!((event.seq, event.event), (1, room_created(channel, "Race")));
+    assert_eq!(
+        (event.seq, event.event),
+        (base + 1, room_created(channel, "Race"))
+    );
     // A redelivery of the gateway's event is still suppressed.
     hub.post_event(&room_created(channel, "Race"), &format!("gw-{channel}"))
         .await;
@@ -293,7 +298,7 @@ async fn one_room_created_when_the_gateway_is_first() {
         .await;
     hub.post_event(&joined(6), "after").await;
     let next = next_event(&mut ws).await;
-    assert_eq!((next.seq, next.event), (2, joined(6)));
+    assert_eq!((next.seq, next.event), (base + 2, joined(6)));
 }
 
 #[tokio::test]
@@ -335,7 +340,9 @@ async fn cors_request_ids_health_and_metrics() {
     let health: Value = response.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["connections"], 0);
-    assert_eq!(health["replay"]["headSeq"], 0);
+    // No event yet: the head is the stream's base, derived from the clock (ms × 1000).
+    let base = health["replay"]["headSeq"].as_u64().unwrap();
+    assert!(base > 1_700_000_000_000_000, "{base}");
 
     let (_ws, ack) = hub.authed(None).await;
     assert_eq!(ack["guildId"], GUILD.to_string());
@@ -344,6 +351,7 @@ async fn cors_request_ids_health_and_metrics() {
         hub.health().await["connections"] == 1
     })
     .await;
+    assert_eq!(hub.health().await["replay"]["headSeq"], base + 1);
     let metrics = hub
         .http
         .get(hub.url("/metrics"))

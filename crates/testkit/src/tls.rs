@@ -20,7 +20,7 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// A new CA ("coven test CA") and a server certificate for `localhost` and
+    /// A new CA ("coven test CA <random>") and a server certificate for `localhost` and
     /// `127.0.0.1` (ECDSA P-256, valid for the usual rcgen span), written to
     /// `ca.pem`, `server.pem` and `server.key`.
     pub fn new() -> Self {
@@ -33,9 +33,11 @@ impl TestCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "coven test CA");
+        // A name of its own: another TestCa is a stranger, not a namesake.
+        ca_params.distinguished_name.push(
+            DnType::CommonName,
+            format!("coven test CA {:016x}", rand::random::<u64>()),
+        );
         let ca_key = KeyPair::generate().expect("a CA key");
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("the CA certificate");
 

@@ -4,7 +4,8 @@
 //! `SSL_CERT_FILE` (docs/scaling.md). Two hubs share events, `seq` and the issuer's
 //! keys over TLS; a worker pair keeps its lease, session and outbox there and
 //! hands over on a kill; a Redis certificate nobody trusts is reported with the
-//! reason in the log, and the process keeps running instead of hanging.
+//! reason in the log, and a port that never finishes the handshake times out:
+//! either way the process keeps running and `/health` says so, instead of hanging.
 
 mod process;
 
@@ -289,4 +290,34 @@ async fn a_worker_that_does_not_trust_the_redis_certificate_says_why() {
         !line.contains("test-redis-password"),
         "the password leaked: {line}"
     );
+}
+
+#[tokio::test]
+async fn a_redis_port_that_never_finishes_the_tls_handshake_times_out_instead_of_hanging() {
+    // Accepts connections and never says a word: the TLS handshake never ends.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let sim = simulator().await;
+    let state = tempfile::tempdir().unwrap();
+    let hub_port = free_port();
+    let mut child = process::hub_command(&sim, state.path(), hub_port)
+        .arg("hub")
+        .env("REDIS_URL", format!("rediss://:pw@127.0.0.1:{port}/"))
+        .env("LOG_LEVEL", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _hub = KillOnDrop::new(child);
+    let line = line_with(lines, &["Redis is unreachable"]).await;
+    println!("hub: {line}");
+    let body = hub_health(hub_port, |h| h["redis"] == "down").await;
+    assert_eq!(body["redis"], "down", "{body}");
+    held.abort();
 }

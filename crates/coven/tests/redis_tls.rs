@@ -91,7 +91,9 @@ async fn line_with(lines: mpsc::Receiver<String>, words: &'static [&'static str]
             match lines.recv_timeout(left) {
                 Ok(line) if words.iter().all(|word| line.contains(word)) => return line,
                 Ok(line) => seen.push(line),
-                Err(_) => panic!("no line with {words:?} within {WAIT:?}; got:\n{seen:#?}"),
+                Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {
+                    panic!("no line with {words:?} within {WAIT:?}; got:\n{seen:#?}")
+                }
             }
         }
     })

@@ -20,7 +20,7 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// A new CA ("coven test CA <random>") and a server certificate for `localhost` and
+    /// A new CA ("coven test CA" and a random number) and a server certificate for `localhost` and
     /// `127.0.0.1` (ECDSA P-256, valid for the usual rcgen span), written to
     /// `ca.pem`, `server.pem` and `server.key`.
     pub fn new() -> Self {

@@ -12,6 +12,12 @@
 //! while Redis is unreachable (no long retry loops inside a request): the caller
 //! decides what to refuse.
 //!
+//! `rediss://` connects over TLS (rustls with the ring provider, like every TLS
+//! client of the workspace), verifying the server's certificate against the
+//! system's roots, or only against the certificates in `SSL_CERT_FILE` when that
+//! is set (a private CA; see docs/scaling.md). A certificate the hub does not
+//! trust counts as "Redis unreachable" and is logged with the reason.
+//!
 //! Every key lives under `coven:{<guild>}:hub:` (the braces are a Redis Cluster
 //! hash tag, so a guild's keys share a slot and one Lua script may touch them all):
 //!
@@ -75,6 +81,9 @@ impl RedisLink {
     /// A link to `url`; connects lazily, so it fails only on a malformed URL (the
     /// error never repeats the URL, which may carry a password).
     pub(crate) fn new(url: &Secret) -> Result<Self, RedisLinkError> {
+        // `rediss://` builds its rustls config from the process-wide provider;
+        // another part (the Discord clients) may have installed the same one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(url.expose()).map_err(|_| RedisLinkError::InvalidUrl)?;
         let conn = manager(&client, RESPONSE_TIMEOUT)?;
         metrics::gauge!(REDIS_UP).set(0.0);

@@ -2,7 +2,7 @@
 //! that each helper exists once: a private `redis-server` per test, free ports for
 //! child processes, [`eventually`] (wait on a condition with a timeout), requests
 //! signed like the webhook (`docs/` of the repository describe the headers), a
-//! login through the simulator's OAuth2, a fake hub that verifies signatures and
+//! login through the simulator's OAuth2, a test CA for TLS servers, a fake hub that verifies signatures and
 //! records what a worker delivers, and a child process killed on drop.
 //!
 //! It depends only on `coven-contract` and `coven-sim`: the worker and the hub take
@@ -52,6 +52,7 @@ mod process;
 mod redis;
 mod signed;
 mod sim;
+mod tls;
 mod wait;
 
 pub use events::{assert_in_order_at_least_once, summary};
@@ -63,6 +64,7 @@ pub use process::KillOnDrop;
 pub use redis::RedisServer;
 pub use signed::{now_secs, sign_request, signed};
 pub use sim::simulator;
+pub use tls::TestCa;
 pub use wait::{Outcome, WAIT, eventually};
 
 /// The secret the fake hub verifies and the test workers sign with.

@@ -3,13 +3,14 @@
 //! dropped. `.ci/run` installs Debian's redis-server; tests start their own so
 //! that each one may stop or restart it. Either durable (append-only file fsynced
 //! on every write, so a restart loses nothing Redis acknowledged) or volatile (no
-//! persistence, for what only needs a shared memory).
+//! persistence, for what only needs a shared memory). [`RedisServer::start_tls`]
+//! serves TLS only (`rediss://`), with a password and a [`TestCa`] made for it.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{TestCa, free_port};
 
 /// How long a start may take before the test fails.
 const START: Duration = Duration::from_secs(10);
@@ -22,6 +23,13 @@ pub struct RedisServer {
     durable: bool,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    tls: Option<Tls>,
+}
+
+/// What a TLS server needs: its certificates and the password it requires.
+struct Tls {
+    ca: TestCa,
+    password: String,
 }
 
 impl RedisServer {
@@ -32,26 +40,41 @@ impl RedisServer {
     /// When `redis-server` is not installed (`apt-get install redis-server`) or
     /// does not answer within 10 s.
     pub fn start() -> Self {
-        Self::launch(None, true)
+        Self::launch(None, true, None)
+    }
+
+    /// A server without persistence on a free port that speaks only TLS
+    /// (`--port 0 --tls-port <port>`, certificate from a new [`TestCa`]) and
+    /// requires a password (`requirepass`): [`url`](Self::url) is
+    /// `rediss://:<password>@127.0.0.1:<port>/`. Clients do not present a
+    /// certificate (`--tls-auth-clients no`). A client trusts it through
+    /// `SSL_CERT_FILE` = [`ca_file`](Self::ca_file), or use [`client`](Self::client).
+    pub fn start_tls() -> Self {
+        let tls = Tls {
+            ca: TestCa::new(),
+            password: format!("test-redis-password-{:016x}", rand::random::<u64>()),
+        };
+        Self::launch(None, false, Some(tls))
     }
 
     /// A server without persistence on a free port, answering `PING`.
     pub fn start_volatile() -> Self {
-        Self::launch(None, false)
+        Self::launch(None, false, None)
     }
 
     /// A server without persistence on `port` (from [`free_port`]), for a test
     /// that configured something to use Redis before it was up.
     pub fn start_volatile_on(port: u16) -> Self {
-        Self::launch(Some(port), false)
+        Self::launch(Some(port), false, None)
     }
 
-    fn launch(port: Option<u16>, durable: bool) -> Self {
+    fn launch(port: Option<u16>, durable: bool, tls: Option<Tls>) -> Self {
         let mut server = Self {
             port: port.unwrap_or_else(free_port),
             durable,
             dir: tempfile::tempdir().expect("a temporary folder for Redis"),
             child: None,
+            tls,
         };
         let mut attempts = 1;
         while !server.spawn() {
@@ -67,9 +90,40 @@ impl RedisServer {
         server
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/`, or for a TLS server
+    /// `rediss://:<password>@127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{}/", self.port),
+            Some(tls) => format!("rediss://:{}@127.0.0.1:{}/", tls.password, self.port),
+        }
+    }
+
+    /// The CA file a client must trust (e.g. as `SSL_CERT_FILE`); `None` unless
+    /// started with [`start_tls`](Self::start_tls).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|tls| tls.ca.ca_file())
+    }
+
+    /// The [`TestCa`] of a TLS server (e.g. for [`TestCa::bundle_with`]).
+    pub fn test_ca(&self) -> Option<&TestCa> {
+        self.tls.as_ref().map(|tls| &tls.ca)
+    }
+
+    /// A client for [`url`](Self::url) that trusts the server's test CA (and
+    /// nothing else) when it speaks TLS.
+    pub fn client(&self) -> redis::Client {
+        match &self.tls {
+            None => redis::Client::open(self.url()).expect("a Redis client"),
+            Some(tls) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(tls.ca.ca_pem()),
+                },
+            )
+            .expect("a TLS Redis client"),
+        }
     }
 
     /// The port it listens on.
@@ -114,9 +168,22 @@ impl RedisServer {
     /// (its port was taken).
     fn spawn(&mut self) -> bool {
         let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1"]);
+        if let Some(tls) = &self.tls {
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(tls.ca.cert_file())
+                .arg("--tls-key-file")
+                .arg(tls.ca.key_file())
+                .arg("--tls-ca-cert-file")
+                .arg(tls.ca.ca_file())
+                .args(["--tls-auth-clients", "no", "--requirepass", &tls.password]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
         command
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--save", "", "--protected-mode", "no"]);
@@ -151,6 +218,17 @@ impl RedisServer {
 
     fn answers_ping(&self) -> bool {
         use std::io::{Read, Write};
+        if self.tls.is_some() {
+            let Ok(mut conn) = self
+                .client()
+                .get_connection_with_timeout(Duration::from_millis(500))
+            else {
+                return false;
+            };
+            return redis::cmd("PING")
+                .query::<String>(&mut conn)
+                .is_ok_and(|pong| pong == "PONG");
+        }
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };

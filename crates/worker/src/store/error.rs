@@ -20,7 +20,7 @@ pub enum StoreError {
     /// `REDIS_URL` is not a URL the Redis client accepts (its value is never shown).
     #[error(
         "REDIS_URL is invalid: expected redis://[user][:password@]host[:port][/db] \
-         (rediss:// needs TLS support, which this build does not include)"
+         or rediss://… for TLS"
     )]
     InvalidRedisUrl,
     /// Redis failed (unreachable, restarting, …): retried with backoff.

@@ -256,6 +256,10 @@ impl RedisStore {
         capacity: u64,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        // `rediss://` (TLS) builds its rustls config from the process-wide provider:
+        // ring, as everywhere in the workspace. Roots: the system's, or only
+        // `SSL_CERT_FILE`'s when set (docs/scaling.md).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(url.expose()).map_err(|_| StoreError::InvalidRedisUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))

@@ -186,7 +186,7 @@ pub async fn run(
         match next {
             Next::Continue => {}
             Next::Idle => tokio::select! {
-                () = store.added() => {}
+                () = store.gauges().added() => {}
                 _ = shutdown.changed() => {}
                 () = &mut fenced => {}
             },

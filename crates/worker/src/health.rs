@@ -216,9 +216,9 @@ async fn health(State(state): State<HealthState>) -> impl IntoResponse {
         role: inner.role,
         state: inner.state,
         session_age_secs: inner.session_started.map(|at| at.elapsed().as_secs()),
-        outbox_depth: state.store.depth(),
-        outbox_near_full: state.store.near_full(),
-        dead_letters: state.store.dead_letter_count(),
+        outbox_depth: state.store.gauges().depth(),
+        outbox_near_full: state.store.gauges().near_full(),
+        dead_letters: state.store.gauges().dead_letter_count(),
         last_event_at: inner.last_event_at,
     };
     drop(inner);

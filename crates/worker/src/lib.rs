@@ -47,8 +47,8 @@ pub use backoff::Backoff;
 pub use gateway::GatewaySettings;
 pub use metrics::prometheus;
 pub use store::{
-    DeadLetter, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError, StoredSession,
-    wait_for_lease,
+    DeadLetter, Gauges, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError,
+    StoredSession, wait_for_lease,
 };
 pub use tracker::{VoiceTracker, VoiceView};
 

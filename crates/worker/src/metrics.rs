@@ -54,9 +54,9 @@ pub fn dead_lettered(outbox: &Store) {
 /// Current outbox depth, dead letters and bound.
 #[allow(clippy::cast_precision_loss)] // Gauges are f64; depths stay far below 2^52.
 pub fn outbox_gauges(outbox: &Store) {
-    gauge!("coven_worker_outbox_depth").set(outbox.depth() as f64);
-    gauge!("coven_worker_outbox_capacity").set(outbox.capacity() as f64);
-    gauge!("coven_worker_dead_letters").set(outbox.dead_letter_count() as f64);
+    gauge!("coven_worker_outbox_depth").set(outbox.gauges().depth() as f64);
+    gauge!("coven_worker_outbox_capacity").set(outbox.gauges().capacity() as f64);
+    gauge!("coven_worker_dead_letters").set(outbox.gauges().dead_letter_count() as f64);
 }
 
 /// A new session was identified (READY).

@@ -34,7 +34,7 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
         outbox
             .commit(&[event(12)], Some(&VoiceView::default()), Some(&session(9)))
             .unwrap();
-        assert_eq!(outbox.depth(), 3);
+        assert_eq!(outbox.gauges().depth(), 3);
         let head = outbox.peek().unwrap().unwrap();
         assert_eq!(head.body, event(10).to_webhook_body());
         first_id = head.event_id.clone();
@@ -48,7 +48,7 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
     let head = outbox.peek().unwrap().unwrap();
     assert_eq!(head.event_id, second_id, "ids survive a reopen");
     assert_ne!(head.event_id, first_id);
-    assert_eq!(outbox.depth(), 2);
+    assert_eq!(outbox.gauges().depth(), 2);
     outbox.ack(head.id).unwrap();
     assert_eq!(
         outbox.peek().unwrap().unwrap().body,
@@ -63,7 +63,7 @@ fn events_come_out_in_order_with_stable_ids_across_reopen() {
     .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids[0] < ids[1], "ids keep increasing after acks: {ids:?}");
-    assert_eq!(outbox.depth(), 0);
+    assert_eq!(outbox.gauges().depth(), 0);
 }
 
 #[test]
@@ -85,18 +85,18 @@ fn a_new_state_file_never_reuses_event_ids() {
 fn past_the_bound_events_go_to_dead_letters_not_nowhere() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = LocalStore::open(&dir.path().join("w.redb"), 5).unwrap();
-    assert!(!outbox.near_full());
+    assert!(!outbox.gauges().near_full());
     let overflowed = outbox
         .commit(&(1..=7).map(event).collect::<Vec<_>>(), None, None)
         .unwrap();
     assert_eq!(overflowed, 2);
-    assert_eq!(outbox.depth(), 5);
-    assert!(outbox.near_full());
+    assert_eq!(outbox.gauges().depth(), 5);
+    assert!(outbox.gauges().near_full());
     let letters = outbox.dead_letters().unwrap();
     assert_eq!(letters.len(), 2);
     assert!(letters.iter().all(|l| l.reason == "outbox full"));
     assert!(letters[1].body.contains("\"7\""));
-    assert_eq!(outbox.dead_letter_count(), 2);
+    assert_eq!(outbox.gauges().dead_letter_count(), 2);
 }
 
 #[test]
@@ -114,10 +114,10 @@ fn burying_moves_an_event_out_of_the_queue() {
     drop(outbox);
     let outbox = LocalStore::open(&path, 10).unwrap();
     assert_eq!(
-        outbox.dead_letter_count(),
+        outbox.gauges().dead_letter_count(),
         1,
         "dead letters are counted after a reopen"
     );
-    assert_eq!(outbox.depth(), 1);
+    assert_eq!(outbox.gauges().depth(), 1);
     assert_eq!(outbox.dead_letters().unwrap()[0].event_id, head.event_id);
 }

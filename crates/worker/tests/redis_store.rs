@@ -215,13 +215,13 @@ async fn outbox_order_and_event_ids_survive_a_takeover() {
     let first = a.peek().await.unwrap().unwrap();
     a.ack(first.id).await.unwrap();
     let second = a.peek().await.unwrap().unwrap();
-    assert_eq!(a.depth(), 2);
+    assert_eq!(a.gauges().depth(), 2);
 
     // A hands over (graceful stop); B continues exactly where A stopped.
     lease_a.release().await;
     let _lease_b = Lease::try_acquire(&b, timings).await.unwrap().unwrap();
     b.refresh_counts().await.unwrap();
-    assert_eq!(b.depth(), 2);
+    assert_eq!(b.gauges().depth(), 2);
     let (stored, _) = b.load().await.unwrap();
     assert_eq!(stored, Some(session(6)));
     b.commit(&[event(4)], None, Some(&session(7)))
@@ -259,9 +259,9 @@ async fn past_the_bound_events_go_to_dead_letters_and_redis_errors_are_transient
         .await
         .unwrap();
     assert_eq!(overflowed, 2);
-    assert_eq!(store.depth(), 5);
-    assert!(store.near_full());
-    assert_eq!(store.dead_letter_count(), 2);
+    assert_eq!(store.gauges().depth(), 5);
+    assert!(store.gauges().near_full());
+    assert_eq!(store.gauges().dead_letter_count(), 2);
     let head = store.peek().await.unwrap().unwrap();
     store
         .bury(&head, "hub answered 400 Bad Request")
@@ -273,7 +273,7 @@ async fn past_the_bound_events_go_to_dead_letters_and_redis_errors_are_transient
     assert!(letters[1].body.contains("\"7\""));
     assert_eq!(letters[2].event_id, head.event_id);
     assert!(letters[2].reason.contains("400"));
-    assert_eq!(store.depth(), 4);
+    assert_eq!(store.gauges().depth(), 4);
 
     // Redis goes away: calls fail as transient errors (retried by the worker),
     // and work again once it is back (the append-only file kept everything).
@@ -284,13 +284,13 @@ async fn past_the_bound_events_go_to_dead_letters_and_redis_errors_are_transient
     let deadline = tokio::time::Instant::now() + WAIT;
     let depth = loop {
         if store.refresh_counts().await.is_ok() {
-            break store.depth();
+            break store.gauges().depth();
         }
         assert!(tokio::time::Instant::now() < deadline, "never reconnected");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(depth, 4);
-    assert_eq!(store.dead_letter_count(), 3);
+    assert_eq!(store.gauges().dead_letter_count(), 3);
 }
 
 /// Lease timings short enough for tests, long enough for a loaded machine.

@@ -18,16 +18,14 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use coven_contract::Event;
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
-use tokio::sync::Notify;
 
-use super::StoreError;
-use super::records::{DeadLetter, Pending, StoredSession, event_id, near_full};
+use super::records::{DeadLetter, Pending, StoredSession, event_id};
+use super::{Gauges, StoreError};
 use crate::tracker::VoiceView;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -63,10 +61,7 @@ pub(crate) struct Snapshot {
 pub struct LocalStore {
     db: Arc<Database>,
     epoch: Arc<str>,
-    depth: Arc<AtomicU64>,
-    dead: Arc<AtomicU64>,
-    capacity: u64,
-    added: Arc<Notify>,
+    gauges: Gauges,
 }
 
 impl LocalStore {
@@ -91,10 +86,7 @@ impl LocalStore {
         Ok(Self {
             db: Arc::new(db),
             epoch: epoch.into(),
-            depth: Arc::new(AtomicU64::new(depth)),
-            dead: Arc::new(AtomicU64::new(dead)),
-            capacity,
-            added: Arc::new(Notify::new()),
+            gauges: Gauges::new(capacity, depth, dead),
         })
     }
 
@@ -134,7 +126,7 @@ impl LocalStore {
             let mut depth = queue.len()?;
             for event in events {
                 let body = event.to_webhook_body();
-                if depth < self.capacity {
+                if depth < self.gauges.capacity() {
                     queue.insert(next_id, body.as_slice())?;
                     depth += 1;
                 } else {
@@ -154,10 +146,9 @@ impl LocalStore {
         }
         txn.commit()?;
         let queued = (events.len() - overflowed) as u64;
-        self.depth.fetch_add(queued, Ordering::Relaxed);
-        self.dead.fetch_add(overflowed as u64, Ordering::Relaxed);
+        self.gauges.add(queued, overflowed as u64);
         if queued > 0 {
-            self.added.notify_one();
+            self.gauges.wake();
         }
         Ok(overflowed)
     }
@@ -187,7 +178,7 @@ impl LocalStore {
         let removed = txn.open_table(EVENTS)?.remove(id)?.is_some();
         txn.commit()?;
         if removed {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.gauges.remove_one();
         }
         Ok(())
     }
@@ -201,9 +192,9 @@ impl LocalStore {
             .insert(pending.id, serde_json::to_vec(&letter)?.as_slice())?;
         txn.commit()?;
         if removed {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
+            self.gauges.remove_one();
         }
-        self.dead.fetch_add(1, Ordering::Relaxed);
+        self.gauges.add(0, 1);
         Ok(())
     }
 
@@ -259,29 +250,9 @@ impl LocalStore {
         })
     }
 
-    /// Events waiting for delivery.
-    pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    /// Events in the dead-letter table.
-    pub fn dead_letter_count(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
-    }
-
-    /// The configured bound.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    /// Whether the outbox is past 80 % of its bound.
-    pub fn near_full(&self) -> bool {
-        near_full(self.depth(), self.capacity)
-    }
-
-    /// Resolves when an event is added after the last wake-up.
-    pub async fn added(&self) {
-        self.added.notified().await;
+    /// The outbox's length, dead-letter count, bound and wake-up.
+    pub fn gauges(&self) -> &Gauges {
+        &self.gauges
     }
 
     fn event_id(&self, id: u64) -> String {

@@ -15,6 +15,7 @@
 //! it, nor whether a lease exists. See `docs/worker.md`.
 
 mod error;
+mod gauges;
 mod lease;
 mod local;
 mod migrate;
@@ -28,6 +29,7 @@ use coven_contract::Event;
 use tokio::sync::watch;
 
 pub use error::StoreError;
+pub use gauges::Gauges;
 pub use lease::{Lease, LeaseTimings, wait_for_lease};
 pub use local::LocalStore;
 pub use records::{DeadLetter, Pending, StoredSession};
@@ -264,13 +266,13 @@ impl Store {
         if overflowed > 0 {
             tracing::error!(
                 overflowed,
-                capacity = self.capacity(),
+                capacity = self.gauges().capacity(),
                 "outbox full: events moved to dead letters"
             );
-        } else if self.near_full() {
+        } else if self.gauges().near_full() {
             tracing::warn!(
-                depth = self.depth(),
-                capacity = self.capacity(),
+                depth = self.gauges().depth(),
+                capacity = self.gauges().capacity(),
                 "outbox is nearly full"
             );
         }
@@ -353,43 +355,11 @@ impl Store {
         self.refused(result, "a delivery write was refused")
     }
 
-    /// Events waiting for delivery.
-    pub fn depth(&self) -> u64 {
+    /// The outbox's length, dead-letter count, bound and delivery's wake-up.
+    pub fn gauges(&self) -> &Gauges {
         match &self.backend {
-            Backend::Local(local) => local.depth(),
-            Backend::Redis(redis) => redis.depth(),
-        }
-    }
-
-    /// Events in the dead letters.
-    pub fn dead_letter_count(&self) -> u64 {
-        match &self.backend {
-            Backend::Local(local) => local.dead_letter_count(),
-            Backend::Redis(redis) => redis.dead_letter_count(),
-        }
-    }
-
-    /// The configured bound.
-    pub fn capacity(&self) -> u64 {
-        match &self.backend {
-            Backend::Local(local) => local.capacity(),
-            Backend::Redis(redis) => redis.capacity(),
-        }
-    }
-
-    /// Whether the outbox is past 80 % of its bound.
-    pub fn near_full(&self) -> bool {
-        match &self.backend {
-            Backend::Local(local) => local.near_full(),
-            Backend::Redis(redis) => redis.near_full(),
-        }
-    }
-
-    /// Resolves when an event is added after the last wake-up.
-    pub async fn added(&self) {
-        match &self.backend {
-            Backend::Local(local) => local.added().await,
-            Backend::Redis(redis) => redis.added().await,
+            Backend::Local(local) => local.gauges(),
+            Backend::Redis(redis) => redis.gauges(),
         }
     }
 }

@@ -10,18 +10,10 @@
 use coven_contract::Snowflake;
 use serde::{Deserialize, Serialize};
 
-/// Fraction of the bound past which the outbox reports that it is nearly full.
-const NEAR_FULL_PERCENT: u64 = 80;
-
 /// The stable `X-Hub-Event-Id` of outbox position `id`: the store's random
 /// epoch, then the position in hex (both backends use it).
 pub(crate) fn event_id(epoch: &str, id: u64) -> String {
     format!("{epoch}-{id:016x}")
-}
-
-/// Whether `depth` events are past 80 % of `capacity`.
-pub(crate) fn near_full(depth: u64, capacity: u64) -> bool {
-    depth.saturating_mul(100) >= capacity.saturating_mul(NEAR_FULL_PERCENT)
 }
 
 /// The gateway session to resume after a restart.

@@ -31,11 +31,10 @@ use std::time::Duration;
 use coven_contract::{Event, Secret, Snowflake};
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::Notify;
 
-use super::StoreError;
 use super::local::Snapshot;
-use super::records::{DeadLetter, Pending, StoredSession, event_id, near_full};
+use super::records::{DeadLetter, Pending, StoredSession, event_id};
+use super::{Gauges, StoreError};
 use crate::tracker::VoiceView;
 
 /// `KEYS`: lease, fence. `ARGV`: TTL in ms. Returns the new token, or nil when
@@ -226,12 +225,9 @@ impl Keys {
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Arc<Keys>,
-    capacity: u64,
     timeout: Duration,
     fence: Arc<AtomicU64>,
-    depth: Arc<AtomicU64>,
-    dead: Arc<AtomicU64>,
-    added: Arc<Notify>,
+    gauges: Gauges,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -239,7 +235,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("keys", &self.keys.lease)
-            .field("capacity", &self.capacity)
+            .field("capacity", &self.gauges.capacity())
             .field("fence", &self.fence.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -270,12 +266,9 @@ impl RedisStore {
         Ok(Self {
             conn,
             keys: Arc::new(Keys::new(guild_id)),
-            capacity,
             timeout,
             fence: Arc::new(AtomicU64::new(0)),
-            depth: Arc::new(AtomicU64::new(0)),
-            dead: Arc::new(AtomicU64::new(0)),
-            added: Arc::new(Notify::new()),
+            gauges: Gauges::new(capacity, 0, 0),
         })
     }
 
@@ -387,7 +380,7 @@ impl RedisStore {
             .key(&self.keys.session)
             .key(&self.keys.epoch)
             .arg(self.token())
-            .arg(self.capacity)
+            .arg(self.gauges.capacity())
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(view.unwrap_or_default())
             .arg(session.unwrap_or_default());
@@ -399,10 +392,9 @@ impl RedisStore {
         let [1, overflowed, depth, dead] = reply[..] else {
             return Err(StoreError::Fenced);
         };
-        self.depth.store(depth, Ordering::Relaxed);
-        self.dead.store(dead, Ordering::Relaxed);
+        self.gauges.set(depth, dead);
         if overflowed < events.len() as u64 {
-            self.added.notify_one();
+            self.gauges.wake();
         }
         Ok(usize::try_from(overflowed).unwrap_or(usize::MAX))
     }
@@ -444,9 +436,8 @@ impl RedisStore {
         let reply: Vec<u64> = self.call(invocation.invoke_async(&mut conn)).await?;
         match reply[..] {
             [1, depth, dead] => {
-                self.depth.store(depth, Ordering::Relaxed);
-                self.dead.store(dead, Ordering::Relaxed);
-                self.added.notify_one();
+                self.gauges.set(depth, dead);
+                self.gauges.wake();
                 Ok(true)
             }
             [2] => Ok(false),
@@ -508,7 +499,7 @@ impl RedisStore {
         let [1, depth] = reply[..] else {
             return Err(StoreError::Fenced);
         };
-        self.depth.store(depth, Ordering::Relaxed);
+        self.gauges.set_depth(depth);
         Ok(())
     }
 
@@ -531,8 +522,7 @@ impl RedisStore {
         let [1, depth, dead] = reply[..] else {
             return Err(StoreError::Fenced);
         };
-        self.depth.store(depth, Ordering::Relaxed);
-        self.dead.store(dead, Ordering::Relaxed);
+        self.gauges.set(depth, dead);
         Ok(())
     }
 
@@ -574,34 +564,14 @@ impl RedisStore {
                     .query_async(&mut conn),
             )
             .await?;
-        self.depth.store(depth, Ordering::Relaxed);
-        self.dead.store(dead, Ordering::Relaxed);
+        self.gauges.set(depth, dead);
         Ok(())
     }
 
-    /// Events waiting for delivery, as of the last write or refresh.
-    pub fn depth(&self) -> u64 {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    /// Dead letters, as of the last write or refresh.
-    pub fn dead_letter_count(&self) -> u64 {
-        self.dead.load(Ordering::Relaxed)
-    }
-
-    /// The configured bound.
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
-    /// Whether the outbox is past 80 % of its bound.
-    pub fn near_full(&self) -> bool {
-        near_full(self.depth(), self.capacity)
-    }
-
-    /// Resolves when this worker adds an event after the last wake-up.
-    pub async fn added(&self) {
-        self.added.notified().await;
+    /// The outbox's length, dead-letter count, bound and wake-up, as of the last
+    /// write or refresh.
+    pub fn gauges(&self) -> &Gauges {
+        &self.gauges
     }
 }
 

@@ -41,12 +41,11 @@ async fn the_limits_come_from_the_environment() {
     let mut held = Vec::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     while held.len() < 3 {
-        match tokio::net::TcpStream::connect(&addr).await {
-            Ok(tcp) => held.push(tcp),
-            Err(_) => {
-                assert!(tokio::time::Instant::now() < deadline, "hub never listened");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+        if let Ok(tcp) = tokio::net::TcpStream::connect(&addr).await {
+            held.push(tcp);
+        } else {
+            assert!(tokio::time::Instant::now() < deadline, "hub never listened");
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
     let mut fourth = tokio::net::TcpStream::connect(&addr).await.unwrap();

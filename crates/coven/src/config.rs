@@ -7,6 +7,7 @@
 //! [`Secret`], whose `Debug` is redacted, so dumping a config cannot leak them.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -369,6 +370,63 @@ pub struct HubConfig {
     /// two workers of an active/standby pair), for the room snapshot and the bot's
     /// signed commands; empty when unset (bot commands are off).
     pub worker_endpoints: Vec<Url>,
+    /// `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
+    /// `MAX_SOCKETS_PER_USER`, `TRUSTED_PROXIES` (docs/spec.md §6.6).
+    pub limits: LimitsConfig,
+}
+
+/// What one client may hold open, and whose `X-Forwarded-For` to believe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// `MAX_CONNECTIONS`, default 20,000: TCP connections open at once.
+    pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_IP`, default 256.
+    pub max_connections_per_ip: usize,
+    /// `MAX_UNAUTHENTICATED_PER_IP`, default 32: sockets not yet through `auth`.
+    pub max_unauthenticated_per_ip: usize,
+    /// `MAX_SOCKETS_PER_USER`, default 16: authenticated sockets per token `sub`.
+    pub max_sockets_per_user: usize,
+    /// `TRUSTED_PROXIES`: comma-separated IPs; empty when unset.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl LimitsConfig {
+    /// Reads the limits; each must be a whole number of at least 1.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        let limit = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match env.optional::<usize>(name)?.unwrap_or(default) {
+                0 => Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be at least 1".into(),
+                }),
+                n => Ok(n),
+            }
+        };
+        let trusted_proxies = match env.raw("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(|entry| {
+                    entry
+                        .trim()
+                        .parse::<IpAddr>()
+                        .map_err(|_| ConfigError::Invalid {
+                            name: "TRUSTED_PROXIES",
+                            reason: "every entry must be an IP address (no ranges, no ports)"
+                                .into(),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self {
+            max_connections: limit("MAX_CONNECTIONS", 20_000)?,
+            max_connections_per_ip: limit("MAX_CONNECTIONS_PER_IP", 256)?,
+            max_unauthenticated_per_ip: limit("MAX_UNAUTHENTICATED_PER_IP", 32)?,
+            max_sockets_per_user: limit("MAX_SOCKETS_PER_USER", 16)?,
+            trusted_proxies,
+        })
+    }
 }
 
 impl HubConfig {
@@ -389,6 +447,7 @@ impl HubConfig {
             max_api_retries: env.optional("MAX_API_RETRIES")?.unwrap_or(3),
             oauth: OAuthConfig::from_env(source)?,
             worker_endpoints: env.url_list("WORKER_ENDPOINT", &["http", "https"])?,
+            limits: LimitsConfig::from_env(source)?,
         })
     }
 }
@@ -623,6 +682,41 @@ mod tests {
             HubConfig::from_env(&env(&without(base, "JWT_ISSUER"))).unwrap_err(),
             ConfigError::Missing("JWT_ISSUER")
         );
+    }
+
+    #[test]
+    fn connection_limits_default_and_are_checked() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        let limits = HubConfig::from_env(&env(&base)).unwrap().limits;
+        assert_eq!(
+            limits,
+            LimitsConfig {
+                max_connections: 20_000,
+                max_connections_per_ip: 256,
+                max_unauthenticated_per_ip: 32,
+                max_sockets_per_user: 16,
+                trusted_proxies: Vec::new(),
+            }
+        );
+        let set = with(
+            with(base.clone(), "MAX_SOCKETS_PER_USER", "4"),
+            "TRUSTED_PROXIES",
+            "10.0.0.1, ::1",
+        );
+        let limits = HubConfig::from_env(&env(&set)).unwrap().limits;
+        assert_eq!(limits.max_sockets_per_user, 4);
+        assert_eq!(limits.trusted_proxies.len(), 2);
+        for (name, value) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS_PER_IP", "lots"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ] {
+            let error = HubConfig::from_env(&env(&with(base.clone(), name, value))).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Invalid { name: n, reason } if *n == name && !reason.contains(value)),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl HubBuilder {
         let broker = self
             .broker
             .unwrap_or_else(|| default_broker(&settings, redis.as_ref()));
-        let lifecycle = Lifecycle::new();
+        let lifecycle = Lifecycle::new(&settings);
         let profiles = Arc::new(Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE));
         let flows = Flows::new(
             settings

@@ -12,15 +12,21 @@
 //! [`serve`] (or [`Hub::builder`] + [`Hub::serve`], or [`Hub::router`] in tests).
 //! The wiring is split by purpose: `builder` makes a [`Hub`] out of the settings,
 //! `state` holds the small states the handlers extract, `routes` maps every route
-//! to its handler, `lifecycle` serves and drains, `auth` knows the caller.
+//! to its handler, `lifecycle` serves and drains, `auth` knows the caller;
+//! `connection` accepts and times every TCP connection against the limits of
+//! `conn_limits` (docs/security.md), `client_ip` says who a request is from.
 
 mod auth;
 mod bot;
 mod broker;
 mod builder;
+mod client_ip;
+mod conn_limits;
+mod connection;
 mod discord;
 mod error;
 mod fanout;
+mod fd_limit;
 mod health;
 mod idempotency;
 mod ingest;

@@ -1,10 +1,11 @@
 //! The hub's life: serve, drain on shutdown, and the background work in between.
 //!
 //! [`Lifecycle`] is the run state every part shares: ready or shutting down, the
-//! JWT keys loaded or not, how many browser sockets are open. [`Hub::serve`] runs
-//! the router until its shutdown future completes, then drains: readiness turns
-//! 503, every browser is closed with 1001 (`socket` watches the shutdown token),
-//! in-flight requests finish, all for at most `drain_timeout`. In the background
+//! JWT keys loaded or not, how many browser sockets are open, the connection
+//! limits (`conn_limits`). [`Hub::serve`] runs the accept loop (`connection`) until
+//! its shutdown future completes, then drains: readiness turns 503, every browser
+//! is closed with 1001 (`socket` watches the shutdown token), in-flight requests
+//! finish, all for at most `drain_timeout`. In the background
 //! the JWT keys are warmed up (`/health` is 503 until then) and the own issuer's
 //! signing key is rotated when due.
 
@@ -16,9 +17,13 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::issuer;
+use crate::conn_limits::ConnLimits;
+use crate::connection::{self, Accept};
+use crate::settings::HubSettings;
 use crate::state::Hub;
+use crate::{fd_limit, issuer};
 
 /// Ready or shutting down, keys loaded, open sockets: shared by every part.
 #[derive(Clone)]
@@ -36,11 +41,13 @@ struct Inner {
     warming: AtomicBool,
     connections: AtomicUsize,
     drained: Notify,
+    /// What each client may hold open (docs/spec.md §6.6).
+    limits: Arc<ConnLimits>,
 }
 
 impl Lifecycle {
     /// A hub that serves, keys not yet loaded, no socket open.
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(settings: &HubSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shutdown: CancellationToken::new(),
@@ -49,6 +56,7 @@ impl Lifecycle {
                 warming: AtomicBool::new(false),
                 connections: AtomicUsize::new(0),
                 drained: Notify::new(),
+                limits: ConnLimits::new(settings),
             }),
         }
     }
@@ -77,6 +85,11 @@ impl Lifecycle {
     /// Open browser sockets.
     pub(crate) fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// The connection limits the accept loop and the sockets count against.
+    pub(crate) fn limits(&self) -> &Arc<ConnLimits> {
+        &self.inner.limits
     }
 
     /// Readiness turns 503 and every browser is closed with 1001.
@@ -173,42 +186,54 @@ impl Hub {
         self.lifecycle.begin_shutdown();
     }
 
-    /// Serves on `listener` until `shutdown` completes, then drains: browsers get
-    /// 1001, in-flight requests finish, for at most the drain timeout.
+    /// Serves on `listener` until `shutdown` completes (or [`Hub::begin_shutdown`]),
+    /// then drains: browsers get 1001, in-flight requests finish, for at most the
+    /// drain timeout.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
         self.warm_up_keys();
-        let hub = self.clone();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("hub shutting down");
-            hub.begin_shutdown();
-        };
-        let drain = self.settings.drain_timeout;
-        // Small event frames must leave at once: without TCP_NODELAY, Nagle holds a
-        // frame back until the previous one is acknowledged (up to 40 ms of delayed ACK).
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                if let Err(error) = tcp.set_nodelay(true) {
-                    tracing::debug!(%error, "TCP_NODELAY not set");
+        fd_limit::check(self.settings.max_connections);
+        let settings = &self.settings;
+        let drain = settings.drain_timeout;
+        // The listener stops when `shutdown` completes; after a bare
+        // `begin_shutdown` (readiness already 503) it still serves for `drain`.
+        let stop = CancellationToken::new();
+        let signal = tokio::spawn({
+            let hub = self.clone();
+            let stop = stop.clone();
+            async move {
+                let begun = async {
+                    hub.lifecycle.shutdown().cancelled().await;
+                    tokio::time::sleep(drain).await;
+                };
+                tokio::select! {
+                    () = shutdown => {
+                        tracing::info!("hub shutting down");
+                        hub.begin_shutdown();
+                    }
+                    () = begun => {}
                 }
-            });
-        let server = axum::serve(listener, self.router()).with_graceful_shutdown(signal);
-        let token = self.lifecycle.shutdown().clone();
-        let server = async move {
-            let mut server = std::pin::pin!(server.into_future());
-            tokio::select! {
-                result = &mut server => result,
-                () = async { token.cancelled().await; tokio::time::sleep(drain).await } => {
-                    tracing::warn!("HTTP requests still running after the drain timeout");
-                    Ok(())
-                }
+                stop.cancel();
             }
+        });
+        let accept = Accept {
+            router: self.router(),
+            limits: self.lifecycle.limits().clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.http_idle_timeout,
+            shutdown: stop,
         };
-        server.await?;
+        let requests = TaskTracker::new();
+        connection::accept(listener, accept, &requests).await;
+        signal.abort();
+        requests.close();
+        if tokio::time::timeout(drain, requests.wait()).await.is_err() {
+            tracing::warn!("HTTP requests still running after the drain timeout");
+        }
         self.lifecycle.wait_for_sockets(drain).await;
         tracing::info!("hub stopped");
         Ok(())

@@ -4,6 +4,7 @@
 //! reads nothing. Timeouts and limits default to the spec's values but stay public
 //! so tests can shorten them.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +93,25 @@ pub struct HubSettings {
     /// The Prometheus handle `/metrics` renders; `None` installs (once per
     /// process) a global recorder. Pass one when the process already has one.
     pub metrics: Option<PrometheusHandle>,
+    /// An HTTP request's head must be in within this (10 s, docs/spec.md §6.6),
+    /// counted from when the hub starts waiting for it: a new connection, or a
+    /// keep-alive one after its previous response.
+    pub header_read_timeout: Duration,
+    /// An HTTP connection on which no byte moved either way, with no request
+    /// running, is closed after this (60 s). Not applied to WebSockets, which
+    /// have `ping_interval` / `idle_timeout`.
+    pub http_idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: TCP connections open at once, HTTP and WebSocket (20,000).
+    pub max_connections: usize,
+    /// `MAX_CONNECTIONS_PER_IP`: connections per client IP, IPv6 per /64 (256).
+    pub max_connections_per_ip: usize,
+    /// `MAX_UNAUTHENTICATED_PER_IP`: sockets per client IP not yet through `auth` (32).
+    pub max_unauthenticated_per_ip: usize,
+    /// `MAX_SOCKETS_PER_USER`: authenticated sockets per token `sub` (16).
+    pub max_sockets_per_user: usize,
+    /// `TRUSTED_PROXIES`: peers whose last `X-Forwarded-For` hop is taken as the
+    /// client IP. Empty, the client IP is always the TCP peer's.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl HubSettings {
@@ -129,6 +149,13 @@ impl HubSettings {
             worker_endpoints: Vec::new(),
             redis_url: None,
             metrics: None,
+            header_read_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            max_connections: 20_000,
+            max_connections_per_ip: 256,
+            max_unauthenticated_per_ip: 32,
+            max_sockets_per_user: 16,
+            trusted_proxies: Vec::new(),
         }
     }
 }

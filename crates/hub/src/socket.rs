@@ -24,6 +24,8 @@ use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use crate::broker::unix_millis;
+use crate::client_ip::ClientIp;
+use crate::conn_limits::SocketSlots;
 use crate::fanout::{Frame, Outbox};
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
 use crate::state::SocketState;
@@ -54,10 +56,19 @@ enum End {
 }
 
 /// The upgrade handler: tunes tungstenite's buffers and hands over to [`session`].
-pub(crate) async fn upgrade(State(state): State<SocketState>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn upgrade(
+    State(state): State<SocketState>,
+    client: ClientIp,
+    ws: WebSocketUpgrade,
+) -> Response {
     if state.lifecycle.shutdown().is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    // docs/spec.md §6.6: over a per-IP limit the upgrade is answered 429.
+    let slots = match state.lifecycle.limits().socket(client) {
+        Ok(slots) => slots,
+        Err(refusal) => return refusal.into_response(),
+    };
     let settings = &state.settings;
     ws.read_buffer_size(settings.ws_read_buffer_size)
         .write_buffer_size(settings.ws_write_buffer_size)
@@ -65,12 +76,14 @@ pub(crate) async fn upgrade(State(state): State<SocketState>, ws: WebSocketUpgra
         .max_message_size(MAX_INBOUND_FRAME)
         .max_frame_size(MAX_INBOUND_FRAME)
         // Keep the upgrade request's span (with its request id) on the whole session.
-        .on_upgrade(move |socket| session(state, socket).instrument(tracing::Span::current()))
+        .on_upgrade(move |socket| {
+            session(state, socket, slots).instrument(tracing::Span::current())
+        })
 }
 
-async fn session(state: SocketState, mut socket: WebSocket) {
+async fn session(state: SocketState, mut socket: WebSocket, mut slots: SocketSlots) {
     let _connection = state.lifecycle.connection();
-    let end = run(&state, &mut socket).await;
+    let end = run(&state, &mut socket, &mut slots).await;
     if let End::Close(code, reason, error) = end {
         let error = error.map(|(code, message)| {
             Frame::from(
@@ -95,10 +108,10 @@ async fn session(state: SocketState, mut socket: WebSocket) {
     }
 }
 
-async fn run(state: &SocketState, socket: &mut WebSocket) -> End {
+async fn run(state: &SocketState, socket: &mut WebSocket, slots: &mut SocketSlots) -> End {
     // Boxed so that the verifier's large state is freed once authentication is over
     // instead of sizing every idle session's future.
-    let last_seq = match Box::pin(authenticate(state, socket)).await {
+    let last_seq = match Box::pin(authenticate(state, socket, slots)).await {
         Ok(last_seq) => last_seq,
         Err(end) => return end,
     };
@@ -133,7 +146,11 @@ async fn run(state: &SocketState, socket: &mut WebSocket) -> End {
 }
 
 /// Waits for `auth`; returns its `lastSeq` once the token verified.
-async fn authenticate(state: &SocketState, socket: &mut WebSocket) -> Result<Option<u64>, End> {
+async fn authenticate(
+    state: &SocketState,
+    socket: &mut WebSocket,
+    slots: &mut SocketSlots,
+) -> Result<Option<u64>, End> {
     let deadline = Instant::now() + state.settings.auth_timeout;
     let fail = |reason: &'static str, message: String| {
         metrics::counter!(AUTH_FAILED, "reason" => reason).increment(1);
@@ -170,6 +187,11 @@ async fn authenticate(state: &SocketState, socket: &mut WebSocket) -> Result<Opt
         };
         return match state.jwt.verify(&token).await {
             Ok(user) => {
+                // Over MAX_SOCKETS_PER_USER (known only now): RATE_LIMITED, close 1008.
+                if let Err(refusal) = slots.authenticated(&user.subject) {
+                    let error = (ErrorCode::RateLimited, refusal.message().to_owned());
+                    return Err(End::Close(CLOSE_POLICY, "too many sockets", Some(error)));
+                }
                 tracing::debug!(user = %user.subject, ?last_seq, "browser authenticated");
                 Ok(last_seq)
             }

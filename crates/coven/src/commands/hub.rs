@@ -46,6 +46,12 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
         .worker_endpoints
         .clone_from(&config.worker_endpoints);
     settings.redis_url.clone_from(&shared.redis_url);
+    let limits = &config.limits;
+    settings.max_connections = limits.max_connections;
+    settings.max_connections_per_ip = limits.max_connections_per_ip;
+    settings.max_unauthenticated_per_ip = limits.max_unauthenticated_per_ip;
+    settings.max_sockets_per_user = limits.max_sockets_per_user;
+    settings.trusted_proxies.clone_from(&limits.trusted_proxies);
     settings.state_dir = Some(shared.state_dir.join("hub"));
     settings.login = config.oauth.as_ref().map(|oauth| {
         coven_hub::LoginSettings::new(OAuthSettings {

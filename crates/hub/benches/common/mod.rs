@@ -75,6 +75,14 @@ pub fn hub_server_main(configure: impl FnOnce(&mut HubSettings)) {
             ISSUER.into(),
         );
         settings.dedupe_capacity = 1_000_000;
+        // Tens of thousands of sockets of one user from a few hundred addresses,
+        // and posters that may wait between phases: far above a stranger's limits.
+        settings.max_connections = 1_000_000;
+        settings.max_connections_per_ip = 1_000_000;
+        settings.max_unauthenticated_per_ip = 1_000_000;
+        settings.max_sockets_per_user = 1_000_000;
+        settings.header_read_timeout = std::time::Duration::from_secs(3600);
+        settings.http_idle_timeout = std::time::Duration::from_secs(3600);
         configure(&mut settings);
         let hub = Hub::builder(settings, Arc::new(MemoryRooms::new(1)))
             .key_source(Arc::new(static_key()))

@@ -340,8 +340,10 @@ mod tests {
     fn a_signed_request_verifies_once() {
         let verifier = verifier(&["s3cret"]);
         let headers = sign_request(&signer("s3cret"), &Method::POST, JOIN, BODY);
-        let verified = verify_request(&verifier, &Method::POST, JOIN, &headers, BODY).unwrap();
-        assert_eq!(verified.body(), BODY);
+        let body = verify_request(&verifier, &Method::POST, JOIN, &headers, BODY)
+            .unwrap()
+            .body();
+        assert_eq!(body, BODY);
         assert_eq!(
             verify_request(&verifier, &Method::POST, JOIN, &headers, BODY).map(|_| ()),
             Err(RequestError::Replayed)

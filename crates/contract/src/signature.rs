@@ -101,6 +101,12 @@ impl Signer {
             timestamp,
         }
     }
+
+    /// The secret this signer uses, for the internal requests' own MAC
+    /// ([`crate::internal::sign_request`]).
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
 }
 
 /// Verifies requests against every accepted secret.
@@ -141,6 +147,12 @@ impl Verifier {
             Err(SignatureError::Mismatch)
         }
     }
+
+    /// Every accepted secret, for the internal requests' own MAC
+    /// ([`crate::internal::verify_request`]).
+    pub(crate) fn secrets(&self) -> &[Secret] {
+        &self.secrets
+    }
 }
 
 /// A request body whose signature has been verified.
@@ -150,6 +162,12 @@ pub struct Verified<'a> {
 }
 
 impl<'a> Verified<'a> {
+    /// Wraps a body whose signature this crate has just checked (the internal
+    /// requests' verifier).
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Self { body }
+    }
+
     /// The verified raw bytes.
     pub fn body(self) -> &'a [u8] {
         self.body
@@ -166,7 +184,7 @@ fn mac(secret: &Secret, timestamp: &str, body: &[u8]) -> HmacSha256 {
 }
 
 /// Accepts only ASCII digits (no sign, no spaces, no exponent) that fit in a `u64`.
-fn parse_timestamp(raw: &str) -> Result<u64, SignatureError> {
+pub(crate) fn parse_timestamp(raw: &str) -> Result<u64, SignatureError> {
     let plain = !raw.is_empty()
         && raw.len() <= TIMESTAMP_MAX_DIGITS
         && raw.bytes().all(|b| b.is_ascii_digit());

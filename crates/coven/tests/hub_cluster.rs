@@ -10,7 +10,7 @@ use std::time::Duration;
 use coven_contract::Secret;
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_testkit::{
-    KillOnDrop, RedisServer, SECRET, WAIT, eventually, free_port, now_secs, sign_request,
+    KillOnDrop, RedisServer, SECRET, WAIT, eventually, free_port, now_secs, sign_webhook,
     sim_login, simulator,
 };
 use futures_util::{SinkExt, StreamExt};
@@ -105,7 +105,7 @@ impl HubProcess {
         let request = reqwest::Client::new()
             .post(self.url("/api/internal/events"))
             .header(EVENT_ID_HEADER, id);
-        sign_request(request, SECRET, now_secs(), body.as_bytes())
+        sign_webhook(request, SECRET, now_secs(), body.as_bytes())
             .send()
             .await
             .map_or(0, |r| r.status().as_u16())

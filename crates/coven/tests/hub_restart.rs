@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_testkit::{
-    KillOnDrop, SECRET, WAIT, eventually, free_port, now_secs, sign_request, sim_login, simulator,
+    KillOnDrop, SECRET, WAIT, eventually, free_port, now_secs, sign_webhook, sim_login, simulator,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -64,7 +64,7 @@ async fn deliver(port: u16, id: &str, event: &Value) {
         let request = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port}/api/internal/events"))
             .header(EVENT_ID_HEADER, id);
-        let response = sign_request(request, SECRET, now_secs(), body.as_bytes())
+        let response = sign_webhook(request, SECRET, now_secs(), body.as_bytes())
             .body(body.clone())
             .send()
             .await

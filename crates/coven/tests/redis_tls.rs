@@ -19,7 +19,7 @@ use std::time::Instant;
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_testkit::{
     FakeHub, KillOnDrop, RedisServer, SECRET, TestCa, WAIT, assert_in_order_at_least_once,
-    eventually, free_port, now_secs, sign_request, sim_login, simulator, wait_for_role,
+    eventually, free_port, now_secs, sign_webhook, sim_login, simulator, wait_for_role,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -163,7 +163,7 @@ async fn two_hubs_on_rediss_share_health_keys_and_events() {
         let request = reqwest::Client::new()
             .post(format!("http://127.0.0.1:{port_a}/api/internal/events"))
             .header(EVENT_ID_HEADER, "tls-1");
-        let status = sign_request(request, SECRET, now_secs(), body.as_bytes())
+        let status = sign_webhook(request, SECRET, now_secs(), body.as_bytes())
             .send()
             .await
             .ok()?

@@ -8,7 +8,7 @@ use process::hub_command;
 use std::time::Duration;
 
 use coven_contract::signature::EVENT_ID_HEADER;
-use coven_testkit::{KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_request, simulator};
+use coven_testkit::{KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_webhook, simulator};
 
 /// Polls `url` until `ready` accepts the JSON body.
 async fn wait_json(url: &str, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -69,7 +69,7 @@ async fn coven_hub_accepts_a_signed_webhook_and_stops_cleanly() {
     let request = reqwest::Client::new()
         .post(format!("{base}/api/internal/events"))
         .header(EVENT_ID_HEADER, "process-test-1");
-    let response = sign_request(request, SECRET, now_secs(), body.as_bytes())
+    let response = sign_webhook(request, SECRET, now_secs(), body.as_bytes())
         .send()
         .await
         .unwrap();

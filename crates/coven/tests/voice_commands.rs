@@ -10,9 +10,7 @@ use process::worker_command;
 use std::time::Duration;
 
 use coven_contract::{Event, Secret};
-use coven_testkit::{
-    FakeHub, KillOnDrop, SECRET, WAIT, free_port, now_secs, sign_request, simulator,
-};
+use coven_testkit::{FakeHub, KillOnDrop, SECRET, WAIT, free_port, signed_with, simulator};
 
 /// Posts a command signed with `secret`; returns the status (0 when the worker is
 /// not listening yet) and the JSON body.
@@ -23,8 +21,9 @@ async fn command(
     secret: &str,
 ) -> (u16, serde_json::Value) {
     let body = serde_json::to_vec(body).unwrap();
-    let request = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/commands/{path}"));
-    let response = sign_request(request, secret, now_secs(), &body)
+    let worker = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let path = format!("/commands/{path}");
+    let response = signed_with(reqwest::Method::POST, worker, &path, secret, &body)
         .send()
         .await;
     let Ok(response) = response else {

@@ -4,7 +4,8 @@
 //!
 //! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
 //! that the channel is a room of the guild, and forwards the command to the
-//! worker's `WORKER_ENDPOINT` as a request signed like the webhook (docs/spec.md §5). With
+//! worker's `WORKER_ENDPOINT` as a request signed over its method, path, a timestamp,
+//! a unique id and its body (docs/spec.md §8), which the worker accepts once. With
 //! an active/standby pair listed there, `worker_link` finds the active (the standby
 //! answers 503). The worker's answer (`{"ok":true}` or `{"message","code"}`) is
 //! passed back; when every endpoint fails, the last 503 answer, or 503 when none

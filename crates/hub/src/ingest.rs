@@ -14,7 +14,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use coven_contract::internal::verify_request;
+use coven_contract::internal::verify_webhook;
 use coven_contract::limits::WEBHOOK_BODY_MAX_BYTES;
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_contract::{Event, OkBody};
@@ -48,7 +48,7 @@ pub(crate) async fn ingest(
         .await
         .map_err(|_| too_large)?;
 
-    let verified = verify_request(&state.webhook_verifier, &headers, &body).map_err(|error| {
+    let verified = verify_webhook(&state.webhook_verifier, &headers, &body).map_err(|error| {
         metrics::counter!(SIGNATURE_REJECTED, "reason" => error.reason()).increment(1);
         tracing::warn!(reason = error.reason(), "webhook refused");
         HubError::WebhookForbidden

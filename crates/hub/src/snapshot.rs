@@ -40,8 +40,9 @@ pub trait VoiceViewSource: Send + Sync + 'static {
     fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>>;
 }
 
-/// The worker's view: `GET {endpoint}/voice-view`, signed (docs/spec.md §5 headers over an
-/// empty body) with the first `HUB_SECRET`. With several endpoints (an
+/// The worker's view: `GET {endpoint}/voice-view`, signed (docs/spec.md §8: method,
+/// path, timestamp, a unique id and the empty body) with the first `HUB_SECRET`.
+/// With several endpoints (an
 /// active/standby pair) the one that last answered is asked first, the others
 /// when it is unreachable or answers 503.
 pub struct WorkerVoiceView {

@@ -6,8 +6,10 @@
 //! one place: a request goes first to the endpoint that last answered well; on a
 //! connection error, a timeout or a 503 (a standby refusing voice commands, a worker
 //! whose session is not ready) the next endpoint is tried, and the one that answers
-//! is remembered. Every attempt is signed afresh (docs/spec.md §5 headers, the first
-//! `HUB_SECRET`), so a slow first attempt never sends a stale timestamp.
+//! is remembered. Every attempt is signed afresh over its method, its path from the
+//! worker's root, a timestamp, a new random id and the body (docs/spec.md §8, the
+//! first `HUB_SECRET`): a slow first attempt never sends a stale timestamp, and the
+//! next endpoint never sees an id the first one may already have accepted.
 //!
 //! Each user of the link keeps its own memory: a standby answers the snapshot well
 //! (it serves the view from Redis), and that must not make the commands, which only
@@ -81,7 +83,7 @@ impl WorkerLink {
         for index in (0..count).map(|offset| (first + offset) % count) {
             let url = endpoint_url(&self.endpoints[index], path);
             match self
-                .attempt(method.clone(), url, body.clone(), timeout)
+                .attempt(method.clone(), url, path, body.clone(), timeout)
                 .await
             {
                 Ok(response) if response.status() != StatusCode::SERVICE_UNAVAILABLE => {
@@ -108,19 +110,22 @@ impl WorkerLink {
         Err(failure.expect("at least one endpoint was tried"))
     }
 
-    /// One signed request to one endpoint.
+    /// One signed request to one endpoint: `url` is the endpoint's base with
+    /// `path` appended; the signature covers `path` (the worker's own route).
     async fn attempt(
         &self,
         method: Method,
         url: Url,
+        path: &str,
         body: Bytes,
         timeout: Duration,
     ) -> reqwest::Result<reqwest::Response> {
+        let headers = sign_request(&self.signer, &method, path, &body);
         let mut request = self
             .client
             .request(method, url)
             .timeout(timeout)
-            .headers(sign_request(&self.signer, &body));
+            .headers(headers);
         if !body.is_empty() {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -1,6 +1,7 @@
 //! docs/spec.md §7 bot voice commands from the outside: `POST`/`DELETE /api/rooms/{id}/bot`
 //! and `POST /api/rooms/{id}/cue` check the caller and the room, then reach the
-//! worker as requests signed like the webhook; the worker's answer is relayed.
+//! worker as requests signed over method, path, timestamp, a unique id and body
+//! (docs/spec.md §8), each attempt afresh; the worker's answer is relayed.
 //! With an active/standby pair in `WORKER_ENDPOINT`, a refused connection or a
 //! standby's 503 moves the command on to the next endpoint, which is remembered.
 
@@ -12,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::post;
 use common::*;
 use coven_contract::Secret;
-use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_contract::internal::{REQUEST_ID_HEADER, RequestVerifier, verify_request};
+use coven_contract::signature::{SIGNATURE_HEADER, Verifier};
 use coven_hub::{ChannelInfo, VOICE_CHANNEL_TYPE};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -24,18 +26,34 @@ use serde_json::{Value, json};
 const ROOM: u64 = 41;
 const TEXT: u64 = 42;
 
-/// A stand-in for the worker's command endpoint: verifies signatures, records
-/// commands, refuses `leave` of a room the bot is not in; as a standby of a pair
-/// it answers every command 503 `standby`.
-#[derive(Clone, Default)]
+/// A stand-in for the worker's command endpoint: verifies signatures with the
+/// contract's `verify_request` (so a repeated request id is refused), records
+/// commands and their ids, refuses `leave` of a room the bot is not in; as a
+/// standby of a pair it answers every command 503 `standby`.
+#[derive(Clone)]
 struct FakeWorker {
+    verifier: Arc<RequestVerifier>,
     commands: Arc<Mutex<Vec<(String, Value)>>>,
+    /// The `X-Hub-Request-Id` of every verified request.
+    ids: Arc<Mutex<Vec<String>>>,
     standby: Arc<AtomicBool>,
     /// Requests received, signed or not, active or standby.
     hits: Arc<AtomicUsize>,
 }
 
 impl FakeWorker {
+    /// A fake verifying with `verifier` (fakes may share one, as if a request id
+    /// accepted by one must never reach the other).
+    fn new(verifier: Arc<RequestVerifier>) -> Self {
+        Self {
+            verifier,
+            commands: Arc::default(),
+            ids: Arc::default(),
+            standby: Arc::default(),
+            hits: Arc::default(),
+        }
+    }
+
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
@@ -52,19 +70,20 @@ async fn fake_command(
     body: Bytes,
 ) -> (StatusCode, axum::Json<Value>) {
     worker.hits.fetch_add(1, Ordering::SeqCst);
-    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    let accepted = Verifier::new(vec![Secret::new(SECRET)]);
-    let Ok(verified) = accepted.verify(
-        header(TIMESTAMP_HEADER),
-        header(SIGNATURE_HEADER),
-        &body,
-        now_secs(),
-    ) else {
+    let path = format!("/commands/{command}");
+    let verified = verify_request(&worker.verifier, &Method::POST, &path, &headers, &body);
+    let Ok(verified) = verified else {
         return (
             StatusCode::FORBIDDEN,
             axum::Json(json!({"message": "forbidden"})),
         );
     };
+    assert!(
+        headers.get(SIGNATURE_HEADER).is_none(),
+        "no webhook signature on a command"
+    );
+    let id = headers[REQUEST_ID_HEADER].to_str().unwrap().to_owned();
+    worker.ids.lock().unwrap().push(id);
     if worker.standby.load(Ordering::SeqCst) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -88,8 +107,18 @@ async fn fake_command(
     (StatusCode::OK, axum::Json(json!({"ok": true})))
 }
 
+fn verifier() -> Arc<RequestVerifier> {
+    Arc::new(RequestVerifier::new(Verifier::new(vec![Secret::new(
+        SECRET,
+    )])))
+}
+
 async fn fake_worker() -> (FakeWorker, url::Url) {
-    let worker = FakeWorker::default();
+    fake_worker_with(verifier()).await
+}
+
+async fn fake_worker_with(verifier: Arc<RequestVerifier>) -> (FakeWorker, url::Url) {
+    let worker = FakeWorker::new(verifier);
     let app = Router::new()
         .route("/commands/{command}", post(fake_command))
         .with_state(worker.clone());
@@ -187,6 +216,14 @@ async fn commands_are_checked_then_forwarded_signed() {
             ("leave".to_owned(), json!({"channelId": ROOM.to_string()})),
         ]
     );
+    let ids = worker.ids.lock().unwrap().clone();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids.iter()
+            .all(|id| ids.iter().filter(|x| *x == id).count() == 1),
+        "a fresh id for every request: {ids:?}"
+    );
+    assert_eq!(worker.verifier.seen().len(), 3, "the ids are remembered");
 }
 
 #[tokio::test]
@@ -302,8 +339,11 @@ async fn a_refused_first_endpoint_falls_over_to_the_second() {
 
 #[tokio::test]
 async fn a_standby_is_skipped_and_the_active_is_remembered() {
-    let (a, url_a) = fake_worker().await;
-    let (b, url_b) = fake_worker().await;
+    // The two fakes share one id cache: the attempt that moves on to B after A
+    // accepted the signature (and answered 503) must carry a new id.
+    let shared = verifier();
+    let (a, url_a) = fake_worker_with(shared.clone()).await;
+    let (b, url_b) = fake_worker_with(shared).await;
     a.set_standby(true);
     let (mut hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url_a, url_b]).await;
     add_channels(&rooms);

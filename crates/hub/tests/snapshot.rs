@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
 use common::*;
-use coven_contract::internal::{VoiceMember, VoiceRoom, VoiceView};
-use coven_contract::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, Verifier};
+use coven_contract::internal::{
+    RequestVerifier, VOICE_VIEW_PATH, VoiceMember, VoiceRoom, VoiceView, verify_request,
+};
+use coven_contract::signature::Verifier;
 use coven_contract::{RoomName, Secret, Snowflake, UserLimit, VoiceFlags};
 use coven_hub::{
     ChannelInfo, MemberProfile, MemoryRooms, RoomsError, VOICE_CHANNEL_TYPE, VoiceViewSource,
@@ -193,22 +195,17 @@ async fn snapshot_shape_from_a_voice_view_and_resume_from_its_seq() {
 async fn snapshot_reads_the_workers_voice_view_with_a_signed_get() {
     let verified = Arc::new(AtomicUsize::new(0));
     let counter = verified.clone();
+    // The worker's own check (docs/spec.md §8): method, path, id, each id once.
+    let signatures = Arc::new(RequestVerifier::new(Verifier::new(vec![Secret::new(
+        SECRET,
+    )])));
     let worker = Router::new().route(
-        "/voice-view",
-        get(move |headers: HeaderMap| {
+        VOICE_VIEW_PATH,
+        get(move |method: Method, headers: HeaderMap| {
             let counter = counter.clone();
+            let signatures = signatures.clone();
             async move {
-                let signatures = Verifier::new(vec![Secret::new(SECRET)]);
-                let value_of = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-                if signatures
-                    .verify(
-                        value_of(TIMESTAMP_HEADER),
-                        value_of(SIGNATURE_HEADER),
-                        b"",
-                        now_secs(),
-                    )
-                    .is_err()
-                {
+                if verify_request(&signatures, &method, VOICE_VIEW_PATH, &headers, b"").is_err() {
                     return (
                         StatusCode::FORBIDDEN,
                         r#"{"message":"forbidden"}"#.to_owned(),

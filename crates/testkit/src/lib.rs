@@ -1,8 +1,9 @@
 //! Test support shared by the tests and benches of several workspace crates, so
 //! that each helper exists once: a private `redis-server` per test, free ports for
 //! child processes, [`eventually`] (wait on a condition with a timeout), requests
-//! signed like the webhook (`docs/` of the repository describe the headers), a
-//! login through the simulator's OAuth2, a test CA for TLS servers, a fake hub that verifies signatures and
+//! signed like the webhook or like the hub's requests to the worker (`docs/` of the
+//! repository describe the headers), a login through the simulator's OAuth2, a test
+//! CA for TLS servers, a fake hub that verifies signatures and
 //! records what a worker delivers, and a child process killed on drop.
 //!
 //! It depends only on `coven-contract` and `coven-sim`: the worker and the hub take
@@ -62,7 +63,7 @@ pub use login::sim_login;
 pub use ports::free_port;
 pub use process::KillOnDrop;
 pub use redis::RedisServer;
-pub use signed::{now_secs, sign_request, signed};
+pub use signed::{now_secs, sign_webhook, signed, signed_with};
 pub use sim::simulator;
 pub use tls::TestCa;
 pub use wait::{Outcome, WAIT, eventually};

@@ -1,10 +1,12 @@
-//! Requests signed like the webhook and the worker's commands (timestamp and
-//! HMAC headers, `docs/` describe them), built with the contract's `Signer` so
-//! the tests sign exactly as production does.
+//! Signed requests, built with the contract's own signing functions so the tests
+//! sign exactly as production does: the webhook's headers (docs/spec.md §5, what a
+//! worker or a third party sends the hub) and the hub's requests to the worker
+//! (docs/spec.md §8: method, path, timestamp, a unique id and body; `docs/contract.md`).
 
 use std::net::SocketAddr;
 
 use coven_contract::Secret;
+use coven_contract::internal::sign_request;
 use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
 
 use crate::SECRET;
@@ -17,8 +19,9 @@ pub fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// `request` with `body`, signed with `secret` at `timestamp`.
-pub fn sign_request(
+/// `request` with `body`, signed like a webhook (docs/spec.md §5) with `secret`
+/// at `timestamp`.
+pub fn sign_webhook(
     request: reqwest::RequestBuilder,
     secret: &str,
     timestamp: u64,
@@ -31,13 +34,28 @@ pub fn sign_request(
         .body(body.to_vec())
 }
 
-/// A request to `path` of the server at `addr`, signed now with [`SECRET`].
+/// A `method` request to `path` of the worker at `addr`, signed now as the hub
+/// signs it (docs/spec.md §8) with [`SECRET`] under a fresh id.
 pub fn signed(
     method: reqwest::Method,
     addr: SocketAddr,
     path: &str,
     body: &[u8],
 ) -> reqwest::RequestBuilder {
-    let request = reqwest::Client::new().request(method, format!("http://{addr}{path}"));
-    sign_request(request, SECRET, now_secs(), body)
+    signed_with(method, addr, path, SECRET, body)
+}
+
+/// Like [`signed`], with `secret`.
+pub fn signed_with(
+    method: reqwest::Method,
+    addr: SocketAddr,
+    path: &str,
+    secret: &str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    let headers = sign_request(&Signer::new(Secret::new(secret)), &method, path, body);
+    reqwest::Client::new()
+        .request(method, format!("http://{addr}{path}"))
+        .headers(headers)
+        .body(body.to_vec())
 }

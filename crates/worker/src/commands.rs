@@ -1,9 +1,12 @@
 //! Signed commands from the hub: the bot joins or leaves a room, or plays a cue.
 //!
 //! `POST /commands/join`, `/commands/leave` and `/commands/cue` on the health port,
-//! with a JSON body `{"channelId": "…", "cue"?: "…"}` signed exactly like the
-//! webhook (docs/spec.md §5, any `HUB_SECRET`); the paths, the body and the signature check
-//! are the contract's (`coven_contract::internal`), shared with the hub. The hub
+//! with a JSON body `{"channelId": "…", "cue"?: "…"}`, signed over the method, the
+//! path, a timestamp, a unique id and the body (docs/spec.md §8, any `HUB_SECRET`):
+//! a captured command cannot be sent again, nor re-aimed at another command. The
+//! paths, the body and the signature check (with its cache of the ids already
+//! accepted) are the contract's (`coven_contract::internal`), shared with the hub.
+//! A bad or replayed signature gets 403; a full id cache gets 503. The hub
 //! has already checked the caller and that the channel is a room; the worker checks
 //! the signature, the body and the bot's own state, and answers `{"ok":true}` or
 //! `{"message","code"}`.
@@ -16,11 +19,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use coven_contract::internal::{BotCommand, BotCommandBody, verify_request};
+use coven_contract::internal::{
+    BotCommand, BotCommandBody, RequestError, RequestVerifier, verify_request,
+};
 use coven_contract::signature::Verifier;
 use coven_contract::{ApiError, ErrorCode, OkBody, Snowflake};
 use coven_discord::{Cue, DiscordRtcClient, RtcError, RtcStatus};
@@ -32,7 +38,7 @@ const COMMAND_BODY_MAX_BYTES: usize = 4 * 1024;
 
 #[derive(Clone)]
 struct CommandState {
-    verifier: Arc<Verifier>,
+    verifier: Arc<RequestVerifier>,
     voice: BotVoice,
 }
 
@@ -43,7 +49,7 @@ pub fn router(verifier: Verifier, voice: BotVoice) -> Router {
         .route(BotCommand::Leave.path(), post(leave))
         .route(BotCommand::Cue.path(), post(cue))
         .with_state(CommandState {
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(RequestVerifier::new(verifier)),
             voice,
         })
 }
@@ -78,9 +84,11 @@ impl From<RtcError> for Refusal {
     }
 }
 
-/// Verifies the signature, then parses the body; returns the bot's voice client.
+/// Verifies the signature of `command`'s request, then parses the body; returns
+/// the bot's voice client.
 fn accept(
     state: &CommandState,
+    command: BotCommand,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(DiscordRtcClient, BotCommandBody), Refusal> {
@@ -91,13 +99,33 @@ fn accept(
             "command too large".into(),
         ));
     }
-    let verified = verify_request(&state.verifier, headers, body).map_err(|error| {
-        tracing::warn!(reason = error.reason(), "refused an unsigned voice command");
-        Refusal(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "forbidden".into(),
-        )
+    // The router only sends POSTs here: the method checked is the one received.
+    let verified = verify_request(
+        &state.verifier,
+        &Method::POST,
+        command.path(),
+        headers,
+        body,
+    )
+    .map_err(|error| {
+        tracing::warn!(
+            reason = error.reason(),
+            command = command.name(),
+            "refused a voice command"
+        );
+        if error == RequestError::Busy {
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::InternalError,
+                "too many commands, retry shortly".into(),
+            )
+        } else {
+            Refusal(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "forbidden".into(),
+            )
+        }
     })?;
     let command: BotCommandBody = serde_json::from_slice(verified.body()).map_err(|_| {
         Refusal(
@@ -146,7 +174,7 @@ async fn join(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<OkBody>, Refusal> {
-    let (client, command) = accept(&state, &headers, &body)?;
+    let (client, command) = accept(&state, BotCommand::Join, &headers, &body)?;
     client.connect(command.channel_id).await?;
     tracing::info!(channel = %command.channel_id, "the bot joined a room");
     Ok(Json(OkBody { ok: true }))
@@ -157,7 +185,7 @@ async fn leave(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<OkBody>, Refusal> {
-    let (client, command) = accept(&state, &headers, &body)?;
+    let (client, command) = accept(&state, BotCommand::Leave, &headers, &body)?;
     if current_room(&client) != Some(command.channel_id) {
         return Err(not_in(command.channel_id));
     }
@@ -171,7 +199,7 @@ async fn cue(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<OkBody>, Refusal> {
-    let (client, command) = accept(&state, &headers, &body)?;
+    let (client, command) = accept(&state, BotCommand::Cue, &headers, &body)?;
     let names: Vec<&str> = Cue::ALL.iter().map(|c| c.name()).collect();
     let Some(cue) = command.cue.as_deref().and_then(Cue::from_name) else {
         return Err(Refusal(

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use coven_contract::internal::sign_request;
+use coven_contract::internal::sign_webhook;
 use coven_contract::signature::{EVENT_ID_HEADER, Signer};
 use reqwest::StatusCode;
 use tokio::sync::watch;
@@ -92,7 +92,7 @@ impl HubClient {
             .http
             .post(self.endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .headers(sign_request(&self.signer, &pending.body))
+            .headers(sign_webhook(&self.signer, &pending.body))
             .header(EVENT_ID_HEADER, &pending.event_id)
             .body(pending.body.clone())
             .send()

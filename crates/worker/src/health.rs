@@ -10,8 +10,9 @@
 //! running; route on `role`, not on the status code, to find the active one.
 //!
 //! `/voice-view` gives the hub the tracker's current view (who is in which room)
-//! so browsers can start from a snapshot. It is signed like the webhook (docs/spec.md §5,
-//! empty body): the view is guild data and is only for the hub. A standby serves
+//! so browsers can start from a snapshot. It is signed over method, path, timestamp,
+//! a unique id and the empty body, each id accepted once (docs/spec.md §8): the
+//! view is guild data and is only for the hub. A standby serves
 //! the view the active committed to Redis, so the hub may point at either worker.
 
 use std::sync::Arc;
@@ -19,11 +20,14 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use coven_contract::internal::{VOICE_VIEW_PATH, VoiceView, verify_request};
+use coven_contract::internal::{
+    RequestError, RequestVerifier, VOICE_VIEW_PATH, VoiceView, verify_request,
+};
 use coven_contract::signature::Verifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
@@ -159,7 +163,7 @@ struct HealthState {
     status: Arc<Status>,
     store: Store,
     prometheus: PrometheusHandle,
-    verifier: Arc<Verifier>,
+    verifier: Arc<RequestVerifier>,
 }
 
 /// The router serving `/health`, `/metrics` and the signed `/voice-view`.
@@ -177,16 +181,22 @@ pub fn router(
             status,
             store,
             prometheus,
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(RequestVerifier::new(verifier)),
         })
 }
 
-async fn voice_view(State(state): State<HealthState>, headers: HeaderMap) -> Response {
-    if let Err(error) = verify_request(&state.verifier, &headers, b"") {
-        tracing::warn!(
-            reason = error.reason(),
-            "refused an unsigned /voice-view request"
-        );
+async fn voice_view(
+    State(state): State<HealthState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    // GET or HEAD (the router serves both): the method signed must be the one sent.
+    if let Err(error) = verify_request(&state.verifier, &method, VOICE_VIEW_PATH, &headers, b"") {
+        tracing::warn!(reason = error.reason(), "refused a /voice-view request");
+        if error == RequestError::Busy {
+            let body = serde_json::json!({"message": "too many requests, retry shortly"});
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
         let body = serde_json::json!({"message": "forbidden"});
         return (StatusCode::FORBIDDEN, Json(body)).into_response();
     }

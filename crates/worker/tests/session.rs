@@ -386,9 +386,6 @@ async fn health_turns_503_while_the_gateway_is_down_and_back() {
 
 #[tokio::test]
 async fn the_voice_view_is_served_to_signed_requests_only() {
-    use coven_contract::Secret;
-    use coven_contract::signature::{SIGNATURE_HEADER, Signer, TIMESTAMP_HEADER};
-
     let sim = simulator().await;
     let hub = FakeHub::start(FakeHub::accepting()).await;
     let dir = tempfile::tempdir().unwrap();
@@ -403,15 +400,13 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
     let url = format!("http://{}/voice-view", worker.health);
     let client = reqwest::Client::new();
     let get = |secret: &str| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let headers = Signer::new(Secret::new(secret)).sign(now, b"");
-        client
-            .get(&url)
-            .header(TIMESTAMP_HEADER, headers.timestamp)
-            .header(SIGNATURE_HEADER, headers.signature)
+        coven_testkit::signed_with(
+            reqwest::Method::GET,
+            worker.health,
+            "/voice-view",
+            secret,
+            b"",
+        )
     };
     let view: serde_json::Value = get(coven_testkit::SECRET)
         .send()

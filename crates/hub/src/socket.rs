@@ -231,7 +231,7 @@ fn refused(error: &ContractError) -> End {
             "message too big",
             Some((ErrorCode::InvalidMessage, error.to_string())),
         ),
-        _ => invalid(&error.to_string()),
+        ContractError::Malformed(_) => invalid(&error.to_string()),
     }
 }
 

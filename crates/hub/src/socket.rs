@@ -52,8 +52,8 @@ const RETAINED_BATCH: usize = 4;
 /// whole message, so such a message leaves the socket readable and gets a complete
 /// closing handshake.
 const MAX_INBOUND_FRAME: usize = 16 * 1024;
-/// Longest wait for the token's expiry: beyond it (a token valid for years), the
-/// timer is not armed past a year rather than overflow the clock.
+/// Longest wait for the token's expiry: a token valid for longer (years) is timed
+/// for a year, so that the clock arithmetic cannot overflow.
 const MAX_EXPIRY_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// How a session ends.
@@ -313,16 +313,15 @@ async fn forward(
         }
     }
 
-    // One timer for both deadlines: the token's expiry and the silence one
-    // (`last_seen + idle`). A received frame only moves `last_seen`; when the timer
-    // fires early for that reason it is re-armed, so a browser that answers pings
-    // costs one timer reset per ping, and a silent one is dropped on time.
+    // One timer for the session's three deadlines: the next ping, silence
+    // (`last_seen + idle`) and the token's expiry. A received frame only moves
+    // `last_seen`; when the timer fires and that deadline moved, it is re-armed for
+    // the earliest one. A browser answering pings costs one timer per ping period,
+    // and a silent one is dropped at its deadline, not at the next ping.
     let mut last_seen = Instant::now();
-    let deadline = tokio::time::sleep_until(expires.min(last_seen + idle));
+    let mut next_ping = last_seen + settings.ping_interval;
+    let deadline = tokio::time::sleep_until(next_ping.min(last_seen + idle).min(expires));
     tokio::pin!(deadline);
-    let mut ping =
-        tokio::time::interval_at(last_seen + settings.ping_interval, settings.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if outbox.is_overloaded() {
             return End::Close(CLOSE_OVERLOADED, "overloaded", None);
@@ -378,14 +377,15 @@ async fn forward(
                     tracing::debug!("browser silent too long: dropped");
                     return End::Drop;
                 }
-                deadline.as_mut().reset(expires.min(last_seen + idle));
-            }
-            _ = ping.tick() => {
-                let progress = Progress::new();
-                let send = socket.send(Message::Ping(bytes::Bytes::new()));
-                if let Some(end) = guarded(shutdown.as_mut(), outbox, idle, &progress, send).await {
-                    return end;
+                if now >= next_ping {
+                    let progress = Progress::new();
+                    let send = socket.send(Message::Ping(bytes::Bytes::new()));
+                    if let Some(end) = guarded(shutdown.as_mut(), outbox, idle, &progress, send).await {
+                        return end;
+                    }
+                    next_ping = Instant::now() + settings.ping_interval;
                 }
+                deadline.as_mut().reset(next_ping.min(last_seen + idle).min(expires));
             }
         }
     }

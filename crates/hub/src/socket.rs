@@ -380,7 +380,8 @@ async fn forward(
                 if now >= next_ping {
                     let progress = Progress::new();
                     let send = socket.send(Message::Ping(bytes::Bytes::new()));
-                    if let Some(end) = guarded(shutdown.as_mut(), outbox, idle, &progress, send).await {
+                    let send = guarded(shutdown.as_mut(), outbox, idle, &progress, send);
+                    if let Some(end) = send.await {
                         return end;
                     }
                     next_ping = Instant::now() + settings.ping_interval;

@@ -244,11 +244,14 @@ impl JwtError {
 pub struct VerifiedUser {
     /// The `sub` claim (the Discord user id for the hub's own tokens).
     pub subject: String,
+    /// The `exp` claim (Unix seconds): a socket is closed when it passes.
+    pub expires_at: u64,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
 }
 
 /// Verifies tokens against an ordered list of key sources.
@@ -327,6 +330,7 @@ impl JwtVerifier {
         }
         Ok(VerifiedUser {
             subject: data.claims.sub,
+            expires_at: data.claims.exp,
         })
     }
 }

@@ -49,7 +49,8 @@ pub struct HubSettings {
     pub auth_timeout: Duration,
     /// The hub pings every browser this often (30 s).
     pub ping_interval: Duration,
-    /// A browser silent for this long is dropped (60 s).
+    /// A browser silent for this long, or whose writes make no progress for this
+    /// long, is dropped (60 s).
     pub idle_timeout: Duration,
     /// A browser whose unsent data passes this is closed with 1013 (1 MiB).
     pub max_unsent_bytes: usize,

@@ -268,7 +268,6 @@ async fn protocol_errors_close_1008_and_silence_closes_4401() {
         "not json".to_owned(),
         r#"{"type":"subscribe"}"#.to_owned(),
         r#"{"type":"auth"}"#.to_owned(),
-        format!(r#"{{"type":"auth","token":"{}"}}"#, "a".repeat(5000)),
     ] {
         let mut ws = hub.connect().await;
         ws.send(Message::text(bad.clone())).await.unwrap();
@@ -276,6 +275,13 @@ async fn protocol_errors_close_1008_and_silence_closes_4401() {
         assert_eq!(code, 1008, "{bad:.40}");
         assert_eq!(texts[0]["error"]["code"], "INVALID_MESSAGE");
     }
+    // Over 4 KiB: 1009 (docs/spec.md §6; more cases in tests/socket.rs).
+    let mut ws = hub.connect().await;
+    let big = format!(r#"{{"type":"auth","token":"{}"}}"#, "a".repeat(5000));
+    ws.send(Message::text(big)).await.unwrap();
+    let (code, texts) = close_code(&mut ws).await;
+    assert_eq!(code, 1009);
+    assert_eq!(texts[0]["error"]["code"], "INVALID_MESSAGE");
     let mut ws = hub.connect().await;
     ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert_eq!(close_code(&mut ws).await.0, 1008);

@@ -13,17 +13,10 @@ use common::*;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The hub's head before any event: its stream's base (`seq` starts above the
-/// clock, so a restarted hub never hands out a `seq` twice); the first event
-/// gets base + 1, each next one + 1.
-async fn base_seq(hub: &TestHub) -> u64 {
-    hub.health().await["replay"]["headSeq"].as_u64().unwrap()
-}
-
 #[tokio::test]
 async fn resume_delivers_exactly_the_missed_events() {
     let (hub, _) = TestHub::start().await;
-    let base = base_seq(&hub).await;
+    let base = hub.base_seq().await;
     let (mut ws, _) = hub.authed(None).await;
     for user in 1..=3 {
         hub.post_event(&joined(user), &format!("e{user}")).await;
@@ -58,7 +51,7 @@ async fn resume_delivers_exactly_the_missed_events() {
 #[tokio::test]
 async fn gap_older_than_the_ring_is_not_resumed() {
     let (hub, _) = TestHub::start_with(|s| s.replay_capacity = 5).await;
-    let base = base_seq(&hub).await;
+    let base = hub.base_seq().await;
     for user in 1..=20 {
         hub.post_event(&joined(user), &format!("e{user}")).await;
     }
@@ -93,7 +86,7 @@ async fn gap_older_than_the_ring_is_not_resumed() {
 #[tokio::test]
 async fn resume_while_events_flow_has_no_gap_and_no_duplicate() {
     let (hub, _) = TestHub::start().await;
-    let base = base_seq(&hub).await;
+    let base = hub.base_seq().await;
     let broker = hub.hub.broker();
     for user in 1..=50 {
         broker.publish(joined(user), vec![]).await.unwrap();
@@ -127,7 +120,7 @@ async fn resume_while_events_flow_has_no_gap_and_no_duplicate() {
 #[tokio::test]
 async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
     let (hub, _) = TestHub::start().await;
-    let base = base_seq(&hub).await;
+    let base = hub.base_seq().await;
     let (mut fast, _) = hub.authed(None).await;
 
     // The stalled browser: a tiny receive buffer, and it never reads.
@@ -256,7 +249,7 @@ async fn silent_browsers_are_dropped_and_pings_keep_readers_alive() {
         }
         panic!("the reading socket was closed");
     });
-    let base = base_seq(&hub).await;
+    let base = hub.base_seq().await;
     // A silent one never reads, so never answers.
     let (_silent, _) = hub.authed(None).await;
     eventually("the silent socket to be dropped", async || {

@@ -169,12 +169,13 @@ async fn a_socket_is_closed_4401_when_its_token_expires() {
     let exp = now_secs() + 2;
     let mut claims = claims();
     claims["exp"] = json!(exp);
+    let base = hub.base_seq().await;
     let mut ws = hub.connect().await;
     send_auth(&mut ws, &token(Algorithm::RS256, "rsa-1", &claims), None).await;
     assert_eq!(next_json(&mut ws).await["event"], "auth.ok");
     // Live until then.
     hub.post_event(&joined(1), "before-exp").await;
-    assert_eq!(next_event(&mut ws).await.seq, 1);
+    assert_eq!(next_event(&mut ws).await.seq, base + 1);
 
     // The error first, then 4401, once `exp` plus the 1 s leeway has passed.
     let message = expect_unauthorized(&mut ws).await;
@@ -189,6 +190,6 @@ async fn a_socket_is_closed_4401_when_its_token_expires() {
         "closed at {now_ms} ms, before exp + leeway ({exp} s + 1 s)"
     );
     // The browser signs in again and resumes.
-    let (_ws, ack) = hub.authed(Some(1)).await;
+    let (_ws, ack) = hub.authed(Some(base + 1)).await;
     assert_eq!(ack["resumed"], true);
 }

@@ -253,6 +253,13 @@ impl TestHub {
         (ws, ack)
     }
 
+    /// The hub's head before any event: its stream's base (`seq` starts above the
+    /// clock, so a restarted hub never hands out a `seq` twice); the first event
+    /// gets base + 1, each next one + 1.
+    pub async fn base_seq(&self) -> u64 {
+        self.health().await["replay"]["headSeq"].as_u64().unwrap()
+    }
+
     pub async fn health(&self) -> Value {
         self.http
             .get(self.url("/health"))

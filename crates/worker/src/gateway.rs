@@ -1,8 +1,12 @@
 //! The Discord Gateway session, on twilight-gateway.
 //!
 //! Twilight owns the protocol: heartbeats with jitter, zombie detection, resume
-//! through `resume_gateway_url`, reconnects with backoff. This loop owns what is
-//! ours: it starts from the session in the store (so a restarted worker, or the
+//! through `resume_gateway_url`, backoff after a failed connect. This loop owns
+//! what is ours: it paces reconnects after sessions that end early (twilight
+//! redials at once after a server's close, see [`crate::backoff::Pacer`]), keeps
+//! `/health`'s state current after every item the shard yields, errors included
+//! (503 as soon as the session is not live, docs/spec.md §8), starts from the
+//! session in the store (so a restarted worker, or the
 //! standby of a pair taking over, resumes instead of identifying), feeds guild
 //! dispatches to the voice-state tracker, commits the resulting events *with*
 //! the session sequence before reading the next dispatch, stops for good only
@@ -24,6 +28,7 @@ use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
 use tokio::sync::{mpsc, watch};
+use twilight_gateway::error::{ReceiveMessageError, ReceiveMessageErrorType};
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Session, Shard, ShardId, ShardState,
     StreamExt as _,
@@ -31,6 +36,7 @@ use twilight_gateway::{
 use twilight_model::gateway::CloseCode;
 
 use crate::WorkerError;
+use crate::backoff::{Pacer, ReconnectPacing};
 use crate::health::{GatewayState, Status};
 use crate::metrics;
 use crate::store::{Store, StoredSession, Written};
@@ -58,6 +64,8 @@ pub struct GatewaySettings {
     pub bot_token: Secret,
     /// A gateway base URL other than Discord's (the simulator), if any.
     pub gateway_url: Option<String>,
+    /// How reconnects are paced after sessions that end early.
+    pub reconnect: ReconnectPacing,
 }
 
 /// Events of the bot's voice connection waiting for this loop to commit them.
@@ -95,7 +103,8 @@ pub async fn run(
         voice: &voice,
         produced,
         tracker: VoiceTracker::new(settings.guild_id, stored_view),
-        hellos: 0,
+        pacer: Pacer::new(settings.reconnect),
+        link: Link::default(),
         last_close: None,
         bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
         saved: stored_session,
@@ -106,6 +115,8 @@ pub async fn run(
     let fenced = store.fenced();
     tokio::pin!(fenced);
     let mut fenced_off = false;
+    // While set, the shard is not polled: polling a disconnected shard dials again.
+    let mut hold: Option<tokio::time::Instant> = None;
 
     // Shutdown queues a resumable close frame, keeps applying the dispatches
     // already received while twilight sends it, and stops polling as soon as the
@@ -134,6 +145,7 @@ pub async fn run(
                 closing = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
+            () = sleep_until(hold), if hold.is_some() && closing.is_none() => hold = None,
             _ = save_timer.tick() => seen.save(current_session(&shard, seen.bot_user)).await?,
             Some(event) = voice_events.recv() => {
                 if !seen.commit(&[event], None, None).await? {
@@ -141,11 +153,14 @@ pub async fn run(
                     break;
                 }
             }
-            item = shard.next_event(EventTypeFlags::all()) => {
+            item = shard.next_event(EventTypeFlags::all()), if hold.is_none() => {
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
-                        tracing::warn!(%error, "gateway receive error; twilight will recover");
+                        // A failed connect or a broken frame: the session is not
+                        // live now whatever it was before (docs/spec.md §8).
+                        status.set_state(gateway_state(shard.state()));
+                        hold = seen.failed(&error, &shard);
                         continue;
                     }
                     Some(Ok(event)) => event,
@@ -158,6 +173,9 @@ pub async fn run(
                     break;
                 }
                 seen.note(&event, &shard);
+                if closing.is_none() {
+                    hold = seen.pace(&event, shard.state());
+                }
                 let session = current_session(&shard, seen.bot_user);
                 if matches!(event, Event::Ready(_)) {
                     // Saved before `/health` turns 200: a worker that dies right
@@ -198,7 +216,10 @@ struct Seen<'a> {
     /// Where the bot's voice connection sends the events it produces.
     produced: mpsc::Sender<ContractEvent>,
     tracker: VoiceTracker,
-    hellos: u64,
+    /// The reconnect pacing across this loop's connections.
+    pacer: Pacer,
+    /// Whether a connection is open, to tell when one ends.
+    link: Link,
     last_close: Option<u16>,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
@@ -270,18 +291,13 @@ impl Seen<'_> {
     fn note(&mut self, event: &Event, shard: &Shard) {
         let guild_id = self.settings.guild_id;
         match event {
-            Event::GatewayHello(_) => {
-                self.hellos += 1;
-                if self.hellos > 1 {
-                    metrics::reconnected();
-                }
-            }
             Event::Ready(ready) => {
                 let bot = Snowflake::from(ready.user.id.into_nonzero());
                 self.bot_user = Some(bot);
                 self.voice
                     .ready(guild_id, bot, shard.sender(), &self.produced);
                 metrics::identified();
+                self.pacer.live(std::time::Instant::now());
                 self.status.session_started();
                 tracing::info!("identified: new gateway session");
             }
@@ -292,6 +308,7 @@ impl Seen<'_> {
                         .ready(guild_id, bot, shard.sender(), &self.produced);
                 }
                 metrics::resumed();
+                self.pacer.live(std::time::Instant::now());
                 tracing::info!("gateway session resumed");
             }
             Event::GatewayClose(frame) => {
@@ -311,6 +328,146 @@ impl Seen<'_> {
             }
             _ => {}
         }
+    }
+}
+
+impl Seen<'_> {
+    /// Whether `event` (the shard now in `state`) ended the connection, and if
+    /// so, until when the loop must not poll the shard (docs/worker.md "Reconnects").
+    fn pace(&mut self, event: &Event, state: ShardState) -> Option<tokio::time::Instant> {
+        match self.link.after(event, state) {
+            LinkEnd::No => None,
+            // A new connection is already open: nothing to hold any more, but
+            // the one before counts.
+            LinkEnd::Unseen => {
+                let wait = self.pacer.ended(std::time::Instant::now());
+                metrics::reconnecting(wait);
+                None
+            }
+            LinkEnd::Now => {
+                let wait = self.pacer.ended(std::time::Instant::now());
+                metrics::reconnecting(wait);
+                if wait.is_zero() {
+                    return None;
+                }
+                tracing::warn!(
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    short_sessions = self.pacer.short_sessions(),
+                    "the gateway session ended early; waiting before reconnecting"
+                );
+                Some(tokio::time::Instant::now() + wait)
+            }
+        }
+    }
+
+    /// A receive error: a failed connect (twilight waits before the next by
+    /// itself), or a frame it could not read, which may have dropped the
+    /// connection. Returns until when the loop must not poll the shard.
+    fn failed(
+        &mut self,
+        error: &ReceiveMessageError,
+        shard: &Shard,
+    ) -> Option<tokio::time::Instant> {
+        if matches!(error.kind(), ReceiveMessageErrorType::Reconnect) {
+            // The connection before may have gone without a close twilight
+            // reports (a TCP close): it ended before this attempt.
+            if std::mem::take(&mut self.link.open) {
+                self.link.echo_expected = false;
+                let _ = self.pacer.ended(std::time::Instant::now());
+            }
+            self.pacer.connect_failed();
+            let wait = twilight_connect_wait(shard.state());
+            metrics::reconnecting(wait);
+            tracing::warn!(
+                %error,
+                retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "could not connect to the gateway"
+            );
+            return None;
+        }
+        tracing::warn!(%error, "gateway receive error; twilight will recover");
+        if self.link.open && matches!(shard.state(), ShardState::Disconnected { .. }) {
+            self.link.open = false;
+            self.link.echo_expected = true;
+            let wait = self.pacer.ended(std::time::Instant::now());
+            metrics::reconnecting(wait);
+            return (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
+        }
+        None
+    }
+}
+
+/// Whether a gateway connection is open, told from the events twilight yields
+/// (the loop asks for every type, `GATEWAY_HELLO` and `GATEWAY_CLOSE` included).
+#[derive(Debug, Default)]
+struct Link {
+    /// A HELLO came and the connection has not ended since.
+    open: bool,
+    /// The shard closed the connection itself (op 7, op 9, zombie…): the
+    /// gateway's reply to its close frame is no new connection's end.
+    echo_expected: bool,
+}
+
+/// What an event says about the connection.
+#[derive(Debug, PartialEq, Eq)]
+enum LinkEnd {
+    /// Nothing: it is open, or it already counted as ended.
+    No,
+    /// It ended with this event: the shard is disconnected and dials again when polled.
+    Now,
+    /// A new connection said HELLO while the last one was never seen ending.
+    Unseen,
+}
+
+impl Link {
+    fn after(&mut self, event: &Event, state: ShardState) -> LinkEnd {
+        match event {
+            Event::GatewayHello(_) => {
+                let unseen = std::mem::replace(&mut self.open, true);
+                self.echo_expected = false;
+                if unseen { LinkEnd::Unseen } else { LinkEnd::No }
+            }
+            // The gateway closed the connection, or it broke (twilight reports
+            // both as a close); or it closed before HELLO, in which case it was
+            // never open but still ends an attempt.
+            Event::GatewayClose(_) => {
+                self.open = false;
+                if std::mem::take(&mut self.echo_expected) {
+                    LinkEnd::No
+                } else {
+                    LinkEnd::Now
+                }
+            }
+            _ if self.open && matches!(state, ShardState::Disconnected { .. }) => {
+                self.open = false;
+                self.echo_expected = true;
+                LinkEnd::Now
+            }
+            _ => LinkEnd::No,
+        }
+    }
+}
+
+/// How long twilight waits before its next connect after `state`'s failed
+/// attempts: 2^(n−1) s (twilight-gateway 0.18, `Shard::poll_connect`).
+fn twilight_connect_wait(state: ShardState) -> Duration {
+    match state {
+        ShardState::Disconnected { reconnect_attempts } if reconnect_attempts > 0 => {
+            Duration::from_secs(
+                2_u64
+                    .saturating_pow(u32::from(reconnect_attempts) - 1)
+                    .min(255),
+            )
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// Sleeps until `hold` (never returns when there is none).
+async fn sleep_until(hold: Option<tokio::time::Instant>) {
+    match hold {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

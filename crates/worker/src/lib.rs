@@ -43,7 +43,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
-pub use backoff::Backoff;
+pub use backoff::{Backoff, ReconnectPacing};
 pub use gateway::GatewaySettings;
 pub use metrics::prometheus;
 pub use store::{
@@ -98,6 +98,7 @@ impl WorkerSettings {
                 guild_id,
                 bot_token,
                 gateway_url: None,
+                reconnect: ReconnectPacing::default(),
             },
             hub_endpoint,
             hub_secrets,

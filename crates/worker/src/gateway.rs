@@ -157,9 +157,6 @@ pub async fn run(
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
-                        // A failed connect or a broken frame: the session is not
-                        // live now whatever it was before (docs/spec.md §8).
-                        status.set_state(gateway_state(shard.state()));
                         hold = seen.failed(&error, &shard);
                         continue;
                     }
@@ -368,6 +365,9 @@ impl Seen<'_> {
         error: &ReceiveMessageError,
         shard: &Shard,
     ) -> Option<tokio::time::Instant> {
+        // Whatever the session was before, `/health` tells what it is now: not
+        // live after a failed connect (docs/spec.md §8).
+        self.status.set_state(gateway_state(shard.state()));
         if matches!(error.kind(), ReceiveMessageErrorType::Reconnect) {
             // The connection before may have gone without a close twilight
             // reports (a TCP close): it ended before this attempt.

@@ -203,15 +203,15 @@ impl Conn {
                 self.send(&json!({"op": p::OP_RECONNECT, "d": null, "s": null, "t": null}));
             }
             Fault::InvalidSession { resumable } => self.invalid_session(resumable),
-            Fault::Close { code } => return Action::Close(code),
-            Fault::DropTcp => return Action::Drop,
+            // Unreachable drops, close-after-HELLO closes the open connection too.
+            Fault::Close { code } | Fault::CloseAfterHello { code } => return Action::Close(code),
+            Fault::DropTcp | Fault::Unreachable => return Action::Drop,
             Fault::Zombie => self.zombie = true,
             Fault::Delay { ms } => self.delay = Duration::from_millis(ms),
             Fault::RequestHeartbeat => {
                 self.send(&json!({"op": p::OP_HEARTBEAT, "d": null, "s": null, "t": null}));
             }
-            Fault::Unreachable => return Action::Drop,
-            Fault::CloseAfterHello { code } => return Action::Close(code),
+            // Only decides what happens to the next connections.
             Fault::Reachable => {}
         }
         Action::Continue

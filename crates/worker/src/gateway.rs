@@ -3,7 +3,7 @@
 //! Twilight owns the protocol: heartbeats with jitter, zombie detection, resume
 //! through `resume_gateway_url`, backoff after a failed connect. This loop owns
 //! what is ours: it paces reconnects after sessions that end early (twilight
-//! redials at once after a server's close, see [`crate::backoff::Pacer`]), keeps
+//! redials at once after a server's close, see `reconnect.rs`), keeps
 //! `/health`'s state current after every item the shard yields, errors included
 //! (503 as soon as the session is not live, docs/spec.md §8), starts from the
 //! session in the store (so a restarted worker, or the
@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
 use tokio::sync::{mpsc, watch};
-use twilight_gateway::error::{ReceiveMessageError, ReceiveMessageErrorType};
 use twilight_gateway::{
     CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Session, Shard, ShardId, ShardState,
     StreamExt as _,
@@ -36,9 +35,9 @@ use twilight_gateway::{
 use twilight_model::gateway::CloseCode;
 
 use crate::WorkerError;
-use crate::backoff::{Pacer, ReconnectPacing};
 use crate::health::{GatewayState, Status};
 use crate::metrics;
+use crate::reconnect::{ReconnectPacing, Reconnects};
 use crate::store::{Store, StoredSession, Written};
 use crate::tracker::{VoiceTracker, VoiceView};
 use crate::voice::BotVoice;
@@ -103,8 +102,7 @@ pub async fn run(
         voice: &voice,
         produced,
         tracker: VoiceTracker::new(settings.guild_id, stored_view),
-        pacer: Pacer::new(settings.reconnect),
-        link: Link::default(),
+        reconnects: Reconnects::new(settings.reconnect),
         last_close: None,
         bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
         saved: stored_session,
@@ -157,7 +155,9 @@ pub async fn run(
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
-                        hold = seen.failed(&error, &shard);
+                        // Not live any more, whatever it was (docs/spec.md §8).
+                        status.set_state(gateway_state(shard.state()));
+                        hold = seen.reconnects.after_error(&error, shard.state());
                         continue;
                     }
                     Some(Ok(event)) => event,
@@ -171,7 +171,7 @@ pub async fn run(
                 }
                 seen.note(&event, &shard);
                 if closing.is_none() {
-                    hold = seen.pace(&event, shard.state());
+                    hold = seen.reconnects.after_event(&event, shard.state());
                 }
                 let session = current_session(&shard, seen.bot_user);
                 if matches!(event, Event::Ready(_)) {
@@ -213,10 +213,8 @@ struct Seen<'a> {
     /// Where the bot's voice connection sends the events it produces.
     produced: mpsc::Sender<ContractEvent>,
     tracker: VoiceTracker,
-    /// The reconnect pacing across this loop's connections.
-    pacer: Pacer,
-    /// Whether a connection is open, to tell when one ends.
-    link: Link,
+    /// When connections end, and how long to wait before the next.
+    reconnects: Reconnects,
     last_close: Option<u16>,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
@@ -294,7 +292,7 @@ impl Seen<'_> {
                 self.voice
                     .ready(guild_id, bot, shard.sender(), &self.produced);
                 metrics::identified();
-                self.pacer.live(std::time::Instant::now());
+                self.reconnects.live();
                 self.status.session_started();
                 tracing::info!("identified: new gateway session");
             }
@@ -305,7 +303,7 @@ impl Seen<'_> {
                         .ready(guild_id, bot, shard.sender(), &self.produced);
                 }
                 metrics::resumed();
-                self.pacer.live(std::time::Instant::now());
+                self.reconnects.live();
                 tracing::info!("gateway session resumed");
             }
             Event::GatewayClose(frame) => {
@@ -325,141 +323,6 @@ impl Seen<'_> {
             }
             _ => {}
         }
-    }
-}
-
-impl Seen<'_> {
-    /// Whether `event` (the shard now in `state`) ended the connection, and if
-    /// so, until when the loop must not poll the shard (docs/worker.md "Reconnects").
-    fn pace(&mut self, event: &Event, state: ShardState) -> Option<tokio::time::Instant> {
-        match self.link.after(event, state) {
-            LinkEnd::No => None,
-            // A new connection is already open: nothing to hold any more, but
-            // the one before counts.
-            LinkEnd::Unseen => {
-                let wait = self.pacer.ended(std::time::Instant::now());
-                metrics::reconnecting(wait);
-                None
-            }
-            LinkEnd::Now => {
-                let wait = self.pacer.ended(std::time::Instant::now());
-                metrics::reconnecting(wait);
-                if wait.is_zero() {
-                    return None;
-                }
-                tracing::warn!(
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    short_sessions = self.pacer.short_sessions(),
-                    "the gateway session ended early; waiting before reconnecting"
-                );
-                Some(tokio::time::Instant::now() + wait)
-            }
-        }
-    }
-
-    /// A receive error: a failed connect (twilight waits before the next by
-    /// itself), or a frame it could not read, which may have dropped the
-    /// connection. Returns until when the loop must not poll the shard.
-    fn failed(
-        &mut self,
-        error: &ReceiveMessageError,
-        shard: &Shard,
-    ) -> Option<tokio::time::Instant> {
-        // Whatever the session was before, `/health` tells what it is now: not
-        // live after a failed connect (docs/spec.md §8).
-        self.status.set_state(gateway_state(shard.state()));
-        if matches!(error.kind(), ReceiveMessageErrorType::Reconnect) {
-            // The connection before may have gone without a close twilight
-            // reports (a TCP close): it ended before this attempt.
-            if std::mem::take(&mut self.link.open) {
-                self.link.echo_expected = false;
-                let _ = self.pacer.ended(std::time::Instant::now());
-            }
-            self.pacer.connect_failed();
-            let wait = twilight_connect_wait(shard.state());
-            metrics::reconnecting(wait);
-            tracing::warn!(
-                %error,
-                retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "could not connect to the gateway"
-            );
-            return None;
-        }
-        tracing::warn!(%error, "gateway receive error; twilight will recover");
-        if self.link.open && matches!(shard.state(), ShardState::Disconnected { .. }) {
-            self.link.open = false;
-            self.link.echo_expected = true;
-            let wait = self.pacer.ended(std::time::Instant::now());
-            metrics::reconnecting(wait);
-            return (!wait.is_zero()).then(|| tokio::time::Instant::now() + wait);
-        }
-        None
-    }
-}
-
-/// Whether a gateway connection is open, told from the events twilight yields
-/// (the loop asks for every type, `GATEWAY_HELLO` and `GATEWAY_CLOSE` included).
-#[derive(Debug, Default)]
-struct Link {
-    /// A HELLO came and the connection has not ended since.
-    open: bool,
-    /// The shard closed the connection itself (op 7, op 9, zombie…): the
-    /// gateway's reply to its close frame is no new connection's end.
-    echo_expected: bool,
-}
-
-/// What an event says about the connection.
-#[derive(Debug, PartialEq, Eq)]
-enum LinkEnd {
-    /// Nothing: it is open, or it already counted as ended.
-    No,
-    /// It ended with this event: the shard is disconnected and dials again when polled.
-    Now,
-    /// A new connection said HELLO while the last one was never seen ending.
-    Unseen,
-}
-
-impl Link {
-    fn after(&mut self, event: &Event, state: ShardState) -> LinkEnd {
-        match event {
-            Event::GatewayHello(_) => {
-                let unseen = std::mem::replace(&mut self.open, true);
-                self.echo_expected = false;
-                if unseen { LinkEnd::Unseen } else { LinkEnd::No }
-            }
-            // The gateway closed the connection, or it broke (twilight reports
-            // both as a close); or it closed before HELLO, in which case it was
-            // never open but still ends an attempt.
-            Event::GatewayClose(_) => {
-                self.open = false;
-                if std::mem::take(&mut self.echo_expected) {
-                    LinkEnd::No
-                } else {
-                    LinkEnd::Now
-                }
-            }
-            _ if self.open && matches!(state, ShardState::Disconnected { .. }) => {
-                self.open = false;
-                self.echo_expected = true;
-                LinkEnd::Now
-            }
-            _ => LinkEnd::No,
-        }
-    }
-}
-
-/// How long twilight waits before its next connect after `state`'s failed
-/// attempts: 2^(n−1) s (twilight-gateway 0.18, `Shard::poll_connect`).
-fn twilight_connect_wait(state: ShardState) -> Duration {
-    match state {
-        ShardState::Disconnected { reconnect_attempts } if reconnect_attempts > 0 => {
-            Duration::from_secs(
-                2_u64
-                    .saturating_pow(u32::from(reconnect_attempts) - 1)
-                    .min(255),
-            )
-        }
-        _ => Duration::ZERO,
     }
 }
 

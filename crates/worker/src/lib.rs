@@ -28,6 +28,7 @@ mod gateway;
 mod health;
 mod metrics;
 mod pair;
+mod reconnect;
 mod store;
 mod tracker;
 mod voice;
@@ -43,9 +44,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use url::Url;
 
-pub use backoff::{Backoff, ReconnectPacing};
+pub use backoff::Backoff;
 pub use gateway::GatewaySettings;
 pub use metrics::prometheus;
+pub use reconnect::ReconnectPacing;
 pub use store::{
     DeadLetter, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError, StoredSession,
     wait_for_lease,

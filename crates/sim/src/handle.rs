@@ -165,8 +165,11 @@ impl SimHandle {
     }
 
     /// Injects a fault into every open gateway connection; returns how many were reached.
+    /// `Unreachable`, `CloseAfterHello` and `Reachable` also decide what happens to the
+    /// connections opened afterwards.
     pub fn inject(&self, fault: &Fault) -> usize {
-        let core = self.shared.core();
+        let mut core = self.shared.core();
+        core.admission = core.admission.after(fault);
         core.connections
             .values()
             .filter(|tx| tx.send(Out::Fault(*fault)).is_ok())

@@ -9,7 +9,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::SimConfig;
 use crate::counters::Counters;
-use crate::gateway::{Out, session::Session};
+use crate::gateway::{Admission, Out, session::Session};
 use crate::oauth::OAuthState;
 use crate::rest::RestState;
 use crate::world::{Dispatch, World};
@@ -33,6 +33,8 @@ pub(crate) struct Core {
     pub connections: HashMap<u64, mpsc::UnboundedSender<Out>>,
     pub next_conn: u64,
     pub audit_log: Vec<AuditEntry>,
+    /// What the gateway does with new connections (set by the lasting gateway faults).
+    pub admission: Admission,
 }
 
 /// Shared between the server tasks and every [`crate::SimHandle`].
@@ -66,6 +68,7 @@ impl Shared {
                 connections: HashMap::new(),
                 next_conn: 0,
                 audit_log: Vec::new(),
+                admission: Admission::default(),
             }),
             counters,
             events,

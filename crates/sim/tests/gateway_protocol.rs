@@ -352,3 +352,41 @@ async fn silent_connection_is_closed_but_session_stays_resumable() {
         .await;
     c.dispatch("RESUMED").await;
 }
+
+#[tokio::test]
+async fn unreachable_and_close_after_hello_last_until_reachable() {
+    use coven_sim::Fault;
+    let sim = start().await;
+    let h = sim.handle();
+    let mut open = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    open.payload().await;
+
+    // Unreachable: the open connection is dropped, new upgrades are refused.
+    assert_eq!(h.inject(&Fault::Unreachable), 1);
+    assert!(matches!(open.next().await, Got::Closed(None)));
+    let refused =
+        tokio_tungstenite::connect_async(format!("{}/?v=10&encoding=json", sim.gateway_url()))
+            .await;
+    assert!(refused.is_err(), "a refused upgrade");
+
+    // Close after HELLO: every new connection gets HELLO, then the close.
+    assert_eq!(h.inject(&Fault::CloseAfterHello { code: 4000 }), 0);
+    for _ in 0..2 {
+        let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+        assert_eq!(c.payload().await["op"], 10);
+        assert_eq!(c.close_code().await, Some(4000));
+    }
+
+    // Reachable again: a session starts as usual.
+    h.inject(&Fault::Reachable);
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    c.dispatch("READY").await;
+    let counters = h.counters();
+    assert_eq!(counters.identifies, 1, "{counters:?}");
+    assert_eq!(
+        counters.connections, 4,
+        "the refused upgrade is no connection"
+    );
+}

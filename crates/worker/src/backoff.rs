@@ -1,5 +1,6 @@
 //! Capped exponential backoff with jitter, for every retry loop of the worker:
-//! webhook deliveries, and Redis calls of one of a pair.
+//! webhook deliveries, Redis calls of one of a pair, and the pacing of gateway
+//! reconnects after short sessions (`reconnect.rs`).
 //!
 //! The jitter keeps many workers (or the two of a pair) from retrying in
 //! lockstep after a shared outage.

@@ -1,8 +1,12 @@
 //! The Discord Gateway session, on twilight-gateway.
 //!
 //! Twilight owns the protocol: heartbeats with jitter, zombie detection, resume
-//! through `resume_gateway_url`, reconnects with backoff. This loop owns what is
-//! ours: it starts from the session in the store (so a restarted worker, or the
+//! through `resume_gateway_url`, backoff after a failed connect. This loop owns
+//! what is ours: it paces reconnects after sessions that end early (twilight
+//! redials at once after a server's close, see `reconnect.rs`), keeps
+//! `/health`'s state current after every item the shard yields, errors included
+//! (503 as soon as the session is not live, docs/spec.md §8), starts from the
+//! session in the store (so a restarted worker, or the
 //! standby of a pair taking over, resumes instead of identifying), feeds guild
 //! dispatches to the voice-state tracker, commits the resulting events *with*
 //! the session sequence before reading the next dispatch, stops for good only
@@ -33,6 +37,7 @@ use twilight_model::gateway::CloseCode;
 use crate::WorkerError;
 use crate::health::{GatewayState, Status};
 use crate::metrics;
+use crate::reconnect::{ReconnectPacing, Reconnects};
 use crate::store::{Store, StoredSession, Written};
 use crate::tracker::{VoiceTracker, VoiceView};
 use crate::voice::BotVoice;
@@ -58,6 +63,8 @@ pub struct GatewaySettings {
     pub bot_token: Secret,
     /// A gateway base URL other than Discord's (the simulator), if any.
     pub gateway_url: Option<String>,
+    /// How reconnects are paced after sessions that end early.
+    pub reconnect: ReconnectPacing,
 }
 
 /// Events of the bot's voice connection waiting for this loop to commit them.
@@ -95,7 +102,7 @@ pub async fn run(
         voice: &voice,
         produced,
         tracker: VoiceTracker::new(settings.guild_id, stored_view),
-        hellos: 0,
+        reconnects: Reconnects::new(settings.reconnect),
         last_close: None,
         bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
         saved: stored_session,
@@ -106,6 +113,8 @@ pub async fn run(
     let fenced = store.fenced();
     tokio::pin!(fenced);
     let mut fenced_off = false;
+    // While set, the shard is not polled: polling a disconnected shard dials again.
+    let mut hold: Option<tokio::time::Instant> = None;
 
     // Shutdown queues a resumable close frame, keeps applying the dispatches
     // already received while twilight sends it, and stops polling as soon as the
@@ -134,6 +143,7 @@ pub async fn run(
                 closing = Some(tokio::time::Instant::now() + CLOSE_TIMEOUT);
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
+            () = sleep_until(hold), if hold.is_some() && closing.is_none() => hold = None,
             _ = save_timer.tick() => seen.save(current_session(&shard, seen.bot_user)).await?,
             Some(event) = voice_events.recv() => {
                 if !seen.commit(&[event], None, None).await? {
@@ -141,11 +151,13 @@ pub async fn run(
                     break;
                 }
             }
-            item = shard.next_event(EventTypeFlags::all()) => {
+            item = shard.next_event(EventTypeFlags::all()), if hold.is_none() => {
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
-                        tracing::warn!(%error, "gateway receive error; twilight will recover");
+                        // Not live any more, whatever it was (docs/spec.md §8).
+                        status.set_state(gateway_state(shard.state()));
+                        hold = seen.reconnects.after_error(&error, shard.state());
                         continue;
                     }
                     Some(Ok(event)) => event,
@@ -158,6 +170,9 @@ pub async fn run(
                     break;
                 }
                 seen.note(&event, &shard);
+                if closing.is_none() {
+                    hold = seen.reconnects.after_event(&event, shard.state());
+                }
                 let session = current_session(&shard, seen.bot_user);
                 if matches!(event, Event::Ready(_)) {
                     // Saved before `/health` turns 200: a worker that dies right
@@ -198,7 +213,8 @@ struct Seen<'a> {
     /// Where the bot's voice connection sends the events it produces.
     produced: mpsc::Sender<ContractEvent>,
     tracker: VoiceTracker,
-    hellos: u64,
+    /// When connections end, and how long to wait before the next.
+    reconnects: Reconnects,
     last_close: Option<u16>,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
@@ -270,18 +286,13 @@ impl Seen<'_> {
     fn note(&mut self, event: &Event, shard: &Shard) {
         let guild_id = self.settings.guild_id;
         match event {
-            Event::GatewayHello(_) => {
-                self.hellos += 1;
-                if self.hellos > 1 {
-                    metrics::reconnected();
-                }
-            }
             Event::Ready(ready) => {
                 let bot = Snowflake::from(ready.user.id.into_nonzero());
                 self.bot_user = Some(bot);
                 self.voice
                     .ready(guild_id, bot, shard.sender(), &self.produced);
                 metrics::identified();
+                self.reconnects.live();
                 self.status.session_started();
                 tracing::info!("identified: new gateway session");
             }
@@ -292,6 +303,7 @@ impl Seen<'_> {
                         .ready(guild_id, bot, shard.sender(), &self.produced);
                 }
                 metrics::resumed();
+                self.reconnects.live();
                 tracing::info!("gateway session resumed");
             }
             Event::GatewayClose(frame) => {
@@ -311,6 +323,14 @@ impl Seen<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// Sleeps until `hold` (never returns when there is none).
+async fn sleep_until(hold: Option<tokio::time::Instant>) {
+    match hold {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

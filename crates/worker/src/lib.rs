@@ -28,6 +28,7 @@ mod gateway;
 mod health;
 mod metrics;
 mod pair;
+mod reconnect;
 mod store;
 mod tracker;
 mod voice;
@@ -46,6 +47,7 @@ use url::Url;
 pub use backoff::Backoff;
 pub use gateway::GatewaySettings;
 pub use metrics::prometheus;
+pub use reconnect::ReconnectPacing;
 pub use store::{
     DeadLetter, Gauges, Lease, LeaseTimings, LocalStore, Pending, RedisStore, StoreError,
     StoredSession, wait_for_lease,
@@ -98,6 +100,7 @@ impl WorkerSettings {
                 guild_id,
                 bot_token,
                 gateway_url: None,
+                reconnect: ReconnectPacing::default(),
             },
             hub_endpoint,
             hub_secrets,

@@ -69,9 +69,12 @@ pub fn resumed() {
     counter!("coven_worker_resumes_total").increment(1);
 }
 
-/// The gateway connection was lost and will be re-established.
-pub fn reconnected() {
+/// The gateway connection ended, or a connect attempt failed, and the worker
+/// connects again after `wait` (zero unless the sessions before were short,
+/// docs/worker.md "Reconnects"); the wait is also the current backoff gauge.
+pub fn reconnecting(wait: Duration) {
     counter!("coven_worker_reconnects_total").increment(1);
+    gauge!("coven_worker_reconnect_backoff_seconds").set(wait.as_secs_f64());
 }
 
 /// Latest heartbeat round trip.

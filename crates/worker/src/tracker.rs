@@ -4,7 +4,9 @@
 //! contract speaks in *changes* (`voice.joined`, `voice.left`, …). The tracker keeps
 //! the last known state of the one guild we serve ([`VoiceView`]) and emits exactly
 //! the difference each dispatch makes, following docs/spec.md §4: a move is `voice.left`
-//! (old room) then `voice.joined` (new room), a flag change without a move is
+//! (old room) then `voice.joined` (new room), a join (also the join of a move) with
+//! any flag set is followed at once by `voice.state` with the flags (so a player who
+//! joins muted is never shown unmuted), a flag change without a move is
 //! `voice.state`, only voice channels (type 2) are rooms, other guilds are ignored.
 //!
 //! Because it emits differences of states, applying the same dispatch twice emits
@@ -161,22 +163,38 @@ fn changes(
     now: Option<VoiceMember>,
 ) -> Vec<Event> {
     match (before, now) {
-        (None, Some(now)) => vec![joined(guild_id, now.channel_id, user_id)],
+        (None, Some(now)) => arrival(guild_id, user_id, now),
         (Some(before), None) => vec![left(guild_id, before.channel_id, user_id)],
-        (Some(before), Some(now)) if before.channel_id != now.channel_id => vec![
-            left(guild_id, before.channel_id, user_id),
-            joined(guild_id, now.channel_id, user_id),
-        ],
+        (Some(before), Some(now)) if before.channel_id != now.channel_id => {
+            let mut events = vec![left(guild_id, before.channel_id, user_id)];
+            events.extend(arrival(guild_id, user_id, now));
+            events
+        }
         (Some(before), Some(now)) if before.flags != now.flags => {
-            vec![Event::VoiceState(VoiceStateChanged {
-                guild_id,
-                channel_id: now.channel_id,
-                user_id,
-                flags: now.flags,
-            })]
+            vec![flags_changed(guild_id, user_id, now)]
         }
         (None, None) | (Some(_), Some(_)) => Vec::new(),
     }
+}
+
+/// A user arriving in a room (a join, or the second half of a move): `voice.joined`,
+/// then `voice.state` at once when any flag is set, since `voice.joined` carries none
+/// and a client would otherwise show a muted player as unmuted (docs/spec.md §4).
+fn arrival(guild_id: Snowflake, user_id: Snowflake, now: VoiceMember) -> Vec<Event> {
+    let mut events = vec![joined(guild_id, now.channel_id, user_id)];
+    if now.flags != VoiceFlags::default() {
+        events.push(flags_changed(guild_id, user_id, now));
+    }
+    events
+}
+
+fn flags_changed(guild_id: Snowflake, user_id: Snowflake, now: VoiceMember) -> Event {
+    Event::VoiceState(VoiceStateChanged {
+        guild_id,
+        channel_id: now.channel_id,
+        user_id,
+        flags: now.flags,
+    })
 }
 
 /// Everything that happened between two views: new rooms first (so joins never

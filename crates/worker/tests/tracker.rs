@@ -138,6 +138,84 @@ fn flag_change_is_voice_state_only() {
 }
 
 #[test]
+fn a_join_with_flags_set_is_followed_by_voice_state() {
+    let mut tracker = seeded();
+    // Bob joins already self-muted and with his camera on (Discord keeps self-mute).
+    let events = vsu(&mut tracker, BOB, Some(ROOM_B), [true, false, true]);
+    assert_eq!(
+        names(&events),
+        [("voice.joined", ROOM_B), ("voice.state", ROOM_B)]
+    );
+    let Event::VoiceState(state) = &events[1] else {
+        panic!()
+    };
+    assert_eq!(state.user_id, id(BOB));
+    assert!(state.flags.self_mute && state.flags.self_video && !state.flags.self_deaf);
+    // A replay changes nothing.
+    assert!(vsu(&mut tracker, BOB, Some(ROOM_B), [true, false, true]).is_empty());
+
+    // A move keeps the flags: the join of the move carries them again.
+    let moved = vsu(&mut tracker, BOB, Some(ROOM_A), [true, false, true]);
+    assert_eq!(
+        names(&moved),
+        [
+            ("voice.left", ROOM_B),
+            ("voice.joined", ROOM_A),
+            ("voice.state", ROOM_A)
+        ]
+    );
+    let Event::VoiceState(state) = &moved[2] else {
+        panic!()
+    };
+    assert!(state.flags.self_mute && state.flags.self_video);
+
+    // A server mute alone counts too; a join with every flag off is only a join.
+    let mut server_muted = voice_state(ALICE, Some(ROOM_B), Some(GUILD), QUIET);
+    server_muted["mute"] = json!(true);
+    let state: VoiceState = serde_json::from_value(server_muted).unwrap();
+    let events = tracker.voice_state_update(&state);
+    assert_eq!(
+        names(&events),
+        [
+            ("voice.left", ROOM_A),
+            ("voice.joined", ROOM_B),
+            ("voice.state", ROOM_B)
+        ]
+    );
+    let Event::VoiceState(state) = &events[2] else {
+        panic!()
+    };
+    assert!(state.flags.mute && !state.flags.self_mute);
+    vsu(&mut tracker, BOB, None, QUIET);
+    assert_eq!(
+        names(&vsu(&mut tracker, BOB, Some(ROOM_A), QUIET)),
+        [("voice.joined", ROOM_A)]
+    );
+}
+
+#[test]
+fn a_guild_create_diff_reports_the_flags_of_a_join() {
+    let stored = seeded().view().clone();
+    // After a refused resume: Bob joined room B muted and deafened meanwhile.
+    let mut tracker = VoiceTracker::new(id(GUILD), Some(stored));
+    let events = tracker.guild_create(&guild_create(
+        &base_channels(),
+        &[
+            voice_state(ALICE, Some(ROOM_A), None, QUIET),
+            voice_state(BOB, Some(ROOM_B), None, [true, true, false]),
+        ],
+    ));
+    assert_eq!(
+        names(&events),
+        [("voice.joined", ROOM_B), ("voice.state", ROOM_B)]
+    );
+    let Event::VoiceState(state) = &events[1] else {
+        panic!()
+    };
+    assert!(state.flags.self_mute && state.flags.self_deaf);
+}
+
+#[test]
 fn only_voice_channels_are_rooms() {
     let mut tracker = seeded();
     // Moving into a stage channel leaves the room; it is not a join.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::compression::{Compression, Encoder};
 use super::protocol::{self as p, reason};
 use super::session::Session;
-use super::{Fault, Out};
+use super::{Admission, Fault, Out};
 use crate::intents;
 use crate::shapes;
 use crate::state::Shared;
@@ -41,6 +41,8 @@ struct Conn {
     recent: VecDeque<Instant>,
     /// When the connection is closed for lack of heartbeats (if configured).
     heartbeat_deadline: Option<tokio::time::Instant>,
+    /// What the gateway did with new connections when this one opened.
+    admission: Admission,
 }
 
 /// What handling one inbound payload or fault asks for.
@@ -139,12 +141,14 @@ impl Conn {
     /// Registers a new connection with the simulator.
     fn open(shared: Arc<Shared>) -> (Self, mpsc::UnboundedReceiver<Out>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = {
+        // Read with the registration, before the count: a test that saw this
+        // connection counted may change the admission of later ones only.
+        let (id, admission) = {
             let mut core = shared.core();
             core.next_conn += 1;
             let id = core.next_conn;
             core.connections.insert(id, tx.clone());
-            id
+            (id, core.admission)
         };
         shared.count(|c| {
             c.connections += 1;
@@ -159,12 +163,14 @@ impl Conn {
             delay: Duration::ZERO,
             recent: VecDeque::new(),
             heartbeat_deadline: None,
+            admission,
         };
         conn.reset_heartbeat_deadline();
         (conn, rx)
     }
 
-    /// Queues HELLO, then a close when the URL asked for an unsupported version or encoding.
+    /// Queues HELLO, then a close when the URL asked for an unsupported version or encoding,
+    /// or when the gateway closes every new connection after HELLO ([`Fault::CloseAfterHello`]).
     fn hello(&self, version_ok: bool, encoding_ok: bool) {
         let interval =
             u64::try_from(self.shared.config.heartbeat_interval.as_millis()).unwrap_or(41_250);
@@ -173,6 +179,8 @@ impl Conn {
             Some(p::CLOSE_INVALID_API_VERSION)
         } else if !encoding_ok {
             Some(p::CLOSE_DECODE_ERROR)
+        } else if let Admission::CloseAfterHello(code) = self.admission {
+            Some(code)
         } else {
             None
         };
@@ -195,13 +203,16 @@ impl Conn {
                 self.send(&json!({"op": p::OP_RECONNECT, "d": null, "s": null, "t": null}));
             }
             Fault::InvalidSession { resumable } => self.invalid_session(resumable),
-            Fault::Close { code } => return Action::Close(code),
-            Fault::DropTcp => return Action::Drop,
+            // Unreachable drops, close-after-HELLO closes the open connection too.
+            Fault::Close { code } | Fault::CloseAfterHello { code } => return Action::Close(code),
+            Fault::DropTcp | Fault::Unreachable => return Action::Drop,
             Fault::Zombie => self.zombie = true,
             Fault::Delay { ms } => self.delay = Duration::from_millis(ms),
             Fault::RequestHeartbeat => {
                 self.send(&json!({"op": p::OP_HEARTBEAT, "d": null, "s": null, "t": null}));
             }
+            // Only decides what happens to the next connections.
+            Fault::Reachable => {}
         }
         Action::Continue
     }

@@ -44,6 +44,44 @@ pub enum Fault {
     },
     /// Send op 1 HEARTBEAT (a heartbeat request).
     RequestHeartbeat,
+    /// Discord is unreachable: open connections are dropped without a close frame and,
+    /// until [`Fault::Reachable`], every new one is refused (HTTP 503 to the upgrade).
+    Unreachable,
+    /// Open connections are closed with `code` and, until [`Fault::Reachable`], every
+    /// new one gets HELLO and then the same close at once (a server that never lets a
+    /// session start).
+    CloseAfterHello {
+        /// Close code, e.g. 4000 (resumable).
+        code: u16,
+    },
+    /// New connections are served normally again (ends `Unreachable` and
+    /// `CloseAfterHello`); open connections are untouched.
+    Reachable,
+}
+
+/// What the gateway does with connections opened from now on: the lasting part of
+/// [`Fault::Unreachable`], [`Fault::CloseAfterHello`] and [`Fault::Reachable`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Serve them.
+    #[default]
+    Accept,
+    /// Refuse the upgrade.
+    Refuse,
+    /// Send HELLO, then close with this code.
+    CloseAfterHello(u16),
+}
+
+impl Admission {
+    /// The admission once `fault` is injected (faults of open connections only leave it).
+    pub(crate) fn after(self, fault: &Fault) -> Self {
+        match *fault {
+            Fault::Unreachable => Self::Refuse,
+            Fault::CloseAfterHello { code } => Self::CloseAfterHello(code),
+            Fault::Reachable => Self::Accept,
+            _ => self,
+        }
+    }
 }
 
 impl Fault {
@@ -71,6 +109,14 @@ pub(crate) async fn upgrade(
     Query(q): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let admission = shared.core().admission;
+    if admission == Admission::Refuse {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "gateway unreachable (simulated)",
+        )
+            .into_response();
+    }
     let compression = Compression::from_query(q.get("compress").map(String::as_str));
     let version_ok = q.get("v").is_none_or(|v| v == "10" || v == "9");
     let encoding_ok = q.get("encoding").is_none_or(|e| e == "json");

@@ -44,6 +44,10 @@ impl RunningWorker {
         settings.gateway.gateway_url = Some(sim.gateway_url());
         settings.backoff.base = Duration::from_millis(20);
         settings.backoff.cap = Duration::from_millis(200);
+        // Tests inject gateway faults back to back: pace those reconnects fast
+        // (the production pacing has its own test, tests/gateway_liveness.rs).
+        settings.gateway.reconnect.backoff.base = Duration::from_millis(20);
+        settings.gateway.reconnect.backoff.cap = Duration::from_millis(200);
         adjust(&mut settings);
         let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let health_addr = health.local_addr().unwrap();

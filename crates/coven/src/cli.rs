@@ -25,6 +25,7 @@ pub enum Command {
     /// Run the gateway worker: the bot's Discord session, delivering events to the hub.
     ///
     /// Environment: PRIMARY_GUILD_ID, HUB_SECRET, DISCORD_BOT_TOKEN, HUB_ENDPOINT,
+    /// HEALTH_CHECK_HOST (0.0.0.0: the health/command listener's address),
     /// HEALTH_CHECK_PORT (8080), STATE_DIR (./state; uses STATE_DIR/worker),
     /// OUTBOX_MAX_EVENTS (1000000), DISCORD_GATEWAY_URL, DISCORD_API_URL,
     /// REDIS_URL (two workers then run as an active/standby pair), LOG_LEVEL,
@@ -42,10 +43,11 @@ pub enum Command {
     Hub,
     /// Run worker and hub in one process: the single-machine deployment.
     ///
-    /// Environment: everything `coven hub` reads, plus HEALTH_CHECK_PORT (8080) and
-    /// OUTBOX_MAX_EVENTS of the worker. HUB_ENDPOINT defaults to the hub's own
-    /// /api/internal/events on loopback (still signed); WORKER_ENDPOINT to
-    /// http://127.0.0.1:HEALTH_CHECK_PORT.
+    /// Environment: everything `coven hub` reads, plus HEALTH_CHECK_HOST (0.0.0.0),
+    /// HEALTH_CHECK_PORT (8080) and OUTBOX_MAX_EVENTS of the worker. HUB_ENDPOINT
+    /// defaults to the hub's own /api/internal/events on loopback (still signed);
+    /// WORKER_ENDPOINT to http://127.0.0.1:HEALTH_CHECK_PORT (or
+    /// HEALTH_CHECK_HOST, when that is one address).
     Run,
     /// The whole system on 127.0.0.1 with zero setup: simulator, worker, hub, lobby.
     #[cfg(feature = "sim")]

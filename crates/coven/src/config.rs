@@ -7,7 +7,7 @@
 //! [`Secret`], whose `Debug` is redacted, so dumping a config cannot leak them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -287,11 +287,30 @@ pub struct WorkerConfig {
     pub bot_token: Secret,
     /// `HUB_ENDPOINT`: URL of the hub's `/api/internal/events`.
     pub hub_endpoint: Url,
+    /// `HEALTH_CHECK_HOST`, default `0.0.0.0` (every interface): the address the
+    /// health/command listener binds.
+    pub health_check_host: IpAddr,
     /// `HEALTH_CHECK_PORT`, default 8080: `/health`, `/metrics`, commands.
     pub health_check_port: u16,
     /// `OUTBOX_MAX_EVENTS`, default 1,000,000: undelivered events kept before new
     /// ones go to the dead-letter table (a warning is logged past 80 %).
     pub outbox_max_events: u64,
+}
+
+/// `HEALTH_CHECK_HOST`: an IP address (`::` or `[::]` for IPv6), default `0.0.0.0`.
+fn health_check_host(env: &Reader<'_>) -> Result<IpAddr, ConfigError> {
+    let Some(raw) = env.raw("HEALTH_CHECK_HOST") else {
+        return Ok(IpAddr::from([0, 0, 0, 0]));
+    };
+    let raw = raw.trim();
+    let bare = raw
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(raw);
+    bare.parse().map_err(|_| ConfigError::Invalid {
+        name: "HEALTH_CHECK_HOST",
+        reason: "must be an IP address such as 0.0.0.0 (every interface), 127.0.0.1 or ::".into(),
+    })
 }
 
 impl WorkerConfig {
@@ -304,6 +323,7 @@ impl WorkerConfig {
             hub_endpoint: env
                 .url("HUB_ENDPOINT", &["http", "https"])?
                 .ok_or(ConfigError::Missing("HUB_ENDPOINT"))?,
+            health_check_host: health_check_host(&env)?,
             health_check_port: env.optional("HEALTH_CHECK_PORT")?.unwrap_or(8080),
             outbox_max_events: env.optional("OUTBOX_MAX_EVENTS")?.unwrap_or(1_000_000),
         })
@@ -465,7 +485,7 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads every variable `coven run` needs. `HUB_ENDPOINT` defaults to the hub's
     /// own `/api/internal/events` on loopback, `WORKER_ENDPOINT` to the worker's
-    /// health port on loopback.
+    /// health port on loopback (or on `HEALTH_CHECK_HOST` when that is one address).
     ///
     /// # Panics
     ///
@@ -473,6 +493,7 @@ impl RunConfig {
     pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
         let env = Reader(source);
         let mut hub = HubConfig::from_env(source)?;
+        let health_check_host = health_check_host(&env)?;
         let health_check_port = env.optional("HEALTH_CHECK_PORT")?.unwrap_or(8080);
         let loopback = match hub.host.as_str() {
             "0.0.0.0" | "::" | "[::]" => "127.0.0.1".to_owned(),
@@ -490,15 +511,21 @@ impl RunConfig {
             })?,
         };
         if hub.worker_endpoints.is_empty() {
-            hub.worker_endpoints = vec![
-                Url::parse(&format!("http://127.0.0.1:{health_check_port}"))
-                    .expect("a valid loopback URL"),
-            ];
+            // The worker's listener: loopback when it binds every interface.
+            let worker = match health_check_host {
+                host if host.is_unspecified() => {
+                    SocketAddr::from(([127, 0, 0, 1], health_check_port))
+                }
+                host => SocketAddr::from((host, health_check_port)),
+            };
+            hub.worker_endpoints =
+                vec![Url::parse(&format!("http://{worker}")).expect("a valid URL")];
         }
         let worker = WorkerConfig {
             shared: hub.shared.clone(),
             bot_token: hub.bot_token.clone(),
             hub_endpoint,
+            health_check_host,
             health_check_port,
             outbox_max_events: env.optional("OUTBOX_MAX_EVENTS")?.unwrap_or(1_000_000),
         };
@@ -564,6 +591,37 @@ mod tests {
             "wss://gateway.discord.gg/"
         );
         assert_eq!(config.shared.hub_secrets.len(), 1);
+        assert_eq!(config.health_check_host.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn health_check_host_takes_an_ip_address() {
+        let host = |value: &'static str| {
+            WorkerConfig::from_env(&env(&with(worker_env(), "HEALTH_CHECK_HOST", value)))
+                .map(|config| config.health_check_host.to_string())
+        };
+        assert_eq!(host("127.0.0.1").unwrap(), "127.0.0.1");
+        assert_eq!(host(" :: ").unwrap(), "::");
+        assert_eq!(host("[::1]").unwrap(), "::1");
+        for bad in ["localhost:8080", "127.0.0.1:8080", "300.0.0.1"] {
+            let error = host(bad).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("configuration error: HEALTH_CHECK_HOST is invalid"),
+                "{error}"
+            );
+        }
+        let pairs = with(
+            with(worker_env(), "JWT_ISSUER", "https://coven.example"),
+            "HEALTH_CHECK_HOST",
+            "127.0.0.2",
+        );
+        let config = RunConfig::from_env(&env(&pairs)).unwrap();
+        assert_eq!(
+            config.hub.worker_endpoints[0].as_str(),
+            "http://127.0.0.2:8080/"
+        );
     }
 
     #[test]
@@ -590,6 +648,7 @@ mod tests {
             ("HUB_ENDPOINT", "ftp://hub/events"),
             ("HUB_ENDPOINT", "not a url"),
             ("HEALTH_CHECK_PORT", "70000"),
+            ("HEALTH_CHECK_HOST", "not-an-address"),
             ("DISCORD_GATEWAY_URL", "http://gateway"),
             ("LOG_LEVEL", "LOUD"),
         ];

@@ -5,7 +5,9 @@
 //! to the hub in order — a redelivery of the same event id is the only
 //! duplicate allowed. A paused active (SIGSTOP) whose connection stays open is
 //! superseded by the standby's RESUME, and when it wakes it lets go without
-//! touching the session again.
+//! touching the session again — also when Redis lost its data meanwhile (the
+//! fencing counter started again, yet the new token is larger and the old
+//! lease value never comes back).
 
 mod process;
 
@@ -17,8 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use coven_testkit::{
-    FakeHub, KillOnDrop, RedisServer, WAIT, assert_in_order_at_least_once, free_port, simulator,
-    wait_for_role,
+    FakeHub, KillOnDrop, RedisServer, WAIT, assert_in_order_at_least_once, eventually, free_port,
+    simulator, wait_for_role,
 };
 use process::worker_command;
 
@@ -344,4 +346,108 @@ async fn a_paused_active_is_superseded_and_never_touches_the_session_when_it_wak
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
     }
+}
+
+/// Runs `redis-cli` against `redis` and returns its answer, trimmed.
+fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-p", &redis.port().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The fencing token of the lease in Redis (the value is `<token>:<nonce>`).
+fn lease_token(redis: &RedisServer, guild: u64) -> u64 {
+    let value = redis_cli(redis, &["GET", &format!("coven:{{{guild}}}:worker:lease")]);
+    let token = value.split(':').next().unwrap_or_default();
+    token
+        .parse()
+        .unwrap_or_else(|_| panic!("no lease token in {value:?}"))
+}
+
+/// Redis loses its data (`FLUSHALL`) while the active is paused: the standby takes
+/// the lease with a token larger than the old one (the counter was lost, the
+/// token still grows), identifies afresh (the session was lost too) and delivers;
+/// the old active wakes up holding a lease value that Redis never hands out again,
+/// so its renewal and its writes are refused and it becomes a standby. Every event
+/// after the loss reaches the hub once, in order.
+#[tokio::test]
+async fn after_redis_loses_its_data_the_paused_active_is_fenced_off() {
+    let Pair {
+        sim,
+        hub,
+        redis,
+        state_a: _state_a,
+        state_b: _state_b,
+        port_a,
+        port_b,
+        a: paused,
+        b: _standby,
+    } = start_pair("warn").await;
+    let handle = sim.handle();
+    let guild = sim.guild_id();
+
+    // Before the loss: events flow and are all delivered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());
+    hub.wait_for_events(10).await;
+    stop.store(true, Ordering::Relaxed);
+    let before = producer.await.unwrap();
+    hub.wait_for_events(before.len()).await;
+    assert_in_order_at_least_once(&hub.accepted(), &before);
+    let token_a = lease_token(&redis, guild);
+    let delivered = hub.accepted().len();
+
+    // A freezes; Redis loses everything.
+    let identifies = handle.counters().identifies;
+    signal(&paused, "-STOP");
+    assert_eq!(redis_cli(&redis, &["FLUSHALL"]), "OK");
+    wait_for_role(health(port_b), "active").await;
+    let token_b = lease_token(&redis, guild);
+    assert!(
+        token_b > token_a,
+        "a token is never handed out twice: {token_b} after {token_a}"
+    );
+    // B identified afresh and seeded its view from GUILD_CREATE.
+    let view = format!("coven:{{{guild}}}:worker:view");
+    eventually("the new active committed its view", async || {
+        (redis_cli(&redis, &["EXISTS", &view]) == "1").then_some(())
+    })
+    .await;
+    assert_eq!(handle.counters().identifies, identifies + 1);
+
+    // Users move while A is still frozen; then A wakes up within its own
+    // deadline, still believing it holds the lease.
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = produce(handle.clone(), Duration::from_millis(25), stop.clone());
+    hub.wait_for_events(before.len() + 5).await;
+    signal(&paused, "-CONT");
+    wait_for_role(health(port_a), "standby").await;
+    hub.wait_for_events(hub.events().len() + 10).await; // Live events after the wake-up.
+    stop.store(true, Ordering::Relaxed);
+    let after = producer.await.unwrap();
+    hub.wait_for_events(before.len() + after.len()).await;
+    let accepted = hub.accepted();
+    assert_in_order_at_least_once(&accepted[delivered..], &after);
+    assert_eq!(
+        hub.events().len(),
+        before.len() + after.len(),
+        "every event counted once: nothing from the old active"
+    );
+    assert_eq!(
+        lease_token(&redis, guild),
+        token_b,
+        "B still holds the lease"
+    );
+    let text = metrics(port_a).await;
+    for line in [
+        "coven_worker_lease_held 0",
+        "coven_worker_lease_losses_total 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+    assert!(metrics(port_b).await.contains("coven_worker_lease_held 1"));
 }

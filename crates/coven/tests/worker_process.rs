@@ -170,3 +170,60 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
         .unwrap();
     assert!(status.success(), "{stderr}");
 }
+
+/// Whether something accepts TCP connections at `ip:port`.
+fn listening(ip: [u8; 4], port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from((ip, port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+#[tokio::test]
+async fn health_check_host_chooses_the_listeners_address() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = tempfile::tempdir().unwrap();
+
+    // Bound to 127.0.0.1: reachable there, and not on another loopback address
+    // (the default, every interface, answers on both).
+    let port = free_port();
+    let child = KillOnDrop::new(
+        worker_command(&sim, &hub, state.path(), port)
+            .env("HEALTH_CHECK_HOST", "127.0.0.1")
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port).await;
+    assert!(listening([127, 0, 0, 1], port));
+    assert!(
+        !listening([127, 0, 0, 2], port),
+        "HEALTH_CHECK_HOST=127.0.0.1 must not listen on every interface"
+    );
+    drop(child);
+
+    // Unset: every interface, as before.
+    let port = free_port();
+    let _child = KillOnDrop::new(
+        worker_command(&sim, &hub, state.path(), port)
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port).await;
+    assert!(listening([127, 0, 0, 2], port), "the default binds 0.0.0.0");
+
+    // Not an IP address: one line naming the variable, exit non-zero.
+    let output = worker_command(&sim, &hub, state.path(), free_port())
+        .env("HEALTH_CHECK_HOST", "not-an-address")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("configuration error: HEALTH_CHECK_HOST is invalid"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-an-address"), "{stderr}");
+}

@@ -573,3 +573,151 @@ async fn a_speaking_event_whose_first_commit_fails_is_retried_and_delivered() {
     .await;
     worker.stop().await.unwrap();
 }
+
+/// The lease value in Redis, as a raw string (`None` when absent).
+async fn raw_lease(redis: &mut redis::aio::MultiplexedConnection) -> Option<String> {
+    redis::cmd("GET")
+        .arg(format!("coven:{{{GUILD}}}:worker:lease"))
+        .query_async(redis)
+        .await
+        .unwrap()
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(since.as_millis()).unwrap()
+}
+
+/// Redis loses its data while A holds the lease (FLUSHALL here; a failover to a
+/// replica that missed writes is the same): the fencing counter starts again,
+/// yet B's token is still larger than A's, the two lease values differ, and A —
+/// a holder paused across the loss that wakes up and carries on — can neither
+/// renew nor write (docs/worker.md, "the active/standby pair").
+#[tokio::test]
+async fn after_redis_loses_its_data_no_token_is_handed_out_twice() {
+    let server = RedisServer::start();
+    let (a, b) = (open(&server, 100), open(&server, 100));
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let timings = timings(10_000);
+    let before = unix_ms();
+    let lease_a = Lease::try_acquire(&a, timings).await.unwrap().unwrap();
+    assert!(
+        lease_a.token() > before,
+        "tokens start above the clock: {} <= {before}",
+        lease_a.token()
+    );
+    let value_a = raw_lease(&mut redis).await.expect("A holds the lease");
+    let (token, nonce) = value_a.split_once(':').expect("<token>:<nonce>");
+    assert_eq!(token, lease_a.token().to_string());
+    assert!(nonce.len() >= 16, "{value_a}");
+    a.commit(&[event(1)], None, Some(&session(1)))
+        .await
+        .unwrap();
+
+    // Redis loses everything: the lease, the counter, the outbox.
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let lease_b = Lease::try_acquire(&b, timings)
+        .await
+        .unwrap()
+        .expect("the lease is gone with the data");
+    assert!(
+        lease_b.token() > lease_a.token(),
+        "a token is never handed out twice: {} after {}",
+        lease_b.token(),
+        lease_a.token()
+    );
+    let value_b = raw_lease(&mut redis).await.unwrap();
+    assert_ne!(value_a, value_b);
+
+    // A wakes up and carries on, still carrying its own lease value: every
+    // write is refused, its renewal finds another value, and nothing of it lands.
+    let head = b.peek().await.unwrap();
+    assert!(head.is_none(), "the outbox went with the data: {head:?}");
+    for late in [
+        a.commit(&[event(2)], None, Some(&session(2))).await.err(),
+        a.save_session(&session(3)).await.err(),
+        a.ack(1).await.err(),
+    ] {
+        assert!(matches!(late, Some(StoreError::Fenced)), "{late:?}");
+    }
+    assert!(lease_a.is_valid(), "A has not noticed yet");
+    let keeper = lease_a.keep();
+    tokio::time::timeout(timings.renew_every * 4, lease_a.lost())
+        .await
+        .expect("A's renewal found another holder");
+    keeper.await.unwrap();
+    lease_a.release().await; // Not A's to delete: B keeps it.
+    b.commit(&[event(3)], None, Some(&session(4)))
+        .await
+        .unwrap();
+    let bodies: Vec<Vec<u8>> = drain(&b).await.into_iter().map(|e| e.2).collect();
+    assert_eq!(bodies, [event(3).to_webhook_body()]);
+    assert_eq!(b.load().await.unwrap().0, Some(session(4)));
+    assert_eq!(raw_lease(&mut redis).await, Some(value_b));
+
+    // And a lease taken after B's is larger again.
+    lease_b.release().await;
+    let lease_c = Lease::try_acquire(&a, timings).await.unwrap().unwrap();
+    assert!(lease_c.token() > lease_b.token());
+}
+
+/// A rolling upgrade: a worker of the previous release holds the lease with a
+/// bare counter value (`7`). The new worker waits while it is held, takes it once
+/// it is released with a token above both the counter and the clock, and the
+/// old worker's value never matches the new one.
+#[tokio::test]
+async fn a_lease_held_by_a_worker_of_the_previous_release_is_respected() {
+    let server = RedisServer::start();
+    let store = open(&server, 100);
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = |name: &str| format!("coven:{{{GUILD}}}:worker:{name}");
+    let () = redis::cmd("SET")
+        .arg(key("fence"))
+        .arg(7)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg(key("lease"))
+        .arg("7")
+        .arg("PX")
+        .arg(10_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let timings = timings(10_000);
+    assert!(Lease::try_acquire(&store, timings).await.unwrap().is_none());
+    let () = redis::cmd("DEL")
+        .arg(key("lease"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let lease = Lease::try_acquire(&store, timings).await.unwrap().unwrap();
+    assert!(lease.token() > unix_ms() - 60_000, "{}", lease.token());
+    let fence: u64 = redis::cmd("GET")
+        .arg(key("fence"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(
+        fence,
+        lease.token(),
+        "the counter goes on from the new token"
+    );
+    let value = raw_lease(&mut redis).await.unwrap();
+    assert_ne!(value, "7");
+    assert!(value.starts_with(&format!("{}:", lease.token())), "{value}");
+}

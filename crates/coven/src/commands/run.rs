@@ -25,7 +25,12 @@ pub async fn run() -> ExitCode {
         Ok(listener) => listener,
         Err(error) => return fail(error),
     };
-    let health = match worker::bind_health(config.worker.health_check_port).await {
+    let health = match worker::bind_health(
+        config.worker.health_check_host,
+        config.worker.health_check_port,
+    )
+    .await
+    {
         Ok(listener) => listener,
         Err(error) => return fail(error),
     };

@@ -1,6 +1,6 @@
 //! `coven worker`: the gateway worker alone.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 
 use coven_worker::WorkerSettings;
@@ -15,8 +15,8 @@ pub async fn worker() -> ExitCode {
         Err(error) => return fail(error),
     };
     let settings = worker_settings(&config);
-    let health_addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, config.health_check_port));
-    let health = match bind_health(config.health_check_port).await {
+    let health_addr = SocketAddr::from((config.health_check_host, config.health_check_port));
+    let health = match bind_health(config.health_check_host, config.health_check_port).await {
         Ok(listener) => listener,
         Err(error) => return fail(error),
     };
@@ -32,9 +32,13 @@ pub async fn worker() -> ExitCode {
     }
 }
 
-/// The worker's health port on every interface (`HEALTH_CHECK_PORT`).
-pub(super) async fn bind_health(port: u16) -> Result<tokio::net::TcpListener, CommandError> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+/// The worker's health/command listener on `HEALTH_CHECK_HOST` (every
+/// interface by default) and `HEALTH_CHECK_PORT`.
+pub(super) async fn bind_health(
+    host: IpAddr,
+    port: u16,
+) -> Result<tokio::net::TcpListener, CommandError> {
+    let addr = SocketAddr::from((host, port));
     tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| CommandError::Listen {

@@ -1,11 +1,18 @@
 //! The lease that makes one of two workers the active one.
 //!
 //! A bot has one Discord session, so only one worker of a pair may use it at a
-//! time. The active worker holds an expiring lock in Redis (`SET … NX PX ttl`,
-//! inside a script that also hands out a fencing token from `INCR`), renews it
-//! well before it expires, and every write it makes carries the token
-//! ([`super::RedisStore`]). A standby polls and takes the lease once it has
-//! expired, or at once when the active releases it on a graceful shutdown.
+//! time. The active worker holds an expiring lock in Redis (`SET … PX ttl` when
+//! absent, inside a script that also hands out a fencing token from `INCR`),
+//! renews it well before it expires, and every write it makes carries the
+//! lease's value ([`super::RedisStore`]). A standby polls and takes the lease
+//! once it has expired, or at once when the active releases it on a graceful
+//! shutdown.
+//!
+//! The value is `<token>:<nonce>`, compared whole by every renewal, release and
+//! write, and the token is never below the clock (unix ms) when it is handed
+//! out. So even after Redis loses its data and its counter starts again, no
+//! value is ever handed out twice and tokens still only grow: a paused old
+//! active cannot mistake a new holder's lease for its own (docs/worker.md).
 //!
 //! The active also keeps a *local* deadline: the time it sent its last
 //! successful renewal plus `ttl − renew_every`. Redis cannot expire the lease
@@ -67,6 +74,9 @@ pub struct Lease {
 struct Shared {
     store: RedisStore,
     token: u64,
+    /// The lease value in Redis, `<token>:<nonce>`: what renewals, the release
+    /// and every write compare, whole.
+    value: String,
     timings: LeaseTimings,
     valid_until: Mutex<Instant>,
     lost: watch::Sender<bool>,
@@ -75,20 +85,21 @@ struct Shared {
 
 impl Lease {
     /// Takes the lease if nobody holds it. On success, `store`'s writes carry
-    /// the new fencing token. The lease is not renewed until [`Lease::keep`].
+    /// the new lease value. The lease is not renewed until [`Lease::keep`].
     pub async fn try_acquire(
         store: &RedisStore,
         timings: LeaseTimings,
     ) -> Result<Option<Self>, StoreError> {
         let sent = Instant::now();
-        let Some(token) = store.acquire(timings.ttl).await? else {
+        let Some((token, value)) = store.acquire(timings.ttl).await? else {
             return Ok(None);
         };
-        store.set_fence(token);
+        store.set_fence(&value);
         Ok(Some(Self {
             shared: Arc::new(Shared {
                 store: store.clone(),
                 token,
+                value,
                 timings,
                 valid_until: Mutex::new(sent + timings.validity()),
                 lost: watch::channel(false).0,
@@ -97,7 +108,8 @@ impl Lease {
         }))
     }
 
-    /// The fencing token: larger than every earlier holder's.
+    /// The fencing token: larger than every earlier holder's, and than the unix
+    /// time in ms when it was handed out (even after Redis lost its data).
     pub fn token(&self) -> u64 {
         self.shared.token
     }
@@ -134,7 +146,7 @@ impl Lease {
 
     /// Marks the lease lost (e.g. a write was refused): no more writes from here.
     pub fn give_up(&self, reason: &str) {
-        self.shared.store.set_fence(0);
+        self.shared.store.clear_fence(&self.shared.value);
         let newly = self
             .shared
             .lost
@@ -154,7 +166,7 @@ impl Lease {
     pub async fn release(&self) {
         self.shared.released.store(true, Ordering::Relaxed);
         self.give_up("released");
-        match self.shared.store.release(self.token()).await {
+        match self.shared.store.release(&self.shared.value).await {
             Ok(true) => tracing::info!(token = self.token(), "released the worker lease"),
             Ok(false) => {}
             Err(error) => {
@@ -198,7 +210,12 @@ async fn renew(lease: Lease) {
             return;
         }
         let sent = Instant::now();
-        match lease.shared.store.renew(lease.token(), timings.ttl).await {
+        match lease
+            .shared
+            .store
+            .renew(&lease.shared.value, timings.ttl)
+            .await
+        {
             Ok(true) => lease.extend(sent + timings.validity()),
             Ok(false) => {
                 lease.give_up("another worker holds the lease");

@@ -6,7 +6,7 @@
 //!
 //! | key (`coven:{<guild>}:worker:…`) | type | holds |
 //! |---|---|---|
-//! | `lease` | string with a TTL | the active worker's fencing token |
+//! | `lease` | string with a TTL | the active worker's lease value: `<token>:<nonce>` |
 //! | `fence` | counter | the last fencing token handed out |
 //! | `session` | string, JSON | the gateway session (id, sequence, resume URL, bot id) |
 //! | `view` | string, JSON | the voice view (`/voice-view`) |
@@ -19,14 +19,19 @@
 //! slot, so one script may touch them all. Every write — a commit of events,
 //! view and session together, an ack, a burial, a session save, the one-time
 //! import of a single worker's file ([`super::migrate`]) — is ONE Lua script
-//! that first checks that the caller's fencing token is still the one in
+//! that first checks that the caller's lease value is still, whole, the one in
 //! `lease`, and does nothing otherwise ([`StoreError::Fenced`]). A worker that
 //! was paused or cut off while another took over can therefore never write again.
 //! Reads need no lease: a standby serves `/voice-view` and its counts from here.
+//!
+//! The value is the fencing token and a random nonce, and a token is never below
+//! the clock (the later of Redis' and the worker's, in unix ms) when it is handed
+//! out: even if Redis loses its data (`FLUSHALL`, a failover to a replica that
+//! missed writes) and `fence` starts again, the next token is still larger than
+//! every earlier one, and no two acquisitions ever share a value (docs/worker.md).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coven_contract::{Event, Secret, Snowflake};
 use redis::Script;
@@ -37,20 +42,30 @@ use super::records::{DeadLetter, Pending, StoredSession, event_id};
 use super::{Gauges, StoreError};
 use crate::tracker::VoiceView;
 
-/// `KEYS`: lease, fence. `ARGV`: TTL in ms. Returns the new token, or nil when
-/// the lease is held.
+/// `KEYS`: lease, fence. `ARGV`: TTL in ms, the worker's clock in unix ms, a
+/// random nonce. Returns {token, value}, or nil when the lease is held. The token
+/// is above both Redis' clock and the worker's, so it exceeds every earlier token
+/// even when `fence` was lost; the value `<token>:<nonce>` is compared whole.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
-return token
+local time = redis.call('TIME')
+local clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+clock = math.max(clock, tonumber(ARGV[2]))
+if token <= clock then
+  token = clock + 1
+  redis.call('SET', KEYS[2], string.format('%d', token))
+end
+local value = string.format('%d', token) .. ':' .. ARGV[3]
+redis.call('SET', KEYS[1], value, 'PX', ARGV[1])
+return {token, value}
 ",
     )
 });
 
-/// `KEYS`: lease. `ARGV`: token, TTL in ms. 1 when renewed, 0 when not ours.
+/// `KEYS`: lease. `ARGV`: lease value, TTL in ms. 1 when renewed, 0 when not ours.
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -61,7 +76,7 @@ return 1
     )
 });
 
-/// `KEYS`: lease. `ARGV`: token. 1 when deleted, 0 when not ours.
+/// `KEYS`: lease. `ARGV`: lease value. 1 when deleted, 0 when not ours.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -72,7 +87,7 @@ return 1
     )
 });
 
-/// `KEYS`: lease, `next_id`, outbox, dead, view, session, epoch. `ARGV`: token,
+/// `KEYS`: lease, `next_id`, outbox, dead, view, session, epoch. `ARGV`: lease value,
 /// capacity, an epoch to set if none is, view JSON or '', session JSON or '',
 /// then the webhook bodies. Returns {1, overflowed, depth, dead} or {0}.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| {
@@ -100,7 +115,7 @@ return {1, overflowed, depth, redis.call('XLEN', KEYS[4])}
     )
 });
 
-/// `KEYS`: lease, session, view, outbox, epoch, `next_id`, dead. `ARGV`: token,
+/// `KEYS`: lease, session, view, outbox, epoch, `next_id`, dead. `ARGV`: lease value,
 /// epoch, last id handed out, session JSON or '', view JSON or '', number of
 /// events, then id and body of each event, then id, body and reason of each
 /// dead letter. {1, depth, dead}, {2} when the pair already has state, or {0}.
@@ -129,7 +144,7 @@ return {1, redis.call('XLEN', KEYS[4]), redis.call('XLEN', KEYS[7])}
     )
 });
 
-/// `KEYS`: lease, session. `ARGV`: token, session JSON. {1} or {0}.
+/// `KEYS`: lease, session. `ARGV`: lease value, session JSON. {1} or {0}.
 static SAVE_SESSION: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -140,7 +155,7 @@ return {1}
     )
 });
 
-/// `KEYS`: lease, outbox. `ARGV`: token, id. {1, depth} or {0}.
+/// `KEYS`: lease, outbox. `ARGV`: lease value, id. {1, depth} or {0}.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -151,7 +166,7 @@ return {1, redis.call('XLEN', KEYS[2])}
     )
 });
 
-/// `KEYS`: lease, outbox, dead. `ARGV`: token, id, body, reason. {1, depth, dead} or {0}.
+/// `KEYS`: lease, outbox, dead. `ARGV`: lease value, id, body, reason. {1, depth, dead} or {0}.
 static BURY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -220,13 +235,14 @@ impl Keys {
 }
 
 /// The shared state of a worker pair in Redis. Cheap to clone; writes carry the
-/// fencing token of the lease this worker holds (none: every write is refused).
+/// value of the lease this worker holds (none: every write is refused).
 #[derive(Clone)]
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Arc<Keys>,
     timeout: Duration,
-    fence: Arc<AtomicU64>,
+    /// The lease value writes carry; empty when none (Redis never holds '').
+    fence: Arc<Mutex<String>>,
     gauges: Gauges,
 }
 
@@ -236,7 +252,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("keys", &self.keys.lease)
             .field("capacity", &self.gauges.capacity())
-            .field("fence", &self.fence.load(Ordering::Relaxed))
+            .field("fence", &*self.fence())
             .finish_non_exhaustive()
     }
 }
@@ -267,7 +283,7 @@ impl RedisStore {
             conn,
             keys: Arc::new(Keys::new(guild_id)),
             timeout,
-            fence: Arc::new(AtomicU64::new(0)),
+            fence: Arc::new(Mutex::new(String::new())),
             gauges: Gauges::new(capacity, 0, 0),
         })
     }
@@ -283,48 +299,69 @@ impl RedisStore {
         }
     }
 
+    fn fence(&self) -> std::sync::MutexGuard<'_, String> {
+        self.fence.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lease value this store's writes carry ('' when none).
     fn token(&self) -> String {
-        self.fence.load(Ordering::Relaxed).to_string()
+        self.fence().clone()
     }
 
-    /// Sets the fencing token writes carry (0: none, every write is refused).
-    pub(crate) fn set_fence(&self, token: u64) {
-        self.fence.store(token, Ordering::Relaxed);
+    /// Sets the lease value writes carry.
+    pub(crate) fn set_fence(&self, value: &str) {
+        value.clone_into(&mut self.fence());
     }
 
-    /// Takes the lease if nobody holds it: the new fencing token, or `None`.
-    pub(crate) async fn acquire(&self, ttl: Duration) -> Result<Option<u64>, StoreError> {
+    /// Stops carrying `value` (every write is refused from here), unless the
+    /// store already carries a newer lease's value.
+    pub(crate) fn clear_fence(&self, value: &str) {
+        let mut fence = self.fence();
+        if *fence == value {
+            fence.clear();
+        }
+    }
+
+    /// Takes the lease if nobody holds it: the new fencing token and the lease
+    /// value (`<token>:<nonce>`), or `None`.
+    pub(crate) async fn acquire(&self, ttl: Duration) -> Result<Option<(u64, String)>, StoreError> {
+        let clock = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, millis);
+        let nonce = format!("{:032x}", rand::random::<u128>());
         let mut conn = self.conn.clone();
         self.call(
             ACQUIRE
                 .key(&self.keys.lease)
                 .key(&self.keys.fence)
                 .arg(millis(ttl))
+                .arg(clock)
+                .arg(nonce)
                 .invoke_async(&mut conn),
         )
         .await
     }
 
-    /// Extends the lease if `token` still holds it.
-    pub(crate) async fn renew(&self, token: u64, ttl: Duration) -> Result<bool, StoreError> {
+    /// Extends the lease if `value` still holds it.
+    pub(crate) async fn renew(&self, value: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         self.call(
             RENEW
                 .key(&self.keys.lease)
-                .arg(token)
+                .arg(value)
                 .arg(millis(ttl))
                 .invoke_async(&mut conn),
         )
         .await
     }
 
-    /// Deletes the lease if `token` still holds it.
-    pub(crate) async fn release(&self, token: u64) -> Result<bool, StoreError> {
+    /// Deletes the lease if `value` still holds it.
+    pub(crate) async fn release(&self, value: &str) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         self.call(
             RELEASE
                 .key(&self.keys.lease)
-                .arg(token)
+                .arg(value)
                 .invoke_async(&mut conn),
         )
         .await

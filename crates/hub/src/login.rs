@@ -228,17 +228,15 @@ impl Flows {
         login: Option<&LoginSettings>,
         shared: Option<(Arc<RedisLink>, Snowflake)>,
     ) -> Self {
-        let (ttl, max_flows, burst, period) = login.map_or(
-            (DEFAULT_FLOW_TTL, 1, 1, Duration::from_secs(1)),
-            |l| {
+        let (ttl, max_flows, burst, period) =
+            login.map_or((DEFAULT_FLOW_TTL, 1, 1, Duration::from_secs(1)), |l| {
                 (
                     l.flow_ttl,
                     l.max_flows,
                     l.rate_per_ip_burst,
                     l.rate_per_ip_period,
                 )
-            },
-        );
+            });
         Self {
             ttl,
             max_flows: max_flows.max(1),
@@ -386,8 +384,10 @@ pub(crate) async fn login(
     if let Err(wait) = state.flows.rate_limit(client) {
         tracing::info!(ip = ?client.ip, "login: per-IP rate limit");
         let mut page = LoginFailure::TooManyAttempts.page();
-        page.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(wait)),
+        );
         return Ok(page);
     }
     let request = login.oauth.authorize(SCOPES);

@@ -696,7 +696,10 @@ mod tests {
         assert_eq!(events, ["VOICE_STATE_UPDATE", "GUILD_MEMBER_REMOVE"]);
         assert!(!w.members.contains_key(&bob));
         w.member_cap = Some(w.members.len());
-        assert_eq!(w.add_member(heidi, None).unwrap_err(), WorldError::GuildFull);
+        assert_eq!(
+            w.add_member(heidi, None).unwrap_err(),
+            WorldError::GuildFull
+        );
         let carol = w.seed.member_user_ids[2];
         assert!(
             w.add_member(carol, None).unwrap().is_none(),

@@ -216,7 +216,7 @@ return 0
 /// Also `/auth/login`'s per-IP rate limit (in this hub's memory).
 pub(crate) struct Flows {
     ttl: Duration,
-    max_flows: usize,
+    cap: usize,
     per_ip: RateLimiter,
     local: Mutex<HashMap<String, Flow>>,
     shared: Option<(Arc<RedisLink>, Snowflake)>,
@@ -239,7 +239,7 @@ impl Flows {
             });
         Self {
             ttl,
-            max_flows: max_flows.max(1),
+            cap: max_flows.max(1),
             per_ip: RateLimiter::new(burst, period),
             local: Mutex::new(HashMap::new()),
             shared,
@@ -270,7 +270,7 @@ impl Flows {
                         .unwrap_or(u64::MAX)
                         .max(1),
                 )
-                .arg(self.max_flows)
+                .arg(self.cap)
                 .arg(&id)
                 .arg(RedisLink::key(*guild, "login:"))
                 .invoke_async(&mut link.conn())
@@ -287,7 +287,7 @@ impl Flows {
         let now = Instant::now();
         let mut flows = self.local.lock().unwrap_or_else(PoisonError::into_inner);
         flows.retain(|_, f| f.expires > now);
-        if flows.len() >= self.max_flows
+        if flows.len() >= self.cap
             && let Some(oldest) = flows
                 .iter()
                 .min_by_key(|(_, f)| f.expires)
@@ -584,5 +584,22 @@ mod tests {
         let id = expired.start("s".into(), PkceVerifier::generate()).await;
         assert!(expired.take(&id).await.is_none());
         assert!(flows.take("not-an-id").await.is_none());
+        let capped = Flows::new(
+            Some(&LoginSettings {
+                max_flows: 2,
+                ..settings(Duration::from_secs(60))
+            }),
+            None,
+        );
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(capped.start("s".into(), PkceVerifier::generate()).await);
+        }
+        assert_eq!(capped.local.lock().unwrap().len(), 2);
+        assert!(
+            capped.take(&ids[0]).await.is_none(),
+            "the oldest went first"
+        );
+        assert!(capped.take(&ids[4]).await.is_some());
     }
 }

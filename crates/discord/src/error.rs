@@ -13,6 +13,12 @@ pub(crate) const CODE_UNKNOWN_CHANNEL: u64 = 10003;
 pub(crate) const CODE_MISSING_PERMISSIONS: u64 = 50013;
 /// Discord's JSON error code "Invalid Form Body".
 pub(crate) const CODE_INVALID_FORM_BODY: u64 = 50035;
+/// Discord's JSON error code "The user is banned from this guild".
+pub(crate) const CODE_BANNED: u64 = 40007;
+/// Discord's JSON error code "Maximum number of server members reached".
+pub(crate) const CODE_MAX_MEMBERS: u64 = 30019;
+/// Discord's JSON error code "Maximum number of guilds reached (100)" (the user's).
+pub(crate) const CODE_MAX_GUILDS: u64 = 30001;
 
 /// Everything that can go wrong when calling Discord.
 ///
@@ -35,6 +41,15 @@ pub enum DiscordError {
     /// The bot lacks a permission for the action (JSON code 50013).
     #[error("the bot is missing permissions for this action")]
     MissingPermissions,
+    /// Adding a member: the user is banned from the guild (JSON code 40007).
+    #[error("the user is banned from this guild")]
+    BannedFromGuild,
+    /// Adding a member: the guild has as many members as Discord allows (JSON code 30019).
+    #[error("the guild has reached its maximum number of members")]
+    GuildFull,
+    /// Adding a member: the user is in as many guilds as Discord allows (JSON code 30001).
+    #[error("the user has reached the maximum number of guilds")]
+    TooManyGuilds,
     /// Discord rejected fields of the request (JSON code 50035).
     #[error("invalid form body: {}", FieldList(.errors))]
     InvalidFormBody {
@@ -204,6 +219,9 @@ impl DiscordError {
             }
             (_, Some(CODE_UNKNOWN_CHANNEL)) => Self::UnknownChannel,
             (_, Some(CODE_MISSING_PERMISSIONS)) => Self::MissingPermissions,
+            (_, Some(CODE_BANNED)) => Self::BannedFromGuild,
+            (_, Some(CODE_MAX_MEMBERS)) => Self::GuildFull,
+            (_, Some(CODE_MAX_GUILDS)) => Self::TooManyGuilds,
             (_, Some(CODE_INVALID_FORM_BODY)) => Self::InvalidFormBody {
                 errors: json
                     .as_ref()
@@ -302,6 +320,27 @@ mod tests {
                 code: Some(50025),
                 message: "Invalid OAuth2 access token".into()
             }
+        );
+        assert_eq!(
+            map(
+                403,
+                &json!({"message": "The user is banned from this guild", "code": 40007})
+            ),
+            DiscordError::BannedFromGuild
+        );
+        assert_eq!(
+            map(
+                400,
+                &json!({"message": "Maximum number of server members reached", "code": 30019})
+            ),
+            DiscordError::GuildFull
+        );
+        assert_eq!(
+            map(
+                400,
+                &json!({"message": "Maximum number of guilds reached (100)", "code": 30001})
+            ),
+            DiscordError::TooManyGuilds
         );
         assert_eq!(
             map(502, &json!({"message": "502: Bad Gateway", "code": 0})),

@@ -346,7 +346,9 @@ impl DiscordRestClient {
 
     /// Adds a user to the guild with their OAuth2 access token (scope `guilds.join`):
     /// `PUT /guilds/{guild_id}/members/{user_id}`. Returns `true` when the user was added,
-    /// `false` when they were already a member.
+    /// `false` when they were already a member. Discord's refusals come back typed:
+    /// [`DiscordError::BannedFromGuild`] (40007), [`DiscordError::GuildFull`] (30019),
+    /// [`DiscordError::TooManyGuilds`] (30001, the user is in 100 guilds).
     pub async fn add_guild_member(
         &self,
         guild_id: Snowflake,

@@ -372,6 +372,44 @@ async fn adds_a_member_with_their_oauth_token_and_gets_members() {
 }
 
 #[tokio::test]
+async fn a_banned_user_or_a_full_guild_is_refused_with_a_typed_error() {
+    let sim = sim().await;
+    let seed = sim.handle().seed();
+    let [grace, heidi] = [seed.outsider_user_ids[0], seed.outsider_user_ids[1]];
+    let oauth = oauth(&sim);
+    let client = rest(&sim);
+    let grant_for = async |user: u64| {
+        sim.handle().set_consenting_user(user);
+        let login = oauth.authorize(&["identify", "guilds.join"]);
+        let code = consent(&login).await;
+        oauth
+            .exchange_code(&code, &login.verifier)
+            .await
+            .expect("tokens")
+            .access_token
+    };
+    let grace_token = grant_for(grace).await;
+    let heidi_token = grant_for(heidi).await;
+
+    sim.handle().ban_user(grace).unwrap();
+    let banned = client
+        .add_guild_member(sf(seed.guild_id), sf(grace), &grace_token)
+        .await;
+    assert_eq!(banned, Err(DiscordError::BannedFromGuild));
+
+    sim.handle().set_guild_full(true);
+    let full = client
+        .add_guild_member(sf(seed.guild_id), sf(heidi), &heidi_token)
+        .await;
+    assert_eq!(full, Err(DiscordError::GuildFull));
+    sim.handle().set_guild_full(false);
+    let added = client
+        .add_guild_member(sf(seed.guild_id), sf(heidi), &heidi_token)
+        .await;
+    assert_eq!(added, Ok(true));
+}
+
+#[tokio::test]
 async fn the_requests_carry_the_bot_token_only_in_the_header() {
     let sim = sim().await;
     let seed = sim.handle().seed();

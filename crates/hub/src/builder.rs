@@ -39,8 +39,6 @@ use crate::worker_link::WorkerLink;
 const PROFILE_CAPACITY: usize = 10_000;
 /// How long a cached member profile is used.
 const PROFILE_MAX_AGE: Duration = Duration::from_secs(600);
-/// How long a login flow lives without login settings (never used then).
-const DEFAULT_FLOW_TTL: Duration = Duration::from_secs(600);
 
 /// Builds a [`Hub`] with optional extra key sources or another broker.
 pub struct HubBuilder {
@@ -153,10 +151,7 @@ impl HubBuilder {
         let lifecycle = Lifecycle::new(&settings);
         let profiles = Arc::new(Profiles::new(PROFILE_CAPACITY, PROFILE_MAX_AGE));
         let flows = Flows::new(
-            settings
-                .login
-                .as_ref()
-                .map_or(DEFAULT_FLOW_TTL, |l| l.flow_ttl),
+            settings.login.as_ref(),
             redis.clone().map(|link| (link, settings.primary_guild_id)),
         );
         let rooms = RoomsState {

@@ -234,7 +234,7 @@ impl SocketSlots {
 }
 
 /// The per-/64 key of an IPv6 address; IPv4 (also IPv4-mapped) as it is.
-fn ip_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn ip_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 @ IpAddr::V4(_) => v4,

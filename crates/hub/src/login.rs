@@ -10,9 +10,19 @@
 //! guild when they are not a member, signs the app JWT with the hub's own issuer and
 //! redirects to `/#token=<jwt>`: a fragment never reaches a server log. Every failure
 //! ends on a small HTML page ([`LoginFailure`]) that links back to `/`.
+//!
+//! Only a member of the guild gets a token (docs/spec.md §7, docs/security.md
+//! "Sign-in"): when Discord refuses to add the user (banned, guild full, the user in
+//! 100 guilds already, or any other refusal) the page says why, with status 403
+//! (502 for a refusal that is the server's fault), and no token or cookie is issued.
+//!
+//! A stranger cannot make the hub keep state without a bound (docs/spec.md §7.2):
+//! `/auth/login` is rate-limited per client IP (IPv6 per /64; 429 with
+//! `Retry-After`), and the logins in progress are capped at `max_flows`, in memory
+//! and in Redis alike, dropping the oldest (docs/scaling.md gives the size).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -25,19 +35,23 @@ use coven_contract::Snowflake;
 use coven_discord::{CurrentUser, DiscordError, PkceVerifier};
 use serde::Deserialize;
 
-use crate::error::HubError;
+use crate::client_ip::ClientIp;
+use crate::conn_limits::ip_key;
+use crate::error::{HubError, retry_after_secs};
 use crate::issuer::TokenSubject;
 use crate::lobby::page_headers;
+use crate::rate_limit::RateLimiter;
 use crate::redis_link::RedisLink;
 use crate::rooms::MemberProfile;
+use crate::settings::LoginSettings;
 use crate::state::LoginState;
 
 /// The cookie binding a login in progress to the browser.
 const COOKIE: &str = "coven_login";
 /// The scopes a login asks for.
 const SCOPES: &[&str] = &["identify", "guilds.join"];
-/// Logins in progress kept at most (the oldest are dropped beyond).
-const MAX_FLOWS: usize = 10_000;
+/// How long a login flow lives without login settings (never used then).
+const DEFAULT_FLOW_TTL: Duration = Duration::from_secs(600);
 /// Length of a login cookie id: 32 random bytes in base64url without padding.
 const FLOW_ID_LEN: usize = 43;
 
@@ -72,6 +86,30 @@ pub enum LoginFailure {
     /// Signing the token failed (500).
     #[error("The server could not create your session. Please try again.")]
     Internal,
+    /// Discord refused to add the user to the guild: they are banned (403).
+    #[error(
+        "You are banned from this Discord server, so you cannot sign in here. If you think this is a mistake, ask the server's moderators."
+    )]
+    Banned,
+    /// Discord refused to add the user: the guild has reached its member limit (403).
+    #[error(
+        "This Discord server is full: it has reached Discord's limit of members, so you could not join it and cannot sign in. Please ask the server's moderators."
+    )]
+    GuildFull,
+    /// Discord refused to add the user: they are in 100 guilds already (403).
+    #[error(
+        "You are already in as many Discord servers as Discord allows. Leave one, then sign in again."
+    )]
+    TooManyGuilds,
+    /// Discord refused to add the user for another reason, e.g. the bot lacks a
+    /// permission (502).
+    #[error(
+        "Discord did not let this server add you as a member, so you cannot sign in. Please try again later or ask the server's moderators."
+    )]
+    NotAdded,
+    /// Too many sign-ins from this network (429 with `Retry-After`).
+    #[error("Too many sign-in attempts from your network. Please wait a minute and try again.")]
+    TooManyAttempts,
 }
 
 impl LoginFailure {
@@ -79,7 +117,9 @@ impl LoginFailure {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NotConfigured => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Upstream => StatusCode::BAD_GATEWAY,
+            Self::Upstream | Self::NotAdded => StatusCode::BAD_GATEWAY,
+            Self::Banned | Self::GuildFull | Self::TooManyGuilds => StatusCode::FORBIDDEN,
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -96,6 +136,11 @@ impl LoginFailure {
             Self::CodeRejected => "code_rejected",
             Self::Upstream => "upstream",
             Self::Internal => "internal",
+            Self::Banned => "banned",
+            Self::GuildFull => "guild_full",
+            Self::TooManyGuilds => "too_many_guilds",
+            Self::NotAdded => "not_added",
+            Self::TooManyAttempts => "too_many_attempts",
         }
     }
 
@@ -135,23 +180,78 @@ struct Flow {
     expires: Instant,
 }
 
+/// `KEYS[1]` the flow index (a sorted set of ids by expiry), `KEYS[2]` the new
+/// flow's key; `ARGV[1]` its value, `ARGV[2]` its lifetime (ms), `ARGV[3]` the cap,
+/// `ARGV[4]` its id, `ARGV[5]` the prefix of flow keys. Drops expired ids, then the
+/// oldest flows beyond the cap, then stores the new one. The dropped keys share
+/// `KEYS[1]`'s hash tag, so they live in the same cluster slot.
+static START: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]) + 1
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[5] .. oldest[i])
+  end
+end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 0
+",
+    )
+});
+
 /// Logins in progress by cookie id: in this hub's memory, and with `REDIS_URL`
-/// in Redis (`coven:{<guild>}:hub:login:<id>`, expiring with the flow), so that the
+/// in Redis (`coven:{<guild>}:hub:login:<id>`, expiring with the flow, indexed by
+/// expiry in `coven:{<guild>}:hub:logins` so that their count is capped), so that the
 /// callback may reach another hub than the login did — a load balancer in front of
 /// several hubs needs no sticky sessions. While Redis is down a flow stays in this
 /// hub's memory: the login still completes when the callback comes back here.
+/// Also `/auth/login`'s per-IP rate limit (in this hub's memory).
 pub(crate) struct Flows {
     ttl: Duration,
+    cap: usize,
+    per_ip: RateLimiter,
     local: Mutex<HashMap<String, Flow>>,
     shared: Option<(Arc<RedisLink>, Snowflake)>,
 }
 
 impl Flows {
-    pub(crate) fn new(ttl: Duration, shared: Option<(Arc<RedisLink>, Snowflake)>) -> Self {
+    /// Flows with `login`'s lifetime, cap and per-IP limit (defaults without).
+    pub(crate) fn new(
+        login: Option<&LoginSettings>,
+        shared: Option<(Arc<RedisLink>, Snowflake)>,
+    ) -> Self {
+        let (ttl, max_flows, burst, period) =
+            login.map_or((DEFAULT_FLOW_TTL, 1, 1, Duration::from_secs(1)), |l| {
+                (
+                    l.flow_ttl,
+                    l.max_flows,
+                    l.rate_per_ip_burst,
+                    l.rate_per_ip_period,
+                )
+            });
         Self {
             ttl,
+            cap: max_flows.max(1),
+            per_ip: RateLimiter::new(burst, period),
             local: Mutex::new(HashMap::new()),
             shared,
+        }
+    }
+
+    /// Takes one `/auth/login` from `client`'s budget; the wait when it is spent.
+    /// A request that did not come through the accept loop has no IP: no limit.
+    fn rate_limit(&self, client: ClientIp) -> Result<(), Duration> {
+        match client.ip {
+            Some(ip) => self.per_ip.check(&ip_key(ip).to_string()),
+            None => Ok(()),
         }
     }
 
@@ -161,16 +261,19 @@ impl Flows {
         if let Some((link, guild)) = &self.shared {
             // `state` is base64url: a space cannot occur in it.
             let value = format!("{state} {}", verifier.expose());
-            let result: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(RedisLink::key(*guild, &format!("login:{id}")))
+            let result: redis::RedisResult<i64> = START
+                .key(RedisLink::key(*guild, "logins"))
+                .key(RedisLink::key(*guild, &format!("login:{id}")))
                 .arg(value)
-                .arg("PX")
                 .arg(
                     u64::try_from(self.ttl.as_millis())
                         .unwrap_or(u64::MAX)
                         .max(1),
                 )
-                .query_async(&mut link.conn())
+                .arg(self.cap)
+                .arg(&id)
+                .arg(RedisLink::key(*guild, "login:"))
+                .invoke_async(&mut link.conn())
                 .await;
             if link.record("login", result).is_ok() {
                 return id;
@@ -184,7 +287,7 @@ impl Flows {
         let now = Instant::now();
         let mut flows = self.local.lock().unwrap_or_else(PoisonError::into_inner);
         flows.retain(|_, f| f.expires > now);
-        if flows.len() >= MAX_FLOWS
+        if flows.len() >= self.cap
             && let Some(oldest) = flows
                 .iter()
                 .min_by_key(|(_, f)| f.expires)
@@ -217,11 +320,17 @@ impl Flows {
             return local;
         }
         let (link, guild) = self.shared.as_ref()?;
-        let result: redis::RedisResult<Option<String>> = redis::cmd("GETDEL")
+        let result: redis::RedisResult<(Option<String>,)> = redis::pipe()
+            .atomic()
+            .cmd("GETDEL")
             .arg(RedisLink::key(*guild, &format!("login:{id}")))
+            .cmd("ZREM")
+            .arg(RedisLink::key(*guild, "logins"))
+            .arg(id)
+            .ignore()
             .query_async(&mut link.conn())
             .await;
-        let value = link.record("login", result).ok()??;
+        let value = link.record("login", result).ok()?.0?;
         let (state, verifier) = value.split_once(' ')?;
         Some(Flow {
             state: state.to_owned(),
@@ -265,10 +374,22 @@ pub(crate) async fn jwks(State(state): State<LoginState>) -> Result<Response, Hu
 }
 
 /// `GET /auth/login`.
-pub(crate) async fn login(State(state): State<LoginState>) -> Result<Response, HubError> {
+pub(crate) async fn login(
+    State(state): State<LoginState>,
+    client: ClientIp,
+) -> Result<Response, HubError> {
     let (Some(login), Some(_)) = (&state.login, &state.issuer) else {
         return Err(LoginFailure::NotConfigured.into());
     };
+    if let Err(wait) = state.flows.rate_limit(client) {
+        tracing::info!(ip = ?client.ip, "login: per-IP rate limit");
+        let mut page = LoginFailure::TooManyAttempts.page();
+        page.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(wait)),
+        );
+        return Ok(page);
+    }
     let request = login.oauth.authorize(SCOPES);
     let id = state.flows.start(request.state, request.verifier).await;
     let secure = if login.secure_cookie { "; Secure" } else { "" };
@@ -305,6 +426,21 @@ fn discord_failure(step: &str, error: &DiscordError) -> LoginFailure {
         }
         _ => LoginFailure::Upstream,
     }
+}
+
+/// Why a user who could not be added to the guild gets no token.
+fn membership_failure(user: Snowflake, error: &DiscordError) -> LoginFailure {
+    let failure = match error {
+        DiscordError::BannedFromGuild => LoginFailure::Banned,
+        DiscordError::GuildFull => LoginFailure::GuildFull,
+        DiscordError::TooManyGuilds => LoginFailure::TooManyGuilds,
+        DiscordError::Server { .. }
+        | DiscordError::Transport(_)
+        | DiscordError::RateLimited { .. } => LoginFailure::Upstream,
+        _ => LoginFailure::NotAdded,
+    };
+    tracing::warn!(%user, %error, reason = failure.reason(), "login: not a member, no token");
+    failure
 }
 
 fn avatar_url(user: &CurrentUser) -> Option<String> {
@@ -356,6 +492,8 @@ pub(crate) async fn callback(
         .current_user(&grant.access_token)
         .await
         .map_err(|e| discord_failure("current_user", &e))?;
+    // Only a member of the guild gets a token (docs/spec.md §7). Without a REST
+    // client (tests that build a hub without Discord) there is nobody to ask.
     if let Some(rest) = &login.rest {
         match rest
             .add_guild_member(
@@ -366,15 +504,7 @@ pub(crate) async fn callback(
             .await
         {
             Ok(added) => tracing::info!(user = %user.id, added, "login: guild membership"),
-            Err(
-                error @ (DiscordError::Server { .. }
-                | DiscordError::Transport(_)
-                | DiscordError::RateLimited { .. }),
-            ) => return Err(discord_failure("add_guild_member", &error).into()),
-            // Banned, too many guilds, …: the lobby still works for them.
-            Err(error) => {
-                tracing::warn!(user = %user.id, %error, "login: not added to the guild");
-            }
+            Err(error) => return Err(membership_failure(user.id, &error).into()),
         }
     }
     let name = user
@@ -436,14 +566,40 @@ mod tests {
 
     #[tokio::test]
     async fn flows_are_single_use() {
-        let flows = Flows::new(Duration::from_secs(60), None);
+        let settings = |ttl| LoginSettings {
+            flow_ttl: ttl,
+            ..LoginSettings::new(coven_discord::OAuthSettings {
+                api_url: "http://127.0.0.1:1".parse().unwrap(),
+                client_id: Snowflake::new(1).unwrap(),
+                client_secret: coven_contract::Secret::new("s"),
+                redirect_uri: "http://127.0.0.1:2/auth/callback".parse().unwrap(),
+            })
+        };
+        let flows = Flows::new(Some(&settings(Duration::from_secs(60))), None);
         let id = flows.start("s".into(), PkceVerifier::generate()).await;
         assert_eq!(id.len(), FLOW_ID_LEN);
         assert!(flows.take(&id).await.is_some());
         assert!(flows.take(&id).await.is_none());
-        let expired = Flows::new(Duration::ZERO, None);
+        let expired = Flows::new(Some(&settings(Duration::ZERO)), None);
         let id = expired.start("s".into(), PkceVerifier::generate()).await;
         assert!(expired.take(&id).await.is_none());
         assert!(flows.take("not-an-id").await.is_none());
+        let capped = Flows::new(
+            Some(&LoginSettings {
+                max_flows: 2,
+                ..settings(Duration::from_secs(60))
+            }),
+            None,
+        );
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            ids.push(capped.start("s".into(), PkceVerifier::generate()).await);
+        }
+        assert_eq!(capped.local.lock().unwrap().len(), 2);
+        assert!(
+            capped.take(&ids[0]).await.is_none(),
+            "the oldest went first"
+        );
+        assert!(capped.take(&ids[4]).await.is_some());
     }
 }

@@ -169,6 +169,14 @@ pub struct LoginSettings {
     pub oauth: OAuthSettings,
     /// How long a started login may take before its `state` expires (10 min).
     pub flow_ttl: Duration,
+    /// Logins in progress kept at most (10,000), in this hub's memory and, with
+    /// `REDIS_URL`, in Redis for the guild; beyond, the oldest is dropped.
+    pub max_flows: usize,
+    /// `/auth/login` per client IP (IPv6 per /64): this many at once... (100, ten
+    /// times the rooms API's per-user burst, docs/spec.md §7.2)
+    pub rate_per_ip_burst: u32,
+    /// ...refilled one at a time over this period each (600 ms: 100 a minute).
+    pub rate_per_ip_period: Duration,
 }
 
 impl LoginSettings {
@@ -177,6 +185,9 @@ impl LoginSettings {
         Self {
             oauth,
             flow_ttl: Duration::from_secs(600),
+            max_flows: 10_000,
+            rate_per_ip_burst: 100,
+            rate_per_ip_period: Duration::from_millis(600),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! user who was not a member is added to the guild, and every failure (bad state,
 //! replayed code, denied consent, Discord down, not configured) ends on an HTML page.
 //! Also: JWKS, expired tokens, key rotation, the key file across a restart, and the
-//! embedded lobby files.
+//! embedded lobby files. Only guild members get a token: a banned user or one who
+//! cannot join a full guild gets a 403 page and no token; `/auth/login` is
+//! rate-limited per IP, and the logins in progress kept in Redis are capped.
 
 mod common;
 
@@ -149,10 +151,20 @@ fn oauth_settings(sim: &Simulator, redirect: &str) -> OAuthSettings {
 
 /// A hub with login against `sim`, its own issuer keeping keys in `dir`.
 async fn login_hub(sim: &Simulator, dir: &std::path::Path) -> Running {
+    login_hub_with(sim, dir, |_| {}).await
+}
+
+/// [`login_hub`] with the hub's settings changed by `tune` (login already set).
+async fn login_hub_with(
+    sim: &Simulator,
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut HubSettings),
+) -> Running {
     let rest = rest_client(sim);
     let login = |s: &mut HubSettings, redirect: &str| {
         s.state_dir = Some(dir.to_path_buf());
         s.login = Some(LoginSettings::new(oauth_settings(sim, redirect)));
+        tune(s);
     };
     start_hub(
         sim.guild_id(),
@@ -588,4 +600,167 @@ async fn the_lobby_is_served_with_strict_headers() {
     let health = hub.http.get(hub.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     hub.stop().await;
+}
+
+/// Asserts that `response` hands out no token: no redirect to `/#token=`, no cookie
+/// but the cleared login cookie.
+fn no_token(response: &reqwest::Response) {
+    assert!(
+        response
+            .headers()
+            .get(LOCATION)
+            .is_none_or(|l| !l.to_str().unwrap().contains("token")),
+        "{:?}",
+        response.headers()
+    );
+    for cookie in response.headers().get_all(SET_COOKIE) {
+        let cookie = cookie.to_str().unwrap();
+        assert!(
+            cookie.starts_with("coven_login=;") && cookie.contains("Max-Age=0"),
+            "{cookie}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_banned_user_or_one_a_full_guild_cannot_take_gets_no_token() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let handle = sim_handle(&sim);
+    let [grace, heidi] = [
+        handle.seed().outsider_user_ids[0],
+        handle.seed().outsider_user_ids[1],
+    ];
+    let dir = scratch_dir();
+    let mut hub = login_hub(&sim, &dir).await;
+
+    // Banned: Discord answers 40007, the page says so, no token.
+    handle.ban_user(grace).unwrap();
+    handle.set_consenting_user(grace);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    no_token(&response);
+    error_page(
+        response,
+        StatusCode::FORBIDDEN,
+        "You are banned from this Discord server",
+    )
+    .await;
+
+    // A member who gets banned cannot sign in again either.
+    let bob = handle.seed().member_user_ids[1];
+    handle.ban_user(bob).unwrap();
+    handle.set_consenting_user(bob);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    no_token(&response);
+    error_page(response, StatusCode::FORBIDDEN, "banned").await;
+
+    // A full guild: Discord answers 30019, the page says so, no token.
+    handle.set_guild_full(true);
+    handle.set_consenting_user(heidi);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    no_token(&response);
+    error_page(
+        response,
+        StatusCode::FORBIDDEN,
+        "This Discord server is full",
+    )
+    .await;
+
+    // A member still signs in while the guild is full.
+    let carol = handle.seed().member_user_ids[2];
+    handle.set_consenting_user(carol);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    assert!(location(&response).starts_with("/#token="));
+
+    // With room again, the outsider joins and gets a token.
+    handle.set_guild_full(false);
+    handle.set_consenting_user(heidi);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    let token = location(&response)
+        .strip_prefix("/#token=")
+        .expect("a token for the new member")
+        .to_owned();
+    assert_eq!(claims_of(&token)["sub"], heidi.to_string());
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn auth_login_is_rate_limited_per_ip() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let dir = scratch_dir();
+    let mut hub = login_hub_with(&sim, &dir, |s| {
+        let login = s.login.as_mut().unwrap();
+        login.rate_per_ip_burst = 10;
+        login.rate_per_ip_period = Duration::from_secs(60);
+    })
+    .await;
+    for i in 0..10 {
+        let response = hub.http.get(hub.url("/auth/login")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "login {i}");
+    }
+    let refused = hub.http.get(hub.url("/auth/login")).send().await.unwrap();
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    error_page(
+        refused,
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many sign-in attempts",
+    )
+    .await;
+    // Other routes are not affected.
+    let health = hub.http.get(hub.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn login_flows_kept_in_redis_are_capped() {
+    let redis = coven_testkit::RedisServer::start();
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let handle = sim_handle(&sim);
+    let dir = scratch_dir();
+    let mut hub = login_hub_with(&sim, &dir, |s| {
+        s.redis_url = Some(Secret::new(redis.url()));
+        s.login.as_mut().unwrap().max_flows = 5;
+    })
+    .await;
+    let mut first = None;
+    for _ in 0..30 {
+        let response = hub.http.get(hub.url("/auth/login")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        first.get_or_insert_with(|| (login_cookie(&response), location(&response)));
+    }
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("coven:*:hub:login:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+
+    // The oldest flow was dropped; the newest still completes.
+    let (cookie, authorize) = first.unwrap();
+    let consent = hub.http.get(&authorize).send().await.unwrap();
+    let response = callback(&hub, Some(&cookie), &location(&consent)).await;
+    error_page(response, StatusCode::BAD_REQUEST, "not valid any more").await;
+    handle.set_consenting_user(handle.seed().member_user_ids[0]);
+    let (cookie, callback_url) = start_login(&hub).await;
+    let response = callback(&hub, Some(&cookie), &callback_url).await;
+    assert!(location(&response).starts_with("/#token="));
+    hub.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -274,3 +274,32 @@ impl SimHandle {
         self.shared.oauth().consenting_user = Some(user_id);
     }
 }
+
+/// Guild membership refusals (issue 13): bans and a member cap, answered by
+/// `PUT /guilds/{guild_id}/members/{user_id}` with Discord's codes.
+impl SimHandle {
+    /// Bans a user: a member leaves voice and the guild (`GUILD_MEMBER_REMOVE`), and
+    /// adding them answers 403 `{"code": 40007, "message": "The user is banned from this guild"}`.
+    pub fn ban_user(&self, user_id: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| Ok(((), w.ban(user_id)?)))
+    }
+
+    /// Lifts a ban (as Discord's `DELETE /guilds/{guild_id}/bans/{user_id}`).
+    pub fn unban_user(&self, user_id: u64) {
+        self.shared.core().world.banned.remove(&user_id);
+    }
+
+    /// At most `cap` members (bot included); beyond, adding a member answers 400
+    /// `{"code": 30019, "message": "Maximum number of server members reached"}`.
+    /// `None` lifts the cap. Members already in stay.
+    pub fn set_member_cap(&self, cap: Option<usize>) {
+        self.shared.core().world.member_cap = cap;
+    }
+
+    /// Makes the guild full at its current member count (or lifts the cap).
+    pub fn set_guild_full(&self, full: bool) {
+        let mut core = self.shared.core();
+        let members = core.world.members.len();
+        core.world.member_cap = full.then_some(members);
+    }
+}

@@ -1,7 +1,7 @@
 //! The simulated Discord world: one guild with its channels, members, users and voice states.
 //! Every mutation returns the dispatches Discord would send for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -229,6 +229,12 @@ pub enum WorldError {
     /// A category cannot be the parent.
     #[error("invalid parent {0}")]
     InvalidParent(u64),
+    /// The user is banned from the guild (Discord's 40007).
+    #[error("user {0} is banned from the guild")]
+    Banned(u64),
+    /// The guild has as many members as it may (Discord's 30019).
+    #[error("the guild has reached its maximum number of members")]
+    GuildFull,
 }
 
 /// Ids of the seeded guild, for tests and the demo.
@@ -273,6 +279,10 @@ pub struct World {
     pub messages: Vec<SentMessage>,
     /// Seeded ids.
     pub seed: SeedIds,
+    /// Users banned from the guild: they cannot be added (see [`World::ban`]).
+    pub banned: BTreeSet<u64>,
+    /// At most this many members (bot included); `None`: no limit.
+    pub member_cap: Option<usize>,
 }
 
 fn user(id: u64, name: &str, bot: bool) -> User {
@@ -383,6 +393,8 @@ impl World {
                 member_user_ids: member_user_ids.clone(),
                 outsider_user_ids,
             },
+            banned: BTreeSet::new(),
+            member_cap: None,
         };
         for &u in &member_user_ids[..2] {
             let session_id = World::user_session_id(u);
@@ -586,8 +598,14 @@ impl World {
         if !self.users.contains_key(&user_id) {
             return Err(WorldError::UnknownUser(user_id));
         }
+        if self.banned.contains(&user_id) {
+            return Err(WorldError::Banned(user_id));
+        }
         if self.members.contains_key(&user_id) {
             return Ok(None);
+        }
+        if self.member_cap.is_some_and(|cap| self.members.len() >= cap) {
+            return Err(WorldError::GuildFull);
         }
         self.members.insert(
             user_id,
@@ -605,6 +623,27 @@ impl World {
             obj.insert("guild_id".into(), Value::String(self.guild_id.to_string()));
         }
         Ok(Some(vec![Dispatch::new("GUILD_MEMBER_ADD", d)]))
+    }
+
+    /// Bans a user: a member leaves voice and the guild (`VOICE_STATE_UPDATE`,
+    /// `GUILD_MEMBER_REMOVE`), and adding them answers 40007 from now on.
+    pub fn ban(&mut self, user_id: u64) -> Result<Vec<Dispatch>, WorldError> {
+        if !self.users.contains_key(&user_id) {
+            return Err(WorldError::UnknownUser(user_id));
+        }
+        self.banned.insert(user_id);
+        let mut out = Vec::new();
+        if self.voice_states.contains_key(&user_id) {
+            out.extend(self.voice_disconnect(user_id)?);
+        }
+        if self.members.remove(&user_id).is_some() {
+            let user = shapes::user(&self.users[&user_id]);
+            out.push(Dispatch::new(
+                "GUILD_MEMBER_REMOVE",
+                serde_json::json!({"guild_id": self.guild_id.to_string(), "user": user}),
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -640,6 +679,34 @@ mod tests {
         let (_, ds) = w.delete_channel(w.seed.category_id).unwrap();
         assert_eq!(ds.len(), 3, "delete + two orphaned voice channels updated");
         assert!(ds[1].data["parent_id"].is_null());
+    }
+
+    #[test]
+    fn banned_users_and_a_full_guild_cannot_be_added() {
+        let mut w = World::seeded();
+        let grace = w.seed.outsider_user_ids[0];
+        let heidi = w.seed.outsider_user_ids[1];
+        assert!(w.ban(grace).unwrap().is_empty(), "not a member: no event");
+        assert_eq!(
+            w.add_member(grace, None).unwrap_err(),
+            WorldError::Banned(grace)
+        );
+        let bob = w.seed.member_user_ids[1];
+        let events: Vec<String> = w.ban(bob).unwrap().into_iter().map(|d| d.event).collect();
+        assert_eq!(events, ["VOICE_STATE_UPDATE", "GUILD_MEMBER_REMOVE"]);
+        assert!(!w.members.contains_key(&bob));
+        w.member_cap = Some(w.members.len());
+        assert_eq!(
+            w.add_member(heidi, None).unwrap_err(),
+            WorldError::GuildFull
+        );
+        let carol = w.seed.member_user_ids[2];
+        assert!(
+            w.add_member(carol, None).unwrap().is_none(),
+            "members stay members"
+        );
+        w.member_cap = None;
+        assert!(w.add_member(heidi, None).unwrap().is_some());
     }
 
     #[test]

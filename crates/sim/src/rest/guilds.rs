@@ -1,4 +1,6 @@
 //! Guild member routes: get a member, add a member with an OAuth2 `guilds.join` token.
+//! Adding answers as Discord does when it refuses: a banned user 403 with code 40007,
+//! a full guild 400 with code 30019 (see `SimHandle::ban_user` / `set_guild_full`).
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use super::channels::{parse_body, require_bot};
 use super::error::{ApiError, FormErrors};
 use crate::shapes;
 use crate::state::Shared;
+use crate::world::WorldError;
 
 fn ids(shared: &Shared, guild: &str, user: &str) -> Result<u64, ApiError> {
     if guild.parse::<u64>().ok() != Some(shared.core().world.guild_id) {
@@ -39,7 +42,8 @@ pub(crate) async fn get_member(
     Ok(Json(shapes::member(&core.world, m)).into_response())
 }
 
-/// `PUT /guilds/{guild_id}/members/{user_id}`: 201 + `GUILD_MEMBER_ADD`, or 204 if already a member.
+/// `PUT /guilds/{guild_id}/members/{user_id}`: 201 + `GUILD_MEMBER_ADD`, or 204 if already
+/// a member; 403 40007 for a banned user, 400 30019 when the guild is full.
 pub(crate) async fn add_member(
     State(shared): State<Arc<Shared>>,
     Path((guild, user)): Path<(String, String)>,
@@ -83,6 +87,16 @@ pub(crate) async fn add_member(
                 .into_response())
         }
         Ok(false) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(WorldError::Banned(_)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            40007,
+            "The user is banned from this guild",
+        )),
+        Err(WorldError::GuildFull) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            30019,
+            "Maximum number of server members reached",
+        )),
         Err(_) => Err(ApiError::unknown_user()),
     }
 }

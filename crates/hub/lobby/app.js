@@ -737,7 +737,8 @@
   function renderCueButtons(refs) {
     const buttons = state.cues.map((c) => {
       const label = typeof c.label === 'string' && c.label ? c.label : c.name;
-      const b = button('Play ' + label.toLowerCase(), 'btn btn-small', 'cue-' + c.name + '-' + refs.id);
+      const b = button('▶ ' + label, 'btn btn-small', 'cue-' + c.name + '-' + refs.id);
+      b.setAttribute('aria-label', 'Play ' + label.toLowerCase());
       b.addEventListener('click', () => runAction(refs, [b], async () => {
         await api('POST', '/api/rooms/' + encodeURIComponent(refs.id) + '/cue', { cue: c.name });
         return label + ' played.';

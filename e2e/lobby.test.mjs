@@ -3,7 +3,9 @@
 // Starts `coven demo --port <free port>` (binary from COVEN_BIN, default target/debug/coven,
 // built first when COVEN_BIN is unset), signs in through the simulator's OAuth, creates a
 // room, drives simulated players through the simulator's control API (/_sim), and checks
-// that the page shows every change live — including one made while its socket was down.
+// that the page shows every change live — including one made while its socket was down —
+// and that the bot's buttons work: the bot joins the room, a cue is decrypted by a
+// simulated listener, a speaking ring lights and goes out, the bot leaves.
 //
 // Run: ./e2e/run.sh   (or: cd e2e && npm ci && node --test)
 import { test, before, after } from 'node:test';
@@ -221,6 +223,14 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     const roomId = roomTestId.replace(/^room-/, '');
     assert.match(roomId, /^[1-9]\d*$/);
     const inRoom = (cid, uid) => page.locator(`${tid('room-' + cid)} ${tid('member-' + uid)}`);
+    // A join is announced with the name its card shows (never the id while the card
+    // has the name); returns that name.
+    const joinAnnounced = (cid, uid) => until(`the join of ${uid} announced by the card's name`, async () => {
+      const name = (await inRoom(cid, uid).locator('.member-name').textContent()).trim();
+      const lines = await page.locator(`${tid('announcer')} p`).allTextContents();
+      assert.ok(lines.every((l) => !l.includes(uid) || name === uid), `an id in ${JSON.stringify(lines)}, card says ${name}`);
+      return lines.includes(`${name} joined ${roomName}.`) ? name : null;
+    });
     // The hub really made it (the simulator knows the channel).
     await until('the simulator to know the new channel', async () =>
       (await sim('GET', '/_sim/state')).channels.some((c) => String(c.id) === roomId));
@@ -247,6 +257,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     // A simulated player joins it …
     await sim('POST', `/_sim/users/${carol}/join`, { channel_id: roomId });
     await inRoom(roomId, carol).waitFor({ timeout: STEP_MS });
+    assert.match(await joinAnnounced(roomId, carol), /carol/i);
     // … mutes …
     await sim('POST', `/_sim/users/${carol}/flags`, { self_mute: true });
     await inRoom(roomId, carol).locator(tid('badge-mute')).waitFor({ timeout: STEP_MS });
@@ -320,15 +331,77 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
     await inRoom(roomId, dave).waitFor({ state: 'detached', timeout: STEP_MS });
 
     step('offline and resume');
-    // The bot's buttons answer with a message in the card, whatever the hub says
-    // (done last: a bot that joins would change the room's member count).
-    await page.locator(tid('bot-menu-' + roomId)).click();
-    await page.locator(tid('bot-join-' + roomId)).click();
-    await page.locator(tid('room-msg-' + roomId)).waitFor({ timeout: STEP_MS });
-    t.diagnostic('bot joins: ' + (await page.locator(tid('room-msg-' + roomId)).textContent()));
+    // The bot, for real (done last: a bot that joins changes the room's member count).
+    // carol sits in the room: she is the simulated listener of the cue and the speaker.
+    const bot = String((world.users.find((u) => /bot/i.test(u.username)) || {}).id || '');
+    assert.match(bot, /^[1-9]\d*$/, 'the seeded bot user');
+    await sim('POST', `/_sim/users/${carol}/join`, { channel_id: roomId });
+    await inRoom(roomId, carol).waitFor({ timeout: STEP_MS });
+    const roomMsg = page.locator(tid('room-msg-' + roomId));
+    /** Clicks `button` and returns the status of the API call it makes to `pathEnd`. */
+    const clickAndAnswer = async (button, method, pathEnd) => {
+      const [res] = await Promise.all([
+        page.waitForResponse((r) => r.request().method() === method && new URL(r.url()).pathname.endsWith(pathEnd), { timeout: STEP_MS }),
+        button.click(),
+      ]);
+      return res.status();
+    };
     await page.locator(tid('bot-menu-' + roomId)).click();
 
-    step('bot button');
+    // The cue menu is the hub's list (GET /api/cues), one button per cue.
+    const listed = await page.evaluate(async () => {
+      const res = await fetch('/api/cues', { headers: { Authorization: 'Bearer ' + sessionStorage.getItem('coven.token') } });
+      return res.ok ? (await res.json()).cues : null;
+    });
+    assert.deepEqual(listed.map((c) => c.name), ['turn_chime', 'timer_tick', 'timer_end'], 'GET /api/cues');
+    await until('a menu button per listed cue', async () =>
+      (await page.locator(`${tid('cues-' + roomId)} button`).count()) === listed.length);
+    for (const { name } of listed) assert.equal(await page.locator(tid(`cue-${name}-${roomId}`)).count(), 1, name);
+
+    // The bot joins: 200, a message in the card, and the bot in the room's member list.
+    assert.equal(await clickAndAnswer(page.locator(tid('bot-join-' + roomId)), 'POST', '/bot'), 200, 'bot join');
+    await roomMsg.filter({ hasText: /joining/i }).waitFor({ timeout: STEP_MS });
+    assert.ok(!(await roomMsg.getAttribute('class')).includes('error'), 'no error shown');
+    await inRoom(roomId, bot).waitFor({ timeout: STEP_MS });
+    // The page had never seen the bot: its announcement waits for its name.
+    assert.notEqual(await joinAnnounced(roomId, bot), bot, 'the bot by its name');
+
+    step('bot joins');
+    // A cue: 200, and carol's simulated client decrypts its frames (DAVE on: the
+    // simulator's Discord-like default, end to end through her own DAVE session).
+    await sim('DELETE', `/_sim/voice/users/${carol}/received`);
+    assert.equal(await clickAndAnswer(page.locator(tid('cue-turn_chime-' + roomId)), 'POST', '/cue'), 200, 'cue');
+    await roomMsg.filter({ hasText: /played/i }).waitFor({ timeout: STEP_MS });
+    const frames = listed[0].durationMs / 20; // 20 ms Opus frames
+    const heard = await until('carol to decrypt the whole cue', async () => {
+      const r = await sim('GET', `/_sim/voice/users/${carol}/received`);
+      // All of it, then silence: the cue has ended.
+      return r && r.audio_frames >= frames && r.silence_frames >= 5 ? r : null;
+    });
+    assert.ok(heard.audio_frames <= frames + 3, `one cue, not several: ${JSON.stringify(heard)}`);
+    // DAVE is on (the simulator's Discord-like default): every frame decrypted end to end.
+    const voice = await sim('GET', '/_sim/voice');
+    assert.ok(voice.counters.dave_commits > 0 && voice.counters.dave_errors === 0, `DAVE group: ${JSON.stringify(voice.counters)}`);
+    assert.equal(heard.dave_frames, heard.audio_frames, `DAVE-decrypted frames: ${JSON.stringify(heard)}`);
+    assert.equal(heard.dave_failures, 0);
+    t.diagnostic(`cue heard: ${heard.audio_frames} frames, ${heard.dave_frames} DAVE-decrypted, mode ${heard.mode}`);
+
+    step('cue heard');
+    // carol speaks: the bot hears it, voice.speaking lights her ring, then puts it out.
+    const ring = page.locator(`${tid('room-' + roomId)} li.member.speaking${tid('member-' + carol)}`);
+    await sim('POST', `/_sim/voice/users/${carol}/speak`, { ms: 800 });
+    await ring.waitFor({ timeout: STEP_MS });
+    await shot('03b-speaking');
+    await ring.waitFor({ state: 'detached', timeout: STEP_MS });
+    assert.equal(await inRoom(roomId, carol).getAttribute('data-speaking'), null, 'ring out');
+
+    step('speaking ring');
+    // The bot leaves: 200 and gone from the list.
+    assert.equal(await clickAndAnswer(page.locator(tid('bot-leave-' + roomId)), 'DELETE', '/bot'), 200, 'bot leave');
+    await inRoom(roomId, bot).waitFor({ state: 'detached', timeout: STEP_MS });
+    await page.locator(tid('bot-menu-' + roomId)).click();
+
+    step('bot leaves');
     // End the room (with its confirm step); it disappears.
     await page.locator(tid('end-room-' + roomId)).click();
     await page.locator(tid('confirm-end-' + roomId)).click();
@@ -378,7 +451,7 @@ test('lobby: sign in, create, join/move/leave live, resume after a dropped socke
 
     step('phone');
     t.diagnostic(timings.join(', '));
-    // Only the expected failures: the refused create, the bot call, the forged tokens' 401s, offline.
+    // Only the expected failures: the refused create, the forged tokens' 401s, offline.
     const unexpected = consoleErrors.filter((e) => !/ERR_INTERNET_DISCONNECTED|WebSocket|status of (4\d\d|5\d\d)/.test(e));
     assert.deepEqual(unexpected, [], 'no page errors (CSP violations, exceptions)');
   } catch (err) {

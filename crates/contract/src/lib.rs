@@ -4,7 +4,7 @@
 //! produces and browsers consume (docs/spec.md §4), the internal webhook and its HMAC
 //! signature (docs/spec.md §5), the hub's signed requests to the worker (the voice view and
 //! the bot's commands, [`internal`]), the browser WebSocket messages (docs/spec.md §6) and
-//! the HTTP error body (docs/spec.md §7). The worker, the hub and the tests import these types instead of
+//! the HTTP error body and the bot's audio cues (docs/spec.md §7). The worker, the hub and the tests import these types instead of
 //! writing JSON by hand, so the contract cannot drift between them.
 //!
 //! Parsing is strict where the contract is strict (`v` must be 1, unknown message
@@ -12,6 +12,7 @@
 //! contract promises evolution (unknown payload fields are ignored).
 
 mod client;
+mod cue;
 mod envelope;
 mod error;
 mod event;
@@ -23,6 +24,7 @@ mod snowflake;
 mod validated;
 
 pub use client::ClientMessage;
+pub use cue::{Cue, CueInfo, CueList};
 pub use envelope::{Ack, AckEvent, ErrorEnvelope, EventEnvelope, ServerMessage, Version};
 pub use error::{ApiError, ContractError, ErrorBody, ErrorCode, OkBody};
 pub use event::{

@@ -19,6 +19,7 @@
     // model
     rooms: new Map(), // channelId -> {channelId, name, parentId, userLimit, members: Map<userId, member>}
     users: new Map(), // userId -> {name, avatarUrl} learnt from snapshots
+    cues: [], // [{name, label, durationMs}] from GET /api/cues: the bot menu's cue buttons
     deleted: new Set(), // channelIds seen deleted (guards late create responses)
     lastSeq: null,
     loaded: false,
@@ -173,7 +174,9 @@
     return null;
   }
 
-  function userLabel(userId) {
+  // The one name shown for a user, in cards and announcements alike: the name the
+  // snapshot gave, else the id (when the hub knows no name either).
+  function displayName(userId) {
     const u = state.users.get(userId);
     return (u && u.name) || userId;
   }
@@ -222,8 +225,7 @@
         if (room && !room.members.has(uid)) {
           room.members.set(uid, memberFrom({ userId: uid }));
           changed.add(cid);
-          say = userLabel(uid) + ' joined ' + room.name + '.';
-          if (!state.users.has(uid)) scheduleNameRefresh();
+          say = sayAbout(uid, (who) => who + ' joined ' + room.name + '.');
         }
         break;
       }
@@ -232,7 +234,7 @@
         const room = state.rooms.get(cid);
         if (room && room.members.delete(uid)) {
           changed.add(cid);
-          say = userLabel(uid) + ' left ' + room.name + '.';
+          say = sayAbout(uid, (who) => who + ' left ' + room.name + '.');
         }
         break;
       }
@@ -295,6 +297,23 @@
     }
   }
 
+  // A line about a user, with the same name the card shows. For a user the page has
+  // never seen, the line waits for the name refresh below (so it never says the id
+  // while the card says the name); returns the line when it can be said now.
+  const pendingLines = []; // [{gen, line: () => string}]
+  function sayAbout(userId, line) {
+    if (state.users.has(userId)) return line(displayName(userId));
+    pendingLines.push({ gen: state.generation, line: () => line(displayName(userId)) });
+    scheduleNameRefresh();
+    return null;
+  }
+
+  function flushPendingLines() {
+    for (const p of pendingLines.splice(0)) {
+      if (p.gen === state.generation) announce(p.line());
+    }
+  }
+
   // After a join of a user we have no name for, fetch the snapshot once more to learn names
   // (only the user directory is taken from it; the live model stays as the events made it).
   let nameRefreshTimer = null;
@@ -302,7 +321,7 @@
     if (nameRefreshTimer) return;
     nameRefreshTimer = setTimeout(async () => {
       nameRefreshTimer = null;
-      if (!state.token) return;
+      if (!state.token) { pendingLines.length = 0; return; }
       try {
         const snap = await api('GET', '/api/rooms');
         let learnt = false;
@@ -315,7 +334,27 @@
         }
         if (learnt) renderAll();
       } catch (_) { /* names are cosmetic */ }
+      // Said now, with the name if the hub had one (the card shows the same).
+      flushPendingLines();
     }, 300);
+  }
+
+  // ---------- cues ----------
+  // The bot's cues come from the hub (GET /api/cues), never from a list in this page.
+  let cuesRetry = null;
+  async function loadCues() {
+    const gen = state.generation;
+    clearTimeout(cuesRetry);
+    try {
+      const data = await api('GET', '/api/cues');
+      if (gen !== state.generation) return;
+      state.cues = ((data && data.cues) || []).filter((c) => c && typeof c.name === 'string');
+      for (const refs of roomEls.values()) renderCueButtons(refs);
+    } catch (err) {
+      if (gen === state.generation && err.status !== 401) {
+        cuesRetry = setTimeout(() => { if (gen === state.generation) loadCues(); }, 5000);
+      }
+    }
   }
 
   // ---------- WebSocket ----------
@@ -392,7 +431,7 @@
     if (typeof msg.seq === 'number') state.lastSeq = msg.seq;
     const { changed, say } = applyEvent(String(msg.event || ''), msg.payload);
     if (changed.size) renderRooms(changed);
-    if (say) announce(say);
+    if (typeof say === 'string') announce(say);
   }
 
   function scheduleReconnect() {
@@ -462,6 +501,7 @@
     showSignedIn();
     // Snapshot first, so the socket can resume from its seq; the socket opens either way.
     loadSnapshot().then(() => { if (state.token === token) connect(); });
+    loadCues();
   }
 
   function signOut(notice) {
@@ -477,6 +517,9 @@
     if (ws) { try { ws.close(1000, 'signed out'); } catch (_) { /* closing anyway */ } }
     state.rooms = new Map();
     state.users = new Map();
+    state.cues = [];
+    clearTimeout(cuesRetry);
+    pendingLines.length = 0;
     state.deleted = new Set();
     state.lastSeq = null;
     state.loaded = false;
@@ -634,8 +677,11 @@
     botButtons.hidden = true;
     const botJoin = button('Bot joins', 'btn btn-small', 'bot-join-' + id);
     const botLeave = button('Bot leaves', 'btn btn-small', 'bot-leave-' + id);
-    const chime = button('Play chime', 'btn btn-small', 'chime-' + id);
-    botButtons.append(botJoin, botLeave, chime);
+    const cueButtons = el('span', 'cue-buttons');
+    cueButtons.setAttribute('role', 'group');
+    cueButtons.setAttribute('aria-label', 'Play a cue');
+    cueButtons.setAttribute('data-testid', 'cues-' + id);
+    botButtons.append(botJoin, botLeave, cueButtons);
     botToggle.addEventListener('click', () => {
       const open = botButtons.hidden;
       botButtons.hidden = !open;
@@ -656,7 +702,8 @@
     msg.hidden = true;
 
     li.append(head, members, actions, botButtons, confirm, msg);
-    const refs = { li, title, meta, members, actions, confirm, msg };
+    const refs = { id, li, title, meta, members, actions, confirm, msg, cueButtons };
+    renderCueButtons(refs);
 
     end.addEventListener('click', () => {
       actions.hidden = true;
@@ -683,11 +730,22 @@
       await api('DELETE', '/api/rooms/' + encodeURIComponent(id) + '/bot');
       return 'The bot is leaving.';
     }));
-    chime.addEventListener('click', () => runAction(refs, [chime], async () => {
-      await api('POST', '/api/rooms/' + encodeURIComponent(id) + '/cue', { cue: 'chime' });
-      return 'Chime played.';
-    }));
     return refs;
+  }
+
+  // One "Play …" button per cue the hub lists.
+  function renderCueButtons(refs) {
+    const buttons = state.cues.map((c) => {
+      const label = typeof c.label === 'string' && c.label ? c.label : c.name;
+      const b = button('▶ ' + label, 'btn btn-small', 'cue-' + c.name + '-' + refs.id);
+      b.setAttribute('aria-label', 'Play ' + label.toLowerCase());
+      b.addEventListener('click', () => runAction(refs, [b], async () => {
+        await api('POST', '/api/rooms/' + encodeURIComponent(refs.id) + '/cue', { cue: c.name });
+        return label + ' played.';
+      }));
+      return b;
+    });
+    refs.cueButtons.replaceChildren(...buttons);
   }
 
   function button(text, cls, testid) {
@@ -752,7 +810,7 @@
 
   function memberEl(m) {
     const u = state.users.get(m.userId) || {};
-    const name = u.name || m.userId;
+    const name = displayName(m.userId);
     const li = el('li', 'member');
     li.setAttribute('data-testid', 'member-' + m.userId);
     li.dataset.userId = m.userId;

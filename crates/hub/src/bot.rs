@@ -1,6 +1,7 @@
 //! The bot's voice commands (docs/spec.md §7): `POST`/`DELETE /api/rooms/{id}/bot` make the
 //! bot join or leave a room's voice channel, `POST /api/rooms/{id}/cue` plays a
-//! short audio cue there.
+//! short audio cue there, one of those `GET /api/cues` lists (an unknown name is
+//! refused here, 400, before the worker is contacted).
 //!
 //! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
 //! that the channel is a room of the guild, and forwards the command to the
@@ -19,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use coven_contract::internal::{BotCommand, BotCommandBody};
-use coven_contract::{ApiError, Snowflake};
+use coven_contract::{ApiError, Cue, CueList, Snowflake};
 use reqwest::Method;
 use serde::Deserialize;
 
@@ -30,8 +31,6 @@ use crate::rooms::{field_error, voice_room};
 use crate::state::BotState;
 use crate::worker_link::{LinkError, WorkerLink};
 
-/// Longest accepted cue name.
-const CUE_NAME_MAX_LEN: usize = 32;
 /// Largest accepted cue request body.
 const CUE_BODY_MAX_BYTES: usize = 1024;
 
@@ -144,7 +143,13 @@ struct CueRequest {
     cue: String,
 }
 
-/// `POST /api/rooms/{channelId}/cue` with `{"cue": "<name>"}`.
+/// `GET /api/cues`: the cues the bot can play, `{"cues":[{"name","label","durationMs"},…]}`
+/// (docs/contract.md). The same list for everyone; a signed-in caller only.
+pub(crate) async fn cues(_user: AuthUser) -> Json<CueList> {
+    Json(CueList::all())
+}
+
+/// `POST /api/rooms/{channelId}/cue` with `{"cue": "<name>"}`, a name of `GET /api/cues`.
 pub(crate) async fn cue(
     State(state): State<BotState>,
     Path(channel_id): Path<String>,
@@ -159,24 +164,16 @@ pub(crate) async fn cue(
     }
     let request: CueRequest = serde_json::from_slice(&body)
         .map_err(|_| field_error("body must be {\"cue\": \"<name>\"}", "cue"))?;
-    let valid = !request.cue.is_empty()
-        && request.cue.len() <= CUE_NAME_MAX_LEN
-        && request
-            .cue
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !valid {
+    // Only a listed cue reaches the worker.
+    let Some(cue) = Cue::from_name(&request.cue) else {
         return Err(field_error(
-            "cue must be 1-32 characters of a-z, 0-9, _ and -",
+            &format!("cue must be one of {}", Cue::names()),
             "cue",
         ));
-    }
+    };
     let AuthUser(user) = user?;
     let channel_id = room_command(&state, &user, &channel_id).await?;
     worker(&state)?
-        .send(
-            BotCommand::Cue,
-            &BotCommandBody::cue(channel_id, request.cue),
-        )
+        .send(BotCommand::Cue, &BotCommandBody::cue(channel_id, cue))
         .await
 }

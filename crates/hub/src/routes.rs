@@ -49,6 +49,7 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
             post(bot::join).delete(bot::leave),
         )
         .route("/api/rooms/{channel_id}/cue", post(bot::cue))
+        .route("/api/cues", get(bot::cues))
         .route("/api/rooms", get(snapshot::rooms))
         .route("/.well-known/jwks.json", get(login::jwks))
         .route("/auth/login", get(login::login))

@@ -16,9 +16,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::post;
 use common::*;
-use coven_contract::Secret;
 use coven_contract::internal::{REQUEST_ID_HEADER, RequestVerifier, verify_request};
 use coven_contract::signature::{SIGNATURE_HEADER, Verifier};
+use coven_contract::{Cue, CueList, Secret};
 use coven_hub::{ChannelInfo, VOICE_CHANNEL_TYPE};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
@@ -396,4 +396,78 @@ async fn when_every_endpoint_fails_the_answer_is_503() {
         "{body}"
     );
     hub.stop().await;
+}
+
+#[tokio::test]
+async fn the_cue_list_is_the_contracts_and_needs_a_token() {
+    let (hub, _rooms) = TestHub::start().await;
+    let get = reqwest::Method::GET;
+    let (status, body) = call(&hub, get.clone(), "/api/cues", None, None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("UNAUTHORIZED")));
+    let (status, body) = call(&hub, get, "/api/cues", Some(&bearer()), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, serde_json::to_value(CueList::all()).unwrap());
+    let names: Vec<&str> = body["cues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cue| cue["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["turn_chime", "timer_tick", "timer_end"]);
+}
+
+#[tokio::test]
+async fn every_listed_cue_is_forwarded_and_an_unlisted_one_refused_by_the_hub() {
+    let (worker, url) = fake_worker().await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url]).await;
+    add_channels(&rooms);
+    let auth = bearer();
+    let path = format!("/api/rooms/{ROOM}/cue");
+
+    // A well-formed name the worker does not play (what the lobby used to send):
+    // 400 from the hub itself, naming the field and the cues; the worker never hears it.
+    for unknown in ["chime", "air_horn", "TURN_CHIME", ""] {
+        let (status, body) = call(
+            &hub,
+            reqwest::Method::POST,
+            &path,
+            Some(&auth),
+            Some(json!({"cue": unknown})),
+        )
+        .await;
+        assert_eq!(status, 400, "{unknown}: {body}");
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
+        assert_eq!(body["details"], json!({"field": "cue"}), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("turn_chime, timer_tick, timer_end"),
+            "{body}"
+        );
+    }
+    assert_eq!(worker.hits(), 0, "unknown cues never reach the worker");
+
+    for cue in Cue::ALL {
+        let (status, body) = call(
+            &hub,
+            reqwest::Method::POST,
+            &path,
+            Some(&auth),
+            Some(json!({"cue": cue.name()})),
+        )
+        .await;
+        assert_eq!((status, body), (200, json!({"ok": true})), "{cue}");
+    }
+    let forwarded: Vec<Value> = worker
+        .commands
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(command, body)| {
+            assert_eq!(command, "cue");
+            body["cue"].clone()
+        })
+        .collect();
+    assert_eq!(forwarded, ["turn_chime", "timer_tick", "timer_end"]);
 }

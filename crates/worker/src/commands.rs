@@ -28,8 +28,8 @@ use coven_contract::internal::{
     BotCommand, BotCommandBody, RequestError, RequestVerifier, verify_request,
 };
 use coven_contract::signature::Verifier;
-use coven_contract::{ApiError, ErrorCode, OkBody, Snowflake};
-use coven_discord::{Cue, DiscordRtcClient, RtcError, RtcStatus};
+use coven_contract::{ApiError, Cue, ErrorCode, OkBody, Snowflake};
+use coven_discord::{DiscordRtcClient, RtcError, RtcStatus};
 
 use crate::voice::BotVoice;
 
@@ -200,12 +200,11 @@ async fn cue(
     body: Bytes,
 ) -> Result<Json<OkBody>, Refusal> {
     let (client, command) = accept(&state, BotCommand::Cue, &headers, &body)?;
-    let names: Vec<&str> = Cue::ALL.iter().map(|c| c.name()).collect();
-    let Some(cue) = command.cue.as_deref().and_then(Cue::from_name) else {
+    let Some(cue) = command.known_cue() else {
         return Err(Refusal(
             StatusCode::BAD_REQUEST,
             ErrorCode::ValidationFailed,
-            format!("cue must be one of {}", names.join(", ")),
+            format!("cue must be one of {}", Cue::names()),
         ));
     };
     if current_room(&client) != Some(command.channel_id) {

@@ -5,12 +5,13 @@
 //! [`BotCommandBody`] to [`BotCommand::path`] on the worker, signed with
 //! [`sign_request`](super::sign_request). The body is
 //! `{"channelId":"…"}` for join and leave and `{"channelId":"…","cue":"…"}` for a
-//! cue; the worker ignores fields it does not know. Which cue names exist is the
-//! worker's business (its audio), so the cue travels as text.
+//! cue; the worker ignores fields it does not know. The cue names are the
+//! contract's [`Cue`]: the hub sends only those, and the cue travels as its name so
+//! that the worker can answer an unknown one with a 400 listing the names.
 
 use serde::{Deserialize, Serialize};
 
-use crate::Snowflake;
+use crate::{Cue, Snowflake};
 
 /// A command the hub forwards to the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,11 +68,16 @@ impl BotCommandBody {
     }
 
     /// The body of a cue.
-    pub fn cue(channel_id: Snowflake, cue: impl Into<String>) -> Self {
+    pub fn cue(channel_id: Snowflake, cue: Cue) -> Self {
         Self {
             channel_id,
-            cue: Some(cue.into()),
+            cue: Some(cue.name().to_owned()),
         }
+    }
+
+    /// The cue this body names, if it names a known one.
+    pub fn known_cue(&self) -> Option<Cue> {
+        self.cue.as_deref().and_then(Cue::from_name)
     }
 }
 
@@ -99,8 +105,14 @@ mod tests {
     fn bodies_keep_their_shape() {
         let join = serde_json::to_string(&BotCommandBody::room(room())).unwrap();
         assert_eq!(join, r#"{"channelId":"77"}"#);
-        let cue = serde_json::to_string(&BotCommandBody::cue(room(), "turn_chime")).unwrap();
+        let cue = serde_json::to_string(&BotCommandBody::cue(room(), Cue::TurnChime)).unwrap();
         assert_eq!(cue, r#"{"channelId":"77","cue":"turn_chime"}"#);
+        for known in Cue::ALL {
+            assert_eq!(BotCommandBody::cue(room(), known).known_cue(), Some(known));
+        }
+        let unknown: BotCommandBody =
+            serde_json::from_str(r#"{"channelId":"77","cue":"chime"}"#).unwrap();
+        assert_eq!(unknown.known_cue(), None);
     }
 
     #[test]

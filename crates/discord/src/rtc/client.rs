@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, watch};
 use twilight_model::gateway::payload::incoming::VoiceServerUpdate;
 use twilight_model::voice::VoiceState;
 
-use super::cue::Cue;
+use super::cue::{Cue, CueSound};
 use super::error::RtcError;
 use super::gateway::VoiceGatewaySender;
 use super::receive::{ReceiveHandler, ReceivedAudio, Receiver, SpeakingUpdate};

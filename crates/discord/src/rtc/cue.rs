@@ -1,55 +1,30 @@
-//! Audio cues the bot can play into a room: short tones synthesised at 48 kHz stereo, which
-//! songbird's mixer encodes into 20 ms Opus frames.
+//! The sound of the audio cues the bot can play into a room: short tones synthesised at
+//! 48 kHz stereo, which songbird's mixer encodes into 20 ms Opus frames.
+//!
+//! Which cues exist, their names and lengths are the contract's ([`Cue`], re-exported
+//! here): the hub checks names against it and the worker maps names to it, so this
+//! file only says how each one sounds.
 
 use std::f32::consts::TAU;
 use std::io::Cursor;
-use std::time::Duration;
 
+pub use coven_contract::Cue;
 use songbird::input::{Input, RawAdapter};
 
 /// Sample rate of every cue (Discord's Opus rate).
 pub const CUE_SAMPLE_RATE: u32 = 48_000;
 
-/// A named audio cue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Cue {
-    /// Two rising notes (A5, E6), 400 ms: "your turn".
-    TurnChime,
-    /// One short 1 kHz blip, 100 ms: a timer tick.
-    TimerTick,
-    /// Three 660 Hz beeps, 600 ms: the timer ran out.
-    TimerEnd,
+/// The sound of each cue: what songbird plays for a contract [`Cue`].
+pub(crate) trait CueSound {
+    /// The cue as mono samples in [-1, 1] at 48 kHz, [`Cue::duration`] long.
+    fn samples(self) -> Vec<f32>;
+
+    /// The cue as a songbird input: interleaved stereo `f32` PCM at 48 kHz.
+    fn input(self) -> Input;
 }
 
-impl Cue {
-    /// Every cue.
-    pub const ALL: [Cue; 3] = [Cue::TurnChime, Cue::TimerTick, Cue::TimerEnd];
-
-    /// The cue's wire name (`turn_chime`, `timer_tick`, `timer_end`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::TurnChime => "turn_chime",
-            Self::TimerTick => "timer_tick",
-            Self::TimerEnd => "timer_end",
-        }
-    }
-
-    /// The cue with this wire name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
-    }
-
-    /// How long the cue plays.
-    pub fn duration(self) -> Duration {
-        Duration::from_millis(match self {
-            Self::TurnChime => 400,
-            Self::TimerTick => 100,
-            Self::TimerEnd => 600,
-        })
-    }
-
-    /// The cue as mono samples in [-1, 1] at 48 kHz.
-    pub fn samples(self) -> Vec<f32> {
+impl CueSound for Cue {
+    fn samples(self) -> Vec<f32> {
         #[allow(clippy::cast_precision_loss)]
         let tone = |freq: f32, ms: u32, gain: f32| -> Vec<f32> {
             let n = CUE_SAMPLE_RATE / 1000 * ms;
@@ -78,8 +53,7 @@ impl Cue {
         }
     }
 
-    /// The cue as a songbird input: interleaved stereo `f32` PCM at 48 kHz.
-    pub fn input(self) -> Input {
+    fn input(self) -> Input {
         let samples = self.samples();
         let mut bytes = Vec::with_capacity(samples.len() * 8);
         for s in samples {

@@ -101,10 +101,14 @@ impl SharedKeys {
             serde_json::from_slice(&opened.plaintext).map_err(|_| SharedKeysError::Malformed)?;
         if opened.stale {
             match self.swap(Some(raw), &set).await {
-                Ok(true) => tracing::info!("the issuer's keys in Redis are now sealed with the first HUB_SECRET"),
+                Ok(true) => tracing::info!(
+                    "the issuer's keys in Redis are now sealed with the first HUB_SECRET"
+                ),
                 // Another hub changed it meanwhile: it wrote a sealed value.
                 Ok(false) => {}
-                Err(error) => tracing::warn!(%error, "the issuer's keys in Redis were not resealed"),
+                Err(error) => {
+                    tracing::warn!(%error, "the issuer's keys in Redis were not resealed")
+                }
             }
         }
         Ok(set)
@@ -137,8 +141,10 @@ impl SharedKeys {
     /// The current value, for a compare-and-swap with [`Self::swap`].
     pub(crate) async fn read(&self) -> Result<Read, SharedKeysError> {
         let mut conn = self.link.conn();
-        let result: redis::RedisResult<Option<String>> =
-            redis::cmd("GET").arg(&self.key).query_async(&mut conn).await;
+        let result: redis::RedisResult<Option<String>> = redis::cmd("GET")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await;
         let raw = self
             .link
             .record("jwt_keys", result)

@@ -73,7 +73,11 @@ fn assert_no_key_material(value: &str, seeds: &[String]) {
     for seed in seeds {
         let raw = URL_SAFE_NO_PAD.decode(seed).unwrap();
         let standard = base64::engine::general_purpose::STANDARD.encode(&raw);
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = raw.iter().fold(String::new(), |mut hex, b| {
+            use std::fmt::Write;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        });
         for form in [seed.as_str(), standard.trim_end_matches('='), hex.as_str()] {
             assert!(
                 !value.contains(form),

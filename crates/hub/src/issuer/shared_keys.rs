@@ -107,7 +107,7 @@ impl SharedKeys {
                 // Another hub changed it meanwhile: it wrote a sealed value.
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "the issuer's keys in Redis were not resealed")
+                    tracing::warn!(%error, "the issuer's keys in Redis were not resealed");
                 }
             }
         }

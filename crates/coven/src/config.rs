@@ -462,7 +462,7 @@ impl HubConfig {
             jwt_audience: env
                 .raw("JWT_AUDIENCE")
                 .unwrap_or_else(|| "spell-coven-web".into()),
-            jwt_public_jwk_url: env.url("JWT_PUBLIC_JWK_URL", &["http", "https"])?,
+            jwt_public_jwk_url: jwks_url(&env)?,
             web_origin: env.url("WEB_ORIGIN", &["http", "https"])?,
             max_api_retries: env.optional("MAX_API_RETRIES")?.unwrap_or(3),
             oauth: OAuthConfig::from_env(source)?,
@@ -470,6 +470,19 @@ impl HubConfig {
             limits: LimitsConfig::from_env(source)?,
         })
     }
+}
+
+/// `JWT_PUBLIC_JWK_URL`: `https`, or `http` to a loopback host only (the keys that
+/// sign tokens must not travel where they can be rewritten; docs/security.md).
+fn jwks_url(env: &Reader<'_>) -> Result<Option<Url>, ConfigError> {
+    let url = env.url("JWT_PUBLIC_JWK_URL", &["http", "https"])?;
+    if let Some(url) = &url {
+        coven_hub::check_jwks_url(url).map_err(|error| ConfigError::Invalid {
+            name: "JWT_PUBLIC_JWK_URL",
+            reason: error.to_string(),
+        })?;
+    }
+    Ok(url)
 }
 
 /// Configuration of `coven run`: the hub's variables plus the worker's own, with
@@ -741,6 +754,31 @@ mod tests {
             HubConfig::from_env(&env(&without(base, "JWT_ISSUER"))).unwrap_err(),
             ConfigError::Missing("JWT_ISSUER")
         );
+    }
+
+    #[test]
+    fn the_jwks_url_is_https_or_loopback() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        for ok in [
+            "https://idp.example.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks.json",
+            "http://localhost/jwks.json",
+            "http://[::1]:9000/jwks.json",
+        ] {
+            let config = HubConfig::from_env(&env(&with(base.clone(), "JWT_PUBLIC_JWK_URL", ok)));
+            assert!(config.is_ok(), "{ok}");
+        }
+        let error = HubConfig::from_env(&env(&with(
+            base,
+            "JWT_PUBLIC_JWK_URL",
+            "http://example.com/jwks.json",
+        )))
+        .unwrap_err();
+        assert!(
+            matches!(&error, ConfigError::Invalid { name: "JWT_PUBLIC_JWK_URL", reason } if !reason.contains("example.com")),
+            "{error}"
+        );
+        assert!(!error.to_string().contains('\n'), "one line: {error}");
     }
 
     #[test]

@@ -257,10 +257,10 @@ fn jwt_verifier(
     );
     let mut key_sources = 0;
     if let Some(url) = &settings.jwt_public_jwk_url {
-        jwt.add_source(Arc::new(JwksKeySource::new(
-            url.clone(),
-            settings.jwks_refresh_interval,
-        )));
+        jwt.add_source(Arc::new(
+            JwksKeySource::new(url.clone(), settings.jwks_refresh_interval)
+                .with_max_age(settings.jwks_max_age),
+        ));
         key_sources += 1;
     }
     for source in extra {

@@ -10,13 +10,15 @@
 //! ([`HubIssuer::rotate_if_older_than`]).
 //!
 //! With Redis (several hubs), the key set lives in Redis (`coven:{g}:hub:jwt-keys`,
-//! the same JSON as the file): the first hub to reach Redis stores its keys there
-//! (`SET NX`), every hub adopts that set, signs with its newest key and verifies
-//! all of them, so a token issued by one hub verifies on every hub. A `kid` this
-//! hub does not know makes it re-read the set (at most once a second), and it
-//! re-reads it every [`SHARED_SYNC_INTERVAL`] anyway, so [`HubIssuer::rotate_shared`]
-//! on one hub reaches the others. Redis then holds private keys: protect it (and
-//! `REDIS_URL`) like a secret store.
+//! `shared_keys`): the first hub to reach Redis stores its keys there (`SET NX`),
+//! every hub adopts that set, signs with its newest key and verifies all of them, so
+//! a token issued by one hub verifies on every hub. A `kid` this hub does not know
+//! makes it re-read the set (at most once a second), and it re-reads it every
+//! [`SHARED_SYNC_INTERVAL`] anyway, so [`HubIssuer::rotate_shared`] on one hub reaches
+//! the others. The set is sealed in Redis with a key derived from `HUB_SECRET`
+//! (`sealed`), so a Redis read alone does not mint tokens; the key file then mirrors
+//! the shared set, so a key retired there does not come back at a restart
+//! (docs/security.md, "Keys and JWKS").
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -31,39 +33,20 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use coven_contract::Secret;
+
 use crate::jwt::{KeySource, VerifyingKey};
 use crate::redis_link::RedisLink;
 use crate::settings::HubSettings;
+use shared_keys::{SharedKeys, SharedKeysError};
+
+mod sealed;
+mod shared_keys;
 
 /// How often a hub re-reads the shared key set from Redis.
 pub(crate) const SHARED_SYNC_INTERVAL: Duration = Duration::from_secs(30);
 /// An unknown `kid` re-reads the shared key set at most this often.
 const SHARED_LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// `KEYS[1]` the key set; `ARGV[1]` the set read before (`""`: none), `ARGV[2]` the
-/// new set. Replaces the set only if nobody changed it meanwhile; returns 1 if so.
-static SWAP_KEYS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local current = redis.call('GET', KEYS[1]) or ''
-if current ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2])
-return 1
-",
-    )
-});
-
-/// The key set shared through Redis.
-struct SharedKeys {
-    link: Arc<RedisLink>,
-    key: String,
-    /// `kid`s this hub had before it first read the shared set (kept to verify the
-    /// tokens it signed meanwhile); `None` until that first read.
-    local_only: Mutex<Option<Vec<String>>>,
-    last_lookup: Mutex<Option<Instant>>,
-}
 
 /// The key file's name inside the state directory.
 pub const KEY_FILE_NAME: &str = "jwt-keys.json";
@@ -74,7 +57,7 @@ const ED25519_PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
-/// One key as stored in the file.
+/// One key as stored in the file (and, sealed, in Redis).
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredKey {
     kid: String,
@@ -83,9 +66,13 @@ struct StoredKey {
     d: String,
     /// Unix seconds.
     created: u64,
+    /// In the key file only: the key came from the shared set in Redis, so it is
+    /// dropped once the shared set no longer has it (retired there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    shared: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct KeyFile {
     keys: Vec<StoredKey>,
 }
@@ -95,6 +82,8 @@ struct IssuerKey {
     kid: String,
     seed: [u8; 32],
     created: u64,
+    /// Taken from the shared set in Redis (see [`StoredKey::shared`]).
+    shared: bool,
     encoding: EncodingKey,
     jwk: Value,
     verifying: Arc<VerifyingKey>,
@@ -122,6 +111,7 @@ impl IssuerKey {
             kid,
             seed,
             created,
+            shared: false,
             encoding: EncodingKey::from_ed_der(&der),
             jwk,
             verifying: Arc::new(verifying),
@@ -140,7 +130,21 @@ impl IssuerKey {
             alg: "EdDSA".into(),
             d: URL_SAFE_NO_PAD.encode(self.seed),
             created: self.created,
+            shared: self.shared,
         }
+    }
+}
+
+/// `keys` as a set for Redis (without the file's `shared` marks).
+fn for_redis(keys: impl IntoIterator<Item = StoredKey>) -> KeyFile {
+    KeyFile {
+        keys: keys
+            .into_iter()
+            .map(|key| StoredKey {
+                shared: false,
+                ..key
+            })
+            .collect(),
     }
 }
 
@@ -176,6 +180,8 @@ pub struct HubIssuer {
     /// Oldest first; the last one signs.
     keys: RwLock<Vec<IssuerKey>>,
     rotating: Mutex<()>,
+    /// `HUB_SECRET`: seals the key set in Redis (the first one; any one opens it).
+    secrets: Vec<Secret>,
     shared: Option<SharedKeys>,
 }
 
@@ -192,12 +198,14 @@ impl HubIssuer {
     /// The issuer for `settings`: `jwt_issuer`, `jwt_audience`, `jwt_ttl`, and its
     /// keys in `<state_dir>/jwt-keys.json` (in memory only without a state dir).
     pub fn open(settings: &HubSettings) -> io::Result<Self> {
-        Self::with_key_file(
+        let mut this = Self::with_key_file(
             settings.state_dir.as_deref().map(|d| d.join(KEY_FILE_NAME)),
             settings.jwt_issuer.clone(),
             settings.jwt_audience.clone(),
             settings.jwt_ttl,
-        )
+        )?;
+        this.secrets.clone_from(&settings.hub_secrets);
+        Ok(this)
     }
 
     /// An issuer keeping its keys in `path` (created with a new key when missing;
@@ -219,6 +227,7 @@ impl HubIssuer {
             ttl,
             keys: RwLock::new(keys),
             rotating: Mutex::new(()),
+            secrets: Vec::new(),
             shared: None,
         };
         if this.read().is_empty() {
@@ -251,12 +260,7 @@ impl HubIssuer {
         link: Arc<RedisLink>,
         guild: coven_contract::Snowflake,
     ) -> Self {
-        self.shared = Some(SharedKeys {
-            link,
-            key: RedisLink::key(guild, "jwt-keys"),
-            local_only: Mutex::new(None),
-            last_lookup: Mutex::new(None),
-        });
+        self.shared = Some(SharedKeys::new(link, guild, &self.secrets));
         self
     }
 
@@ -272,54 +276,44 @@ impl HubIssuer {
         let Some(shared) = &self.shared else {
             return true;
         };
-        let mut conn = shared.link.conn();
-        let mine = serde_json::to_string(&KeyFile {
-            keys: self.read().iter().map(IssuerKey::stored).collect(),
-        })
-        .unwrap_or_default();
-        // SET NX then GET: the first hub's keys win; everyone reads the winner.
-        let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
-            .cmd("SET")
-            .arg(&shared.key)
-            .arg(&mine)
-            .arg("NX")
-            .cmd("GET")
-            .arg(&shared.key)
-            .query_async(&mut conn)
-            .await;
-        match shared.link.record("jwt_keys", result) {
-            Ok((_, Some(set))) => match self.adopt(shared, &set) {
-                Ok(()) => true,
-                Err(error) => {
-                    tracing::error!(%error, "the shared JWT key set in Redis is unusable");
-                    false
-                }
-            },
-            Ok((_, None)) | Err(_) => false,
+        let mine = for_redis(self.read().iter().map(IssuerKey::stored));
+        let adopted = match shared.store_or_read(&mine).await {
+            Ok(Some(set)) => self.adopt(shared, set),
+            Ok(None) | Err(SharedKeysError::Unavailable) => return false,
+            Err(error) => Err(error.into()),
+        };
+        match adopted {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "the shared JWT key set in Redis is unusable");
+                false
+            }
         }
     }
 
-    /// Replaces the keys with the shared set `json`, keeping this hub's keys from
-    /// before its first read of the set (to verify tokens it signed meanwhile).
-    fn adopt(&self, shared: &SharedKeys, json: &str) -> io::Result<()> {
-        let file: KeyFile = serde_json::from_str(json).map_err(io::Error::other)?;
+    /// Replaces the keys with the shared `set`, keeping this hub's keys from before
+    /// its first read of the set (to verify tokens it signed meanwhile) but not the
+    /// ones the shared set has retired; the key file then holds the shared set.
+    fn adopt(&self, shared: &SharedKeys, set: KeyFile) -> io::Result<()> {
         let mut local_only = shared
             .local_only
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
-        let shared_kids: Vec<&str> = file.keys.iter().map(|k| k.kid.as_str()).collect();
+        let shared_kids: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        // A key the file got from the shared set and the set no longer has was
+        // retired there: it is not kept.
         let kept = local_only.get_or_insert_with(|| {
             keys.iter()
-                .filter(|k| !shared_kids.contains(&k.kid.as_str()))
+                .filter(|k| !k.shared && !shared_kids.contains(&k.kid.as_str()))
                 .map(|k| k.kid.clone())
                 .collect()
         });
-        let current: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
-        let wanted: Vec<&str> = kept
+        let current: Vec<(&str, bool)> = keys.iter().map(|k| (k.kid.as_str(), k.shared)).collect();
+        let wanted: Vec<(&str, bool)> = kept
             .iter()
-            .map(String::as_str)
-            .chain(shared_kids.iter().copied())
+            .map(|kid| (kid.as_str(), false))
+            .chain(shared_kids.iter().map(|kid| (*kid, true)))
             .collect();
         if current == wanted {
             return Ok(());
@@ -334,11 +328,28 @@ impl HubIssuer {
                 )?);
             }
         }
-        for stored in file.keys {
-            adopted.push(from_stored(stored).map_err(|what| io::Error::other(what.to_owned()))?);
+        let marked: Vec<StoredKey> = set
+            .keys
+            .into_iter()
+            .map(|key| StoredKey {
+                shared: true,
+                ..key
+            })
+            .collect();
+        for stored in &marked {
+            adopted.push(
+                from_stored(stored.clone()).map_err(|what| io::Error::other(what.to_owned()))?,
+            );
         }
         if adopted.is_empty() {
             return Err(io::Error::other("the shared key set is empty"));
+        }
+        // The file follows the shared set, so that a restart does not bring back a
+        // key retired there (this hub's own earlier keys live on in memory only).
+        if let Some(path) = &self.path
+            && let Err(error) = save(path, &KeyFile { keys: marked })
+        {
+            tracing::error!(%error, path = %path.display(), "the JWT key file was not updated");
         }
         *keys = adopted;
         tracing::info!(
@@ -386,28 +397,21 @@ impl HubIssuer {
                 Ok(None)
             };
         };
-        let unavailable = |_| io::Error::other("Redis is unreachable: the key was not rotated");
-        let mut conn = shared.link.conn();
+        let redis_error = |error| match error {
+            SharedKeysError::Unavailable => {
+                io::Error::other("Redis is unreachable: the key was not rotated")
+            }
+            other => other.into(),
+        };
         for _ in 0..5 {
-            let result: redis::RedisResult<Option<String>> = redis::cmd("GET")
-                .arg(&shared.key)
-                .query_async(&mut conn)
-                .await;
-            let before = shared
-                .link
-                .record("jwt_keys", result)
-                .map_err(unavailable)?;
-            let mut stored: Vec<StoredKey> = match &before {
-                Some(json) => {
-                    serde_json::from_str::<KeyFile>(json)
-                        .map_err(io::Error::other)?
-                        .keys
-                }
-                None => self.read().iter().map(IssuerKey::stored).collect(),
+            let before = shared.read().await.map_err(redis_error)?;
+            let mut stored: Vec<StoredKey> = match &before.set {
+                Some(set) => set.keys.clone(),
+                None => for_redis(self.read().iter().map(IssuerKey::stored)).keys,
             };
             if !due(&stored) {
-                if let Some(json) = &before {
-                    self.adopt(shared, json)?;
+                if let Some(set) = before.set {
+                    self.adopt(shared, set)?;
                 }
                 return Ok(None);
             }
@@ -416,21 +420,13 @@ impl HubIssuer {
             stored.push(key.stored());
             let excess = stored.len().saturating_sub(KEPT_KEYS);
             stored.drain(..excess);
-            let after =
-                serde_json::to_string(&KeyFile { keys: stored }).map_err(io::Error::other)?;
-            let result: redis::RedisResult<i64> = SWAP_KEYS
-                .key(&shared.key)
-                .arg(before.as_deref().unwrap_or(""))
-                .arg(&after)
-                .invoke_async(&mut conn)
-                .await;
+            let after = KeyFile { keys: stored };
             if shared
-                .link
-                .record("jwt_keys", result)
-                .map_err(unavailable)?
-                == 1
+                .swap(before.raw.as_deref(), &after)
+                .await
+                .map_err(redis_error)?
             {
-                self.adopt(shared, &after)?;
+                self.adopt(shared, after)?;
                 tracing::info!(kid, "shared JWT signing key rotated");
                 return Ok(Some(kid));
             }
@@ -582,7 +578,10 @@ fn from_stored(stored: StoredKey) -> Result<IssuerKey, &'static str> {
         .ok()
         .and_then(|s| s.try_into().ok())
         .ok_or("malformed key")?;
-    IssuerKey::from_seed(stored.kid, seed, stored.created).map_err(|_| "unusable key")
+    let mut key =
+        IssuerKey::from_seed(stored.kid, seed, stored.created).map_err(|_| "unusable key")?;
+    key.shared = stored.shared;
+    Ok(key)
 }
 
 /// Writes the file atomically (temporary file, then rename), readable by the owner only.

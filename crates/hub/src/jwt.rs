@@ -6,23 +6,24 @@
 //! names another algorithm is refused. So `alg: none` and "HS256 keyed with the
 //! RSA public key" cannot work. `iss`, `aud` and `exp` are required, with a 60 s
 //! leeway. Keys are looked up by `kid` across sources in order: the external
-//! issuer's JWKS today ([`JwksKeySource`]), the hub's own issuer later.
+//! issuer's JWKS ([`JwksKeySource`], fetched only over `https` or from loopback,
+//! refreshed periodically, docs/security.md "Keys and JWKS"), then the hub's own
+//! issuer.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
-use url::Url;
+
+mod jwks;
+
+pub use jwks::{DEFAULT_JWKS_MAX_AGE, JwksKeySource, JwksUrlError, check_jwks_url};
 
 /// Longest token accepted; real ones are well under 2 KiB.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Longest JWKS document read.
-const MAX_JWKS_BYTES: usize = 256 * 1024;
 
 /// A public key and the single algorithm it verifies.
 pub struct VerifyingKey {
@@ -74,123 +75,6 @@ pub trait KeySource: Send + Sync + 'static {
     /// tokens now. The hub reports not ready (`/health` 503) until every source can.
     fn warm_up(&self) -> BoxFuture<'_, bool> {
         Box::pin(async { true })
-    }
-}
-
-/// Keys from a JWKS URL: cached, refetched on an unknown `kid` at most once per
-/// `refresh_interval`, so a flood of made-up `kid`s cannot hammer the issuer.
-#[derive(Debug)]
-pub struct JwksKeySource {
-    url: Url,
-    client: reqwest::Client,
-    refresh_interval: Duration,
-    keys: RwLock<HashMap<String, Arc<VerifyingKey>>>,
-    last_fetch: tokio::sync::Mutex<Option<Instant>>,
-    loaded: AtomicBool,
-}
-
-impl JwksKeySource {
-    /// A source reading `url`, refreshing at most once per `refresh_interval`.
-    pub fn new(url: Url, refresh_interval: Duration) -> Self {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
-            url,
-            client,
-            refresh_interval,
-            keys: RwLock::new(HashMap::new()),
-            last_fetch: tokio::sync::Mutex::new(None),
-            loaded: AtomicBool::new(false),
-        }
-    }
-
-    fn cached(&self, kid: &str) -> Option<Arc<VerifyingKey>> {
-        self.keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(kid)
-            .cloned()
-    }
-
-    async fn refresh(&self) {
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.refresh_interval) {
-            return;
-        }
-        *last = Some(Instant::now());
-        match self.fetch().await {
-            Ok(keys) => {
-                tracing::info!(keys = keys.len(), url = %self.url, "JWKS refreshed");
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
-                self.loaded.store(true, Ordering::Relaxed);
-            }
-            Err(error) => tracing::warn!(%error, url = %self.url, "JWKS fetch failed"),
-        }
-    }
-
-    async fn fetch(&self) -> Result<HashMap<String, Arc<VerifyingKey>>, String> {
-        #[derive(Deserialize)]
-        struct RawSet {
-            keys: Vec<serde_json::Value>,
-        }
-        let response = self
-            .client
-            .get(self.url.clone())
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.without_url().to_string())?;
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_JWKS_BYTES as u64)
-        {
-            return Err("JWKS too large".into());
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        if body.len() > MAX_JWKS_BYTES {
-            return Err("JWKS too large".into());
-        }
-        let set: RawSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        // One unusable key must not hide the others.
-        Ok(set
-            .keys
-            .into_iter()
-            .filter_map(|raw| serde_json::from_value::<Jwk>(raw).ok())
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                VerifyingKey::from_jwk(&jwk).map(|key| (kid, Arc::new(key)))
-            })
-            .collect())
-    }
-}
-
-impl KeySource for JwksKeySource {
-    fn key(&self, kid: &str) -> BoxFuture<'_, Option<Arc<VerifyingKey>>> {
-        let kid = kid.to_owned();
-        Box::pin(async move {
-            if let Some(key) = self.cached(&kid) {
-                return Some(key);
-            }
-            self.refresh().await;
-            self.cached(&kid)
-        })
-    }
-
-    fn warm_up(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move {
-            if !self.loaded.load(Ordering::Relaxed) {
-                self.refresh().await;
-            }
-            self.loaded.load(Ordering::Relaxed)
-        })
     }
 }
 

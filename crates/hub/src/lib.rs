@@ -62,7 +62,10 @@ pub use discord::DiscordRooms;
 pub use error::HubError;
 pub use fanout::{Frame, Outbox};
 pub use issuer::{HubIssuer, KEY_FILE_NAME, TokenSubject};
-pub use jwt::{JwksKeySource, JwtError, KeySource, VerifiedUser, VerifyingKey};
+pub use jwt::{
+    DEFAULT_JWKS_MAX_AGE, JwksKeySource, JwksUrlError, JwtError, KeySource, VerifiedUser,
+    VerifyingKey, check_jwks_url,
+};
 pub use lobby::lobby_files;
 pub use local_stream::LocalStream;
 pub use login::LoginFailure;

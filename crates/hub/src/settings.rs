@@ -34,6 +34,9 @@ pub struct HubSettings {
     pub jwt_leeway: Duration,
     /// The JWKS is fetched again on an unknown `kid` at most this often (60 s).
     pub jwks_refresh_interval: Duration,
+    /// The JWKS is refreshed this often in the background (10 min), or as its
+    /// answer's `Cache-Control: max-age` says, within [1 min, 1 day].
+    pub jwks_max_age: Duration,
     /// The own issuer's signing key is replaced when it is this old (30 days); the
     /// previous keys stay trusted, so nobody is logged out.
     pub jwt_key_max_age: Duration,
@@ -127,6 +130,7 @@ impl HubSettings {
             web_origin: None,
             jwt_leeway: Duration::from_secs(60),
             jwks_refresh_interval: Duration::from_secs(60),
+            jwks_max_age: crate::jwt::DEFAULT_JWKS_MAX_AGE,
             jwt_key_max_age: Duration::from_secs(30 * 24 * 60 * 60),
             replay_capacity: 4096,
             replay_max_age: Duration::from_secs(300),

@@ -1,6 +1,8 @@
 //! docs/spec.md §6–§7 JWT verification from the outside: every attack is refused with
 //! `UNAUTHORIZED` and close 4401; the three allowed algorithms work; the JWKS is
-//! refetched on an unknown `kid` at most once per interval.
+//! refetched on an unknown `kid` at most once per interval, refreshed periodically
+//! (a withdrawn key stops verifying), fetched only over `https` or from loopback,
+//! without following redirects and cut off past its size limit while it streams.
 
 mod common;
 
@@ -345,4 +347,152 @@ async fn the_own_issuer_replaces_its_signing_key_when_it_is_due() {
         "newest first"
     );
     assert!(jwks["keys"].as_array().unwrap().len() >= 2, "{jwks}");
+}
+
+/// A JWKS server whose document can be changed, with a redirect, an oversized
+/// document and one that never ends; counting fetches of `/jwks.json`.
+struct JwksServer {
+    base: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    async fn start() -> Self {
+        use axum::response::IntoResponse;
+        let body = std::sync::Arc::new(std::sync::Mutex::new(JWKS.to_owned()));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counter) = (body.clone(), fetches.clone());
+        let padded = format!("{}{}", " ".repeat(100 * 1024), JWKS);
+        let app = axum::Router::new()
+            .route(
+                "/jwks.json",
+                axum::routing::get(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = served.lock().unwrap().clone();
+                    async move { ([("content-type", "application/json")], body) }
+                }),
+            )
+            .route(
+                "/redirect",
+                axum::routing::get(|| async {
+                    axum::response::Redirect::temporary("/jwks.json").into_response()
+                }),
+            )
+            .route("/huge", axum::routing::get(move || async move { padded }))
+            .route(
+                "/endless",
+                axum::routing::get(|| async {
+                    let spaces = bytes::Bytes::from(vec![b' '; 8192]);
+                    axum::body::Body::from_stream(futures_util::stream::repeat_with(move || {
+                        Ok::<_, std::convert::Infallible>(spaces.clone())
+                    }))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            base: format!("http://{addr}"),
+            body,
+            fetches,
+        }
+    }
+
+    fn url(&self, path: &str) -> url::Url {
+        format!("{}{path}", self.base).parse().unwrap()
+    }
+}
+
+async fn accepted(hub: &TestHub, token: &str) -> bool {
+    let mut ws = hub.connect().await;
+    send_auth(&mut ws, token, None).await;
+    next_json(&mut ws).await["event"] == "auth.ok"
+}
+
+#[tokio::test]
+async fn a_key_the_issuer_withdrew_stops_verifying_after_the_periodic_refresh() {
+    let server = JwksServer::start().await;
+    let url = server.url("/jwks.json");
+    let hub = TestHub::start_backend(
+        |s| {
+            s.jwt_public_jwk_url = Some(url);
+            s.jwks_max_age = std::time::Duration::from_secs(1);
+        },
+        std::sync::Arc::new(coven_hub::MemoryRooms::new(1)),
+    )
+    .await;
+    let old = token(Algorithm::RS256, "rsa-1", &claims());
+    assert!(accepted(&hub, &old).await);
+    // The issuer rotates: the RSA key leaves its JWKS. Its `kid` is still cached, so
+    // only the periodic refresh can notice.
+    let mut rotated: Value = serde_json::from_str(JWKS).unwrap();
+    rotated["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] != "rsa-1");
+    *server.body.lock().unwrap() = rotated.to_string();
+    eventually("the withdrawn key to be refused", async || {
+        !accepted(&hub, &old).await
+    })
+    .await;
+    assert!(server.fetches.load(Ordering::SeqCst) >= 2);
+    assert!(accepted(&hub, &token(Algorithm::EdDSA, "ed-1", &claims())).await);
+}
+
+#[tokio::test]
+async fn a_jwks_redirect_is_not_followed() {
+    let server = JwksServer::start().await;
+    let source =
+        coven_hub::JwksKeySource::new(server.url("/redirect"), std::time::Duration::from_secs(60));
+    assert!(!coven_hub::KeySource::warm_up(&source).await);
+    assert!(coven_hub::KeySource::key(&source, "rsa-1").await.is_none());
+    assert_eq!(
+        server.fetches.load(Ordering::SeqCst),
+        0,
+        "the target was never asked"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_or_endless_jwks_is_cut_off() {
+    let server = JwksServer::start().await;
+    for path in ["/huge", "/endless"] {
+        let source =
+            coven_hub::JwksKeySource::new(server.url(path), std::time::Duration::from_secs(60));
+        // Well under the 10 s request timeout: cut off by size, not by time.
+        let warm = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            coven_hub::KeySource::warm_up(&source),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path}: still reading"));
+        assert!(!warm, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_jwks_over_plain_http_to_another_host_is_refused() {
+    for refused in [
+        "http://example.com/jwks.json",
+        "http://10.0.0.1/jwks.json",
+        "ftp://localhost/jwks.json",
+    ] {
+        let url: url::Url = refused.parse().unwrap();
+        assert!(coven_hub::check_jwks_url(&url).is_err(), "{refused}");
+        // Refused before any connection is attempted.
+        let source = coven_hub::JwksKeySource::new(url, std::time::Duration::from_secs(60));
+        assert!(!coven_hub::KeySource::warm_up(&source).await, "{refused}");
+    }
+    for allowed in [
+        "https://example.com/jwks.json",
+        "http://127.0.0.1:8080/jwks.json",
+        "http://localhost/jwks.json",
+        "http://[::1]/jwks.json",
+    ] {
+        assert!(
+            coven_hub::check_jwks_url(&allowed.parse().unwrap()).is_ok(),
+            "{allowed}"
+        );
+    }
 }

@@ -381,8 +381,8 @@ pub(crate) async fn end_room(
     Ok(Json(OkBody { ok: true }))
 }
 
-/// The channel, when it is a voice channel of the primary guild: 404 when Discord
-/// does not know it, 403 when it is anything else.
+/// The channel, when it is a room (docs/spec.md §7.1): 404 when Discord does not
+/// know it, 403 when it is not a voice channel of the primary guild or not a room.
 pub(crate) async fn voice_room(
     state: &RoomsState,
     channel_id: Snowflake,
@@ -395,6 +395,7 @@ pub(crate) async fn voice_room(
             "not a voice channel of this guild".into(),
         ));
     }
+    crate::room_visibility::ensure_room(state.voice_view.as_ref(), channel_id).await?;
     Ok(channel)
 }
 

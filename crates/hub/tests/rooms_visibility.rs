@@ -3,7 +3,9 @@
 //! `FORBIDDEN` to `DELETE /api/end-room/{id}`, `POST`/`DELETE /api/rooms/{id}/bot`
 //! and `POST /api/rooms/{id}/cue`, and nothing reaches Discord or the worker; a
 //! room of the view is served as before; a view that cannot be read is 503; a room
-//! the view lists a moment later (just created) is found.
+//! the view lists a moment later (just created) is found. Without a worker the
+//! rooms backend's list applies the same rule (`MemoryRooms::set_hidden`, and the
+//! simulator's overwrites over REST).
 
 mod common;
 
@@ -209,5 +211,95 @@ async fn an_unreadable_view_is_503_and_a_late_room_is_found() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(*commands.lock().unwrap(), ["join"]);
+    hub.stop().await;
+}
+
+/// Without a worker the rooms are the backend's voice channels `@everyone` may view:
+/// the snapshot and the 403 agree with it.
+#[tokio::test]
+async fn without_a_worker_a_hidden_channel_is_no_room_either() {
+    let (mut hub, rooms) = TestHub::start().await;
+    for channel in [ROOM, HIDDEN] {
+        rooms.insert(ChannelInfo {
+            id: id(channel),
+            guild_id: Some(id(GUILD)),
+            kind: VOICE_CHANNEL_TYPE,
+            name: format!("channel {channel}"),
+            parent_id: None,
+            user_limit: None,
+        });
+    }
+    rooms.set_hidden(id(HIDDEN), true);
+    let (_, snapshot) = call(&hub, reqwest::Method::GET, "/api/rooms").await;
+    assert_eq!(snapshot["rooms"].as_array().unwrap().len(), 1, "{snapshot}");
+    assert_eq!(snapshot["rooms"][0]["channelId"], ROOM.to_string());
+    let (status, body) = call(
+        &hub,
+        reqwest::Method::DELETE,
+        &format!("/api/end-room/{HIDDEN}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    assert!(rooms.contains(id(HIDDEN)));
+    hub.stop().await;
+}
+
+/// The same against the simulator over REST: a channel it created hidden from
+/// `@everyone` (an overwrite for the guild id denying `VIEW_CHANNEL`).
+#[tokio::test]
+async fn over_rest_a_channel_hidden_in_discord_is_no_room() {
+    let sim = coven_sim::Simulator::start(coven_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let hidden = handle
+        .create_hidden_channel("staff", 2, Some(seed.category_id))
+        .unwrap();
+    let client = coven_discord::DiscordRestClient::with_retry_policy(
+        sim.api_url().parse().unwrap(),
+        &coven_contract::Secret::new(sim.bot_token()),
+        coven_discord::RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        },
+    )
+    .unwrap();
+    let mut hub = TestHub::start_backend(
+        |s| s.primary_guild_id = id(sim.guild_id()),
+        Arc::new(coven_hub::DiscordRooms::new(client)),
+    )
+    .await;
+    let (_, snapshot) = call(&hub, reqwest::Method::GET, "/api/rooms").await;
+    let listed: Vec<String> = snapshot["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["channelId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed.len(), seed.voice_channel_ids.len(), "{snapshot}");
+    assert!(!listed.contains(&hidden.to_string()), "{snapshot}");
+    let (status, body) = call(
+        &hub,
+        reqwest::Method::DELETE,
+        &format!("/api/end-room/{hidden}"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(handle.channel_ids().contains(&hidden));
+    // Shown to everyone again, it is a room.
+    handle.show_channel(hidden).unwrap();
+    let (status, body) = call(
+        &hub,
+        reqwest::Method::DELETE,
+        &format!("/api/end-room/{hidden}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     hub.stop().await;
 }

@@ -28,7 +28,6 @@ mod gateway;
 mod health;
 mod metrics;
 mod pair;
-mod room_rule;
 mod store;
 mod tracker;
 mod voice;

@@ -12,7 +12,7 @@
 //! own redeliveries after a crash, harmless.
 //!
 //! Only rooms exist for the tracker's output (docs/spec.md §7.1): a voice channel
-//! hidden from `@everyone` ([`room_rule`](crate::room_rule)) is kept privately,
+//! hidden from `@everyone` ([`coven_discord::everyone_may_view`]) is kept privately,
 //! with who is in it, but never enters the view and never produces an event. A
 //! room that becomes hidden (a `CHANNEL_UPDATE` of its overwrites, a
 //! `GUILD_ROLE_UPDATE` of `@everyone`) ends as if deleted: `voice.left` for those
@@ -34,7 +34,7 @@ use twilight_model::id::Id;
 use twilight_model::id::marker::GuildMarker;
 use twilight_model::voice::VoiceState;
 
-use crate::room_rule::{ASSUMED_EVERYONE, everyone_may_view, everyone_overwrite};
+use coven_discord::{ASSUMED_EVERYONE, everyone_may_view, everyone_overwrite};
 
 /// The tracker's whole knowledge of the guild, rooms and who is in them: the
 /// contract's voice view. It is persisted so that a restarted worker still knows

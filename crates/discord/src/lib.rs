@@ -20,6 +20,7 @@ mod origin;
 mod pkce;
 mod rest;
 mod retry;
+mod room_rule;
 pub mod rtc;
 mod twilight_map;
 mod validate;
@@ -33,6 +34,7 @@ pub use oauth::{AuthorizationRequest, CurrentUser, DiscordOAuthClient, OAuthSett
 pub use pkce::PkceVerifier;
 pub use rest::{DiscordRestClient, RestSettings};
 pub use retry::RetryPolicy;
+pub use room_rule::{ASSUMED_EVERYONE, everyone_may_view, everyone_overwrite, is_room};
 pub use rtc::{
     Cue, DiscordRtcClient, ReceivedAudio, RtcCounters, RtcError, RtcSettings, RtcStatus,
     SpeakingUpdate, TransportPreference, VoiceGatewayError, VoiceGatewaySender,

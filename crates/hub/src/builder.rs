@@ -159,6 +159,7 @@ impl HubBuilder {
             rooms: self.rooms.clone(),
             broker: broker.clone(),
             rooms_memory: Arc::new(RoomsMemory::new(&settings, redis.clone())),
+            voice_view: voice_view.clone(),
         };
         let app = AppState {
             auth: Auth { jwt: jwt.clone() },

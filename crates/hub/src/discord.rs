@@ -6,7 +6,9 @@
 //! never see twilight or Discord's JSON.
 
 use coven_contract::Snowflake;
-use coven_discord::{Channel, DiscordError, DiscordRestClient, NewVoiceRoom};
+use coven_discord::{
+    ASSUMED_EVERYONE, Channel, DiscordError, DiscordRestClient, NewVoiceRoom, is_room,
+};
 use futures_util::future::BoxFuture;
 
 use crate::rooms::{ChannelInfo, CreateVoiceChannel, MemberProfile, RoomsBackend, RoomsError};
@@ -101,6 +103,27 @@ impl RoomsBackend for DiscordRooms {
                 .guild_channels(guild_id)
                 .await
                 .map(|channels| channels.into_iter().map(info).collect())
+                .map_err(error)
+        })
+    }
+
+    fn room_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        // The channel's own `@everyone` overwrite decides; REST does not tell the
+        // hub the role's guild permissions, so Discord's default is assumed.
+        Box::pin(async move {
+            self.client
+                .guild_channels(guild_id)
+                .await
+                .map(|channels| {
+                    channels
+                        .into_iter()
+                        .filter(|c| is_room(c, guild_id, ASSUMED_EVERYONE))
+                        .map(info)
+                        .collect()
+                })
                 .map_err(error)
         })
     }

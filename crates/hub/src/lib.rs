@@ -43,6 +43,7 @@ mod profiles;
 mod rate_limit;
 mod redis_broker;
 mod redis_link;
+mod room_visibility;
 mod rooms;
 mod routes;
 mod settings;

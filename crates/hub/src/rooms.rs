@@ -120,6 +120,22 @@ pub trait RoomsBackend: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// The guild's rooms (docs/spec.md §7.1): its voice channels `@everyone` may view,
+    /// for the room list without a worker. The default keeps every voice channel of
+    /// [`guild_channels`](Self::guild_channels), for a backend without permissions.
+    fn room_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        Box::pin(async move {
+            let channels = self.guild_channels(guild_id).await?;
+            Ok(channels
+                .into_iter()
+                .filter(|c| c.kind == VOICE_CHANNEL_TYPE && c.guild_id == Some(guild_id))
+                .collect())
+        })
+    }
+
     /// A member's name (and avatar, when known), for the room snapshot; `None` when
     /// the user is not a member. The default knows nobody.
     fn member_profile(
@@ -381,8 +397,8 @@ pub(crate) async fn end_room(
     Ok(Json(OkBody { ok: true }))
 }
 
-/// The channel, when it is a voice channel of the primary guild: 404 when Discord
-/// does not know it, 403 when it is anything else.
+/// The channel, when it is a room (docs/spec.md §7.1): 404 when Discord does not
+/// know it, 403 when it is not a voice channel of the primary guild or not a room.
 pub(crate) async fn voice_room(
     state: &RoomsState,
     channel_id: Snowflake,
@@ -395,6 +411,7 @@ pub(crate) async fn voice_room(
             "not a voice channel of this guild".into(),
         ));
     }
+    crate::room_visibility::ensure_room(state.voice_view.as_ref(), channel_id).await?;
     Ok(channel)
 }
 
@@ -405,6 +422,8 @@ pub struct MemoryRooms {
     channels: Mutex<HashMap<Snowflake, ChannelInfo>>,
     profiles: Mutex<HashMap<Snowflake, MemberProfile>>,
     created: AtomicU64,
+    /// Channels hidden from `@everyone`: no rooms.
+    hidden: Mutex<std::collections::HashSet<Snowflake>>,
 }
 
 impl MemoryRooms {
@@ -415,6 +434,20 @@ impl MemoryRooms {
             channels: Mutex::new(HashMap::new()),
             profiles: Mutex::new(HashMap::new()),
             created: AtomicU64::new(0),
+            hidden: Mutex::default(),
+        }
+    }
+
+    /// Hides a channel from `@everyone` (or shows it again): a hidden one is no room.
+    pub fn set_hidden(&self, id: Snowflake, hidden: bool) {
+        let mut set = self
+            .hidden
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hidden {
+            set.insert(id);
+        } else {
+            set.remove(&id);
         }
     }
 
@@ -489,6 +522,26 @@ impl RoomsBackend for MemoryRooms {
             .lock()
             .values()
             .filter(|c| c.guild_id == Some(guild_id))
+            .cloned()
+            .collect();
+        channels.sort_by_key(|c| c.id);
+        Box::pin(async move { Ok(channels) })
+    }
+
+    fn room_channels(
+        &self,
+        guild_id: Snowflake,
+    ) -> BoxFuture<'_, Result<Vec<ChannelInfo>, RoomsError>> {
+        let hidden = self
+            .hidden
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut channels: Vec<ChannelInfo> = self
+            .lock()
+            .values()
+            .filter(|c| c.guild_id == Some(guild_id) && c.kind == VOICE_CHANNEL_TYPE)
+            .filter(|c| !hidden.contains(&c.id))
             .cloned()
             .collect();
         channels.sort_by_key(|c| c.id);

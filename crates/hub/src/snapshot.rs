@@ -6,8 +6,9 @@
 //! the snapshot and applies it idempotently (an event already reflected in the view
 //! changes nothing). Rooms and members come from a [`VoiceViewSource`]: the worker's
 //! signed `GET /voice-view` ([`WorkerVoiceView`], through `worker_link`, either
-//! worker of a pair) or, without a worker, the guild's voice channels with nobody in
-//! them ([`ChannelsVoiceView`]).
+//! worker of a pair) or, without a worker, the guild's rooms with nobody in them
+//! ([`ChannelsVoiceView`]). Either holds rooms only (docs/spec.md §7.1), and the
+//! rooms API's 403 for a channel that is not a room reads the same source.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use url::Url;
 
 use crate::auth::AuthUser;
 use crate::error::HubError;
-use crate::rooms::{RoomsBackend, RoomsError, VOICE_CHANNEL_TYPE};
+use crate::rooms::{RoomsBackend, RoomsError};
 use crate::state::SnapshotState;
 use crate::worker_link::{LinkError, WorkerLink};
 
@@ -106,7 +107,8 @@ impl VoiceViewSource for WorkerVoiceView {
     }
 }
 
-/// Without a worker: the guild's voice channels (from the rooms backend), empty.
+/// Without a worker: the guild's rooms (the rooms backend's voice channels that
+/// `@everyone` may view, docs/spec.md §7.1), empty.
 pub struct ChannelsVoiceView {
     rooms: Arc<dyn RoomsBackend>,
     guild_id: Snowflake,
@@ -122,10 +124,9 @@ impl ChannelsVoiceView {
 impl VoiceViewSource for ChannelsVoiceView {
     fn fetch(&self) -> BoxFuture<'_, Result<VoiceView, RoomsError>> {
         Box::pin(async move {
-            let channels = self.rooms.guild_channels(self.guild_id).await?;
+            let channels = self.rooms.room_channels(self.guild_id).await?;
             let rooms = channels
                 .into_iter()
-                .filter(|c| c.kind == VOICE_CHANNEL_TYPE && c.guild_id == Some(self.guild_id))
                 .map(|c| {
                     let limit = c.user_limit.map(u32::from);
                     (

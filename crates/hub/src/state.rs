@@ -68,6 +68,8 @@ pub(crate) struct RoomsState {
     pub(crate) rooms: Arc<dyn RoomsBackend>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) rooms_memory: Arc<RoomsMemory>,
+    /// Which channels are rooms (docs/spec.md §7.1): the snapshot's source.
+    pub(crate) voice_view: Arc<dyn VoiceViewSource>,
 }
 
 /// The bot's voice commands: the room checks of the rooms API and the worker.

@@ -121,6 +121,13 @@ async fn fake_worker_with(verifier: Arc<RequestVerifier>) -> (FakeWorker, url::U
     let worker = FakeWorker::new(verifier);
     let app = Router::new()
         .route("/commands/{command}", post(fake_command))
+        // The hub checks that the channel is a room in the worker's view (docs/spec.md §7.1).
+        .route(
+            "/voice-view",
+            axum::routing::get(|| async {
+                axum::Json(json!({"rooms": {ROOM.to_string(): {"name": "Table"}}, "members": {}}))
+            }),
+        )
         .with_state(worker.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap())

@@ -12,7 +12,7 @@ use crate::gateway::{Fault, Out};
 use crate::rest::{InjectedResponse, RecordedRequest};
 use crate::shapes;
 use crate::state::{AuditEntry, Shared};
-use crate::world::{Channel, Dispatch, SeedIds, SentMessage, VoiceFlags, WorldError};
+use crate::world::{Channel, Dispatch, Overwrite, SeedIds, SentMessage, VoiceFlags, WorldError};
 
 /// A condition was not met before the timeout.
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +273,84 @@ impl SimHandle {
     pub fn set_consenting_user(&self, user_id: u64) {
         self.shared.oauth().consenting_user = Some(user_id);
     }
+
+    /// Creates a channel hidden from `@everyone` (its overwrite for the role whose id
+    /// is the guild id denies `VIEW_CHANNEL`), as a staff channel made in the client:
+    /// one `CHANNEL_CREATE` carrying that overwrite.
+    pub fn create_hidden_channel(
+        &self,
+        name: &str,
+        kind: u8,
+        parent_id: Option<u64>,
+    ) -> Result<u64, WorldError> {
+        let mut channel = Channel::new(0, kind, name, parent_id);
+        channel.permission_overwrites.push(Overwrite {
+            id: self.guild_id(),
+            kind: OVERWRITE_ROLE,
+            allow: 0,
+            deny: VIEW_CHANNEL,
+        });
+        self.shared.mutate(|w| w.create_channel(channel))
+    }
+
+    /// Sets (adds or replaces) a channel's permission overwrite for `target` (a role
+    /// when `kind` is 0, a member when 1), as `PUT /channels/{c}/permissions/{target}`
+    /// does: `CHANNEL_UPDATE` with the channel's overwrites.
+    pub fn set_overwrite(
+        &self,
+        channel_id: u64,
+        target: u64,
+        kind: u8,
+        allow: u64,
+        deny: u64,
+    ) -> Result<(), WorldError> {
+        self.shared.mutate(|w| {
+            let channel = w
+                .channels
+                .get_mut(&channel_id)
+                .ok_or(WorldError::UnknownChannel(channel_id))?;
+            let overwrite = Overwrite {
+                id: target,
+                kind,
+                allow,
+                deny,
+            };
+            match channel
+                .permission_overwrites
+                .iter_mut()
+                .find(|o| o.id == target)
+            {
+                Some(existing) => *existing = overwrite,
+                None => channel.permission_overwrites.push(overwrite),
+            }
+            Ok(((), w.channel_updated(channel_id)?))
+        })
+    }
+
+    /// Removes a channel's overwrite for `target`, as
+    /// `DELETE /channels/{c}/permissions/{target}` does: `CHANNEL_UPDATE`.
+    pub fn clear_overwrite(&self, channel_id: u64, target: u64) -> Result<(), WorldError> {
+        self.shared.mutate(|w| {
+            w.channels
+                .get_mut(&channel_id)
+                .ok_or(WorldError::UnknownChannel(channel_id))?
+                .permission_overwrites
+                .retain(|o| o.id != target);
+            Ok(((), w.channel_updated(channel_id)?))
+        })
+    }
+
+    /// Hides a channel from `@everyone` (an overwrite for the guild id denying
+    /// `VIEW_CHANNEL`): `CHANNEL_UPDATE`.
+    pub fn hide_channel(&self, channel_id: u64) -> Result<(), WorldError> {
+        self.set_overwrite(channel_id, self.guild_id(), OVERWRITE_ROLE, 0, VIEW_CHANNEL)
+    }
+
+    /// Shows a channel to `@everyone` again (its `@everyone` overwrite removed):
+    /// `CHANNEL_UPDATE`.
+    pub fn show_channel(&self, channel_id: u64) -> Result<(), WorldError> {
+        self.clear_overwrite(channel_id, self.guild_id())
+    }
 }
 
 /// Guild membership refusals (issue 13): bans and a member cap, answered by
@@ -303,3 +381,8 @@ impl SimHandle {
         core.world.member_cap = full.then_some(members);
     }
 }
+
+/// Discord's `VIEW_CHANNEL` permission bit.
+const VIEW_CHANNEL: u64 = 1 << 10;
+/// An overwrite's `type` for a role.
+const OVERWRITE_ROLE: u8 = 0;

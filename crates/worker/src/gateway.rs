@@ -363,11 +363,10 @@ fn apply(tracker: &mut VoiceTracker, event: &Event) -> Option<Vec<ContractEvent>
         Event::GuildCreate(guild) => Some(tracker.guild_create(guild)),
         Event::VoiceStateUpdate(update) => Some(tracker.voice_state_update(&update.0)),
         Event::ChannelCreate(channel) => Some(tracker.channel_create(&channel.0)),
-        Event::ChannelUpdate(channel) => {
-            tracker.channel_update(&channel.0);
-            Some(Vec::new())
-        }
+        Event::ChannelUpdate(channel) => Some(tracker.channel_update(&channel.0)),
         Event::ChannelDelete(channel) => Some(tracker.channel_delete(&channel.0)),
+        // `@everyone`'s permissions decide which voice channels are rooms (docs/spec.md §7.1).
+        Event::RoleUpdate(update) => Some(tracker.role_update(update.guild_id, &update.role)),
         _ => None,
     }
 }

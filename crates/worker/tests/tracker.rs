@@ -37,7 +37,12 @@ fn voice_state(user: u64, channel: Option<u64>, guild: Option<u64>, flags: [bool
 }
 
 fn guild_create(channels: &[Value], voice_states: &[Value]) -> GuildCreate {
-    serde_json::from_value(json!({
+    serde_json::from_value(guild_json(channels, voice_states))
+        .expect("a GUILD_CREATE twilight accepts")
+}
+
+fn guild_json(channels: &[Value], voice_states: &[Value]) -> Value {
+    json!({
         "id": GUILD.to_string(), "name": "Coven", "icon": null, "splash": null, "discovery_splash": null,
         "owner_id": "1", "afk_channel_id": null, "afk_timeout": 300, "verification_level": 0,
         "default_message_notifications": 0, "explicit_content_filter": 0, "roles": [], "emojis": [],
@@ -49,8 +54,7 @@ fn guild_create(channels: &[Value], voice_states: &[Value]) -> GuildCreate {
         "members": [], "channels": channels, "threads": [], "presences": [],
         "voice_states": voice_states, "stickers": [], "stage_instances": [],
         "guild_scheduled_events": [], "unavailable": false
-    }))
-    .expect("a GUILD_CREATE twilight accepts")
+    })
 }
 
 fn base_channels() -> Vec<Value> {
@@ -308,4 +312,246 @@ fn view_round_trips_through_json() {
     let text = serde_json::to_string(tracker.view()).unwrap();
     let back: coven_worker::VoiceView = serde_json::from_str(&text).unwrap();
     assert_eq!(&back, tracker.view());
+}
+
+// docs/spec.md §7.1: a room is a voice channel `@everyone` may view.
+
+const VIEW_CHANNEL: u64 = 1 << 10;
+const CONNECT: u64 = 1 << 20;
+const ADMINISTRATOR: u64 = 1 << 3;
+const STAFF_ROLE: u64 = 77;
+
+fn colors() -> Value {
+    json!({"primary_color": 0, "secondary_color": null, "tertiary_color": null})
+}
+
+/// The `@everyone` role (id = guild id) with `permissions`, as Discord sends it.
+fn everyone(permissions: u64) -> Value {
+    json!({"id": GUILD.to_string(), "name": "@everyone", "color": 0, "hoist": false, "colors": colors(),
+        "icon": null, "unicode_emoji": null, "position": 0, "permissions": permissions.to_string(),
+        "managed": false, "mentionable": false, "flags": 0})
+}
+
+/// A voice channel of the guild with these overwrites `(id, type, allow, deny)`.
+fn voice_channel(id: u64, name: &str, overwrites: &[(u64, u8, u64, u64)]) -> Value {
+    let mut value = channel(id, 2, GUILD, name);
+    value["permission_overwrites"] = overwrites
+        .iter()
+        .map(|&(target, kind, allow, deny)| {
+            json!({"id": target.to_string(), "type": kind, "allow": allow.to_string(),
+                "deny": deny.to_string()})
+        })
+        .collect();
+    value
+}
+
+/// `@everyone` may not view it; a staff role may.
+fn hidden(id: u64, name: &str) -> Value {
+    voice_channel(
+        id,
+        name,
+        &[
+            (GUILD, 0, 0, VIEW_CHANNEL),
+            (STAFF_ROLE, 0, VIEW_CHANNEL, 0),
+        ],
+    )
+}
+
+fn with_roles(mut guild: Value, roles: &[Value]) -> GuildCreate {
+    guild["roles"] = json!(roles);
+    serde_json::from_value(guild).expect("a GUILD_CREATE twilight accepts")
+}
+
+fn as_channel(value: Value) -> Channel {
+    serde_json::from_value(value).unwrap()
+}
+
+fn role_update(tracker: &mut VoiceTracker, permissions: u64) -> Vec<Event> {
+    let update: twilight_model::gateway::payload::incoming::RoleUpdate = serde_json::from_value(
+        json!({"guild_id": GUILD.to_string(), "role": everyone(permissions)}),
+    )
+    .unwrap();
+    tracker.role_update(update.guild_id, &update.role)
+}
+
+/// Seeded with Table A visible, `staff` (20) hidden with Bob in it.
+fn seeded_with_staff(everyone_permissions: u64) -> VoiceTracker {
+    let mut tracker = VoiceTracker::new(id(GUILD), None);
+    let guild = guild_json(
+        &[channel(ROOM_A, 2, GUILD, "Table A"), hidden(20, "staff")],
+        &[voice_state(BOB, Some(20), None, QUIET)],
+    );
+    tracker.guild_create(&with_roles(guild, &[everyone(everyone_permissions)]));
+    tracker
+}
+
+#[test]
+fn a_channel_hidden_from_everyone_is_no_room() {
+    let mut tracker = seeded_with_staff(VIEW_CHANNEL | CONNECT);
+    let view = tracker.view();
+    assert!(view.rooms.contains_key(&id(ROOM_A)));
+    assert!(!view.rooms.contains_key(&id(20)), "{view:?}");
+    assert!(!view.members.contains_key(&id(BOB)), "{view:?}");
+    // Joins, moves, flags and leaves inside it are nobody's business.
+    assert!(vsu(&mut tracker, ALICE, Some(20), QUIET).is_empty());
+    assert!(vsu(&mut tracker, ALICE, Some(20), [true, false, false]).is_empty());
+    assert!(vsu(&mut tracker, ALICE, None, QUIET).is_empty());
+    // Moving from a room into it is leaving the room; back is joining it.
+    vsu(&mut tracker, ALICE, Some(ROOM_A), QUIET);
+    assert_eq!(
+        names(&vsu(&mut tracker, ALICE, Some(20), QUIET)),
+        [("voice.left", ROOM_A)]
+    );
+    assert_eq!(
+        names(&vsu(&mut tracker, ALICE, Some(ROOM_A), QUIET)),
+        [("voice.joined", ROOM_A)]
+    );
+    // Created hidden, deleted hidden: no room.created, no room.deleted.
+    let secret = as_channel(hidden(21, "secret"));
+    assert!(tracker.channel_create(&secret).is_empty());
+    assert!(tracker.channel_delete(&secret).is_empty());
+    assert!(!tracker.view().rooms.contains_key(&id(21)));
+}
+
+#[test]
+fn the_everyone_role_then_the_channels_own_overwrite_decide() {
+    // @everyone without VIEW_CHANNEL: only channels that allow it are rooms.
+    let mut tracker = VoiceTracker::new(id(GUILD), None);
+    let guild = guild_json(
+        &[
+            channel(ROOM_A, 2, GUILD, "plain"),
+            voice_channel(ROOM_B, "opened", &[(GUILD, 0, VIEW_CHANNEL, 0)]),
+            // Another role's allow and a member's allow do not make a room.
+            voice_channel(
+                22,
+                "staff",
+                &[(STAFF_ROLE, 0, VIEW_CHANNEL, 0), (BOB, 1, VIEW_CHANNEL, 0)],
+            ),
+        ],
+        &[],
+    );
+    tracker.guild_create(&with_roles(guild, &[everyone(CONNECT)]));
+    let rooms: Vec<u64> = tracker.view().rooms.keys().map(|r| r.get()).collect();
+    assert_eq!(rooms, [ROOM_B]);
+
+    // @everyone with VIEW_CHANNEL: a deny on @everyone hides, another role's deny does not.
+    let guild = guild_json(
+        &[
+            channel(ROOM_A, 2, GUILD, "plain"),
+            voice_channel(ROOM_B, "closed", &[(GUILD, 0, 0, VIEW_CHANNEL)]),
+            voice_channel(22, "muted staff", &[(STAFF_ROLE, 0, 0, VIEW_CHANNEL)]),
+            // Allow and deny of the same bit in one overwrite: the allow wins.
+            voice_channel(23, "both", &[(GUILD, 0, VIEW_CHANNEL, VIEW_CHANNEL)]),
+        ],
+        &[],
+    );
+    let mut tracker = VoiceTracker::new(id(GUILD), None);
+    tracker.guild_create(&with_roles(guild, &[everyone(VIEW_CHANNEL)]));
+    let rooms: Vec<u64> = tracker.view().rooms.keys().map(|r| r.get()).collect();
+    assert_eq!(rooms, [ROOM_A, 22, 23]);
+}
+
+/// As twilight-util's calculator (Discord's algorithm) has it: ADMINISTRATOR on
+/// `@everyone` lets it view every channel, overwrites notwithstanding.
+#[test]
+fn administrator_on_everyone_sees_every_channel() {
+    let tracker = seeded_with_staff(ADMINISTRATOR);
+    assert!(tracker.view().rooms.contains_key(&id(20)));
+}
+
+#[test]
+fn hiding_a_room_deletes_it_and_showing_it_creates_it_with_whoever_is_there() {
+    let mut tracker = seeded_with_staff(VIEW_CHANNEL);
+    vsu(&mut tracker, ALICE, Some(ROOM_A), QUIET);
+    let hide = as_channel(voice_channel(
+        ROOM_A,
+        "Table A",
+        &[(GUILD, 0, 0, VIEW_CHANNEL)],
+    ));
+    assert_eq!(
+        names(&tracker.channel_update(&hide)),
+        [("voice.left", ROOM_A), ("room.deleted", ROOM_A)]
+    );
+    assert!(
+        tracker.channel_update(&hide).is_empty(),
+        "a replay changes nothing"
+    );
+    assert!(!tracker.view().rooms.contains_key(&id(ROOM_A)));
+    // Alice's flags while hidden are not seen; they are when it shows again.
+    assert!(vsu(&mut tracker, ALICE, Some(ROOM_A), [true, false, false]).is_empty());
+    let show = as_channel(channel(ROOM_A, 2, GUILD, "Table A again"));
+    assert_eq!(
+        names(&tracker.channel_update(&show)),
+        [("room.created", ROOM_A), ("voice.joined", ROOM_A)]
+    );
+    assert!(tracker.view().members[&id(ALICE)].flags.self_mute);
+    assert_eq!(
+        tracker.view().rooms[&id(ROOM_A)].name.as_str(),
+        "Table A again"
+    );
+    // A rename of a visible room is no event.
+    let renamed = as_channel(channel(ROOM_A, 2, GUILD, "Table A2"));
+    assert!(tracker.channel_update(&renamed).is_empty());
+    assert_eq!(tracker.view().rooms[&id(ROOM_A)].name.as_str(), "Table A2");
+}
+
+#[test]
+fn the_everyone_role_changing_hides_and_shows_rooms() {
+    let mut tracker = seeded_with_staff(VIEW_CHANNEL);
+    vsu(&mut tracker, ALICE, Some(ROOM_A), QUIET);
+    let opened = as_channel(voice_channel(
+        ROOM_B,
+        "opened",
+        &[(GUILD, 0, VIEW_CHANNEL, 0)],
+    ));
+    assert_eq!(
+        names(&tracker.channel_create(&opened)),
+        [("room.created", ROOM_B)]
+    );
+    // @everyone loses VIEW_CHANNEL: the plain room goes, the one allowing it stays.
+    assert_eq!(
+        names(&role_update(&mut tracker, CONNECT)),
+        [("voice.left", ROOM_A), ("room.deleted", ROOM_A)]
+    );
+    assert!(tracker.view().rooms.contains_key(&id(ROOM_B)));
+    // And gets it back: the plain room returns with Alice; staff (denied) stays hidden.
+    assert_eq!(
+        names(&role_update(&mut tracker, VIEW_CHANNEL | CONNECT)),
+        [("room.created", ROOM_A), ("voice.joined", ROOM_A)]
+    );
+    assert!(!tracker.view().rooms.contains_key(&id(20)));
+    // Another role's update changes nothing.
+    let update: twilight_model::gateway::payload::incoming::RoleUpdate = serde_json::from_value(
+        json!({"guild_id": GUILD.to_string(), "role": {"id": STAFF_ROLE.to_string(),
+            "name": "staff", "color": 0, "hoist": false, "colors": colors(), "icon": null, "unicode_emoji": null,
+            "position": 1, "permissions": "0", "managed": false, "mentionable": false, "flags": 0}}),
+    )
+    .unwrap();
+    assert!(
+        tracker
+            .role_update(update.guild_id, &update.role)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_restarted_tracker_learns_hidden_channels_from_updates() {
+    let stored = seeded_with_staff(VIEW_CHANNEL).view().clone();
+    let mut tracker = VoiceTracker::new(id(GUILD), Some(stored));
+    // The hidden channel is unknown after a restart: nothing about it is seen.
+    assert!(vsu(&mut tracker, ALICE, Some(20), QUIET).is_empty());
+    assert!(
+        tracker
+            .channel_update(&as_channel(hidden(20, "staff")))
+            .is_empty()
+    );
+    let hide = as_channel(voice_channel(
+        ROOM_A,
+        "Table A",
+        &[(GUILD, 0, 0, VIEW_CHANNEL)],
+    ));
+    assert_eq!(
+        names(&tracker.channel_update(&hide)),
+        [("room.deleted", ROOM_A)]
+    );
 }

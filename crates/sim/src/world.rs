@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::shapes;
 use crate::snowflake::{SEED_TIME_MS, Snowflakes, now_ms};
@@ -74,6 +74,20 @@ pub struct Member {
     pub mute: bool,
     /// Server deafen.
     pub deaf: bool,
+}
+
+/// A guild role other than `@everyone` (whose id is the guild id, see
+/// `shapes::everyone_role`): a name and the permissions it grants guild-wide.
+#[derive(Clone, Debug, Serialize)]
+pub struct Role {
+    /// The role id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Discord permission bits it grants.
+    pub permissions: u64,
+    /// Its position (1 and up; `@everyone` is 0).
+    pub position: i64,
 }
 
 /// A channel permission overwrite.
@@ -229,6 +243,9 @@ pub enum WorldError {
     /// A category cannot be the parent.
     #[error("invalid parent {0}")]
     InvalidParent(u64),
+    /// No such role.
+    #[error("unknown role {0}")]
+    UnknownRole(u64),
 }
 
 /// Ids of the seeded guild, for tests and the demo.
@@ -273,6 +290,8 @@ pub struct World {
     pub messages: Vec<SentMessage>,
     /// Seeded ids.
     pub seed: SeedIds,
+    /// Roles other than `@everyone`, by id.
+    pub roles: BTreeMap<u64, Role>,
 }
 
 fn user(id: u64, name: &str, bot: bool) -> User {
@@ -383,6 +402,7 @@ impl World {
                 member_user_ids: member_user_ids.clone(),
                 outsider_user_ids,
             },
+            roles: BTreeMap::new(),
         };
         for &u in &member_user_ids[..2] {
             let session_id = World::user_session_id(u);
@@ -605,6 +625,45 @@ impl World {
             obj.insert("guild_id".into(), Value::String(self.guild_id.to_string()));
         }
         Ok(Some(vec![Dispatch::new("GUILD_MEMBER_ADD", d)]))
+    }
+
+    /// Creates a role granting `permissions`: `GUILD_ROLE_CREATE`.
+    pub fn create_role(&mut self, name: &str, permissions: u64) -> (u64, Vec<Dispatch>) {
+        let id = self.ids.now();
+        let position = i64::try_from(self.roles.len()).unwrap_or(i64::MAX - 1) + 1;
+        self.roles.insert(
+            id,
+            Role {
+                id,
+                name: name.to_owned(),
+                permissions,
+                position,
+            },
+        );
+        let data = json!({
+            "guild_id": self.guild_id.to_string(),
+            "role": shapes::role(self, &self.roles[&id]),
+        });
+        (id, vec![Dispatch::new("GUILD_ROLE_CREATE", data)])
+    }
+
+    /// Gives a member a role: `GUILD_MEMBER_UPDATE` (sent with `GUILD_MEMBERS` only).
+    pub fn grant_role(&mut self, user_id: u64, role_id: u64) -> Result<Vec<Dispatch>, WorldError> {
+        if !self.roles.contains_key(&role_id) {
+            return Err(WorldError::UnknownRole(role_id));
+        }
+        let member = self
+            .members
+            .get_mut(&user_id)
+            .ok_or(WorldError::NotMember(user_id))?;
+        if !member.roles.contains(&role_id) {
+            member.roles.push(role_id);
+        }
+        let mut d = shapes::member(self, &self.members[&user_id]);
+        if let Some(obj) = d.as_object_mut() {
+            obj.insert("guild_id".into(), Value::String(self.guild_id.to_string()));
+        }
+        Ok(vec![Dispatch::new("GUILD_MEMBER_UPDATE", d)])
     }
 }
 

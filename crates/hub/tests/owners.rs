@@ -103,7 +103,7 @@ async fn only_the_creator_a_channel_manager_or_the_owner_ends_a_room() {
     assert_eq!(end(&hub, ALICE, third).await.0, 200);
     assert!(!rooms.contains(id(third)));
 
-    // A channel nobody created through the API: managers only.
+    // Bob's room is not Alice's to end.
     let seeded = room_of(&hub, BOB).await;
     assert_eq!(end(&hub, ALICE, seeded).await.0, 403);
     assert!(rooms.contains(id(seeded)));

@@ -672,6 +672,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn roles_are_in_guild_create_and_on_members() {
+        let mut w = World::seeded();
+        let member = w.seed.member_user_ids[1];
+        let (role, dispatches) = w.create_role("Moderators", 1 << 4);
+        assert_eq!(dispatches[0].event, "GUILD_ROLE_CREATE");
+        w.grant_role(member, role).unwrap();
+        assert_eq!(w.members[&member].roles, vec![role]);
+        assert!(matches!(
+            w.grant_role(member, 1),
+            Err(WorldError::UnknownRole(1))
+        ));
+        let guild = shapes::guild_create(&w, crate::intents::GUILDS);
+        let roles = guild["roles"].as_array().unwrap();
+        assert_eq!(
+            roles[0],
+            shapes::everyone_role(&w),
+            "@everyone keeps its shape"
+        );
+        assert_eq!(roles[1]["id"], role.to_string());
+        assert_eq!(roles[1]["permissions"], "16");
+        assert_eq!(guild["owner_id"], w.owner_id.to_string());
+    }
+
+    #[test]
     fn seed_is_stable_and_complete() {
         let w = World::seeded();
         assert_eq!(

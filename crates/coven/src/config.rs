@@ -393,6 +393,9 @@ pub struct HubConfig {
     /// `MAX_CONNECTIONS`, `MAX_CONNECTIONS_PER_IP`, `MAX_UNAUTHENTICATED_PER_IP`,
     /// `MAX_SOCKETS_PER_USER`, `TRUSTED_PROXIES` (docs/spec.md §6.6).
     pub limits: LimitsConfig,
+    /// `ROOMS_CATEGORY_ID` (optional snowflake): the category new rooms go in
+    /// (docs/spec.md §7.1).
+    pub rooms_category_id: Option<Snowflake>,
 }
 
 /// What one client may hold open, and whose `X-Forwarded-For` to believe.
@@ -468,6 +471,7 @@ impl HubConfig {
             oauth: OAuthConfig::from_env(source)?,
             worker_endpoints: env.url_list("WORKER_ENDPOINT", &["http", "https"])?,
             limits: LimitsConfig::from_env(source)?,
+            rooms_category_id: env.optional("ROOMS_CATEGORY_ID")?,
         })
     }
 }
@@ -779,6 +783,35 @@ mod tests {
             "{error}"
         );
         assert!(!error.to_string().contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn rooms_category_is_optional_and_checked() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        assert_eq!(
+            HubConfig::from_env(&env(&base)).unwrap().rooms_category_id,
+            None
+        );
+        let set = with(base.clone(), "ROOMS_CATEGORY_ID", "1246251873992839168");
+        assert_eq!(
+            HubConfig::from_env(&env(&set)).unwrap().rooms_category_id,
+            Some("1246251873992839168".parse().unwrap())
+        );
+        for bad in ["rooms", "-1", "0"] {
+            let error = HubConfig::from_env(&env(&with(base.clone(), "ROOMS_CATEGORY_ID", bad)))
+                .unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        name: "ROOMS_CATEGORY_ID",
+                        ..
+                    }
+                ),
+                "{bad}: {error:?}"
+            );
+            assert!(error.to_string().contains("ROOMS_CATEGORY_ID"), "{error}");
+        }
     }
 
     #[test]

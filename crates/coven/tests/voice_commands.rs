@@ -189,8 +189,9 @@ async fn speaking_reaches_a_browser_socket_through_the_hub() {
     let token = hub
         .issuer()
         .unwrap()
+        // The guild owner: may command the bot in any room (docs/spec.md §7.1).
         .issue(&coven_hub::TokenSubject {
-            user_id: "1".into(),
+            user_id: sim.handle().owner_id().to_string(),
             name: "tester".into(),
             avatar_url: None,
         })

@@ -28,7 +28,7 @@ mod validate;
 pub use error::{DiscordError, FieldError};
 pub use model::{
     Channel, ChannelKind, Invite, InviteOptions, Member, Message, NewVoiceRoom, OverwriteKind,
-    PermissionOverwrite, permissions,
+    PermissionOverwrite, Role, permissions,
 };
 pub use oauth::{AuthorizationRequest, CurrentUser, DiscordOAuthClient, OAuthSettings, TokenGrant};
 pub use pkce::PkceVerifier;

@@ -7,7 +7,9 @@ use coven_contract::{RoomName, Snowflake, UserLimit};
 pub mod permissions {
     /// Allows creating invites.
     pub const CREATE_INVITE: u64 = 1 << 0;
-    /// Allows managing the channel.
+    /// Every permission, overriding every channel overwrite.
+    pub const ADMINISTRATOR: u64 = 1 << 3;
+    /// Allows managing the channel (guild-wide: managing every channel).
     pub const MANAGE_CHANNELS: u64 = 1 << 4;
     /// Allows seeing the channel.
     pub const VIEW_CHANNEL: u64 = 1 << 10;
@@ -173,6 +175,16 @@ pub struct Member {
     pub nick: Option<String>,
     /// The member's role ids.
     pub roles: Vec<Snowflake>,
+}
+
+/// A guild role, as far as permissions go: `GET /guilds/{guild_id}/roles`. The
+/// `@everyone` role's id is the guild's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    /// The role id.
+    pub id: Snowflake,
+    /// The permissions it grants guild-wide (see [`permissions`]).
+    pub permissions: u64,
 }
 
 impl Member {

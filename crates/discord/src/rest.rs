@@ -21,7 +21,7 @@ use url::Url;
 use crate::error::DiscordError;
 use crate::model::{
     Channel, Invite, InviteOptions, Member, Message, NewVoiceRoom, OverwriteKind,
-    PermissionOverwrite,
+    PermissionOverwrite, Role,
 };
 use crate::retry::RetryPolicy;
 use crate::{origin, twilight_map as map, validate};
@@ -378,6 +378,43 @@ impl DiscordRestClient {
                 .into_future()
         };
         self.call_for("guild_member", build, map::member).await
+    }
+
+    /// Every role of a guild with its permissions: `GET /guilds/{guild_id}/roles`.
+    pub async fn guild_roles(&self, guild_id: Snowflake) -> Result<Vec<Role>, DiscordError> {
+        let response = self
+            .call("guild_roles", || {
+                self.http.roles(map::id(guild_id)).into_future()
+            })
+            .await?;
+        let roles = response.models().await.map_err(|e| decode(&e))?;
+        Ok(roles
+            .into_iter()
+            .map(|role| Role {
+                id: map::snowflake(role.id),
+                permissions: role.permissions.bits(),
+            })
+            .collect())
+    }
+
+    /// The guild owner's user id: `GET /guilds/{guild_id}`. Only `owner_id` is read
+    /// from the answer, so a guild object with fields this client does not know (or
+    /// lacking ones it does not need) still works.
+    pub async fn guild_owner(&self, guild_id: Snowflake) -> Result<Snowflake, DiscordError> {
+        #[derive(serde::Deserialize)]
+        struct Owner {
+            owner_id: Snowflake,
+        }
+        let response = self
+            .call("guild", || self.http.guild(map::id(guild_id)).into_future())
+            .await?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| DiscordError::Decode(e.to_string()))?;
+        serde_json::from_slice::<Owner>(&body)
+            .map(|owner| owner.owner_id)
+            .map_err(|e| DiscordError::Decode(e.to_string()))
     }
 }
 

@@ -4,7 +4,8 @@
 //! refused here, 400, before the worker is contacted).
 //!
 //! The hub owns no Discord session; it checks the caller (JWT, rate limit), checks
-//! that the channel is a room of the guild, and forwards the command to the
+//! that the channel is a room of the guild and that the caller may act on it
+//! (`crate::permissions`: its creator or a member who manages channels), and forwards the command to the
 //! worker's `WORKER_ENDPOINT` as a request signed over its method, path, a timestamp,
 //! a unique id and its body (docs/spec.md §8), which the worker accepts once. With
 //! an active/standby pair listed there, `worker_link` finds the active (the standby
@@ -103,6 +104,7 @@ async fn room_command(
     rate_limit(&state.rooms.rooms_memory, user).await?;
     worker(state)?;
     voice_room(&state.rooms, channel_id).await?;
+    state.rooms.access.authorize(user, channel_id).await?;
     tracing::info!(channel = %channel_id, user = %user.subject, "bot voice command");
     Ok(channel_id)
 }

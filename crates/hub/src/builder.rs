@@ -21,9 +21,11 @@ use crate::jwt::{JwksKeySource, JwtVerifier, KeySource};
 use crate::lifecycle::Lifecycle;
 use crate::login::Flows;
 use crate::metrics;
+use crate::permissions::{RoomAccess, RoomLimits};
 use crate::profiles::Profiles;
 use crate::redis_broker::RedisBroker;
 use crate::redis_link::RedisLink;
+use crate::room_owners::RoomOwners;
 use crate::rooms::RoomsBackend;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
@@ -154,12 +156,14 @@ impl HubBuilder {
             settings.login.as_ref(),
             redis.clone().map(|link| (link, settings.primary_guild_id)),
         );
+        let access = Arc::new(room_access(&settings, redis.as_ref(), &self.rooms));
         let rooms = RoomsState {
             settings: settings.clone(),
             rooms: self.rooms.clone(),
             broker: broker.clone(),
             rooms_memory: Arc::new(RoomsMemory::new(&settings, redis.clone())),
             voice_view: voice_view.clone(),
+            access: access.clone(),
         };
         let app = AppState {
             auth: Auth { jwt: jwt.clone() },
@@ -167,6 +171,7 @@ impl HubBuilder {
                 settings: settings.clone(),
                 webhook_verifier: Arc::new(Verifier::new(settings.hub_secrets.clone())),
                 broker: broker.clone(),
+                access,
             },
             socket: SocketState {
                 settings: settings.clone(),
@@ -294,6 +299,35 @@ fn default_broker(settings: &HubSettings, redis: Option<&Arc<RedisLink>>) -> Arc
         }
         None => Arc::new(InProcessBroker::open(limits, settings.state_dir.as_deref())),
     }
+}
+
+/// The room rules over the record of who created which room: Redis's with
+/// `redis`, else `<state_dir>/room-owners.redb` (in memory without a state dir, or
+/// when the file cannot be opened, e.g. another hub holds it: logged, like the
+/// broker's once-keys).
+fn room_access(
+    settings: &HubSettings,
+    redis: Option<&Arc<RedisLink>>,
+    rooms: &Arc<dyn RoomsBackend>,
+) -> RoomAccess {
+    let owners = match (redis, settings.state_dir.as_deref()) {
+        (Some(link), _) => RoomOwners::shared(link.clone(), settings.primary_guild_id),
+        (None, Some(dir)) => RoomOwners::open(dir).unwrap_or_else(|error| {
+            tracing::error!(%error, "room creators kept in memory only: a restart forgets them");
+            RoomOwners::in_memory()
+        }),
+        (None, None) => RoomOwners::in_memory(),
+    };
+    RoomAccess::new(
+        settings.primary_guild_id,
+        rooms.clone(),
+        owners,
+        RoomLimits {
+            max_per_user: settings.max_rooms_per_user,
+            max_per_guild: settings.max_rooms_per_guild,
+            cache_ttl: settings.member_permissions_ttl,
+        },
+    )
 }
 
 /// The worker's voice view when worker endpoints are set, else the rooms backend's

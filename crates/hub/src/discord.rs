@@ -3,7 +3,9 @@
 //!
 //! The REST client already honours Discord's rate limits and retries 5xx; this adapter
 //! only translates its domain types and typed errors into the hub's, so the handlers
-//! never see twilight or Discord's JSON.
+//! never see twilight or Discord's JSON. A member's guild permissions (for who may
+//! act on a room, `crate::permissions`) take three calls: the member (their role
+//! ids), the guild's roles (each role's permissions) and the guild (its owner).
 
 use coven_contract::Snowflake;
 use coven_discord::{
@@ -11,6 +13,7 @@ use coven_discord::{
 };
 use futures_util::future::BoxFuture;
 
+use crate::permissions::MemberPermissions;
 use crate::rooms::{ChannelInfo, CreateVoiceChannel, MemberProfile, RoomsBackend, RoomsError};
 
 /// [`RoomsBackend`] calling Discord (or the simulator) through `DiscordRestClient`.
@@ -142,6 +145,34 @@ impl RoomsBackend for DiscordRooms {
                 Err(DiscordError::NotFound { .. }) => Ok(None),
                 Err(other) => Err(error(other)),
             }
+        })
+    }
+
+    fn member_permissions(
+        &self,
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<MemberPermissions, RoomsError>> {
+        Box::pin(async move {
+            let member = match self.client.guild_member(guild_id, user_id).await {
+                Ok(member) => member,
+                Err(DiscordError::NotFound { .. }) => return Ok(MemberPermissions::default()),
+                Err(other) => return Err(error(other)),
+            };
+            let (roles, owner) = tokio::try_join!(
+                self.client.guild_roles(guild_id),
+                self.client.guild_owner(guild_id)
+            )
+            .map_err(error)?;
+            // `@everyone` (id = guild id) applies to every member.
+            let permissions = roles
+                .iter()
+                .filter(|role| role.id == guild_id || member.roles.contains(&role.id))
+                .fold(0, |bits, role| bits | role.permissions);
+            Ok(MemberPermissions {
+                owner: owner == user_id,
+                permissions,
+            })
         })
     }
 }

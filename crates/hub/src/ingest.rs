@@ -74,6 +74,10 @@ pub(crate) async fn ingest(
     }
     let once_keys = OnceKey::for_webhook(event_id, &event);
     let name = event.name();
+    let deleted = match &event {
+        Event::RoomDeleted(room) => Some(room.channel_id),
+        _ => None,
+    };
     let published = state
         .broker
         .publish(event, once_keys)
@@ -87,6 +91,10 @@ pub(crate) async fn ingest(
                 retry_after: Duration::from_secs(1),
             }
         })?;
+    if let Some(channel) = deleted {
+        // No longer a live room of its creator (docs/spec.md §7.1).
+        state.access.ended(channel).await;
+    }
     let result = if published.is_some() {
         "published"
     } else {

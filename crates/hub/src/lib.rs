@@ -39,10 +39,12 @@ mod login;
 mod metrics;
 mod once_key;
 mod once_store;
+mod permissions;
 mod profiles;
 mod rate_limit;
 mod redis_broker;
 mod redis_link;
+mod room_owners;
 mod room_visibility;
 mod rooms;
 mod routes;
@@ -72,8 +74,10 @@ pub use local_stream::LocalStream;
 pub use login::LoginFailure;
 pub use once_key::OnceKey;
 pub use once_store::{ONCE_KEYS_FILE_NAME, OnceStoreError};
+pub use permissions::{ADMINISTRATOR, MANAGE_CHANNELS, MemberPermissions};
 pub use redis_broker::RedisBroker;
 pub use redis_link::RedisLinkError;
+pub use room_owners::{ROOM_OWNERS_FILE_NAME, RoomOwnersError};
 pub use rooms::{
     ChannelInfo, CreateVoiceChannel, MemberProfile, MemoryRooms, RoomsBackend, RoomsError,
     VOICE_CHANNEL_TYPE,

@@ -28,6 +28,7 @@
 //! | `coven:{g}:hub:once:<key>` | string, TTL | a [`OnceKey`]: a webhook event id (`event:<id>`, the dedupe window) or an announced room (`room.created:<channel>`, while the room exists; the dedupe window after its `room.deleted`) |
 //! | `coven:{g}:hub:idem:<user>:<key>` | string, TTL | an `Idempotency-Key` of `POST /api/create-room`: `pending:<token>` then `done:<answer JSON>` |
 //! | `coven:{g}:hub:rate:<user>` | string, TTL | the user's GCRA "theoretical arrival time" (ms) |
+//! | `coven:{g}:hub:owners` | hash | who created each live room through the API: field channel id, value the creator's `sub` (`crate::room_owners`; a field goes when the room is ended or deleted) |
 //! | `coven:{g}:hub:jwt-keys` | string | the own issuer's key set (private keys: protect Redis like a secret store) |
 //! | `coven:{g}:hub:login:<cookie id>` | string, TTL login flow | a Discord login in progress: its `state` and PKCE verifier, taken once by whichever hub gets the callback |//!
 //! [`OnceKey`]: crate::OnceKey

@@ -6,6 +6,10 @@
 //! the webhook path uses, so exactly one `room.created` reaches browsers per channel
 //! whichever path is first. `Idempotency-Key` makes a retried create return the first
 //! answer and create one channel only; each user has a token-bucket rate limit.
+//! Who may end a room, how many rooms one may create and where new rooms go
+//! (`ROOMS_CATEGORY_ID`) are the rules of docs/spec.md §7.1, kept in
+//! `crate::permissions`; a `parentId` other than the configured category is a
+//! validation error (400 `VALIDATION_FAILED`, field `parentId`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +28,7 @@ use crate::auth::{AuthUser, rate_limit};
 use crate::error::HubError;
 use crate::jwt::VerifiedUser;
 use crate::once_key::OnceKey;
+use crate::permissions::MemberPermissions;
 use crate::shared_limits::Claim;
 use crate::state::RoomsState;
 
@@ -145,6 +150,19 @@ pub trait RoomsBackend: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<MemberProfile>, RoomsError>> {
         let _ = (guild_id, user_id);
         Box::pin(async { Ok(None) })
+    }
+
+    /// Whether `user_id` owns the guild, and their guild-wide permissions (the
+    /// `@everyone` role's combined with their roles'), for the rule of
+    /// docs/spec.md §7.1. The default grants nothing: only a room's creator may
+    /// act on it.
+    fn member_permissions(
+        &self,
+        guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<MemberPermissions, RoomsError>> {
+        let _ = (guild_id, user_id);
+        Box::pin(async { Ok(MemberPermissions::default()) })
     }
 }
 
@@ -291,7 +309,16 @@ pub(crate) async fn create_room(
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedRoom>), HubError> {
     let AuthUser(user) = user?;
-    let request = parse_create(&body)?;
+    let mut request = parse_create(&body)?;
+    if let Some(category) = state.settings.rooms_category_id {
+        if request.parent_id.is_some_and(|parent| parent != category) {
+            return Err(field_error(
+                "parentId must be the rooms category (ROOMS_CATEGORY_ID) or absent",
+                "parentId",
+            ));
+        }
+        request.parent_id = Some(category);
+    }
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(
@@ -335,6 +362,7 @@ async fn create(
     request: CreateRoomRequest,
 ) -> Result<CreatedRoom, HubError> {
     let guild_id = state.settings.primary_guild_id;
+    let permit = state.access.may_create(user).await?;
     let channel = state
         .rooms
         .create_voice_channel(CreateVoiceChannel {
@@ -345,6 +373,10 @@ async fn create(
             audit_reason: format!("Spell Coven room created by user {}", user.subject),
         })
         .await?;
+    state
+        .access
+        .created(permit, channel.id, &user.subject)
+        .await;
     let name = RoomName::try_from(channel.name.clone()).unwrap_or(request.name);
     let user_limit = channel
         .user_limit
@@ -386,6 +418,7 @@ pub(crate) async fn end_room(
         .map_err(|_| field_error("channelId must be a snowflake", "channelId"))?;
     rate_limit(&state.rooms_memory, &user).await?;
     voice_room(&state, channel_id).await?;
+    state.access.authorize(&user, channel_id).await?;
     state
         .rooms
         .delete_channel(
@@ -393,6 +426,7 @@ pub(crate) async fn end_room(
             format!("Spell Coven room ended by user {}", user.subject),
         )
         .await?;
+    state.access.ended(channel_id).await;
     tracing::info!(channel = %channel_id, user = %user.subject, "room ended");
     Ok(Json(OkBody { ok: true }))
 }
@@ -424,6 +458,7 @@ pub struct MemoryRooms {
     created: AtomicU64,
     /// Channels hidden from `@everyone`: no rooms.
     hidden: Mutex<std::collections::HashSet<Snowflake>>,
+    permissions: Mutex<HashMap<Snowflake, MemberPermissions>>,
 }
 
 impl MemoryRooms {
@@ -435,6 +470,7 @@ impl MemoryRooms {
             profiles: Mutex::new(HashMap::new()),
             created: AtomicU64::new(0),
             hidden: Mutex::default(),
+            permissions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -462,6 +498,15 @@ impl MemoryRooms {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(user_id, profile);
+    }
+
+    /// Gives `user_id` guild-wide `permissions` (Discord's bits, e.g.
+    /// `MANAGE_CHANNELS`), or makes them the guild owner with `owner`.
+    pub fn set_permissions(&self, user_id: Snowflake, owner: bool, permissions: u64) {
+        self.permissions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(user_id, MemberPermissions { owner, permissions });
     }
 
     /// How many channels were created through the backend.
@@ -559,6 +604,21 @@ impl RoomsBackend for MemoryRooms {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&user_id)
             .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn member_permissions(
+        &self,
+        _guild_id: Snowflake,
+        user_id: Snowflake,
+    ) -> BoxFuture<'_, Result<MemberPermissions, RoomsError>> {
+        let found = self
+            .permissions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&user_id)
+            .copied()
+            .unwrap_or_default();
         Box::pin(async move { Ok(found) })
     }
 }

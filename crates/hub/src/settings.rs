@@ -116,6 +116,16 @@ pub struct HubSettings {
     /// `TRUSTED_PROXIES`: peers whose last `X-Forwarded-For` hop is taken as the
     /// client IP. Empty, the client IP is always the TCP peer's.
     pub trusted_proxies: Vec<IpAddr>,
+    /// `ROOMS_CATEGORY_ID`: the category new rooms are created in; a `parentId`
+    /// must then be it or absent (docs/spec.md §7.1). Unset, `parentId` is free.
+    pub rooms_category_id: Option<Snowflake>,
+    /// Live rooms one user may have created through the API (3).
+    pub max_rooms_per_user: usize,
+    /// Live rooms the guild may have that were created through the API (50).
+    pub max_rooms_per_guild: usize,
+    /// How long a member's guild permissions (owner, `MANAGE_CHANNELS`,
+    /// `ADMINISTRATOR`) are reused before Discord is asked again (30 s).
+    pub member_permissions_ttl: Duration,
 }
 
 impl HubSettings {
@@ -161,6 +171,10 @@ impl HubSettings {
             max_unauthenticated_per_ip: 32,
             max_sockets_per_user: 16,
             trusted_proxies: Vec::new(),
+            rooms_category_id: None,
+            max_rooms_per_user: 3,
+            max_rooms_per_guild: 50,
+            member_permissions_ttl: crate::permissions::ACCESS_CACHE_TTL,
         }
     }
 }

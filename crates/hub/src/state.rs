@@ -21,6 +21,7 @@ use crate::issuer::HubIssuer;
 use crate::jwt::JwtVerifier;
 use crate::lifecycle::Lifecycle;
 use crate::login::Flows;
+use crate::permissions::RoomAccess;
 use crate::profiles::Profiles;
 use crate::redis_link::RedisLink;
 use crate::rooms::RoomsBackend;
@@ -49,6 +50,8 @@ pub(crate) struct Ingest {
     pub(crate) settings: Arc<HubSettings>,
     pub(crate) webhook_verifier: Arc<Verifier>,
     pub(crate) broker: Arc<dyn Broker>,
+    /// Told when a `room.deleted` is accepted (the room no longer counts).
+    pub(crate) access: Arc<RoomAccess>,
 }
 
 /// `GET /api/ws`: a browser session's limits, token check, stream and shutdown.
@@ -70,6 +73,8 @@ pub(crate) struct RoomsState {
     pub(crate) rooms_memory: Arc<RoomsMemory>,
     /// Which channels are rooms (docs/spec.md §7.1): the snapshot's source.
     pub(crate) voice_view: Arc<dyn VoiceViewSource>,
+    /// Who may act on a room; the live-room limits.
+    pub(crate) access: Arc<RoomAccess>,
 }
 
 /// The bot's voice commands: the room checks of the rooms API and the worker.

@@ -160,7 +160,11 @@ async fn call(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A voice and a text channel nobody created through the API; the test user
+/// manages channels, so may command the bot in any room (who else may is
+/// `only_the_creator_or_a_manager_commands_the_bot`).
 fn add_channels(rooms: &coven_hub::MemoryRooms) {
+    rooms.set_permissions(id(424_242), false, coven_hub::MANAGE_CHANNELS);
     for (channel, kind) in [(ROOM, VOICE_CHANNEL_TYPE), (TEXT, 0)] {
         rooms.insert(ChannelInfo {
             id: id(channel),
@@ -231,6 +235,62 @@ async fn commands_are_checked_then_forwarded_signed() {
         "a fresh id for every request: {ids:?}"
     );
     assert_eq!(worker.verifier.seen().len(), 3, "the ids are remembered");
+}
+
+#[tokio::test]
+async fn only_the_creator_or_a_manager_commands_the_bot() {
+    let (worker, url) = fake_worker().await;
+    let (hub, rooms) = TestHub::start_with(|s| s.worker_endpoints = vec![url]).await;
+    let as_user = |sub: &str| {
+        let mut claims = claims();
+        claims["sub"] = json!(sub);
+        format!("Bearer {}", token(Algorithm::RS256, "rsa-1", &claims))
+    };
+    let (creator, stranger, manager) = (as_user("501"), as_user("502"), as_user("503"));
+    rooms.set_permissions(id(503), false, coven_hub::MANAGE_CHANNELS);
+    let created: Value = hub
+        .http
+        .post(hub.url("/api/create-room"))
+        .header("authorization", &creator)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = created["channelId"].as_str().unwrap().to_owned();
+    let bot = format!("/api/rooms/{room}/bot");
+    let cue = format!("/api/rooms/{room}/cue");
+    let commands = [
+        (reqwest::Method::POST, bot.as_str(), None),
+        (
+            reqwest::Method::POST,
+            cue.as_str(),
+            Some(json!({"cue": "turn_chime"})),
+        ),
+        (reqwest::Method::DELETE, bot.as_str(), None),
+    ];
+    for (method, path, body) in commands.clone() {
+        let (status, answer) = call(&hub, method, path, Some(&stranger), body).await;
+        assert_eq!(status, 403, "{path}: {answer}");
+        assert_eq!(answer["code"], "FORBIDDEN");
+    }
+    assert_eq!(worker.hits(), 0, "nothing reached the worker");
+    for auth in [&creator, &manager] {
+        let (status, _) = call(&hub, commands[0].0.clone(), commands[0].1, Some(auth), None).await;
+        assert_eq!(status, 200);
+        let (status, _) = call(
+            &hub,
+            commands[1].0.clone(),
+            commands[1].1,
+            Some(auth),
+            commands[1].2.clone(),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(worker.commands.lock().unwrap().len(), 4);
 }
 
 #[tokio::test]

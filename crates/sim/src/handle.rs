@@ -351,6 +351,25 @@ impl SimHandle {
     pub fn show_channel(&self, channel_id: u64) -> Result<(), WorldError> {
         self.clear_overwrite(channel_id, self.guild_id())
     }
+
+    /// Creates a guild role granting `permissions` (Discord's bits, e.g. `1 << 4` for
+    /// `MANAGE_CHANNELS`) and returns its id: `GUILD_ROLE_CREATE`.
+    pub fn create_role(&self, name: &str, permissions: u64) -> u64 {
+        self.shared
+            .mutate(|w| Ok(w.create_role(name, permissions)))
+            .unwrap_or_else(|_| unreachable!("creating a role cannot fail"))
+    }
+
+    /// Gives member `user_id` the role `role_id`: `GUILD_MEMBER_UPDATE`.
+    pub fn grant_role(&self, user_id: u64, role_id: u64) -> Result<(), WorldError> {
+        self.shared
+            .mutate(|w| Ok(((), w.grant_role(user_id, role_id)?)))
+    }
+
+    /// The guild owner's user id (the seeded owner is the first member, alice).
+    pub fn owner_id(&self) -> u64 {
+        self.shared.core().world.owner_id
+    }
 }
 
 /// Guild membership refusals (issue 13): bans and a member cap, answered by

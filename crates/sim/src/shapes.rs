@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::snowflake::{created_ms, iso8601};
-use crate::world::{Channel, Member, User, VoiceState, World, channel_type};
+use crate::world::{Channel, Member, Role, User, VoiceState, World, channel_type};
 
 /// Permissions of `@everyone` in the seeded guild (view, connect, speak, send, ...).
 pub const EVERYONE_PERMISSIONS: u64 = 1_071_698_660_929;
@@ -180,6 +180,36 @@ pub fn everyone_role(world: &World) -> Value {
     })
 }
 
+/// Any other role, shaped like [`everyone_role`].
+pub fn role(_world: &World, r: &Role) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "name": r.name,
+        "color": 0,
+        "colors": {"primary_color": 0, "secondary_color": null, "tertiary_color": null},
+        "hoist": false,
+        "icon": null,
+        "unicode_emoji": null,
+        "position": r.position,
+        "permissions": r.permissions.to_string(),
+        "managed": false,
+        "mentionable": false,
+        "flags": 0,
+    })
+}
+
+/// Every role of the guild, `@everyone` first (`GET /guilds/{id}/roles`, `GUILD_CREATE`).
+pub fn roles(world: &World) -> Vec<Value> {
+    std::iter::once(everyone_role(world))
+        .chain(world.roles.values().map(|r| role(world, r)))
+        .collect()
+}
+
+/// The guild object of `GET /guilds/{guild_id}` (no gateway-only fields).
+pub fn guild(world: &World) -> Value {
+    guild_base(world)
+}
+
 /// The full guild object of `GUILD_CREATE`: channels, members, voice states and the
 /// gateway-only fields (`joined_at`, `large`, `member_count`, ...). As on Discord, `members`
 /// holds every member only with `GUILD_PRESENCES`; otherwise the bot and users in voice.
@@ -245,7 +275,7 @@ fn guild_base(world: &World) -> Value {
         "verification_level": 1,
         "default_message_notifications": 1,
         "explicit_content_filter": 2,
-        "roles": [everyone_role(world)],
+        "roles": roles(world),
         "emojis": [],
         "stickers": [],
         "features": [],

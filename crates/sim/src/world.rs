@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::shapes;
 use crate::snowflake::{SEED_TIME_MS, Snowflakes, now_ms};
@@ -74,6 +74,20 @@ pub struct Member {
     pub mute: bool,
     /// Server deafen.
     pub deaf: bool,
+}
+
+/// A guild role other than `@everyone` (whose id is the guild id, see
+/// `shapes::everyone_role`): a name and the permissions it grants guild-wide.
+#[derive(Clone, Debug, Serialize)]
+pub struct Role {
+    /// The role id.
+    pub id: u64,
+    /// Its name.
+    pub name: String,
+    /// Discord permission bits it grants.
+    pub permissions: u64,
+    /// Its position (1 and up; `@everyone` is 0).
+    pub position: i64,
 }
 
 /// A channel permission overwrite.
@@ -235,6 +249,9 @@ pub enum WorldError {
     /// The guild has as many members as it may (Discord's 30019).
     #[error("the guild has reached its maximum number of members")]
     GuildFull,
+    /// No such role.
+    #[error("unknown role {0}")]
+    UnknownRole(u64),
 }
 
 /// Ids of the seeded guild, for tests and the demo.
@@ -283,6 +300,8 @@ pub struct World {
     pub banned: BTreeSet<u64>,
     /// At most this many members (bot included); `None`: no limit.
     pub member_cap: Option<usize>,
+    /// Roles other than `@everyone`, by id.
+    pub roles: BTreeMap<u64, Role>,
 }
 
 fn user(id: u64, name: &str, bot: bool) -> User {
@@ -395,6 +414,7 @@ impl World {
             },
             banned: BTreeSet::new(),
             member_cap: None,
+            roles: BTreeMap::new(),
         };
         for &u in &member_user_ids[..2] {
             let session_id = World::user_session_id(u);
@@ -645,11 +665,74 @@ impl World {
         }
         Ok(out)
     }
+
+    /// Creates a role granting `permissions`: `GUILD_ROLE_CREATE`.
+    pub fn create_role(&mut self, name: &str, permissions: u64) -> (u64, Vec<Dispatch>) {
+        let id = self.ids.now();
+        let position = i64::try_from(self.roles.len()).unwrap_or(i64::MAX - 1) + 1;
+        self.roles.insert(
+            id,
+            Role {
+                id,
+                name: name.to_owned(),
+                permissions,
+                position,
+            },
+        );
+        let data = json!({
+            "guild_id": self.guild_id.to_string(),
+            "role": shapes::role(self, &self.roles[&id]),
+        });
+        (id, vec![Dispatch::new("GUILD_ROLE_CREATE", data)])
+    }
+
+    /// Gives a member a role: `GUILD_MEMBER_UPDATE` (sent with `GUILD_MEMBERS` only).
+    pub fn grant_role(&mut self, user_id: u64, role_id: u64) -> Result<Vec<Dispatch>, WorldError> {
+        if !self.roles.contains_key(&role_id) {
+            return Err(WorldError::UnknownRole(role_id));
+        }
+        let member = self
+            .members
+            .get_mut(&user_id)
+            .ok_or(WorldError::NotMember(user_id))?;
+        if !member.roles.contains(&role_id) {
+            member.roles.push(role_id);
+        }
+        let mut d = shapes::member(self, &self.members[&user_id]);
+        if let Some(obj) = d.as_object_mut() {
+            obj.insert("guild_id".into(), Value::String(self.guild_id.to_string()));
+        }
+        Ok(vec![Dispatch::new("GUILD_MEMBER_UPDATE", d)])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_are_in_guild_create_and_on_members() {
+        let mut w = World::seeded();
+        let member = w.seed.member_user_ids[1];
+        let (role, dispatches) = w.create_role("Moderators", 1 << 4);
+        assert_eq!(dispatches[0].event, "GUILD_ROLE_CREATE");
+        w.grant_role(member, role).unwrap();
+        assert_eq!(w.members[&member].roles, vec![role]);
+        assert!(matches!(
+            w.grant_role(member, 1),
+            Err(WorldError::UnknownRole(1))
+        ));
+        let guild = shapes::guild_create(&w, crate::intents::GUILDS);
+        let roles = guild["roles"].as_array().unwrap();
+        assert_eq!(
+            roles[0],
+            shapes::everyone_role(&w),
+            "@everyone keeps its shape"
+        );
+        assert_eq!(roles[1]["id"], role.to_string());
+        assert_eq!(roles[1]["permissions"], "16");
+        assert_eq!(guild["owner_id"], w.owner_id.to_string());
+    }
 
     #[test]
     fn seed_is_stable_and_complete() {

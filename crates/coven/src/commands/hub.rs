@@ -53,6 +53,7 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
     settings.max_sockets_per_user = limits.max_sockets_per_user;
     settings.trusted_proxies.clone_from(&limits.trusted_proxies);
     settings.state_dir = Some(shared.state_dir.join("hub"));
+    settings.rooms_category_id = config.rooms_category_id;
     settings.login = config.oauth.as_ref().map(|oauth| {
         coven_hub::LoginSettings::new(OAuthSettings {
             api_url: shared.discord.api_url.clone(),

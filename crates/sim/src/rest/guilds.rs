@@ -1,4 +1,5 @@
-//! Guild member routes: get a member, add a member with an OAuth2 `guilds.join` token.
+//! Guild routes: the guild (with `owner_id`), its roles (with their permissions), get a
+//! member (with their role ids), add a member with an OAuth2 `guilds.join` token.
 //! Adding answers as Discord does when it refuses: a banned user 403 with code 40007,
 //! a full guild 400 with code 30019 (see `SimHandle::ban_user` / `set_guild_full`).
 
@@ -23,6 +24,36 @@ fn ids(shared: &Shared, guild: &str, user: &str) -> Result<u64, ApiError> {
         return Err(ApiError::unknown_guild());
     }
     user.parse::<u64>().map_err(|_| ApiError::unknown_user())
+}
+
+fn guild_id(shared: &Shared, guild: &str) -> Result<(), ApiError> {
+    if guild.parse::<u64>().ok() == Some(shared.core().world.guild_id) {
+        Ok(())
+    } else {
+        Err(ApiError::unknown_guild())
+    }
+}
+
+/// `GET /guilds/{guild_id}`: the guild object, `owner_id` and `roles` included.
+pub(crate) async fn get_guild(
+    State(shared): State<Arc<Shared>>,
+    Path(guild): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    require_bot(&caller)?;
+    guild_id(&shared, &guild)?;
+    Ok(Json(shapes::guild(&shared.core().world)).into_response())
+}
+
+/// `GET /guilds/{guild_id}/roles`: every role, `@everyone` (id = guild id) first.
+pub(crate) async fn get_roles(
+    State(shared): State<Arc<Shared>>,
+    Path(guild): Path<String>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    require_bot(&caller)?;
+    guild_id(&shared, &guild)?;
+    Ok(Json(shapes::roles(&shared.core().world)).into_response())
 }
 
 /// `GET /guilds/{guild_id}/members/{user_id}`.

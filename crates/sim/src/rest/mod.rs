@@ -114,6 +114,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             "/guilds/{guild_id}/members/{user_id}",
             get(guilds::get_member).put(guilds::add_member),
         )
+        .route("/guilds/{guild_id}", get(guilds::get_guild))
+        .route("/guilds/{guild_id}/roles", get(guilds::get_roles))
         .route_layer(middleware::from_fn_with_state(shared, guard))
         .route("/gateway", get(meta::gateway))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, 0, "404: Not Found") })

@@ -39,6 +39,9 @@ struct FakeWorker {
     standby: Arc<AtomicBool>,
     /// Requests received, signed or not, active or standby.
     hits: Arc<AtomicUsize>,
+    /// The rooms its `/voice-view` lists (the hub only commands the bot in a
+    /// room of the worker's view, docs/spec.md §7.1).
+    rooms: Arc<Mutex<Vec<u64>>>,
 }
 
 impl FakeWorker {
@@ -51,7 +54,14 @@ impl FakeWorker {
             ids: Arc::default(),
             standby: Arc::default(),
             hits: Arc::default(),
+            rooms: Arc::new(Mutex::new(vec![ROOM])),
         }
+    }
+
+    /// Lists `room` in the view too, as the real worker does once Discord
+    /// announces a room created through the API.
+    fn add_room(&self, room: u64) {
+        self.rooms.lock().unwrap().push(room);
     }
 
     fn hits(&self) -> usize {
@@ -107,6 +117,17 @@ async fn fake_command(
     (StatusCode::OK, axum::Json(json!({"ok": true})))
 }
 
+async fn fake_view(State(worker): State<FakeWorker>) -> axum::Json<Value> {
+    let rooms: serde_json::Map<String, Value> = worker
+        .rooms
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|room| (room.to_string(), json!({"name": "Table"})))
+        .collect();
+    axum::Json(json!({"rooms": rooms, "members": {}}))
+}
+
 fn verifier() -> Arc<RequestVerifier> {
     Arc::new(RequestVerifier::new(Verifier::new(vec![Secret::new(
         SECRET,
@@ -122,12 +143,7 @@ async fn fake_worker_with(verifier: Arc<RequestVerifier>) -> (FakeWorker, url::U
     let app = Router::new()
         .route("/commands/{command}", post(fake_command))
         // The hub checks that the channel is a room in the worker's view (docs/spec.md §7.1).
-        .route(
-            "/voice-view",
-            axum::routing::get(|| async {
-                axum::Json(json!({"rooms": {ROOM.to_string(): {"name": "Table"}}, "members": {}}))
-            }),
-        )
+        .route("/voice-view", axum::routing::get(fake_view))
         .with_state(worker.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap())
@@ -260,6 +276,7 @@ async fn only_the_creator_or_a_manager_commands_the_bot() {
         .await
         .unwrap();
     let room = created["channelId"].as_str().unwrap().to_owned();
+    worker.add_room(room.parse().unwrap());
     let bot = format!("/api/rooms/{room}/bot");
     let cue = format!("/api/rooms/{room}/cue");
     let commands = [

@@ -87,6 +87,9 @@ async fn fake_worker() -> (Arc<Mutex<Vec<String>>>, url::Url) {
 /// with the fake worker for commands.
 async fn hub(view: Arc<View>, worker: url::Url) -> (TestHub, Arc<MemoryRooms>) {
     let rooms = Arc::new(MemoryRooms::new(1000));
+    // The test user manages channels: who may act on a room is tests/owners.rs's
+    // subject; here only whether the channel is a room decides.
+    rooms.set_permissions(id(424_242), false, coven_hub::MANAGE_CHANNELS);
     for channel in [ROOM, HIDDEN, LATE] {
         rooms.insert(ChannelInfo {
             id: id(channel),
@@ -114,12 +117,22 @@ async fn hub(view: Arc<View>, worker: url::Url) -> (TestHub, Arc<MemoryRooms>) {
 }
 
 async fn call(hub: &TestHub, method: reqwest::Method, path: &str) -> (u16, Value) {
+    call_as(hub, method, path, &claims()).await
+}
+
+/// [`call`] as the user `claims` names.
+async fn call_as(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    claims: &Value,
+) -> (u16, Value) {
     let mut request = hub.http.request(method, hub.url(path)).header(
         "authorization",
-        format!("Bearer {}", token(Algorithm::RS256, "rsa-1", &claims())),
+        format!("Bearer {}", token(Algorithm::RS256, "rsa-1", claims)),
     );
     if path.ends_with("/cue") {
-        request = request.json(&json!({"cue": "chime"}));
+        request = request.json(&json!({"cue": "turn_chime"}));
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
@@ -292,12 +305,15 @@ async fn over_rest_a_channel_hidden_in_discord_is_no_room() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert!(handle.channel_ids().contains(&hidden));
-    // Shown to everyone again, it is a room.
+    // Shown to everyone again, it is a room, which the guild's owner may end.
     handle.show_channel(hidden).unwrap();
-    let (status, body) = call(
+    let mut owner = claims();
+    owner["sub"] = json!(handle.owner_id().to_string());
+    let (status, body) = call_as(
         &hub,
         reqwest::Method::DELETE,
         &format!("/api/end-room/{hidden}"),
+        &owner,
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -478,21 +478,10 @@ async fn err_replies(redis: &mut redis::aio::MultiplexedConnection) -> u64 {
 /// Redis accepts commits again (before, a failed commit lost the event).
 #[tokio::test]
 async fn a_speaking_event_whose_first_commit_fails_is_retried_and_delivered() {
-    // The bot's voice connection trusts the simulator's voice server through
-    // `SSL_CERT_FILE`; the workspace forbids `unsafe` (no `set_var`), so this
-    // test re-runs itself in a child process with the variable set.
-    let ca = coven_sim::voice::test_ca_path();
-    if std::env::var_os("SSL_CERT_FILE").is_none_or(|value| value != ca.as_os_str()) {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_speaking_event_whose_first_commit_fails_is_retried_and_delivered",
-                "--nocapture",
-            ])
-            .env("SSL_CERT_FILE", &ca)
-            .status()
-            .unwrap();
-        assert!(status.success(), "the child run failed: {status}");
+    // The bot's voice connection must trust the simulator's voice server.
+    if !support::trusts_the_voice_ca_or_reruns(
+        "a_speaking_event_whose_first_commit_fails_is_retried_and_delivered",
+    ) {
         return;
     }
     let sim = simulator().await;

@@ -61,21 +61,10 @@ async fn join(worker: &RunningWorker, body: &[u8]) -> HeaderMap {
 
 #[tokio::test]
 async fn a_captured_command_is_refused_replayed_re_aimed_or_with_another_method() {
-    // The bot's voice connection trusts the simulator's voice server through
-    // `SSL_CERT_FILE`; the workspace forbids `unsafe` (no `set_var`), so this
-    // test re-runs itself in a child process with the variable set.
-    let ca = coven_sim::voice::test_ca_path();
-    if std::env::var_os("SSL_CERT_FILE").is_none_or(|value| value != ca.as_os_str()) {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_captured_command_is_refused_replayed_re_aimed_or_with_another_method",
-                "--nocapture",
-            ])
-            .env("SSL_CERT_FILE", &ca)
-            .status()
-            .unwrap();
-        assert!(status.success(), "the child run failed: {status}");
+    // The bot's voice connection must trust the simulator's voice server.
+    if !support::trusts_the_voice_ca_or_reruns(
+        "a_captured_command_is_refused_replayed_re_aimed_or_with_another_method",
+    ) {
         return;
     }
     let sim = simulator().await;

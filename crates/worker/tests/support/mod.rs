@@ -98,3 +98,22 @@ impl RunningWorker {
         }
     }
 }
+
+/// Whether this test process trusts the simulator's voice server; when it does not,
+/// runs the test named `test` again in a child process with `SSL_CERT_FILE` set to
+/// the simulator's test CA, asserts that the child passed, and returns `false` (the
+/// caller returns). The bot's voice connection reads its roots from the environment
+/// and the workspace forbids `unsafe` (no `set_var`), hence the child.
+pub fn trusts_the_voice_ca_or_reruns(test: &str) -> bool {
+    let ca = coven_sim::voice::test_ca_path();
+    if std::env::var_os("SSL_CERT_FILE").is_some_and(|value| value == ca.as_os_str()) {
+        return true;
+    }
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env("SSL_CERT_FILE", &ca)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the child run of {test} failed: {status}");
+    false
+}

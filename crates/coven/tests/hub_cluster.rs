@@ -10,18 +10,16 @@ use std::time::Duration;
 use coven_contract::Secret;
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_testkit::{
-    KillOnDrop, RedisServer, SECRET, WAIT, eventually, free_port, now_secs, sign_webhook,
-    sim_login, simulator,
+    KillOnDrop, RedisServer, SECRET, eventually, free_port, now_secs, sign_webhook, sim_login,
+    simulator,
 };
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use process::{Ws, next_json};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Every hub shares the issuer name: a token of one is a token of all.
 const ISSUER: &str = "http://coven-cluster.test";
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One `coven hub` process.
 struct HubProcess {
@@ -122,33 +120,7 @@ impl HubProcess {
     /// Opens a socket, authenticates (resuming after `last_seq`) and returns it
     /// with the ack.
     async fn browser(&self, token: &str, last_seq: Option<u64>) -> (Ws, Value) {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/ws", self.port))
-                .await
-                .unwrap();
-        let mut auth = json!({"type": "auth", "token": token});
-        if let Some(seq) = last_seq {
-            auth["lastSeq"] = json!(seq);
-        }
-        ws.send(Message::text(auth.to_string())).await.unwrap();
-        let ack = next_json(&mut ws).await;
-        assert_eq!(ack["event"], "auth.ok", "{ack}");
-        (ws, ack)
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket open")
-            .expect("no socket error");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
+        process::browser(self.port, token, last_seq).await
     }
 }
 

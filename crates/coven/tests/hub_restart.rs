@@ -12,14 +12,10 @@ use std::time::Duration;
 
 use coven_contract::signature::EVENT_ID_HEADER;
 use coven_testkit::{
-    KillOnDrop, SECRET, WAIT, eventually, free_port, now_secs, sign_webhook, sim_login, simulator,
+    KillOnDrop, SECRET, eventually, free_port, now_secs, sign_webhook, sim_login, simulator,
 };
-use futures_util::{SinkExt, StreamExt};
+use process::{Ws, browser, next_json};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// `coven hub` on `port` with its state in `state`, running until dropped.
 async fn start_hub(sim: &coven_sim::Simulator, state: &std::path::Path, port: u16) -> KillOnDrop {
@@ -72,36 +68,6 @@ async fn deliver(port: u16, id: &str, event: &Value) {
         (response.status() == 200).then_some(())
     })
     .await;
-}
-
-/// A browser: authenticates (resuming after `last_seq`), returns the socket and ack.
-async fn browser(port: u16, token: &str, last_seq: Option<u64>) -> (Ws, Value) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/ws"))
-        .await
-        .unwrap();
-    let mut auth = json!({"type": "auth", "token": token});
-    if let Some(seq) = last_seq {
-        auth["lastSeq"] = json!(seq);
-    }
-    ws.send(Message::text(auth.to_string())).await.unwrap();
-    let ack = next_json(&mut ws).await;
-    assert_eq!(ack["event"], "auth.ok", "{ack}");
-    (ws, ack)
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        let message = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("socket open")
-            .expect("no socket error");
-        match message {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
 }
 
 /// The next `count` events as `(seq, event name)`.

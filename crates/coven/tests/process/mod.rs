@@ -6,7 +6,11 @@
 
 use std::process::{Command, Stdio};
 
-use coven_testkit::{FakeHub, SECRET};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use coven_testkit::{FakeHub, SECRET, WAIT};
 
 /// The `coven` binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_coven");
@@ -73,4 +77,40 @@ pub fn worker_command(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command
+}
+
+/// A browser's WebSocket to a hub.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A browser on the hub at `port`: authenticates (resuming after `last_seq`),
+/// returns the socket and the `auth.ok` ack.
+pub async fn browser(port: u16, token: &str, last_seq: Option<u64>) -> (Ws, Value) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/ws"))
+        .await
+        .unwrap();
+    let mut auth = json!({"type": "auth", "token": token});
+    if let Some(seq) = last_seq {
+        auth["lastSeq"] = json!(seq);
+    }
+    ws.send(Message::text(auth.to_string())).await.unwrap();
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["event"], "auth.ok", "{ack}");
+    (ws, ack)
+}
+
+/// The next text frame as JSON (pings and pongs skipped), within [`WAIT`].
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("socket open")
+            .expect("no socket error");
+        match message {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
 }

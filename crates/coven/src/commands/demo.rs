@@ -150,6 +150,9 @@ async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
     let mut hub = coven_hub::HubSettings::new(guild_id, vec![secret], base.clone());
     hub.metrics = Some(coven_worker::prometheus());
     hub.state_dir = Some(state_dir.join("hub"));
+    // A demo on one machine: a few browsers, not 20,000. Within a default
+    // `ulimit -n` of 1,024, so the demo does not warn about the file limit.
+    hub.max_connections = 512;
     // The hub reads the room snapshot from the worker's health port.
     hub.worker_endpoints = vec![
         format!("http://127.0.0.1:{health_port}")

@@ -6,11 +6,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
-use coven_contract::Secret;
-use coven_discord::{DiscordRestClient, RetryPolicy};
 use coven_hub::DiscordRooms;
 use coven_sim::{SimConfig, Simulator};
 use jsonwebtoken::Algorithm;
@@ -21,16 +18,7 @@ async fn rooms_api_against_the_simulator() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let handle = sim.handle();
     let seed = handle.seed();
-    let client = DiscordRestClient::with_retry_policy(
-        sim.api_url().parse().unwrap(),
-        &Secret::new(sim.bot_token()),
-        RetryPolicy {
-            max_retries: 2,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    )
-    .unwrap();
+    let client = common::sim_rest_client(&sim, 2);
     let guild = sim.guild_id();
     let hub = TestHub::start_backend(
         |s| s.primary_guild_id = id(guild),

@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{WAIT, eventually, expect_unauthorized, next_json, now_secs, send_auth};
 use coven_contract::{Secret, Snowflake};
-use coven_discord::{DiscordRestClient, OAuthSettings, RetryPolicy};
+use coven_discord::{DiscordRestClient, OAuthSettings};
 use coven_hub::{DiscordRooms, Hub, HubSettings, LoginSettings, MemoryRooms, TokenSubject};
 use coven_sim::{SimConfig, SimHandle, Simulator};
 use reqwest::StatusCode;
@@ -127,19 +127,6 @@ async fn start_hub(
     running
 }
 
-fn rest_client(sim: &Simulator) -> DiscordRestClient {
-    DiscordRestClient::with_retry_policy(
-        sim.api_url().parse().unwrap(),
-        &Secret::new(sim.bot_token()),
-        RetryPolicy {
-            max_retries: 1,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    )
-    .unwrap()
-}
-
 fn oauth_settings(sim: &Simulator, redirect: &str) -> OAuthSettings {
     OAuthSettings {
         api_url: sim.api_url().parse().unwrap(),
@@ -160,7 +147,7 @@ async fn login_hub_with(
     dir: &std::path::Path,
     tune: impl FnOnce(&mut HubSettings),
 ) -> Running {
-    let rest = rest_client(sim);
+    let rest = common::sim_rest_client(sim, 1);
     let login = |s: &mut HubSettings, redirect: &str| {
         s.state_dir = Some(dir.to_path_buf());
         s.login = Some(LoginSettings::new(oauth_settings(sim, redirect)));
@@ -371,7 +358,7 @@ async fn login_adds_the_user_to_the_guild_and_issues_a_token_the_hub_accepts() {
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 3, "{rooms}");
 
     // The user is a member now: the bot sees them.
-    let member = rest_client(&sim)
+    let member = common::sim_rest_client(&sim, 1)
         .guild_member(
             Snowflake::new(sim.guild_id()).unwrap(),
             Snowflake::new(outsider).unwrap(),

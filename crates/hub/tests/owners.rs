@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use common::*;
 use coven_contract::{Event, RoomDeleted, Secret};
-use coven_discord::{DiscordRestClient, RetryPolicy};
 use coven_hub::{
     ADMINISTRATOR, DiscordRooms, MANAGE_CHANNELS, MemoryRooms, RoomsBackend, RoomsError,
 };
@@ -238,16 +237,7 @@ async fn guild_permissions_come_from_discord_roles() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let handle = sim.handle();
     let seed = handle.seed();
-    let client = DiscordRestClient::with_retry_policy(
-        sim.api_url().parse().unwrap(),
-        &Secret::new(sim.bot_token()),
-        RetryPolicy {
-            max_retries: 2,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    )
-    .unwrap();
+    let client = common::sim_rest_client(&sim, 2);
     let guild = sim.guild_id();
     let hub = TestHub::start_backend(
         |s| {

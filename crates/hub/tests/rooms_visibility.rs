@@ -273,16 +273,7 @@ async fn over_rest_a_channel_hidden_in_discord_is_no_room() {
     let hidden = handle
         .create_hidden_channel("staff", 2, Some(seed.category_id))
         .unwrap();
-    let client = coven_discord::DiscordRestClient::with_retry_policy(
-        sim.api_url().parse().unwrap(),
-        &coven_contract::Secret::new(sim.bot_token()),
-        coven_discord::RetryPolicy {
-            max_retries: 1,
-            base: Duration::from_millis(5),
-            cap: Duration::from_millis(20),
-        },
-    )
-    .unwrap();
+    let client = common::sim_rest_client(&sim, 1);
     let mut hub = TestHub::start_backend(
         |s| s.primary_guild_id = id(sim.guild_id()),
         Arc::new(coven_hub::DiscordRooms::new(client)),

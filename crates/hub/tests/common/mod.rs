@@ -371,3 +371,21 @@ pub async fn expect_unauthorized(ws: &mut Ws) -> String {
     assert_eq!(texts[0]["error"]["code"], "UNAUTHORIZED");
     texts[0]["error"]["message"].as_str().unwrap().to_owned()
 }
+
+/// The bot's REST client against the simulator `sim`, retrying at most
+/// `max_retries` times with millisecond backoffs (tests wait on nothing longer).
+pub fn sim_rest_client(
+    sim: &coven_sim::Simulator,
+    max_retries: u32,
+) -> coven_discord::DiscordRestClient {
+    coven_discord::DiscordRestClient::with_retry_policy(
+        sim.api_url().parse().unwrap(),
+        &coven_contract::Secret::new(sim.bot_token()),
+        coven_discord::RetryPolicy {
+            max_retries,
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(20),
+        },
+    )
+    .unwrap()
+}

@@ -29,7 +29,7 @@ use crate::room_owners::RoomOwners;
 use crate::rooms::RoomsBackend;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
-use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
+use crate::snapshot::{ChannelsVoiceView, SnapshotCache, VoiceViewSource, WorkerVoiceView};
 use crate::start_error::HubStartError;
 use crate::state::{
     AppState, BotState, HealthState, Hub, Ingest, LoginRuntime, LoginState, MetricsState,
@@ -188,6 +188,7 @@ impl HubBuilder {
                 settings: settings.clone(),
                 broker: broker.clone(),
                 voice_view,
+                cache: Arc::new(SnapshotCache::new(settings.snapshot_cache_ttl)),
                 profiles: profiles.clone(),
                 rooms: self.rooms,
             },

@@ -1,5 +1,6 @@
 //! Every HTTP route of the hub and the layers around them: request ids, request
-//! tracing, and CORS for the configured web origin.
+//! tracing, CORS for the configured web origin, and the per-client-IP budget of
+//! the API routes (docs/spec.md §7.2).
 //!
 //! This file is the map of the hub's HTTP surface (docs/contract.md): one line per
 //! route, naming the handler; each handler extracts its own sub-state
@@ -10,8 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, Request, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{
@@ -20,6 +23,10 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::client_ip::ClientIp;
+use crate::conn_limits::ip_key;
+use crate::error::HubError;
+use crate::shared_limits::RoomsMemory;
 use crate::state::{AppState, Hub};
 use crate::{bot, health, ingest, lobby, login, metrics, rooms, snapshot, socket};
 
@@ -35,9 +42,9 @@ impl Hub {
 
 /// The routes over `app`, with request ids, tracing and, for `web_origin`, CORS.
 fn router(app: AppState, web_origin: Option<&Url>) -> Router {
-    let api = Router::new()
-        .route("/api/internal/events", post(ingest::ingest))
-        .route("/api/ws", get(socket::upgrade))
+    // The browser-facing API: each request first spends one of its client IP's
+    // budget, before its token is even verified.
+    let limited = Router::new()
         .route(
             "/api/create-room",
             // A create body is a few dozen bytes; refuse megabytes before reading.
@@ -51,6 +58,16 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .route("/api/rooms/{channel_id}/cue", post(bot::cue))
         .route("/api/cues", get(bot::cues))
         .route("/api/rooms", get(snapshot::rooms))
+        .route_layer(middleware::from_fn_with_state(
+            app.rooms.rooms_memory.clone(),
+            per_ip_limit,
+        ));
+    // The webhook is the worker's (signed, it must never be throttled), the
+    // socket has its own per-IP limits (docs/spec.md §6.6), `/auth/login` its own.
+    let api = Router::new()
+        .route("/api/internal/events", post(ingest::ingest))
+        .route("/api/ws", get(socket::upgrade))
+        .merge(limited)
         .route("/.well-known/jwks.json", get(login::jwks))
         .route("/auth/login", get(login::login))
         .route("/auth/callback", get(login::callback))
@@ -76,6 +93,24 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         Some(cors) => router.layer(cors),
         None => router,
     }
+}
+
+/// Spends one request of the client IP's API budget: 429 `RATE_LIMITED` with
+/// `Retry-After` beyond it. A request without a known IP (a router served
+/// without the accept loop, in tests) is not limited per IP.
+async fn per_ip_limit(
+    State(memory): State<Arc<RoomsMemory>>,
+    client: ClientIp,
+    request: axum::extract::Request,
+    next: Next,
+) -> Result<Response, HubError> {
+    if let Some(ip) = client.ip
+        && let Err(error) = memory.rate_limit_ip(ip_key(ip)).await
+    {
+        tracing::debug!(ip = %ip, "API: per-IP rate limit");
+        return Err(error);
+    }
+    Ok(next.run(request).await)
 }
 
 /// CORS for the web app at `origin`: the rooms API's methods and headers, and

@@ -67,6 +67,18 @@ pub struct HubSettings {
     pub rooms_rate_burst: u32,
     /// ...refilled one at a time over this period each.
     pub rooms_rate_period: Duration,
+    /// Per-client-IP budget (IPv6 per /64) of the API routes (`/api/create-room`,
+    /// `/api/end-room`, `/api/rooms…`, `/api/cues`): this many requests... (100,
+    /// ten times `rooms_rate_burst`, docs/spec.md §7.2, so that players behind one
+    /// NAT do not throttle each other)
+    pub api_rate_per_ip_burst: u32,
+    /// ...refilled one at a time over this period each (600 ms: 100 a minute).
+    pub api_rate_per_ip_period: Duration,
+    /// `GET /api/rooms` reuses the view it read from the worker for this long
+    /// (1 s, docs/spec.md §7.2): one fetch per period however many browsers ask,
+    /// concurrent requests waiting for the one fetch in flight. Zero: every
+    /// request fetches.
+    pub snapshot_cache_ttl: Duration,
     /// How long an `Idempotency-Key` answer is kept.
     pub idempotency_max_age: Duration,
     /// How many `Idempotency-Key` answers are kept.
@@ -155,6 +167,9 @@ impl HubSettings {
             ws_write_buffer_size: 0,
             rooms_rate_burst: 10,
             rooms_rate_period: Duration::from_secs(6),
+            api_rate_per_ip_burst: 100,
+            api_rate_per_ip_period: Duration::from_millis(600),
+            snapshot_cache_ttl: Duration::from_secs(1),
             idempotency_max_age: Duration::from_secs(24 * 3600),
             idempotency_capacity: 10_000,
             drain_timeout: Duration::from_secs(10),

@@ -1,17 +1,20 @@
-//! The rooms API's memory: `Idempotency-Key` answers and per-user rate limits, kept
-//! in this process, or in Redis when several hubs serve one guild.
+//! The rooms API's memory: `Idempotency-Key` answers, per-user and per-client-IP
+//! rate limits, kept in this process, or in Redis when several hubs serve one guild.
 //!
 //! In Redis, an `Idempotency-Key` is claimed with `SET NX` of `pending:<token>`
 //! (expiring after [`PENDING_TTL`], so a hub that died mid-create does not block
 //! the key forever); the hub that claimed it creates the room and stores
 //! `done:<answer>`, and a retry on any hub waits for that answer. A failed create
-//! releases the claim so the next try proceeds. The rate limit is GCRA in one Lua
-//! script (same burst and period as the local token bucket, Redis's clock).
+//! releases the claim so the next try proceeds. The rate limits are GCRA in one Lua
+//! script (same burst and period as the local token bucket, Redis's clock), keyed
+//! `rate:<user>` and `rate-ip:<client IP>` (IPv6 per /64); each key expires when its
+//! budget is full again, so Redis holds only the keys of recent clients.
 //!
 //! Redis down: a create with an `Idempotency-Key` answers 503 with `Retry-After`
 //! (the key could not be honoured across hubs); the rate limit falls back to this
 //! hub's own buckets, so ending rooms and bot commands keep working.
 
+use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -150,15 +153,32 @@ impl Claimed {
 pub(crate) struct RoomsMemory {
     keys: IdempotencyStore<(String, String), CreatedRoom>,
     rate: RateLimiter,
+    per_ip: RateLimiter,
     shared: Option<Shared>,
 }
 
 struct Shared {
     link: Arc<RedisLink>,
     guild: Snowflake,
+    user: Budget,
+    ip: Budget,
+    answer_ttl: Duration,
+}
+
+/// One GCRA budget: `burst` at once, then one per `period`.
+#[derive(Clone, Copy)]
+struct Budget {
     burst: u32,
     period: Duration,
-    answer_ttl: Duration,
+}
+
+impl Budget {
+    fn new(burst: u32, period: Duration) -> Self {
+        Self {
+            burst: burst.max(1),
+            period: period.max(Duration::from_millis(1)),
+        }
+    }
 }
 
 impl RoomsMemory {
@@ -170,11 +190,18 @@ impl RoomsMemory {
                 settings.idempotency_max_age,
             ),
             rate: RateLimiter::new(settings.rooms_rate_burst, settings.rooms_rate_period),
+            per_ip: RateLimiter::new(
+                settings.api_rate_per_ip_burst,
+                settings.api_rate_per_ip_period,
+            ),
             shared: link.map(|link| Shared {
                 link,
                 guild: settings.primary_guild_id,
-                burst: settings.rooms_rate_burst.max(1),
-                period: settings.rooms_rate_period.max(Duration::from_millis(1)),
+                user: Budget::new(settings.rooms_rate_burst, settings.rooms_rate_period),
+                ip: Budget::new(
+                    settings.api_rate_per_ip_burst,
+                    settings.api_rate_per_ip_period,
+                ),
                 answer_ttl: settings.idempotency_max_age,
             }),
         }
@@ -183,12 +210,35 @@ impl RoomsMemory {
     /// Takes one request from `user`'s budget: 429 with `Retry-After` beyond it.
     pub(crate) async fn rate_limit(&self, user: &str) -> Result<(), HubError> {
         let wait = match &self.shared {
-            Some(shared) => match shared.rate_limit(user).await {
+            Some(shared) => match shared
+                .rate_limit(&format!("rate:{user}"), shared.user)
+                .await
+            {
                 Ok(wait) => wait,
                 // Redis is down: this hub's own buckets still stop a flood.
                 Err(_) => self.rate.check(user).err(),
             },
             None => self.rate.check(user).err(),
+        };
+        match wait {
+            None => Ok(()),
+            Some(retry_after) => Err(HubError::RateLimited { retry_after }),
+        }
+    }
+
+    /// Takes one request from client `ip`'s budget of the API (`ip` already
+    /// reduced to its /64 for IPv6): 429 with `Retry-After` beyond it.
+    pub(crate) async fn rate_limit_ip(&self, ip: IpAddr) -> Result<(), HubError> {
+        let key = ip.to_string();
+        let wait = match &self.shared {
+            Some(shared) => match shared
+                .rate_limit(&format!("rate-ip:{key}"), shared.ip)
+                .await
+            {
+                Ok(wait) => wait,
+                Err(_) => self.per_ip.check(&key).err(),
+            },
+            None => self.per_ip.check(&key).err(),
         };
         match wait {
             None => Ok(()),
@@ -218,12 +268,13 @@ impl RoomsMemory {
 }
 
 impl Shared {
-    async fn rate_limit(&self, user: &str) -> redis::RedisResult<Option<Duration>> {
-        let key = RedisLink::key(self.guild, &format!("rate:{user}"));
+    /// Takes one request from the GCRA budget under `name`; the wait when spent.
+    async fn rate_limit(&self, name: &str, budget: Budget) -> redis::RedisResult<Option<Duration>> {
+        let key = RedisLink::key(self.guild, name);
         let result: redis::RedisResult<u64> = RATE
             .key(key)
-            .arg(millis(self.period))
-            .arg(self.burst)
+            .arg(millis(budget.period))
+            .arg(budget.burst)
             .invoke_async(&mut self.link.conn())
             .await;
         let wait = self.link.record("rate_limit", result)?;

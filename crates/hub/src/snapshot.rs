@@ -9,10 +9,17 @@
 //! worker of a pair) or, without a worker, the guild's rooms with nobody in them
 //! ([`ChannelsVoiceView`]). Either holds rooms only (docs/spec.md §7.1), and the
 //! rooms API's 403 for a channel that is not a room reads the same source.
+//!
+//! The snapshot is the same for every signed-in user, so a page reload storm must
+//! not become a storm of `/voice-view` requests: [`SnapshotCache`] keeps the view
+//! it read (with the `seq` read before it) for `HubSettings::snapshot_cache_ttl`
+//! (1 s, docs/spec.md §7.2), and requests arriving while a read is in flight wait
+//! for that one read. Only the snapshot is cached: the room checks of the rooms
+//! API read the source afresh.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -143,6 +150,60 @@ impl VoiceViewSource for ChannelsVoiceView {
     }
 }
 
+/// The last view read for the snapshot, shared by the requests of one TTL window.
+pub(crate) struct SnapshotCache {
+    ttl: Duration,
+    last: tokio::sync::Mutex<Option<CachedView>>,
+}
+
+/// One read of the view: when it started, the `seq` read just before, its answer
+/// (an error is shared too: a dead worker is asked once per window, not once per
+/// request).
+struct CachedView {
+    started: Instant,
+    seq: u64,
+    view: Result<VoiceView, RoomsError>,
+}
+
+impl SnapshotCache {
+    /// A cache whose reads are reused for `ttl` (zero: never).
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The `seq` and the view of a read started less than the TTL ago, or of a new
+    /// read of `source` (`seq` from `read_seq`, taken before the view). Concurrent
+    /// callers wait for the read in flight rather than start their own.
+    async fn get(
+        &self,
+        read_seq: impl FnOnce() -> u64,
+        source: &dyn VoiceViewSource,
+    ) -> (u64, Result<VoiceView, RoomsError>) {
+        if self.ttl.is_zero() {
+            let seq = read_seq();
+            return (seq, source.fetch().await);
+        }
+        let mut last = self.last.lock().await;
+        if let Some(cached) = last.as_ref()
+            && cached.started.elapsed() < self.ttl
+        {
+            return (cached.seq, cached.view.clone());
+        }
+        let started = Instant::now();
+        let seq = read_seq();
+        let view = source.fetch().await;
+        *last = Some(CachedView {
+            started,
+            seq,
+            view: view.clone(),
+        });
+        (seq, view)
+    }
+}
+
 /// `GET /api/rooms` body.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -179,8 +240,14 @@ pub(crate) async fn rooms(
 ) -> Result<Json<Snapshot>, HubError> {
     let guild_id = state.settings.primary_guild_id;
     // First the seq, then the view: anything after `seq` is replayed on connect.
-    let seq = state.broker.ring_state(guild_id).head_seq;
-    let view = state.voice_view.fetch().await?;
+    let (seq, view) = state
+        .cache
+        .get(
+            || state.broker.ring_state(guild_id).head_seq,
+            state.voice_view.as_ref(),
+        )
+        .await;
+    let view = view?;
     let profiles = join_all(view.members.keys().map(|&user| {
         let state = state.clone();
         async move {

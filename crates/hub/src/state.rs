@@ -27,7 +27,7 @@ use crate::redis_link::RedisLink;
 use crate::rooms::RoomsBackend;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
-use crate::snapshot::VoiceViewSource;
+use crate::snapshot::{SnapshotCache, VoiceViewSource};
 
 /// What the router carries: one sub-state per group of handlers, each extracted
 /// on its own through `FromRef`.
@@ -91,6 +91,8 @@ pub(crate) struct SnapshotState {
     pub(crate) settings: Arc<HubSettings>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) voice_view: Arc<dyn VoiceViewSource>,
+    /// The last view read, reused for `HubSettings::snapshot_cache_ttl`.
+    pub(crate) cache: Arc<SnapshotCache>,
     pub(crate) profiles: Arc<Profiles>,
     pub(crate) rooms: Arc<dyn RoomsBackend>,
 }

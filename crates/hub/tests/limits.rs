@@ -1,7 +1,8 @@
 //! What a stranger can hold open (docs/spec.md §6.6), tried from outside over
 //! loopback: idle connections do not starve the webhook and are closed after the
 //! idle timeout, a dripping request head is cut off, and each connection limit
-//! answers 429/503 with `Retry-After` while the connections already open go on.
+//! answers 429/503 with `Retry-After` while the connections already open go on;
+//! the API's per-IP budget holds however many users share one address.
 //!
 //! Clients bind distinct loopback source addresses (127.0.0.2, 127.0.0.3, …) to
 //! be distinct client IPs. Timeouts are shortened through `HubSettings`; every
@@ -360,4 +361,85 @@ async fn connections_per_ip_and_in_all_are_capped() {
             .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
     })
     .await;
+}
+
+/// An HTTP client whose connections come from the loopback address `from`.
+fn http_from(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(from.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// A token for user `sub`.
+fn bearer_of(sub: u64) -> String {
+    let mut claims = claims();
+    claims["sub"] = json!(sub.to_string());
+    token(Algorithm::RS256, "rsa-1", &claims)
+}
+
+#[tokio::test]
+async fn the_api_allowance_per_ip_holds_across_users() {
+    // 20 per IP (each user's own budget, 10, is never reached: one request each).
+    let (hub, rooms) = TestHub::start_with(|s| {
+        s.api_rate_per_ip_burst = 20;
+        s.api_rate_per_ip_period = Duration::from_secs(60);
+        s.max_rooms_per_guild = 100;
+    })
+    .await;
+    let nat = http_from("127.0.0.2");
+    let create = |client: &reqwest::Client, user: u64| {
+        client
+            .post(hub.url("/api/create-room"))
+            .bearer_auth(bearer_of(user))
+            .json(&json!({}))
+            .send()
+    };
+    for user in 1..=20 {
+        assert_eq!(
+            create(&nat, user).await.unwrap().status(),
+            201,
+            "user {user}"
+        );
+    }
+    // The 21st user behind the same address is refused, before anything is created.
+    let refused = create(&nat, 21).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "RATE_LIMITED", "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    assert_eq!(rooms.created(), 20);
+    // Every API route spends the same budget, with a token or without.
+    for path in ["/api/rooms", "/api/cues"] {
+        let response = nat
+            .get(hub.url(path))
+            .bearer_auth(bearer_of(22))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 429, "{path}");
+    }
+    let anonymous = nat.get(hub.url("/api/rooms")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 429);
+    // Another address is unaffected, even for a user already seen behind the first.
+    let other = http_from("127.0.0.3");
+    assert_eq!(create(&other, 1).await.unwrap().status(), 201);
+    let snapshot = other
+        .get(hub.url("/api/rooms"))
+        .bearer_auth(bearer_of(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.status(), 200);
+    // The limit is the API's: the health check is not throttled.
+    assert_eq!(
+        nat.get(hub.url("/health")).send().await.unwrap().status(),
+        200
+    );
 }

@@ -8,6 +8,7 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -334,6 +335,8 @@ async fn the_snapshot_moves_past_a_dead_or_unavailable_worker_and_remembers() {
     let (good, good_url) = view_worker(StatusCode::OK).await;
     let (mut hub, _rooms) = TestHub::start_with(|s| {
         s.worker_endpoints = vec![refusing_url(), unavailable_url, good_url];
+        // Every snapshot reads the view: this test counts the reads per endpoint.
+        s.snapshot_cache_ttl = Duration::ZERO;
     })
     .await;
     for expected_good in 1..=2 {
@@ -395,4 +398,58 @@ async fn a_malformed_voice_view_is_a_bad_gateway() {
         assert_eq!(error["code"], "INTERNAL_ERROR");
         hub.stop().await;
     }
+}
+
+#[tokio::test]
+async fn the_snapshot_reads_the_worker_once_per_cache_window() {
+    // A window longer than the test: thirty snapshots, one read of the worker.
+    let (reads, url) = view_worker(StatusCode::OK).await;
+    let (mut hub, _rooms) = TestHub::start_with(|s| {
+        s.worker_endpoints = vec![url];
+        s.snapshot_cache_ttl = Duration::from_secs(60);
+    })
+    .await;
+    // Twenty at once (one read in flight, the others wait for it), then ten in turn.
+    let bodies = futures_util::future::join_all((0..20).map(|_| snapshot(&hub))).await;
+    for _ in 0..10 {
+        let body = snapshot(&hub).await;
+        assert_eq!(body["rooms"][0]["channelId"], "77", "{body}");
+    }
+    assert!(bodies.iter().all(|b| b["rooms"][0]["channelId"] == "77"));
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "one read for the window");
+    hub.stop().await;
+
+    // A short window: once it has passed, the next snapshot reads the worker again.
+    let (reads, url) = view_worker(StatusCode::OK).await;
+    let ttl = Duration::from_millis(300);
+    let (mut hub, _rooms) = TestHub::start_with(|s| {
+        s.worker_endpoints = vec![url];
+        s.snapshot_cache_ttl = ttl;
+    })
+    .await;
+    snapshot(&hub).await;
+    assert_eq!(reads.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    snapshot(&hub).await;
+    assert_eq!(
+        reads.load(Ordering::SeqCst),
+        2,
+        "a new read after the window"
+    );
+    hub.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_cache_window_every_snapshot_reads_the_worker() {
+    let (reads, url) = view_worker(StatusCode::OK).await;
+    let (mut hub, _rooms) = TestHub::start_with(|s| {
+        s.worker_endpoints = vec![url];
+        s.snapshot_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    for _ in 0..3 {
+        snapshot(&hub).await;
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 3);
+    hub.stop().await;
 }

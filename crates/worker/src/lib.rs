@@ -75,6 +75,9 @@ pub struct WorkerSettings {
     pub lease: LeaseTimings,
     /// Most events the outbox holds before dead-lettering new ones.
     pub outbox_capacity: u64,
+    /// Most dead letters kept (10,000); beyond, the oldest are dropped and
+    /// counted in `coven_worker_dead_letters_dropped_total`.
+    pub dead_letter_capacity: u64,
     /// Timeout of one webhook attempt.
     pub delivery_timeout: Duration,
     /// Backoff between failed attempts.
@@ -108,6 +111,7 @@ impl WorkerSettings {
             redis_url: None,
             lease: LeaseTimings::default(),
             outbox_capacity: 1_000_000,
+            dead_letter_capacity: store::DEFAULT_DEAD_LETTER_CAPACITY,
             delivery_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
         }

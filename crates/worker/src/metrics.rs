@@ -51,6 +51,11 @@ pub fn dead_lettered(outbox: &Store) {
     outbox_gauges(outbox);
 }
 
+/// `dropped` of the oldest dead letters were dropped to stay within their bound.
+pub fn dead_letters_dropped(dropped: u64) {
+    counter!("coven_worker_dead_letters_dropped_total").increment(dropped);
+}
+
 /// Current outbox depth, dead letters and bound.
 #[allow(clippy::cast_precision_loss)] // Gauges are f64; depths stay far below 2^52.
 pub fn outbox_gauges(outbox: &Store) {

@@ -1,5 +1,5 @@
 //! The durable outbox on its own: order, stable ids, persistence across reopen,
-//! dead letters and the configured bound.
+//! dead letters and the configured bounds (of the outbox and of the dead letters).
 
 use coven_contract::{Event, RoomDeleted, Snowflake};
 use coven_worker::VoiceView;
@@ -120,4 +120,71 @@ fn burying_moves_an_event_out_of_the_queue() {
     );
     assert_eq!(outbox.gauges().depth(), 1);
     assert_eq!(outbox.dead_letters().unwrap()[0].event_id, head.event_id);
+}
+
+/// `coven_worker_dead_letters_dropped_total` as `/metrics` renders it (0 before
+/// the first drop).
+fn dropped_total() -> f64 {
+    coven_worker::prometheus()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("coven_worker_dead_letters_dropped_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn the_dead_letters_keep_the_newest_within_their_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.redb");
+    let before = dropped_total();
+    let outbox = LocalStore::open(&path, 2)
+        .unwrap()
+        .with_dead_letter_capacity(3);
+    // 2 queued, 5 overflow into dead letters bounded at 3: the 2 oldest go.
+    let overflowed = outbox
+        .commit(&(1..=7).map(event).collect::<Vec<_>>(), None, None)
+        .unwrap();
+    assert_eq!(overflowed, 5);
+    let bodies = |outbox: &LocalStore| -> Vec<String> {
+        outbox
+            .dead_letters()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.body)
+            .collect()
+    };
+    let kept = bodies(&outbox);
+    assert_eq!(kept.len(), 3);
+    for (body, channel) in kept.iter().zip(5..=7) {
+        assert!(body.contains(&format!("\"{channel}\"")), "{body}");
+    }
+    assert_eq!(outbox.gauges().dead_letter_count(), 3);
+    assert_eq!(dropped_total() - before, 2.0);
+
+    // A burial and a raw payload each push the oldest out too.
+    let head = outbox.peek().unwrap().unwrap();
+    outbox.bury(&head, "hub answered 400 Bad Request").unwrap();
+    outbox
+        .bury_raw(r#"{"t":"VOICE_STATE_UPDATE"}"#, "unreadable: missing field")
+        .unwrap();
+    let letters = outbox.dead_letters().unwrap();
+    assert_eq!(letters.len(), 3);
+    assert!(letters[0].body.contains("\"7\""));
+    assert_eq!(letters[1].event_id, head.event_id);
+    assert_eq!(letters[2].reason, "unreadable: missing field");
+    assert_eq!(letters[2].body, r#"{"t":"VOICE_STATE_UPDATE"}"#);
+    assert_ne!(letters[2].event_id, letters[1].event_id);
+    assert_eq!(dropped_total() - before, 4.0);
+    assert_eq!(outbox.gauges().depth(), 1);
+
+    // The bound holds after a reopen; the queue was untouched.
+    drop(outbox);
+    let outbox = LocalStore::open(&path, 2)
+        .unwrap()
+        .with_dead_letter_capacity(3);
+    assert_eq!(outbox.gauges().dead_letter_count(), 3);
+    assert_eq!(
+        outbox.peek().unwrap().unwrap().body,
+        event(2).to_webhook_body()
+    );
 }

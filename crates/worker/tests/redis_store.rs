@@ -21,6 +21,7 @@ use coven_worker::VoiceView;
 use coven_worker::WorkerSettings;
 use coven_worker::{Lease, LeaseTimings, wait_for_lease};
 use coven_worker::{StoreError, StoredSession};
+use redis::AsyncCommands;
 use support::RunningWorker;
 use tokio::sync::watch;
 
@@ -291,6 +292,67 @@ async fn past_the_bound_events_go_to_dead_letters_and_redis_errors_are_transient
     };
     assert_eq!(depth, 4);
     assert_eq!(store.gauges().dead_letter_count(), 3);
+}
+
+/// `coven_worker_dead_letters_dropped_total` as `/metrics` renders it.
+fn dropped_total() -> f64 {
+    coven_worker::prometheus()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("coven_worker_dead_letters_dropped_total "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_dead_letters_in_redis_keep_the_newest_within_their_bound() {
+    let server = RedisServer::start_volatile();
+    let store = open(&server, 2).with_dead_letter_capacity(3);
+    let _lease = Lease::try_acquire(&store, timings(10_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = dropped_total();
+    let overflowed = store
+        .commit(&(1..=7).map(event).collect::<Vec<_>>(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(overflowed, 5);
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 3);
+    for (letter, channel) in letters.iter().zip(5..=7) {
+        assert!(
+            letter.body.contains(&format!("\"{channel}\"")),
+            "{letter:?}"
+        );
+    }
+    assert_eq!(store.gauges().dead_letter_count(), 3);
+    assert_eq!(dropped_total() - before, 2.0);
+
+    let head = store.peek().await.unwrap().unwrap();
+    store
+        .bury(&head, "hub answered 400 Bad Request")
+        .await
+        .unwrap();
+    store
+        .bury_raw(r#"{"t":"VOICE_STATE_UPDATE"}"#, "unreadable: missing field")
+        .await
+        .unwrap();
+    let letters = store.dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 3);
+    assert!(letters[0].body.contains("\"7\""));
+    assert_eq!(letters[1].event_id, head.event_id);
+    assert_eq!(letters[2].reason, "unreadable: missing field");
+    assert_eq!(letters[2].body, r#"{"t":"VOICE_STATE_UPDATE"}"#);
+    assert_ne!(letters[2].event_id, letters[1].event_id);
+    assert_eq!(dropped_total() - before, 4.0);
+    // Redis itself holds no more than the bound.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let len: u64 = conn
+        .xlen(format!("coven:{{{GUILD}}}:worker:dead"))
+        .await
+        .unwrap();
+    assert_eq!(len, 3);
 }
 
 /// Lease timings short enough for tests, long enough for a loaded machine.

@@ -8,9 +8,14 @@
 //! dispatch on resume. Events are delivered in id order; each id, prefixed with a
 //! random epoch chosen when the file is created, is the stable `X-Hub-Event-Id`.
 //!
-//! Events that the hub rejects for good, and events that would overflow the
-//! configured bound, move to a dead-letter table: counted, logged, kept for an
-//! operator, never silently dropped.
+//! Events that the hub rejects for good, events that would overflow the
+//! configured bound, and gateway payloads the worker could not read move to a
+//! dead-letter table: counted, logged, kept for an operator. That table is bounded
+//! too: past its own bound the oldest letters are dropped in the same
+//! transaction, counted in `/metrics` ([`Gauges::dead_letters_trimmed`]). Its keys
+//! are in the order letters were written (a burial gets a key above every other,
+//! even when the event's own outbox position is lower), so "oldest" means
+//! buried first, as in Redis; each letter carries its own event id.
 //!
 //! With `REDIS_URL`, the same records live in Redis instead ([`super::RedisStore`]);
 //! [`super::Store`] hides which. The file's name and format are fixed: a state
@@ -21,7 +26,8 @@ use std::sync::Arc;
 
 use coven_contract::Event;
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition,
 };
 
 use super::records::{DeadLetter, Pending, StoredSession, event_id};
@@ -90,6 +96,14 @@ impl LocalStore {
         })
     }
 
+    /// Keeps at most `capacity` dead letters (default 10,000): beyond, each write
+    /// drops the oldest.
+    #[must_use]
+    pub fn with_dead_letter_capacity(self, capacity: u64) -> Self {
+        self.gauges.set_dead_letter_capacity(capacity);
+        self
+    }
+
     /// The stored session and voice view, if any.
     pub fn load(&self) -> Result<(Option<StoredSession>, Option<VoiceView>), StoreError> {
         let txn = self.db.begin_read()?;
@@ -115,6 +129,7 @@ impl LocalStore {
     ) -> Result<usize, StoreError> {
         let txn = self.db.begin_write()?;
         let mut overflowed = 0;
+        let mut trimmed = None;
         {
             let mut meta = txn.open_table(META)?;
             let mut queue = txn.open_table(EVENTS)?;
@@ -131,10 +146,14 @@ impl LocalStore {
                     depth += 1;
                 } else {
                     let letter = self.dead_letter(next_id, &body, "outbox full");
-                    dead.insert(next_id, serde_json::to_vec(&letter)?.as_slice())?;
+                    let key = next_dead_key(&dead, next_id)?;
+                    dead.insert(key, serde_json::to_vec(&letter)?.as_slice())?;
                     overflowed += 1;
                 }
                 next_id += 1;
+            }
+            if overflowed > 0 {
+                trimmed = Some(self.trim(&mut dead)?);
             }
             meta.insert(NEXT_ID_KEY, next_id.to_be_bytes().as_slice())?;
             if let Some(view) = view {
@@ -146,7 +165,10 @@ impl LocalStore {
         }
         txn.commit()?;
         let queued = (events.len() - overflowed) as u64;
-        self.gauges.add(queued, overflowed as u64);
+        self.gauges.add(queued, 0);
+        if let Some((dead, dropped)) = trimmed {
+            self.gauges.dead_letters_trimmed(dead, dropped);
+        }
         if queued > 0 {
             self.gauges.wake();
         }
@@ -188,14 +210,54 @@ impl LocalStore {
         let letter = self.dead_letter(pending.id, &pending.body, reason);
         let txn = self.db.begin_write()?;
         let removed = txn.open_table(EVENTS)?.remove(pending.id)?.is_some();
-        txn.open_table(DEAD_LETTERS)?
-            .insert(pending.id, serde_json::to_vec(&letter)?.as_slice())?;
+        let (dead, dropped) = {
+            let mut table = txn.open_table(DEAD_LETTERS)?;
+            let key = next_dead_key(&table, pending.id)?;
+            table.insert(key, serde_json::to_vec(&letter)?.as_slice())?;
+            self.trim(&mut table)?
+        };
         txn.commit()?;
         if removed {
             self.gauges.remove_one();
         }
-        self.gauges.add(0, 1);
+        self.gauges.dead_letters_trimmed(dead, dropped);
         Ok(())
+    }
+
+    /// Keeps `body`, something the worker received but could not turn into
+    /// events (a gateway payload it could not read), as a dead letter with
+    /// `reason`, under a new outbox position (so its id is unique).
+    pub fn bury_raw(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let (dead, dropped) = {
+            let mut meta = txn.open_table(META)?;
+            let id = match meta.get(NEXT_ID_KEY)? {
+                Some(raw) => u64::from_be_bytes(raw.value().try_into().unwrap_or([0; 8])),
+                None => 1,
+            };
+            meta.insert(NEXT_ID_KEY, (id + 1).to_be_bytes().as_slice())?;
+            let letter = self.dead_letter(id, body.as_bytes(), reason);
+            let mut table = txn.open_table(DEAD_LETTERS)?;
+            let key = next_dead_key(&table, id)?;
+            table.insert(key, serde_json::to_vec(&letter)?.as_slice())?;
+            self.trim(&mut table)?
+        };
+        txn.commit()?;
+        self.gauges.dead_letters_trimmed(dead, dropped);
+        Ok(())
+    }
+
+    /// Drops the oldest (first written) dead letters beyond the bound; returns how many are left
+    /// and how many were dropped.
+    fn trim(&self, table: &mut Table<'_, u64, &[u8]>) -> Result<(u64, u64), StoreError> {
+        let capacity = self.gauges.dead_letter_capacity();
+        let mut len = table.len()?;
+        let mut dropped = 0;
+        while len > capacity && table.pop_first()?.is_some() {
+            len -= 1;
+            dropped += 1;
+        }
+        Ok((len, dropped))
     }
 
     /// Every dead letter, oldest first.
@@ -237,8 +299,17 @@ impl LocalStore {
         }
         let mut dead = Vec::new();
         for entry in txn.open_table(DEAD_LETTERS)?.iter()? {
-            let (id, raw) = entry?;
-            dead.push((id.value(), serde_json::from_slice(raw.value())?));
+            let (key, raw) = entry?;
+            let letter: DeadLetter = serde_json::from_slice(raw.value())?;
+            // The outbox position is the event id's tail (the key, for letters
+            // written before keys followed burial order, is the same number).
+            let id = letter
+                .event_id
+                .rsplit('-')
+                .next()
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .unwrap_or(key.value());
+            dead.push((id, letter));
         }
         Ok(Snapshot {
             epoch: self.epoch.to_string(),
@@ -266,4 +337,14 @@ impl LocalStore {
             reason: reason.to_owned(),
         }
     }
+}
+
+/// The key of a new dead letter: `id` (its outbox position) when that is above
+/// every key, else one above the last, so that keys follow burial order.
+fn next_dead_key(table: &Table<'_, u64, &[u8]>, id: u64) -> Result<u64, StoreError> {
+    let last = table.last()?.map(|(key, _)| key.value());
+    Ok(match last {
+        Some(last) if last >= id => last + 1,
+        _ => id,
+    })
 }

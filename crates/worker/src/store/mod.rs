@@ -29,7 +29,7 @@ use coven_contract::Event;
 use tokio::sync::watch;
 
 pub use error::StoreError;
-pub use gauges::Gauges;
+pub use gauges::{DEFAULT_DEAD_LETTER_CAPACITY, Gauges};
 pub use lease::{Lease, LeaseTimings, wait_for_lease};
 pub use local::LocalStore;
 pub use records::{DeadLetter, Pending, StoredSession};
@@ -85,17 +85,20 @@ impl Store {
                     path: dir.clone(),
                     source,
                 })?;
-                Backend::Local(LocalStore::open(
-                    &dir.join(migrate::STATE_FILE),
-                    settings.outbox_capacity,
-                )?)
+                Backend::Local(
+                    LocalStore::open(&dir.join(migrate::STATE_FILE), settings.outbox_capacity)?
+                        .with_dead_letter_capacity(settings.dead_letter_capacity),
+                )
             }
-            Some(url) => Backend::Redis(RedisStore::open(
-                url,
-                settings.gateway.guild_id,
-                settings.outbox_capacity,
-                settings.lease.redis_timeout,
-            )?),
+            Some(url) => Backend::Redis(
+                RedisStore::open(
+                    url,
+                    settings.gateway.guild_id,
+                    settings.outbox_capacity,
+                    settings.lease.redis_timeout,
+                )?
+                .with_dead_letter_capacity(settings.dead_letter_capacity),
+            ),
         };
         Ok(Self {
             backend,
@@ -353,6 +356,22 @@ impl Store {
             Backend::Redis(redis) => redis.bury(pending, reason).await,
         };
         self.refused(result, "a delivery write was refused")
+    }
+
+    /// Keeps `body`, a gateway payload the worker could not read, as a dead
+    /// letter with `reason` (a refusal gives the lease up). Not retried: the
+    /// letter is for an operator, the caller goes on either way.
+    pub async fn bury_raw(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Local(local) => {
+                let (local, body, reason) = (local.clone(), body.to_owned(), reason.to_owned());
+                tokio::task::spawn_blocking(move || local.bury_raw(&body, &reason))
+                    .await
+                    .map_err(|_| StoreError::Panicked)?
+            }
+            Backend::Redis(redis) => redis.bury_raw(body, reason).await,
+        };
+        self.refused(result, "a dead-letter write was refused")
     }
 
     /// The outbox's length, dead-letter count, bound and delivery's wake-up.

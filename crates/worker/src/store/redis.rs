@@ -13,7 +13,7 @@
 //! | `outbox` | stream, entry `<id>-0`, field `b` | undelivered webhook bodies, in id order |
 //! | `next_id` | counter | the last outbox id handed out (unique across the pair) |
 //! | `epoch` | string | the random prefix of event ids, set once |
-//! | `dead` | stream, fields `i`, `b`, `r` | dead letters: id, body, reason |
+//! | `dead` | stream, fields `i`, `b`, `r` | dead letters: id, body, reason; at most the dead-letter bound (oldest trimmed, counted) |
 //!
 //! The braces make the guild id a Redis Cluster hash tag: every key is in one
 //! slot, so one script may touch them all. Every write — a commit of events,
@@ -89,7 +89,8 @@ return 1
 
 /// `KEYS`: lease, `next_id`, outbox, dead, view, session, epoch. `ARGV`: lease value,
 /// capacity, an epoch to set if none is, view JSON or '', session JSON or '',
-/// then the webhook bodies. Returns {1, overflowed, depth, dead} or {0}.
+/// the dead letters' bound, then the webhook bodies. Returns {1, overflowed,
+/// depth, dead, dead letters dropped} or {0}.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -98,7 +99,7 @@ redis.call('SET', KEYS[7], ARGV[3], 'NX')
 local depth = redis.call('XLEN', KEYS[3])
 local capacity = tonumber(ARGV[2])
 local overflowed = 0
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local id = redis.call('INCR', KEYS[2])
   if depth < capacity then
     redis.call('XADD', KEYS[3], id .. '-0', 'b', ARGV[i])
@@ -110,7 +111,13 @@ for i = 6, #ARGV do
 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[5], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[6], ARGV[5]) end
-return {1, overflowed, depth, redis.call('XLEN', KEYS[4])}
+local dead = redis.call('XLEN', KEYS[4])
+local dropped = 0
+if overflowed > 0 and dead > tonumber(ARGV[6]) then
+  dropped = redis.call('XTRIM', KEYS[4], 'MAXLEN', ARGV[6])
+  dead = dead - dropped
+end
+return {1, overflowed, depth, dead, dropped}
 ",
     )
 });
@@ -166,14 +173,30 @@ return {1, redis.call('XLEN', KEYS[2])}
     )
 });
 
-/// `KEYS`: lease, outbox, dead. `ARGV`: lease value, id, body, reason. {1, depth, dead} or {0}.
+/// `KEYS`: lease, outbox, dead. `ARGV`: lease value, id, body, reason, the dead
+/// letters' bound. {1, depth, dead, dropped} or {0}.
 static BURY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
 redis.call('XDEL', KEYS[2], ARGV[2] .. '-0')
 redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'b', ARGV[3], 'r', ARGV[4])
-return {1, redis.call('XLEN', KEYS[2]), redis.call('XLEN', KEYS[3])}
+local dropped = redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[5])
+return {1, redis.call('XLEN', KEYS[2]), redis.call('XLEN', KEYS[3]), dropped}
+",
+    )
+});
+
+/// `KEYS`: lease, `next_id`, dead. `ARGV`: lease value, body, reason, the dead
+/// letters' bound. A dead letter under a new id. {1, dead, dropped} or {0}.
+static BURY_RAW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+local id = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[3], '*', 'i', id, 'b', ARGV[2], 'r', ARGV[3])
+local dropped = redis.call('XTRIM', KEYS[3], 'MAXLEN', ARGV[4])
+return {1, redis.call('XLEN', KEYS[3]), dropped}
 ",
     )
 });
@@ -286,6 +309,14 @@ impl RedisStore {
             fence: Arc::new(Mutex::new(String::new())),
             gauges: Gauges::new(capacity, 0, 0),
         })
+    }
+
+    /// Keeps at most `capacity` dead letters (default 10,000): beyond, each write
+    /// drops the oldest.
+    #[must_use]
+    pub fn with_dead_letter_capacity(self, capacity: u64) -> Self {
+        self.gauges.set_dead_letter_capacity(capacity);
+        self
     }
 
     /// Runs one Redis call with the store's timeout.
@@ -420,16 +451,20 @@ impl RedisStore {
             .arg(self.gauges.capacity())
             .arg(format!("{:016x}", rand::random::<u64>()))
             .arg(view.unwrap_or_default())
-            .arg(session.unwrap_or_default());
+            .arg(session.unwrap_or_default())
+            .arg(self.gauges.dead_letter_capacity());
         for event in events {
             invocation.arg(event.to_webhook_body());
         }
         let mut conn = self.conn.clone();
         let reply: Vec<u64> = self.call(invocation.invoke_async(&mut conn)).await?;
-        let [1, overflowed, depth, dead] = reply[..] else {
+        let [1, overflowed, depth, dead, dropped] = reply[..] else {
             return Err(StoreError::Fenced);
         };
-        self.gauges.set(depth, dead);
+        self.gauges.set_depth(depth);
+        if overflowed > 0 {
+            self.gauges.dead_letters_trimmed(dead, dropped);
+        }
         if overflowed < events.len() as u64 {
             self.gauges.wake();
         }
@@ -553,13 +588,40 @@ impl RedisStore {
                     .arg(pending.id)
                     .arg(pending.body.as_slice())
                     .arg(reason)
+                    .arg(self.gauges.dead_letter_capacity())
                     .invoke_async(&mut conn),
             )
             .await?;
-        let [1, depth, dead] = reply[..] else {
+        let [1, depth, dead, dropped] = reply[..] else {
             return Err(StoreError::Fenced);
         };
-        self.gauges.set(depth, dead);
+        self.gauges.set_depth(depth);
+        self.gauges.dead_letters_trimmed(dead, dropped);
+        Ok(())
+    }
+
+    /// Keeps `body`, something the worker received but could not turn into
+    /// events (a gateway payload it could not read), as a dead letter with
+    /// `reason` under a new id, if this worker still holds the lease.
+    pub async fn bury_raw(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<u64> = self
+            .call(
+                BURY_RAW
+                    .key(&self.keys.lease)
+                    .key(&self.keys.next_id)
+                    .key(&self.keys.dead)
+                    .arg(self.token())
+                    .arg(body)
+                    .arg(reason)
+                    .arg(self.gauges.dead_letter_capacity())
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        let [1, dead, dropped] = reply[..] else {
+            return Err(StoreError::Fenced);
+        };
+        self.gauges.dead_letters_trimmed(dead, dropped);
         Ok(())
     }
 

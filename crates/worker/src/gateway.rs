@@ -13,6 +13,11 @@
 //! on the fatal close codes, and on shutdown closes with a resumable code after
 //! persisting the session.
 //!
+//! A dispatch twilight cannot parse is not skipped (its sequence is already
+//! counted, so Discord would never replay it): it is kept as a dead letter,
+//! counted, and read leniently or re-synced (`unreadable.rs`). Only the event
+//! types the worker uses are parsed at all ([`WANTED`]).
+//!
 //! The bot's own voice connection produces events too (`voice.speaking`): they
 //! come in on a channel ([`BotVoice::ready`]) and are committed by this loop,
 //! through the same fenced, retried [`Store::commit`] as the dispatches' events.
@@ -40,10 +45,28 @@ use crate::metrics;
 use crate::reconnect::{ReconnectPacing, Reconnects};
 use crate::store::{Store, StoredSession, Written};
 use crate::tracker::{VoiceTracker, VoiceView};
+use crate::unreadable::{RESYNC_INTERVAL, Recovery, Resyncs, Unreadable, recover};
 use crate::voice::BotVoice;
 
 /// The intents the worker needs (docs/spec.md §8).
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_VOICE_STATES);
+
+/// The events twilight parses for the loop: what [`apply`] and `Seen::note`
+/// match on and the reconnect pacing reads (close frames always come through).
+/// Everything else (presences, typing, messages …) is skipped unparsed.
+pub const WANTED: EventTypeFlags = EventTypeFlags::READY
+    .union(EventTypeFlags::RESUMED)
+    .union(EventTypeFlags::GUILD_CREATE)
+    .union(EventTypeFlags::ROLE_UPDATE)
+    .union(EventTypeFlags::CHANNEL_CREATE)
+    .union(EventTypeFlags::CHANNEL_UPDATE)
+    .union(EventTypeFlags::CHANNEL_DELETE)
+    .union(EventTypeFlags::VOICE_STATE_UPDATE)
+    .union(EventTypeFlags::VOICE_SERVER_UPDATE)
+    .union(EventTypeFlags::GATEWAY_HELLO)
+    .union(EventTypeFlags::GATEWAY_HEARTBEAT_ACK)
+    .union(EventTypeFlags::GATEWAY_INVALIDATE_SESSION)
+    .union(EventTypeFlags::GATEWAY_RECONNECT);
 
 /// How often the session sequence is saved when no event forces a commit.
 const SESSION_SAVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -104,6 +127,7 @@ pub async fn run(
         tracker: VoiceTracker::new(settings.guild_id, stored_view),
         reconnects: Reconnects::new(settings.reconnect),
         last_close: None,
+        resyncs: Resyncs::new(RESYNC_INTERVAL),
         bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
         saved: stored_session,
     };
@@ -144,17 +168,34 @@ pub async fn run(
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
             () = sleep_until(hold), if hold.is_some() && closing.is_none() => hold = None,
-            _ = save_timer.tick() => seen.save(current_session(&shard, seen.bot_user)).await?,
+            _ = save_timer.tick() => {
+                seen.save(current_session(&shard, seen.bot_user)).await?;
+                if closing.is_none() {
+                    seen.resync_if_due(&shard);
+                }
+            }
             Some(event) = voice_events.recv() => {
                 if !seen.commit(&[event], None, None).await? {
                     fenced_off = true;
                     break;
                 }
             }
-            item = shard.next_event(EventTypeFlags::all()), if hold.is_none() => {
+            item = shard.next_event(WANTED), if hold.is_none() => {
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
+                        if let Some(unreadable) = Unreadable::from_error(&error) {
+                            // The session is fine; one dispatch was not readable.
+                            let session = current_session(&shard, seen.bot_user);
+                            if !seen.unreadable(&unreadable, session).await? {
+                                fenced_off = true;
+                                break;
+                            }
+                            if closing.is_none() {
+                                seen.resync_if_due(&shard);
+                            }
+                            continue;
+                        }
                         // Not live any more, whatever it was (docs/spec.md §8).
                         status.set_state(gateway_state(shard.state()));
                         hold = seen.reconnects.after_error(&error, shard.state());
@@ -216,6 +257,8 @@ struct Seen<'a> {
     /// When connections end, and how long to wait before the next.
     reconnects: Reconnects,
     last_close: Option<u16>,
+    /// Re-syncs asked for by unreadable dispatches, rate-limited.
+    resyncs: Resyncs,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
     /// The session as last stored.
@@ -266,6 +309,58 @@ impl Seen<'_> {
             self.status.event_produced();
         }
         Ok(true)
+    }
+
+    /// A dispatch twilight could not read: kept as a dead letter and counted,
+    /// then read leniently and applied, or a re-sync requested
+    /// (`unreadable.rs`). `Ok(false)`: the store fenced this worker off.
+    async fn unreadable(
+        &mut self,
+        unreadable: &Unreadable,
+        session: Option<StoredSession>,
+    ) -> Result<bool, WorkerError> {
+        metrics::unreadable_dispatch(unreadable.name());
+        let recovery = recover(unreadable);
+        tracing::error!(
+            event = unreadable.name(),
+            reason = %unreadable.reason,
+            recovery = match recovery {
+                Recovery::Read(_) => "read leniently",
+                Recovery::Nothing => "not needed",
+                Recovery::Resync => "re-sync",
+            },
+            "a gateway dispatch twilight could not read; kept as a dead letter"
+        );
+        let (body, reason) = unreadable.dead_letter();
+        if let Err(error) = self.store.bury_raw(body, &reason).await {
+            tracing::warn!(%error, "could not keep the unreadable dispatch as a dead letter");
+        }
+        metrics::outbox_gauges(self.store);
+        match recovery {
+            Recovery::Read(event) => {
+                // What `note` does with these: the bot's voice client needs its own.
+                if let Event::VoiceStateUpdate(update) = &event {
+                    self.voice.voice_state(&update.0);
+                }
+                self.record(&event, session).await
+            }
+            Recovery::Nothing => Ok(true),
+            Recovery::Resync => {
+                self.resyncs.request();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Starts a new session when a re-sync is requested and allowed: closing
+    /// with 1000 drops the session, so twilight identifies again and the new
+    /// `GUILD_CREATE` is diffed against the view.
+    fn resync_if_due(&mut self, shard: &Shard) {
+        if self.resyncs.take_due(tokio::time::Instant::now()) {
+            tracing::warn!("re-syncing the voice view: starting a new gateway session");
+            metrics::resynced();
+            shard.close(CloseFrame::NORMAL);
+        }
     }
 
     /// Saves the session when its sequence moved.

@@ -31,6 +31,7 @@ mod pair;
 mod reconnect;
 mod store;
 mod tracker;
+mod unreadable;
 mod voice;
 
 use std::future::Future;

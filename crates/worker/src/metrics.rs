@@ -64,6 +64,32 @@ pub fn outbox_gauges(outbox: &Store) {
     gauge!("coven_worker_dead_letters").set(outbox.gauges().dead_letter_count() as f64);
 }
 
+/// A gateway dispatch twilight could not read (kept as a dead letter); `event`
+/// is its name, or `other` for one the worker does not use.
+pub fn unreadable_dispatch(event: &str) {
+    const USED: [&str; 8] = [
+        "READY",
+        "GUILD_CREATE",
+        "GUILD_ROLE_UPDATE",
+        "CHANNEL_CREATE",
+        "CHANNEL_UPDATE",
+        "CHANNEL_DELETE",
+        "VOICE_STATE_UPDATE",
+        "VOICE_SERVER_UPDATE",
+    ];
+    let label = USED
+        .into_iter()
+        .find(|used| *used == event)
+        .unwrap_or("other");
+    counter!("coven_worker_gateway_unreadable_total", "event" => label).increment(1);
+}
+
+/// The worker started a new session to bring its view back in sync after a
+/// dispatch it could not read.
+pub fn resynced() {
+    counter!("coven_worker_gateway_resyncs_total").increment(1);
+}
+
 /// A new session was identified (READY).
 pub fn identified() {
     counter!("coven_worker_identifies_total").increment(1);

@@ -1,5 +1,6 @@
 //! The worker end to end against the simulator: every docs/spec.md §4 rule through a real
-//! gateway session, the gateway faults, restarts, a failing hub and fatal closes.
+//! gateway session, the gateway faults, restarts, a failing hub, fatal closes and
+//! dispatches twilight cannot read.
 
 mod support;
 
@@ -443,4 +444,73 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
     assert_eq!(unsigned.status(), 403);
     assert_eq!(unsigned.text().await.unwrap(), r#"{"message":"forbidden"}"#);
     worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = RunningWorker::start(&sim, &hub, dir.path()).await;
+    live(&worker).await;
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let (carol, room) = (seed.member_user_ids[2], seed.voice_channel_ids[2]);
+    // Both dispatches go out with `self_stream: null` and a member without
+    // `roles`: twilight 0.18 refuses them (their sequence still counts).
+    assert_eq!(
+        handle.inject(&coven_sim::Fault::UnreadableVoiceStates { count: 2 }),
+        1
+    );
+    handle.user_join(carol, room).unwrap();
+    handle
+        .user_set_flags(
+            carol,
+            VoiceFlags {
+                self_mute: Some(true),
+                ..VoiceFlags::default()
+            },
+        )
+        .unwrap();
+    let events = hub.wait_for_events(2).await;
+    assert_eq!(
+        summary(&events),
+        [("voice.joined", room, carol), ("voice.state", room, carol)]
+    );
+    let Event::VoiceState(state) = &events[1] else {
+        panic!()
+    };
+    assert!(state.flags.self_mute && !state.flags.self_stream);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("coven_worker_gateway_unreadable_total{event=\"VOICE_STATE_UPDATE\"} 2"),
+        "{metrics}"
+    );
+    let health = worker.wait_for_health(200).await;
+    assert_eq!(health["deadLetters"], 2, "{health}");
+    // The session went on: a later, readable change flows as usual.
+    handle.user_leave(carol).unwrap();
+    let events = hub.wait_for_events(3).await;
+    assert_eq!(summary(&events)[2], ("voice.left", room, carol));
+    worker.stop().await.unwrap();
+
+    let outbox = coven_worker::LocalStore::open(&dir.path().join("worker.redb"), 10).unwrap();
+    let letters = outbox.dead_letters().unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for letter in &letters {
+        assert!(letter.body.contains(r#""self_stream":null"#), "{letter:?}");
+        assert!(letter.body.contains(&carol.to_string()), "{letter:?}");
+        assert!(letter.reason.contains("VOICE_STATE_UPDATE"), "{letter:?}");
+        // serde's own words (the member comes before `self_stream`).
+        assert!(
+            letter.reason.contains("missing field `roles`"),
+            "{letter:?}"
+        );
+    }
 }

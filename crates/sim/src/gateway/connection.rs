@@ -43,6 +43,9 @@ struct Conn {
     heartbeat_deadline: Option<tokio::time::Instant>,
     /// What the gateway did with new connections when this one opened.
     admission: Admission,
+    /// The next this many `VOICE_STATE_UPDATE`s go out unreadable to twilight
+    /// ([`Fault::UnreadableVoiceStates`]).
+    unreadable_voice_states: u32,
 }
 
 /// What handling one inbound payload or fault asks for.
@@ -94,6 +97,7 @@ pub(crate) async fn serve(
                         if !conn.delay.is_zero() {
                             tokio::time::sleep(conn.delay).await;
                         }
+                        let f = conn.quirks(f);
                         let Ok(msg) = enc.encode(&f) else { break End::Gone };
                         if sink.send(msg).await.is_err() {
                             break End::Gone;
@@ -164,6 +168,7 @@ impl Conn {
             recent: VecDeque::new(),
             heartbeat_deadline: None,
             admission,
+            unreadable_voice_states: 0,
         };
         conn.reset_heartbeat_deadline();
         (conn, rx)
@@ -213,8 +218,23 @@ impl Conn {
             }
             // Only decides what happens to the next connections.
             Fault::Reachable => {}
+            Fault::UnreadableVoiceStates { count } => self.unreadable_voice_states = count,
         }
         Action::Continue
+    }
+
+    /// An outbound frame as the connection's quirks have it.
+    fn quirks(&mut self, frame: String) -> String {
+        if self.unreadable_voice_states == 0 {
+            return frame;
+        }
+        match super::quirks::unreadable_voice_state(&frame) {
+            Some(changed) => {
+                self.unreadable_voice_states -= 1;
+                changed
+            }
+            None => frame,
+        }
     }
 
     async fn close(

@@ -4,6 +4,7 @@ mod compression;
 mod connection;
 pub(crate) use connection::random_hex;
 mod protocol;
+mod quirks;
 pub(crate) mod session;
 
 use std::collections::HashMap;
@@ -57,6 +58,14 @@ pub enum Fault {
     /// New connections are served normally again (ends `Unreachable` and
     /// `CloseAfterHello`); open connections are untouched.
     Reachable,
+    /// The next `count` `VOICE_STATE_UPDATE` dispatches on this connection carry
+    /// what Discord has been seen to send and twilight 0.18 cannot read:
+    /// `self_stream: null` and a `member` without `roles` (the world is unchanged;
+    /// a resume replays them intact).
+    UnreadableVoiceStates {
+        /// How many dispatches.
+        count: u32,
+    },
 }
 
 /// What the gateway does with connections opened from now on: the lasting part of

@@ -314,7 +314,8 @@ mod tests {
     #[test]
     fn a_huge_payload_is_cut_in_its_dead_letter() {
         let raw = format!(r#"{{"t":"GUILD_CREATE","d":"{}"}}"#, "é".repeat(200_000));
-        let (body, reason) = unreadable(&raw).dead_letter();
+        let unreadable = unreadable(&raw);
+        let (body, reason) = unreadable.dead_letter();
         assert!(body.len() <= MAX_KEPT_BYTES);
         assert!(reason.contains("cut from"), "{reason}");
         assert!(reason.contains("GUILD_CREATE"), "{reason}");

@@ -446,20 +446,44 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
     worker.stop().await.unwrap();
 }
 
+/// The tests that count unreadable dispatches and re-syncs take turns: the
+/// metrics are the process's, shared by the workers of every test in this file.
+static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A counter's value in `worker`'s `/metrics` (0 when it has none yet).
+async fn counter(worker: &RunningWorker, name: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
 #[tokio::test]
 async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
+    let _turn = COUNTING.lock().await;
     let sim = simulator().await;
     let hub = FakeHub::start(FakeHub::accepting()).await;
     let dir = tempfile::tempdir().unwrap();
     let worker = RunningWorker::start(&sim, &hub, dir.path()).await;
     live(&worker).await;
+    let unreadable = r#"coven_worker_gateway_unreadable_total{event="VOICE_STATE_UPDATE"}"#;
+    let before = counter(&worker, unreadable).await;
     let handle = sim.handle();
     let seed = handle.seed();
     let (carol, room) = (seed.member_user_ids[2], seed.voice_channel_ids[2]);
     // Both dispatches go out with `self_stream: null` and a member without
     // `roles`: twilight 0.18 refuses them (their sequence still counts).
     assert_eq!(
-        handle.inject(&coven_sim::Fault::UnreadableVoiceStates { count: 2 }),
+        handle.inject(&coven_sim::Fault::UnreadableVoiceStates {
+            count: 2,
+            without_user_id: false
+        }),
         1
     );
     handle.user_join(carol, room).unwrap();
@@ -482,16 +506,7 @@ async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
     };
     assert!(state.flags.self_mute && !state.flags.self_stream);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("coven_worker_gateway_unreadable_total{event=\"VOICE_STATE_UPDATE\"} 2"),
-        "{metrics}"
-    );
+    assert_eq!(counter(&worker, unreadable).await - before, 2.0);
     let health = worker.wait_for_health(200).await;
     assert_eq!(health["deadLetters"], 2, "{health}");
     // The session went on: a later, readable change flows as usual.
@@ -513,4 +528,40 @@ async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
             "{letter:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_voice_state_not_even_read_leniently_is_re_synced_with_a_new_session() {
+    let _turn = COUNTING.lock().await;
+    let sim = simulator().await;
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = RunningWorker::start(&sim, &hub, dir.path()).await;
+    live(&worker).await;
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let (carol, room) = (seed.member_user_ids[2], seed.voice_channel_ids[2]);
+    let identifies = handle.counters().identifies;
+    let resyncs = "coven_worker_gateway_resyncs_total";
+    let before = counter(&worker, resyncs).await;
+    // Whose voice state it is cannot be told: the view must be re-synced.
+    handle.inject(&coven_sim::Fault::UnreadableVoiceStates {
+        count: 1,
+        without_user_id: true,
+    });
+    handle.user_join(carol, room).unwrap();
+    // A new session's GUILD_CREATE, diffed against the view, reports the join.
+    let events = hub.wait_for_events(1).await;
+    assert_eq!(summary(&events), [("voice.joined", room, carol)]);
+    assert_eq!(handle.counters().identifies, identifies + 1);
+    assert_eq!(counter(&worker, resyncs).await - before, 1.0);
+    worker.wait_for_health(200).await;
+    worker.stop().await.unwrap();
+    let outbox = coven_worker::LocalStore::open(&dir.path().join("worker.redb"), 10).unwrap();
+    let letters = outbox.dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.contains("VOICE_STATE_UPDATE"),
+        "{letters:?}"
+    );
 }

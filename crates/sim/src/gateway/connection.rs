@@ -44,8 +44,8 @@ struct Conn {
     /// What the gateway did with new connections when this one opened.
     admission: Admission,
     /// The next this many `VOICE_STATE_UPDATE`s go out unreadable to twilight
-    /// ([`Fault::UnreadableVoiceStates`]).
-    unreadable_voice_states: u32,
+    /// ([`Fault::UnreadableVoiceStates`]), and whether without `user_id`.
+    unreadable_voice_states: (u32, bool),
 }
 
 /// What handling one inbound payload or fault asks for.
@@ -168,7 +168,7 @@ impl Conn {
             recent: VecDeque::new(),
             heartbeat_deadline: None,
             admission,
-            unreadable_voice_states: 0,
+            unreadable_voice_states: (0, false),
         };
         conn.reset_heartbeat_deadline();
         (conn, rx)
@@ -218,19 +218,23 @@ impl Conn {
             }
             // Only decides what happens to the next connections.
             Fault::Reachable => {}
-            Fault::UnreadableVoiceStates { count } => self.unreadable_voice_states = count,
+            Fault::UnreadableVoiceStates {
+                count,
+                without_user_id,
+            } => self.unreadable_voice_states = (count, without_user_id),
         }
         Action::Continue
     }
 
     /// An outbound frame as the connection's quirks have it.
     fn quirks(&mut self, frame: String) -> String {
-        if self.unreadable_voice_states == 0 {
+        let (count, without_user_id) = self.unreadable_voice_states;
+        if count == 0 {
             return frame;
         }
-        match super::quirks::unreadable_voice_state(&frame) {
+        match super::quirks::unreadable_voice_state(&frame, without_user_id) {
             Some(changed) => {
-                self.unreadable_voice_states -= 1;
+                self.unreadable_voice_states.0 -= 1;
                 changed
             }
             None => frame,

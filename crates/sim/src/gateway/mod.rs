@@ -61,10 +61,14 @@ pub enum Fault {
     /// The next `count` `VOICE_STATE_UPDATE` dispatches on this connection carry
     /// what Discord has been seen to send and twilight 0.18 cannot read:
     /// `self_stream: null` and a `member` without `roles` (the world is unchanged;
-    /// a resume replays them intact).
+    /// a resume replays them intact), optionally without `user_id`.
     UnreadableVoiceStates {
         /// How many dispatches.
         count: u32,
+        /// Also leave out `user_id`, so that not even a lenient reader can tell
+        /// whose state it is.
+        #[serde(default)]
+        without_user_id: bool,
     },
 }
 

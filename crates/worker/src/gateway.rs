@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
 use tokio::sync::{mpsc, watch};
+use twilight_gateway::error::ReceiveMessageError;
 use twilight_gateway::{
-    CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Session, Shard, ShardId, ShardState,
-    StreamExt as _,
+    CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, MessageSender, Session, Shard,
+    ShardId, ShardState, StreamExt as _,
 };
 use twilight_model::gateway::CloseCode;
 
@@ -115,22 +116,16 @@ pub async fn run(
     let Some((stored_session, stored_view)) = store.load().await? else {
         return Ok(Ended::Fenced);
     };
-    let (produced, mut voice_events) = mpsc::channel(PRODUCED_QUEUE);
     let resuming = stored_session.is_some();
     let mut shard = Shard::with_config(ShardId::ONE, config(&settings, stored_session.clone()));
-    let mut seen = Seen {
-        settings: &settings,
-        store: &store,
-        status: &status,
-        voice: &voice,
-        produced,
-        tracker: VoiceTracker::new(settings.guild_id, stored_view),
-        reconnects: Reconnects::new(settings.reconnect),
-        last_close: None,
-        resyncs: Resyncs::new(RESYNC_INTERVAL),
-        bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
-        saved: stored_session,
-    };
+    let (mut seen, mut voice_events) = Seen::new(
+        &settings,
+        &store,
+        &status,
+        &voice,
+        &shard,
+        (stored_session, stored_view),
+    );
     status.set_view(Arc::new(seen.tracker.view().clone()));
     tracing::info!(resuming, "connecting to the Discord gateway");
     let mut save_timer = tokio::time::interval(SESSION_SAVE_INTERVAL);
@@ -168,12 +163,7 @@ pub async fn run(
             }
             () = tokio::time::sleep(CLOSE_POLL), if closing.is_some() => {}
             () = sleep_until(hold), if hold.is_some() && closing.is_none() => hold = None,
-            _ = save_timer.tick() => {
-                seen.save(current_session(&shard, seen.bot_user)).await?;
-                if closing.is_none() {
-                    seen.resync_if_due(&shard);
-                }
-            }
+            _ = save_timer.tick() => seen.tick(current_session(&shard, seen.bot_user), closing.is_none()).await?,
             Some(event) = voice_events.recv() => {
                 if !seen.commit(&[event], None, None).await? {
                     fenced_off = true;
@@ -184,21 +174,13 @@ pub async fn run(
                 let event = match item {
                     None => return Err(fatal(seen.last_close)),
                     Some(Err(error)) => {
-                        if let Some(unreadable) = Unreadable::from_error(&error) {
-                            // The session is fine; one dispatch was not readable.
-                            let session = current_session(&shard, seen.bot_user);
-                            if !seen.unreadable(&unreadable, session).await? {
-                                fenced_off = true;
-                                break;
-                            }
-                            if closing.is_none() {
-                                seen.resync_if_due(&shard);
-                            }
-                            continue;
-                        }
-                        // Not live any more, whatever it was (docs/spec.md §8).
-                        status.set_state(gateway_state(shard.state()));
-                        hold = seen.reconnects.after_error(&error, shard.state());
+                        let session = current_session(&shard, seen.bot_user);
+                        let after = seen.receive_error(&error, shard.state(), session, closing.is_none());
+                        let AfterError::Hold(until) = after.await? else {
+                            fenced_off = true;
+                            break;
+                        };
+                        hold = until;
                         continue;
                     }
                     Some(Ok(event)) => event,
@@ -245,6 +227,14 @@ pub async fn run(
     Ok(Ended::Shutdown)
 }
 
+/// What the loop does after an error from the shard.
+enum AfterError {
+    /// Go on, holding the shard (not polling it) until then, if set.
+    Hold(Option<tokio::time::Instant>),
+    /// The store fenced this worker off.
+    Fenced,
+}
+
 /// What the loop has seen of the session, and what it has stored.
 struct Seen<'a> {
     settings: &'a GatewaySettings,
@@ -259,13 +249,43 @@ struct Seen<'a> {
     last_close: Option<u16>,
     /// Re-syncs asked for by unreadable dispatches, rate-limited.
     resyncs: Resyncs,
+    /// The shard's message channel (to close the session for a re-sync).
+    sender: MessageSender,
     /// The bot's user id, from READY or the stored session.
     bot_user: Option<Snowflake>,
     /// The session as last stored.
     saved: Option<StoredSession>,
 }
 
-impl Seen<'_> {
+impl<'a> Seen<'a> {
+    /// Nothing seen yet of a session starting from `stored` (session and view);
+    /// also the receiver of the events the bot's voice connection produces.
+    fn new(
+        settings: &'a GatewaySettings,
+        store: &'a Store,
+        status: &'a Status,
+        voice: &'a BotVoice,
+        shard: &Shard,
+        (stored_session, stored_view): (Option<StoredSession>, Option<VoiceView>),
+    ) -> (Self, mpsc::Receiver<ContractEvent>) {
+        let (produced, voice_events) = mpsc::channel(PRODUCED_QUEUE);
+        let seen = Self {
+            settings,
+            store,
+            status,
+            voice,
+            produced,
+            tracker: VoiceTracker::new(settings.guild_id, stored_view),
+            reconnects: Reconnects::new(settings.reconnect),
+            last_close: None,
+            resyncs: Resyncs::new(RESYNC_INTERVAL),
+            sender: shard.sender(),
+            bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
+            saved: stored_session,
+        };
+        (seen, voice_events)
+    }
+
     /// Feeds a dispatch to the tracker and, when the view may have changed,
     /// commits its events with the view and `session`. `Ok(false)`: the store
     /// fenced this worker off and nothing was committed.
@@ -339,7 +359,7 @@ impl Seen<'_> {
         match recovery {
             Recovery::Read(event) => {
                 // What `note` does with these: the bot's voice client needs its own.
-                if let Event::VoiceStateUpdate(update) = &event {
+                if let Event::VoiceStateUpdate(update) = event.as_ref() {
                     self.voice.voice_state(&update.0);
                 }
                 self.record(&event, session).await
@@ -352,15 +372,51 @@ impl Seen<'_> {
         }
     }
 
-    /// Starts a new session when a re-sync is requested and allowed: closing
-    /// with 1000 drops the session, so twilight identifies again and the new
-    /// `GUILD_CREATE` is diffed against the view.
-    fn resync_if_due(&mut self, shard: &Shard) {
-        if self.resyncs.take_due(tokio::time::Instant::now()) {
+    /// Starts a new session when a re-sync is requested and allowed (and
+    /// `may`: not while shutting down): closing with 1000 drops the session, so
+    /// twilight identifies again and the new `GUILD_CREATE` is diffed against the
+    /// view.
+    fn resync_if_due(&mut self, may: bool) {
+        if may && self.resyncs.take_due(tokio::time::Instant::now()) {
             tracing::warn!("re-syncing the voice view: starting a new gateway session");
             metrics::resynced();
-            shard.close(CloseFrame::NORMAL);
+            if let Err(error) = self.sender.close(CloseFrame::NORMAL) {
+                tracing::warn!(%error, "could not close the session for a re-sync");
+            }
         }
+    }
+
+    /// An error from the shard: an unreadable dispatch is kept and recovered
+    /// (the session goes on); anything else means the connection is not live
+    /// any more (docs/spec.md §8), and the reconnect pacing decides the wait.
+    async fn receive_error(
+        &mut self,
+        error: &ReceiveMessageError,
+        state: ShardState,
+        session: Option<StoredSession>,
+        may_resync: bool,
+    ) -> Result<AfterError, WorkerError> {
+        let Some(unreadable) = Unreadable::from_error(error) else {
+            self.status.set_state(gateway_state(state));
+            return Ok(AfterError::Hold(self.reconnects.after_error(error, state)));
+        };
+        if !self.unreadable(&unreadable, session).await? {
+            return Ok(AfterError::Fenced);
+        }
+        self.resync_if_due(may_resync);
+        Ok(AfterError::Hold(None))
+    }
+
+    /// Every few seconds: saves the session when its sequence moved, and starts
+    /// a re-sync that was waiting for its turn (when `may_resync`).
+    async fn tick(
+        &mut self,
+        session: Option<StoredSession>,
+        may_resync: bool,
+    ) -> Result<(), WorkerError> {
+        self.save(session).await?;
+        self.resync_if_due(may_resync);
+        Ok(())
     }
 
     /// Saves the session when its sequence moved.

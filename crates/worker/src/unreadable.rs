@@ -17,6 +17,7 @@
 //! [`RESYNC_INTERVAL`] (each costs an IDENTIFY, of which Discord allows 1,000 a
 //! day). docs/worker.md explains the choice.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -83,7 +84,7 @@ impl Unreadable {
             self.reason
         );
         if end < self.raw.len() {
-            reason.push_str(&format!(" (payload cut from {} bytes)", self.raw.len()));
+            let _ = write!(reason, " (payload cut from {} bytes)", self.raw.len());
         }
         (&self.raw[..end], reason)
     }
@@ -93,7 +94,7 @@ impl Unreadable {
 #[derive(Debug)]
 pub enum Recovery {
     /// Read leniently: apply it like any dispatch.
-    Read(Event),
+    Read(Box<Event>),
     /// The view does not depend on it.
     Nothing,
     /// The view depends on it and it could not be read: re-sync.
@@ -127,7 +128,7 @@ pub fn recover(unreadable: &Unreadable) -> Recovery {
         "GUILD_CREATE" | "GUILD_ROLE_UPDATE" => None,
         _ => return Recovery::Nothing,
     };
-    read.map_or(Recovery::Resync, Recovery::Read)
+    read.map_or(Recovery::Resync, |event| Recovery::Read(Box::new(event)))
 }
 
 /// A dispatch's envelope.
@@ -267,8 +268,11 @@ mod tests {
     #[test]
     fn a_voice_state_with_nulls_and_a_member_without_roles_is_read() {
         let raw = r#"{"op":0,"s":9,"t":"VOICE_STATE_UPDATE","d":{"guild_id":"1","channel_id":"2","user_id":"3","session_id":"x","deaf":false,"mute":false,"self_deaf":false,"self_mute":true,"self_stream":null,"self_video":false,"suppress":false,"member":{"user":{"id":"3"}},"request_to_speak_timestamp":null}}"#;
-        let Recovery::Read(Event::VoiceStateUpdate(update)) = recover(&unreadable(raw)) else {
+        let Recovery::Read(event) = recover(&unreadable(raw)) else {
             panic!("read")
+        };
+        let Event::VoiceStateUpdate(update) = *event else {
+            panic!("{event:?}")
         };
         assert_eq!(update.0.user_id.get(), 3);
         assert_eq!(update.0.channel_id.map(Id::get), Some(2));
@@ -278,8 +282,11 @@ mod tests {
     #[test]
     fn a_channel_with_an_unreadable_field_is_read() {
         let raw = r#"{"op":0,"s":9,"t":"CHANNEL_CREATE","d":{"id":"5","type":2,"guild_id":"1","name":"Table","user_limit":4,"flags":"nonsense","permission_overwrites":[{"id":"1","type":0,"allow":"0","deny":"1024"},{"id":"7"}]}}"#;
-        let Recovery::Read(Event::ChannelCreate(channel)) = recover(&unreadable(raw)) else {
+        let Recovery::Read(event) = recover(&unreadable(raw)) else {
             panic!("read")
+        };
+        let Event::ChannelCreate(channel) = *event else {
+            panic!("{event:?}")
         };
         assert_eq!(channel.0.id.get(), 5);
         assert_eq!(

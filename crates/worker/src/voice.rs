@@ -197,9 +197,15 @@ async fn speaking_events(client: DiscordRtcClient, produced: mpsc::Sender<Event>
 
 /// Who is speaking now, as the client knows it: `(channel, user)` pairs.
 fn speaking_now(client: &DiscordRtcClient) -> Vec<(Snowflake, Snowflake)> {
-    let channel = match client.status() {
-        RtcStatus::Ready { channel_id, .. } | RtcStatus::Reconnecting { channel_id } => channel_id,
-        _ => return Vec::new(),
+    let (RtcStatus::Ready {
+        channel_id: channel,
+        ..
+    }
+    | RtcStatus::Reconnecting {
+        channel_id: channel,
+    }) = client.status()
+    else {
+        return Vec::new();
     };
     client
         .received_audio()
@@ -353,7 +359,10 @@ mod tests {
         ));
         // Let the relay emit 100's start before the burst it falls behind on.
         let first = events.recv().await.unwrap();
-        assert_eq!(final_state(&[first.clone()]), BTreeMap::from([(100, true)]));
+        assert_eq!(
+            final_state(std::slice::from_ref(&first)),
+            BTreeMap::from([(100, true)])
+        );
         // Held by nobody reading: more than the channel holds at once.
         let burst = [
             update(200, true),

@@ -124,12 +124,12 @@ fn burying_moves_an_event_out_of_the_queue() {
 
 /// `coven_worker_dead_letters_dropped_total` as `/metrics` renders it (0 before
 /// the first drop).
-fn dropped_total() -> f64 {
+fn dropped_total() -> u64 {
     coven_worker::prometheus()
         .render()
         .lines()
         .find_map(|l| l.strip_prefix("coven_worker_dead_letters_dropped_total "))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 #[test]
@@ -159,7 +159,7 @@ fn the_dead_letters_keep_the_newest_within_their_bound() {
         assert!(body.contains(&format!("\"{channel}\"")), "{body}");
     }
     assert_eq!(outbox.gauges().dead_letter_count(), 3);
-    assert_eq!(dropped_total() - before, 2.0);
+    assert_eq!(dropped_total() - before, 2);
 
     // A burial and a raw payload each push the oldest out too.
     let head = outbox.peek().unwrap().unwrap();
@@ -174,7 +174,7 @@ fn the_dead_letters_keep_the_newest_within_their_bound() {
     assert_eq!(letters[2].reason, "unreadable: missing field");
     assert_eq!(letters[2].body, r#"{"t":"VOICE_STATE_UPDATE"}"#);
     assert_ne!(letters[2].event_id, letters[1].event_id);
-    assert_eq!(dropped_total() - before, 4.0);
+    assert_eq!(dropped_total() - before, 4);
     assert_eq!(outbox.gauges().depth(), 1);
 
     // The bound holds after a reopen; the queue was untouched.

@@ -451,7 +451,7 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
 static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A counter's value in `worker`'s `/metrics` (0 when it has none yet).
-async fn counter(worker: &RunningWorker, name: &str) -> f64 {
+async fn counter(worker: &RunningWorker, name: &str) -> u64 {
     let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
         .await
         .unwrap()
@@ -461,7 +461,7 @@ async fn counter(worker: &RunningWorker, name: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 #[tokio::test]
@@ -506,7 +506,7 @@ async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
     };
     assert!(state.flags.self_mute && !state.flags.self_stream);
 
-    assert_eq!(counter(&worker, unreadable).await - before, 2.0);
+    assert_eq!(counter(&worker, unreadable).await - before, 2);
     let health = worker.wait_for_health(200).await;
     assert_eq!(health["deadLetters"], 2, "{health}");
     // The session went on: a later, readable change flows as usual.
@@ -554,7 +554,7 @@ async fn a_voice_state_not_even_read_leniently_is_re_synced_with_a_new_session()
     let events = hub.wait_for_events(1).await;
     assert_eq!(summary(&events), [("voice.joined", room, carol)]);
     assert_eq!(handle.counters().identifies, identifies + 1);
-    assert_eq!(counter(&worker, resyncs).await - before, 1.0);
+    assert_eq!(counter(&worker, resyncs).await - before, 1);
     worker.wait_for_health(200).await;
     worker.stop().await.unwrap();
     let outbox = coven_worker::LocalStore::open(&dir.path().join("worker.redb"), 10).unwrap();

@@ -474,3 +474,47 @@ async fn the_own_issuers_keys_are_shared_and_rotate_across_hubs() {
         "one shared set"
     );
 }
+
+#[tokio::test]
+async fn hubs_share_the_per_ip_api_allowance() {
+    let redis = RedisServer::start_volatile();
+    let mut hubs = Vec::new();
+    for first_id in [5_000_000_000_000_000, 6_000_000_000_000_000] {
+        let url = url(&redis);
+        let rooms = Arc::new(coven_hub::MemoryRooms::new(first_id));
+        hubs.push(
+            TestHub::start_backend(
+                move |s| {
+                    s.redis_url = Some(url);
+                    s.api_rate_per_ip_burst = 3;
+                    s.api_rate_per_ip_period = Duration::from_secs(60);
+                },
+                rooms,
+            )
+            .await,
+        );
+    }
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    let (nat, other) = (from("127.0.0.2"), from("127.0.0.3"));
+    let cues = |client: &reqwest::Client, hub: &TestHub| {
+        client
+            .get(hub.url("/api/cues"))
+            .bearer_auth(bearer())
+            .send()
+    };
+    // Burst 3 across both hubs: A, B, A pass; the next is refused on either.
+    for hub in [&hubs[0], &hubs[1], &hubs[0]] {
+        assert_eq!(cues(&nat, hub).await.unwrap().status(), 200);
+    }
+    for hub in &hubs {
+        let refused = cues(&nat, hub).await.unwrap();
+        assert_eq!(refused.status(), 429);
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    assert_eq!(cues(&other, &hubs[1]).await.unwrap().status(), 200);
+}

@@ -89,8 +89,7 @@ impl Decoders {
 }
 
 /// The Opus payload of a transport-decrypted (and, with DAVE, end-to-end-decrypted) packet
-/// as songbird's voice tick holds it: the body past the RTP header extension, without RTP
-/// padding and without a DAVE trailer. `None` when the lengths do not add up.
+/// as songbird's voice tick holds it. `None` when the lengths do not add up.
 fn opus_payload(rtp: &RtpData) -> Option<&[u8]> {
     let packet = rtp.rtp();
     let (padded, extended) = (packet.get_padding() != 0, packet.get_extension() != 0);
@@ -98,10 +97,13 @@ fn opus_payload(rtp: &RtpData) -> Option<&[u8]> {
     // songbird 0.6.1 sets `payload_end_pad` of a tick's packet to the end index of the body
     // (the payload minus the transport nonce and tag), not to a count.
     let payload = rtp.packet.get(header..)?;
-    let body_start = rtp.payload_offset;
-    let body_end = rtp.payload_end_pad.min(payload.len());
-    let mut body = payload.get(body_start..body_end)?;
-    // Transport padding sits right before the transport suffix; its last byte is its length.
+    let body = payload.get(rtp.payload_offset..rtp.payload_end_pad.min(payload.len()))?;
+    opus_in_body(body, padded, extended)
+}
+
+/// The Opus frame in a decrypted RTP body: past the RTP header extension (`extended`),
+/// without RTP padding (`padded`: its last byte is its length) and without a DAVE trailer.
+fn opus_in_body(mut body: &[u8], padded: bool, extended: bool) -> Option<&[u8]> {
     if padded {
         let pad = usize::from(*body.last()?);
         body = body.get(..body.len().checked_sub(pad)?)?;
@@ -130,6 +132,23 @@ fn strip_dave_trailer(frame: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extension_padding_and_dave_trailer_are_removed() {
+        let opus = [0xfc, 1, 2, 3, 4];
+        // extension header (profile 0xBEDE, 1 word) + its word, the DAVE frame, 3 bytes of padding
+        let mut body = vec![0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0];
+        body.extend(opus);
+        body.extend([9; 8]);
+        body.extend([5, 12, 0xfa, 0xfa]);
+        body.extend([0, 0, 3]);
+        assert_eq!(opus_in_body(&body, true, true), Some(&opus[..]));
+        assert_eq!(opus_in_body(&opus, false, false), Some(&opus[..]));
+        // Lengths that do not add up are refused, not sliced out of bounds.
+        assert_eq!(opus_in_body(&[0, 0, 9], true, false), None);
+        assert_eq!(opus_in_body(&[0xbe, 0xde, 0, 9, 1], false, true), None);
+        assert_eq!(opus_in_body(&[], true, false), None);
+    }
 
     #[test]
     fn a_dave_trailer_is_stripped_and_plain_frames_are_kept() {

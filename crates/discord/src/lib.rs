@@ -36,6 +36,7 @@ pub use rest::{DiscordRestClient, RestSettings};
 pub use retry::RetryPolicy;
 pub use room_rule::{ASSUMED_EVERYONE, everyone_may_view, everyone_overwrite, is_room};
 pub use rtc::{
-    Cue, DiscordRtcClient, ReceivedAudio, RtcCounters, RtcError, RtcSettings, RtcStatus,
-    SpeakingUpdate, TransportPreference, VoiceGatewayError, VoiceGatewaySender,
+    Cue, DiscordRtcClient, PCM_FRAME_SAMPLES, PCM_SAMPLE_RATE, PcmAudio, PcmFrame, PcmSettings,
+    ReceivedAudio, RtcCounters, RtcError, RtcSettings, RtcStatus, SpeakingUpdate,
+    TransportPreference, UserPcm, VoiceGatewayError, VoiceGatewaySender,
 };

@@ -99,6 +99,26 @@ async fn control_routes() {
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
+    // A tone is real Opus speech; a frequency outside 50..=16000 Hz is a 400.
+    let r = http
+        .post(format!("{base}/voice/users/{alice}/speak"))
+        .json(&json!({"ms": 100, "tone_hz": 440}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/voice/users/{alice}/speak"))
+        .json(&json!({"ms": 100, "tone_hz": 40_000}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        body["message"],
+        "tone frequency must be 50..=16000 Hz, got 40000"
+    );
     let r = http
         .post(format!("{base}/voice/move"))
         .send()

@@ -27,6 +27,7 @@ use twilight_model::voice::VoiceState;
 use super::cue::{Cue, CueSound};
 use super::error::RtcError;
 use super::gateway::VoiceGatewaySender;
+use super::pcm::{PcmAudio, PcmSettings};
 use super::receive::{ReceiveHandler, ReceivedAudio, Receiver, SpeakingUpdate};
 
 /// The transport encryption mode the client prefers (the server offers the list).
@@ -46,6 +47,10 @@ pub struct RtcSettings {
     pub connect_timeout: Duration,
     /// Preferred transport encryption mode.
     pub transport: TransportPreference,
+    /// Decode received audio into per-user PCM streams ([`DiscordRtcClient::pcm_audio`]).
+    /// `None` (the default): packets are only decrypted — enough for speaking updates and
+    /// [`DiscordRtcClient::received_audio`], and no Opus decoding cost.
+    pub pcm: Option<PcmSettings>,
 }
 
 impl Default for RtcSettings {
@@ -53,6 +58,7 @@ impl Default for RtcSettings {
         Self {
             connect_timeout: Duration::from_secs(10),
             transport: TransportPreference::default(),
+            pcm: None,
         }
     }
 }
@@ -169,12 +175,14 @@ impl DiscordRtcClient {
             TransportPreference::Aes256Gcm => CryptoMode::Aes256Gcm,
             TransportPreference::XChaCha20Poly1305 => CryptoMode::XChaCha20Poly1305,
         };
+        // Decrypt only, also with `pcm`: the client decodes received Opus itself (`decode.rs`
+        // says why songbird's `DecodeMode::Decode` is not used).
         let config = Config::default()
             .crypto_mode(crypto)
             .decode_mode(DecodeMode::Decrypt)
             .driver_timeout(Some(settings.connect_timeout));
         let mut driver = Driver::new(config);
-        let receiver = Receiver::new(guild_id);
+        let receiver = Receiver::new(guild_id, settings.pcm);
         for ev in [
             CoreEvent::SpeakingStateUpdate,
             CoreEvent::VoiceTick,
@@ -244,6 +252,17 @@ impl DiscordRtcClient {
     /// Audio received per user since the bot joined its current channel.
     pub fn received_audio(&self) -> HashMap<Snowflake, ReceivedAudio> {
         self.inner.receiver.stats()
+    }
+
+    /// A new subscription to the decoded audio of the users in the bot's channel: one
+    /// [`UserPcm`](super::UserPcm) stream per user as they start speaking (mono, 48 kHz,
+    /// 20 ms frames; bounded, dropping the oldest frame when the consumer falls behind).
+    /// [`RtcError::PcmDisabled`] unless the client was built with [`RtcSettings::pcm`].
+    pub fn pcm_audio(&self) -> Result<PcmAudio, RtcError> {
+        self.inner
+            .receiver
+            .subscribe_pcm()
+            .ok_or(RtcError::PcmDisabled)
     }
 
     /// Joins `channel_id` (or moves there) and waits until the voice connection is ready,

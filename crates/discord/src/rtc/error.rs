@@ -27,6 +27,9 @@ pub enum RtcError {
     /// Discord does not allow bots to send or receive camera video (or Go Live streams).
     #[error("Discord does not allow bots to send or receive camera video")]
     VideoUnsupported,
+    /// Decoded audio was asked for, but the client was built without `RtcSettings::pcm`.
+    #[error("receiving decoded audio is not enabled (RtcSettings::pcm)")]
+    PcmDisabled,
 }
 
 impl RtcError {
@@ -39,6 +42,7 @@ impl RtcError {
             Self::NotConnected => "not_connected",
             Self::Superseded => "superseded",
             Self::VideoUnsupported => "video_unsupported",
+            Self::PcmDisabled => "pcm_disabled",
         }
     }
 }

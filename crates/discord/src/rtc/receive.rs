@@ -1,15 +1,20 @@
 //! What the bot hears: SSRC → user mapping (from SPEAKING and client-disconnect events),
 //! speaking on/off per user (from songbird's 20 ms voice ticks, with a short hang-over so a
-//! lost packet does not flicker), and per-user received-audio statistics.
+//! lost packet does not flicker), per-user received-audio statistics and, when decoding is
+//! on, each user's decoded audio handed to the PCM streams (`pcm.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use coven_contract::Snowflake;
+use songbird::events::context_data::VoiceData;
 use songbird::events::{Event, EventContext, EventHandler};
 use tokio::sync::broadcast;
+
+use super::decode::Decoders;
+use super::pcm::{PcmAudio, PcmHub, PcmSettings};
 
 /// Silent ticks (20 ms each) before a speaking user is reported as stopped.
 const HANGOVER_TICKS: u32 = 5;
@@ -58,16 +63,61 @@ pub(crate) struct Receiver {
     guild_id: Snowflake,
     state: Mutex<State>,
     tx: broadcast::Sender<SpeakingUpdate>,
+    /// Decoded audio streams (`None`: decoding is off).
+    pcm: Option<Pcm>,
+}
+
+/// Decoding of received audio and its subscribers.
+struct Pcm {
+    hub: PcmHub,
+    decoders: Mutex<Decoders>,
+}
+
+impl Pcm {
+    fn decoders(&self) -> MutexGuard<'_, Decoders> {
+        self.decoders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decodes the tick's audio of known users for the PCM subscribers (none: no work).
+    fn decode(
+        &self,
+        ticks: &[(Snowflake, u32, &VoiceData)],
+        speaking: &HashMap<u32, VoiceData>,
+        silent: &HashSet<u32>,
+    ) {
+        let mut decoders = self.decoders();
+        let live: HashSet<u32> = speaking.keys().chain(silent).copied().collect();
+        decoders.retain(&live);
+        if !self.hub.has_subscribers() {
+            return;
+        }
+        for (user, ssrc, data) in ticks {
+            if let Some(d) = decoders.decode(*ssrc, data) {
+                self.hub.push(*user, *ssrc, d.samples, d.concealed);
+            }
+        }
+    }
 }
 
 impl Receiver {
-    pub fn new(guild_id: Snowflake) -> Arc<Self> {
+    pub fn new(guild_id: Snowflake, pcm: Option<PcmSettings>) -> Arc<Self> {
         let (tx, _) = broadcast::channel(256);
         Arc::new(Self {
             guild_id,
             state: Mutex::new(State::default()),
             tx,
+            pcm: pcm.map(|settings| Pcm {
+                hub: PcmHub::new(settings),
+                decoders: Mutex::new(Decoders::new()),
+            }),
         })
+    }
+
+    /// A new subscription to decoded audio, `None` when decoding is off.
+    pub fn subscribe_pcm(&self) -> Option<PcmAudio> {
+        self.pcm.as_ref().map(|p| p.hub.subscribe())
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -96,6 +146,10 @@ impl Receiver {
         st.by_ssrc.clear();
         st.channel = channel;
         drop(st);
+        if let Some(pcm) = &self.pcm {
+            pcm.decoders().clear();
+            pcm.hub.end_all();
+        }
         if let Some(old) = old {
             for user in stopped {
                 self.emit(old, user, false);
@@ -146,23 +200,27 @@ impl Receiver {
             }
         });
         drop(st);
+        if let Some(pcm) = &self.pcm {
+            pcm.hub.end_user(user);
+        }
         if let (true, Some(channel)) = (was_speaking, channel) {
             self.emit(channel, user, false);
         }
     }
 
-    fn on_tick(
-        &self,
-        speaking: &HashMap<u32, songbird::events::context_data::VoiceData>,
-        silent: impl Iterator<Item = u32>,
-    ) {
+    fn on_tick(&self, speaking: &HashMap<u32, VoiceData>, silent: &HashSet<u32>) {
         let now = Instant::now();
         let mut changes = Vec::new();
+        let mut decoded = Vec::new();
         let mut st = self.state();
         let channel = st.channel;
         for (ssrc, data) in speaking {
             let track = st.by_ssrc.entry(*ssrc).or_default();
             track.stats.ssrc = *ssrc;
+            // Audio of a user not yet known by SPEAKING (op 5) cannot be attributed: dropped.
+            if let (Some(user), Some(_)) = (track.user, &self.pcm) {
+                decoded.push((user, *ssrc, data));
+            }
             if data.packet.is_none() {
                 continue;
             }
@@ -177,7 +235,7 @@ impl Receiver {
             }
         }
         for ssrc in silent {
-            if let Some(track) = st.by_ssrc.get_mut(&ssrc) {
+            if let Some(track) = st.by_ssrc.get_mut(ssrc) {
                 track.silent_ticks += 1;
                 if track.stats.speaking && track.silent_ticks >= HANGOVER_TICKS {
                     track.stats.speaking = false;
@@ -188,6 +246,9 @@ impl Receiver {
             }
         }
         drop(st);
+        if let Some(pcm) = &self.pcm {
+            pcm.decode(&decoded, speaking, silent);
+        }
         if let Some(channel) = channel {
             for (user, speaking) in changes {
                 self.emit(channel, user, speaking);
@@ -207,7 +268,7 @@ impl EventHandler for ReceiveHandler {
                 self.0.on_speaking_op(s.ssrc, s.user_id.map(|u| u.0));
             }
             EventContext::ClientDisconnect(c) => self.0.on_client_disconnect(c.user_id.0),
-            EventContext::VoiceTick(t) => self.0.on_tick(&t.speaking, t.silent.iter().copied()),
+            EventContext::VoiceTick(t) => self.0.on_tick(&t.speaking, &t.silent),
             _ => {}
         }
         None

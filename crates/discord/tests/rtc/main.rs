@@ -1,12 +1,14 @@
 //! `DiscordRtcClient` against the simulator's voice server (TLS voice gateway, UDP, both
 //! transport encryption modes): join → ready, speaking updates from a simulated user, a cue
 //! decrypted by a simulated listener, resume after a dropped voice socket, reconnect after a
-//! voice server move, leave frees the connection, video → typed error, connect timeout.
+//! voice server move, leave frees the connection, video → typed error, connect timeout,
+//! received audio decoded per user (`pcm.rs`).
 //!
 //! Its own runner (`harness = false`): the binary re-runs itself with `SSL_CERT_FILE` set to
 //! the simulator's test CA, then runs each test on a fresh simulator. Pass a substring to
 //! run only matching tests. Every wait is on a condition, with a timeout.
 
+mod pcm;
 mod support;
 
 use std::future::Future;
@@ -65,6 +67,15 @@ fn main() -> ExitCode {
             "dave_group_forms_and_audio_is_end_to_end_encrypted_both_ways",
             || Box::pin(dave_end_to_end()),
         ),
+        (
+            "each_user_s_decoded_pcm_is_their_own_tone_with_dave",
+            || Box::pin(pcm::each_user_hears_their_own_tone(true)),
+        ),
+        (
+            "each_user_s_decoded_pcm_is_their_own_tone_without_dave",
+            || Box::pin(pcm::each_user_hears_their_own_tone(false)),
+        ),
+        ("decoded_pcm_is_opt_in", || Box::pin(pcm::pcm_is_opt_in())),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_multi_thread()

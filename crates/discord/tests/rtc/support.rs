@@ -101,6 +101,16 @@ pub async fn start_bot_with(
     transport: TransportPreference,
     connect_timeout: Duration,
 ) -> Bot {
+    let settings = RtcSettings {
+        connect_timeout,
+        transport,
+        ..RtcSettings::default()
+    };
+    start_bot_settings(config, settings).await
+}
+
+/// [`start_bot`] with a simulator configuration and the client's settings.
+pub async fn start_bot_settings(config: SimConfig, settings: RtcSettings) -> Bot {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = Simulator::start(config).await.expect("simulator starts");
     let h = sim.handle();
@@ -121,10 +131,7 @@ pub async fn start_bot_with(
         snowflake(seed.guild_id),
         snowflake(seed.bot_user_id),
         gateway.clone(),
-        RtcSettings {
-            connect_timeout,
-            transport,
-        },
+        settings,
     );
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let feed = rtc.clone();

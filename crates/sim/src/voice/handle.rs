@@ -55,6 +55,18 @@ impl SimHandle {
         speaker::speak(&self.shared, self.voice(), user, duration)
     }
 
+    /// [`Self::voice_user_speak`] with a real voice: a `hz` sine, Opus-encoded at 48 kHz (for
+    /// tests of decoded received audio). `Ok(false)` when the user is not in voice; an error
+    /// when `hz` is outside [`super::TONE_RANGE_HZ`].
+    pub fn voice_user_speak_tone(
+        &self,
+        user: u64,
+        duration: Duration,
+        hz: u32,
+    ) -> Result<bool, super::ToneError> {
+        speaker::speak_tone(&self.shared, self.voice(), user, duration, hz)
+    }
+
     /// Waits until `cond` holds for the voice snapshot, or fails after `timeout`.
     pub async fn voice_wait_for(
         &self,
@@ -168,6 +180,8 @@ async fn snapshot(State(s): State<Arc<Shared>>) -> Json<VoiceSnapshot> {
 struct SpeakBody {
     /// Milliseconds to speak (default 1000).
     ms: Option<u64>,
+    /// Speak a sine of this many Hz (real Opus) instead of the stand-in payload.
+    tone_hz: Option<u32>,
 }
 
 async fn speak(
@@ -182,8 +196,23 @@ async fn speak(
         )
             .into_response();
     };
-    let ms = body.and_then(|b| b.ms).unwrap_or(1000);
-    if (SimHandle { shared: s }).voice_user_speak(user, Duration::from_millis(ms)) {
+    let (ms, tone_hz) = body.map_or((None, None), |b| (b.ms, b.tone_hz));
+    let duration = Duration::from_millis(ms.unwrap_or(1000));
+    let handle = SimHandle { shared: s };
+    let spoke = match tone_hz {
+        None => handle.voice_user_speak(user, duration),
+        Some(hz) => match handle.voice_user_speak_tone(user, duration, hz) {
+            Ok(spoke) => spoke,
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"message": e.to_string()})),
+                )
+                    .into_response();
+            }
+        },
+    };
+    if spoke {
         Json(json!({"ok": true})).into_response()
     } else {
         (

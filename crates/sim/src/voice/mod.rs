@@ -13,6 +13,7 @@ mod signalling;
 mod speaker;
 mod stats;
 mod tls;
+mod tone;
 mod udp;
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +32,7 @@ pub use crypto::TransportMode;
 pub(crate) use handle::router;
 pub use stats::{OPUS_SILENCE, VoiceCounters, VoiceReceived, VoiceSnapshot};
 pub use tls::{test_ca_path, test_ca_pem};
+pub use tone::{TONE_RANGE_HZ, ToneError};
 
 /// What a voice connection task is told to do by the rest of the simulator.
 #[derive(Debug)]

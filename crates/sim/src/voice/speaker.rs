@@ -1,6 +1,7 @@
 //! Simulated users who speak: SPEAKING (op 5) with their SSRC and user id to every voice
 //! client in their channel, then one encrypted Opus RTP packet per 20 ms, five silence frames
-//! and SPEAKING 0 at the end — what a Discord client does.
+//! and SPEAKING 0 at the end — what a Discord client does. The speech is a stand-in payload,
+//! or with [`speak_tone`] a real Opus-encoded sine (`tone.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use serde_json::json;
 use super::crypto::{rtp_header, seal};
 use super::signalling::op;
 use super::stats::OPUS_SILENCE;
+use super::tone::{ToneEncoder, ToneError};
 use super::{Speaker, VoiceServer, channel_of, users_in};
 use crate::state::Shared;
 
@@ -93,6 +95,24 @@ async fn send_frame(
     server.observe(|s| s.counters.rtp_sent += sent);
 }
 
+/// What a speaking user sends.
+enum Voice {
+    /// The stand-in payload of [`speech_frame`] (not decodable audio).
+    Placeholder,
+    /// A sine, Opus-encoded frame by frame.
+    Tone(ToneEncoder),
+}
+
+impl Voice {
+    fn frame(&mut self, n: u32) -> Vec<u8> {
+        match self {
+            Self::Placeholder => speech_frame(n),
+            // libopus does not fail on valid 960-sample mono input; should it, send silence.
+            Self::Tone(t) => t.next_frame().unwrap_or_else(|_| OPUS_SILENCE.to_vec()),
+        }
+    }
+}
+
 /// Starts `user` speaking for `duration` (rounded up to whole 20 ms frames). Returns false
 /// when the user is not in a voice channel.
 pub(crate) fn speak(
@@ -100,6 +120,29 @@ pub(crate) fn speak(
     server: &Arc<VoiceServer>,
     user: u64,
     duration: Duration,
+) -> bool {
+    start(shared, server, user, duration, Voice::Placeholder)
+}
+
+/// [`speak`], the speech being a `hz` sine tone (Opus, 48 kHz). `Ok(false)` when the user is
+/// not in a voice channel; an error for a frequency outside `tone::TONE_RANGE_HZ`.
+pub(crate) fn speak_tone(
+    shared: &Arc<Shared>,
+    server: &Arc<VoiceServer>,
+    user: u64,
+    duration: Duration,
+    hz: u32,
+) -> Result<bool, ToneError> {
+    let voice = Voice::Tone(ToneEncoder::new(hz)?);
+    Ok(start(shared, server, user, duration, voice))
+}
+
+fn start(
+    shared: &Arc<Shared>,
+    server: &Arc<VoiceServer>,
+    user: u64,
+    duration: Duration,
+    mut voice: Voice,
 ) -> bool {
     let Some(channel) = channel_of(shared, user) else {
         return false;
@@ -131,7 +174,8 @@ pub(crate) fn speak(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for n in 0..frames {
             tick.tick().await;
-            send_frame(&server, &shared, user, channel, &speech_frame(n)).await;
+            let frame = voice.frame(n);
+            send_frame(&server, &shared, user, channel, &frame).await;
         }
         for _ in 0..5 {
             tick.tick().await;

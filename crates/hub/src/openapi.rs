@@ -1,5 +1,5 @@
 //! The machine-readable contract (docs/spec.md §11): the JSON Schemas of every
-//! message and body, and the OpenAPI 3.1 document of the HTTP API, served at
+//! message and body, and the `OpenAPI` 3.1 document of the HTTP API, served at
 //! `GET /api/openapi.json`.
 //!
 //! Nothing here is written twice: every schema is derived (`schemars`) from the
@@ -417,7 +417,7 @@ fn error_responses() -> Value {
     })
 }
 
-/// The OpenAPI 3.1 document of the hub's HTTP API.
+/// The `OpenAPI` 3.1 document of the hub's HTTP API.
 pub fn document() -> Value {
     let mut schemas = Schemas::new("/components/schemas");
     schemas.register_contract();

@@ -1,8 +1,8 @@
 //! docs/spec.md §11: the generated contract artifacts. The JSON Schemas and the
-//! OpenAPI document under `schema/` are what `coven_hub::openapi` generates from the
+//! `OpenAPI` document under `schema/` are what `coven_hub::openapi` generates from the
 //! Rust types (regenerate with `COVEN_REGENERATE=1`, docs/clients.md), the document
 //! describes every route the router serves, and the hub serves it at
-//! `GET /api/openapi.json`. The documents are validated by a real OpenAPI validator
+//! `GET /api/openapi.json`. The documents are validated by a real `OpenAPI` validator
 //! in `clients/js` (`npm test`).
 
 mod common;
@@ -56,7 +56,12 @@ fn checked_in_schemas_and_openapi_are_current() {
     let extra: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".json") && !expected.contains(name.as_str()))
+        .filter(|name| {
+            Path::new(name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+                && !expected.contains(name.as_str())
+        })
         .collect();
     assert!(
         stale.is_empty() && extra.is_empty(),
@@ -65,7 +70,7 @@ fn checked_in_schemas_and_openapi_are_current() {
     );
 }
 
-/// The paths `routes.rs` registers, in OpenAPI spelling (`{channel_id}` → `{channelId}`).
+/// The paths `routes.rs` registers, in `OpenAPI` spelling (`{channel_id}` → `{channelId}`).
 fn routed_paths() -> BTreeSet<String> {
     let source = include_str!("../src/routes.rs");
     source

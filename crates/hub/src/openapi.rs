@@ -265,7 +265,7 @@ fn paths(s: &mut Schemas) -> Value {
             "parameters": [{
                 "name": "Idempotency-Key", "in": "header", "required": false,
                 "description": "Makes retries safe: a repeat with the same key gets the first answer and creates nothing.",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
             }],
             "requestBody": {"required": false, "content": json_content(&create_body)},
             "responses": create_errors,

@@ -84,6 +84,13 @@ export class Demo {
     }, START_MS, 100);
     demo.simUrl = await until('the simulator URL', () => demo.log.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/)?.[1]);
     await until('the hub to be healthy', async () => (await fetch(demo.hubUrl + '/health')).ok, START_MS, 100);
+    // The worker seeds its view from the guild's first GUILD_CREATE, without events:
+    // ready once the snapshot holds the seeded rooms.
+    const token = await demo.signIn();
+    await until('the seeded rooms in the snapshot', async () => {
+      const res = await fetch(demo.hubUrl + '/api/rooms', { headers: { authorization: `Bearer ${token}` } });
+      return res.ok && (await res.json()).rooms.length > 0;
+    }, START_MS, 100);
     return demo;
   }
 
@@ -134,13 +141,14 @@ export class Demo {
 /**
  * A TCP proxy on 127.0.0.1 in front of `target` (host:port): `latencyMs` delays
  * every chunk each way (order kept), `cut()` drops every connection as a broken
- * network would, `retarget()` points new connections elsewhere.
+ * network would, `down` refuses new connections (a balancer whose health check fails).
  */
 export class Proxy {
   static async start(targetPort) {
     const proxy = new Proxy();
     proxy.targetPort = targetPort;
     proxy.latencyMs = 0;
+    proxy.down = false;
     proxy.sockets = new Set();
     proxy.connections = 0;
     proxy.server = net.createServer((client) => proxy.accept(client));
@@ -151,6 +159,10 @@ export class Proxy {
   }
 
   accept(client) {
+    if (this.down) {
+      client.destroy();
+      return;
+    }
     this.connections++;
     const upstream = net.connect(this.targetPort, '127.0.0.1');
     for (const s of [client, upstream]) {

@@ -123,6 +123,7 @@ export class HubApi {
         ...headers,
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
       signal: AbortSignal.timeout(this.timeoutMs),
     };
     let response: Response;

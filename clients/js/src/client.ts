@@ -76,6 +76,8 @@ export type ClientListeners = EventListeners & {
   snapshot: (snapshot: Snapshot) => void;
   /** Every event frame, known names and names newer than this package alike, in `seq` order. */
   event: (frame: EventFrame | (Omit<EventFrame, 'event' | 'payload'> & { event: string; payload: unknown })) => void;
+  /** The connection was lost; the next attempt starts in `delayMs` (attempt 0 is the first retry). */
+  retry: (delayMs: number, attempt: number) => void;
   /** Something went wrong; a {@link GatewayAuthError} also stops the client. */
   error: (error: Error) => void;
 };
@@ -234,8 +236,10 @@ export class GatewayClient extends Emitter<ClientListeners> {
 
   private schedule(): void {
     if (this.currentState === 'stopped' || this.retryTimer) return;
-    const delay = backoffDelay(this.attempt++, this.options.backoff);
+    const attempt = this.attempt++;
+    const delay = backoffDelay(attempt, this.options.backoff);
     this.setState('reconnecting');
+    this.emit('retry', delay, attempt);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.open();
@@ -395,7 +399,10 @@ export class GatewayClient extends Emitter<ClientListeners> {
     }
     this.emit('event', frame);
     if (changed) this.emit('rooms', this.live.list());
-    if (frame.event === 'voice.joined' && (this.options.refreshNames ?? true) && this.live.hasUnnamed()) this.refreshNames(gen);
+    if (frame.event === 'voice.joined' && (this.options.refreshNames ?? true)) {
+      const userId = (frame.payload as { userId?: unknown } | null)?.userId;
+      if (typeof userId === 'string' && !this.live.hasName(userId)) this.refreshNames(gen);
+    }
   }
 
   /** Re-reads the snapshot once (debounced) to learn names only. */

@@ -84,10 +84,9 @@ export class LiveRooms {
     return changed;
   }
 
-  /** Whether some member has no name yet (a join the snapshot did not know). */
-  hasUnnamed(): boolean {
-    for (const room of this.rooms.values()) for (const m of room.members.values()) if (m.name === null) return true;
-    return false;
+  /** Whether a snapshot gave `userId` a name (a join of someone never seen has none yet). */
+  hasName(userId: string): boolean {
+    return !!this.people.get(userId)?.name;
   }
 
   /** The rooms, ordered by channel id; the same array until something changes. */

@@ -1,7 +1,7 @@
 //! The web team's package, `@spell-coven/gateway-client` (clients/js, docs/clients.md),
 //! tested with `node --test` against a real `coven demo`: typed events and live rooms
 //! through player moves, a slow network, dropped connections and the hub killed and
-//! restarted; the rooms API; the served OpenAPI document through a real validator.
+//! restarted; the rooms API; the served `OpenAPI` document through a real validator.
 //! Run as part of `cargo test` so that the README's one test command runs it;
 //! `clients/js/run.sh` installs the locked npm dev dependencies first.
 

@@ -55,7 +55,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { killAll('SIGK
 /** A running `coven demo --no-players`: its hub URL, its simulator's control URL. */
 export class Demo {
   static binary() {
-    const bin = process.env.COVEN_BIN || path.join(ROOT, 'target/debug/coven');
+    const bin = process.env.COVEN_BIN ? path.resolve(process.env.COVEN_BIN) : path.join(ROOT, 'target/debug/coven');
     if (!existsSync(bin)) throw new Error(`coven binary not found at ${bin}: build it (cargo build --bin coven) or set COVEN_BIN`);
     return bin;
   }
@@ -78,10 +78,13 @@ export class Demo {
     demo.child.stdout.on('data', onData);
     demo.child.stderr.on('data', onData);
     demo.hubUrl = `http://127.0.0.1:${port}`;
-    await until('`coven demo` to print its URL', () => {
-      if (demo.child.exitCode !== null) throw new Error(`coven demo exited with ${demo.child.exitCode}:\n${demo.log}`);
-      return demo.log.includes(demo.hubUrl);
-    }, START_MS, 100);
+    // A demo that cannot start or dies while starting fails the wait at once.
+    const died = new Promise((_, reject) => {
+      demo.child.once('error', (e) => reject(new Error(`coven demo could not start: ${e.message}`)));
+      demo.child.once('exit', (code, signal) => reject(new Error(`coven demo exited (${code ?? signal}):\n${demo.log}`)));
+    });
+    died.catch(() => {});
+    await Promise.race([died, until('`coven demo` to print its URL', () => demo.log.includes(demo.hubUrl), START_MS, 100)]);
     demo.simUrl = await until('the simulator URL', () => demo.log.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/)?.[1]);
     await until('the hub to be healthy', async () => (await fetch(demo.hubUrl + '/health')).ok, START_MS, 100);
     // The worker seeds its view from the guild's first GUILD_CREATE, without events:

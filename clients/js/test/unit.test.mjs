@@ -143,3 +143,47 @@ test('a gap in seq, and resumed:false, reload the snapshot; events in flight are
     hub.close();
   }
 });
+
+test('no auth.ok within the deadline: the client gives the connection up and tries again', async () => {
+  const closes = [];
+  const hub = await fakeHub((message, socket, n) => {
+    socket.on('close', (code) => closes.push(code));
+    if (n >= 2) socket.send(ack());
+    // the first connection never gets an answer
+  }, [snapshot(100, [room('2')])]);
+  const c = connect({ url: hub.url, WebSocket, getToken: () => 't', authTimeoutMs: 200, backoff: { baseMs: 10 } });
+  try {
+    await c.whenLive();
+    assert.equal(hub.auths.length, 2);
+    assert.deepEqual(closes, [4000], 'the silent connection was closed by the client');
+  } finally {
+    c.close();
+    hub.close();
+  }
+});
+
+test('createRoom retries a lost answer with the same Idempotency-Key; a new call gets a new key', async () => {
+  const keys = [];
+  const server = http.createServer((req, res) => {
+    keys.push(req.headers['idempotency-key']);
+    if (keys.length === 1) {
+      req.socket.destroy(); // the answer is lost
+      return;
+    }
+    res.writeHead(201, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ channelId: '77', name: 'Table', guildId: '1' }));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { HubApi } = await import('../dist/index.js');
+  const api = new HubApi({ url: `http://127.0.0.1:${server.address().port}`, getToken: () => 't' });
+  try {
+    assert.deepEqual(await api.createRoom({ name: 'Table' }), { channelId: '77', name: 'Table', guildId: '1' });
+    assert.equal(keys.length, 2);
+    assert.match(keys[0], /^[0-9a-f]{32}$/);
+    assert.equal(keys[1], keys[0], 'the retry carries the same key');
+    await api.createRoom({ name: 'Table' });
+    assert.notEqual(keys[2], keys[0], 'another call, another key');
+  } finally {
+    server.close();
+  }
+});

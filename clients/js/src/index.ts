@@ -9,5 +9,7 @@ export type { CreateRoomOptions, FetchLike, HubApiOptions } from './api.js';
 export { HubApiError, HubUnreachableError, GatewayAuthError } from './errors.js';
 export { LiveRooms } from './rooms.js';
 export type { LiveMember, LiveRoom } from './rooms.js';
+export { loginUrl, takeToken } from './signin.js';
+export type { LocationLike, SignInResult } from './signin.js';
 export { backoffDelay } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';

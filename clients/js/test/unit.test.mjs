@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
-import { LiveRooms, backoffDelay, connect } from '../dist/index.js';
+import { LiveRooms, backoffDelay, connect, loginUrl, takeToken } from '../dist/index.js';
 import { until } from './support.mjs';
 
 const flags = { selfMute: false, selfDeaf: false, mute: false, deaf: false, selfVideo: false, selfStream: false, suppress: false };
@@ -186,4 +186,18 @@ test('createRoom retries a lost answer with the same Idempotency-Key; a new call
   } finally {
     server.close();
   }
+});
+
+test('the sign-in hand-off takes the token out of the address bar', () => {
+  const replaced = [];
+  const win = (hash) => ({
+    location: { hash, pathname: '/lobby', search: '?x=1' },
+    history: { replaceState: (_d, _u, url) => replaced.push(url) },
+  });
+  assert.deepEqual(takeToken(win('#token=abc.def.ghi')), { token: 'abc.def.ghi', error: null });
+  assert.deepEqual(replaced, ['/lobby?x=1']);
+  assert.deepEqual(takeToken(win('#error=access_denied')), { token: null, error: 'access_denied' });
+  assert.deepEqual(takeToken(win('')), { token: null, error: null });
+  assert.equal(replaced.length, 2, 'nothing to remove, nothing replaced');
+  assert.equal(loginUrl('https://hub.example.com/'), 'https://hub.example.com/auth/login');
 });

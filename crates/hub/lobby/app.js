@@ -671,6 +671,17 @@
     return client;
   }
 
+  // src/signin.ts
+  function takeToken(win = globalThis) {
+    const hash = win.location.hash;
+    if (!hash || hash.length < 2) return { token: null, error: null };
+    const params = new URLSearchParams(hash.slice(1));
+    const token = params.get("token");
+    const error = params.get("error_description") ?? params.get("error");
+    if (token || error) win.history.replaceState(null, "", win.location.pathname + win.location.search);
+    return { token, error };
+  }
+
   // ../../crates/hub/lobby/src/app.js
   {
     let b64urlDecode = function(s) {
@@ -691,15 +702,6 @@
       }
     }, expired = function(claims) {
       return typeof claims.exp === "number" && claims.exp * 1e3 <= Date.now();
-    }, readTokenFromHash = function() {
-      if (!location.hash || location.hash.length < 2) return { token: null, error: null };
-      const params = new URLSearchParams(location.hash.slice(1));
-      const token = params.get("token");
-      const error = params.get("error_description") || params.get("error");
-      if (token || error) {
-        history.replaceState(null, "", location.pathname + location.search);
-      }
-      return { token, error };
     }, defaultMessage = function(status) {
       if (status === 401) return "Your session has ended. Please sign in again.";
       if (status === 403) return "You are not allowed to do that.";
@@ -1305,7 +1307,7 @@
       });
       setupCreateForm();
       window.addEventListener("hashchange", () => {
-        const { token: token2, error: error2 } = readTokenFromHash();
+        const { token: token2, error: error2 } = takeToken();
         if (token2) {
           if (state.token) signOut(null);
           signIn(token2);
@@ -1313,7 +1315,7 @@
           showSignedOut("Sign-in did not complete: " + error2);
         }
       });
-      const { token, error } = readTokenFromHash();
+      const { token, error } = takeToken();
       if (token) {
         signIn(token);
       } else {

@@ -4,7 +4,7 @@
 // Bundled by esbuild into ../app.js (docs/clients.md: `bash schema/regenerate.sh`).
 // Contract: docs/spec.md §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
 // The JWT is kept in sessionStorage only; it is never logged or shown.
-import { connect, HubApiError } from '../../../../clients/js/src/index.ts';
+import { connect, HubApiError, takeToken } from '../../../../clients/js/src/index.ts';
 
 {
   const TOKEN_KEY = 'coven.token';
@@ -57,17 +57,7 @@ import { connect, HubApiError } from '../../../../clients/js/src/index.ts';
     return typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now();
   }
 
-  function readTokenFromHash() {
-    if (!location.hash || location.hash.length < 2) return { token: null, error: null };
-    const params = new URLSearchParams(location.hash.slice(1));
-    const token = params.get('token');
-    const error = params.get('error_description') || params.get('error');
-    if (token || error) {
-      // Take the token out of the address bar and history at once.
-      history.replaceState(null, '', location.pathname + location.search);
-    }
-    return { token, error };
-  }
+
 
   // ---------- HTTP ----------
   class ApiError extends Error {
@@ -814,7 +804,7 @@ import { connect, HubApiError } from '../../../../clients/js/src/index.ts';
     setupCreateForm();
     // A login that lands while the page is already open (same document, new hash).
     window.addEventListener('hashchange', () => {
-      const { token, error } = readTokenFromHash();
+      const { token, error } = takeToken();
       if (token) {
         if (state.token) signOut(null);
         signIn(token);
@@ -823,7 +813,7 @@ import { connect, HubApiError } from '../../../../clients/js/src/index.ts';
       }
     });
 
-    const { token, error } = readTokenFromHash();
+    const { token, error } = takeToken();
     if (token) {
       signIn(token);
     } else {

@@ -16,6 +16,10 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
         if name.to_string_lossy().starts_with('.') {
             continue;
         }
+        // `lobby/src/` holds the sources of the bundled `app.js` (docs/clients.md), not served.
+        if dir == root && name == "src" {
+            continue;
+        }
         if path.is_dir() {
             collect(root, &path, out);
         } else if path.is_file()

@@ -3,13 +3,14 @@
 //! Parsing checks the size limit before looking at the text and rejects unknown
 //! `type`s, so the hub can answer `INVALID_MESSAGE` without guessing.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ContractError;
 use crate::limits::CLIENT_MESSAGE_MAX_BYTES;
 
 /// A message a browser sends over `/api/ws`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientMessage {
     /// Authenticate with the app's JWT, optionally resuming after `lastSeq`.

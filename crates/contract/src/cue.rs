@@ -11,10 +11,11 @@
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A named audio cue, serialised as its wire name (`"turn_chime"`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cue {
     /// Two rising notes, 400 ms: "your turn".
@@ -74,7 +75,7 @@ impl fmt::Display for Cue {
 }
 
 /// One entry of [`CueList`]: `{"name":"turn_chime","label":"Turn chime","durationMs":400}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CueInfo {
     /// The name to send in `POST /api/rooms/{channelId}/cue`.
@@ -96,7 +97,7 @@ impl From<Cue> for CueInfo {
 }
 
 /// The body of `GET /api/cues`: `{"cues":[{"name":"turn_chime",…},…]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CueList {
     /// Every cue the bot can play, in [`Cue::ALL`] order.
     pub cues: Vec<CueInfo>,

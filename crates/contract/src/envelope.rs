@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use crate::{ContractError, ErrorBody, Event, Snowflake};
@@ -55,8 +56,27 @@ impl<'de> Deserialize<'de> for Version {
     }
 }
 
+/// On the wire and in the JSON Schema: the integer `1`, nothing else.
+impl schemars::JsonSchema for Version {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Version".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "The protocol version, always 1.",
+            "type": "integer",
+            "const": Self::NUMBER,
+        })
+    }
+}
+
 /// Any message the hub sends to a browser, tagged by `type`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ServerMessage {
     /// A contract event with its per-guild sequence number.
@@ -84,7 +104,7 @@ impl ServerMessage {
 }
 
 /// `{"v":1,"type":"event","event":…,"payload":…,"ts":…,"seq":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct EventEnvelope {
     /// Always 1.
     pub v: Version,
@@ -98,7 +118,7 @@ pub struct EventEnvelope {
 }
 
 /// The only acknowledgement event so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum AckEvent {
     /// Authentication succeeded.
     #[serde(rename = "auth.ok")]
@@ -106,7 +126,7 @@ pub enum AckEvent {
 }
 
 /// `{"v":1,"type":"ack","event":"auth.ok","guildId":…,"ts":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ack {
     /// Always 1.
@@ -124,7 +144,7 @@ pub struct Ack {
 }
 
 /// `{"v":1,"type":"error","error":{"code":…,"message":…},"ts":…}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorEnvelope {
     /// Always 1.
     pub v: Version,

@@ -1,9 +1,10 @@
 //! Error codes and bodies shared by HTTP responses and WebSocket errors (docs/spec.md §6, §7).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The error codes used everywhere in the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// Missing, invalid or expired credentials.
@@ -38,7 +39,7 @@ impl ErrorCode {
 }
 
 /// `{"code": …, "message": …}`, the `error` member of a WebSocket error envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub code: ErrorCode,
@@ -47,7 +48,7 @@ pub struct ErrorBody {
 }
 
 /// The JSON body of every HTTP error: `{"message", "code", "details"?}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ApiError {
     /// Human-readable explanation.
     pub message: String,
@@ -59,7 +60,7 @@ pub struct ApiError {
 }
 
 /// `{"ok": true}`, the success body of the webhook and of room deletion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OkBody {
     /// Always `true` on success.
     pub ok: bool,

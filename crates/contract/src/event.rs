@@ -6,6 +6,7 @@
 //! camelCase on the wire. Unknown event names are rejected; unknown payload fields
 //! are ignored, because v1 may grow new fields but never renames or removes one.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::WEBHOOK_BODY_MAX_BYTES;
@@ -13,7 +14,7 @@ use crate::signature::Verified;
 use crate::{ContractError, RoomName, Snowflake, UserLimit};
 
 /// One contract event, tagged by its name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event", content = "payload")]
 pub enum Event {
     /// A voice channel (a room) was created in the guild.
@@ -109,7 +110,7 @@ impl Event {
 }
 
 /// Payload of `room.created`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomCreated {
     /// The new voice channel.
@@ -125,7 +126,7 @@ pub struct RoomCreated {
 }
 
 /// Payload of `room.deleted`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomDeleted {
     /// The deleted voice channel.
@@ -135,7 +136,7 @@ pub struct RoomDeleted {
 }
 
 /// Payload of `voice.joined`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceJoined {
     /// The guild.
@@ -147,7 +148,7 @@ pub struct VoiceJoined {
 }
 
 /// Payload of `voice.left`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceLeft {
     /// The guild.
@@ -159,7 +160,7 @@ pub struct VoiceLeft {
 }
 
 /// The voice flags Discord reports for a member in a voice channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[allow(clippy::struct_excessive_bools)] // These are Discord's own independent flags.
 pub struct VoiceFlags {
@@ -180,7 +181,7 @@ pub struct VoiceFlags {
 }
 
 /// Payload of `voice.state`: the full set of flags after a change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceStateChanged {
     /// The guild.
@@ -195,7 +196,7 @@ pub struct VoiceStateChanged {
 }
 
 /// Payload of `voice.speaking`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VoiceSpeaking {
     /// The guild.

@@ -96,6 +96,23 @@ impl Serialize for Snowflake {
     }
 }
 
+/// A decimal string in canonical form (docs/contract.md "Ids"); the range check
+/// (at most `u64::MAX`) is beyond what a pattern says.
+impl schemars::JsonSchema for Snowflake {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Snowflake".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A Discord id: a decimal string, digits only, no leading zero, not \"0\", at most 18446744073709551615.",
+            "type": "string",
+            "pattern": "^[1-9][0-9]{0,19}$",
+            "examples": ["175928847299117063"],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Snowflake {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;

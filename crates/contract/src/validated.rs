@@ -14,6 +14,23 @@ use crate::limits::{ROOM_NAME_MAX_CHARS, USER_LIMIT_MAX};
 #[serde(try_from = "String", into = "String")]
 pub struct RoomName(String);
 
+/// A string of 1 to 100 characters that is not blank.
+impl schemars::JsonSchema for RoomName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RoomName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A voice channel name: 1 to 100 characters, not blank.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": ROOM_NAME_MAX_CHARS,
+            "pattern": "\\S",
+        })
+    }
+}
+
 impl RoomName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
@@ -66,6 +83,22 @@ impl fmt::Debug for RoomName {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "u8", into = "u8")]
 pub struct UserLimit(u8);
+
+/// An integer from 0 (unlimited) to 99.
+impl schemars::JsonSchema for UserLimit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UserLimit".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "How many users may join a voice channel: 0 (unlimited) to 99.",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": USER_LIMIT_MAX,
+        })
+    }
+}
 
 impl UserLimit {
     /// No limit on how many users may join.

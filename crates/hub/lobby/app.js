@@ -1,959 +1,1419 @@
-// Spell Coven lobby: plain JS, no build step, no dependencies.
-// Contract: docs/spec.md §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
-// The JWT is kept in sessionStorage only; it is never logged or shown.
-'use strict';
+// Generated from crates/hub/lobby/src/ by clients/js/scripts/bundle-lobby.mjs (esbuild). Do not edit: bash schema/regenerate.sh
+(() => {
+  var __defProp = Object.defineProperty;
+  var __defNormalProp = (obj, key, value) => key in obj ? __defProp(obj, key, { enumerable: true, configurable: true, writable: true, value }) : obj[key] = value;
+  var __publicField = (obj, key, value) => __defNormalProp(obj, typeof key !== "symbol" ? key + "" : key, value);
 
-(function () {
-  const TOKEN_KEY = 'coven.token';
-  const BACKOFF_MIN_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const FLAG_NAMES = ['selfMute', 'selfDeaf', 'mute', 'deaf', 'selfVideo', 'selfStream', 'suppress'];
+  // src/backoff.ts
+  function backoffDelay(attempt, options = {}) {
+    const base = options.baseMs ?? 500;
+    const max = options.maxMs ?? 1e4;
+    const random = options.random ?? Math.random;
+    const step = Math.min(max, base * 2 ** Math.min(attempt, 30));
+    return Math.floor(random() * step);
+  }
 
-  const $ = (id) => document.getElementById(id);
-
-  // ---------- state ----------
-  const state = {
-    token: null,
-    claims: null,
-    expiryTimer: null,
-    // model
-    rooms: new Map(), // channelId -> {channelId, name, parentId, userLimit, members: Map<userId, member>}
-    users: new Map(), // userId -> {name, avatarUrl} learnt from snapshots
-    cues: [], // [{name, label, durationMs}] from GET /api/cues: the bot menu's cue buttons
-    deleted: new Set(), // channelIds seen deleted (guards late create responses)
-    lastSeq: null,
-    loaded: false,
-    // connection
-    ws: null,
-    connState: 'signed-out',
-    attempt: 0,
-    retryTimer: null,
-    retryAt: 0,
-    countdownTimer: null,
-    // a snapshot fetch in flight: events are buffered until it lands
-    resyncing: false,
-    buffer: [],
-    generation: 0, // bumps on sign-out so stale async work is dropped
+  // src/errors.ts
+  var HubApiError = class extends Error {
+    constructor(status, code, message, details, retryAfter) {
+      super(message);
+      /** The HTTP status (e.g. 403, 429). */
+      __publicField(this, "status");
+      /** The contract's error code (`FORBIDDEN`, `RATE_LIMITED`, …). */
+      __publicField(this, "code");
+      /** Structured detail, e.g. `{ field: 'userLimit' }`. */
+      __publicField(this, "details");
+      /** Seconds to wait before trying again (`Retry-After`), when the hub said so. */
+      __publicField(this, "retryAfter");
+      this.name = "HubApiError";
+      this.status = status;
+      this.code = code;
+      this.details = details;
+      this.retryAfter = retryAfter;
+    }
+  };
+  var HubUnreachableError = class extends Error {
+    constructor(message, options) {
+      super(message, options);
+      this.name = "HubUnreachableError";
+    }
+  };
+  var GatewayAuthError = class extends Error {
+    constructor(message) {
+      super(message);
+      /** Always `UNAUTHORIZED`. */
+      __publicField(this, "code", "UNAUTHORIZED");
+      this.name = "GatewayAuthError";
+    }
   };
 
-  // ---------- token ----------
-  function b64urlDecode(s) {
-    s = s.replace(/-/g, '+').replace(/_/g, '/');
-    while (s.length % 4) s += '=';
-    const bin = atob(s);
-    const bytes = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-    return new TextDecoder().decode(bytes);
+  // src/api.ts
+  var CODES = {
+    400: "VALIDATION_FAILED",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    413: "VALIDATION_FAILED",
+    429: "RATE_LIMITED"
+  };
+  function newIdempotencyKey() {
+    const bytes = new Uint8Array(16);
+    globalThis.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
-
-  function decodeClaims(token) {
+  function hubOrigin(url) {
+    const base = url ?? globalThis.location?.origin;
+    if (!base) throw new TypeError('the hub URL is needed outside a browser page (url: "https://…")');
+    return base.replace(/\/+$/, "");
+  }
+  var HubApi = class {
+    constructor(options) {
+      __publicField(this, "origin");
+      __publicField(this, "getToken");
+      __publicField(this, "fetchImpl");
+      __publicField(this, "timeoutMs");
+      this.origin = hubOrigin(options.url);
+      this.getToken = options.getToken;
+      const f = options.fetch ?? globalThis.fetch;
+      if (!f) throw new TypeError("no global fetch: pass one as `fetch`");
+      this.fetchImpl = (input, init) => f(input, init);
+      this.timeoutMs = options.timeoutMs ?? 15e3;
+    }
+    /** `GET /api/rooms`: every room with its members, and the `seq` it is current at. */
+    rooms() {
+      return this.request("GET", "/api/rooms");
+    }
+    /** `GET /api/cues`: the cues the bot can play. */
+    cues() {
+      return this.request("GET", "/api/cues");
+    }
+    /** `POST /api/create-room`, retried with the same `Idempotency-Key` when the answer is lost. */
+    async createRoom(body = {}, options = {}) {
+      const key = options.idempotencyKey ?? newIdempotencyKey();
+      const retries = options.retries ?? 2;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await this.request("POST", "/api/create-room", body, { "Idempotency-Key": key });
+        } catch (err) {
+          const lost = err instanceof HubUnreachableError || err instanceof HubApiError && err.status === 503;
+          if (!lost || attempt >= retries) throw err;
+          const wait = err instanceof HubApiError && err.retryAfter !== void 0 ? Math.min(err.retryAfter * 1e3, 1e4) : backoffDelay(attempt, { baseMs: 250, maxMs: 2e3 });
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+    }
+    /** `DELETE /api/end-room/{channelId}`. */
+    endRoom(channelId) {
+      return this.request("DELETE", `/api/end-room/${encodeURIComponent(channelId)}`);
+    }
+    /** `POST /api/rooms/{channelId}/bot`: the bot joins the room. */
+    botJoin(channelId) {
+      return this.request("POST", `/api/rooms/${encodeURIComponent(channelId)}/bot`);
+    }
+    /** `DELETE /api/rooms/{channelId}/bot`: the bot leaves the room. */
+    botLeave(channelId) {
+      return this.request("DELETE", `/api/rooms/${encodeURIComponent(channelId)}/bot`);
+    }
+    /** `POST /api/rooms/{channelId}/cue`: the bot plays `cue` (a name of {@link cues}). */
+    playCue(channelId, cue) {
+      return this.request("POST", `/api/rooms/${encodeURIComponent(channelId)}/cue`, { cue });
+    }
+    /** One request: JSON in, JSON out, errors typed. */
+    async request(method, path, body, headers = {}) {
+      const token = await this.getToken();
+      const init = {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...body === void 0 ? {} : { "content-type": "application/json" },
+          ...headers
+        },
+        body: body === void 0 ? void 0 : JSON.stringify(body),
+        cache: "no-store",
+        signal: AbortSignal.timeout(this.timeoutMs)
+      };
+      let response;
+      try {
+        response = await this.fetchImpl(this.origin + path, init);
+      } catch (err) {
+        throw new HubUnreachableError(`${method} ${path}: the hub could not be reached`, { cause: err });
+      }
+      const text = await response.text().catch(() => "");
+      if (response.ok) return text ? JSON.parse(text) : {};
+      throw errorFrom(response, text);
+    }
+  };
+  function errorFrom(response, text) {
+    let parsed = {};
     try {
-      const parts = token.split('.');
-      if (parts.length !== 3) return null;
-      const claims = JSON.parse(b64urlDecode(parts[1]));
-      return claims && typeof claims === 'object' ? claims : null;
-    } catch (_) {
-      return null;
+      parsed = JSON.parse(text);
+    } catch {
     }
+    const code = typeof parsed.code === "string" ? parsed.code : CODES[response.status] ?? "INTERNAL_ERROR";
+    const message = typeof parsed.message === "string" ? parsed.message : `HTTP ${response.status}`;
+    const details = parsed.details && typeof parsed.details === "object" ? parsed.details : void 0;
+    const header = response.headers.get("retry-after");
+    const retryAfter = header !== null && /^\d+$/.test(header.trim()) ? Number(header.trim()) : void 0;
+    return new HubApiError(response.status, code, message, details, retryAfter);
   }
 
-  function expired(claims) {
-    return typeof claims.exp === 'number' && claims.exp * 1000 <= Date.now();
+  // src/emitter.ts
+  var Emitter = class {
+    constructor() {
+      __publicField(this, "listeners", /* @__PURE__ */ new Map());
+    }
+    /** Adds `listener` for `name`; returns a function that removes it. */
+    on(name, listener) {
+      let set = this.listeners.get(name);
+      if (!set) {
+        set = /* @__PURE__ */ new Set();
+        this.listeners.set(name, set);
+      }
+      set.add(listener);
+      return () => this.off(name, listener);
+    }
+    /** Removes `listener` for `name`. */
+    off(name, listener) {
+      this.listeners.get(name)?.delete(listener);
+    }
+    /** Calls the listeners of `name`; one that throws is reported and the others still run. */
+    emit(name, ...args) {
+      for (const listener of [...this.listeners.get(name) ?? []]) {
+        try {
+          listener(...args);
+        } catch (err) {
+          queueMicrotask(() => {
+            throw err;
+          });
+        }
+      }
+    }
+  };
+
+  // src/rooms.ts
+  var FLAGS = ["selfMute", "selfDeaf", "mute", "deaf", "selfVideo", "selfStream", "suppress"];
+  function newMember(userId) {
+    return {
+      userId,
+      name: null,
+      avatarUrl: null,
+      speaking: false,
+      selfMute: false,
+      selfDeaf: false,
+      mute: false,
+      deaf: false,
+      selfVideo: false,
+      selfStream: false,
+      suppress: false
+    };
+  }
+  var LiveRooms = class {
+    constructor() {
+      __publicField(this, "rooms", /* @__PURE__ */ new Map());
+      /** Names and avatars learnt from snapshots, kept across a leave and a join. */
+      __publicField(this, "people", /* @__PURE__ */ new Map());
+      __publicField(this, "cached", null);
+    }
+    /** Replaces everything with `snapshot`. */
+    reset(snapshot) {
+      this.rooms = /* @__PURE__ */ new Map();
+      for (const room of snapshot.rooms) {
+        const members = /* @__PURE__ */ new Map();
+        for (const m of room.members) {
+          this.learn(m);
+          members.set(m.userId, { ...m, speaking: false });
+        }
+        this.rooms.set(room.channelId, {
+          channelId: room.channelId,
+          name: room.name,
+          parentId: room.parentId,
+          userLimit: room.userLimit,
+          members
+        });
+      }
+      this.cached = null;
+    }
+    /** Learns names and avatars from a fresh snapshot without touching membership; true when one changed. */
+    learnNames(snapshot) {
+      let changed = false;
+      for (const room of snapshot.rooms) for (const m of room.members) this.learn(m);
+      for (const room of this.rooms.values()) {
+        for (const [id, m] of room.members) {
+          const p = this.people.get(id);
+          if (p && (p.name !== m.name || p.avatarUrl !== m.avatarUrl)) {
+            room.members.set(id, { ...m, name: p.name, avatarUrl: p.avatarUrl });
+            changed = true;
+          }
+        }
+      }
+      if (changed) this.cached = null;
+      return changed;
+    }
+    /** Whether a snapshot gave `userId` a name (a join of someone never seen has none yet). */
+    hasName(userId) {
+      return !!this.people.get(userId)?.name;
+    }
+    /** The rooms, ordered by channel id; the same array until something changes. */
+    list() {
+      if (!this.cached) {
+        this.cached = Object.freeze(
+          [...this.rooms.values()].sort((a, b) => compareIds(a.channelId, b.channelId)).map((r) => Object.freeze({
+            channelId: r.channelId,
+            name: r.name,
+            parentId: r.parentId,
+            userLimit: r.userLimit,
+            members: Object.freeze([...r.members.values()])
+          }))
+        );
+      }
+      return this.cached;
+    }
+    /** Applies one event; returns whether the rooms changed. Unknown names change nothing. */
+    apply(name, payload) {
+      const changed = this.applyInner(name, payload);
+      if (changed) this.cached = null;
+      return changed;
+    }
+    learn(m) {
+      const prev = this.people.get(m.userId);
+      this.people.set(m.userId, { name: m.name ?? prev?.name ?? null, avatarUrl: m.avatarUrl ?? prev?.avatarUrl ?? null });
+    }
+    member(userId) {
+      const p = this.people.get(userId);
+      const m = newMember(userId);
+      return p ? { ...m, name: p.name, avatarUrl: p.avatarUrl } : m;
+    }
+    applyInner(name, p) {
+      if (!p || typeof p !== "object") return false;
+      const cid = typeof p.channelId === "string" ? p.channelId : null;
+      const uid = typeof p.userId === "string" ? p.userId : null;
+      if (!cid) return false;
+      switch (name) {
+        case "room.created": {
+          const e = p;
+          const room = this.rooms.get(cid);
+          if (room) {
+            room.name = e.name;
+            room.parentId = e.parentId;
+            room.userLimit = e.userLimit;
+          } else {
+            this.rooms.set(cid, { channelId: cid, name: e.name, parentId: e.parentId, userLimit: e.userLimit, members: /* @__PURE__ */ new Map() });
+          }
+          return true;
+        }
+        case "room.deleted":
+          return this.rooms.delete(cid);
+        case "voice.joined": {
+          if (!uid) return false;
+          let changed = false;
+          for (const room2 of this.rooms.values()) {
+            if (room2.channelId !== cid && room2.members.delete(uid)) changed = true;
+          }
+          const room = this.rooms.get(cid);
+          if (room && !room.members.has(uid)) {
+            room.members.set(uid, this.member(uid));
+            changed = true;
+          }
+          return changed;
+        }
+        case "voice.left": {
+          if (!uid) return false;
+          return this.rooms.get(cid)?.members.delete(uid) ?? false;
+        }
+        case "voice.state": {
+          if (!uid) return false;
+          const room = this.rooms.get(cid);
+          if (!room) return false;
+          let m = room.members.get(uid);
+          if (!m) {
+            for (const other of this.rooms.values()) other.members.delete(uid);
+            m = this.member(uid);
+          }
+          const next = { ...m };
+          for (const f of FLAGS) if (typeof p[f] === "boolean") next[f] = p[f];
+          room.members.set(uid, next);
+          return true;
+        }
+        case "voice.speaking": {
+          if (!uid) return false;
+          const room = this.rooms.get(cid);
+          const m = room?.members.get(uid);
+          const speaking = p.speaking === true;
+          if (!room || !m || m.speaking === speaking) return false;
+          room.members.set(uid, { ...m, speaking });
+          return true;
+        }
+        default:
+          return false;
+      }
+    }
+  };
+  function compareIds(a, b) {
+    return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
   }
 
-  function readTokenFromHash() {
-    if (!location.hash || location.hash.length < 2) return { token: null, error: null };
-    const params = new URLSearchParams(location.hash.slice(1));
-    const token = params.get('token');
-    const error = params.get('error_description') || params.get('error');
-    if (token || error) {
-      // Take the token out of the address bar and history at once.
-      history.replaceState(null, '', location.pathname + location.search);
+  // src/client.ts
+  var GatewayClient = class extends Emitter {
+    constructor(options) {
+      super();
+      /** The rooms API with the same token. */
+      __publicField(this, "api");
+      __publicField(this, "options");
+      __publicField(this, "wsUrl");
+      __publicField(this, "WS");
+      __publicField(this, "live", new LiveRooms());
+      __publicField(this, "currentState", "connecting");
+      __publicField(this, "stopError");
+      __publicField(this, "seq");
+      __publicField(this, "guild");
+      __publicField(this, "generation", 0);
+      __publicField(this, "socket");
+      __publicField(this, "attempt", 0);
+      __publicField(this, "refusedToken");
+      __publicField(this, "refusals", 0);
+      __publicField(this, "loading", false);
+      __publicField(this, "loaded", false);
+      __publicField(this, "buffer", []);
+      __publicField(this, "retryTimer");
+      __publicField(this, "nameTimer");
+      __publicField(this, "liveWaiters", []);
+      this.options = options;
+      const origin = hubOrigin(options.url);
+      this.wsUrl = origin.replace(/^http/i, "ws") + "/api/ws";
+      const WS = options.WebSocket ?? globalThis.WebSocket;
+      if (!WS) throw new TypeError("no global WebSocket (Node 20): pass one as `WebSocket`, e.g. the `ws` package");
+      this.WS = WS;
+      this.api = new HubApi({ ...options, getToken: () => options.getToken({ refresh: false }) });
     }
+    /** The connection state. */
+    get state() {
+      return this.currentState;
+    }
+    /** The live rooms: the last snapshot plus every event after it. Same array until a change. */
+    get rooms() {
+      return this.live.list();
+    }
+    /** The `seq` of the last event applied (or the snapshot's), sent as `lastSeq` on reconnect. */
+    get lastSeq() {
+      return this.seq;
+    }
+    /** The guild of this hub, once signed in. */
+    get guildId() {
+      return this.guild;
+    }
+    /** Why the client stopped, when it stopped on its own (a refused token). */
+    get error() {
+      return this.stopError;
+    }
+    /** Resolves when the client is `live` (at once if it is); rejects if it stops first. */
+    whenLive() {
+      if (this.currentState === "live") return Promise.resolve();
+      if (this.currentState === "stopped") return Promise.reject(this.stopError ?? new Error("the client is closed"));
+      return new Promise((resolve, reject) => this.liveWaiters.push({ resolve, reject }));
+    }
+    /** Closes the connection for good. */
+    close() {
+      this.stop(void 0);
+    }
+    /** Drops the current socket and reconnects at once (e.g. on the browser's `online` event); resumes with `lastSeq`. */
+    reconnect() {
+      if (this.currentState === "stopped") return;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = void 0;
+      const socket = this.socket;
+      this.socket = void 0;
+      try {
+        socket?.close(4e3, "reconnect");
+      } catch {
+      }
+      this.attempt = 0;
+      void this.open();
+    }
+    /** `POST /api/create-room` (one `Idempotency-Key` per call, retried on a lost answer). */
+    createRoom(body, options) {
+      return this.api.createRoom(body, options);
+    }
+    /** `DELETE /api/end-room/{channelId}`. */
+    endRoom(channelId) {
+      return this.api.endRoom(channelId);
+    }
+    /** The bot joins the room. */
+    botJoin(channelId) {
+      return this.api.botJoin(channelId);
+    }
+    /** The bot leaves the room. */
+    botLeave(channelId) {
+      return this.api.botLeave(channelId);
+    }
+    /** The bot plays a cue in the room. */
+    playCue(channelId, cue) {
+      return this.api.playCue(channelId, cue);
+    }
+    /** The cues the bot can play. */
+    cues() {
+      return this.api.cues();
+    }
+    /** Starts the first connection (called by {@link connect}). */
+    start() {
+      void this.open();
+    }
+    setState(state) {
+      if (this.currentState === state) return;
+      this.currentState = state;
+      this.emit("state", state);
+      if (state === "live") {
+        for (const w of this.liveWaiters.splice(0)) w.resolve();
+      }
+    }
+    stop(error) {
+      if (this.currentState === "stopped") return;
+      this.generation++;
+      clearTimeout(this.retryTimer);
+      clearTimeout(this.nameTimer);
+      const socket = this.socket;
+      this.socket = void 0;
+      try {
+        socket?.close(1e3, "closed by the client");
+      } catch {
+      }
+      this.stopError = error;
+      this.setState("stopped");
+      for (const w of this.liveWaiters.splice(0)) w.reject(error ?? new Error("the client is closed"));
+      if (error) this.emit("error", error);
+    }
+    schedule() {
+      if (this.currentState === "stopped" || this.retryTimer) return;
+      const attempt = this.attempt++;
+      const delay = backoffDelay(attempt, this.options.backoff);
+      this.setState("reconnecting");
+      this.emit("retry", delay, attempt);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = void 0;
+        void this.open();
+      }, delay);
+    }
+    async open() {
+      if (this.currentState === "stopped") return;
+      const gen = ++this.generation;
+      this.loading = false;
+      this.buffer = [];
+      if (this.currentState !== "connecting") this.setState("reconnecting");
+      let token;
+      try {
+        token = await this.options.getToken({ refresh: this.refusals > 0 });
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
+        this.schedule();
+        return;
+      }
+      if (gen !== this.generation) return;
+      if (this.refusedToken !== void 0 && token === this.refusedToken) {
+        this.stop(new GatewayAuthError("the hub refused the token (close 4401) and getToken gave the same one again: sign in again"));
+        return;
+      }
+      let socket;
+      try {
+        socket = new this.WS(this.wsUrl);
+      } catch (err) {
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
+        this.schedule();
+        return;
+      }
+      this.socket = socket;
+      let authed = false;
+      let lastError;
+      const authTimer = setTimeout(() => {
+        if (!authed && this.socket === socket) socket.close(4e3, "no auth.ok in time");
+      }, this.options.authTimeoutMs ?? 1e4);
+      socket.addEventListener("open", () => {
+        if (this.socket !== socket) return;
+        const hello = { type: "auth", token };
+        if (this.seq !== void 0) hello.lastSeq = this.seq;
+        socket.send(JSON.stringify(hello));
+      });
+      socket.addEventListener("message", (event) => {
+        if (this.socket !== socket || typeof event.data !== "string") return;
+        let msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        if (!msg || msg.v !== 1) {
+          this.emit("error", new Error("the hub sent a message of another protocol version"));
+          return;
+        }
+        if (msg.type === "ack") {
+          authed = true;
+          clearTimeout(authTimer);
+          this.attempt = 0;
+          this.refusals = 0;
+          this.refusedToken = void 0;
+          const ack = msg;
+          this.guild = ack.guildId;
+          if (ack.resumed === true && this.loaded) this.setState("live");
+          else void this.loadSnapshot(gen);
+        } else if (msg.type === "event") {
+          const frame = msg;
+          if (this.loading) this.buffer.push(frame);
+          else this.applyFrame(frame, false, gen);
+        } else if (msg.type === "error") {
+          lastError = msg.error;
+        }
+      });
+      socket.addEventListener("error", () => {
+      });
+      socket.addEventListener("close", (event) => {
+        clearTimeout(authTimer);
+        if (this.socket !== socket) return;
+        this.socket = void 0;
+        if (this.currentState === "stopped") return;
+        if (event.code === 4401) {
+          if (!authed) {
+            this.refusals++;
+            this.refusedToken = token;
+            if (this.refusals >= 2) {
+              this.stop(new GatewayAuthError(`the hub refused the token twice: ${lastError?.message ?? "unauthorized"}`));
+              return;
+            }
+          }
+          this.refusals = Math.max(this.refusals, 1);
+          void this.open();
+          return;
+        }
+        if (lastError && lastError.code !== "UNAUTHORIZED") {
+          this.emit("error", new Error(`the hub closed the socket (${event.code}): ${lastError.code}: ${lastError.message}`));
+        }
+        this.schedule();
+      });
+    }
+    /** Loads the snapshot; events arriving meanwhile are buffered and applied after it. */
+    async loadSnapshot(gen) {
+      if (this.loading) return;
+      this.loading = true;
+      let snapshot;
+      try {
+        snapshot = await this.api.rooms();
+      } catch (err) {
+        if (gen !== this.generation) return;
+        this.loading = false;
+        this.emit("error", err instanceof Error ? err : new Error(String(err)));
+        const socket = this.socket;
+        this.socket = void 0;
+        try {
+          socket?.close(4e3, "snapshot failed");
+        } catch {
+        }
+        this.schedule();
+        return;
+      }
+      if (gen !== this.generation) return;
+      this.live.reset(snapshot);
+      this.seq = snapshot.seq;
+      this.loaded = true;
+      this.loading = false;
+      this.emit("snapshot", snapshot);
+      this.emit("rooms", this.live.list());
+      const buffered = this.buffer;
+      this.buffer = [];
+      for (const frame of buffered) this.applyFrame(frame, true, gen);
+      if (gen === this.generation && !this.loading) this.setState("live");
+    }
+    /** Applies one event frame in `seq` order; a gap reloads the snapshot. */
+    applyFrame(frame, afterSnapshot, gen) {
+      if (typeof frame.seq !== "number") return;
+      if (this.seq !== void 0) {
+        if (frame.seq <= this.seq) return;
+        if (frame.seq > this.seq + 1 && !afterSnapshot) {
+          this.buffer.push(frame);
+          void this.loadSnapshot(gen);
+          return;
+        }
+      }
+      this.seq = frame.seq;
+      const changed = this.live.apply(frame.event, frame.payload);
+      if (Object.hasOwn(KNOWN, frame.event)) {
+        const emitKnown = this.emit.bind(this);
+        emitKnown(frame.event, frame.payload, frame);
+      }
+      this.emit("event", frame);
+      if (changed) this.emit("rooms", this.live.list());
+      if (frame.event === "voice.joined" && (this.options.refreshNames ?? true)) {
+        const userId = frame.payload?.userId;
+        if (typeof userId === "string" && !this.live.hasName(userId)) this.refreshNames(gen);
+      }
+    }
+    /** Re-reads the snapshot once (debounced) to learn names only. */
+    refreshNames(gen) {
+      if (this.nameTimer) return;
+      this.nameTimer = setTimeout(async () => {
+        this.nameTimer = void 0;
+        try {
+          const snapshot = await this.api.rooms();
+          if (gen === this.generation && this.live.learnNames(snapshot)) this.emit("rooms", this.live.list());
+        } catch {
+        }
+      }, 300);
+    }
+  };
+  var KNOWN = {
+    "room.created": true,
+    "room.deleted": true,
+    "voice.joined": true,
+    "voice.left": true,
+    "voice.state": true,
+    "voice.speaking": true
+  };
+  function connect(options) {
+    const client = new GatewayClient(options);
+    client.start();
+    return client;
+  }
+
+  // src/signin.ts
+  function takeToken(win = globalThis) {
+    const hash = win.location.hash;
+    if (!hash || hash.length < 2) return { token: null, error: null };
+    const params = new URLSearchParams(hash.slice(1));
+    const token = params.get("token");
+    const error = params.get("error_description") ?? params.get("error");
+    if (token || error) win.history.replaceState(null, "", win.location.pathname + win.location.search);
     return { token, error };
   }
 
-  function randomKey() {
-    const b = new Uint8Array(16);
-    crypto.getRandomValues(b);
-    return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-  }
-
-  // ---------- HTTP ----------
-  class ApiError extends Error {
-    constructor(status, message, code, retryAfter) {
-      super(message);
-      this.status = status;
-      this.code = code;
-      this.retryAfter = retryAfter;
-    }
-  }
-
-  async function api(method, path, body, extraHeaders) {
-    const headers = { Authorization: 'Bearer ' + state.token, Accept: 'application/json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    Object.assign(headers, extraHeaders || {});
-    let res;
-    try {
-      res = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'same-origin',
-        cache: 'no-store',
+  // ../../crates/hub/lobby/src/app.js
+  {
+    let b64urlDecode = function(s) {
+      s = s.replace(/-/g, "+").replace(/_/g, "/");
+      while (s.length % 4) s += "=";
+      const bin = atob(s);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      return new TextDecoder().decode(bytes);
+    }, decodeClaims = function(token) {
+      try {
+        const parts = token.split(".");
+        if (parts.length !== 3) return null;
+        const claims = JSON.parse(b64urlDecode(parts[1]));
+        return claims && typeof claims === "object" ? claims : null;
+      } catch (_) {
+        return null;
+      }
+    }, expired = function(claims) {
+      return typeof claims.exp === "number" && claims.exp * 1e3 <= Date.now();
+    }, defaultMessage = function(status) {
+      if (status === 401) return "Your session has ended. Please sign in again.";
+      if (status === 403) return "You are not allowed to do that.";
+      if (status === 404) return "Not found.";
+      if (status === 405 || status === 501) return "This hub does not offer that.";
+      if (status === 429) return "Too many requests.";
+      if (status === 503) return "The service is not available right now.";
+      return "Something went wrong (HTTP " + status + ").";
+    }, memberFrom = function(raw) {
+      const m = { userId: String(raw.userId), speaking: false };
+      for (const f of FLAG_NAMES) m[f] = !!raw[f];
+      return m;
+    }, learnUser = function(raw) {
+      if (!raw || !raw.userId) return;
+      const prev = state.users.get(raw.userId) || {};
+      state.users.set(String(raw.userId), {
+        name: raw.name || prev.name || null,
+        avatarUrl: raw.avatarUrl || prev.avatarUrl || null
       });
-    } catch (_) {
-      throw new ApiError(0, 'The hub could not be reached. Check your connection and try again.', 'NETWORK');
-    }
-    let data = null;
-    const text = await res.text();
-    if (text) {
-      try { data = JSON.parse(text); } catch (_) { data = null; }
-    }
-    if (!res.ok) {
-      const retryAfter = res.headers.get('Retry-After');
-      let message = (data && typeof data.message === 'string' && data.message) || defaultMessage(res.status);
-      if (res.status === 429 && retryAfter) message += ' (try again in ' + retryAfter + ' s)';
-      const err = new ApiError(res.status, message, data && data.code, retryAfter);
-      if (res.status === 401) {
-        signOut('Your session has ended. Please sign in again.');
-      }
-      throw err;
-    }
-    return data;
-  }
-
-  function defaultMessage(status) {
-    if (status === 401) return 'Your session has ended. Please sign in again.';
-    if (status === 403) return 'You are not allowed to do that.';
-    if (status === 404) return 'Not found.';
-    if (status === 405 || status === 501) return 'This hub does not offer that.';
-    if (status === 429) return 'Too many requests.';
-    if (status === 503) return 'The service is not available right now.';
-    return 'Something went wrong (HTTP ' + status + ').';
-  }
-
-  // ---------- model ----------
-  function memberFrom(raw) {
-    const m = { userId: String(raw.userId), speaking: false };
-    for (const f of FLAG_NAMES) m[f] = !!raw[f];
-    return m;
-  }
-
-  function learnUser(raw) {
-    if (!raw || !raw.userId) return;
-    const prev = state.users.get(raw.userId) || {};
-    state.users.set(String(raw.userId), {
-      name: raw.name || prev.name || null,
-      avatarUrl: raw.avatarUrl || prev.avatarUrl || null,
-    });
-  }
-
-  function applySnapshot(snap) {
-    state.rooms = new Map();
-    for (const r of snap.rooms || []) {
-      const room = {
-        channelId: String(r.channelId),
-        name: r.name || 'Room',
-        parentId: r.parentId || null,
-        userLimit: r.userLimit || 0,
-        members: new Map(),
-      };
-      for (const m of r.members || []) {
-        learnUser(m);
-        room.members.set(String(m.userId), memberFrom(m));
-      }
-      state.rooms.set(room.channelId, room);
-    }
-    state.lastSeq = typeof snap.seq === 'number' ? snap.seq : state.lastSeq;
-    state.loaded = true;
-  }
-
-  function findMemberRoom(userId) {
-    for (const room of state.rooms.values()) if (room.members.has(userId)) return room;
-    return null;
-  }
-
-  // The one name shown for a user, in cards and announcements alike: the name the
-  // snapshot gave, else the id (when the hub knows no name either).
-  function displayName(userId) {
-    const u = state.users.get(userId);
-    return (u && u.name) || userId;
-  }
-
-  // Applies one event; idempotent. Returns the ids of rooms it changed and a line to announce.
-  function applyEvent(name, p) {
-    const changed = new Set();
-    let say = null;
-    if (!p || typeof p !== 'object') return { changed, say };
-    const cid = p.channelId != null ? String(p.channelId) : null;
-    const uid = p.userId != null ? String(p.userId) : null;
-    switch (name) {
-      case 'room.created': {
-        if (!cid) break;
-        state.deleted.delete(cid);
-        const room = state.rooms.get(cid);
-        if (room) {
-          room.name = p.name || room.name;
-          room.parentId = p.parentId || null;
-          room.userLimit = p.userLimit || 0;
-        } else {
-          state.rooms.set(cid, { channelId: cid, name: p.name || 'Room', parentId: p.parentId || null, userLimit: p.userLimit || 0, members: new Map() });
-          say = 'Room ' + (p.name || '') + ' created.';
+    }, applySnapshot = function(snap) {
+      state.rooms = /* @__PURE__ */ new Map();
+      for (const r of snap.rooms || []) {
+        const room = {
+          channelId: String(r.channelId),
+          name: r.name || "Room",
+          parentId: r.parentId || null,
+          userLimit: r.userLimit || 0,
+          members: /* @__PURE__ */ new Map()
+        };
+        for (const m of r.members || []) {
+          learnUser(m);
+          room.members.set(String(m.userId), memberFrom(m));
         }
-        changed.add(cid);
-        break;
+        state.rooms.set(room.channelId, room);
       }
-      case 'room.deleted': {
-        if (!cid) break;
-        const room = state.rooms.get(cid);
-        state.deleted.add(cid);
-        if (room) {
-          state.rooms.delete(cid);
-          say = 'Room ' + room.name + ' ended.';
-          changed.add(cid);
-        }
-        break;
-      }
-      case 'voice.joined': {
-        if (!cid || !uid) break;
-        // A user is in one room at most: a join implies leaving any other.
-        for (const room of state.rooms.values()) {
-          if (room.channelId !== cid && room.members.delete(uid)) changed.add(room.channelId);
-        }
-        const room = state.rooms.get(cid);
-        if (room && !room.members.has(uid)) {
-          room.members.set(uid, memberFrom({ userId: uid }));
-          changed.add(cid);
-          say = sayAbout(uid, (who) => who + ' joined ' + room.name + '.');
-        }
-        break;
-      }
-      case 'voice.left': {
-        if (!cid || !uid) break;
-        const room = state.rooms.get(cid);
-        if (room && room.members.delete(uid)) {
-          changed.add(cid);
-          say = sayAbout(uid, (who) => who + ' left ' + room.name + '.');
-        }
-        break;
-      }
-      case 'voice.state': {
-        if (!cid || !uid) break;
-        const room = state.rooms.get(cid);
-        if (!room) break;
-        let m = room.members.get(uid);
-        if (!m) {
-          const other = findMemberRoom(uid);
-          if (other) { other.members.delete(uid); changed.add(other.channelId); }
-          m = memberFrom({ userId: uid });
-          room.members.set(uid, m);
-        }
-        for (const f of FLAG_NAMES) if (typeof p[f] === 'boolean') m[f] = p[f];
-        changed.add(cid);
-        break;
-      }
-      case 'voice.speaking': {
-        if (!cid || !uid) break;
-        const room = state.rooms.get(cid);
-        const m = room && room.members.get(uid);
-        if (m && m.speaking !== !!p.speaking) {
-          m.speaking = !!p.speaking;
-          changed.add(cid);
-        }
-        break;
-      }
-      default:
-        break; // unknown events are ignored (docs/spec.md §4)
-    }
-    return { changed, say };
-  }
-
-  // ---------- snapshot ----------
-  let snapshotRetry = null;
-  async function loadSnapshot() {
-    const gen = state.generation;
-    clearTimeout(snapshotRetry);
-    state.resyncing = true;
-    try {
-      const snap = await api('GET', '/api/rooms');
-      if (gen !== state.generation) return false;
-      applySnapshot(snap || {});
-      // Events that arrived while the snapshot was in flight: keep only the newer ones.
-      const buffered = state.buffer;
-      state.buffer = [];
-      state.resyncing = false;
-      renderAll();
-      for (const msg of buffered) handleEvent(msg, true);
-      return true;
-    } catch (err) {
-      if (gen !== state.generation) return false;
-      if (err.status !== 401) {
-        // Keep buffering events and try again shortly.
-        showRoomsError(err.message);
-        snapshotRetry = setTimeout(() => { if (gen === state.generation) loadSnapshot(); }, 2000);
-      }
-      return false;
-    }
-  }
-
-  // A line about a user, with the same name the card shows. For a user the page has
-  // never seen, the line waits for the name refresh below (so it never says the id
-  // while the card says the name); returns the line when it can be said now.
-  const pendingLines = []; // [{gen, line: () => string}]
-  function sayAbout(userId, line) {
-    if (state.users.has(userId)) return line(displayName(userId));
-    pendingLines.push({ gen: state.generation, line: () => line(displayName(userId)) });
-    scheduleNameRefresh();
-    return null;
-  }
-
-  function flushPendingLines() {
-    for (const p of pendingLines.splice(0)) {
-      if (p.gen === state.generation) announce(p.line());
-    }
-  }
-
-  // After a join of a user we have no name for, fetch the snapshot once more to learn names
-  // (only the user directory is taken from it; the live model stays as the events made it).
-  let nameRefreshTimer = null;
-  function scheduleNameRefresh() {
-    if (nameRefreshTimer) return;
-    nameRefreshTimer = setTimeout(async () => {
-      nameRefreshTimer = null;
-      if (!state.token) { pendingLines.length = 0; return; }
-      try {
-        const snap = await api('GET', '/api/rooms');
-        let learnt = false;
-        for (const r of (snap && snap.rooms) || []) {
-          for (const m of r.members || []) {
-            const before = state.users.get(String(m.userId));
-            learnUser(m);
-            if (!before || before.name !== (m.name || before.name) || before.avatarUrl !== (m.avatarUrl || before.avatarUrl)) learnt = true;
-          }
-        }
-        if (learnt) renderAll();
-      } catch (_) { /* names are cosmetic */ }
-      // Said now, with the name if the hub had one (the card shows the same).
-      flushPendingLines();
-    }, 300);
-  }
-
-  // ---------- cues ----------
-  // The bot's cues come from the hub (GET /api/cues), never from a list in this page.
-  let cuesRetry = null;
-  async function loadCues() {
-    const gen = state.generation;
-    clearTimeout(cuesRetry);
-    try {
-      const data = await api('GET', '/api/cues');
-      if (gen !== state.generation) return;
-      state.cues = ((data && data.cues) || []).filter((c) => c && typeof c.name === 'string');
-      for (const refs of roomEls.values()) renderCueButtons(refs);
-    } catch (err) {
-      if (gen === state.generation && err.status !== 401) {
-        cuesRetry = setTimeout(() => { if (gen === state.generation) loadCues(); }, 5000);
-      }
-    }
-  }
-
-  // ---------- WebSocket ----------
-  function wsUrl() {
-    return (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/api/ws';
-  }
-
-  function connect() {
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    if (!state.token) return;
-    if (state.ws) return;
-    setConn(state.attempt === 0 ? 'connecting' : 'reconnecting');
-    const gen = state.generation;
-    let ws;
-    try {
-      ws = new WebSocket(wsUrl());
-    } catch (_) {
-      scheduleReconnect();
-      return;
-    }
-    state.ws = ws;
-    let authed = false;
-    ws.addEventListener('open', () => {
-      if (gen !== state.generation) return;
-      const hello = { type: 'auth', token: state.token };
-      if (typeof state.lastSeq === 'number') hello.lastSeq = state.lastSeq;
-      ws.send(JSON.stringify(hello));
-    });
-    ws.addEventListener('message', (e) => {
-        if (gen !== state.generation || state.ws !== ws) return;
-      let msg;
-      try { msg = JSON.parse(e.data); } catch (_) { return; }
-      if (!msg || msg.v !== 1) return;
-      if (msg.type === 'ack' && msg.event === 'auth.ok') {
-        authed = true;
-        state.attempt = 0;
-        setConn('live');
-        if (msg.resumed === false || (!state.loaded && !state.resyncing)) {
-          loadSnapshot();
-        }
-      } else if (msg.type === 'event') {
-        if (state.resyncing) state.buffer.push(msg);
-        else handleEvent(msg);
-      } else if (msg.type === 'error') {
-        if (msg.error && msg.error.code === 'UNAUTHORIZED') {
-          signOut('Your session has ended. Please sign in again.');
-        }
-      }
-    });
-    ws.addEventListener('close', (e) => {
-      if (state.ws === ws) state.ws = null;
-      if (gen !== state.generation || !state.token) return;
-      if (e.code === 4401) {
-        signOut('Your session has ended. Please sign in again.');
-        return;
-      }
-      if (!authed && state.attempt === 0) state.attempt = 1;
-      scheduleReconnect();
-    });
-    // 'error' is always followed by 'close'.
-  }
-
-  function handleEvent(msg, afterResync) {
-    if (typeof msg.seq === 'number' && typeof state.lastSeq === 'number') {
-      if (msg.seq <= state.lastSeq) return; // already applied (replay overlap)
-      if (msg.seq > state.lastSeq + 1 && !afterResync) {
-        // A gap: the model cannot be trusted; rebuild it from a fresh snapshot.
-        state.buffer.push(msg);
-        if (!state.resyncing) loadSnapshot();
-        return;
-      }
-    }
-    if (typeof msg.seq === 'number') state.lastSeq = msg.seq;
-    const { changed, say } = applyEvent(String(msg.event || ''), msg.payload);
-    if (changed.size) renderRooms(changed);
-    if (typeof say === 'string') announce(say);
-  }
-
-  function scheduleReconnect() {
-    if (!state.token || state.retryTimer) return;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, Math.max(0, state.attempt - 1)));
-    const delay = Math.round(base / 2 + Math.random() * base / 2);
-    state.attempt += 1;
-    state.retryAt = Date.now() + delay;
-    state.retryTimer = setTimeout(() => { state.retryTimer = null; connect(); }, delay);
-    setConn('offline');
-  }
-
-  function reconnectNow() {
-    if (!state.token || state.ws) return;
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    connect();
-  }
-
-  function setConn(s) {
-    state.connState = s;
-    const banner = $('connection');
-    banner.dataset.state = s;
-    clearInterval(state.countdownTimer);
-    state.countdownTimer = null;
-    $('retry-now').hidden = s !== 'offline';
-    if (s === 'signed-out') {
-      banner.hidden = true;
-      return;
-    }
-    banner.hidden = false;
-    const text = $('connection-text');
-    if (s === 'live') {
-      text.textContent = 'Live';
-    } else if (s === 'connecting') {
-      text.textContent = 'Connecting…';
-    } else if (s === 'reconnecting') {
-      text.textContent = 'Offline — reconnecting…';
-    } else if (s === 'offline') {
-      const tick = () => {
-        const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000));
-        text.textContent = secs > 0 ? 'Offline — reconnecting in ' + secs + ' s' : 'Offline — reconnecting…';
-      };
-      tick();
-      state.countdownTimer = setInterval(tick, 1000);
-    }
-  }
-
-  // ---------- sign in / out ----------
-  function signIn(token) {
-    const claims = decodeClaims(token);
-    if (!claims || expired(claims)) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      showSignedOut(claims ? 'Your session has ended. Please sign in again.' : null);
-      return;
-    }
-    state.token = token;
-    state.claims = claims;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    if (typeof claims.exp === 'number') {
-      const ms = claims.exp * 1000 - Date.now();
-      // setTimeout holds 32-bit delays only; a far expiry is re-checked on focus anyway.
-      if (ms < 2147483647) {
-        state.expiryTimer = setTimeout(() => signOut('Your session has ended. Please sign in again.'), ms);
-      }
-    }
-    showSignedIn();
-    // Snapshot first, so the socket can resume from its seq; the socket opens either way.
-    loadSnapshot().then(() => { if (state.token === token) connect(); });
-    loadCues();
-  }
-
-  function signOut(notice) {
-    state.generation += 1;
-    clearTimeout(state.expiryTimer);
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    state.token = null;
-    state.claims = null;
-    sessionStorage.removeItem(TOKEN_KEY);
-    const ws = state.ws;
-    state.ws = null;
-    if (ws) { try { ws.close(1000, 'signed out'); } catch (_) { /* closing anyway */ } }
-    state.rooms = new Map();
-    state.users = new Map();
-    state.cues = [];
-    clearTimeout(cuesRetry);
-    pendingLines.length = 0;
-    state.deleted = new Set();
-    state.lastSeq = null;
-    state.loaded = false;
-    state.attempt = 0;
-    state.buffer = [];
-    state.resyncing = false;
-    clearTimeout(snapshotRetry);
-    roomEls.clear();
-    $('rooms').replaceChildren();
-    showSignedOut(notice);
-  }
-
-  function showSignedOut(notice) {
-    setConn('signed-out');
-    $('signed-in-view').hidden = true;
-    $('signed-out-view').hidden = false;
-    $('who').hidden = true;
-    const n = $('signed-out-notice');
-    n.textContent = notice || '';
-    n.hidden = !notice;
-    document.body.dataset.auth = 'signed-out';
-  }
-
-  function showSignedIn() {
-    const c = state.claims;
-    $('signed-out-view').hidden = true;
-    $('signed-in-view').hidden = false;
-    $('who').hidden = false;
-    $('signed-out-notice').hidden = true;
-    $('who-name').textContent = c.name || c.username || c.sub || 'Signed in';
-    fillAvatar($('who-avatar'), c.sub, c.name || c.sub, avatarUrlFromClaim(c));
-    $('rooms-loading').hidden = false;
-    $('rooms-empty').hidden = true;
-    document.body.dataset.auth = 'signed-in';
-  }
-
-  function avatarUrlFromClaim(c) {
-    const a = c.avatar;
-    if (!a || typeof a !== 'string') return null;
-    if (/^https:\/\//.test(a) || /^data:image\//.test(a)) return a;
-    if (/^[a-z0-9_]+$/i.test(a) && c.sub) {
-      return 'https://cdn.discordapp.com/avatars/' + encodeURIComponent(c.sub) + '/' + a + '.png?size=64';
-    }
-    return null;
-  }
-
-  // ---------- rendering ----------
-  const roomEls = new Map(); // channelId -> {li, title, meta, members, actions, msg}
-
-  function el(tag, cls, text) {
-    const e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text != null) e.textContent = text;
-    return e;
-  }
-
-  function initials(name) {
-    const words = String(name || '').split(/[^\p{L}\p{N}]+/u).filter(Boolean);
-    if (!words.length) return '?';
-    const first = Array.from(words[0]);
-    const s = words.length > 1 ? first[0] + Array.from(words[1])[0] : first.slice(0, 2).join('');
-    return s.toUpperCase();
-  }
-
-  // A stable palette index 0..11 from an id (FNV-1a, so neighbouring ids differ).
-  function palette(id) {
-    let h = 0x811c9dc5;
-    for (const ch of String(id)) { h ^= ch.charCodeAt(0); h = Math.imul(h, 0x01000193) >>> 0; }
-    return h % 12;
-  }
-
-  function fillAvatar(node, id, name, url) {
-    node.replaceChildren();
-    node.dataset.hue = String(palette(id || name)); // 12 palettes in CSS
-    if (url && (/^https:\/\/cdn\.discordapp\.com\//.test(url) || /^data:image\//.test(url) || url.startsWith('/'))) {
-      const img = document.createElement('img');
-      img.alt = '';
-      img.src = url;
-      img.loading = 'lazy';
-      img.referrerPolicy = 'no-referrer';
-      img.addEventListener('error', () => { node.replaceChildren(el('span', 'initials', initials(name))); });
-      node.appendChild(img);
-    } else {
-      node.appendChild(el('span', 'initials', initials(name)));
-    }
-  }
-
-  function renderAll() {
-    const list = $('rooms');
-    for (const id of Array.from(roomEls.keys())) {
-      if (!state.rooms.has(id)) { roomEls.get(id).li.remove(); roomEls.delete(id); }
-    }
-    for (const room of state.rooms.values()) renderRoom(room);
-    // Keep DOM order = model order.
-    let i = 0;
-    for (const room of state.rooms.values()) {
-      const li = roomEls.get(room.channelId).li;
-      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
-      i++;
-    }
-    renderSummary();
-  }
-
-  function renderRooms(ids) {
-    for (const id of ids) {
-      const room = state.rooms.get(id);
-      if (room) {
-        const isNew = !roomEls.has(id);
-        renderRoom(room);
-        if (isNew) $('rooms').appendChild(roomEls.get(id).li);
-      } else if (roomEls.has(id)) {
-        roomEls.get(id).li.remove();
-        roomEls.delete(id);
-      }
-    }
-    renderSummary();
-  }
-
-  function renderSummary() {
-    $('rooms-loading').hidden = state.loaded;
-    $('rooms-empty').hidden = !state.loaded || state.rooms.size > 0;
-    $('rooms-count').textContent = state.loaded ? '(' + state.rooms.size + ')' : '';
-  }
-
-  function makeRoomEl(room) {
-    const id = room.channelId;
-    const li = el('li', 'card room');
-    li.dataset.testid = 'room-' + id;
-    li.setAttribute('data-testid', 'room-' + id);
-    li.dataset.channelId = id;
-    const titleId = 'room-title-' + id;
-    li.setAttribute('aria-labelledby', titleId);
-
-    const head = el('div', 'room-head');
-    const title = el('h3', 'room-name');
-    title.id = titleId;
-    title.setAttribute('data-testid', 'room-name-' + id);
-    const meta = el('span', 'room-meta');
-    meta.setAttribute('data-testid', 'room-count-' + id);
-    head.append(title, meta);
-
-    const members = el('ul', 'members');
-    members.setAttribute('aria-label', 'People in this room');
-    members.setAttribute('data-testid', 'members-' + id);
-
-    const actions = el('div', 'room-actions');
-    const botToggle = button('Bot', 'btn btn-small bot-toggle', 'bot-menu-' + id);
-    botToggle.setAttribute('aria-expanded', 'false');
-    botToggle.setAttribute('aria-controls', 'bot-' + id);
-    botToggle.setAttribute('aria-label', 'Bot actions');
-    const end = button('End room', 'btn btn-small btn-danger-outline', 'end-room-' + id);
-    actions.append(botToggle, end);
-    const botButtons = el('div', 'bot-buttons');
-    botButtons.id = 'bot-' + id;
-    botButtons.hidden = true;
-    const botJoin = button('Bot joins', 'btn btn-small', 'bot-join-' + id);
-    const botLeave = button('Bot leaves', 'btn btn-small', 'bot-leave-' + id);
-    const cueButtons = el('span', 'cue-buttons');
-    cueButtons.setAttribute('role', 'group');
-    cueButtons.setAttribute('aria-label', 'Play a cue');
-    cueButtons.setAttribute('data-testid', 'cues-' + id);
-    botButtons.append(botJoin, botLeave, cueButtons);
-    botToggle.addEventListener('click', () => {
-      const open = botButtons.hidden;
-      botButtons.hidden = !open;
-      botToggle.setAttribute('aria-expanded', String(open));
-    });
-
-    const confirm = el('div', 'confirm');
-    confirm.hidden = true;
-    confirm.setAttribute('role', 'group');
-    const confirmText = el('span', 'confirm-text', 'End this room for everyone?');
-    const yes = button('Yes, end it', 'btn btn-small btn-danger', 'confirm-end-' + id);
-    const no = button('Keep', 'btn btn-small', 'cancel-end-' + id);
-    confirm.append(confirmText, yes, no);
-
-    const msg = el('p', 'room-msg');
-    msg.setAttribute('role', 'status');
-    msg.setAttribute('data-testid', 'room-msg-' + id);
-    msg.hidden = true;
-
-    li.append(head, members, actions, botButtons, confirm, msg);
-    const refs = { id, li, title, meta, members, actions, confirm, msg, cueButtons };
-    renderCueButtons(refs);
-
-    end.addEventListener('click', () => {
-      actions.hidden = true;
-      confirm.hidden = false;
-      confirmText.textContent = 'End “' + (state.rooms.get(id) || room).name + '” for everyone?';
-      no.focus();
-    });
-    no.addEventListener('click', () => {
-      confirm.hidden = true;
-      actions.hidden = false;
-      end.focus();
-    });
-    yes.addEventListener('click', () => runAction(refs, [yes, no], async () => {
-      await api('DELETE', '/api/end-room/' + encodeURIComponent(id));
-      // The room.deleted event removes it everywhere; remove it here now too.
-      handleLocalDelete(id);
+      state.loaded = true;
+    }, findMemberRoom = function(userId) {
+      for (const room of state.rooms.values()) if (room.members.has(userId)) return room;
       return null;
-    }, () => { confirm.hidden = true; actions.hidden = false; }));
-    botJoin.addEventListener('click', () => runAction(refs, [botJoin], async () => {
-      await api('POST', '/api/rooms/' + encodeURIComponent(id) + '/bot');
-      return 'The bot is joining.';
-    }));
-    botLeave.addEventListener('click', () => runAction(refs, [botLeave], async () => {
-      await api('DELETE', '/api/rooms/' + encodeURIComponent(id) + '/bot');
-      return 'The bot is leaving.';
-    }));
-    return refs;
-  }
-
-  // One "Play …" button per cue the hub lists.
-  function renderCueButtons(refs) {
-    const buttons = state.cues.map((c) => {
-      const label = typeof c.label === 'string' && c.label ? c.label : c.name;
-      const b = button('▶ ' + label, 'btn btn-small', 'cue-' + c.name + '-' + refs.id);
-      b.setAttribute('aria-label', 'Play ' + label.toLowerCase());
-      b.addEventListener('click', () => runAction(refs, [b], async () => {
-        await api('POST', '/api/rooms/' + encodeURIComponent(refs.id) + '/cue', { cue: c.name });
-        return label + ' played.';
-      }));
-      return b;
-    });
-    refs.cueButtons.replaceChildren(...buttons);
-  }
-
-  function button(text, cls, testid) {
-    const b = el('button', cls, text);
-    b.type = 'button';
-    b.setAttribute('data-testid', testid);
-    return b;
-  }
-
-  async function runAction(refs, buttons, fn, onError) {
-    for (const b of buttons) b.disabled = true;
-    refs.msg.hidden = true;
-    refs.msg.classList.remove('error');
-    try {
-      const ok = await fn();
-      if (ok) showRoomMsg(refs, ok, false);
-    } catch (err) {
-      if (onError) onError();
-      if (err.status !== 401) showRoomMsg(refs, err.message, true);
-    } finally {
-      for (const b of buttons) b.disabled = false;
-    }
-  }
-
-  function showRoomMsg(refs, text, isError) {
-    refs.msg.textContent = text;
-    refs.msg.classList.toggle('error', !!isError);
-    refs.msg.hidden = false;
-    clearTimeout(refs.msgTimer);
-    if (!isError) refs.msgTimer = setTimeout(() => { refs.msg.hidden = true; }, 4000);
-  }
-
-  function handleLocalDelete(id) {
-    const room = state.rooms.get(id);
-    state.deleted.add(id);
-    if (room) {
-      state.rooms.delete(id);
-      announce('Room ' + room.name + ' ended.');
-      renderRooms([id]);
-    }
-  }
-
-  function renderRoom(room) {
-    let refs = roomEls.get(room.channelId);
-    if (!refs) { refs = makeRoomEl(room); roomEls.set(room.channelId, refs); }
-    refs.title.textContent = room.name;
-    const n = room.members.size;
-    refs.meta.textContent = room.userLimit > 0 ? n + ' / ' + room.userLimit : n + (n === 1 ? ' person' : ' people');
-    refs.meta.setAttribute('aria-label', room.userLimit > 0
-      ? n + ' of ' + room.userLimit + ' seats taken'
-      : n + (n === 1 ? ' person' : ' people') + ', no seat limit');
-    refs.li.classList.toggle('full', room.userLimit > 0 && n >= room.userLimit);
-
-    const items = [];
-    for (const m of room.members.values()) items.push(memberEl(m));
-    if (!items.length) {
-      const empty = el('li', 'member-empty', 'Nobody here yet');
-      items.push(empty);
-    }
-    refs.members.replaceChildren(...items);
-  }
-
-  function memberEl(m) {
-    const u = state.users.get(m.userId) || {};
-    const name = displayName(m.userId);
-    const li = el('li', 'member');
-    li.setAttribute('data-testid', 'member-' + m.userId);
-    li.dataset.userId = m.userId;
-    if (m.speaking) { li.classList.add('speaking'); li.dataset.speaking = 'true'; }
-    const av = el('span', 'avatar');
-    av.setAttribute('aria-hidden', 'true');
-    fillAvatar(av, m.userId, name, u.avatarUrl);
-    const nm = el('span', 'member-name', name);
-    if (!u.name) nm.classList.add('mono');
-    if (state.claims && state.claims.sub === m.userId) {
-      nm.append(el('span', 'you', ' (you)'));
-    }
-    li.append(av, nm);
-
-    const badges = el('span', 'badges');
-    const add = (cls, label, title) => {
-      const b = el('span', 'badge ' + cls, label);
-      b.title = title;
-      b.setAttribute('data-testid', 'badge-' + cls);
-      badges.appendChild(b);
-    };
-    if (m.speaking) add('speaking', 'speaking', 'Speaking');
-    if (m.mute) add('mute', 'server muted', 'Muted by a moderator');
-    else if (m.selfMute) add('mute', 'muted', 'Muted');
-    if (m.deaf) add('deaf', 'server deafened', 'Deafened by a moderator');
-    else if (m.selfDeaf) add('deaf', 'deafened', 'Deafened');
-    if (m.selfVideo) add('video', 'camera', 'Camera on');
-    if (m.selfStream) add('stream', 'live', 'Streaming');
-    if (m.suppress) add('suppress', 'suppressed', 'Suppressed');
-    if (badges.childNodes.length) li.appendChild(badges);
-    return li;
-  }
-
-  function showRoomsError(message) {
-    $('rooms-loading').hidden = false;
-    $('rooms-loading').textContent = 'Could not load rooms: ' + message + ' Retrying…';
-  }
-
-  // polite announcements for screen readers, one line at a time
-  let announceTimer = null;
-  function announce(text) {
-    const a = $('announcer');
-    const line = el('p', null, text);
-    a.appendChild(line);
-    while (a.childNodes.length > 5) a.removeChild(a.firstChild);
-    clearTimeout(announceTimer);
-    announceTimer = setTimeout(() => a.replaceChildren(), 10000);
-  }
-
-  // ---------- create ----------
-  function setupCreateForm() {
-    const form = $('create-room-form');
-    const err = $('create-error');
-    const submit = $('create-submit');
-    const nameIn = $('room-name');
-    const limitIn = $('room-limit');
-    form.addEventListener('submit', async (e) => {
-      e.preventDefault();
-      err.hidden = true;
-      nameIn.removeAttribute('aria-invalid');
-      limitIn.removeAttribute('aria-invalid');
-      const name = nameIn.value.trim();
-      const limitText = limitIn.value.trim();
-      const limit = limitText === '' ? 4 : Number(limitText);
-      if (!Number.isInteger(limit) || limit < 0 || limit > 99) {
-        showFormError('Seats must be a whole number from 0 to 99.', limitIn);
-        return;
-      }
-      if (name.length > 100) {
-        showFormError('The name can be at most 100 characters.', nameIn);
-        return;
-      }
-      const body = { userLimit: limit };
-      if (name) body.name = name;
-      submit.disabled = true;
-      submit.textContent = 'Creating…';
-      try {
-        const res = await api('POST', '/api/create-room', body, { 'Idempotency-Key': randomKey() });
-        if (res && res.channelId) {
-          const cid = String(res.channelId);
-          if (!state.deleted.has(cid) && !state.rooms.has(cid)) {
-            state.rooms.set(cid, { channelId: cid, name: res.name || name || 'Room', parentId: null, userLimit: limit, members: new Map() });
-            renderRooms([cid]);
-            announce('Room ' + (res.name || name) + ' created.');
+    }, displayName = function(userId) {
+      const u = state.users.get(userId);
+      return u && u.name || userId;
+    }, applyEvent = function(name, p) {
+      const changed = /* @__PURE__ */ new Set();
+      let say = null;
+      if (!p || typeof p !== "object") return { changed, say };
+      const cid = p.channelId != null ? String(p.channelId) : null;
+      const uid = p.userId != null ? String(p.userId) : null;
+      switch (name) {
+        case "room.created": {
+          if (!cid) break;
+          state.deleted.delete(cid);
+          const room = state.rooms.get(cid);
+          if (room) {
+            room.name = p.name || room.name;
+            room.parentId = p.parentId || null;
+            room.userLimit = p.userLimit || 0;
+          } else {
+            state.rooms.set(cid, { channelId: cid, name: p.name || "Room", parentId: p.parentId || null, userLimit: p.userLimit || 0, members: /* @__PURE__ */ new Map() });
+            say = "Room " + (p.name || "") + " created.";
           }
-          nameIn.value = '';
+          changed.add(cid);
+          break;
         }
-      } catch (ex) {
-        if (ex.status !== 401) {
-          const field = ex.code === 'VALIDATION_FAILED' && /limit/i.test(ex.message) ? limitIn
-            : ex.code === 'VALIDATION_FAILED' && /name/i.test(ex.message) ? nameIn : null;
-          showFormError(ex.message, field);
+        case "room.deleted": {
+          if (!cid) break;
+          const room = state.rooms.get(cid);
+          state.deleted.add(cid);
+          if (room) {
+            state.rooms.delete(cid);
+            say = "Room " + room.name + " ended.";
+            changed.add(cid);
+          }
+          break;
         }
-      } finally {
-        submit.disabled = false;
-        submit.textContent = 'Create room';
+        case "voice.joined": {
+          if (!cid || !uid) break;
+          for (const room2 of state.rooms.values()) {
+            if (room2.channelId !== cid && room2.members.delete(uid)) changed.add(room2.channelId);
+          }
+          const room = state.rooms.get(cid);
+          if (room && !room.members.has(uid)) {
+            room.members.set(uid, memberFrom({ userId: uid }));
+            changed.add(cid);
+            say = sayAbout(uid, (who) => who + " joined " + room.name + ".");
+          }
+          break;
+        }
+        case "voice.left": {
+          if (!cid || !uid) break;
+          const room = state.rooms.get(cid);
+          if (room && room.members.delete(uid)) {
+            changed.add(cid);
+            say = sayAbout(uid, (who) => who + " left " + room.name + ".");
+          }
+          break;
+        }
+        case "voice.state": {
+          if (!cid || !uid) break;
+          const room = state.rooms.get(cid);
+          if (!room) break;
+          let m = room.members.get(uid);
+          if (!m) {
+            const other = findMemberRoom(uid);
+            if (other) {
+              other.members.delete(uid);
+              changed.add(other.channelId);
+            }
+            m = memberFrom({ userId: uid });
+            room.members.set(uid, m);
+          }
+          for (const f of FLAG_NAMES) if (typeof p[f] === "boolean") m[f] = p[f];
+          changed.add(cid);
+          break;
+        }
+        case "voice.speaking": {
+          if (!cid || !uid) break;
+          const room = state.rooms.get(cid);
+          const m = room && room.members.get(uid);
+          if (m && m.speaking !== !!p.speaking) {
+            m.speaking = !!p.speaking;
+            changed.add(cid);
+          }
+          break;
+        }
+        default:
+          break;
       }
-    });
-    function showFormError(text, field) {
-      err.textContent = text;
-      err.hidden = false;
-      if (field) { field.setAttribute('aria-invalid', 'true'); field.focus(); }
-    }
-  }
-
-  // ---------- boot ----------
-  function boot() {
-    $('sign-out').addEventListener('click', () => signOut(null));
-    $('retry-now').addEventListener('click', reconnectNow);
-    window.addEventListener('online', reconnectNow);
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible') return;
-      if (state.claims && expired(state.claims)) signOut('Your session has ended. Please sign in again.');
-      else if (state.token && !state.ws) reconnectNow();
-    });
-    setupCreateForm();
-    // A login that lands while the page is already open (same document, new hash).
-    window.addEventListener('hashchange', () => {
-      const { token, error } = readTokenFromHash();
+      return { changed, say };
+    }, sayAbout = function(userId, line) {
+      if (state.users.has(userId)) return line(displayName(userId));
+      pendingLines.push({ gen: state.generation, line: () => line(displayName(userId)) });
+      scheduleNameRefresh();
+      return null;
+    }, flushPendingLines = function() {
+      for (const p of pendingLines.splice(0)) {
+        if (p.gen === state.generation) announce(p.line());
+      }
+    }, scheduleNameRefresh = function() {
+      if (nameRefreshTimer) return;
+      nameRefreshTimer = setTimeout(async () => {
+        nameRefreshTimer = null;
+        if (!state.token) {
+          pendingLines.length = 0;
+          return;
+        }
+        try {
+          const snap = await call(() => state.client.api.rooms());
+          let learnt = false;
+          for (const r of snap && snap.rooms || []) {
+            for (const m of r.members || []) {
+              const before = state.users.get(String(m.userId));
+              learnUser(m);
+              if (!before || before.name !== (m.name || before.name) || before.avatarUrl !== (m.avatarUrl || before.avatarUrl)) learnt = true;
+            }
+          }
+          if (learnt) renderAll();
+        } catch (_) {
+        }
+        flushPendingLines();
+      }, 300);
+    }, startClient = function() {
+      const gen = state.generation;
+      const token = state.token;
+      const client = connect({
+        // The page cannot refresh a token: the same one again makes the package stop
+        // (a GatewayAuthError), and the page signs out.
+        getToken: () => token,
+        refreshNames: false
+        // the page learns names itself, for its announcements
+      });
+      state.client = client;
+      const mine = () => gen === state.generation && state.client === client;
+      client.on("state", (s) => {
+        if (!mine()) return;
+        if (s === "live") setConn("live");
+        else if (s === "connecting") setConn("connecting");
+        else if (s === "reconnecting" && state.connState !== "offline") setConn("reconnecting");
+        else if (s === "stopped" && client.error) signOut(SESSION_ENDED);
+      });
+      client.on("retry", (delay) => {
+        if (!mine()) return;
+        state.retryAt = Date.now() + delay;
+        setConn("offline");
+      });
+      client.on("snapshot", (snap) => {
+        if (!mine()) return;
+        applySnapshot(snap);
+        renderAll();
+      });
+      client.on("event", (frame) => {
+        if (!mine()) return;
+        const { changed, say } = applyEvent(String(frame.event || ""), frame.payload);
+        if (changed.size) renderRooms(changed);
+        if (typeof say === "string") announce(say);
+      });
+    }, reconnectNow = function() {
+      if (state.client && state.client.state === "reconnecting") state.client.reconnect();
+    }, setConn = function(s) {
+      state.connState = s;
+      const banner = $("connection");
+      banner.dataset.state = s;
+      clearInterval(state.countdownTimer);
+      state.countdownTimer = null;
+      $("retry-now").hidden = s !== "offline";
+      if (s === "signed-out") {
+        banner.hidden = true;
+        return;
+      }
+      banner.hidden = false;
+      const text = $("connection-text");
+      if (s === "live") {
+        text.textContent = "Live";
+      } else if (s === "connecting") {
+        text.textContent = "Connecting…";
+      } else if (s === "reconnecting") {
+        text.textContent = "Offline — reconnecting…";
+      } else if (s === "offline") {
+        const tick = () => {
+          const secs = Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1e3));
+          text.textContent = secs > 0 ? "Offline — reconnecting in " + secs + " s" : "Offline — reconnecting…";
+        };
+        tick();
+        state.countdownTimer = setInterval(tick, 1e3);
+      }
+    }, signIn = function(token) {
+      const claims = decodeClaims(token);
+      if (!claims || expired(claims)) {
+        sessionStorage.removeItem(TOKEN_KEY);
+        showSignedOut(claims ? "Your session has ended. Please sign in again." : null);
+        return;
+      }
+      state.token = token;
+      state.claims = claims;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      if (typeof claims.exp === "number") {
+        const ms = claims.exp * 1e3 - Date.now();
+        if (ms < 2147483647) {
+          state.expiryTimer = setTimeout(() => signOut(SESSION_ENDED), ms);
+        }
+      }
+      showSignedIn();
+      startClient();
+      loadCues();
+    }, signOut = function(notice) {
+      state.generation += 1;
+      clearTimeout(state.expiryTimer);
+      clearTimeout(state.retryTimer);
+      state.retryTimer = null;
+      state.token = null;
+      state.claims = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      const client = state.client;
+      state.client = null;
+      if (client) client.close();
+      state.rooms = /* @__PURE__ */ new Map();
+      state.users = /* @__PURE__ */ new Map();
+      state.cues = [];
+      clearTimeout(cuesRetry);
+      pendingLines.length = 0;
+      state.deleted = /* @__PURE__ */ new Set();
+      state.loaded = false;
+      roomEls.clear();
+      $("rooms").replaceChildren();
+      showSignedOut(notice);
+    }, showSignedOut = function(notice) {
+      setConn("signed-out");
+      $("signed-in-view").hidden = true;
+      $("signed-out-view").hidden = false;
+      $("who").hidden = true;
+      const n = $("signed-out-notice");
+      n.textContent = notice || "";
+      n.hidden = !notice;
+      document.body.dataset.auth = "signed-out";
+    }, showSignedIn = function() {
+      const c = state.claims;
+      $("signed-out-view").hidden = true;
+      $("signed-in-view").hidden = false;
+      $("who").hidden = false;
+      $("signed-out-notice").hidden = true;
+      $("who-name").textContent = c.name || c.username || c.sub || "Signed in";
+      fillAvatar($("who-avatar"), c.sub, c.name || c.sub, avatarUrlFromClaim(c));
+      $("rooms-loading").hidden = false;
+      $("rooms-empty").hidden = true;
+      document.body.dataset.auth = "signed-in";
+    }, avatarUrlFromClaim = function(c) {
+      const a = c.avatar;
+      if (!a || typeof a !== "string") return null;
+      if (/^https:\/\//.test(a) || /^data:image\//.test(a)) return a;
+      if (/^[a-z0-9_]+$/i.test(a) && c.sub) {
+        return "https://cdn.discordapp.com/avatars/" + encodeURIComponent(c.sub) + "/" + a + ".png?size=64";
+      }
+      return null;
+    }, el = function(tag, cls, text) {
+      const e = document.createElement(tag);
+      if (cls) e.className = cls;
+      if (text != null) e.textContent = text;
+      return e;
+    }, initials = function(name) {
+      const words = String(name || "").split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+      if (!words.length) return "?";
+      const first = Array.from(words[0]);
+      const s = words.length > 1 ? first[0] + Array.from(words[1])[0] : first.slice(0, 2).join("");
+      return s.toUpperCase();
+    }, palette = function(id) {
+      let h = 2166136261;
+      for (const ch of String(id)) {
+        h ^= ch.charCodeAt(0);
+        h = Math.imul(h, 16777619) >>> 0;
+      }
+      return h % 12;
+    }, fillAvatar = function(node, id, name, url) {
+      node.replaceChildren();
+      node.dataset.hue = String(palette(id || name));
+      if (url && (/^https:\/\/cdn\.discordapp\.com\//.test(url) || /^data:image\//.test(url) || url.startsWith("/"))) {
+        const img = document.createElement("img");
+        img.alt = "";
+        img.src = url;
+        img.loading = "lazy";
+        img.referrerPolicy = "no-referrer";
+        img.addEventListener("error", () => {
+          node.replaceChildren(el("span", "initials", initials(name)));
+        });
+        node.appendChild(img);
+      } else {
+        node.appendChild(el("span", "initials", initials(name)));
+      }
+    }, renderAll = function() {
+      const list = $("rooms");
+      for (const id of Array.from(roomEls.keys())) {
+        if (!state.rooms.has(id)) {
+          roomEls.get(id).li.remove();
+          roomEls.delete(id);
+        }
+      }
+      for (const room of state.rooms.values()) renderRoom(room);
+      let i = 0;
+      for (const room of state.rooms.values()) {
+        const li = roomEls.get(room.channelId).li;
+        if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+        i++;
+      }
+      renderSummary();
+    }, renderRooms = function(ids) {
+      for (const id of ids) {
+        const room = state.rooms.get(id);
+        if (room) {
+          const isNew = !roomEls.has(id);
+          renderRoom(room);
+          if (isNew) $("rooms").appendChild(roomEls.get(id).li);
+        } else if (roomEls.has(id)) {
+          roomEls.get(id).li.remove();
+          roomEls.delete(id);
+        }
+      }
+      renderSummary();
+    }, renderSummary = function() {
+      $("rooms-loading").hidden = state.loaded;
+      $("rooms-empty").hidden = !state.loaded || state.rooms.size > 0;
+      $("rooms-count").textContent = state.loaded ? "(" + state.rooms.size + ")" : "";
+    }, makeRoomEl = function(room) {
+      const id = room.channelId;
+      const li = el("li", "card room");
+      li.dataset.testid = "room-" + id;
+      li.setAttribute("data-testid", "room-" + id);
+      li.dataset.channelId = id;
+      const titleId = "room-title-" + id;
+      li.setAttribute("aria-labelledby", titleId);
+      const head = el("div", "room-head");
+      const title = el("h3", "room-name");
+      title.id = titleId;
+      title.setAttribute("data-testid", "room-name-" + id);
+      const meta = el("span", "room-meta");
+      meta.setAttribute("data-testid", "room-count-" + id);
+      head.append(title, meta);
+      const members = el("ul", "members");
+      members.setAttribute("aria-label", "People in this room");
+      members.setAttribute("data-testid", "members-" + id);
+      const actions = el("div", "room-actions");
+      const botToggle = button("Bot", "btn btn-small bot-toggle", "bot-menu-" + id);
+      botToggle.setAttribute("aria-expanded", "false");
+      botToggle.setAttribute("aria-controls", "bot-" + id);
+      botToggle.setAttribute("aria-label", "Bot actions");
+      const end = button("End room", "btn btn-small btn-danger-outline", "end-room-" + id);
+      actions.append(botToggle, end);
+      const botButtons = el("div", "bot-buttons");
+      botButtons.id = "bot-" + id;
+      botButtons.hidden = true;
+      const botJoin = button("Bot joins", "btn btn-small", "bot-join-" + id);
+      const botLeave = button("Bot leaves", "btn btn-small", "bot-leave-" + id);
+      const cueButtons = el("span", "cue-buttons");
+      cueButtons.setAttribute("role", "group");
+      cueButtons.setAttribute("aria-label", "Play a cue");
+      cueButtons.setAttribute("data-testid", "cues-" + id);
+      botButtons.append(botJoin, botLeave, cueButtons);
+      botToggle.addEventListener("click", () => {
+        const open = botButtons.hidden;
+        botButtons.hidden = !open;
+        botToggle.setAttribute("aria-expanded", String(open));
+      });
+      const confirm = el("div", "confirm");
+      confirm.hidden = true;
+      confirm.setAttribute("role", "group");
+      const confirmText = el("span", "confirm-text", "End this room for everyone?");
+      const yes = button("Yes, end it", "btn btn-small btn-danger", "confirm-end-" + id);
+      const no = button("Keep", "btn btn-small", "cancel-end-" + id);
+      confirm.append(confirmText, yes, no);
+      const msg = el("p", "room-msg");
+      msg.setAttribute("role", "status");
+      msg.setAttribute("data-testid", "room-msg-" + id);
+      msg.hidden = true;
+      li.append(head, members, actions, botButtons, confirm, msg);
+      const refs = { id, li, title, meta, members, actions, confirm, msg, cueButtons };
+      renderCueButtons(refs);
+      end.addEventListener("click", () => {
+        actions.hidden = true;
+        confirm.hidden = false;
+        confirmText.textContent = "End “" + (state.rooms.get(id) || room).name + "” for everyone?";
+        no.focus();
+      });
+      no.addEventListener("click", () => {
+        confirm.hidden = true;
+        actions.hidden = false;
+        end.focus();
+      });
+      yes.addEventListener("click", () => runAction(refs, [yes, no], async () => {
+        await call(() => state.client.endRoom(id));
+        handleLocalDelete(id);
+        return null;
+      }, () => {
+        confirm.hidden = true;
+        actions.hidden = false;
+      }));
+      botJoin.addEventListener("click", () => runAction(refs, [botJoin], async () => {
+        await call(() => state.client.botJoin(id));
+        return "The bot is joining.";
+      }));
+      botLeave.addEventListener("click", () => runAction(refs, [botLeave], async () => {
+        await call(() => state.client.botLeave(id));
+        return "The bot is leaving.";
+      }));
+      return refs;
+    }, renderCueButtons = function(refs) {
+      const buttons = state.cues.map((c) => {
+        const label = typeof c.label === "string" && c.label ? c.label : c.name;
+        const b = button("▶ " + label, "btn btn-small", "cue-" + c.name + "-" + refs.id);
+        b.setAttribute("aria-label", "Play " + label.toLowerCase());
+        b.addEventListener("click", () => runAction(refs, [b], async () => {
+          await call(() => state.client.playCue(refs.id, c.name));
+          return label + " played.";
+        }));
+        return b;
+      });
+      refs.cueButtons.replaceChildren(...buttons);
+    }, button = function(text, cls, testid) {
+      const b = el("button", cls, text);
+      b.type = "button";
+      b.setAttribute("data-testid", testid);
+      return b;
+    }, showRoomMsg = function(refs, text, isError) {
+      refs.msg.textContent = text;
+      refs.msg.classList.toggle("error", !!isError);
+      refs.msg.hidden = false;
+      clearTimeout(refs.msgTimer);
+      if (!isError) refs.msgTimer = setTimeout(() => {
+        refs.msg.hidden = true;
+      }, 4e3);
+    }, handleLocalDelete = function(id) {
+      const room = state.rooms.get(id);
+      state.deleted.add(id);
+      if (room) {
+        state.rooms.delete(id);
+        announce("Room " + room.name + " ended.");
+        renderRooms([id]);
+      }
+    }, renderRoom = function(room) {
+      let refs = roomEls.get(room.channelId);
+      if (!refs) {
+        refs = makeRoomEl(room);
+        roomEls.set(room.channelId, refs);
+      }
+      refs.title.textContent = room.name;
+      const n = room.members.size;
+      refs.meta.textContent = room.userLimit > 0 ? n + " / " + room.userLimit : n + (n === 1 ? " person" : " people");
+      refs.meta.setAttribute("aria-label", room.userLimit > 0 ? n + " of " + room.userLimit + " seats taken" : n + (n === 1 ? " person" : " people") + ", no seat limit");
+      refs.li.classList.toggle("full", room.userLimit > 0 && n >= room.userLimit);
+      const items = [];
+      for (const m of room.members.values()) items.push(memberEl(m));
+      if (!items.length) {
+        const empty = el("li", "member-empty", "Nobody here yet");
+        items.push(empty);
+      }
+      refs.members.replaceChildren(...items);
+    }, memberEl = function(m) {
+      const u = state.users.get(m.userId) || {};
+      const name = displayName(m.userId);
+      const li = el("li", "member");
+      li.setAttribute("data-testid", "member-" + m.userId);
+      li.dataset.userId = m.userId;
+      if (m.speaking) {
+        li.classList.add("speaking");
+        li.dataset.speaking = "true";
+      }
+      const av = el("span", "avatar");
+      av.setAttribute("aria-hidden", "true");
+      fillAvatar(av, m.userId, name, u.avatarUrl);
+      const nm = el("span", "member-name", name);
+      if (!u.name) nm.classList.add("mono");
+      if (state.claims && state.claims.sub === m.userId) {
+        nm.append(el("span", "you", " (you)"));
+      }
+      li.append(av, nm);
+      const badges = el("span", "badges");
+      const add = (cls, label, title) => {
+        const b = el("span", "badge " + cls, label);
+        b.title = title;
+        b.setAttribute("data-testid", "badge-" + cls);
+        badges.appendChild(b);
+      };
+      if (m.speaking) add("speaking", "speaking", "Speaking");
+      if (m.mute) add("mute", "server muted", "Muted by a moderator");
+      else if (m.selfMute) add("mute", "muted", "Muted");
+      if (m.deaf) add("deaf", "server deafened", "Deafened by a moderator");
+      else if (m.selfDeaf) add("deaf", "deafened", "Deafened");
+      if (m.selfVideo) add("video", "camera", "Camera on");
+      if (m.selfStream) add("stream", "live", "Streaming");
+      if (m.suppress) add("suppress", "suppressed", "Suppressed");
+      if (badges.childNodes.length) li.appendChild(badges);
+      return li;
+    }, showRoomsError = function(message) {
+      $("rooms-loading").hidden = false;
+      $("rooms-loading").textContent = "Could not load rooms: " + message + " Retrying…";
+    }, announce = function(text) {
+      const a = $("announcer");
+      const line = el("p", null, text);
+      a.appendChild(line);
+      while (a.childNodes.length > 5) a.removeChild(a.firstChild);
+      clearTimeout(announceTimer);
+      announceTimer = setTimeout(() => a.replaceChildren(), 1e4);
+    }, setupCreateForm = function() {
+      const form = $("create-room-form");
+      const err = $("create-error");
+      const submit = $("create-submit");
+      const nameIn = $("room-name");
+      const limitIn = $("room-limit");
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        err.hidden = true;
+        nameIn.removeAttribute("aria-invalid");
+        limitIn.removeAttribute("aria-invalid");
+        const name = nameIn.value.trim();
+        const limitText = limitIn.value.trim();
+        const limit = limitText === "" ? 4 : Number(limitText);
+        if (!Number.isInteger(limit) || limit < 0 || limit > 99) {
+          showFormError("Seats must be a whole number from 0 to 99.", limitIn);
+          return;
+        }
+        if (name.length > 100) {
+          showFormError("The name can be at most 100 characters.", nameIn);
+          return;
+        }
+        const body = { userLimit: limit };
+        if (name) body.name = name;
+        submit.disabled = true;
+        submit.textContent = "Creating…";
+        try {
+          const res = await call(() => state.client.createRoom(body));
+          if (res && res.channelId) {
+            const cid = String(res.channelId);
+            if (!state.deleted.has(cid) && !state.rooms.has(cid)) {
+              state.rooms.set(cid, { channelId: cid, name: res.name || name || "Room", parentId: null, userLimit: limit, members: /* @__PURE__ */ new Map() });
+              renderRooms([cid]);
+              announce("Room " + (res.name || name) + " created.");
+            }
+            nameIn.value = "";
+          }
+        } catch (ex) {
+          if (ex.status !== 401) {
+            const field = ex.code === "VALIDATION_FAILED" && /limit/i.test(ex.message) ? limitIn : ex.code === "VALIDATION_FAILED" && /name/i.test(ex.message) ? nameIn : null;
+            showFormError(ex.message, field);
+          }
+        } finally {
+          submit.disabled = false;
+          submit.textContent = "Create room";
+        }
+      });
+      function showFormError(text, field) {
+        err.textContent = text;
+        err.hidden = false;
+        if (field) {
+          field.setAttribute("aria-invalid", "true");
+          field.focus();
+        }
+      }
+    }, boot = function() {
+      $("sign-out").addEventListener("click", () => signOut(null));
+      $("retry-now").addEventListener("click", reconnectNow);
+      window.addEventListener("online", reconnectNow);
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState !== "visible") return;
+        if (state.claims && expired(state.claims)) signOut(SESSION_ENDED);
+        else reconnectNow();
+      });
+      setupCreateForm();
+      window.addEventListener("hashchange", () => {
+        const { token: token2, error: error2 } = takeToken();
+        if (token2) {
+          if (state.token) signOut(null);
+          signIn(token2);
+        } else if (error2 && !state.token) {
+          showSignedOut("Sign-in did not complete: " + error2);
+        }
+      });
+      const { token, error } = takeToken();
       if (token) {
-        if (state.token) signOut(null);
         signIn(token);
-      } else if (error && !state.token) {
-        showSignedOut('Sign-in did not complete: ' + error);
+      } else {
+        const saved = sessionStorage.getItem(TOKEN_KEY);
+        if (saved) signIn(saved);
+        else showSignedOut(error ? "Sign-in did not complete: " + error : null);
+      }
+    };
+    const TOKEN_KEY = "coven.token";
+    const SESSION_ENDED = "Your session has ended. Please sign in again.";
+    const FLAG_NAMES = ["selfMute", "selfDeaf", "mute", "deaf", "selfVideo", "selfStream", "suppress"];
+    const $ = (id) => document.getElementById(id);
+    const state = {
+      token: null,
+      claims: null,
+      expiryTimer: null,
+      // model
+      rooms: /* @__PURE__ */ new Map(),
+      // channelId -> {channelId, name, parentId, userLimit, members: Map<userId, member>}
+      users: /* @__PURE__ */ new Map(),
+      // userId -> {name, avatarUrl} learnt from snapshots
+      cues: [],
+      // [{name, label, durationMs}] from GET /api/cues: the bot menu's cue buttons
+      deleted: /* @__PURE__ */ new Set(),
+      // channelIds seen deleted (guards late create responses)
+      loaded: false,
+      // a snapshot has been applied
+      // connection: the package's client, while signed in
+      client: null,
+      connState: "signed-out",
+      retryAt: 0,
+      countdownTimer: null,
+      generation: 0
+      // bumps on sign-out so stale async work is dropped
+    };
+    class ApiError extends Error {
+      constructor(status, message, code, retryAfter) {
+        super(message);
+        this.status = status;
+        this.code = code;
+        this.retryAfter = retryAfter;
+      }
+    }
+    async function call(request) {
+      try {
+        return await request();
+      } catch (err) {
+        const status = err instanceof HubApiError ? err.status : 0;
+        if (!status) throw new ApiError(0, "The hub could not be reached. Check your connection and try again.", "NETWORK");
+        let message = /^HTTP \d+$/.test(err.message) ? defaultMessage(status) : err.message;
+        if (status === 429 && err.retryAfter !== void 0) message += " (try again in " + err.retryAfter + " s)";
+        if (status === 401) signOut(SESSION_ENDED);
+        throw new ApiError(status, message, err.code, err.retryAfter);
+      }
+    }
+    const pendingLines = [];
+    let nameRefreshTimer = null;
+    let cuesRetry = null;
+    async function loadCues() {
+      const gen = state.generation;
+      clearTimeout(cuesRetry);
+      try {
+        const data = await call(() => state.client.cues());
+        if (gen !== state.generation) return;
+        state.cues = (data && data.cues || []).filter((c) => c && typeof c.name === "string");
+        for (const refs of roomEls.values()) renderCueButtons(refs);
+      } catch (err) {
+        if (gen === state.generation && err.status !== 401) {
+          cuesRetry = setTimeout(() => {
+            if (gen === state.generation) loadCues();
+          }, 5e3);
+        }
+      }
+    }
+    const roomEls = /* @__PURE__ */ new Map();
+    async function runAction(refs, buttons, fn, onError) {
+      for (const b of buttons) b.disabled = true;
+      refs.msg.hidden = true;
+      refs.msg.classList.remove("error");
+      try {
+        const ok = await fn();
+        if (ok) showRoomMsg(refs, ok, false);
+      } catch (err) {
+        if (onError) onError();
+        if (err.status !== 401) showRoomMsg(refs, err.message, true);
+      } finally {
+        for (const b of buttons) b.disabled = false;
+      }
+    }
+    let announceTimer = null;
+    window.covenLobby = Object.freeze({
+      dropConnection() {
+        if (state.client) state.client.reconnect();
+      },
+      lastSeq() {
+        return state.client ? state.client.lastSeq ?? null : null;
       }
     });
-
-    const { token, error } = readTokenFromHash();
-    if (token) {
-      signIn(token);
-    } else {
-      const saved = sessionStorage.getItem(TOKEN_KEY);
-      if (saved) signIn(saved);
-      else showSignedOut(error ? 'Sign-in did not complete: ' + error : null);
-    }
+    boot();
   }
-
-  // Test hook: lets an end-to-end test cut the live socket as a network drop would.
-  // It exposes no token and no model, only the ability to drop the connection.
-  window.covenLobby = Object.freeze({
-    dropConnection() { if (state.ws) state.ws.close(4000, 'dropped by test'); },
-    lastSeq() { return state.lastSeq; },
-  });
-
-  boot();
 })();

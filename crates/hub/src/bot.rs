@@ -140,8 +140,11 @@ async fn presence(
         .await
 }
 
-#[derive(Deserialize)]
-struct CueRequest {
+/// `POST /api/rooms/{channelId}/cue` body.
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CueRequest {
+    /// A name listed by `GET /api/cues`.
+    #[schemars(with = "Cue")]
     cue: String,
 }
 

@@ -81,7 +81,7 @@ pub struct Subscription {
 }
 
 /// The replay ring's state, for `/health`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RingState {
     /// The last `seq` assigned; before any event, the stream's base (the

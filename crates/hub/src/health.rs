@@ -18,16 +18,35 @@ use serde::Serialize;
 use crate::broker::RingState;
 use crate::state::HealthState;
 
-#[derive(Serialize)]
+/// `GET /health` body.
+#[derive(Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct Health {
+pub(crate) struct Health {
+    /// `ok`, `starting` (503) or `shutting_down` (503).
+    #[schemars(with = "HealthStatus")]
     status: &'static str,
+    /// Open connections.
     connections: usize,
+    /// The replay ring of the primary guild.
     replay: RingState,
+    /// JWT key sources configured.
     jwt_key_sources: usize,
     /// `"up"`/`"down"` with `REDIS_URL`; absent without.
     #[serde(skip_serializing_if = "Option::is_none")]
     redis: Option<&'static str>,
+}
+
+/// The values of [`Health::status`], for the schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code)] // Only its schema is used: `status` is written as text.
+enum HealthStatus {
+    /// Serving, with keys to verify tokens.
+    Ok,
+    /// The JWKS was never fetched yet.
+    Starting,
+    /// Draining for shutdown.
+    ShuttingDown,
 }
 
 /// The handler.

@@ -39,6 +39,7 @@ mod login;
 mod metrics;
 mod once_key;
 mod once_store;
+pub mod openapi;
 mod permissions;
 mod profiles;
 mod rate_limit;

@@ -191,22 +191,34 @@ impl From<RoomsError> for HubError {
 }
 
 /// `201` body of a create: `{channelId, name, guildId}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CreatedRoom {
+    /// The new voice channel.
     channel_id: Snowflake,
+    /// Its name.
     name: String,
+    /// The guild.
     guild_id: Snowflake,
 }
 
-#[derive(Deserialize)]
+/// `POST /api/create-room` body; every field is optional. The fields are read as
+/// JSON values so that a wrong one gets its own message; the schema says what is accepted.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-struct CreateRoomBody {
+#[schemars(rename = "CreateRoomRequest")]
+pub(crate) struct CreateRoomBody {
+    /// The room's name (default `spell-coven-<base36 time>`).
     #[serde(default)]
+    #[schemars(with = "Option<RoomName>")]
     name: Option<serde_json::Value>,
+    /// The category to create it in (with `ROOMS_CATEGORY_ID`: that one or none).
     #[serde(default)]
+    #[schemars(with = "Option<Snowflake>")]
     parent_id: Option<serde_json::Value>,
+    /// Seats, 0 (unlimited) to 99; default 4.
     #[serde(default)]
+    #[schemars(with = "Option<UserLimit>")]
     user_limit: Option<serde_json::Value>,
 }
 

@@ -28,7 +28,7 @@ use crate::conn_limits::ip_key;
 use crate::error::HubError;
 use crate::shared_limits::RoomsMemory;
 use crate::state::{AppState, Hub};
-use crate::{bot, health, ingest, lobby, login, metrics, rooms, snapshot, socket};
+use crate::{bot, health, ingest, lobby, login, metrics, openapi, rooms, snapshot, socket};
 
 /// Largest accepted `POST /api/create-room` body.
 const CREATE_BODY_MAX_BYTES: usize = 16 * 1024;
@@ -71,6 +71,7 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .route("/.well-known/jwks.json", get(login::jwks))
         .route("/auth/login", get(login::login))
         .route("/auth/callback", get(login::callback))
+        .route("/api/openapi.json", get(openapi::serve))
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
         .fallback(lobby::serve)

@@ -205,29 +205,43 @@ impl SnapshotCache {
 }
 
 /// `GET /api/rooms` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Snapshot {
+    /// The guild (`PRIMARY_GUILD_ID`).
     guild_id: Snowflake,
+    /// The `seq` this snapshot is current at: resume the socket with it as `lastSeq`.
     seq: u64,
+    /// Every room (docs/spec.md §7.1) with its members.
     rooms: Vec<SnapshotRoom>,
 }
 
-#[derive(Debug, Serialize)]
+/// A room in the snapshot.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotRoom {
+    /// The voice channel.
     channel_id: Snowflake,
+    /// Its name.
     name: String,
+    /// Its category, or `null`.
     parent_id: Option<Snowflake>,
+    /// How many users may join (0 = unlimited).
+    #[schemars(range(max = 99))]
     user_limit: u32,
+    /// Who is in it, with their voice flags.
     members: Vec<SnapshotMember>,
 }
 
-#[derive(Debug, Serialize)]
+/// A member of a room in the snapshot.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct SnapshotMember {
+    /// The user.
     user_id: Snowflake,
+    /// Their display name, or `null` when the hub does not know it.
     name: Option<String>,
+    /// Their avatar (Discord CDN), or `null`.
     avatar_url: Option<String>,
     #[serde(flatten)]
     flags: VoiceFlags,

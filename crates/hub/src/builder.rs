@@ -27,6 +27,9 @@ use crate::redis_broker::RedisBroker;
 use crate::redis_link::RedisLink;
 use crate::room_owners::RoomOwners;
 use crate::rooms::RoomsBackend;
+use crate::rtc_presence::Presence;
+use crate::rtc_relay::{LocalPeers, RtcRelay};
+use crate::rtc_route::RedisRoute;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
 use crate::snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
@@ -178,6 +181,7 @@ impl HubBuilder {
                 jwt,
                 broker: broker.clone(),
                 lifecycle: lifecycle.clone(),
+                rtc: rtc_relay(&settings, &broker, &voice_view, redis.as_ref(), &lifecycle),
             },
             bot: BotState {
                 rooms: rooms.clone(),
@@ -346,6 +350,37 @@ fn default_voice_view(
             settings.primary_guild_id,
         )),
     }
+}
+
+/// The webcams' relay: voice presence observed on `broker` and seeded from
+/// `voice_view`, the other hubs through Redis. Inside a Tokio runtime its tasks
+/// start at once and stop at shutdown.
+fn rtc_relay(
+    settings: &HubSettings,
+    broker: &Arc<dyn Broker>,
+    voice_view: &Arc<dyn VoiceViewSource>,
+    redis: Option<&Arc<RedisLink>>,
+    lifecycle: &Lifecycle,
+) -> Arc<RtcRelay> {
+    let guild = settings.primary_guild_id;
+    let presence = Arc::new(Presence::new(broker.clone(), guild));
+    let peers = Arc::new(LocalPeers::default());
+    let mut route = None;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        broker.follow(guild);
+        let stop = lifecycle.shutdown();
+        presence.run(voice_view.clone(), stop.clone());
+        if let (Some(link), Some(url)) = (redis, &settings.redis_url) {
+            route = RedisRoute::start(link.clone(), url, guild, peers.clone(), stop);
+        }
+    }
+    Arc::new(RtcRelay::new(
+        presence,
+        peers,
+        route,
+        settings.ice.clone(),
+        settings.rtc_limits,
+    ))
 }
 
 /// A link to the worker's endpoints, when any is set, signing with the first secret.

@@ -389,6 +389,7 @@
       let msg;
       try { msg = JSON.parse(e.data); } catch (_) { return; }
       if (!msg || msg.v !== 1) return;
+      webcams('message', { msg, send: (m) => { if (state.ws === ws) ws.send(JSON.stringify(m)); } });
       if (msg.type === 'ack' && msg.event === 'auth.ok') {
         authed = true;
         state.attempt = 0;
@@ -529,6 +530,7 @@
     clearTimeout(snapshotRetry);
     roomEls.clear();
     $('rooms').replaceChildren();
+    webcams('signed-out', {});
     showSignedOut(notice);
   }
 
@@ -806,6 +808,13 @@
       items.push(empty);
     }
     refs.members.replaceChildren(...items);
+    webcams('room', { channelId: room.channelId, card: refs.li, me: state.claims && state.claims.sub, token: state.token,
+      members: Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking })) });
+  }
+
+  // Webcams (webcams.js, docs/lobby.md): told of every message, every rendered room, sign-out.
+  function webcams(kind, detail) {
+    document.dispatchEvent(new CustomEvent('coven:' + kind, { detail }));
   }
 
   function memberEl(m) {

@@ -26,6 +26,7 @@ mod builder;
 mod client_ip;
 mod conn_limits;
 mod connection;
+mod demo_seat;
 mod discord;
 mod error;
 mod fanout;

@@ -21,7 +21,7 @@ use tower_http::trace::TraceLayer;
 use url::Url;
 
 use crate::state::{AppState, Hub};
-use crate::{bot, health, ingest, lobby, login, metrics, rooms, snapshot, socket};
+use crate::{bot, demo_seat, health, ingest, lobby, login, metrics, rooms, snapshot, socket};
 
 /// Largest accepted `POST /api/create-room` body.
 const CREATE_BODY_MAX_BYTES: usize = 16 * 1024;
@@ -51,6 +51,10 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .route("/api/rooms/{channel_id}/cue", post(bot::cue))
         .route("/api/cues", get(bot::cues))
         .route("/api/rooms", get(snapshot::rooms))
+        .route(
+            "/api/demo/sit/{channel_id}",
+            get(demo_seat::available).post(demo_seat::sit),
+        )
         .route("/.well-known/jwks.json", get(login::jwks))
         .route("/auth/login", get(login::login))
         .route("/auth/callback", get(login::callback))

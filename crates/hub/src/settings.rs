@@ -133,6 +133,10 @@ pub struct HubSettings {
     pub ice: IceSettings,
     /// How much webcam signalling (`rtc.signal`) one socket may send.
     pub rtc_limits: RtcLimits,
+    /// `coven demo` only: the Discord simulator's base URL, whose control API the
+    /// lobby's "Sit at this table" goes through (`POST /api/demo/sit/{channelId}`).
+    /// Unset (always outside the demo), that route answers 404.
+    pub demo_sim_url: Option<Url>,
 }
 
 impl HubSettings {
@@ -184,6 +188,7 @@ impl HubSettings {
             member_permissions_ttl: crate::permissions::ACCESS_CACHE_TTL,
             ice: IceSettings::none(),
             rtc_limits: RtcLimits::default(),
+            demo_sim_url: None,
         }
     }
 }

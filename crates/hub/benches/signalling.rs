@@ -218,40 +218,61 @@ async fn run(pairs: usize, messages: usize, rate: usize, redis: Option<String>) 
     // Wait until each pair's signals get through (presence known on both hubs, the
     // receiver's channel subscribed), then measure.
     for (pair, sender, receiver) in &mut links {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        'probe: loop {
-            if Instant::now() >= deadline {
-                let answer = tokio::time::timeout(Duration::from_secs(1), sender.next()).await;
-                panic!("pair {pair} never connected; the sender got {answer:?}");
-            }
-            sender
-                .send(Message::text(signal(user(*pair, 1), channel(*pair), 0)))
-                .await
-                .expect("sent");
-            let wait = tokio::time::sleep(Duration::from_millis(200));
-            tokio::pin!(wait);
-            loop {
-                tokio::select! {
-                    () = &mut wait => continue 'probe,
-                    frame = receiver.next() => {
-                        if let Some(Ok(Message::Text(text))) = frame && text.contains("rtc.signal") {
-                            break 'probe;
-                        }
+        probe(sender, receiver, user(*pair, 1), channel(*pair)).await;
+    }
+    let (all, elapsed) =
+        measure(links, messages, rate, |pair| (user(pair, 1), channel(pair))).await;
+    let lost = pairs * messages - all.len();
+    println!(
+        "  ({} signals in {:.1} s: {:.0}/s)",
+        all.len(),
+        elapsed.as_secs_f64(),
+        all.len() as f64 / elapsed.as_secs_f64()
+    );
+    drop((stop_a, stop_b));
+    (all, lost)
+}
+
+/// Signals until one gets through, then drains the sender's refusals.
+async fn probe(sender: &mut Ws, receiver: &mut Ws, to: u64, room: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'probe: loop {
+        if Instant::now() >= deadline {
+            let answer = tokio::time::timeout(Duration::from_secs(1), sender.next()).await;
+            panic!("{to} never got a signal; the sender got {answer:?}");
+        }
+        sender
+            .send(Message::text(signal(to, room, 0)))
+            .await
+            .expect("sent");
+        let wait = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => continue 'probe,
+                frame = receiver.next() => {
+                    if let Some(Ok(Message::Text(text))) = frame && text.contains("rtc.signal") {
+                        break 'probe;
                     }
                 }
             }
         }
-        // Drain the sender's answers (refusals while presence was catching up).
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), sender.next()).await
-        {
-        }
     }
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), sender.next()).await {}
+}
+
+/// Every pair sends at once; returns the sorted latencies (µs) and how long it took.
+async fn measure(
+    links: Vec<(usize, Ws, Ws)>,
+    messages: usize,
+    rate: usize,
+    target: impl Fn(usize) -> (u64, u64),
+) -> (Vec<u64>, Duration) {
     let started = Instant::now();
     let tasks: Vec<_> = links
         .into_iter()
         .map(|(pair, mut sender, mut receiver)| {
-            let to = user(pair, 1);
-            let room = channel(pair);
+            let (to, room) = target(pair);
             tokio::spawn(async move {
                 // Spread the senders over one period so they do not fire in lockstep.
                 let period = Duration::from_secs(1) / rate as u32;
@@ -295,19 +316,11 @@ async fn run(pairs: usize, messages: usize, rate: usize, redis: Option<String>) 
             })
         })
         .collect();
-    let mut all = Vec::with_capacity(pairs * messages);
+    let mut all = Vec::with_capacity(tasks.len() * messages);
     for task in tasks {
         all.extend(task.await.expect("a pair"));
     }
     let elapsed = started.elapsed();
     all.sort_unstable();
-    let lost = pairs * messages - all.len();
-    println!(
-        "  ({} signals in {:.1} s: {:.0}/s)",
-        all.len(),
-        elapsed.as_secs_f64(),
-        all.len() as f64 / elapsed.as_secs_f64()
-    );
-    drop((stop_a, stop_b));
-    (all, lost)
+    (all, elapsed)
 }

@@ -147,9 +147,13 @@ impl HubBuilder {
         let login = login_runtime(&settings, self.discord_rest)?;
         let (jwt, key_sources) = jwt_verifier(&settings, self.key_sources, issuer.as_ref());
         let jwt = Arc::new(jwt);
+        // The webcams' presence is seeded only from a view that knows who is in
+        // voice (the worker's, or one given): the rooms backend's has no members.
+        let knows_members = self.voice_view.is_some() || !settings.worker_endpoints.is_empty();
         let voice_view = self
             .voice_view
             .unwrap_or_else(|| default_voice_view(&settings, &self.rooms));
+        let seed = knows_members.then(|| voice_view.clone());
         let broker = self
             .broker
             .unwrap_or_else(|| default_broker(&settings, redis.as_ref()));
@@ -181,7 +185,7 @@ impl HubBuilder {
                 jwt,
                 broker: broker.clone(),
                 lifecycle: lifecycle.clone(),
-                rtc: rtc_relay(&settings, &broker, &voice_view, redis.as_ref(), &lifecycle),
+                rtc: rtc_relay(&settings, &broker, seed, redis.as_ref(), &lifecycle),
             },
             bot: BotState {
                 rooms: rooms.clone(),
@@ -353,12 +357,12 @@ fn default_voice_view(
 }
 
 /// The webcams' relay: voice presence observed on `broker` and seeded from
-/// `voice_view`, the other hubs through Redis. Inside a Tokio runtime its tasks
-/// start at once and stop at shutdown.
+/// `seed` (when the hub has a view of who is in voice), the other hubs through
+/// Redis. Inside a Tokio runtime its tasks start at once and stop at shutdown.
 fn rtc_relay(
     settings: &HubSettings,
     broker: &Arc<dyn Broker>,
-    voice_view: &Arc<dyn VoiceViewSource>,
+    seed: Option<Arc<dyn VoiceViewSource>>,
     redis: Option<&Arc<RedisLink>>,
     lifecycle: &Lifecycle,
 ) -> Arc<RtcRelay> {
@@ -369,7 +373,7 @@ fn rtc_relay(
     if tokio::runtime::Handle::try_current().is_ok() {
         broker.follow(guild);
         let stop = lifecycle.shutdown();
-        presence.run(voice_view.clone(), stop.clone());
+        presence.run(seed, stop.clone());
         if let (Some(link), Some(url)) = (redis, &settings.redis_url) {
             route = RedisRoute::start(link.clone(), url, guild, peers.clone(), stop);
         }

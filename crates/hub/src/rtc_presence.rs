@@ -85,27 +85,40 @@ impl Presence {
         feed
     }
 
-    /// Seeds from `view` (retrying until it answers) and keeps the feed drained,
-    /// until `stop`. Needs a Tokio runtime.
-    pub(crate) fn run(self: &Arc<Self>, view: Arc<dyn VoiceViewSource>, stop: CancellationToken) {
+    /// Seeds from `view` (retrying until it answers; without one, presence is
+    /// what the events say) and keeps the feed drained, until `stop`. Needs a
+    /// Tokio runtime.
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        view: Option<Arc<dyn VoiceViewSource>>,
+        stop: CancellationToken,
+    ) {
         let presence = self.clone();
         tokio::spawn(async move {
-            let seeding = presence.seed(view.as_ref());
+            let seeding = presence.seed_from(view.as_deref());
             tokio::pin!(seeding);
-            let mut seeded = false;
+            let mut seeded = view.is_none();
             loop {
                 let feed = presence.lock().feed.clone();
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = &mut seeding, if !seeded => seeded = true,
-                    () = presence.reseed.notified() => {
-                        seeding.set(presence.seed(view.as_ref()));
+                    () = presence.reseed.notified(), if view.is_some() => {
+                        seeding.set(presence.seed_from(view.as_deref()));
                         seeded = false;
                     }
                     () = feed.ready() => presence.lock().drain(),
                 }
             }
         });
+    }
+
+    /// [`Self::seed`] from `view`, or never without one.
+    async fn seed_from(&self, view: Option<&dyn VoiceViewSource>) {
+        match view {
+            Some(view) => self.seed(view).await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Reads the voice view until it answers, then applies it and the events

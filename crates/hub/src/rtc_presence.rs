@@ -4,10 +4,12 @@
 //! Why its own feed: the hub already receives every `voice.joined` / `voice.left`
 //! in order through its [`LocalStream`] (the in-process broker's or Redis's, so
 //! every hub of a cluster knows the same). [`Presence`] observes that stream
-//! through one outbox, like a browser's but fed first, and seeds itself from the worker's voice
-//! view (the snapshot's [`VoiceViewSource`]); every event received from the moment
-//! the view is asked for is applied again over the view's answer, so an event
-//! that happened while the view was on its way is not lost.
+//! through one outbox, like a browser's but fed first, and seeds itself from the
+//! worker's voice view (the snapshot's [`VoiceViewSource`]) once the first browser
+//! signs in; every event received from the moment the view is asked for is applied
+//! again over the view's answer, so an event that happened while the view was on
+//! its way is not lost. A hub without a worker has no such view (the rooms backend
+//! knows no members): its presence is what the events say.
 //!
 //! "At once": a lookup first drains the feed under the presence lock. The feed is
 //! handed each event before any browser, so an event a browser has been handed is
@@ -44,6 +46,10 @@ pub(crate) struct Presence {
     state: Mutex<State>,
     /// Woken when the feed was lost and subscribed anew: the view is read again.
     reseed: tokio::sync::Notify,
+    /// Woken by the first browser that signs in: the view is read only once
+    /// someone may use the webcams.
+    wanted: tokio::sync::Notify,
+    asked: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -76,6 +82,8 @@ impl Presence {
                 pending: None,
             }),
             reseed: tokio::sync::Notify::new(),
+            wanted: tokio::sync::Notify::new(),
+            asked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -113,12 +121,22 @@ impl Presence {
         });
     }
 
-    /// [`Self::seed`] from `view`, or never without one.
-    async fn seed_from(&self, view: Option<&dyn VoiceViewSource>) {
-        match view {
-            Some(view) => self.seed(view).await,
-            None => std::future::pending().await,
+    /// Says a browser signed in: the voice view is read (once) from now on.
+    pub(crate) fn wanted(&self) {
+        if !self.asked.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.wanted.notify_one();
         }
+    }
+
+    /// [`Self::seed`] from `view` once [`Self::wanted`], or never without a view.
+    async fn seed_from(&self, view: Option<&dyn VoiceViewSource>) {
+        let Some(view) = view else {
+            return std::future::pending().await;
+        };
+        if !self.asked.load(std::sync::atomic::Ordering::Relaxed) {
+            self.wanted.notified().await;
+        }
+        self.seed(view).await;
     }
 
     /// Reads the voice view until it answers, then applies it and the events

@@ -135,6 +135,7 @@ impl RtcRelay {
     /// Registers an authenticated socket of `subject` (the token's `sub`, a Discord
     /// user id for signalling to work) until the returned session is dropped.
     pub(crate) fn attach(self: &Arc<Self>, subject: &str, outbox: &Arc<Outbox>) -> RtcSession {
+        self.presence.wanted();
         let user = subject.parse::<Snowflake>().ok();
         if let Some(user) = user
             && self.peers.add(user, outbox.clone())

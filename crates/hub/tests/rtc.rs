@@ -344,3 +344,25 @@ async fn two_players_on_two_hubs_sharing_redis_signal_each_other() {
     send(&mut bob, &signal(ALICE, TABLE_A, &answer)).await;
     assert_error(&next_non_event(&mut bob).await, "FORBIDDEN");
 }
+
+#[tokio::test]
+async fn only_a_demo_hub_seats_anyone_at_a_table() {
+    let (hub, _rooms) = TestHub::start().await;
+    let url = hub.url(&format!("/api/demo/sit/{TABLE_A}"));
+    assert_eq!(hub.http.get(&url).send().await.unwrap().status(), 404);
+    let mut claims = claims();
+    claims["sub"] = json!(ALICE.to_string());
+    let sit = hub
+        .http
+        .post(&url)
+        .bearer_auth(token(Algorithm::RS256, "rsa-1", &claims))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sit.status(), 404);
+    assert_eq!(
+        hub.http.post(&url).send().await.unwrap().status(),
+        401,
+        "a token first"
+    );
+}

@@ -5,7 +5,7 @@
 // the events after it". Typed events (`on('voice.joined', …)`) and the derived
 // live rooms (`rooms`, `on('rooms', …)`) come out; the rooms API goes through
 // {@link HubApi}.
-import type { Ack, CreateRoomRequest, CreatedRoom, Cue, CueList, ErrorBody, EventPayloads, OkBody, Snapshot } from './contract.js';
+import type { Ack, ClientMessage, CreateRoomRequest, CreatedRoom, Cue, CueList, ErrorBody, EventPayloads, OkBody, ServerMessage, Snapshot } from './contract.js';
 import { HubApi, hubOrigin, type CreateRoomOptions, type HubApiOptions } from './api.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { Emitter } from './emitter.js';
@@ -80,6 +80,12 @@ export type ClientListeners = EventListeners & {
   retry: (delayMs: number, attempt: number) => void;
   /** Something went wrong; a {@link GatewayAuthError} also stops the client. */
   error: (error: Error) => void;
+  /**
+   * Every message of the current socket as the hub sent it (`auth.ok`, events, errors,
+   * `rtc.signal`, …), before the client acts on it: for what the typed listeners do not
+   * cover, such as webcam signalling (docs/spec.md §12).
+   */
+  message: (message: ServerMessage) => void;
 };
 
 type AnyFrame = Parameters<ClientListeners['event']>[0];
@@ -98,6 +104,8 @@ export class GatewayClient extends Emitter<ClientListeners> {
   private guild: string | undefined;
   private generation = 0;
   private socket: WebSocketLike | undefined;
+  /** The socket whose `auth.ok` arrived: the one {@link GatewayClient.send} may use. */
+  private authedSocket: WebSocketLike | undefined;
   private attempt = 0;
   private refusedToken: string | undefined;
   private refusals = 0;
@@ -298,8 +306,10 @@ export class GatewayClient extends Emitter<ClientListeners> {
         this.emit('error', new Error('the hub sent a message of another protocol version'));
         return;
       }
+      this.emit('message', msg as unknown as ServerMessage);
       if (msg.type === 'ack') {
         authed = true;
+        this.authedSocket = socket;
         clearTimeout(authTimer);
         this.attempt = 0;
         this.refusals = 0;
@@ -343,6 +353,17 @@ export class GatewayClient extends Emitter<ClientListeners> {
       }
       this.schedule();
     });
+  }
+
+  /**
+   * Sends `message` on the socket if it is authenticated and open; `false` when there
+   * is none (the caller decides whether to retry after the next `auth.ok`).
+   */
+  send(message: ClientMessage): boolean {
+    const socket = this.socket;
+    if (!socket || socket !== this.authedSocket || this.currentState === 'stopped') return false;
+    socket.send(JSON.stringify(message));
+    return true;
   }
 
   /** Loads the snapshot; events arriving meanwhile are buffered and applied after it. */

@@ -22,7 +22,7 @@ export type ErrorCode = ("UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "RATE_LIMI
  * This interface was referenced by `Contract`'s JSON-Schema
  * via the `definition` "ClientMessage".
  */
-export type ClientMessage = {
+export type ClientMessage = ({
 /**
  * The last `seq` the client saw; events after it are replayed.
  */
@@ -32,7 +32,9 @@ lastSeq?: (number | null)
  */
 token: string
 type: "auth"
-}
+} | (RtcSignal & {
+type: "rtc.signal"
+}))
 /**
  * A voice channel name: 1 to 100 characters, not blank.
  * 
@@ -144,6 +146,8 @@ type: "event"
 type: "ack"
 }) | (ErrorEnvelope & {
 type: "error"
+}) | (RtcSignalEnvelope & {
+type: "rtc.signal"
 }))
 
 /**
@@ -162,6 +166,11 @@ event: AckEvent
  */
 guildId: string
 /**
+ * The STUN/TURN servers for `RTCPeerConnection` (docs/spec.md §12), with TURN
+ * credentials minted for this user; empty when the hub has none.
+ */
+iceServers: IceServer[]
+/**
  * Present only when the client sent `lastSeq`: `true` when every missed event
  * follows, `false` when the gap is older than the replay window.
  */
@@ -174,6 +183,27 @@ ts: number
  * Always 1.
  */
 v: 1
+}
+/**
+ * One entry of `auth.ok`'s `iceServers`, in the shape of WebRTC's `RTCIceServer`:
+ * STUN/TURN URLs and, for TURN, short-lived credentials.
+ * 
+ * This interface was referenced by `Contract`'s JSON-Schema
+ * via the `definition` "IceServer".
+ */
+export interface IceServer {
+/**
+ * base64(HMAC-SHA1(`TURN_SECRET`, username)): valid until the expiry.
+ */
+credential?: (string | null)
+/**
+ * `stun:`, `turn:` or `turns:` URLs.
+ */
+urls: string[]
+/**
+ * The TURN REST API user name, `<unix expiry>:<user id>`.
+ */
+username?: (string | null)
 }
 /**
  * The JSON body of every HTTP error: `{"message", "code", "details"?}`.
@@ -193,6 +223,28 @@ details?: {
  * Human-readable explanation.
  */
 message: string
+}
+/**
+ * Browser → hub: `{"type":"rtc.signal","to":…,"channelId":…,"data":{…}}`.
+ * 
+ * This interface was referenced by `Contract`'s JSON-Schema
+ * via the `definition` "RtcSignal".
+ */
+export interface RtcSignal {
+/**
+ * The voice channel both users must be in.
+ */
+channelId: string
+/**
+ * An SDP offer/answer or an ICE candidate.
+ */
+data: {
+[k: string]: unknown | undefined
+}
+/**
+ * The user the signal is for.
+ */
+to: string
 }
 /**
  * `POST /api/create-room` body; every field is optional. The fields are read as
@@ -517,6 +569,36 @@ export interface OkBody {
  * Always `true` on success.
  */
 ok: boolean
+}
+/**
+ * Hub → browser: `{"v":1,"type":"rtc.signal","from":…,"channelId":…,"data":{…},"ts":…}`.
+ * 
+ * This interface was referenced by `Contract`'s JSON-Schema
+ * via the `definition` "RtcSignalEnvelope".
+ */
+export interface RtcSignalEnvelope {
+/**
+ * A Discord id: a decimal string, digits only, no leading zero, not "0", at most 18446744073709551615.
+ */
+channelId: string
+/**
+ * The sender's `data`, unchanged.
+ */
+data: {
+[k: string]: unknown | undefined
+}
+/**
+ * A Discord id: a decimal string, digits only, no leading zero, not "0", at most 18446744073709551615.
+ */
+from: string
+/**
+ * Milliseconds since the Unix epoch when the hub relayed it.
+ */
+ts: number
+/**
+ * Always 1.
+ */
+v: 1
 }
 /**
  * `GET /api/rooms` body.

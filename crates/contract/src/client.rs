@@ -1,13 +1,16 @@
-//! Browser → hub messages (docs/spec.md §6). Today there is one: `auth`, sent first.
+//! Browser → hub messages (docs/spec.md §6): `auth`, sent first, and `rtc.signal`,
+//! the WebRTC signalling of docs/spec.md §12.
 //!
-//! Parsing checks the size limit before looking at the text and rejects unknown
-//! `type`s, so the hub can answer `INVALID_MESSAGE` without guessing.
+//! Parsing checks the size limits and rejects unknown `type`s, so the hub can
+//! answer `INVALID_MESSAGE` without guessing. Every message is held to 4 KiB except
+//! `rtc.signal`, whose SDP may take up to the 16 KiB frame limit.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ContractError;
-use crate::limits::CLIENT_MESSAGE_MAX_BYTES;
+use crate::limits::{CLIENT_MESSAGE_MAX_BYTES, RTC_SIGNAL_MAX_BYTES};
+use crate::rtc::RtcSignal;
 
 /// A message a browser sends over `/api/ws`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -21,17 +24,24 @@ pub enum ClientMessage {
         #[serde(rename = "lastSeq", default, skip_serializing_if = "Option::is_none")]
         last_seq: Option<u64>,
     },
+    /// WebRTC signalling for another member of the same voice channel (docs/spec.md §12).
+    #[serde(rename = "rtc.signal")]
+    RtcSignal(RtcSignal),
 }
 
 impl ClientMessage {
-    /// Parses one text frame from a browser, refusing frames over 4 KiB.
+    /// Parses one text frame from a browser, refusing messages over 4 KiB, except
+    /// an `rtc.signal`, which may take 16 KiB.
     pub fn parse(text: &str) -> Result<Self, ContractError> {
-        if text.len() > CLIENT_MESSAGE_MAX_BYTES {
-            return Err(ContractError::TooLarge {
-                limit: CLIENT_MESSAGE_MAX_BYTES,
-            });
+        let too_large = |limit| Err(ContractError::TooLarge { limit });
+        if text.len() > RTC_SIGNAL_MAX_BYTES {
+            return too_large(RTC_SIGNAL_MAX_BYTES);
         }
-        serde_json::from_str(text).map_err(|e| ContractError::from_json(&e))
+        match serde_json::from_str(text) {
+            Ok(message @ Self::RtcSignal(_)) => Ok(message),
+            _ if text.len() > CLIENT_MESSAGE_MAX_BYTES => too_large(CLIENT_MESSAGE_MAX_BYTES),
+            parsed => parsed.map_err(|e| ContractError::from_json(&e)),
+        }
     }
 }
 
@@ -44,6 +54,7 @@ impl std::fmt::Debug for ClientMessage {
                 .field("token", &"[redacted]")
                 .field("last_seq", last_seq)
                 .finish(),
+            Self::RtcSignal(signal) => f.debug_tuple("RtcSignal").field(signal).finish(),
         }
     }
 }
@@ -91,6 +102,43 @@ mod tests {
             ClientMessage::parse(&huge),
             Err(ContractError::TooLarge { limit: 4096 })
         );
+        let garbage = "x".repeat(5000);
+        assert_eq!(
+            ClientMessage::parse(&garbage),
+            Err(ContractError::TooLarge { limit: 4096 })
+        );
+    }
+
+    fn signal_of(sdp_len: usize) -> String {
+        format!(
+            r#"{{"type":"rtc.signal","to":"3","channelId":"2","data":{{"type":"offer","sdp":"{}"}}}}"#,
+            "a".repeat(sdp_len)
+        )
+    }
+
+    #[test]
+    fn an_rtc_signal_may_take_16_kib_and_no_more() {
+        let big = signal_of(16 * 1024 - 100);
+        assert!(big.len() > 4096 && big.len() <= 16 * 1024);
+        assert!(matches!(
+            ClientMessage::parse(&big),
+            Ok(ClientMessage::RtcSignal(_))
+        ));
+        assert_eq!(
+            ClientMessage::parse(&signal_of(16 * 1024)),
+            Err(ContractError::TooLarge { limit: 16 * 1024 })
+        );
+        for bad in [
+            r#"{"type":"rtc.signal","to":"3","channelId":"2","data":"offer"}"#,
+            r#"{"type":"rtc.signal","to":"x","channelId":"2","data":{}}"#,
+            r#"{"type":"rtc.signal","channelId":"2","data":{}}"#,
+            r#"{"type":"rtc.signal","to":"3","data":{}}"#,
+        ] {
+            assert!(
+                matches!(ClientMessage::parse(bad), Err(ContractError::Malformed(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use crate::{ContractError, ErrorBody, Event, Snowflake};
+use crate::{ContractError, ErrorBody, Event, IceServer, RtcSignalEnvelope, Snowflake};
 
 /// The protocol version, always `1` on the wire; any other number is rejected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -83,8 +83,12 @@ pub enum ServerMessage {
     Event(EventEnvelope),
     /// The answer to a successful `auth`.
     Ack(Ack),
-    /// An error; the hub closes the socket after sending it.
+    /// An error; the hub closes the socket after sending it, except after a
+    /// refused `rtc.signal` (docs/spec.md §12).
     Error(ErrorEnvelope),
+    /// WebRTC signalling from another member of the same voice channel (docs/spec.md §12).
+    #[serde(rename = "rtc.signal")]
+    RtcSignal(RtcSignalEnvelope),
 }
 
 impl ServerMessage {
@@ -141,6 +145,10 @@ pub struct Ack {
     /// follows, `false` when the gap is older than the replay window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed: Option<bool>,
+    /// The STUN/TURN servers for `RTCPeerConnection` (docs/spec.md §12), with TURN
+    /// credentials minted for this user; empty when the hub has none.
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
 }
 
 /// `{"v":1,"type":"error","error":{"code":…,"message":…},"ts":…}`.
@@ -190,10 +198,11 @@ mod tests {
             guild_id: id(9),
             ts: 5,
             resumed: None,
+            ice_servers: Vec::new(),
         });
         assert_eq!(
             serde_json::to_value(&ack).unwrap(),
-            json!({"v":1,"type":"ack","event":"auth.ok","guildId":"9","ts":5})
+            json!({"v":1,"type":"ack","event":"auth.ok","guildId":"9","ts":5,"iceServers":[]})
         );
         let error = ServerMessage::Error(ErrorEnvelope {
             v: Version,

@@ -3,7 +3,7 @@
 //! Everything that crosses a process boundary lives here: the events the worker
 //! produces and browsers consume (docs/spec.md §4), the internal webhook and its HMAC
 //! signature (docs/spec.md §5), the hub's signed requests to the worker (the voice view and
-//! the bot's commands, [`internal`]), the browser WebSocket messages (docs/spec.md §6) and
+//! the bot's commands, [`internal`]), the browser WebSocket messages (docs/spec.md §6, with the webcams' signalling of §12) and
 //! the HTTP error body and the bot's audio cues (docs/spec.md §7). The worker, the hub and the tests import these types instead of
 //! writing JSON by hand, so the contract cannot drift between them.
 //!
@@ -18,6 +18,7 @@ mod error;
 mod event;
 pub mod internal;
 pub mod limits;
+mod rtc;
 mod secret;
 pub mod signature;
 mod snowflake;
@@ -31,6 +32,7 @@ pub use event::{
     Event, RoomCreated, RoomDeleted, VoiceFlags, VoiceJoined, VoiceLeft, VoiceSpeaking,
     VoiceStateChanged,
 };
+pub use rtc::{IceServer, RtcData, RtcSignal, RtcSignalEnvelope};
 pub use secret::Secret;
 pub use snowflake::{Snowflake, SnowflakeError};
 pub use validated::{RoomName, UserLimit};

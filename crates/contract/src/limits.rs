@@ -9,6 +9,10 @@ pub const WEBHOOK_BODY_MAX_BYTES: usize = 64 * 1024;
 /// Largest accepted browser → hub WebSocket message (docs/spec.md §6): 4 KiB.
 pub const CLIENT_MESSAGE_MAX_BYTES: usize = 4 * 1024;
 
+/// Largest accepted `rtc.signal` message (docs/spec.md §12: `data` at most 16 KiB),
+/// the whole message held to the 16 KiB frame limit of docs/spec.md §6.
+pub const RTC_SIGNAL_MAX_BYTES: usize = 16 * 1024;
+
 /// Longest room (voice channel) name Discord accepts, in characters.
 pub const ROOM_NAME_MAX_CHARS: usize = 100;
 

@@ -119,7 +119,8 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
                 event: AckEvent::AuthOk,
                 guild_id,
                 ts,
-                resumed
+                resumed,
+                ice_servers: Vec::new(),
             })),
         (error_code(), ".{0,40}", any::<u64>()).prop_map(|(code, message, ts)| {
             ServerMessage::Error(ErrorEnvelope {

@@ -396,6 +396,57 @@ pub struct HubConfig {
     /// `ROOMS_CATEGORY_ID` (optional snowflake): the category new rooms go in
     /// (docs/spec.md §7.1).
     pub rooms_category_id: Option<Snowflake>,
+    /// `TURN_URLS` / `TURN_SECRET`: the webcams' STUN/TURN servers (docs/spec.md §12).
+    pub turn: TurnConfig,
+}
+
+/// `TURN_URLS` (comma-separated `stun:`, `turn:`, `turns:` URLs) and `TURN_SECRET`
+/// (coturn's `static-auth-secret`), both optional; a TURN URL needs the secret, and
+/// the secret needs a TURN URL.
+#[derive(Debug, Clone, Default)]
+pub struct TurnConfig {
+    /// `TURN_URLS`; empty when unset.
+    pub urls: Vec<String>,
+    /// `TURN_SECRET`.
+    pub secret: Option<Secret>,
+}
+
+impl TurnConfig {
+    /// Reads and checks `TURN_URLS` and `TURN_SECRET`.
+    pub fn from_env(source: &dyn Source) -> Result<Self, ConfigError> {
+        let env = Reader(source);
+        let invalid = |name, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.into(),
+        };
+        let urls: Vec<String> = match env.raw("TURN_URLS") {
+            None => Vec::new(),
+            Some(raw) => raw.split(',').map(|url| url.trim().to_owned()).collect(),
+        };
+        for url in &urls {
+            let scheme_ok = ["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len());
+            if !scheme_ok || url.chars().any(char::is_whitespace) {
+                return Err(invalid(
+                    "TURN_URLS",
+                    "every entry must be a stun:, turn: or turns: URL (e.g. turn:turn.example.com:3478?transport=udp)",
+                ));
+            }
+        }
+        let secret = env.raw("TURN_SECRET").map(Secret::new);
+        let has_turn = urls.iter().any(|url| coven_hub::is_turn(url));
+        if has_turn && secret.is_none() {
+            return Err(ConfigError::Missing("TURN_SECRET"));
+        }
+        if secret.is_some() && !has_turn {
+            return Err(invalid(
+                "TURN_SECRET",
+                "set, but TURN_URLS lists no turn: or turns: URL to use it with",
+            ));
+        }
+        Ok(Self { urls, secret })
+    }
 }
 
 /// What one client may hold open, and whose `X-Forwarded-For` to believe.
@@ -472,6 +523,7 @@ impl HubConfig {
             worker_endpoints: env.url_list("WORKER_ENDPOINT", &["http", "https"])?,
             limits: LimitsConfig::from_env(source)?,
             rooms_category_id: env.optional("ROOMS_CATEGORY_ID")?,
+            turn: TurnConfig::from_env(source)?,
         })
     }
 }
@@ -811,6 +863,70 @@ mod tests {
                 "{bad}: {error:?}"
             );
             assert!(error.to_string().contains("ROOMS_CATEGORY_ID"), "{error}");
+        }
+    }
+
+    #[test]
+    fn turn_urls_and_secret_go_together() {
+        let base = with(worker_env(), "JWT_ISSUER", "https://coven.example");
+        let none = HubConfig::from_env(&env(&base)).unwrap().turn;
+        assert!(none.urls.is_empty() && none.secret.is_none());
+        let stun = with(base.clone(), "TURN_URLS", "stun:127.0.0.1:3478");
+        assert_eq!(
+            HubConfig::from_env(&env(&stun)).unwrap().turn.urls,
+            ["stun:127.0.0.1:3478"]
+        );
+        let turn = with(
+            with(
+                base.clone(),
+                "TURN_URLS",
+                "turn:turn.example.com:3478?transport=udp, turns:turn.example.com:5349",
+            ),
+            "TURN_SECRET",
+            "coturn-static-secret",
+        );
+        let config = HubConfig::from_env(&env(&turn)).unwrap().turn;
+        assert_eq!(config.urls.len(), 2);
+        assert_eq!(config.secret.unwrap().expose(), "coturn-static-secret");
+        assert!(
+            !format!("{:?}", HubConfig::from_env(&env(&turn)).unwrap()).contains("coturn-static")
+        );
+        let unkeyed = with(base.clone(), "TURN_URLS", "turn:127.0.0.1:3478");
+        assert_eq!(
+            HubConfig::from_env(&env(&unkeyed)).unwrap_err(),
+            ConfigError::Missing("TURN_SECRET")
+        );
+        let unused = with(base.clone(), "TURN_SECRET", "coturn-static-secret");
+        let error = HubConfig::from_env(&env(&unused)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::Invalid {
+                    name: "TURN_SECRET",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(!error.to_string().contains("coturn-static"), "{error}");
+        for bad in [
+            "http://turn.example.com",
+            "turn:",
+            "turn:a b",
+            "turn:x,,stun:y",
+        ] {
+            let error =
+                HubConfig::from_env(&env(&with(base.clone(), "TURN_URLS", bad))).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ConfigError::Invalid {
+                        name: "TURN_URLS",
+                        ..
+                    }
+                ),
+                "{bad}: {error:?}"
+            );
         }
     }
 

@@ -368,6 +368,8 @@
       __publicField(this, "guild");
       __publicField(this, "generation", 0);
       __publicField(this, "socket");
+      /** The socket whose `auth.ok` arrived: the one {@link GatewayClient.send} may use. */
+      __publicField(this, "authedSocket");
       __publicField(this, "attempt", 0);
       __publicField(this, "refusedToken");
       __publicField(this, "refusals", 0);
@@ -544,8 +546,10 @@
           this.emit("error", new Error("the hub sent a message of another protocol version"));
           return;
         }
+        this.emit("message", msg);
         if (msg.type === "ack") {
           authed = true;
+          this.authedSocket = socket;
           clearTimeout(authTimer);
           this.attempt = 0;
           this.refusals = 0;
@@ -587,6 +591,16 @@
         }
         this.schedule();
       });
+    }
+    /**
+     * Sends `message` on the socket if it is authenticated and open; `false` when there
+     * is none (the caller decides whether to retry after the next `auth.ok`).
+     */
+    send(message) {
+      const socket = this.socket;
+      if (!socket || socket !== this.authedSocket || this.currentState === "stopped") return false;
+      socket.send(JSON.stringify(message));
+      return true;
     }
     /** Loads the snapshot; events arriving meanwhile are buffered and applied after it. */
     async loadSnapshot(gen) {
@@ -892,6 +906,10 @@
         applySnapshot(snap);
         renderAll();
       });
+      client.on("message", (msg) => {
+        if (!mine()) return;
+        webcams("message", { msg, send: (m) => client.send(m) });
+      });
       client.on("event", (frame) => {
         if (!mine()) return;
         const { changed, say } = applyEvent(String(frame.event || ""), frame.payload);
@@ -966,6 +984,7 @@
       state.loaded = false;
       roomEls.clear();
       $("rooms").replaceChildren();
+      webcams("signed-out", {});
       showSignedOut(notice);
     }, showSignedOut = function(notice) {
       setConn("signed-out");
@@ -1195,6 +1214,15 @@
         items.push(empty);
       }
       refs.members.replaceChildren(...items);
+      webcams("room", {
+        channelId: room.channelId,
+        card: refs.li,
+        me: state.claims && state.claims.sub,
+        token: state.token,
+        members: Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking }))
+      });
+    }, webcams = function(kind, detail) {
+      document.dispatchEvent(new CustomEvent("coven:" + kind, { detail }));
     }, memberEl = function(m) {
       const u = state.users.get(m.userId) || {};
       const name = displayName(m.userId);

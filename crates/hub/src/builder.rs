@@ -27,6 +27,9 @@ use crate::redis_broker::RedisBroker;
 use crate::redis_link::RedisLink;
 use crate::room_owners::RoomOwners;
 use crate::rooms::RoomsBackend;
+use crate::rtc_presence::Presence;
+use crate::rtc_relay::{LocalPeers, RtcRelay};
+use crate::rtc_route::RedisRoute;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
 use crate::snapshot::{ChannelsVoiceView, SnapshotCache, VoiceViewSource, WorkerVoiceView};
@@ -144,9 +147,13 @@ impl HubBuilder {
         let login = login_runtime(&settings, self.discord_rest)?;
         let (jwt, key_sources) = jwt_verifier(&settings, self.key_sources, issuer.as_ref());
         let jwt = Arc::new(jwt);
+        // The webcams' presence is seeded only from a view that knows who is in
+        // voice (the worker's, or one given): the rooms backend's has no members.
+        let knows_members = self.voice_view.is_some() || !settings.worker_endpoints.is_empty();
         let voice_view = self
             .voice_view
             .unwrap_or_else(|| default_voice_view(&settings, &self.rooms));
+        let seed = knows_members.then(|| voice_view.clone());
         let broker = self
             .broker
             .unwrap_or_else(|| default_broker(&settings, redis.as_ref()));
@@ -178,6 +185,7 @@ impl HubBuilder {
                 jwt,
                 broker: broker.clone(),
                 lifecycle: lifecycle.clone(),
+                rtc: rtc_relay(&settings, &broker, seed, redis.as_ref(), &lifecycle),
             },
             bot: BotState {
                 rooms: rooms.clone(),
@@ -347,6 +355,37 @@ fn default_voice_view(
             settings.primary_guild_id,
         )),
     }
+}
+
+/// The webcams' relay: voice presence observed on `broker` and seeded from
+/// `seed` (when the hub has a view of who is in voice), the other hubs through
+/// Redis. Inside a Tokio runtime its tasks start at once and stop at shutdown.
+fn rtc_relay(
+    settings: &HubSettings,
+    broker: &Arc<dyn Broker>,
+    seed: Option<Arc<dyn VoiceViewSource>>,
+    redis: Option<&Arc<RedisLink>>,
+    lifecycle: &Lifecycle,
+) -> Arc<RtcRelay> {
+    let guild = settings.primary_guild_id;
+    let presence = Arc::new(Presence::new(broker.clone(), guild));
+    let peers = Arc::new(LocalPeers::default());
+    let mut route = None;
+    if tokio::runtime::Handle::try_current().is_ok() {
+        broker.follow(guild);
+        let stop = lifecycle.shutdown();
+        presence.run(seed, stop.clone());
+        if let (Some(link), Some(url)) = (redis, &settings.redis_url) {
+            route = RedisRoute::start(link.clone(), url, guild, peers.clone(), stop);
+        }
+    }
+    Arc::new(RtcRelay::new(
+        presence,
+        peers,
+        route,
+        settings.ice.clone(),
+        settings.rtc_limits,
+    ))
 }
 
 /// A link to the worker's endpoints, when any is set, signing with the first secret.

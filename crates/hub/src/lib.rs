@@ -15,6 +15,9 @@
 //! to its handler, `lifecycle` serves and drains, `auth` knows the caller;
 //! `connection` accepts and times every TCP connection against the limits of
 //! `conn_limits` (docs/security.md), `client_ip` says who a request is from.
+//! Webcams (docs/spec.md §12): `rtc_relay` relays browsers' WebRTC signalling
+//! between members of one voice channel (`rtc_presence`), across hubs through
+//! Redis (`rtc_route`), and `rtc_turn` mints the TURN credentials of `auth.ok`.
 
 mod auth;
 mod bot;
@@ -23,6 +26,7 @@ mod builder;
 mod client_ip;
 mod conn_limits;
 mod connection;
+mod demo_seat;
 mod discord;
 mod error;
 mod fanout;
@@ -49,6 +53,10 @@ mod room_owners;
 mod room_visibility;
 mod rooms;
 mod routes;
+mod rtc_presence;
+mod rtc_relay;
+mod rtc_route;
+mod rtc_turn;
 mod settings;
 mod shared_limits;
 mod snapshot;
@@ -83,6 +91,8 @@ pub use rooms::{
     ChannelInfo, CreateVoiceChannel, MemberProfile, MemoryRooms, RoomsBackend, RoomsError,
     VOICE_CHANNEL_TYPE,
 };
+pub use rtc_relay::RtcLimits;
+pub use rtc_turn::{IceSettings, is_turn};
 pub use settings::{HubSettings, LoginSettings};
 pub use snapshot::{ChannelsVoiceView, VoiceViewSource, WorkerVoiceView};
 pub use start_error::HubStartError;

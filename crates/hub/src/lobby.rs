@@ -8,9 +8,11 @@ use axum::response::{IntoResponse, Response};
 /// Every embedded file, `(path relative to lobby/, bytes)`, sorted by path.
 static FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/lobby_files.rs"));
 
-/// The Content-Security-Policy of every page the hub serves.
+/// The Content-Security-Policy of every page the hub serves. `media-src` admits
+/// the webcams' streams (docs/spec.md §12): a `<video>` showing a `MediaStream`
+/// (the local camera or a peer's WebRTC track).
 pub(crate) const CSP: &str = "default-src 'self'; img-src 'self' https://cdn.discordapp.com data:; \
-     connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+     connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// The paths of the embedded lobby files (for tests and diagnostics).
 pub fn lobby_files() -> impl Iterator<Item = &'static str> {

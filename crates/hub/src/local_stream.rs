@@ -61,6 +61,9 @@ struct Ring {
     /// Recent events, oldest first.
     events: VecDeque<Entry>,
     subscribers: Vec<Arc<Outbox>>,
+    /// The hub's own listeners (the webcams' voice presence, `crate::rtc_presence`):
+    /// fed before the browsers, not counted as subscribers.
+    observers: Vec<Arc<Outbox>>,
 }
 
 impl Ring {
@@ -88,6 +91,7 @@ impl Ring {
     /// sockets got it.
     fn push(&mut self, (seq, ts, frame): Entry) -> usize {
         self.head_seq = seq;
+        self.observers.retain(|outbox| outbox.deliver(&frame));
         self.subscribers.retain(|outbox| outbox.deliver(&frame));
         self.events.push_back((seq, ts, frame));
         self.subscribers.len()
@@ -96,7 +100,7 @@ impl Ring {
     /// Forgets the ring and closes every subscriber with 1013, so their browsers
     /// reconnect and resume (or learn `resumed:false`) instead of missing events.
     fn drop_subscribers(&mut self) {
-        for outbox in self.subscribers.drain(..) {
+        for outbox in self.subscribers.drain(..).chain(self.observers.drain(..)) {
             outbox.overflow();
         }
         self.events.clear();
@@ -150,6 +154,15 @@ impl LocalStream {
     pub(crate) async fn wait_for_head(&self, guild: Snowflake, seq: u64, timeout: Duration) {
         let mut head = self.guild(guild).head.subscribe();
         let _ = tokio::time::timeout(timeout, head.wait_for(|h| *h >= seq)).await;
+    }
+
+    /// Registers one of the hub's own listeners for `guild`'s live events: it gets
+    /// each event before any browser does and is not counted as a subscriber.
+    pub(crate) fn observe(&self, guild: Snowflake, outbox: Arc<Outbox>) {
+        let stream = self.guild(guild);
+        let mut ring = stream.lock();
+        ring.observers.retain(|o| o.is_open());
+        ring.observers.push(outbox);
     }
 
     /// Registers `outbox` for `guild`'s live events.

@@ -313,6 +313,21 @@ fn paths(s: &mut Schemas) -> Value {
             "security": bearer,
             "responses": cues_responses,
         }},
+        "/api/demo/sit/{channelId}": {
+            "get": {
+                "operationId": "demoSitAvailable",
+                "summary": "`coven demo` only: 200 where \"Sit at this table\" works; 404 on every other hub.",
+                "parameters": [channel_id_parameter()],
+                "responses": {"200": {"description": "This hub is a demo.", "content": json_content(&ok)}, "404": shared("NotFound"), "429": shared("RateLimited")},
+            },
+            "post": {
+                "operationId": "demoSit",
+                "summary": "`coven demo` only: the caller joins the room's voice channel in the simulator (docs/lobby.md, webcams); 404 on every other hub.",
+                "security": bearer,
+                "parameters": [channel_id_parameter()],
+                "responses": bot_responses(&ok),
+            },
+        },
         "/api/ws": {"get": {
             "operationId": "socket",
             "summary": "The live socket (docs/spec.md §6): upgrade, then send ClientMessage `auth` within 30 s; the hub sends ServerMessage frames.",

@@ -28,7 +28,9 @@ use crate::conn_limits::ip_key;
 use crate::error::HubError;
 use crate::shared_limits::RoomsMemory;
 use crate::state::{AppState, Hub};
-use crate::{bot, health, ingest, lobby, login, metrics, openapi, rooms, snapshot, socket};
+use crate::{
+    bot, demo_seat, health, ingest, lobby, login, metrics, openapi, rooms, snapshot, socket,
+};
 
 /// Largest accepted `POST /api/create-room` body.
 const CREATE_BODY_MAX_BYTES: usize = 16 * 1024;
@@ -58,6 +60,10 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .route("/api/rooms/{channel_id}/cue", post(bot::cue))
         .route("/api/cues", get(bot::cues))
         .route("/api/rooms", get(snapshot::rooms))
+        .route(
+            "/api/demo/sit/{channel_id}",
+            get(demo_seat::available).post(demo_seat::sit),
+        )
         .route_layer(middleware::from_fn_with_state(
             app.rooms.rooms_memory.clone(),
             per_ip_limit,

@@ -13,6 +13,9 @@ use coven_discord::OAuthSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
 use url::Url;
 
+use crate::rtc_relay::RtcLimits;
+use crate::rtc_turn::IceSettings;
+
 /// The hub's configuration.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_field_names)]
@@ -138,6 +141,14 @@ pub struct HubSettings {
     /// How long a member's guild permissions (owner, `MANAGE_CHANNELS`,
     /// `ADMINISTRATOR`) are reused before Discord is asked again (30 s).
     pub member_permissions_ttl: Duration,
+    /// `TURN_URLS` / `TURN_SECRET`: the `iceServers` of `auth.ok` (docs/spec.md §12).
+    pub ice: IceSettings,
+    /// How much webcam signalling (`rtc.signal`) one socket may send.
+    pub rtc_limits: RtcLimits,
+    /// `coven demo` only: the Discord simulator's base URL, whose control API the
+    /// lobby's "Sit at this table" goes through (`POST /api/demo/sit/{channelId}`).
+    /// Unset (always outside the demo), that route answers 404.
+    pub demo_sim_url: Option<Url>,
 }
 
 impl HubSettings {
@@ -190,6 +201,9 @@ impl HubSettings {
             max_rooms_per_user: 3,
             max_rooms_per_guild: 50,
             member_permissions_ttl: crate::permissions::ACCESS_CACHE_TTL,
+            ice: IceSettings::none(),
+            rtc_limits: RtcLimits::default(),
+            demo_sim_url: None,
         }
     }
 }

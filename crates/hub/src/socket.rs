@@ -34,6 +34,7 @@ use crate::conn_limits::SocketSlots;
 use crate::fanout::{Frame, Outbox};
 use crate::jwt::VerifiedUser;
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
+use crate::rtc_relay::RtcSession;
 use crate::state::SocketState;
 
 /// Close codes of docs/spec.md §6.
@@ -149,10 +150,13 @@ async fn run(state: &SocketState, socket: &mut WebSocket, slots: &mut SocketSlot
             return End::Close(CLOSE_INTERNAL, "unavailable", None);
         }
     };
+    // docs/spec.md §12: this socket's webcam signalling, until the session ends.
+    let mut rtc = state.rtc.attach(&user.subject, &outbox);
     let end = forward(
         state,
         socket,
         &outbox,
+        &mut rtc,
         expiry(&user, state.settings.jwt_leeway),
         subscription.resumed,
         subscription.replay,
@@ -215,6 +219,9 @@ async fn authenticate(
         };
         let (token, last_seq) = match ClientMessage::parse(&text) {
             Ok(ClientMessage::Auth { token, last_seq }) => (token, last_seq),
+            Ok(ClientMessage::RtcSignal(_)) => {
+                return Err(fail("not_authenticated", "send auth first".into()));
+            }
             Err(error) => {
                 metrics::counter!(AUTH_FAILED, "reason" => "invalid_message").increment(1);
                 return Err(refused(&error));
@@ -298,6 +305,7 @@ async fn forward(
     state: &SocketState,
     socket: &mut WebSocket,
     outbox: &Outbox,
+    rtc: &mut RtcSession,
     expires: Instant,
     resumed: Option<bool>,
     replay: Vec<Frame>,
@@ -314,6 +322,7 @@ async fn forward(
             guild_id: settings.primary_guild_id,
             ts: unix_millis(),
             resumed,
+            ice_servers: rtc.ice_servers(),
         })
         .to_json(),
     );
@@ -376,12 +385,13 @@ async fn forward(
                 };
                 last_seen = Instant::now();
                 match message {
-                    Message::Text(text) => {
-                        // A repeated `auth` is harmless; anything else is a protocol error.
-                        if let Err(error) = ClientMessage::parse(&text) {
-                            return refused(&error);
-                        }
-                    }
+                    // A repeated `auth` is harmless; a refused `rtc.signal` is answered
+                    // and the socket stays open; anything else is a protocol error.
+                    Message::Text(text) => match ClientMessage::parse(&text) {
+                        Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
+                        Ok(ClientMessage::Auth { .. }) => {}
+                        Err(error) => return refused(&error),
+                    },
                     Message::Binary(binary) => return binary_refused(binary.len()),
                     Message::Close(_) => return End::PeerClosed,
                     Message::Ping(_) | Message::Pong(_) => {}

@@ -25,6 +25,7 @@ use crate::permissions::RoomAccess;
 use crate::profiles::Profiles;
 use crate::redis_link::RedisLink;
 use crate::rooms::RoomsBackend;
+use crate::rtc_relay::RtcRelay;
 use crate::settings::HubSettings;
 use crate::shared_limits::RoomsMemory;
 use crate::snapshot::{SnapshotCache, VoiceViewSource};
@@ -61,6 +62,8 @@ pub(crate) struct SocketState {
     pub(crate) jwt: Arc<JwtVerifier>,
     pub(crate) broker: Arc<dyn Broker>,
     pub(crate) lifecycle: Lifecycle,
+    /// The webcams' signalling relay and ICE servers (docs/spec.md §12).
+    pub(crate) rtc: Arc<RtcRelay>,
 }
 
 /// The rooms API: Discord, the broker `room.created` goes through, and the

@@ -159,6 +159,12 @@ async fn start(args: &DemoArgs) -> Result<Demo, CommandError> {
             .parse()
             .expect("a valid URL"),
     ];
+    // "Sit at this table" in the lobby moves the signed-in user through the
+    // simulator's control API (docs/lobby.md); TURN_URLS / TURN_SECRET as for `coven hub`.
+    hub.demo_sim_url = Some(sim.api_url().parse().expect("a valid URL"));
+    let turn = crate::config::TurnConfig::from_env(&crate::config::ProcessEnv)?;
+    hub.ice.urls = turn.urls;
+    hub.ice.secret = turn.secret;
     hub.login = Some(coven_hub::LoginSettings::new(
         coven_discord::OAuthSettings {
             api_url: sim.api_url().parse().expect("a valid URL"),

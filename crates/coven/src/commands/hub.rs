@@ -54,6 +54,8 @@ pub fn hub_settings(config: &HubConfig) -> coven_hub::HubSettings {
     settings.trusted_proxies.clone_from(&limits.trusted_proxies);
     settings.state_dir = Some(shared.state_dir.join("hub"));
     settings.rooms_category_id = config.rooms_category_id;
+    settings.ice.urls.clone_from(&config.turn.urls);
+    settings.ice.secret.clone_from(&config.turn.secret);
     settings.login = config.oauth.as_ref().map(|oauth| {
         coven_hub::LoginSettings::new(OAuthSettings {
             api_url: shared.discord.api_url.clone(),

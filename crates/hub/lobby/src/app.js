@@ -319,6 +319,10 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
       applySnapshot(snap);
       renderAll();
     });
+    client.on('message', (msg) => {
+      if (!mine()) return;
+      webcams('message', { msg, send: (m) => client.send(m) });
+    });
     client.on('event', (frame) => {
       if (!mine()) return;
       const { changed, say } = applyEvent(String(frame.event || ''), frame.payload);
@@ -403,6 +407,7 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
     state.loaded = false;
     roomEls.clear();
     $('rooms').replaceChildren();
+    webcams('signed-out', {});
     showSignedOut(notice);
   }
 
@@ -680,6 +685,13 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
       items.push(empty);
     }
     refs.members.replaceChildren(...items);
+    webcams('room', { channelId: room.channelId, card: refs.li, me: state.claims && state.claims.sub, token: state.token,
+      members: Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking })) });
+  }
+
+  // Webcams (webcams.js, docs/lobby.md): told of every message, every rendered room, sign-out.
+  function webcams(kind, detail) {
+    document.dispatchEvent(new CustomEvent('coven:' + kind, { detail }));
   }
 
   function memberEl(m) {

@@ -1,0 +1,292 @@
+// End-to-end test of the webcams (docs/spec.md §12) in headless Chromium with fake
+// cameras, against `coven demo` and Debian's coturn.
+//
+// Starts coturn on loopback (`use-auth-secret`, loopback peers allowed) and
+// `coven demo --no-players` with TURN_URLS / TURN_SECRET pointing at it, then three
+// browser contexts signed in as three simulated users: carol and dave at Table 1, erin
+// at Table 2. Checks, each step waiting on a condition with a timeout:
+//   1. host candidates only: carol and dave see each other's video (videoWidth > 0,
+//      framesDecoded growing); erin gets FORBIDDEN when signalling into Table 1 and sees
+//      no tile of theirs;
+//   2. dave moves to Table 2 (simulator control API): carol's peer is torn down, dave
+//      and erin connect;
+//   3. TURN only (iceTransportPolicy 'relay'), dave back at Table 1 through the lobby's
+//      "Sit at this table" (`coven demo` only): carol and dave
+//      connect through coturn with the credentials the hub minted (the selected pair is
+//      relay/relay);
+//   4. a credential made with a wrong secret: coturn answers 401 and nothing connects.
+//
+// Run: ./e2e/run.sh webcams.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..');
+const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const TURNSERVER = process.env.TURNSERVER_BIN || '/usr/bin/turnserver';
+const STEP_MS = Number(process.env.E2E_STEP_TIMEOUT_MS || 20000);
+const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
+const TURN_SECRET = 'e2e-turn-secret-' + Math.random().toString(16).slice(2);
+
+const children = []; // every process started, each in its own process group
+let log = '';
+let browser = null;
+let stateDir = null;
+let hubUrl = null;
+let simUrl = null;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function until(what, fn, timeout = STEP_MS, interval = 100) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ': ' + last.message : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+async function sim(method, p, body) {
+  const res = await fetch(simUrl + p, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${p} -> ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+function start(name, bin, args, env) {
+  const child = spawn(bin, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const onData = (chunk) => { log += `[${name}] ${chunk}`; if (log.length > 400000) log = log.slice(-200000); };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  children.push(child);
+  return child;
+}
+
+function stopAll(signal = 'SIGTERM') {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) { try { process.kill(-c.pid, signal); } catch { /* gone */ } }
+  }
+}
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { stopAll('SIGKILL'); process.exit(130); });
+process.once('exit', () => stopAll('SIGKILL'));
+
+const tid = (id) => `[data-testid="${id}"]`;
+
+before(async () => {
+  const bin = path.resolve(process.env.COVEN_BIN || path.join(ROOT, 'target/debug/coven'));
+  assert.ok(existsSync(bin), `coven binary not found at ${bin} (set COVEN_BIN)`);
+  assert.ok(existsSync(TURNSERVER), `coturn's turnserver not found at ${TURNSERVER} (apt-get install coturn)`);
+
+  stateDir = mkdtempSync(path.join(tmpdir(), 'coven-e2e-webcams-'));
+  // coturn on loopback only: TURN REST API credentials (use-auth-secret), relays on
+  // 127.0.0.1, and loopback peers allowed (coturn refuses them by default).
+  const turnPort = await freePort();
+  const relayMin = 40000 + Math.floor(Math.random() * 20000);
+  start('coturn', TURNSERVER, [
+    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${turnPort}`,
+    `--min-port=${relayMin}`, `--max-port=${relayMin + 200}`,
+    '--use-auth-secret', `--static-auth-secret=${TURN_SECRET}`, '--realm=coven.test',
+    '--no-tls', '--no-dtls', '--no-cli', '--allow-loopback-peers', '--fingerprint',
+    '--log-file=stdout', '--simple-log', '--no-stun-backward-compatibility',
+    `--pidfile=${path.join(stateDir, 'turnserver.pid')}`, `--db=${path.join(stateDir, 'turndb')}`,
+  ]);
+
+  const port = await freePort();
+  start('demo', bin, ['demo', '--port', String(port), '--no-players'], {
+    STATE_DIR: stateDir,
+    LOG_LEVEL: process.env.LOG_LEVEL || 'WARN',
+    TURN_URLS: `turn:127.0.0.1:${turnPort}?transport=udp`,
+    TURN_SECRET,
+  });
+  hubUrl = `http://127.0.0.1:${port}/`;
+  await until('`coven demo` to print its URLs', () => {
+    for (const c of children) if (c.exitCode !== null) throw new Error(`a process exited:\n${log}`);
+    const m = log.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/);
+    simUrl = m && m[1];
+    return log.includes(`http://127.0.0.1:${port}`) && simUrl;
+  }, START_MS, 200);
+  await until('the hub to be healthy', async () => (await fetch(hubUrl + 'health')).ok, START_MS, 200);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      // One machine: let ICE use loopback and real addresses, not mDNS names.
+      '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
+});
+
+after(async () => {
+  try { if (browser) await browser.close(); } catch { /* closing anyway */ }
+  stopAll();
+  await Promise.all(children.map((c) => (c.exitCode !== null ? null : Promise.race([
+    new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 6000)),
+  ]))));
+  stopAll('SIGKILL');
+  if (stateDir) { try { rmSync(stateDir, { recursive: true, force: true }); } catch { /* best effort */ } }
+});
+
+test('webcams: a mesh per table, FORBIDDEN elsewhere, moves, TURN only, a wrong TURN secret', async () => {
+  const errors = [];
+  try {
+    await webcamsScenario(errors);
+  } catch (err) {
+    console.log(`page errors: ${JSON.stringify(errors, null, 1)}`);
+    throw err;
+  }
+  assert.deepEqual(errors, []);
+});
+
+async function webcamsScenario(errors) {
+  const world = await sim('GET', '/_sim/state');
+  const userId = (name) => String(world.users.find((u) => u.username === name).id);
+  const voice = world.channels.filter((c) => c.type === 2);
+  const tableA = String((voice.find((c) => c.name === 'Table 1') || voice[0]).id);
+  const tableB = String((voice.find((c) => c.name === 'Table 2') || voice[1]).id);
+  const [carol, dave, erin] = ['carol', 'dave', 'erin'].map(userId);
+  for (const u of [carol, dave, erin]) {
+    if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
+  }
+  await sim('POST', `/_sim/users/${carol}/join`, { channel_id: tableA });
+  await sim('POST', `/_sim/users/${dave}/join`, { channel_id: tableA });
+  await sim('POST', `/_sim/users/${erin}/join`, { channel_id: tableB });
+
+  // Three browsers, signed in as three users through the simulated OAuth.
+  const pages = {};
+  for (const [name, id] of [['carol', carol], ['dave', dave], ['erin', erin]]) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(`${name} console: ${m.text()}`); });
+    await sim('POST', '/_sim/oauth', { consenting_user: id });
+    await page.goto(hubUrl);
+    await page.locator(tid('sign-in')).click();
+    await page.waitForSelector(`${tid('connection-status')}[data-state="live"]`, { timeout: STEP_MS });
+    pages[id] = page;
+  }
+  const on = (id) => pages[id];
+  const webcams = (id, fn, arg) => on(id).evaluate(fn, arg);
+  const cameraOn = async (id, table) => {
+    const toggle = on(id).locator(tid('camera-toggle-' + table));
+    await until(`${id}'s camera button`, async () => (await toggle.textContent()).includes('Turn on'));
+    await toggle.click();
+    await on(id).locator(`${tid('tiles-' + table)} ${tid('tile-' + id)}`).waitFor({ timeout: STEP_MS });
+  };
+  const cameraOff = async (id, table) => {
+    const toggle = on(id).locator(tid('camera-toggle-' + table));
+    await until(`${id}'s camera off button`, async () => (await toggle.textContent()).includes('Turn off'));
+    await toggle.click();
+    await on(id).locator(tid('tile-' + id)).waitFor({ state: 'detached', timeout: STEP_MS });
+  };
+  // `viewer` shows `other`'s live video: a tile whose <video> has a width, and frames
+  // decoded that keep growing.
+  const seesVideo = async (viewer, other) => {
+    const video = on(viewer).locator(`${tid('tile-' + other)} video`);
+    await video.waitFor({ timeout: STEP_MS });
+    await until(`${viewer} to see ${other}'s video`, () => video.evaluate((v) => v.videoWidth > 0));
+    const first = await until(`${viewer} to decode ${other}'s frames`, async () => {
+      const n = await webcams(viewer, (u) => window.covenWebcams.framesDecoded(u), other);
+      return n > 0 && n;
+    });
+    await until(`${viewer}'s frames of ${other} to keep arriving`, async () =>
+      (await webcams(viewer, (u) => window.covenWebcams.framesDecoded(u), other)) >= first + 10);
+  };
+
+  // The room card says where video works and where it does not.
+
+  await on(erin).locator(tid('join-discord-' + tableA)).waitFor({ timeout: STEP_MS });
+  assert.match(
+    await on(erin).locator(tid('join-discord-' + tableA)).getAttribute('href'),
+    new RegExp(`^https://discord\\.com/channels/[1-9]\\d*/${tableA}$`),
+  );
+  await on(erin).locator(tid('sit-' + tableA)).waitFor({ timeout: STEP_MS }); // `coven demo` only
+
+  // 1. Host candidates only.
+  for (const id of [carol, dave, erin]) await webcams(id, () => window.covenWebcams.configureIce({ servers: [] }));
+  await cameraOn(carol, tableA);
+  await cameraOn(dave, tableA);
+  await cameraOn(erin, tableB);
+  await seesVideo(carol, dave);
+  await seesVideo(dave, carol);
+  // Erin, at Table 2, signals into Table 1: FORBIDDEN, and no tile of theirs.
+  await webcams(erin, ([to, channelId]) => window.covenWebcams.sendRaw({ type: 'rtc.signal', to, channelId, data: { kind: 'hello', sid: 'x' } }), [carol, tableA]);
+  await until('erin to be refused', async () => (await webcams(erin, () => window.covenWebcams.lastError()))?.code === 'FORBIDDEN');
+  assert.equal(await on(erin).locator(`${tid('tile-' + carol)}, ${tid('tile-' + dave)}`).count(), 0);
+  assert.equal(await on(carol).locator(tid('tile-' + erin)).count(), 0);
+
+  // 2. Dave moves to Table 2: carol's peer goes, dave and erin connect.
+  await sim('POST', `/_sim/users/${dave}/move`, { channel_id: tableB });
+  await on(carol).locator(tid('tile-' + dave)).waitFor({ state: 'detached', timeout: STEP_MS });
+  await until('carol to have no peer', async () => (await webcams(carol, () => window.covenWebcams.state())).peers.length === 0);
+  await seesVideo(erin, dave);
+  await seesVideo(dave, erin);
+
+  // 3. TURN only: dave back at Table 1, both through coturn with the hub's credentials.
+  await cameraOff(dave, tableB);
+  await cameraOff(carol, tableA);
+  const servers = await webcams(carol, () => window.covenWebcams.iceServers());
+  assert.equal(servers.length, 1, JSON.stringify(servers));
+  assert.match(servers[0].urls[0], /^turn:127\.0\.0\.1:\d+\?transport=udp$/);
+  assert.match(servers[0].username, new RegExp(`^\\d+:${carol}$`));
+  // Back through "Sit at this table" (`coven demo` only: the simulator's control API).
+  await on(dave).locator(tid('sit-' + tableA)).click();
+  await on(dave).locator(tid('camera-toggle-' + tableA)).waitFor({ timeout: STEP_MS });
+  assert.ok((await sim('GET', '/_sim/state')).voice_states.some((v) => String(v.user_id) === dave && String(v.channel_id) === tableA));
+  for (const id of [carol, dave]) await webcams(id, () => window.covenWebcams.configureIce({ policy: 'relay', servers: null }));
+  await cameraOn(carol, tableA);
+  await cameraOn(dave, tableA);
+  await seesVideo(carol, dave);
+  await seesVideo(dave, carol);
+  const pair = await until('a selected candidate pair', () => webcams(carol, (u) => window.covenWebcams.selectedCandidates(u), dave));
+  assert.deepEqual(pair, ['relay', 'relay']);
+
+  // 4. A credential made with another secret: coturn refuses it (401), nothing connects.
+  await cameraOff(carol, tableA);
+  await cameraOff(dave, tableA);
+  for (const id of [carol, dave]) {
+    const username = (await webcams(id, () => window.covenWebcams.iceServers()))[0].username;
+    const credential = createHmac('sha1', 'not-the-secret').update(username).digest('base64');
+    await webcams(id, (c) => window.covenWebcams.configureIce({ policy: 'relay', servers: null, credential: c }), credential);
+  }
+  await cameraOn(carol, tableA);
+  await cameraOn(dave, tableA);
+  await until('coturn to refuse the credential (401)', async () =>
+    (await webcams(carol, (u) => window.covenWebcams.candidateErrors(u), dave)).includes(401));
+  const state = await webcams(carol, () => window.covenWebcams.state());
+  assert.ok(state.peers.every((p) => p.connectionState !== 'connected'), JSON.stringify(state));
+  assert.equal(await webcams(carol, (u) => window.covenWebcams.framesDecoded(u), dave), 0);
+}

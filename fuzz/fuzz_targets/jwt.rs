@@ -48,6 +48,7 @@ use serde_json::{Value, json};
 const ISSUER: &str = "https://issuer.fuzz.invalid";
 const AUDIENCE: &str = "spell-coven";
 const LEEWAY: u64 = 60;
+const LEEWAY_I64: i64 = 60;
 /// Decisions this close to a leeway edge are not compared (the clock moves).
 const EDGE: i64 = 3;
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -246,7 +247,7 @@ fn expected(header: &HeaderSpec, claims: &ClaimsSpec, signing: &Signing) -> Opti
     let near = |offset: Option<i16>, edge: i64| {
         offset.is_some_and(|o| (i64::from(o) * 4 - edge).abs() <= EDGE)
     };
-    if near(claims.exp, -(LEEWAY as i64)) || near(claims.nbf, LEEWAY as i64) {
+    if near(claims.exp, -(LEEWAY_I64)) || near(claims.nbf, LEEWAY_I64) {
         return None;
     }
     let matches = |text: &Text, right: &str| match text {
@@ -263,8 +264,8 @@ fn expected(header: &HeaderSpec, claims: &ClaimsSpec, signing: &Signing) -> Opti
             && claims.sub.as_ref().is_some_and(|s| !s.is_empty())
             && claims
                 .exp
-                .is_some_and(|o| i64::from(o) * 4 >= -(LEEWAY as i64))
-            && claims.nbf.is_none_or(|o| i64::from(o) * 4 <= LEEWAY as i64),
+                .is_some_and(|o| i64::from(o) * 4 >= -(LEEWAY_I64))
+            && claims.nbf.is_none_or(|o| i64::from(o) * 4 <= LEEWAY_I64),
     )
 }
 

@@ -31,6 +31,8 @@ mod discord;
 mod error;
 mod fanout;
 mod fd_limit;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health;
 mod idempotency;
 mod ingest;

@@ -34,6 +34,8 @@ use tokio::task::JoinHandle;
 pub use config::{BucketConfig, OAuthAppConfig, SimConfig};
 pub use counters::Counters;
 pub use gateway::Fault;
+#[doc(hidden)]
+pub use gateway::fuzzing;
 pub use handle::{SimHandle, WaitTimeout};
 pub use oauth::s256_challenge;
 pub use rest::{CHANNEL_CREATE_ROUTE, InjectedResponse, RecordedRequest};

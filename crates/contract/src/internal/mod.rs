@@ -12,6 +12,8 @@
 
 mod bot_command;
 mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
 mod replay;
 mod request;
 mod voice_view;

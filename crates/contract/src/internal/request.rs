@@ -141,7 +141,7 @@ pub fn verify_request<'a>(
     verify_at(verifier, method, path, headers, body, unix_now())
 }
 
-fn sign_at(
+pub(super) fn sign_at(
     signer: &Signer,
     method: &Method,
     path: &str,
@@ -163,7 +163,7 @@ fn sign_at(
     headers
 }
 
-fn verify_at<'a>(
+pub(super) fn verify_at<'a>(
     verifier: &RequestVerifier,
     method: &Method,
     path: &str,

@@ -51,7 +51,7 @@ fn sign_at(signer: &Signer, body: &[u8], now: u64) -> HeaderMap {
     headers
 }
 
-fn verify_at<'a>(
+pub(super) fn verify_at<'a>(
     verifier: &Verifier,
     headers: &HeaderMap,
     body: &'a [u8],

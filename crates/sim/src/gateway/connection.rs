@@ -19,6 +19,9 @@ use crate::shapes;
 use crate::state::Shared;
 use crate::world::{Dispatch, VoiceFlags};
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 /// How a connection ended, deciding the fate of its session.
 enum End {
     /// The peer went away (TCP gone or close frame with a resumable code).
@@ -123,7 +126,7 @@ pub(crate) async fn serve(
                     }
                     Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
                     Some(Ok(Message::Binary(b))) => {
-                        let Ok(s) = String::from_utf8(b.to_vec()) else {
+                        let Some(s) = binary_text(&b) else {
                             conn.close(&mut sink, p::CLOSE_DECODE_ERROR).await;
                             break End::Gone;
                         };
@@ -139,6 +142,11 @@ pub(crate) async fn serve(
         }
     };
     conn.finish(&end);
+}
+
+/// The text of a binary frame from the bot: JSON in UTF-8, or `None` (close 4002).
+fn binary_text(bytes: &[u8]) -> Option<String> {
+    String::from_utf8(bytes.to_vec()).ok()
 }
 
 impl Conn {

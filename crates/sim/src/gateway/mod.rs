@@ -2,6 +2,8 @@
 
 mod compression;
 mod connection;
+#[doc(hidden)]
+pub use connection::fuzzing;
 pub(crate) use connection::random_hex;
 mod protocol;
 mod quirks;

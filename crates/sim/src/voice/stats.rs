@@ -95,5 +95,6 @@ pub struct VoiceSnapshot {
     /// Per simulated user id: what it received from the bot.
     pub received: BTreeMap<u64, VoiceReceived>,
     /// Voice sessions (bot connections) known now, by SSRC: the user id of the connected client.
+    #[serde(serialize_with = "crate::snowflake::as_string::id_values")]
     pub sessions: BTreeMap<u32, u64>,
 }

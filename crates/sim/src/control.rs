@@ -79,6 +79,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
         "gateway_url": shared.gateway_url(),
         "api_url": shared.api_url(),
         "guild_id": w.guild_id.to_string(),
+        "config": shared.config.describe(),
         "seed": w.seed,
         "users": w.users.values().map(|u| json!({"id": u.id.to_string(), "username": u.username, "member": w.members.contains_key(&u.id)})).collect::<Vec<_>>(),
         "channels": w.channels.values().map(|c| crate::shapes::channel(w, c)).collect::<Vec<_>>(),

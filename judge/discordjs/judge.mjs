@@ -3,11 +3,12 @@
 // on stdin by crates/sim/tests/discordjs_judge.rs; reports JSON events, one per line, on
 // stdout. It never reaches anything but the simulator on 127.0.0.1.
 //
-// Environment: SIM_API (the simulator's `api base`, ".../api"), BOT_TOKEN, GUILD_ID.
-// Voice TLS trusts the simulator's test CA through NODE_EXTRA_CA_CERTS.
+// Environment: SIM_API (the simulator's `api base`, ".../api"), BOT_TOKEN, GUILD_ID;
+// JUDGE_NO_DAVE=1 joins voice without DAVE. Voice TLS trusts the simulator's test CA
+// through NODE_EXTRA_CA_CERTS.
 //
 // Commands:  join <channel id> | play <frames> | listen <user id> | report | leave |
-//            create <name> | quit
+//            create <name> | create-many <n> | quit
 
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
@@ -40,11 +41,15 @@ function join(channelId) {
   connection = joinVoiceChannel({
     channelId, guildId: GUILD_ID, adapterCreator: guild.voiceAdapterCreator,
     selfDeaf: false, selfMute: false, debug: process.env.JUDGE_DEBUG === '1',
+    daveEncryption: process.env.JUDGE_NO_DAVE !== '1',
   });
   connection.on('debug', (m) => process.stderr.write(`[voice] ${m}\n`));
   connection.on('error', (e) => emit('error', { where: 'voice', message: String(e) }));
   connection.on('stateChange', (from, to) => {
     emit('voice_state', { from: from.status, to: to.status });
+    if (to.networking && to.networking !== from.networking) {
+      to.networking.on('close', (code) => emit('voice_closed', { code }));
+    }
     if (to.status === VoiceConnectionStatus.Ready) emit('voice_ready');
   });
   connection.on('transitioned', (id) => emit('transitioned', { id, privacy: connection.voicePrivacyCode }));
@@ -87,6 +92,14 @@ async function command(line) {
         const guild = client.guilds.cache.get(GUILD_ID);
         const c = await guild.channels.create({ name: arg, type: ChannelType.GuildVoice });
         emit('created', { id: c.id });
+        break;
+      }
+      case 'create-many': {
+        // Concurrent creations: discord.js must pace them by the bucket it learns.
+        const guild = client.guilds.cache.get(GUILD_ID);
+        const made = await Promise.all(Array.from({ length: Number(arg) }, (_, i) =>
+          guild.channels.create({ name: `judge ${i}`, type: ChannelType.GuildVoice })));
+        emit('created-many', { ids: made.map((c) => c.id) });
         break;
       }
       case 'quit': connection?.destroy(); await client.destroy(); process.exit(0);

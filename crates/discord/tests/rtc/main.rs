@@ -424,6 +424,14 @@ async fn dave_end_to_end() {
     assert!(!next_update(&mut updates, bob).await.speaking);
     let heard = bot.rtc.received_audio()[&snowflake(bob)];
     assert!(heard.frames >= 15, "{heard:?}");
+    // …and the simulator sent them end to end encrypted, never transport-only.
+    let c = bot.h.voice_snapshot().counters;
+    assert!(c.rtp_sent_e2ee >= 15, "{c:?}");
+    assert_eq!(
+        (c.rtp_sent_transport_only, c.speaker_e2ee_failures),
+        (0, 0),
+        "{c:?}"
+    );
     // A user joining later is proposed at the group's epoch; the bot commits again, alice and
     // bob apply the commit, carol joins by the welcome, and all three decrypt the next cue.
     let carol = bot.seed.member_user_ids[2];

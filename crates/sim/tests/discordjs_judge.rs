@@ -260,6 +260,36 @@ async fn discordjs_voice_v8_resume_replays_missed_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, carol) = (seed.member_user_ids[0], seed.member_user_ids[2]);
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // The commit adding carol arrives damaged: the judge reports op 31, resets its group and
+    // sends a new key package; the simulator proposes everyone again and the group re-forms.
+    h.voice_dave_corrupt_next_commit();
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("transitioned", |e| e["id"] == 3);
+    let c = h.voice_snapshot().counters;
+    assert_eq!(
+        (c.dave_invalid, c.dave_key_packages, c.dave_commits),
+        (1, 2, 3),
+        "{c:?}"
+    );
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, carol, &[alice, carol]).await;
+    assert_all_e2ee(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_without_dave_is_closed_4017() {
     let sim = Simulator::start(SimConfig::discord_like().with_port(0))
         .await

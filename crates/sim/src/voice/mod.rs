@@ -137,6 +137,8 @@ pub(crate) struct VoiceServer {
     pub heartbeat_interval: Duration,
     /// DAVE delivery service (`None` when `voice_dave` is off).
     pub dave: Option<dave::DeliveryService>,
+    /// Fault: corrupt the next announced commit (`SimHandle::voice_dave_corrupt_next_commit`).
+    pub dave_corrupt_next: std::sync::atomic::AtomicBool,
     core: Mutex<VoiceCore>,
     pub snapshot: watch::Sender<VoiceSnapshot>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -216,6 +218,7 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServ
         } else {
             None
         },
+        dave_corrupt_next: std::sync::atomic::AtomicBool::new(false),
         core: Mutex::new(VoiceCore {
             next_ssrc: 1000,
             ..VoiceCore::default()

@@ -418,11 +418,13 @@ impl Conn {
                         Err(e) => tracing::warn!(error = %e, "simulated user's DAVE session"),
                     }
                 }
-                if kps.is_empty() {
-                    return Step::Continue;
-                }
+                // A key package (re)starts the client's group: pending, epoch 0 (also after
+                // op 31, when the client reset its group).
                 if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
                     s.dave_epoch = 0;
+                }
+                if kps.is_empty() {
+                    return Step::Continue;
                 }
                 match ds.add_proposals_message(channel, 0, &kps) {
                     Ok(m) => {
@@ -441,13 +443,19 @@ impl Conn {
                     return Step::Continue;
                 };
                 let (mut welcomed, mut errors) = (0, 0);
+                let mut announced = commit.clone();
+                if self.server.dave_corrupt_next.swap(false, Ordering::Relaxed)
+                    && let Some(last) = announced.last_mut()
+                {
+                    *last ^= 0xff; // the commit's signature no longer verifies
+                }
                 let mut core = self.server.core();
                 if let Some(s) = core.sessions.get_mut(&ssrc) {
                     let transition = s.next_transition();
                     s.send_binary(&super::dave::transition_message(
                         super::dave::op::ANNOUNCE_COMMIT,
                         transition,
-                        &commit,
+                        &announced,
                     ));
                     s.dave_epoch += 1;
                 }

@@ -91,7 +91,11 @@ async fn coven_sim_is_discord_like_and_prints_what_clients_need() {
     let ca = std::fs::read_to_string(&out["voice ca"]).expect("the printed CA file exists");
     assert_eq!(ca, coven_sim::voice::test_ca_pem());
 
-    // A graceful stop removes the CA file it wrote.
+    stop(sim, &out);
+}
+
+/// Stops `coven sim` gracefully (SIGTERM) and checks it removed the CA file it wrote.
+fn stop(sim: KillOnDrop, out: &HashMap<String, String>) {
     let child = sim.into_inner();
     let pid = child.id().to_string();
     assert!(
@@ -108,13 +112,14 @@ async fn coven_sim_is_discord_like_and_prints_what_clients_need() {
 
 #[tokio::test]
 async fn coven_sim_fast_options_select_the_test_settings() {
-    let (_sim, out) = start(&["--fast"]);
+    let (sim, out) = start(&["--fast"]);
     let config = get_json(&format!("{}/state", out["control"])).await["config"].clone();
     assert_eq!(config["voice_dave"], false, "{config}");
     assert_eq!(config["channel_create_bucket"]["per_ms"], 1000);
     assert_eq!(config["session_resume_window_ms"], 60_000);
+    stop(sim, &out);
 
-    let (_sim, out) = start(&[
+    let (sim, out) = start(&[
         "--allow-no-dave",
         "--fast-buckets",
         "--resume-window-secs",
@@ -126,8 +131,10 @@ async fn coven_sim_fast_options_select_the_test_settings() {
     assert_eq!(config["channel_create_bucket"]["per_ms"], 1000);
     assert_eq!(config["session_resume_window_ms"], 30_000);
     assert_eq!(config["heartbeat_interval_ms"], 41_250);
+    stop(sim, &out);
 
-    let (_sim, out) = start(&["--no-dave"]);
+    let (sim, out) = start(&["--no-dave"]);
     let config = get_json(&format!("{}/state", out["control"])).await["config"].clone();
     assert_eq!(config["voice_dave"], false, "{config}");
+    stop(sim, &out);
 }

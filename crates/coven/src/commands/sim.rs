@@ -68,11 +68,22 @@ pub async fn sim(args: &SimArgs) -> ExitCode {
             });
         }
     };
+    // Install the signal handlers (first poll) before printing: a client that reads the
+    // summary and stops us at once must still get the graceful stop that removes the CA file.
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let stopped_early = tokio::select! {
+        biased;
+        () = &mut shutdown => true,
+        () = std::future::ready(()) => false,
+    };
     println!(
         "Discord simulator running (Ctrl-C to stop)\n{sim}\n{}",
         extra_lines(&ca, bucket, sim.config().session_resume_window)
     );
-    shutdown_signal().await;
+    if !stopped_early {
+        shutdown.await;
+    }
     sim.shutdown().await;
     let _ = std::fs::remove_file(&ca);
     ExitCode::SUCCESS

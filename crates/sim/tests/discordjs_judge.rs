@@ -123,16 +123,17 @@ async fn wait_voice(h: &SimHandle, what: &str, cond: impl FnMut(&VoiceSnapshot) 
     assert!(waited.is_ok(), "{what}: {:?}", h.voice_snapshot());
 }
 
-/// Speaks as `user` for 500 ms (25 frames) while the judge listens, and has the judge play
-/// `frames`; waits until the judge heard the speech decrypted and `listeners` decrypted the
-/// judge's frames with their own DAVE sessions.
+/// Speaks as `speaker` for 1 s (50 frames) while the judge listens, and has the judge play 25
+/// frames; waits until the judge decrypted at least 20 of the speech frames (the first ones
+/// may come before the judge maps the SSRC from op 5) and `listeners` decrypted the judge's
+/// frames with their own DAVE sessions.
 async fn exchange(judge: &mut Judge, h: &SimHandle, speaker: u64, listeners: &[u64]) {
     let before_heard = judge.heard_speech(speaker);
     let before: Vec<u64> = listeners
         .iter()
         .map(|u| h.voice_received(*u).dave_frames)
         .collect();
-    assert!(h.voice_user_speak(speaker, Duration::from_millis(500)));
+    assert!(h.voice_user_speak(speaker, Duration::from_secs(1)));
     judge.send("play 25");
     judge.expect("played", |_| true);
     for (u, before) in listeners.iter().zip(before) {

@@ -47,20 +47,25 @@ fn announce(
 }
 
 /// Sends one frame from `user` to every client session in `channel` that has a transport.
+/// Returns false (nothing sent) once the user is no longer in `channel`: who left stops
+/// speaking there.
 async fn send_frame(
     server: &VoiceServer,
     shared: &Shared,
     user: u64,
     channel: u64,
     payload: &[u8],
-) {
+) -> bool {
+    if channel_of(shared, user) != Some(channel) {
+        return false;
+    }
     let members: HashSet<u64> = users_in(shared, channel, user).into_iter().collect();
     let mut packets = Vec::new();
     let audio;
     {
         let mut core = server.core();
         let Some(sp) = core.speakers.get_mut(&user) else {
-            return;
+            return false;
         };
         sp.sequence = sp.sequence.wrapping_add(1);
         sp.timestamp = sp.timestamp.wrapping_add(FRAME_SAMPLES);
@@ -112,16 +117,19 @@ async fn send_frame(
             (false, _) => {}
         }
     });
+    true
 }
 
-/// A speaker in a DAVE call that cannot encrypt end to end: loud, counted, nothing sent.
-fn refuse(server: &VoiceServer, user: u64, why: &str) {
+/// A speaker in a DAVE call that cannot encrypt end to end: loud, counted, nothing sent
+/// (the speaker goes on: the next frame may be encryptable).
+fn refuse(server: &VoiceServer, user: u64, why: &str) -> bool {
     tracing::error!(
         user,
         why,
         "simulated speaker cannot DAVE-encrypt its frame; not sent"
     );
     server.observe(|s| s.counters.speaker_e2ee_failures += 1);
+    true
 }
 
 /// Starts `user` speaking for `duration` (rounded up to whole 20 ms frames). Returns false
@@ -162,11 +170,15 @@ pub(crate) fn speak(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         for n in 0..frames {
             tick.tick().await;
-            send_frame(&server, &shared, user, channel, &speech_frame(n)).await;
+            if !send_frame(&server, &shared, user, channel, &speech_frame(n)).await {
+                return;
+            }
         }
         for _ in 0..5 {
             tick.tick().await;
-            send_frame(&server, &shared, user, channel, &OPUS_SILENCE).await;
+            if !send_frame(&server, &shared, user, channel, &OPUS_SILENCE).await {
+                return;
+            }
         }
         announce(&server, &shared, user, channel, ssrc, 0);
     });

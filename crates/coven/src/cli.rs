@@ -60,16 +60,36 @@ pub enum Command {
     Sim(SimArgs),
 }
 
-/// Options of `coven sim`.
+/// Options of `coven sim`. Without options it behaves like Discord (DAVE required, Discord's
+/// heartbeat, buckets and resume window: `SimConfig::discord_like`); the options select the
+/// fast test settings one by one (docs/simulator.md, "`coven sim`").
 #[cfg(feature = "sim")]
 #[derive(Debug, clap::Args)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, one per setting
 pub struct SimArgs {
     /// Port on 127.0.0.1 for the gateway, REST, OAuth2 and control API (0 = any free port).
     #[arg(long, default_value_t = 4100)]
     pub port: u16,
-    /// Gateway heartbeat interval in milliseconds (Discord uses 41250).
-    #[arg(long, default_value_t = 41_250)]
-    pub heartbeat_ms: u64,
+    /// Gateway heartbeat interval in milliseconds (default: Discord's 41250; 1000 with `--fast`).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// The fast test configuration: 1 s heartbeats, DAVE off, channel creation 5 per 1 s,
+    /// 60 s resume window (`SimConfig::default`).
+    #[arg(long)]
+    pub fast: bool,
+    /// Voice without DAVE: offer no end-to-end encryption and accept clients without it.
+    #[arg(long)]
+    pub no_dave: bool,
+    /// Keep offering DAVE but accept voice clients that do not speak it (Discord closes them
+    /// with 4017).
+    #[arg(long)]
+    pub allow_no_dave: bool,
+    /// The fast REST buckets: channel creation 5 per 1 s, other routes 10 per 1 s.
+    #[arg(long)]
+    pub fast_buckets: bool,
+    /// Seconds a gateway session stays resumable after its connection dropped.
+    #[arg(long)]
+    pub resume_window_secs: Option<u64>,
 }
 
 /// Options of `coven demo`.

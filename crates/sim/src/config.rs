@@ -91,6 +91,10 @@ pub struct SimConfig {
     /// Offer DAVE (protocol version 1) to voice clients that announce it, run the delivery
     /// service and make simulated users members of the MLS group (Discord: required).
     pub voice_dave: bool,
+    /// Close voice clients that do not announce DAVE (`max_dave_protocol_version` 0 or absent)
+    /// with 4017 after IDENTIFY, in non-stage channels, as Discord does since 2026-03-01.
+    /// Only meaningful with `voice_dave`.
+    pub voice_require_dave: bool,
 }
 
 impl SimConfig {
@@ -105,8 +109,25 @@ impl SimConfig {
             default_bucket: BucketConfig::new(5, Duration::from_secs(1)),
             voice_heartbeat_interval: Duration::from_millis(13_750),
             voice_dave: true,
+            voice_require_dave: true,
             ..Self::default()
         }
+    }
+
+    /// The settings a client may want to know, for the control API's state (`config`).
+    pub fn describe(&self) -> serde_json::Value {
+        let bucket = |b: &BucketConfig| serde_json::json!({"limit": b.limit, "per_ms": u64::try_from(b.per.as_millis()).unwrap_or(u64::MAX)});
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        serde_json::json!({
+            "heartbeat_interval_ms": ms(self.heartbeat_interval),
+            "session_resume_window_ms": ms(self.session_resume_window),
+            "channel_create_bucket": bucket(&self.channel_create_bucket),
+            "default_bucket": bucket(&self.default_bucket),
+            "global_per_second": self.global_per_second,
+            "voice_heartbeat_interval_ms": ms(self.voice_heartbeat_interval),
+            "voice_dave": self.voice_dave,
+            "voice_require_dave": self.voice_dave && self.voice_require_dave,
+        })
     }
 
     /// The same configuration listening on `127.0.0.1:port` (0 = ephemeral).
@@ -139,6 +160,7 @@ impl Default for SimConfig {
             voice_endpoint: None,
             voice_heartbeat_interval: Duration::from_secs(5),
             voice_dave: false,
+            voice_require_dave: false,
         }
     }
 }

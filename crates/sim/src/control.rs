@@ -79,6 +79,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
         "gateway_url": shared.gateway_url(),
         "api_url": shared.api_url(),
         "guild_id": w.guild_id.to_string(),
+        "config": shared.config.describe(),
         "seed": w.seed,
         "users": w.users.values().map(|u| json!({"id": u.id.to_string(), "username": u.username, "member": w.members.contains_key(&u.id)})).collect::<Vec<_>>(),
         "channels": w.channels.values().map(|c| crate::shapes::channel(w, c)).collect::<Vec<_>>(),
@@ -120,6 +121,17 @@ struct Target {
 fn de_snowflake<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let v = Value::deserialize(d)?;
     crate::rest::snowflake_value(&v).ok_or_else(|| serde::de::Error::custom("expected a snowflake"))
+}
+
+/// An optional snowflake, as a string (what the control API sends) or a number; `null` or
+/// absent is `None`.
+fn de_opt_snowflake<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => crate::rest::snowflake_value(&v)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("expected a snowflake")),
+    }
 }
 
 async fn join(
@@ -171,8 +183,8 @@ struct NewChannel {
     name: String,
     #[serde(default = "voice")]
     r#type: u8,
-    #[serde(default)]
-    parent_id: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_snowflake")]
+    parent_id: Option<u64>,
 }
 
 fn voice() -> u8 {
@@ -180,10 +192,9 @@ fn voice() -> u8 {
 }
 
 async fn create_channel(State(shared): State<Arc<Shared>>, Json(b): Json<NewChannel>) -> Response {
-    let parent = b.parent_id.and_then(|p| p.parse().ok());
     world_result(
         handle(shared)
-            .create_channel(&b.name, b.r#type, parent)
+            .create_channel(&b.name, b.r#type, b.parent_id)
             .map(|id| json!({"id": id.to_string()})),
     )
 }
@@ -224,14 +235,14 @@ async fn clear_requests(State(shared): State<Arc<Shared>>) -> Response {
 
 #[derive(Deserialize)]
 struct Forbid {
-    #[serde(default)]
-    channel_id: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_snowflake")]
+    channel_id: Option<u64>,
     forbid: bool,
 }
 
 async fn forbid(State(shared): State<Arc<Shared>>, Json(b): Json<Forbid>) -> Response {
     let h = handle(shared);
-    match b.channel_id.and_then(|c| c.parse().ok()) {
+    match b.channel_id {
         Some(c) => h.forbid_channel(c, b.forbid),
         None => h.forbid_all(b.forbid),
     }
@@ -246,8 +257,8 @@ async fn audit_log(State(shared): State<Arc<Shared>>) -> Response {
 struct OAuthControl {
     #[serde(default)]
     deny_next: Option<u32>,
-    #[serde(default)]
-    consenting_user: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_snowflake")]
+    consenting_user: Option<u64>,
 }
 
 async fn oauth(State(shared): State<Arc<Shared>>, Json(b): Json<OAuthControl>) -> Response {
@@ -255,7 +266,7 @@ async fn oauth(State(shared): State<Arc<Shared>>, Json(b): Json<OAuthControl>) -
     if let Some(n) = b.deny_next {
         h.oauth_deny_next(n);
     }
-    if let Some(u) = b.consenting_user.and_then(|u| u.parse().ok()) {
+    if let Some(u) = b.consenting_user {
         h.set_consenting_user(u);
     }
     Json(json!({"ok": true})).into_response()

@@ -193,8 +193,15 @@ pub async fn run_standalone(
 
 impl fmt::Display for Simulator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let api = self.api_url();
         writeln!(f, "gateway url:   {}", self.gateway_url())?;
-        writeln!(f, "api url:       {}", self.api_url())?;
+        writeln!(f, "api url:       {api}  (REST under /api/v10)")?;
+        writeln!(f, "api base:      {api}/api  (discord.js `rest.api`)")?;
+        writeln!(
+            f,
+            "api host:      {}  (twilight-http `proxy(host, true)`)",
+            self.addr()
+        )?;
         writeln!(f, "bot token:     {}", self.bot_token())?;
         writeln!(f, "guild id:      {}", self.guild_id())?;
         writeln!(
@@ -202,6 +209,19 @@ impl fmt::Display for Simulator {
             "oauth client:  {} / {}",
             self.oauth_client_id(),
             self.shared.config.oauth.client_secret
+        )?;
+        let voice = self.voice_endpoint();
+        let dave = match (
+            self.shared.config.voice_dave,
+            self.shared.config.voice_require_dave,
+        ) {
+            (true, true) => "DAVE required (4017 without)",
+            (true, false) => "DAVE offered, not required",
+            (false, _) => "no DAVE",
+        };
+        writeln!(
+            f,
+            "voice:         {voice}  (wss://{voice}/?v=8 or ?v=4, TLS; {dave})"
         )?;
         write!(f, "control:       {}", self.control_url())
     }

@@ -8,6 +8,51 @@ pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 /// The fixed creation time (2024-06-01T00:00:00Z) of the seeded world, so seeded ids are stable.
 pub const SEED_TIME_MS: u64 = 1_717_200_000_000;
 
+/// Serde helpers that write snowflakes as JSON strings, as Discord always does: a JSON number
+/// above 2^53 loses precision in JavaScript (docs/simulator.md, "Control API").
+pub mod as_string {
+    use std::collections::BTreeMap;
+
+    use serde::Serializer;
+    use serde::ser::{SerializeMap, SerializeSeq};
+
+    /// One snowflake as a string.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    #[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference
+    pub fn id<S: Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    /// A list of snowflakes as strings.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn ids<S: Serializer>(ids: &[u64], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(ids.len()))?;
+        for id in ids {
+            seq.serialize_element(&id.to_string())?;
+        }
+        seq.end()
+    }
+
+    /// A map whose values are snowflakes, values as strings.
+    ///
+    /// # Errors
+    /// Those of the serializer.
+    pub fn id_values<K: serde::Serialize, S: Serializer>(
+        map: &BTreeMap<K, u64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            m.serialize_entry(k, &v.to_string())?;
+        }
+        m.end()
+    }
+}
+
 /// Generates unique snowflakes: 42 bits of milliseconds since Discord's epoch,
 /// 5 bits worker, 5 bits process, 12 bits increment.
 #[derive(Debug)]
@@ -100,5 +145,13 @@ mod tests {
         let id = s.at(SEED_TIME_MS);
         assert_eq!(created_ms(id), SEED_TIME_MS);
         assert_ne!(s.at(SEED_TIME_MS), id);
+    }
+
+    #[test]
+    fn voice_sessions_serialize_user_ids_as_strings() {
+        let mut snap = crate::voice::VoiceSnapshot::default();
+        snap.sessions.insert(7, 1_246_251_878_187_143_170);
+        let v = serde_json::to_value(&snap).unwrap();
+        assert_eq!(v["sessions"]["7"], "1246251878187143170");
     }
 }

@@ -20,6 +20,7 @@ pub struct AuditEntry {
     /// What happened, e.g. `CHANNEL_CREATE`.
     pub action: String,
     /// The id of the affected object.
+    #[serde(serialize_with = "crate::snowflake::as_string::id")]
     pub target_id: u64,
     /// The decoded reason, if the request carried one.
     pub reason: Option<String>,

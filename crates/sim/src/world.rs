@@ -258,18 +258,25 @@ pub enum WorldError {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedIds {
     /// The guild.
+    #[serde(serialize_with = "crate::snowflake::as_string::id")]
     pub guild_id: u64,
     /// The bot's user id (also the application id).
+    #[serde(serialize_with = "crate::snowflake::as_string::id")]
     pub bot_user_id: u64,
     /// The "Rooms" category.
+    #[serde(serialize_with = "crate::snowflake::as_string::id")]
     pub category_id: u64,
     /// The voice channels ("Table 1", "Table 2", "Table 3").
+    #[serde(serialize_with = "crate::snowflake::as_string::ids")]
     pub voice_channel_ids: Vec<u64>,
     /// The "general" text channel.
+    #[serde(serialize_with = "crate::snowflake::as_string::id")]
     pub text_channel_id: u64,
     /// The human members, in seed order (alice, bob, carol, dave, erin, frank).
+    #[serde(serialize_with = "crate::snowflake::as_string::ids")]
     pub member_user_ids: Vec<u64>,
     /// Users that exist but are not members (grace, heidi): for OAuth guild joins.
+    #[serde(serialize_with = "crate::snowflake::as_string::ids")]
     pub outsider_user_ids: Vec<u64>,
 }
 

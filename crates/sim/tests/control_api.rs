@@ -173,3 +173,90 @@ async fn summary_names_every_endpoint() {
     }
     sim.shutdown().await;
 }
+
+/// Every snowflake the control API sends is a JSON string, as Discord sends them: a JSON
+/// number above 2^53 is rounded by JavaScript, and the next control call would answer 404.
+#[tokio::test]
+async fn control_api_sends_snowflakes_as_strings() {
+    let sim = start().await;
+    let seed = sim.handle().seed();
+    let http = reqwest::Client::new();
+    let ctl = sim.control_url();
+    // An audit-log entry (target id) to look at.
+    let r = http
+        .post(format!(
+            "{}/api/v10/guilds/{}/channels",
+            sim.api_url(),
+            seed.guild_id
+        ))
+        .header("authorization", format!("Bot {}", sim.bot_token()))
+        .json(&json!({"name": "Table 9", "type": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for path in [
+        "",
+        "/state",
+        "/audit-log",
+        "/voice",
+        "/counters",
+        "/rest/requests",
+    ] {
+        let v: Value = http
+            .get(format!("{ctl}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_no_big_numbers(&v, &format!("/_sim{path}"));
+    }
+    let state: Value = http.get(&ctl).send().await.unwrap().json().await.unwrap();
+    assert_eq!(state["seed"]["bot_user_id"], seed.bot_user_id.to_string());
+    assert_eq!(
+        state["seed"]["member_user_ids"][2],
+        seed.member_user_ids[2].to_string()
+    );
+    // Ids read from the state drive the next call unchanged (strings, never rounded).
+    let carol = state["seed"]["member_user_ids"][2].as_str().unwrap();
+    let table = &state["seed"]["voice_channel_ids"][1];
+    let r = http
+        .post(format!("{ctl}/users/{carol}/join"))
+        .json(&json!({ "channel_id": table }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Numbers are still accepted on input (optional ids too).
+    let r = http
+        .post(format!("{ctl}/channels"))
+        .json(&json!({"name": "Table 8", "parent_id": seed.category_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Fails on any JSON number that cannot be an exact JavaScript number (a snowflake sent as a
+/// number).
+fn assert_no_big_numbers(v: &Value, at: &str) {
+    match v {
+        Value::Number(n) => assert!(
+            n.as_u64().is_none_or(|n| n < (1 << 53)),
+            "{at}: snowflake-sized number {n}"
+        ),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                assert_no_big_numbers(x, &format!("{at}[{i}]"));
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                assert_no_big_numbers(x, &format!("{at}.{k}"));
+            }
+        }
+        _ => {}
+    }
+}

@@ -76,6 +76,10 @@ fn main() -> ExitCode {
             || Box::pin(pcm::each_user_hears_their_own_tone(false)),
         ),
         ("decoded_pcm_is_opt_in", || Box::pin(pcm::pcm_is_opt_in())),
+        (
+            "dave_bot_first_then_two_players_join_and_one_leaves",
+            || Box::pin(dave_bot_first()),
+        ),
     ];
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -435,6 +439,14 @@ async fn dave_end_to_end() {
     assert!(!next_update(&mut updates, bob).await.speaking);
     let heard = bot.rtc.received_audio()[&snowflake(bob)];
     assert!(heard.frames >= 15, "{heard:?}");
+    // …and the simulator sent them end to end encrypted, never transport-only.
+    let c = bot.h.voice_snapshot().counters;
+    assert!(c.rtp_sent_e2ee >= 15, "{c:?}");
+    assert_eq!(
+        (c.rtp_sent_transport_only, c.speaker_e2ee_failures),
+        (0, 0),
+        "{c:?}"
+    );
     // A user joining later is proposed at the group's epoch; the bot commits again, alice and
     // bob apply the commit, carol joins by the welcome, and all three decrypt the next cue.
     let carol = bot.seed.member_user_ids[2];
@@ -469,5 +481,102 @@ async fn dave_end_to_end() {
         let got = &snap.received[&user];
         assert_eq!(got.dave_frames, got.audio_frames, "{user}: {got:?}");
         assert_eq!(got.dave_failures, 0, "{user}: {got:?}");
+    }
+}
+
+/// DAVE in the common order: the bot joins an empty room (its group is pending), two players
+/// join one after the other, then one leaves; at every step audio is end-to-end encrypted
+/// both ways and decrypted by the other side's own DAVE session.
+async fn dave_bot_first() {
+    let config = coven_sim::SimConfig {
+        voice_dave: true,
+        ..coven_sim::SimConfig::default()
+    };
+    let bot = start_bot_with(config, TransportPreference::Aes256Gcm, STEP).await;
+    let channel = bot.seed.voice_channel_ids[1]; // nobody there
+    bot.rtc.connect(snowflake(channel)).await.expect("connect");
+    let (carol, dave) = (bot.seed.member_user_ids[2], bot.seed.member_user_ids[3]);
+    wait_dave(&bot, "key package of a bot alone", |c| {
+        c.dave_key_packages == 1
+    })
+    .await;
+    bot.h.user_join(carol, channel).expect("carol joins");
+    wait_dave(&bot, "carol in the group", |c| {
+        c.dave_welcomed == 1 && c.dave_transitions_ready == 1
+    })
+    .await;
+    exchange_e2ee(&bot, &[carol]).await;
+    bot.h.user_join(dave, channel).expect("dave joins");
+    wait_dave(&bot, "dave in the group", |c| {
+        c.dave_welcomed == 2 && c.dave_transitions_ready == 2
+    })
+    .await;
+    exchange_e2ee(&bot, &[carol, dave]).await;
+    bot.h.user_leave(carol).expect("carol leaves");
+    wait_dave(&bot, "carol removed", |c| {
+        c.dave_removals == 1 && c.dave_transitions_ready == 3
+    })
+    .await;
+    exchange_e2ee(&bot, &[dave]).await;
+    let c = bot.h.voice_snapshot().counters;
+    assert_eq!(
+        (
+            c.dave_errors,
+            c.rtp_sent_transport_only,
+            c.speaker_e2ee_failures
+        ),
+        (0, 0, 0),
+        "{c:?}"
+    );
+}
+
+async fn wait_dave(bot: &Bot, what: &str, cond: impl Fn(&coven_sim::voice::VoiceCounters) -> bool) {
+    let waited = bot.h.voice_wait_for(|s| cond(&s.counters), STEP).await;
+    assert!(
+        waited.is_ok(),
+        "{what}: {:?}",
+        bot.h.voice_snapshot().counters
+    );
+}
+
+/// A cue from the bot decrypted end to end by every user of `users`, then each user speaks and
+/// the bot hears it (songbird drops a DAVE frame it cannot decrypt).
+async fn exchange_e2ee(bot: &Bot, users: &[u64]) {
+    for user in users {
+        bot.h.voice_reset_received(*user);
+    }
+    bot.rtc.play_cue(Cue::TurnChime).await.expect("cue");
+    let snap = bot
+        .h
+        .voice_wait_for(
+            |s| {
+                users.iter().all(|u| {
+                    s.received
+                        .get(u)
+                        .is_some_and(|r| r.audio_frames >= 20 && r.silence_frames >= 5)
+                })
+            },
+            STEP,
+        )
+        .await
+        .unwrap_or_else(|_| panic!("cue: {:?}", bot.h.voice_snapshot()));
+    for user in users {
+        let got = &snap.received[user];
+        assert_eq!(got.dave_frames, got.audio_frames, "{user}: {got:?}");
+        assert_eq!(got.e2ee_frames, got.audio_frames, "{user}: {got:?}");
+        assert_eq!(got.transport_only_frames, 0, "{user}: {got:?}");
+    }
+    let mut updates = bot.rtc.speaking_updates();
+    for user in users {
+        let before = bot
+            .rtc
+            .received_audio()
+            .get(&snowflake(*user))
+            .map_or(0, |r| r.frames);
+        assert!(bot.h.voice_user_speak(*user, Duration::from_millis(300)));
+        assert!(next_update(&mut updates, *user).await.speaking);
+        assert!(!next_update(&mut updates, *user).await.speaking);
+        let heard = bot.rtc.received_audio()[&snowflake(*user)].frames - before;
+        assert!(heard >= 15, "{user}: the bot decrypted {heard} frames");
     }
 }

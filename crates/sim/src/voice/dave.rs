@@ -4,10 +4,11 @@
 //! and the simulated users' own `davey` sessions, which join by the welcome and then
 //! encrypt/decrypt media frames exactly as a Discord client does.
 //!
-//! Binary framing (voice gateway v4, as songbird 0.6 parses it): server → client
-//! `[opcode u8][payload]` for 25 (external sender), 27 (`[operation u8][proposals VLBytes]`),
-//! 29 and 30 (`[transition_id u16][message]`); client → server `[opcode u8][payload]` for 26
-//! (key package) and 28 (commit `MLSMessage` immediately followed by the `Welcome`, if any).
+//! Messages are built here as `[opcode u8][payload]`: 25 (external sender), 27
+//! (`[operation u8][proposals VLBytes]`), 29 and 30 (`[transition_id u16][message]`); the
+//! session's outbox (`outbox.rs`) prefixes v8's `[seq u16]`. Client → server frames are
+//! `[opcode u8][payload]` in every version: 26 (key package) and 28 (commit `MLSMessage`
+//! immediately followed by the `Welcome`, if any).
 
 use std::num::NonZeroU16;
 
@@ -15,15 +16,13 @@ use davey::DaveSession;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
 use openmls::prelude::{
     BasicCredential, Ciphersuite, ExternalProposal, ExternalSender, GroupEpoch, GroupId,
-    KeyPackageIn, MlsMessageIn, ProtocolVersion, SenderExtensionIndex,
+    KeyPackageIn, LeafNodeIndex, MlsMessageIn, ProtocolVersion, SenderExtensionIndex,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 
 /// DAVE protocol version offered.
 pub const DAVE_VERSION: u16 = 1;
-/// The transition id of the (only) commit the simulator announces.
-pub const TRANSITION_ID: u16 = 1;
 /// Opcodes.
 pub mod op {
     /// Server → client: external sender package.
@@ -89,6 +88,31 @@ impl DeliveryService {
         Ok((session, kp))
     }
 
+    /// Op 27 (append): an external Remove proposal for the member at `leaf` of the group of
+    /// `channel_id` at `epoch` (a user who left the call).
+    pub fn remove_proposal_message(
+        &self,
+        channel_id: u64,
+        epoch: u64,
+        leaf: LeafNodeIndex,
+    ) -> Result<Vec<u8>, String> {
+        let message = ExternalProposal::new_remove::<OpenMlsRustCrypto>(
+            leaf,
+            GroupId::from_slice(&channel_id.to_be_bytes()),
+            GroupEpoch::from(epoch),
+            &self.signer,
+            SenderExtensionIndex::new(0),
+        )
+        .map_err(err)?;
+        let mut m = vec![op::PROPOSALS, 0];
+        m.extend(
+            VLBytes::new(message.tls_serialize_detached().map_err(err)?)
+                .tls_serialize_detached()
+                .map_err(err)?,
+        );
+        Ok(m)
+    }
+
     /// Op 27 (append): external Add proposals for these key packages, for the group of
     /// `channel_id` at `epoch` (0: the committer's pending group).
     pub fn add_proposals_message(
@@ -121,6 +145,12 @@ impl DeliveryService {
         );
         Ok(m)
     }
+}
+
+/// Whether a media frame is a DAVE protocol frame (ends with the `0xFAFA` magic marker),
+/// i.e. end-to-end encrypted rather than sent with transport encryption only.
+pub(crate) fn is_protocol_frame(frame: &[u8]) -> bool {
+    frame.ends_with(&[0xfa, 0xfa])
 }
 
 /// Splits op 28's payload (opcode removed) into the commit message and the welcome.

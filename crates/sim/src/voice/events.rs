@@ -54,6 +54,8 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
         .collect();
     let mut closed = false;
     let mut proposals = Vec::new();
+    let mut leaving = Vec::new();
+    let mut removals = 0;
     let mut core = server.core();
     for (ssrc, client, client_channel) in client_channels {
         let Some(s) = core.sessions.get_mut(&ssrc) else {
@@ -73,12 +75,10 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
         let here = channel.is_some() && channel == client_channel;
         if here && s.known_users.insert(user) {
             s.send(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": [user.to_string()]}}));
-            // A user joining a DAVE call is proposed for the client's group at its epoch.
-            if let (Some(ds), Some(channel), true) = (
-                &server.dave,
-                channel,
-                s.dave_version > 0 && s.dave_epoch > 0,
-            ) {
+            // A user joining a DAVE call is proposed for the client's group at its epoch
+            // (0: the group is still pending — the client has sent its key package but no
+            // one has committed yet, e.g. a bot alone in the channel until now).
+            if let (Some(ds), Some(channel), true) = (&server.dave, channel, s.dave_version > 0) {
                 let epoch = s.dave_epoch;
                 let proposed = ds
                     .new_user_session(user, channel)
@@ -87,9 +87,7 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
                     });
                 match proposed {
                     Ok((session, message)) => {
-                        if let Some((_, tx)) = &s.conn {
-                            let _ = tx.send(ConnCmd::Binary(message.clone()));
-                        }
+                        s.send_binary(&message);
                         proposals.push((user, session, message));
                     }
                     Err(e) => tracing::warn!(error = %e, user, "DAVE proposal for a joining user"),
@@ -97,7 +95,15 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
             }
         } else if !here && s.known_users.remove(&user) {
             s.send(json!({"op": op::CLIENT_DISCONNECT, "d": {"user_id": user.to_string()}}));
+            if s.dave_version > 0 {
+                leaving.push((ssrc, client_channel));
+            }
         }
+    }
+    // A user who left a DAVE call is proposed for removal from the client's group (Remove
+    // proposal by the external sender); the remaining members store the proposal too.
+    for (ssrc, client_channel) in leaving {
+        removals += propose_removal(server, &mut core, ssrc, user, client_channel);
     }
     // The simulated users already in the group receive the proposals too (a commit refers to
     // them); the commits they would make themselves are not sent (the client's wins).
@@ -117,8 +123,54 @@ fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Opt
         core.dave_users.insert(user, session);
     }
     drop(core);
+    if removals > 0 {
+        server.observe(|s| s.counters.dave_removals += removals);
+    }
     if closed {
         server.observe(|s| s.counters.server_closes += 1);
         server.publish_sessions();
     }
+}
+
+/// Sends the client at `ssrc` a Remove proposal for `user` (who left its channel) and has the
+/// remaining simulated members store it; forgets the user's DAVE session. Returns 1 when a
+/// proposal was sent. A user who never got into the group (pending, no commit yet) has no
+/// leaf to remove and is only forgotten.
+fn propose_removal(
+    server: &VoiceServer,
+    core: &mut super::VoiceCore,
+    ssrc: u32,
+    user: u64,
+    channel: Option<u64>,
+) -> u64 {
+    let Some(gone) = core.dave_users.remove(&user) else {
+        return 0;
+    };
+    let (Some(ds), Some(channel), Some(leaf)) = (&server.dave, channel, gone.own_leaf_index())
+    else {
+        return 0;
+    };
+    let Some(s) = core.sessions.get_mut(&ssrc) else {
+        return 0;
+    };
+    if s.dave_epoch == 0 {
+        return 0;
+    }
+    let message = match ds.remove_proposal_message(channel, s.dave_epoch, leaf) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, user, "DAVE remove proposal");
+            return 0;
+        }
+    };
+    s.send_binary(&message);
+    for (other, member) in &mut core.dave_users {
+        if member.is_ready()
+            && let Err(e) =
+                member.process_proposals(davey::ProposalsOperationType::APPEND, &message[2..], None)
+        {
+            tracing::warn!(error = ?e, user = other, "simulated member's DAVE remove proposal");
+        }
+    }
+    1
 }

@@ -95,6 +95,15 @@ impl SimHandle {
         self.voice_command(|| ConnCmd::Close(code))
     }
 
+    /// DAVE fault: the next commit announced to a client (op 29) is corrupted, as if
+    /// damaged in transit. The client cannot process it, reports op 31 and sends a new key
+    /// package; the group is formed again (docs/simulator.md, "Voice").
+    pub fn voice_dave_corrupt_next_commit(&self) {
+        self.voice()
+            .dave_corrupt_next
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn voice_command(&self, cmd: impl Fn() -> ConnCmd) -> usize {
         let n = {
             let core = self.voice().core();
@@ -157,6 +166,13 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             }),
         )
         .route("/_sim/voice/close", post(close))
+        .route(
+            "/_sim/voice/dave/corrupt-next-commit",
+            post(|State(s): State<Arc<Shared>>| async move {
+                SimHandle { shared: s }.voice_dave_corrupt_next_commit();
+                Json(json!({"ok": true}))
+            }),
+        )
         .route(
             "/_sim/voice/move",
             post(|State(s): State<Arc<Shared>>| async move {

@@ -9,6 +9,7 @@ mod crypto;
 mod dave;
 mod events;
 mod handle;
+mod outbox;
 mod signalling;
 mod speaker;
 mod stats;
@@ -37,14 +38,12 @@ pub use tone::{TONE_RANGE_HZ, ToneError};
 /// What a voice connection task is told to do by the rest of the simulator.
 #[derive(Debug)]
 pub(crate) enum ConnCmd {
-    /// Send this JSON payload.
-    Send(Value),
+    /// Send this message, already framed for the session's gateway version.
+    Frame(outbox::Frame),
     /// Close with this code.
     Close(u16),
     /// Drop the TCP connection without a close frame.
     Drop,
-    /// Send this binary message (DAVE opcodes).
-    Binary(Vec<u8>),
 }
 
 /// A `VOICE_SERVER_UPDATE` token handed to a gateway session.
@@ -72,12 +71,35 @@ pub(crate) struct VoiceSession {
     pub dave_version: u16,
     /// Epoch of the client's MLS group as this server has announced it (0: pending group).
     pub dave_epoch: u64,
+    /// The last DAVE transition id announced to this client (op 29 / op 22).
+    pub dave_transition: u16,
+    /// Numbering and buffer of what the server sent (v8 buffered resume).
+    pub outbox: outbox::Outbox,
 }
 
 impl VoiceSession {
-    pub fn send(&self, payload: Value) {
+    /// Sends a JSON message (numbered and buffered on v8, even while no connection is
+    /// attached, so that a RESUME re-delivers it).
+    pub fn send(&mut self, payload: Value) {
+        let frame = self.outbox.json(payload);
+        self.deliver(frame);
+    }
+
+    /// Sends a binary message given as `[op u8][payload]` (v8: `[seq u16][op u8][payload]`).
+    pub fn send_binary(&mut self, message: &[u8]) {
+        let frame = self.outbox.binary(message);
+        self.deliver(frame);
+    }
+
+    /// The next DAVE transition id (1, 2, …; 0 is reserved for immediate transitions).
+    pub fn next_transition(&mut self) -> u16 {
+        self.dave_transition = self.dave_transition.checked_add(1).unwrap_or(1);
+        self.dave_transition
+    }
+
+    fn deliver(&self, frame: outbox::Frame) {
         if let Some((_, tx)) = &self.conn {
-            let _ = tx.send(ConnCmd::Send(payload));
+            let _ = tx.send(ConnCmd::Frame(frame));
         }
     }
 }
@@ -117,6 +139,8 @@ pub(crate) struct VoiceServer {
     pub heartbeat_interval: Duration,
     /// DAVE delivery service (`None` when `voice_dave` is off).
     pub dave: Option<dave::DeliveryService>,
+    /// Fault: corrupt the next announced commit (`SimHandle::voice_dave_corrupt_next_commit`).
+    pub dave_corrupt_next: std::sync::atomic::AtomicBool,
     core: Mutex<VoiceCore>,
     pub snapshot: watch::Sender<VoiceSnapshot>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -196,6 +220,7 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServ
         } else {
             None
         },
+        dave_corrupt_next: std::sync::atomic::AtomicBool::new(false),
         core: Mutex::new(VoiceCore {
             next_ssrc: 1000,
             ..VoiceCore::default()

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::crypto::{MODE_AES256_GCM, MODE_XCHACHA20, TransportMode};
+use super::outbox::{Frame, Outbox};
 use super::{ConnCmd, VoiceServer, VoiceSession, channel_of, users_in};
 use crate::state::Shared;
 
@@ -46,6 +47,8 @@ pub(crate) mod close {
     pub const SESSION_INVALID: u16 = 4006;
     pub const DISCONNECTED: u16 = 4014;
     pub const UNKNOWN_ENCRYPTION_MODE: u16 = 4016;
+    /// E2EE/DAVE protocol required (Discord, since 2026-03-01, outside stage channels).
+    pub const E2EE_REQUIRED: u16 = 4017;
 }
 
 enum Step {
@@ -61,6 +64,8 @@ struct Conn {
     ssrc: Option<u32>,
     /// `max_dave_protocol_version` from IDENTIFY.
     dave_max: u16,
+    /// The voice gateway version the client asked for (`?v=`).
+    version: u8,
 }
 
 /// Serves one voice gateway connection until it closes.
@@ -109,6 +114,7 @@ pub(crate) async fn serve(
         tx,
         ssrc: None,
         dave_max: 0,
+        version,
     };
     #[allow(clippy::cast_possible_truncation)]
     let interval = server.heartbeat_interval.as_millis() as u64;
@@ -123,11 +129,11 @@ pub(crate) async fn serve(
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
             },
             cmd = rx.recv() => match cmd {
-                Some(ConnCmd::Send(v)) => {
-                    result = ws.send(Message::text(v.to_string())).await;
+                Some(ConnCmd::Frame(Frame::Text(t))) => {
+                    result = ws.send(Message::text(t)).await;
                     Step::Continue
                 }
-                Some(ConnCmd::Binary(b)) => {
+                Some(ConnCmd::Frame(Frame::Binary(b))) => {
                     result = ws.send(Message::binary(b)).await;
                     Step::Continue
                 }
@@ -153,8 +159,29 @@ pub(crate) async fn serve(
 }
 
 impl Conn {
-    fn send(&self, payload: Value) {
-        let _ = self.tx.send(ConnCmd::Send(payload));
+    /// Sends on this connection only, unnumbered (`HEARTBEAT_ACK`, `RESUMED`).
+    fn send(&self, payload: &Value) {
+        let _ = self
+            .tx
+            .send(ConnCmd::Frame(Frame::Text(payload.to_string())));
+    }
+
+    /// Sends through the session (numbered and buffered on v8).
+    fn send_session(&self, payload: Value) {
+        if let Some(ssrc) = self.ssrc
+            && let Some(s) = self.server.core().sessions.get_mut(&ssrc)
+        {
+            s.send(payload);
+        }
+    }
+
+    /// Sends a binary `[op][payload]` message through the session.
+    fn send_session_binary(&self, message: &[u8]) {
+        if let Some(ssrc) = self.ssrc
+            && let Some(s) = self.server.core().sessions.get_mut(&ssrc)
+        {
+            s.send_binary(message);
+        }
     }
 
     fn on_text(&mut self, text: &str) -> Step {
@@ -169,11 +196,14 @@ impl Conn {
             op::HEARTBEAT => {
                 // v4: `d` is the nonce; v8: `{"t": nonce, "seq_ack": n}` and the ACK is `{"t": nonce}`.
                 let ack = if d.is_object() {
+                    if let Some(acked) = d.get("seq_ack").and_then(Value::as_u64) {
+                        self.ack(acked);
+                    }
                     json!({"t": d.get("t").cloned().unwrap_or(Value::Null)})
                 } else {
                     d
                 };
-                self.send(json!({"op": op::HEARTBEAT_ACK, "d": ack}));
+                self.send(&json!({"op": op::HEARTBEAT_ACK, "d": ack}));
                 self.server.observe(|s| s.counters.heartbeats += 1);
                 Step::Continue
             }
@@ -191,12 +221,18 @@ impl Conn {
             // DAVE transition ready (23): execute it (22).
             23 => {
                 let id = d.get("transition_id").and_then(Value::as_u64).unwrap_or(0);
-                self.send(json!({"op": 22, "d": {"transition_id": id}}));
+                self.send_session(json!({"op": 22, "d": {"transition_id": id}}));
                 self.server
                     .observe(|s| s.counters.dave_transitions_ready += 1);
                 Step::Continue
             }
-            12 | 15 | 16 | 18 | 20 | 31 => Step::Continue,
+            // DAVE invalid commit/welcome (31): the client resets its group and sends a new
+            // key package (op 26), which starts the group again.
+            31 => {
+                self.server.observe(|s| s.counters.dave_invalid += 1);
+                Step::Continue
+            }
+            12 | 15 | 16 | 18 | 20 => Step::Continue,
             _ => Step::Close(close::UNKNOWN_OPCODE),
         }
     }
@@ -221,6 +257,8 @@ impl Conn {
         let Ok(user_id) = user_id.parse::<u64>() else {
             return Step::Close(close::AUTHENTICATION_FAILED);
         };
+        // (World lookups before the voice lock, never under it.)
+        let dave_required = self.requires_dave(user_id);
         let mut core = self.server.core();
         let valid = core
             .grants
@@ -235,6 +273,9 @@ impl Conn {
             .and_then(Value::as_u64)
             .and_then(|v| u16::try_from(v).ok())
             .unwrap_or(0);
+        if self.dave_max == 0 && dave_required {
+            return Step::Close(close::E2EE_REQUIRED);
+        }
         // A client identifies anew after a server move: its older sessions are gone.
         core.sessions.retain(|_, s| s.user_id != user_id);
         let ssrc = core.alloc_ssrc();
@@ -255,12 +296,14 @@ impl Conn {
                 known_users: std::collections::HashSet::new(),
                 dave_version: 0,
                 dave_epoch: 0,
+                dave_transition: 0,
+                outbox: Outbox::new(self.version),
             },
         );
         drop(core);
         self.ssrc = Some(ssrc);
         let udp = self.server.udp_addr;
-        self.send(json!({"op": op::READY, "d": {
+        self.send_session(json!({"op": op::READY, "d": {
             "ssrc": ssrc,
             "ip": udp.ip().to_string(),
             "port": udp.port(),
@@ -270,6 +313,23 @@ impl Conn {
         self.server.observe(|s| s.counters.identifies += 1);
         self.server.publish_sessions();
         Step::Continue
+    }
+
+    /// Whether a client without DAVE is refused: DAVE on and required, and the user's
+    /// channel is not a stage channel (stages are exempt on Discord).
+    fn requires_dave(&self, user_id: u64) -> bool {
+        let config = &self.shared.config;
+        if !(config.voice_dave && config.voice_require_dave) {
+            return false;
+        }
+        let core = self.shared.core();
+        let stage = core
+            .world
+            .voice_states
+            .get(&user_id)
+            .and_then(|v| core.world.channels.get(&v.channel_id))
+            .is_some_and(|c| c.kind == crate::world::channel_type::STAGE);
+        !stage
     }
 
     fn select_protocol(&mut self, d: &Value) -> Step {
@@ -298,7 +358,7 @@ impl Conn {
         let key = session.key;
         let user_id = session.user_id;
         drop(core);
-        self.send(json!({"op": op::SESSION_DESCRIPTION, "d": {
+        self.send_session(json!({"op": op::SESSION_DESCRIPTION, "d": {
             "mode": mode.name(),
             "secret_key": key.to_vec(),
             "audio_codec": "opus",
@@ -308,7 +368,7 @@ impl Conn {
             "dave_protocol_version": dave_version,
         }}));
         if let (true, Some(ds)) = (dave_version > 0, &self.server.dave) {
-            let _ = self.tx.send(ConnCmd::Binary(ds.external_sender_message()));
+            self.send_session_binary(&ds.external_sender_message());
         }
         self.server.observe(|s| {
             s.counters.sessions_described += 1;
@@ -322,7 +382,7 @@ impl Conn {
                     s.known_users.extend(others.iter().copied());
                 }
                 let ids: Vec<String> = others.iter().map(u64::to_string).collect();
-                self.send(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": ids}}));
+                self.send_session(json!({"op": op::CLIENTS_CONNECT, "d": {"user_ids": ids}}));
             }
         }
         Step::Continue
@@ -358,16 +418,18 @@ impl Conn {
                         Err(e) => tracing::warn!(error = %e, "simulated user's DAVE session"),
                     }
                 }
-                if kps.is_empty() {
-                    return Step::Continue;
-                }
+                // A key package (re)starts the client's group: pending, epoch 0 (also after
+                // op 31, when the client reset its group).
                 if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
                     s.dave_epoch = 0;
+                }
+                if kps.is_empty() {
+                    return Step::Continue;
                 }
                 match ds.add_proposals_message(channel, 0, &kps) {
                     Ok(m) => {
                         self.server.core().dave_users.extend(sessions);
-                        let _ = self.tx.send(ConnCmd::Binary(m));
+                        self.send_session_binary(&m);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "DAVE proposals");
@@ -380,16 +442,21 @@ impl Conn {
                     self.server.observe(|s| s.counters.dave_errors += 1);
                     return Step::Continue;
                 };
-                let _ = self
-                    .tx
-                    .send(ConnCmd::Binary(super::dave::transition_message(
-                        super::dave::op::ANNOUNCE_COMMIT,
-                        super::dave::TRANSITION_ID,
-                        &commit,
-                    )));
                 let (mut welcomed, mut errors) = (0, 0);
+                let mut announced = commit.clone();
+                if self.server.dave_corrupt_next.swap(false, Ordering::Relaxed)
+                    && let Some(last) = announced.last_mut()
+                {
+                    *last ^= 0xff; // the commit's signature no longer verifies
+                }
                 let mut core = self.server.core();
                 if let Some(s) = core.sessions.get_mut(&ssrc) {
+                    let transition = s.next_transition();
+                    s.send_binary(&super::dave::transition_message(
+                        super::dave::op::ANNOUNCE_COMMIT,
+                        transition,
+                        &announced,
+                    ));
                     s.dave_epoch += 1;
                 }
                 // Members already in the group apply the commit; the added users join by
@@ -449,15 +516,44 @@ impl Conn {
         let Some(session) = found else {
             return Step::Close(close::SESSION_INVALID);
         };
+        // v8: re-deliver what the client missed after `seq_ack` (absent or -1: nothing
+        // numbered received yet); a message no longer buffered ends the session.
+        let seq_ack = d
+            .get("seq_ack")
+            .and_then(Value::as_i64)
+            .and_then(|n| u16::try_from(n).ok());
+        let missed = if session.outbox.sequenced() {
+            match session.outbox.replay(seq_ack) {
+                Ok(missed) => missed,
+                Err(_) => return Step::Close(close::SESSION_INVALID),
+            }
+        } else {
+            Vec::new()
+        };
         if let Some((_, old)) = session.conn.replace((self.id, self.tx.clone())) {
             let _ = old.send(ConnCmd::Drop);
         }
         self.ssrc = Some(session.ssrc);
+        // RESUMED, then the missed messages, before any new one (still under the lock).
+        self.send(&json!({"op": op::RESUMED, "d": null}));
+        let replayed = missed.len() as u64;
+        for frame in missed {
+            let _ = self.tx.send(ConnCmd::Frame(frame));
+        }
         drop(core);
-        self.send(json!({"op": op::RESUMED, "d": null}));
+        self.server.observe(|s| s.counters.replayed += replayed);
         self.server.observe(|s| s.counters.resumes += 1);
         self.server.publish_sessions();
         Step::Continue
+    }
+
+    /// v8 `seq_ack` from a heartbeat: the client has everything up to it.
+    fn ack(&self, acked: u64) {
+        if let (Some(ssrc), Ok(acked)) = (self.ssrc, u16::try_from(acked))
+            && let Some(s) = self.server.core().sessions.get_mut(&ssrc)
+        {
+            s.outbox.ack(acked);
+        }
     }
 
     /// The connection ended: the session stays (resumable) but has no connection.

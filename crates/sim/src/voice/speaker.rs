@@ -40,8 +40,8 @@ fn announce(
         "user_id": user.to_string(), "ssrc": ssrc, "speaking": speaking, "delay": 0,
     }});
     let members: HashSet<u64> = users_in(shared, channel, user).into_iter().collect();
-    let core = server.core();
-    for s in core.sessions.values() {
+    let mut core = server.core();
+    for s in core.sessions.values_mut() {
         if members.contains(&s.user_id) {
             s.send(payload.clone());
         }
@@ -49,33 +49,51 @@ fn announce(
 }
 
 /// Sends one frame from `user` to every client session in `channel` that has a transport.
+/// Returns false (nothing sent) once the user is no longer in `channel`: who left stops
+/// speaking there.
 async fn send_frame(
     server: &VoiceServer,
     shared: &Shared,
     user: u64,
     channel: u64,
     payload: &[u8],
-) {
+) -> bool {
+    if channel_of(shared, user) != Some(channel) {
+        return false;
+    }
     let members: HashSet<u64> = users_in(shared, channel, user).into_iter().collect();
     let mut packets = Vec::new();
+    let audio;
     {
         let mut core = server.core();
         let Some(sp) = core.speakers.get_mut(&user) else {
-            return;
+            return false;
         };
         sp.sequence = sp.sequence.wrapping_add(1);
         sp.timestamp = sp.timestamp.wrapping_add(FRAME_SAMPLES);
         let header = rtp_header(sp.sequence, sp.timestamp, sp.ssrc);
-        // In a DAVE group the user's frames are end-to-end encrypted first.
-        let e2ee = core
-            .dave_users
-            .get_mut(&user)
-            .filter(|s| s.is_ready())
-            .and_then(|s| {
-                s.encrypt_opus(payload)
-                    .ok()
-                    .map(std::borrow::Cow::into_owned)
-            });
+        // In a DAVE call the user's audio frames must be end-to-end encrypted first; a
+        // speaker that cannot (not in the group, or encryption fails) sends nothing rather
+        // than falling back to transport encryption only (docs/simulator.md, "Voice").
+        let silence = payload == OPUS_SILENCE;
+        let dave_call = core
+            .sessions
+            .values()
+            .any(|s| members.contains(&s.user_id) && s.dave_version > 0);
+        let e2ee = if silence || !dave_call {
+            None
+        } else {
+            let encrypted = core
+                .dave_users
+                .get_mut(&user)
+                .filter(|s| s.is_ready())
+                .map(|s| s.encrypt_opus(payload).map(std::borrow::Cow::into_owned));
+            match encrypted {
+                Some(Ok(frame)) => Some(frame),
+                Some(Err(e)) => return refuse(server, user, &format!("{e:?}")),
+                None => return refuse(server, user, "not in the call's DAVE group"),
+            }
+        };
         let payload = e2ee.as_deref().unwrap_or(payload);
         for s in core.sessions.values_mut() {
             if !members.contains(&s.user_id) {
@@ -87,12 +105,33 @@ async fn send_frame(
             s.out_nonce = s.out_nonce.wrapping_add(1);
             packets.push((seal(mode, &s.key, &header, payload, s.out_nonce), peer));
         }
+        audio = (!silence, e2ee.is_some());
     }
     let sent = packets.len() as u64;
     for (packet, peer) in packets {
         let _ = server.udp.send_to(&packet, peer).await;
     }
-    server.observe(|s| s.counters.rtp_sent += sent);
+    server.observe(|s| {
+        s.counters.rtp_sent += sent;
+        match audio {
+            (true, true) => s.counters.rtp_sent_e2ee += sent,
+            (true, false) => s.counters.rtp_sent_transport_only += sent,
+            (false, _) => {}
+        }
+    });
+    true
+}
+
+/// A speaker in a DAVE call that cannot encrypt end to end: loud, counted, nothing sent
+/// (the speaker goes on: the next frame may be encryptable).
+fn refuse(server: &VoiceServer, user: u64, why: &str) -> bool {
+    tracing::error!(
+        user,
+        why,
+        "simulated speaker cannot DAVE-encrypt its frame; not sent"
+    );
+    server.observe(|s| s.counters.speaker_e2ee_failures += 1);
+    true
 }
 
 /// What a speaking user sends.
@@ -175,11 +214,15 @@ fn start(
         for n in 0..frames {
             tick.tick().await;
             let frame = voice.frame(n);
-            send_frame(&server, &shared, user, channel, &frame).await;
+            if !send_frame(&server, &shared, user, channel, &frame).await {
+                return;
+            }
         }
         for _ in 0..5 {
             tick.tick().await;
-            send_frame(&server, &shared, user, channel, &OPUS_SILENCE).await;
+            if !send_frame(&server, &shared, user, channel, &OPUS_SILENCE).await {
+                return;
+            }
         }
         announce(&server, &shared, user, channel, ssrc, 0);
     });

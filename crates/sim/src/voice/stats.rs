@@ -38,8 +38,17 @@ pub struct VoiceCounters {
     pub rtp_rejected: u64,
     /// RTP packets sent to clients by simulated speakers.
     pub rtp_sent: u64,
+    /// Of those, audio frames DAVE-encrypted end to end by the speaker's own session.
+    pub rtp_sent_e2ee: u64,
+    /// Of those, audio frames sent with transport encryption only (no DAVE call).
+    pub rtp_sent_transport_only: u64,
+    /// Audio frames a simulated speaker in a DAVE call could not encrypt end to end (not in
+    /// the group yet, or encryption failed): not sent, logged as an error.
+    pub speaker_e2ee_failures: u64,
     /// Close frames / drops the server caused (faults, bot leaving).
     pub server_closes: u64,
+    /// Messages re-delivered after a v8 RESUME (buffered resume).
+    pub replayed: u64,
     /// Voice server moves (new `VOICE_SERVER_UPDATE`).
     pub server_moves: u64,
     /// DAVE key packages received from clients (op 26).
@@ -50,6 +59,10 @@ pub struct VoiceCounters {
     pub dave_transitions_ready: u64,
     /// Simulated users welcomed into a client's MLS group.
     pub dave_welcomed: u64,
+    /// DAVE invalid commit/welcome reports from clients (op 31).
+    pub dave_invalid: u64,
+    /// DAVE Remove proposals sent for users who left a call.
+    pub dave_removals: u64,
     /// DAVE protocol errors (bad key package, commit or welcome).
     pub dave_errors: u64,
     /// The mode chosen by the last `SELECT_PROTOCOL`.
@@ -79,6 +92,10 @@ pub struct VoiceReceived {
     pub max_gap_micros: u64,
     /// The transport mode the frames arrived in.
     pub mode: Option<TransportMode>,
+    /// Audio frames that arrived as DAVE protocol frames (end-to-end encrypted).
+    pub e2ee_frames: u64,
+    /// Audio frames that arrived with transport encryption only (no DAVE protocol frame).
+    pub transport_only_frames: u64,
     /// Audio frames that were DAVE-encrypted and that this listener's own DAVE session
     /// decrypted (end to end).
     pub dave_frames: u64,
@@ -95,5 +112,6 @@ pub struct VoiceSnapshot {
     /// Per simulated user id: what it received from the bot.
     pub received: BTreeMap<u64, VoiceReceived>,
     /// Voice sessions (bot connections) known now, by SSRC: the user id of the connected client.
+    #[serde(serialize_with = "crate::snowflake::as_string::id_values")]
     pub sessions: BTreeMap<u32, u64>,
 }

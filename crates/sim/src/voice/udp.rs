@@ -80,6 +80,7 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
         .map(|c| users_in(shared, c, sender))
         .unwrap_or_default();
     let silence = opened.payload == OPUS_SILENCE;
+    let e2ee = super::dave::is_protocol_frame(&opened.payload);
     // Each listener in a DAVE group decrypts the frame end to end with its own session.
     let dave: Vec<(u64, bool)> = if silence {
         Vec::new()
@@ -112,6 +113,11 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
                 continue;
             }
             r.audio_frames += 1;
+            if e2ee {
+                r.e2ee_frames += 1;
+            } else {
+                r.transport_only_frames += 1;
+            }
             match dave.iter().find(|(u, _)| *u == user) {
                 Some((_, true)) => r.dave_frames += 1,
                 Some((_, false)) => r.dave_failures += 1,

@@ -1,0 +1,328 @@
+//! The simulator judged by a third-party client in another language: discord.js 14 (gateway,
+//! REST, rate limits, resume) and @discordjs/voice 0.19 (voice gateway v8, DAVE through
+//! @snazzah/davey), run by `node judge/discordjs/judge.mjs` and driven line by line. Audio
+//! in both directions must be decrypted end to end by the other side's own DAVE session at
+//! every step of a call's life (docs/simulator.md, "Discord behaviour → modelled").
+//!
+//! Needs `npm ci` in `judge/discordjs` (CI runs it; see `.ci/run`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use coven_sim::voice::VoiceSnapshot;
+use coven_sim::{SimConfig, SimHandle, Simulator};
+use serde_json::Value;
+
+/// Per-step timeout: conditions are awaited, never slept on.
+const STEP: Duration = Duration::from_secs(20);
+
+/// The judge process: commands on stdin, JSON events on stdout.
+struct Judge {
+    child: Child,
+    stdin: ChildStdin,
+    events: mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Judge {
+    /// Starts the judge against `sim`, waits for discord.js's READY.
+    fn start(sim: &Simulator, dave: bool) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../judge/discordjs");
+        assert!(
+            dir.join("node_modules/@discordjs/voice").is_dir(),
+            "run `npm ci` in {} first (CI does)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg("judge.mjs")
+            .current_dir(&dir)
+            .env("SIM_API", format!("{}/api", sim.api_url()))
+            .env("BOT_TOKEN", sim.bot_token())
+            .env("GUILD_ID", sim.guild_id().to_string())
+            .env("NODE_EXTRA_CA_CERTS", coven_sim::voice::test_ca_path())
+            .env("JUDGE_NO_DAVE", if dave { "0" } else { "1" })
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node (Node.js 20+) on PATH");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"event": "output", "line": line}));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut judge = Self {
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+        };
+        judge.expect("ready", |_| true);
+        judge
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("judge stdin");
+    }
+
+    /// Waits for the next event named `name` that `accept` accepts; fails on an `error`.
+    fn expect(&mut self, name: &str, accept: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self.events.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no `{name}` from the judge in {STEP:?}; saw {:?}",
+                    self.seen
+                )
+            });
+            assert_ne!(event["event"], "error", "judge error: {event}");
+            self.seen.push(event.clone());
+            if event["event"] == name && accept(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// The judge's report: frames heard per user, and how many were the simulator's speech
+    /// exactly (only possible after the judge's own DAVE session decrypted them).
+    fn heard_speech(&mut self, user: u64) -> u64 {
+        self.send("report");
+        let r = self.expect("report", |_| true);
+        r["heard"][user.to_string()]["speech"].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Judge {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_voice(h: &SimHandle, what: &str, cond: impl FnMut(&VoiceSnapshot) -> bool) {
+    let waited = h.voice_wait_for(cond, STEP).await;
+    assert!(waited.is_ok(), "{what}: {:?}", h.voice_snapshot());
+}
+
+/// Speaks as `speaker` for 1 s (50 frames) while the judge listens, and has the judge play 25
+/// frames; waits until the judge decrypted at least 20 of the speech frames (the first ones
+/// may come before the judge maps the SSRC from op 5) and `listeners` decrypted the judge's
+/// frames with their own DAVE sessions.
+async fn exchange(judge: &mut Judge, h: &SimHandle, speaker: u64, listeners: &[u64]) {
+    let before_heard = judge.heard_speech(speaker);
+    let before: Vec<u64> = listeners
+        .iter()
+        .map(|u| h.voice_received(*u).dave_frames)
+        .collect();
+    assert!(h.voice_user_speak(speaker, Duration::from_secs(1)));
+    judge.send("play 25");
+    judge.expect("played", |_| true);
+    for (u, before) in listeners.iter().zip(before) {
+        wait_voice(h, "listener decrypts the bot end to end", |s| {
+            s.received
+                .get(u)
+                .is_some_and(|r| r.dave_frames >= before + 20)
+        })
+        .await;
+    }
+    let deadline = Instant::now() + STEP;
+    loop {
+        let heard = judge.heard_speech(speaker);
+        if heard >= before_heard + 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the judge decrypted only {heard} speech frames of {speaker}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// No audio frame anywhere went out with transport encryption only, none failed.
+fn assert_all_e2ee(h: &SimHandle) {
+    let snap = h.voice_snapshot();
+    let c = &snap.counters;
+    assert_eq!(
+        (
+            c.rtp_sent_transport_only,
+            c.speaker_e2ee_failures,
+            c.dave_errors
+        ),
+        (0, 0, 0),
+        "{c:?}"
+    );
+    assert!(c.rtp_sent_e2ee > 0, "{c:?}");
+    for (user, r) in &snap.received {
+        assert_eq!(r.transport_only_frames, 0, "{user}: {r:?}");
+        assert_eq!(r.dave_failures, 0, "{user}: {r:?}");
+        assert_eq!(r.e2ee_frames, r.audio_frames, "{user}: {r:?}");
+        assert_eq!(r.dave_frames, r.audio_frames, "{user}: {r:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[1]; // empty
+    let (carol, dave) = (seed.member_user_ids[2], seed.member_user_ids[3]);
+    let mut judge = Judge::start(&sim, true);
+
+    // The bot joins an empty room: v8, DAVE offered, key package sent, no group yet.
+    judge.send(&format!("join {table}"));
+    judge.expect("voice_ready", |_| true);
+    wait_voice(&h, "v8 session with DAVE", |s| {
+        s.counters.last_version == Some(8) && s.counters.dave_key_packages == 1
+    })
+    .await;
+
+    // A player joins: proposed to the pending group, the judge commits, carol is welcomed.
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("transitioned", |e| e["id"] == 1 && e["privacy"].is_string());
+    wait_voice(&h, "carol welcomed", |s| s.counters.dave_welcomed == 1).await;
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, carol, &[carol]).await;
+
+    // A second player joins: added at the next epoch; carol applies the commit.
+    h.user_join(dave, table).expect("dave joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    wait_voice(&h, "dave welcomed", |s| s.counters.dave_welcomed == 2).await;
+    judge.send(&format!("listen {dave}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, dave, &[carol, dave]).await;
+    exchange(&mut judge, &h, carol, &[carol, dave]).await;
+
+    // One leaves: removed from the group (Remove proposal, commit), the call goes on.
+    let carol_frames = h.voice_received(carol).audio_frames;
+    h.user_leave(carol).expect("carol leaves");
+    judge.expect("transitioned", |e| e["id"] == 3);
+    wait_voice(&h, "removal", |s| s.counters.dave_removals == 1).await;
+    exchange(&mut judge, &h, dave, &[dave]).await;
+    assert_eq!(
+        h.voice_received(carol).audio_frames,
+        carol_frames,
+        "carol left"
+    );
+
+    assert_all_e2ee(&h);
+    let c = h.voice_snapshot().counters;
+    assert_eq!((c.dave_commits, c.dave_transitions_ready), (3, 3), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_v8_resume_replays_missed_messages() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob sit here: group formed at connect
+    let (alice, carol) = (seed.member_user_ids[0], seed.member_user_ids[2]);
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // The socket drops; carol joins while the judge is away: her op 11 and Add proposal are
+    // buffered and re-delivered after RESUME (seq_ack), and she ends up in the group.
+    assert_eq!(h.voice_drop_sockets(), 1);
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    let c = h.voice_snapshot().counters;
+    assert!(c.resumes >= 1 && c.replayed >= 1, "{c:?}");
+    assert_eq!(c.identifies, 1, "resumed, not identified again: {c:?}");
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, carol, &[alice, carol]).await;
+    assert_all_e2ee(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, carol) = (seed.member_user_ids[0], seed.member_user_ids[2]);
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // The commit adding carol arrives damaged: the judge reports op 31, resets its group and
+    // sends a new key package; the simulator proposes everyone again and the group re-forms.
+    h.voice_dave_corrupt_next_commit();
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("transitioned", |e| e["id"] == 3);
+    let c = h.voice_snapshot().counters;
+    assert_eq!(
+        (c.dave_invalid, c.dave_key_packages, c.dave_commits),
+        (1, 2, 3),
+        "{c:?}"
+    );
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, carol, &[alice, carol]).await;
+    assert_all_e2ee(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_without_dave_is_closed_4017() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let table = sim.handle().seed().voice_channel_ids[1];
+    let mut judge = Judge::start(&sim, false);
+    judge.send(&format!("join {table}"));
+    judge.expect("voice_closed", |e| e["code"] == 4017);
+    judge.send("leave");
+    judge.expect("left", |_| true);
+    let c = sim.handle().voice_snapshot().counters;
+    assert_eq!((c.identifies, c.sessions_described), (0, 0), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_gateway_rest_rate_limits_and_resume() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let mut judge = Judge::start(&sim, true);
+    // Six concurrent creations in Discord's 5-per-5-s bucket: discord.js paces them by the
+    // headers it learns; all succeed without a 429.
+    let before = h.channel_ids().len();
+    judge.send("create-many 6");
+    let made = judge.expect("created-many", |_| true);
+    assert_eq!(made["ids"].as_array().map(Vec::len), Some(6));
+    assert_eq!(h.channel_ids().len(), before + 6);
+    assert_eq!(h.counters().rest_429s, 0, "{:?}", h.counters());
+    // op 7: discord.js resumes its session.
+    assert_eq!(h.reconnect(), 1);
+    judge.expect("gateway_resumed", |_| true);
+    assert_eq!(h.counters().resumes, 1);
+    assert_eq!(h.counters().identifies, 1);
+}

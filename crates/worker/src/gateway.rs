@@ -171,39 +171,29 @@ pub async fn run(
                 }
             }
             item = shard.next_event(WANTED), if hold.is_none() => {
-                let event = match item {
-                    None => return Err(fatal(seen.last_close)),
-                    Some(Err(error)) => {
-                        let session = current_session(&shard, seen.bot_user);
-                        let after = seen.receive_error(&error, shard.state(), session, closing.is_none());
-                        let AfterError::Hold(until) = after.await? else {
-                            fenced_off = true;
-                            break;
-                        };
-                        hold = until;
-                        continue;
+                // Group commit: what the gateway has already sent is applied too,
+                // without waiting, then committed once (docs/worker.md).
+                let mut item = item;
+                let step = loop {
+                    let step = seen.step(item, &shard, closing.is_some()).await?;
+                    if step != Step::More || closing.is_some() || !seen.batch.has_room() || !store.may_write() {
+                        break step;
                     }
-                    Some(Ok(event)) => event,
+                    match ready_item(&mut shard) {
+                        Some(next) => item = next,
+                        None => break step,
+                    }
                 };
-                // Closing: the close is out once twilight reports it, or once it
-                // has already dialled again (a Hello) — stop before it resumes.
-                if closing.is_some()
-                    && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_))
-                {
-                    break;
+                match step {
+                    Step::More => {}
+                    Step::Hold(until) => hold = until,
+                    Step::Closed => break,
+                    Step::Fenced => {
+                        fenced_off = true;
+                        break;
+                    }
                 }
-                seen.note(&event, &shard);
-                if closing.is_none() {
-                    hold = seen.reconnects.after_event(&event, shard.state());
-                }
-                let session = current_session(&shard, seen.bot_user);
-                if matches!(event, Event::Ready(_)) {
-                    // Saved before `/health` turns 200: a worker that dies right
-                    // after READY is resumed, by itself or its standby.
-                    seen.save(session.clone()).await?;
-                }
-                status.set_state(gateway_state(shard.state()));
-                if !seen.record(&event, session).await? {
+                if !seen.flush().await? {
                     fenced_off = true;
                     break;
                 }
@@ -227,12 +217,47 @@ pub async fn run(
     Ok(Ended::Shutdown)
 }
 
-/// What the loop does after an error from the shard.
-enum AfterError {
-    /// Go on, holding the shard (not polling it) until then, if set.
+/// What the loop does after one item from the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Applied: the next item, if the gateway already sent it, joins the batch.
+    More,
+    /// Commit the batch and go on, holding the shard (not polling it) until
+    /// then, if set.
     Hold(Option<tokio::time::Instant>),
-    /// The store fenced this worker off.
+    /// Shutting down and our close frame is out: commit the batch and stop.
+    Closed,
+    /// The store fenced this worker off: stop without committing.
     Fenced,
+}
+
+/// At most this many events are committed together: a bound on the work
+/// (and the transaction or script) one commit holds.
+pub const MAX_BATCH: usize = 256;
+
+/// Dispatches applied to the tracker and not yet committed: their events, in
+/// order, and the session right after the last of them. Committed together,
+/// in one transaction or script, before the loop waits for the gateway again.
+#[derive(Debug, Default)]
+struct Batch {
+    events: Vec<ContractEvent>,
+    /// Whether a dispatch may have changed the view since the last commit.
+    view_changed: bool,
+    /// The session as it was right after the last dispatch applied: its
+    /// sequence never counts a dispatch whose events are not in the batch.
+    session: Option<StoredSession>,
+}
+
+impl Batch {
+    /// Whether there is nothing to commit.
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && !self.view_changed
+    }
+
+    /// Whether another dispatch may join (a bound of [`MAX_BATCH`] events).
+    fn has_room(&self) -> bool {
+        self.events.len() < MAX_BATCH
+    }
 }
 
 /// What the loop has seen of the session, and what it has stored.
@@ -255,6 +280,8 @@ struct Seen<'a> {
     bot_user: Option<Snowflake>,
     /// The session as last stored.
     saved: Option<StoredSession>,
+    /// Applied, not yet committed.
+    batch: Batch,
 }
 
 impl<'a> Seen<'a> {
@@ -282,30 +309,96 @@ impl<'a> Seen<'a> {
             sender: shard.sender(),
             bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
             saved: stored_session,
+            batch: Batch::default(),
         };
         (seen, voice_events)
     }
 
+    /// One item from the shard: a dispatch is noted and applied to the
+    /// tracker, its events joining the batch; an error first commits the batch
+    /// (what came before it is durable before it is handled) and is then
+    /// recovered from (`receive_error`).
+    async fn step(
+        &mut self,
+        item: Option<Result<Event, ReceiveMessageError>>,
+        shard: &Shard,
+        closing: bool,
+    ) -> Result<Step, WorkerError> {
+        let event = match item {
+            None => return Err(fatal(self.last_close)),
+            Some(Err(error)) => {
+                if !self.flush().await? {
+                    return Ok(Step::Fenced);
+                }
+                let session = current_session(shard, self.bot_user);
+                return self
+                    .receive_error(&error, shard.state(), session, !closing)
+                    .await;
+            }
+            Some(Ok(event)) => event,
+        };
+        // Closing: the close is out once twilight reports it, or once it
+        // has already dialled again (a Hello) — stop before it resumes.
+        if closing && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_)) {
+            return Ok(Step::Closed);
+        }
+        self.note(&event, shard);
+        let hold = if closing {
+            None
+        } else {
+            self.reconnects.after_event(&event, shard.state())
+        };
+        let session = current_session(shard, self.bot_user);
+        if matches!(event, Event::Ready(_)) {
+            // Saved before `/health` turns 200: a worker that dies right
+            // after READY is resumed, by itself or its standby.
+            self.save(session.clone()).await?;
+        }
+        self.status.set_state(gateway_state(shard.state()));
+        self.record(&event, session);
+        Ok(if hold.is_some() {
+            Step::Hold(hold)
+        } else {
+            Step::More
+        })
+    }
+
     /// Feeds a dispatch to the tracker and, when the view may have changed,
-    /// commits its events with the view and `session`. `Ok(false)`: the store
-    /// fenced this worker off and nothing was committed.
+    /// adds its events to the batch, with `session` (the session right after
+    /// this dispatch) as the one to store with them.
+    fn record(&mut self, event: &Event, session: Option<StoredSession>) {
+        let Some(events) = apply(&mut self.tracker, event) else {
+            return;
+        };
+        self.batch.events.extend(events);
+        self.batch.view_changed = true;
+        self.batch.session = session;
+    }
+
+    /// Commits the batch: its events, the view and the session of its last
+    /// dispatch, in one step. `Ok(false)`: the store fenced this worker off
+    /// and nothing was committed (the next active worker gets the dispatches
+    /// again on resume).
     ///
     /// The view is published (for `/voice-view`) before the commit, so that it
     /// never lags an event the delivery task may already have posted: the hub
     /// reads it for snapshots, and a snapshot older than an event the browser
     /// has seen would undo that event. A single worker's failed commit ends the
     /// worker, so a published view is never left uncommitted.
-    async fn record(
-        &mut self,
-        event: &Event,
-        session: Option<StoredSession>,
-    ) -> Result<bool, WorkerError> {
-        let Some(events) = apply(&mut self.tracker, event) else {
+    async fn flush(&mut self) -> Result<bool, WorkerError> {
+        if self.batch.is_empty() {
             return Ok(true);
-        };
-        let view = Arc::new(self.tracker.view().clone());
-        self.status.set_view(view.clone());
-        self.commit(&events, Some(&view), session).await
+        }
+        let Batch {
+            events,
+            view_changed,
+            session,
+        } = std::mem::take(&mut self.batch);
+        let view = view_changed.then(|| Arc::new(self.tracker.view().clone()));
+        if let Some(view) = &view {
+            self.status.set_view(view.clone());
+        }
+        self.commit(&events, view.as_deref(), session).await
     }
 
     /// Commits `events` (with the view and session, when given) through the
@@ -321,6 +414,7 @@ impl<'a> Seen<'a> {
         if self.store.commit(events, view, session.as_ref()).await? == Written::Fenced {
             return Ok(false);
         }
+        metrics::outbox_commit();
         if session.is_some() {
             self.saved = session;
         }
@@ -362,7 +456,8 @@ impl<'a> Seen<'a> {
                 if let Event::VoiceStateUpdate(update) = event.as_ref() {
                     self.voice.voice_state(&update.0);
                 }
-                self.record(&event, session).await
+                self.record(&event, session);
+                Ok(true)
             }
             Recovery::Nothing => Ok(true),
             Recovery::Resync => {
@@ -395,16 +490,16 @@ impl<'a> Seen<'a> {
         state: ShardState,
         session: Option<StoredSession>,
         may_resync: bool,
-    ) -> Result<AfterError, WorkerError> {
+    ) -> Result<Step, WorkerError> {
         let Some(unreadable) = Unreadable::from_error(error) else {
             self.status.set_state(gateway_state(state));
-            return Ok(AfterError::Hold(self.reconnects.after_error(error, state)));
+            return Ok(Step::Hold(self.reconnects.after_error(error, state)));
         };
         if !self.unreadable(&unreadable, session).await? {
-            return Ok(AfterError::Fenced);
+            return Ok(Step::Fenced);
         }
         self.resync_if_due(may_resync);
-        Ok(AfterError::Hold(None))
+        Ok(Step::Hold(None))
     }
 
     /// Every few seconds: saves the session when its sequence moved, and starts
@@ -419,8 +514,13 @@ impl<'a> Seen<'a> {
         Ok(())
     }
 
-    /// Saves the session when its sequence moved.
+    /// Saves the session when its sequence moved, after committing the batch:
+    /// a sequence is never stored ahead of the events of the dispatches it
+    /// counts (and not at all when the commit was fenced).
     async fn save(&mut self, session: Option<StoredSession>) -> Result<(), WorkerError> {
+        if !self.flush().await? {
+            return Ok(());
+        }
         let Some(current) = session
             .as_ref()
             .filter(|current| Some(*current) != self.saved.as_ref())
@@ -474,6 +574,18 @@ impl<'a> Seen<'a> {
             }
             _ => {}
         }
+    }
+}
+
+/// The shard's next item if it is ready now (the gateway already sent it),
+/// without waiting: `None` when it is not. Polling with a no-op waker is
+/// safe: the loop polls the shard again, with its own waker, before it waits.
+fn ready_item(shard: &mut Shard) -> Option<Option<Result<Event, ReceiveMessageError>>> {
+    let mut next = std::pin::pin!(shard.next_event(WANTED));
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match next.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(item) => Some(item),
+        std::task::Poll::Pending => None,
     }
 }
 

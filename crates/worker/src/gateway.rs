@@ -29,6 +29,7 @@
 //! session stored in Redis.
 
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
@@ -175,13 +176,15 @@ pub async fn run(
                 // without waiting, then committed once (docs/worker.md).
                 let mut item = item;
                 let step = loop {
-                    let step = seen.step(item, &shard, closing.is_some()).await?;
-                    if step != Step::More || closing.is_some() || !seen.batch.has_room() || !store.may_write() {
+                    let read = seen.read(&item, &shard, closing.is_some());
+                    let step = seen.step(item, read, closing.is_some()).await?;
+                    let more = step == Step::More && closing.is_none();
+                    if !more || !seen.batch.has_room() || !store.may_write() {
                         break step;
                     }
                     match ready_item(&mut shard) {
-                        Some(next) => item = next,
-                        None => break step,
+                        Poll::Ready(next) => item = next,
+                        Poll::Pending => break step,
                     }
                 };
                 match step {
@@ -229,6 +232,18 @@ enum Step {
     Closed,
     /// The store fenced this worker off: stop without committing.
     Fenced,
+}
+
+/// One item from the shard.
+type Item = Option<Result<Event, ReceiveMessageError>>;
+
+/// What handling an item needs from the shard, read right after it.
+struct Read {
+    state: ShardState,
+    /// The session right after the item.
+    session: Option<StoredSession>,
+    /// How long to hold the shard before polling it again, if at all.
+    hold: Option<tokio::time::Instant>,
 }
 
 /// At most this many events are committed together: a bound on the work
@@ -314,50 +329,60 @@ impl<'a> Seen<'a> {
         (seen, voice_events)
     }
 
-    /// One item from the shard: a dispatch is noted and applied to the
-    /// tracker, its events joining the batch; an error first commits the batch
-    /// (what came before it is durable before it is handled) and is then
-    /// recovered from (`receive_error`).
-    async fn step(
-        &mut self,
-        item: Option<Result<Event, ReceiveMessageError>>,
-        shard: &Shard,
-        closing: bool,
-    ) -> Result<Step, WorkerError> {
+    /// Reads off the shard what handling `item` needs, noting a dispatch
+    /// (metrics, logs, the bot's voice parts) and the reconnect pacing on the
+    /// way. The shard is not `Sync`, so [`Seen::step`] does not hold it across
+    /// its awaits.
+    fn read(&mut self, item: &Item, shard: &Shard, closing: bool) -> Read {
+        let mut hold = None;
+        if let Some(Ok(event)) = item
+            && !closes(event, closing)
+        {
+            self.note(event, shard);
+            if !closing {
+                hold = self.reconnects.after_event(event, shard.state());
+            }
+        }
+        Read {
+            state: shard.state(),
+            session: current_session(shard, self.bot_user),
+            hold,
+        }
+    }
+
+    /// One item from the shard, with what [`Seen::read`] read: a dispatch is
+    /// applied to the tracker, its events joining the batch; an error first
+    /// commits the batch (what came before it is durable before it is handled)
+    /// and is then recovered from (`receive_error`).
+    async fn step(&mut self, item: Item, read: Read, closing: bool) -> Result<Step, WorkerError> {
         let event = match item {
-            None => return Err(fatal(self.last_close)),
+            None => {
+                // Discord ended the session for good: keep what came before.
+                self.flush().await?;
+                return Err(fatal(self.last_close));
+            }
             Some(Err(error)) => {
                 if !self.flush().await? {
                     return Ok(Step::Fenced);
                 }
-                let session = current_session(shard, self.bot_user);
                 return self
-                    .receive_error(&error, shard.state(), session, !closing)
+                    .receive_error(&error, read.state, read.session, !closing)
                     .await;
             }
             Some(Ok(event)) => event,
         };
-        // Closing: the close is out once twilight reports it, or once it
-        // has already dialled again (a Hello) — stop before it resumes.
-        if closing && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_)) {
+        if closes(&event, closing) {
             return Ok(Step::Closed);
         }
-        self.note(&event, shard);
-        let hold = if closing {
-            None
-        } else {
-            self.reconnects.after_event(&event, shard.state())
-        };
-        let session = current_session(shard, self.bot_user);
         if matches!(event, Event::Ready(_)) {
             // Saved before `/health` turns 200: a worker that dies right
             // after READY is resumed, by itself or its standby.
-            self.save(session.clone()).await?;
+            self.save(read.session.clone()).await?;
         }
-        self.status.set_state(gateway_state(shard.state()));
-        self.record(&event, session);
-        Ok(if hold.is_some() {
-            Step::Hold(hold)
+        self.status.set_state(gateway_state(read.state));
+        self.record(&event, read.session);
+        Ok(if read.hold.is_some() {
+            Step::Hold(read.hold)
         } else {
             Step::More
         })
@@ -578,15 +603,11 @@ impl<'a> Seen<'a> {
 }
 
 /// The shard's next item if it is ready now (the gateway already sent it),
-/// without waiting: `None` when it is not. Polling with a no-op waker is
-/// safe: the loop polls the shard again, with its own waker, before it waits.
-fn ready_item(shard: &mut Shard) -> Option<Option<Result<Event, ReceiveMessageError>>> {
-    let mut next = std::pin::pin!(shard.next_event(WANTED));
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    match next.as_mut().poll(&mut context) {
-        std::task::Poll::Ready(item) => Some(item),
-        std::task::Poll::Pending => None,
-    }
+/// without waiting. Polling with a no-op waker is safe: the loop polls the
+/// shard again, with its own waker, before it waits.
+fn ready_item(shard: &mut Shard) -> Poll<Item> {
+    let next = std::pin::pin!(shard.next_event(WANTED));
+    next.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Sleeps until `hold` (never returns when there is none).
@@ -595,6 +616,13 @@ async fn sleep_until(hold: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `event` shows, while `closing`, that our close is out: twilight
+/// reports the close, or it has already dialled again (a Hello) — the loop
+/// stops before it resumes.
+fn closes(event: &Event, closing: bool) -> bool {
+    closing && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_))
 }
 
 /// Whether our close frame has been sent (twilight then marks itself disconnected).

@@ -9,7 +9,9 @@
 //! session in the store (so a restarted worker, or the
 //! standby of a pair taking over, resumes instead of identifying), feeds guild
 //! dispatches to the voice-state tracker, commits the resulting events *with*
-//! the session sequence before reading the next dispatch, stops for good only
+//! the session sequence before waiting for the next dispatch — those the
+//! gateway has already sent are applied first and committed together, in one
+//! transaction or script (group commit, `Batch`) — stops for good only
 //! on the fatal close codes, and on shutdown closes with a resumable code after
 //! persisting the session.
 //!

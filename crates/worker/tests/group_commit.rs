@@ -95,7 +95,7 @@ async fn a_burst_takes_fewer_commits_and_the_session_never_runs_ahead_of_its_eve
     let handle = sim.handle();
     let seed = handle.seed();
     let users = &seed.member_user_ids[2..6];
-    for i in 0..BURST as usize {
+    for i in 0..usize::try_from(BURST).unwrap() {
         let user = users[i % users.len()];
         if handle.voice_channel_of(user).is_some() {
             handle.user_leave(user).unwrap();
@@ -114,11 +114,11 @@ async fn a_burst_takes_fewer_commits_and_the_session_never_runs_ahead_of_its_eve
     let watcher = {
         let (done, mut redis) = (done.clone(), redis.clone());
         tokio::spawn(async move {
-            let mut seen = Vec::new();
+            let mut states = Vec::new();
             while !done.load(Ordering::Relaxed) {
-                seen.push(snapshot(&mut redis, guild).await);
+                states.push(snapshot(&mut redis, guild).await);
             }
-            seen
+            states
         })
     };
     let worker = pair_worker(&sim, &hub, server.url()).await;
@@ -127,22 +127,22 @@ async fn a_burst_takes_fewer_commits_and_the_session_never_runs_ahead_of_its_eve
     })
     .await;
     done.store(true, Ordering::Relaxed);
-    let mut seen = watcher.await.unwrap();
-    seen.push(snapshot(&mut redis, guild).await);
+    let mut states = watcher.await.unwrap();
+    states.push(snapshot(&mut redis, guild).await);
 
     // One voice dispatch = one event: a stored sequence counting k of the burst's
     // dispatches needs their k events in the outbox (RESUMED, after the burst,
     // has no event).
-    for &(sequence, depth) in &seen {
+    for &(sequence, depth) in &states {
         let counted = sequence.saturating_sub(sequence_before).min(BURST);
         let committed = depth - depth_before;
         assert!(
             counted <= committed,
-            "the stored session counts {counted} dispatches of the burst, the outbox holds only {committed} of their events: {seen:?}"
+            "the stored session counts {counted} dispatches of the burst, the outbox holds only {committed} of their events: {states:?}"
         );
     }
     assert_eq!(
-        seen.last().unwrap().1,
+        states.last().unwrap().1,
         depth_before + BURST,
         "no event twice"
     );

@@ -6,8 +6,13 @@
 //! gateway connection to `RESUMED`; (3) the worker process's CPU time and
 //! resident memory per 1,000 events; (4) with `REDIS_URL`, an active/standby
 //! pair: time from `kill -9` (or SIGTERM) of the active to the standby's
-//! `RESUMED` and to the hub receiving an event made right after the kill.
-//! Run: `cargo bench -p coven --bench worker`.
+//! `RESUMED` and to the hub receiving an event made right after the kill;
+//! (5) events per second through the durable outbox (a burst of 1,000 events
+//! until all are committed, and until all reached the hub), with the redb file
+//! on disk and with Redis (`appendfsync always`), each against its floor: the
+//! same burst where a commit costs no fsync (the file on tmpfs, Redis without
+//! persistence), in the same run so that the ratios compare like with like.
+//! Run: `cargo bench -p coven --bench worker`; `WORKER_BENCH_ONLY=outbox` runs (5) alone.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +62,10 @@ fn toggle(handle: &coven_sim::SimHandle, user: u64, room: u64) {
 
 #[tokio::main]
 async fn main() {
+    if std::env::var("WORKER_BENCH_ONLY").as_deref() == Ok("outbox") {
+        outbox_throughput().await;
+        return;
+    }
     let sim = coven_sim::Simulator::start(coven_sim::SimConfig {
         heartbeat_interval: Duration::from_millis(41_250),
         ..coven_sim::SimConfig::default()
@@ -154,6 +163,162 @@ async fn main() {
 
     // (4) Active/standby failover with Redis, on a fresh simulator and hub.
     failover().await;
+
+    // (5) Events per second through the durable outbox, against the no-fsync floor.
+    outbox_throughput().await;
+}
+
+/// Where an outbox bench worker keeps its state.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backing {
+    /// The redb file on disk: every commit is fsynced.
+    Disk,
+    /// The redb file on tmpfs (`/dev/shm`): the same code, fsync costs nothing.
+    Tmpfs,
+    /// Redis with `appendfsync always`.
+    RedisAof,
+    /// Redis without persistence.
+    RedisVolatile,
+}
+
+/// A burst through one worker's outbox.
+struct Burst {
+    /// From the first change to the last event committed to the outbox.
+    committed: Duration,
+    /// From the first change to the last event at the hub.
+    delivered: Duration,
+    /// How many commits of new events that took.
+    commits: u64,
+}
+
+impl Burst {
+    fn rate(elapsed: Duration) -> f64 {
+        f64::from(u32::try_from(BURST_EVENTS).unwrap()) / elapsed.as_secs_f64()
+    }
+}
+
+/// The sum of a counter's series in the worker's `/metrics` (0 when absent).
+async fn counter_sum(port: u16, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A burst of [`BURST_EVENTS`] voice changes through a fresh worker backed by `backing`.
+async fn outbox_burst(backing: Backing) -> Burst {
+    let sim = coven_sim::Simulator::start(coven_sim::SimConfig {
+        heartbeat_interval: Duration::from_millis(41_250),
+        ..coven_sim::SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let hub = FakeHub::start(FakeHub::accepting()).await;
+    let state = match backing {
+        Backing::Tmpfs => tempfile::tempdir_in("/dev/shm").unwrap(),
+        _ => tempfile::tempdir().unwrap(),
+    };
+    let port = free_port();
+    let redis = match backing {
+        Backing::RedisAof => Some(RedisServer::start()),
+        Backing::RedisVolatile => Some(RedisServer::start_volatile()),
+        Backing::Disk | Backing::Tmpfs => None,
+    };
+    let _worker = match &redis {
+        Some(redis) => pair_worker(&sim, &hub, redis, state.path(), port),
+        None => single_worker(&sim, &hub, state.path(), port),
+    };
+    wait_role(port, "active").await;
+    let handle = sim.handle();
+    let seed = handle.seed();
+    let (user, room) = (seed.member_user_ids[3], seed.voice_channel_ids[1]);
+    toggle(&handle, user, room);
+    hub.wait_for_events(1).await;
+    let events_before = counter_sum(port, "coven_worker_events_total").await;
+    let commits_before = counter_sum(port, "coven_worker_outbox_commits_total").await;
+
+    let start = Instant::now();
+    for _ in 0..BURST_EVENTS {
+        toggle(&handle, user, room);
+    }
+    let target = events_before + BURST_EVENTS as u64;
+    while counter_sum(port, "coven_worker_events_total").await < target {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the burst never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let committed = start.elapsed();
+    hub.wait_for_events(1 + BURST_EVENTS).await;
+    let delivered = hub.accepted_at(BURST_EVENTS) - start;
+    let commits = counter_sum(port, "coven_worker_outbox_commits_total").await - commits_before;
+    Burst {
+        committed,
+        delivered,
+        commits,
+    }
+}
+
+/// Events per second through the durable outbox: redb on disk and Redis with
+/// `appendfsync always`, each against its no-fsync floor.
+async fn outbox_throughput() {
+    for (name, durable, floor) in [
+        ("redb file", Backing::Disk, Backing::Tmpfs),
+        ("redis pair", Backing::RedisAof, Backing::RedisVolatile),
+    ] {
+        let durable = outbox_burst(durable).await;
+        let floor = outbox_burst(floor).await;
+        let (rate, floor_rate) = (Burst::rate(durable.committed), Burst::rate(floor.committed));
+        println!(
+            "outbox, {name}: burst of {BURST_EVENTS} committed in {:?} = {rate:.0} events/s \
+             ({} commits), at the hub after {:?} = {:.0} events/s; \
+             floor without fsync: committed {floor_rate:.0} events/s ({} commits), \
+             at the hub {:.0} events/s; durable / floor = {:.2} committed, {:.2} at the hub",
+            durable.committed,
+            durable.commits,
+            durable.delivered,
+            Burst::rate(durable.delivered),
+            floor.commits,
+            Burst::rate(floor.delivered),
+            rate / floor_rate,
+            floor.delivered.as_secs_f64() / durable.delivered.as_secs_f64(),
+        );
+    }
+}
+
+/// `coven worker` alone: its state in a redb file under `state`.
+fn single_worker(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    state: &std::path::Path,
+    port: u16,
+) -> KillOnDrop {
+    KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_coven"))
+            .arg("worker")
+            .env_clear()
+            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+            .env("HUB_SECRET", SECRET)
+            .env("DISCORD_BOT_TOKEN", sim.bot_token())
+            .env("HUB_ENDPOINT", hub.endpoint().as_str())
+            .env("HEALTH_CHECK_PORT", port.to_string())
+            .env("STATE_DIR", state)
+            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+            .env("LOG_LEVEL", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 const FAILOVER_ROUNDS: usize = 3;

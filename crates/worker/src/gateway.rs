@@ -9,7 +9,9 @@
 //! session in the store (so a restarted worker, or the
 //! standby of a pair taking over, resumes instead of identifying), feeds guild
 //! dispatches to the voice-state tracker, commits the resulting events *with*
-//! the session sequence before reading the next dispatch, stops for good only
+//! the session sequence before waiting for the next dispatch — those the
+//! gateway has already sent are applied first and committed together, in one
+//! transaction or script (group commit, `Batch`) — stops for good only
 //! on the fatal close codes, and on shutdown closes with a resumable code after
 //! persisting the session.
 //!
@@ -29,6 +31,7 @@
 //! session stored in Redis.
 
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use coven_contract::{Event as ContractEvent, Secret, Snowflake};
@@ -171,39 +174,31 @@ pub async fn run(
                 }
             }
             item = shard.next_event(WANTED), if hold.is_none() => {
-                let event = match item {
-                    None => return Err(fatal(seen.last_close)),
-                    Some(Err(error)) => {
-                        let session = current_session(&shard, seen.bot_user);
-                        let after = seen.receive_error(&error, shard.state(), session, closing.is_none());
-                        let AfterError::Hold(until) = after.await? else {
-                            fenced_off = true;
-                            break;
-                        };
-                        hold = until;
-                        continue;
+                // Group commit: what the gateway has already sent is applied too,
+                // without waiting, then committed once (docs/worker.md).
+                let mut item = item;
+                let step = loop {
+                    let read = seen.read(&item, &shard, closing.is_some());
+                    let step = seen.step(item, read, closing.is_some()).await?;
+                    let more = step == Step::More && closing.is_none();
+                    if !more || !seen.batch.has_room() || !store.may_write() {
+                        break step;
                     }
-                    Some(Ok(event)) => event,
+                    match ready_item(&mut shard) {
+                        Poll::Ready(next) => item = next,
+                        Poll::Pending => break step,
+                    }
                 };
-                // Closing: the close is out once twilight reports it, or once it
-                // has already dialled again (a Hello) — stop before it resumes.
-                if closing.is_some()
-                    && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_))
-                {
-                    break;
+                match step {
+                    Step::More => {}
+                    Step::Hold(until) => hold = until,
+                    Step::Closed => break,
+                    Step::Fenced => {
+                        fenced_off = true;
+                        break;
+                    }
                 }
-                seen.note(&event, &shard);
-                if closing.is_none() {
-                    hold = seen.reconnects.after_event(&event, shard.state());
-                }
-                let session = current_session(&shard, seen.bot_user);
-                if matches!(event, Event::Ready(_)) {
-                    // Saved before `/health` turns 200: a worker that dies right
-                    // after READY is resumed, by itself or its standby.
-                    seen.save(session.clone()).await?;
-                }
-                status.set_state(gateway_state(shard.state()));
-                if !seen.record(&event, session).await? {
+                if !seen.flush().await? {
                     fenced_off = true;
                     break;
                 }
@@ -227,12 +222,59 @@ pub async fn run(
     Ok(Ended::Shutdown)
 }
 
-/// What the loop does after an error from the shard.
-enum AfterError {
-    /// Go on, holding the shard (not polling it) until then, if set.
+/// What the loop does after one item from the shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Applied: the next item, if the gateway already sent it, joins the batch.
+    More,
+    /// Commit the batch and go on, holding the shard (not polling it) until
+    /// then, if set.
     Hold(Option<tokio::time::Instant>),
-    /// The store fenced this worker off.
+    /// Shutting down and our close frame is out: commit the batch and stop.
+    Closed,
+    /// The store fenced this worker off: stop without committing.
     Fenced,
+}
+
+/// One item from the shard.
+type Item = Option<Result<Event, ReceiveMessageError>>;
+
+/// What handling an item needs from the shard, read right after it.
+struct Read {
+    state: ShardState,
+    /// The session right after the item.
+    session: Option<StoredSession>,
+    /// How long to hold the shard before polling it again, if at all.
+    hold: Option<tokio::time::Instant>,
+}
+
+/// At most this many events are committed together: a bound on the work
+/// (and the transaction or script) one commit holds.
+pub const MAX_BATCH: usize = 256;
+
+/// Dispatches applied to the tracker and not yet committed: their events, in
+/// order, and the session right after the last of them. Committed together,
+/// in one transaction or script, before the loop waits for the gateway again.
+#[derive(Debug, Default)]
+struct Batch {
+    events: Vec<ContractEvent>,
+    /// Whether a dispatch may have changed the view since the last commit.
+    view_changed: bool,
+    /// The session as it was right after the last dispatch applied: its
+    /// sequence never counts a dispatch whose events are not in the batch.
+    session: Option<StoredSession>,
+}
+
+impl Batch {
+    /// Whether there is nothing to commit.
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && !self.view_changed
+    }
+
+    /// Whether another dispatch may join (a bound of [`MAX_BATCH`] events).
+    fn has_room(&self) -> bool {
+        self.events.len() < MAX_BATCH
+    }
 }
 
 /// What the loop has seen of the session, and what it has stored.
@@ -255,6 +297,8 @@ struct Seen<'a> {
     bot_user: Option<Snowflake>,
     /// The session as last stored.
     saved: Option<StoredSession>,
+    /// Applied, not yet committed.
+    batch: Batch,
 }
 
 impl<'a> Seen<'a> {
@@ -282,30 +326,106 @@ impl<'a> Seen<'a> {
             sender: shard.sender(),
             bot_user: stored_session.as_ref().and_then(|s| s.bot_user_id),
             saved: stored_session,
+            batch: Batch::default(),
         };
         (seen, voice_events)
     }
 
+    /// Reads off the shard what handling `item` needs, noting a dispatch
+    /// (metrics, logs, the bot's voice parts) and the reconnect pacing on the
+    /// way. The shard is not `Sync`, so [`Seen::step`] does not hold it across
+    /// its awaits.
+    fn read(&mut self, item: &Item, shard: &Shard, closing: bool) -> Read {
+        let mut hold = None;
+        if let Some(Ok(event)) = item
+            && !closes(event, closing)
+        {
+            self.note(event, shard);
+            if !closing {
+                hold = self.reconnects.after_event(event, shard.state());
+            }
+        }
+        Read {
+            state: shard.state(),
+            session: current_session(shard, self.bot_user),
+            hold,
+        }
+    }
+
+    /// One item from the shard, with what [`Seen::read`] read: a dispatch is
+    /// applied to the tracker, its events joining the batch; an error first
+    /// commits the batch (what came before it is durable before it is handled)
+    /// and is then recovered from (`receive_error`).
+    async fn step(&mut self, item: Item, read: Read, closing: bool) -> Result<Step, WorkerError> {
+        let event = match item {
+            None => {
+                // Discord ended the session for good: keep what came before.
+                self.flush().await?;
+                return Err(fatal(self.last_close));
+            }
+            Some(Err(error)) => {
+                if !self.flush().await? {
+                    return Ok(Step::Fenced);
+                }
+                return self
+                    .receive_error(&error, read.state, read.session, !closing)
+                    .await;
+            }
+            Some(Ok(event)) => event,
+        };
+        if closes(&event, closing) {
+            return Ok(Step::Closed);
+        }
+        if matches!(event, Event::Ready(_)) {
+            // Saved before `/health` turns 200: a worker that dies right
+            // after READY is resumed, by itself or its standby.
+            self.save(read.session.clone()).await?;
+        }
+        self.status.set_state(gateway_state(read.state));
+        self.record(&event, read.session);
+        Ok(if read.hold.is_some() {
+            Step::Hold(read.hold)
+        } else {
+            Step::More
+        })
+    }
+
     /// Feeds a dispatch to the tracker and, when the view may have changed,
-    /// commits its events with the view and `session`. `Ok(false)`: the store
-    /// fenced this worker off and nothing was committed.
+    /// adds its events to the batch, with `session` (the session right after
+    /// this dispatch) as the one to store with them.
+    fn record(&mut self, event: &Event, session: Option<StoredSession>) {
+        let Some(events) = apply(&mut self.tracker, event) else {
+            return;
+        };
+        self.batch.events.extend(events);
+        self.batch.view_changed = true;
+        self.batch.session = session;
+    }
+
+    /// Commits the batch: its events, the view and the session of its last
+    /// dispatch, in one step. `Ok(false)`: the store fenced this worker off
+    /// and nothing was committed (the next active worker gets the dispatches
+    /// again on resume).
     ///
     /// The view is published (for `/voice-view`) before the commit, so that it
     /// never lags an event the delivery task may already have posted: the hub
     /// reads it for snapshots, and a snapshot older than an event the browser
     /// has seen would undo that event. A single worker's failed commit ends the
     /// worker, so a published view is never left uncommitted.
-    async fn record(
-        &mut self,
-        event: &Event,
-        session: Option<StoredSession>,
-    ) -> Result<bool, WorkerError> {
-        let Some(events) = apply(&mut self.tracker, event) else {
+    async fn flush(&mut self) -> Result<bool, WorkerError> {
+        if self.batch.is_empty() {
             return Ok(true);
-        };
-        let view = Arc::new(self.tracker.view().clone());
-        self.status.set_view(view.clone());
-        self.commit(&events, Some(&view), session).await
+        }
+        let Batch {
+            events,
+            view_changed,
+            session,
+        } = std::mem::take(&mut self.batch);
+        let view = view_changed.then(|| Arc::new(self.tracker.view().clone()));
+        if let Some(view) = &view {
+            self.status.set_view(view.clone());
+        }
+        self.commit(&events, view.as_deref(), session).await
     }
 
     /// Commits `events` (with the view and session, when given) through the
@@ -321,6 +441,7 @@ impl<'a> Seen<'a> {
         if self.store.commit(events, view, session.as_ref()).await? == Written::Fenced {
             return Ok(false);
         }
+        metrics::outbox_commit();
         if session.is_some() {
             self.saved = session;
         }
@@ -362,7 +483,8 @@ impl<'a> Seen<'a> {
                 if let Event::VoiceStateUpdate(update) = event.as_ref() {
                     self.voice.voice_state(&update.0);
                 }
-                self.record(&event, session).await
+                self.record(&event, session);
+                Ok(true)
             }
             Recovery::Nothing => Ok(true),
             Recovery::Resync => {
@@ -395,16 +517,16 @@ impl<'a> Seen<'a> {
         state: ShardState,
         session: Option<StoredSession>,
         may_resync: bool,
-    ) -> Result<AfterError, WorkerError> {
+    ) -> Result<Step, WorkerError> {
         let Some(unreadable) = Unreadable::from_error(error) else {
             self.status.set_state(gateway_state(state));
-            return Ok(AfterError::Hold(self.reconnects.after_error(error, state)));
+            return Ok(Step::Hold(self.reconnects.after_error(error, state)));
         };
         if !self.unreadable(&unreadable, session).await? {
-            return Ok(AfterError::Fenced);
+            return Ok(Step::Fenced);
         }
         self.resync_if_due(may_resync);
-        Ok(AfterError::Hold(None))
+        Ok(Step::Hold(None))
     }
 
     /// Every few seconds: saves the session when its sequence moved, and starts
@@ -419,8 +541,13 @@ impl<'a> Seen<'a> {
         Ok(())
     }
 
-    /// Saves the session when its sequence moved.
+    /// Saves the session when its sequence moved, after committing the batch:
+    /// a sequence is never stored ahead of the events of the dispatches it
+    /// counts (and not at all when the commit was fenced).
     async fn save(&mut self, session: Option<StoredSession>) -> Result<(), WorkerError> {
+        if !self.flush().await? {
+            return Ok(());
+        }
         let Some(current) = session
             .as_ref()
             .filter(|current| Some(*current) != self.saved.as_ref())
@@ -477,12 +604,27 @@ impl<'a> Seen<'a> {
     }
 }
 
+/// The shard's next item if it is ready now (the gateway already sent it),
+/// without waiting. Polling with a no-op waker is safe: the loop polls the
+/// shard again, with its own waker, before it waits.
+fn ready_item(shard: &mut Shard) -> Poll<Item> {
+    let next = std::pin::pin!(shard.next_event(WANTED));
+    next.poll(&mut Context::from_waker(Waker::noop()))
+}
+
 /// Sleeps until `hold` (never returns when there is none).
 async fn sleep_until(hold: Option<tokio::time::Instant>) {
     match hold {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether `event` shows, while `closing`, that our close is out: twilight
+/// reports the close, or it has already dialled again (a Hello) — the loop
+/// stops before it resumes.
+fn closes(event: &Event, closing: bool) -> bool {
+    closing && matches!(event, Event::GatewayClose(_) | Event::GatewayHello(_))
 }
 
 /// Whether our close frame has been sent (twilight then marks itself disconnected).

@@ -34,6 +34,12 @@ pub fn event_produced(name: &'static str) {
     counter!("coven_worker_events_total", "type" => name).increment(1);
 }
 
+/// New events were committed durably to the outbox, in one transaction or
+/// script: those of every dispatch the gateway had sent by then (docs/worker.md).
+pub fn outbox_commit() {
+    counter!("coven_worker_outbox_commits_total").increment(1);
+}
+
 /// An event reached the hub.
 pub fn delivered(outbox: &Store) {
     counter!("coven_worker_delivered_total").increment(1);

@@ -4,21 +4,24 @@
 //! order).
 //!
 //! Both are sequences of the same events in the same order when nothing is lost
-//! or duplicated, so they are walked together: each stream entry is matched to
-//! the next expected event with the same key within [`LOOKAHEAD`] events; the
-//! expected events it skipped are **lost** (unless collapsible, see
-//! [`Expected::collapsible`]), and an entry that matches nothing is an
-//! **unexpected** event (a duplicate, or an event no action caused) — unless it
-//! equals a collapsible event, which a re-identified worker's diff may emit in
-//! another order (**tolerated**).
+//! or duplicated, so they are walked together. When they disagree, the walk
+//! looks (within [`LOOKAHEAD`] expected events) for where the stream goes on:
+//! [`ANCHOR`] consecutive equal events. The expected events jumped over are
+//! **lost**; a stream entry with no such continuation is **unexpected** (a
+//! duplicate, or an event no action caused). A run of collapsible expected events
+//! (see [`Expected::collapsible`]) may appear in any order and in part: the ones
+//! that do not appear are **collapsed**, a collapsible event outside its run is
+//! **tolerated**.
 
 use std::collections::BTreeSet;
 
 use crate::model::EventKey;
 use crate::players::Expected;
 
-/// How far ahead in the expectation a stream entry may match.
-const LOOKAHEAD: usize = 256;
+/// How far ahead in the expectation the walk looks for where the stream goes on.
+const LOOKAHEAD: usize = 512;
+/// How many consecutive equal events mark where the stream goes on.
+const ANCHOR: usize = 4;
 
 /// The outcome of walking the expectation and the stream together.
 #[derive(Debug, Default)]
@@ -35,6 +38,15 @@ pub struct Reconciled {
     pub tolerated: usize,
     /// Expected events after the last match (not yet arrived).
     pub pending: usize,
+    /// Index of the first expected event not yet walked.
+    pub next: usize,
+}
+
+/// Whether `stream[i..]` and `expected[q..]` agree on their next [`ANCHOR`]
+/// events (fewer at the end of either).
+fn anchored(expected: &[Expected], q: usize, stream: &[(u64, EventKey)], i: usize) -> bool {
+    let n = ANCHOR.min(expected.len() - q).min(stream.len() - i);
+    n > 0 && (0..n).all(|k| expected[q + k].key == stream[i + k].1)
 }
 
 /// Walks `expected` and `stream` together (see the module docs).
@@ -45,25 +57,70 @@ pub fn reconcile(expected: &[Expected], stream: &[(u64, EventKey)]) -> Reconcile
         .map(|e| &e.key)
         .collect();
     let mut out = Reconciled::default();
-    let mut next = 0;
-    for (seq, key) in stream {
-        let window = next..(next + LOOKAHEAD).min(expected.len());
-        match window.clone().find(|&i| expected[i].key == *key) {
-            Some(found) => {
-                for (i, skipped) in expected.iter().enumerate().take(found).skip(next) {
-                    if skipped.collapsible {
-                        out.collapsed += 1;
-                    } else {
-                        out.lost.push((i, skipped.key.clone()));
-                    }
-                }
+    let (mut next, mut i) = (0, 0);
+    // The collapsible run being walked: its end and the events not seen yet.
+    let (mut run_end, mut run): (usize, Vec<&EventKey>) = (0, Vec::new());
+    while i < stream.len() {
+        let (seq, key) = &stream[i];
+        if next < run_end {
+            // Inside a run: its events in any order, until the stream continues
+            // with what follows the run.
+            if run.is_empty() || anchored(expected, run_end, stream, i) {
+                out.collapsed += run.len();
+                run.clear();
+                next = run_end;
+            } else if let Some(at) = run.iter().position(|k| *k == key) {
+                run.swap_remove(at);
                 out.matched += 1;
-                next = found + 1;
+                i += 1;
+            } else {
+                out.unexpected.push((*seq, key.clone()));
+                i += 1;
             }
-            None if collapsible.contains(key) => out.tolerated += 1,
-            None => out.unexpected.push((*seq, key.clone())),
+            continue;
+        }
+        if next < expected.len() && expected[next].collapsible {
+            run_end = next;
+            while run_end < expected.len() && expected[run_end].collapsible {
+                run_end += 1;
+            }
+            run = expected[next..run_end].iter().map(|e| &e.key).collect();
+            continue;
+        }
+        if next < expected.len() && expected[next].key == *key {
+            out.matched += 1;
+            next += 1;
+            i += 1;
+            continue;
+        }
+        // Out of step: find where the stream continues in the expectation.
+        let ahead = next + 1..(next + LOOKAHEAD).min(expected.len());
+        if let Some(resume) = ahead
+            .into_iter()
+            .find(|&q| anchored(expected, q, stream, i))
+        {
+            for (index, skipped) in expected.iter().enumerate().take(resume).skip(next) {
+                if skipped.collapsible {
+                    out.collapsed += 1;
+                } else {
+                    out.lost.push((index, skipped.key.clone()));
+                }
+            }
+            next = resume;
+        } else {
+            if collapsible.contains(key) {
+                out.tolerated += 1;
+            } else {
+                out.unexpected.push((*seq, key.clone()));
+            }
+            i += 1;
         }
     }
+    if next < run_end {
+        out.collapsed += run.len();
+        next = run_end;
+    }
+    out.next = next;
     out.pending = expected.len() - next;
     out
 }
@@ -91,7 +148,15 @@ pub fn self_test() {
     e.extend(expected(&[2, 3], true));
     e.extend(expected(&[4], false));
     let r = reconcile(&e, &stream(&[1, 3, 2, 4]));
-    assert_eq!((r.lost.len(), r.unexpected.len(), r.tolerated), (0, 0, 1));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.collapsed), (0, 0, 0));
+    let r = reconcile(&e, &stream(&[1, 3, 4]));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.collapsed), (0, 0, 1));
     let r = reconcile(&expected(&[1, 2], false), &stream(&[1]));
     assert_eq!(r.pending, 1);
+    // One loss among many repeated keys does not throw the walk out of step.
+    let users: Vec<u64> = (0..200).map(|i| i % 3).collect();
+    let mut delivered = users.clone();
+    delivered.remove(50);
+    let r = reconcile(&expected(&users, false), &stream(&delivered));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.pending), (1, 0, 0));
 }

@@ -8,8 +8,10 @@ use rand::rngs::StdRng;
 use tokio::sync::mpsc;
 
 use crate::browser::Control;
+use crate::check;
 use crate::cluster::Cluster;
-use crate::players::{FreshSession, FreshWindow};
+use crate::observer::Observed;
+use crate::players::{FreshSession, FreshWindow, Ledger};
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,6 +79,10 @@ pub struct Targets<'a> {
     pub browsers: &'a [mpsc::UnboundedSender<Control>],
     /// Set before op 9 `d:false`.
     pub fresh: &'a FreshWindow,
+    /// The expected events so far (op 9 `d:false` marks some collapsible).
+    pub ledger: &'a Ledger,
+    /// The stream read so far.
+    pub observed: &'a Observed,
 }
 
 /// Picks a kind at random (process faults a little rarer than gateway ones).
@@ -120,6 +126,23 @@ pub async fn inject(kind: Kind, rng: &mut StdRng, targets: Targets<'_>) -> Strin
             )
         }
         Kind::Op9Fresh => {
+            // What had not reached the hub yet may not have reached the worker
+            // either: the session's queue goes with it, and the worker's diff of
+            // the new GUILD_CREATE covers those events (docs/worker.md "Restarts").
+            let stream: Vec<_> = targets
+                .observed
+                .lock()
+                .unwrap()
+                .entries
+                .iter()
+                .map(|e| (e.0, e.1.clone()))
+                .collect();
+            let mut ledger = targets.ledger.lock().unwrap();
+            let arrived = check::reconcile(&ledger, &stream).next;
+            for expected in &mut ledger[arrived..] {
+                expected.collapsible = true;
+            }
+            drop(ledger);
             *targets.fresh.lock().unwrap() = Some(FreshSession {
                 identifies_before: handle.counters().identifies,
                 identified_at: None,

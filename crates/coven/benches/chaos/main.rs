@@ -302,6 +302,8 @@ async fn inject_faults(
                 cluster: &mut run.cluster,
                 browsers: &run.controls,
                 fresh: &run.fresh,
+                ledger: &run.ledger,
+                observed: &run.observed,
             },
         )
         .await;
@@ -398,6 +400,28 @@ async fn quiesce(run: &Run) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Writes the expected events and the stream to `chaos-expected.txt` and
+/// `chaos-stream.txt` (current folder), one per line, to study a failed run.
+fn dump(expected: &[players::Expected], stream: &[(u64, model::EventKey)]) {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (i, e) in expected.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "{i} {} {}",
+            e.key,
+            if e.collapsible { "collapsible" } else { "" }
+        );
+    }
+    let _ = std::fs::write("chaos-expected.txt", text);
+    let mut text = String::new();
+    for (seq, key) in stream {
+        let _ = writeln!(text, "{seq} {key}");
+    }
+    let _ = std::fs::write("chaos-stream.txt", text);
+    println!("  expected events and the stream written to chaos-expected.txt, chaos-stream.txt");
 }
 
 /// Waits until `done` (true) or `limit` passes (false).
@@ -585,6 +609,9 @@ fn report(
         || observed.malformed > 0
         || unrecovered > 0
         || !settled;
+    if failed {
+        dump(&expected, &stream);
+    }
     println!("\nchaos soak {}", if failed { "FAILED" } else { "passed" });
     i32::from(failed)
 }

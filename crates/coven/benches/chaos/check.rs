@@ -1,0 +1,162 @@
+//! "No event lost between the simulator and the hub", by counting: the events
+//! the players' actions must produce (the [`Ledger`](crate::players::Ledger),
+//! in order) against the events the hubs accepted (the Redis stream, in `seq`
+//! order).
+//!
+//! Both are sequences of the same events in the same order when nothing is lost
+//! or duplicated, so they are walked together. When they disagree, the walk
+//! looks (within [`LOOKAHEAD`] expected events) for where the stream goes on:
+//! [`ANCHOR`] consecutive equal events. The expected events jumped over are
+//! **lost**; a stream entry with no such continuation is **unexpected** (a
+//! duplicate, or an event no action caused). A run of collapsible expected events
+//! (see [`Expected::collapsible`]) may appear in any order and in part: the ones
+//! that do not appear are **collapsed**, a collapsible event outside its run is
+//! **tolerated**.
+
+use std::collections::BTreeSet;
+
+use crate::model::EventKey;
+use crate::players::Expected;
+
+/// How far ahead in the expectation the walk looks for where the stream goes on.
+const LOOKAHEAD: usize = 512;
+/// How many consecutive equal events mark where the stream goes on.
+const ANCHOR: usize = 4;
+
+/// The outcome of walking the expectation and the stream together.
+#[derive(Debug, Default)]
+pub struct Reconciled {
+    /// Expected events found in the stream, in order.
+    pub matched: usize,
+    /// Expected (not collapsible) events missing from the stream: index, key.
+    pub lost: Vec<(usize, EventKey)>,
+    /// Collapsible expected events that did not arrive one by one.
+    pub collapsed: usize,
+    /// Stream entries no expected event explains: `seq`, key.
+    pub unexpected: Vec<(u64, EventKey)>,
+    /// Stream entries equal to a collapsible event, out of order.
+    pub tolerated: usize,
+    /// Expected events after the last match (not yet arrived).
+    pub pending: usize,
+    /// Index of the first expected event not yet walked.
+    pub next: usize,
+}
+
+/// Whether `stream[i..]` and `expected[q..]` agree on their next [`ANCHOR`]
+/// events (fewer at the end of either).
+fn anchored(expected: &[Expected], q: usize, stream: &[(u64, EventKey)], i: usize) -> bool {
+    let n = ANCHOR.min(expected.len() - q).min(stream.len() - i);
+    n > 0 && (0..n).all(|k| expected[q + k].key == stream[i + k].1)
+}
+
+/// Walks `expected` and `stream` together (see the module docs).
+pub fn reconcile(expected: &[Expected], stream: &[(u64, EventKey)]) -> Reconciled {
+    let collapsible: BTreeSet<&EventKey> = expected
+        .iter()
+        .filter(|e| e.collapsible)
+        .map(|e| &e.key)
+        .collect();
+    let mut out = Reconciled::default();
+    let (mut next, mut i) = (0, 0);
+    // The collapsible run being walked: its end and the events not seen yet.
+    let (mut run_end, mut run): (usize, Vec<&EventKey>) = (0, Vec::new());
+    while i < stream.len() {
+        let (seq, key) = &stream[i];
+        if next < run_end {
+            // Inside a run: its events in any order, until the stream continues
+            // with what follows the run.
+            if run.is_empty() || anchored(expected, run_end, stream, i) {
+                out.collapsed += run.len();
+                run.clear();
+                next = run_end;
+            } else if let Some(at) = run.iter().position(|k| *k == key) {
+                run.swap_remove(at);
+                out.matched += 1;
+                i += 1;
+            } else {
+                out.unexpected.push((*seq, key.clone()));
+                i += 1;
+            }
+            continue;
+        }
+        if next < expected.len() && expected[next].collapsible {
+            run_end = next;
+            while run_end < expected.len() && expected[run_end].collapsible {
+                run_end += 1;
+            }
+            run = expected[next..run_end].iter().map(|e| &e.key).collect();
+            continue;
+        }
+        if next < expected.len() && expected[next].key == *key {
+            out.matched += 1;
+            next += 1;
+            i += 1;
+            continue;
+        }
+        // Out of step: find where the stream continues in the expectation.
+        let ahead = next + 1..(next + LOOKAHEAD).min(expected.len());
+        if let Some(resume) = ahead
+            .into_iter()
+            .find(|&q| anchored(expected, q, stream, i))
+        {
+            for (index, skipped) in expected.iter().enumerate().take(resume).skip(next) {
+                if skipped.collapsible {
+                    out.collapsed += 1;
+                } else {
+                    out.lost.push((index, skipped.key.clone()));
+                }
+            }
+            next = resume;
+        } else {
+            if collapsible.contains(key) {
+                out.tolerated += 1;
+            } else {
+                out.unexpected.push((*seq, key.clone()));
+            }
+            i += 1;
+        }
+    }
+    if next < run_end {
+        out.collapsed += run.len();
+        next = run_end;
+    }
+    out.next = next;
+    out.pending = expected.len() - next;
+    out
+}
+
+/// Checks the walk on small cases before the soak relies on it (a bench has no
+/// test harness): a loss, a duplicate, a collapse and a pending event are counted.
+pub fn self_test() {
+    let key = |user: u64| EventKey::voice("voice.joined", 1, user, 0);
+    let expected = |users: &[u64], collapsible: bool| -> Vec<Expected> {
+        users
+            .iter()
+            .map(|&u| Expected {
+                key: key(u),
+                collapsible,
+                at: std::time::Instant::now(),
+            })
+            .collect()
+    };
+    let stream = |users: &[u64]| -> Vec<(u64, EventKey)> {
+        users.iter().zip(1..).map(|(&u, s)| (s, key(u))).collect()
+    };
+    let r = reconcile(&expected(&[1, 2, 3, 4], false), &stream(&[1, 3, 3, 4]));
+    assert_eq!((r.matched, r.lost.len(), r.unexpected.len()), (3, 1, 1));
+    let mut e = expected(&[1], false);
+    e.extend(expected(&[2, 3], true));
+    e.extend(expected(&[4], false));
+    let r = reconcile(&e, &stream(&[1, 3, 2, 4]));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.collapsed), (0, 0, 0));
+    let r = reconcile(&e, &stream(&[1, 3, 4]));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.collapsed), (0, 0, 1));
+    let r = reconcile(&expected(&[1, 2], false), &stream(&[1]));
+    assert_eq!(r.pending, 1);
+    // One loss among many repeated keys does not throw the walk out of step.
+    let users: Vec<u64> = (0..200).map(|i| i % 3).collect();
+    let mut delivered = users.clone();
+    delivered.remove(50);
+    let r = reconcile(&expected(&users, false), &stream(&delivered));
+    assert_eq!((r.lost.len(), r.unexpected.len(), r.pending), (1, 0, 0));
+}

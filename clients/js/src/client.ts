@@ -114,6 +114,8 @@ export class GatewayClient extends Emitter<ClientListeners> {
   private buffer: AnyFrame[] = [];
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private nameTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The newest join whose user's name a snapshot should tell. */
+  private namesWantedAt = 0;
   private liveWaiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(options: ConnectOptions) {
@@ -422,24 +424,35 @@ export class GatewayClient extends Emitter<ClientListeners> {
     if (changed) this.emit('rooms', this.live.list());
     if (frame.event === 'voice.joined' && (this.options.refreshNames ?? true)) {
       const userId = (frame.payload as { userId?: unknown } | null)?.userId;
-      if (typeof userId === 'string' && !this.live.hasName(userId)) this.refreshNames(gen);
+      if (typeof userId === 'string' && !this.live.hasName(userId)) this.refreshNames(gen, frame.seq);
     }
   }
 
   /** Re-reads the snapshot once (debounced) to learn names only. */
-  private refreshNames(gen: number): void {
+  /**
+   * Re-reads the snapshot for the names of users who joined unnamed. The hub serves the
+   * snapshot from a cache up to 1 s old (docs/spec.md §7.2): one older than the join (its
+   * `seq` below the join's) is asked again after that window, a few times at most.
+   */
+  private refreshNames(gen: number, seq: number, delayMs = 300, tries = 0): void {
+    this.namesWantedAt = Math.max(this.namesWantedAt, seq);
     if (this.nameTimer) return;
     this.nameTimer = setTimeout(async () => {
       this.nameTimer = undefined;
       try {
         const snapshot = await this.api.rooms();
-        if (gen === this.generation && this.live.learnNames(snapshot)) this.emit('rooms', this.live.list());
+        if (gen !== this.generation) return;
+        if (this.live.learnNames(snapshot)) this.emit('rooms', this.live.list());
+        if (snapshot.seq < this.namesWantedAt && tries < 3) this.refreshNames(gen, this.namesWantedAt, SNAPSHOT_CACHE_MS, tries + 1);
       } catch {
         // names stay unknown until the next snapshot
       }
-    }, 300);
+    }, delayMs);
   }
 }
+
+/** How old a snapshot the hub may serve (docs/spec.md §7.2), plus a margin. */
+const SNAPSHOT_CACHE_MS = 1100;
 
 const KNOWN: Record<keyof EventPayloads, true> = {
   'room.created': true, 'room.deleted': true, 'voice.joined': true, 'voice.left': true, 'voice.state': true, 'voice.speaking': true,

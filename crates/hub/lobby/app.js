@@ -378,6 +378,8 @@
       __publicField(this, "buffer", []);
       __publicField(this, "retryTimer");
       __publicField(this, "nameTimer");
+      /** The newest join whose user's name a snapshot should tell. */
+      __publicField(this, "namesWantedAt", 0);
       __publicField(this, "liveWaiters", []);
       this.options = options;
       const origin = hubOrigin(options.url);
@@ -655,22 +657,31 @@
       if (changed) this.emit("rooms", this.live.list());
       if (frame.event === "voice.joined" && (this.options.refreshNames ?? true)) {
         const userId = frame.payload?.userId;
-        if (typeof userId === "string" && !this.live.hasName(userId)) this.refreshNames(gen);
+        if (typeof userId === "string" && !this.live.hasName(userId)) this.refreshNames(gen, frame.seq);
       }
     }
     /** Re-reads the snapshot once (debounced) to learn names only. */
-    refreshNames(gen) {
+    /**
+     * Re-reads the snapshot for the names of users who joined unnamed. The hub serves the
+     * snapshot from a cache up to 1 s old (docs/spec.md §7.2): one older than the join (its
+     * `seq` below the join's) is asked again after that window, a few times at most.
+     */
+    refreshNames(gen, seq, delayMs = 300, tries = 0) {
+      this.namesWantedAt = Math.max(this.namesWantedAt, seq);
       if (this.nameTimer) return;
       this.nameTimer = setTimeout(async () => {
         this.nameTimer = void 0;
         try {
           const snapshot = await this.api.rooms();
-          if (gen === this.generation && this.live.learnNames(snapshot)) this.emit("rooms", this.live.list());
+          if (gen !== this.generation) return;
+          if (this.live.learnNames(snapshot)) this.emit("rooms", this.live.list());
+          if (snapshot.seq < this.namesWantedAt && tries < 3) this.refreshNames(gen, this.namesWantedAt, SNAPSHOT_CACHE_MS, tries + 1);
         } catch {
         }
-      }, 300);
+      }, delayMs);
     }
   };
+  var SNAPSHOT_CACHE_MS = 1100;
   var KNOWN = {
     "room.created": true,
     "room.deleted": true,
@@ -848,13 +859,14 @@
     }, sayAbout = function(userId, line) {
       if (state.users.has(userId)) return line(displayName(userId));
       pendingLines.push({ gen: state.generation, line: () => line(displayName(userId)) });
-      scheduleNameRefresh();
+      namesWantedAt = Math.max(namesWantedAt, applyingSeq);
+      scheduleNameRefresh(300);
       return null;
     }, flushPendingLines = function() {
       for (const p of pendingLines.splice(0)) {
         if (p.gen === state.generation) announce(p.line());
       }
-    }, scheduleNameRefresh = function() {
+    }, scheduleNameRefresh = function(delayMs) {
       if (nameRefreshTimer) return;
       nameRefreshTimer = setTimeout(async () => {
         nameRefreshTimer = null;
@@ -864,6 +876,11 @@
         }
         try {
           const snap = await call(() => state.client.api.rooms());
+          if (snap && typeof snap.seq === "number" && snap.seq < namesWantedAt && nameRefreshTries < 3) {
+            nameRefreshTries += 1;
+            scheduleNameRefresh(SNAPSHOT_CACHE_MS2);
+            return;
+          }
           let learnt = false;
           for (const r of snap && snap.rooms || []) {
             for (const m of r.members || []) {
@@ -875,8 +892,9 @@
           if (learnt) renderAll();
         } catch (_) {
         }
+        nameRefreshTries = 0;
         flushPendingLines();
-      }, 300);
+      }, delayMs);
     }, startClient = function() {
       const gen = state.generation;
       const token = state.token;
@@ -912,6 +930,7 @@
       });
       client.on("event", (frame) => {
         if (!mine()) return;
+        applyingSeq = typeof frame.seq === "number" ? frame.seq : applyingSeq;
         const { changed, say } = applyEvent(String(frame.event || ""), frame.payload);
         if (changed.size) renderRooms(changed);
         if (typeof say === "string") announce(say);
@@ -1355,6 +1374,7 @@
     const TOKEN_KEY = "coven.token";
     const SESSION_ENDED = "Your session has ended. Please sign in again.";
     const FLAG_NAMES = ["selfMute", "selfDeaf", "mute", "deaf", "selfVideo", "selfStream", "suppress"];
+    const SNAPSHOT_CACHE_MS2 = 1100;
     const $ = (id) => document.getElementById(id);
     const state = {
       token: null,
@@ -1400,7 +1420,10 @@
       }
     }
     const pendingLines = [];
+    let applyingSeq = 0;
+    let namesWantedAt = 0;
     let nameRefreshTimer = null;
+    let nameRefreshTries = 0;
     let cuesRetry = null;
     async function loadCues() {
       const gen = state.generation;

@@ -10,6 +10,8 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
   const TOKEN_KEY = 'coven.token';
   const SESSION_ENDED = 'Your session has ended. Please sign in again.';
   const FLAG_NAMES = ['selfMute', 'selfDeaf', 'mute', 'deaf', 'selfVideo', 'selfStream', 'suppress'];
+  // How old a snapshot the hub may serve (docs/spec.md §7.2), plus a margin.
+  const SNAPSHOT_CACHE_MS = 1100;
 
   const $ = (id) => document.getElementById(id);
 
@@ -232,10 +234,14 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
   // never seen, the line waits for the name refresh below (so it never says the id
   // while the card says the name); returns the line when it can be said now.
   const pendingLines = []; // [{gen, line: () => string}]
+  // The `seq` of the event being applied: a name refresh needs a snapshot at least that new.
+  let applyingSeq = 0;
+  let namesWantedAt = 0;
   function sayAbout(userId, line) {
     if (state.users.has(userId)) return line(displayName(userId));
     pendingLines.push({ gen: state.generation, line: () => line(displayName(userId)) });
-    scheduleNameRefresh();
+    namesWantedAt = Math.max(namesWantedAt, applyingSeq);
+    scheduleNameRefresh(300);
     return null;
   }
 
@@ -247,14 +253,22 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
 
   // After a join of a user we have no name for, fetch the snapshot once more to learn names
   // (only the user directory is taken from it; the live model stays as the events made it).
+  // The hub serves the snapshot from a cache up to 1 s old (docs/spec.md §7.2): a snapshot
+  // older than the join (its `seq` below the join's) is asked again after that window.
   let nameRefreshTimer = null;
-  function scheduleNameRefresh() {
+  let nameRefreshTries = 0;
+  function scheduleNameRefresh(delayMs) {
     if (nameRefreshTimer) return;
     nameRefreshTimer = setTimeout(async () => {
       nameRefreshTimer = null;
       if (!state.token) { pendingLines.length = 0; return; }
       try {
         const snap = await call(() => state.client.api.rooms());
+        if (snap && typeof snap.seq === 'number' && snap.seq < namesWantedAt && nameRefreshTries < 3) {
+          nameRefreshTries += 1;
+          scheduleNameRefresh(SNAPSHOT_CACHE_MS);
+          return;
+        }
         let learnt = false;
         for (const r of (snap && snap.rooms) || []) {
           for (const m of r.members || []) {
@@ -266,8 +280,9 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
         if (learnt) renderAll();
       } catch (_) { /* names are cosmetic */ }
       // Said now, with the name if the hub had one (the card shows the same).
+      nameRefreshTries = 0;
       flushPendingLines();
-    }, 300);
+    }, delayMs);
   }
 
   // ---------- cues ----------
@@ -325,6 +340,7 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
     });
     client.on('event', (frame) => {
       if (!mine()) return;
+      applyingSeq = typeof frame.seq === 'number' ? frame.seq : applyingSeq;
       const { changed, say } = applyEvent(String(frame.event || ''), frame.payload);
       if (changed.size) renderRooms(changed);
       if (typeof say === 'string') announce(say);

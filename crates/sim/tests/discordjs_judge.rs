@@ -4,12 +4,13 @@
 //! in both directions must be decrypted end to end by the other side's own DAVE session at
 //! every step of a call's life (docs/simulator.md, "Discord behaviour → modelled").
 //!
-//! Needs `npm ci` in `judge/discordjs` (CI runs it; see `.ci/run`).
+//! Needs Node.js and npm: the judge's locked packages are installed by the first test that
+//! needs them (`npm ci` in `judge/discordjs`), as the lobby's and the package's tests do.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use coven_sim::voice::VoiceSnapshot;
@@ -18,6 +19,24 @@ use serde_json::Value;
 
 /// Per-step timeout: conditions are awaited, never slept on.
 const STEP: Duration = Duration::from_secs(20);
+
+/// `judge/discordjs`, with its locked packages installed once per test process.
+fn judge_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../judge/discordjs");
+        if !dir.join("node_modules/@discordjs/voice").is_dir() {
+            let status = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir)
+                .status()
+                .expect("npm (Node.js) is needed for the discord.js judge");
+            assert!(status.success(), "npm ci in {} failed", dir.display());
+        }
+        dir
+    })
+    .clone()
+}
 
 /// The judge process: commands on stdin, JSON events on stdout.
 struct Judge {
@@ -30,12 +49,7 @@ struct Judge {
 impl Judge {
     /// Starts the judge against `sim`, waits for discord.js's READY.
     fn start(sim: &Simulator, dave: bool) -> Self {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../judge/discordjs");
-        assert!(
-            dir.join("node_modules/@discordjs/voice").is_dir(),
-            "run `npm ci` in {} first (CI does)",
-            dir.display()
-        );
+        let dir = judge_dir();
         let mut child = Command::new("node")
             .arg("judge.mjs")
             .current_dir(&dir)

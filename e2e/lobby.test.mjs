@@ -13,16 +13,17 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, simCall, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
 const SHOTS = path.join(HERE, 'screenshots');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const STEP_MS = Number(process.env.E2E_STEP_TIMEOUT_MS || 15000);
+const until = (what, fn, timeout = STEP_MS, interval) => untilWithin(what, fn, timeout, interval);
 const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
 
 let demo = null; // the child process (its own process group)
@@ -32,48 +33,11 @@ let userDataDir = null;
 let stateDir = null;
 let hubUrl = null;
 let simUrl = null; // http://127.0.0.1:<sim port> (control API under /_sim)
+const sim = (method, p, body) => simCall(simUrl, method, p, body);
 
 // ---------- helpers ----------
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-/** Polls `fn` until it returns a truthy value or `timeout` passes; returns that value. */
-async function until(what, fn, timeout = STEP_MS, interval = 100) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ': ' + last.message : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, interval));
-  }
-}
 
-async function sim(method, p, body) {
-  const res = await fetch(simUrl + p, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${p} -> ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 function stopDemo() {
   if (!demo || demo.exitCode !== null || demo.signalCode !== null) return;

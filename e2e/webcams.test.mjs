@@ -23,16 +23,17 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, simCall, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const TURNSERVER = process.env.TURNSERVER_BIN || '/usr/bin/turnserver';
 const STEP_MS = Number(process.env.E2E_STEP_TIMEOUT_MS || 20000);
+const until = (what, fn, timeout = STEP_MS, interval) => untilWithin(what, fn, timeout, interval);
 const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
 const TURN_SECRET = 'e2e-turn-secret-' + Math.random().toString(16).slice(2);
 
@@ -42,46 +43,10 @@ let browser = null;
 let stateDir = null;
 let hubUrl = null;
 let simUrl = null;
+const sim = (method, p, body) => simCall(simUrl, method, p, body);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
-async function until(what, fn, timeout = STEP_MS, interval = 100) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ': ' + last.message : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, interval));
-  }
-}
 
-async function sim(method, p, body) {
-  const res = await fetch(simUrl + p, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${p} -> ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
 
 function start(name, bin, args, env) {
   const child = spawn(bin, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });

@@ -9,49 +9,20 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use coven_contract::Event;
-use coven_testkit::{FakeHub, KillOnDrop, WAIT, free_port, simulator, summary};
+use coven_testkit::{
+    FakeHub, KillOnDrop, WAIT, free_port, metric_sum, simulator, summary, wait_healthy,
+};
 use process::worker_command;
 
 /// How many voice changes the burst makes.
 const BURST: usize = 60;
 
-/// Waits until the worker on `port` answers `/health` with 200.
-async fn wait_healthy(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(response) = reqwest::get(&url).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the worker never became healthy on port {port}");
-}
-
-/// The sum of a counter's series in `/metrics` of the worker on `port` (0 when absent).
-async fn counter(port: u16, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 /// Waits until the worker on `port` has committed `events` events to its outbox.
 async fn wait_committed(port: u16, events: u64) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let committed = counter(port, "coven_worker_events_total").await;
+        let committed =
+            metric_sum(([127, 0, 0, 1], port).into(), "coven_worker_events_total").await;
         if committed >= events {
             assert_eq!(committed, events, "no event is committed twice");
             return;
@@ -91,7 +62,7 @@ async fn a_burst_is_committed_in_fewer_commits_than_events_and_survives_kill_9()
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
     terminate(child).await;
 
     // While the worker is down, users join and leave: on resume, Discord (the
@@ -118,9 +89,13 @@ async fn a_burst_is_committed_in_fewer_commits_than_events_and_survives_kill_9()
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
     wait_committed(port, BURST as u64).await;
-    let commits = counter(port, "coven_worker_outbox_commits_total").await;
+    let commits = metric_sum(
+        ([127, 0, 0, 1], port).into(),
+        "coven_worker_outbox_commits_total",
+    )
+    .await;
     assert!(
         (1..BURST as u64).contains(&commits),
         "{BURST} events that arrived together took {commits} commits"
@@ -136,12 +111,15 @@ async fn a_burst_is_committed_in_fewer_commits_than_events_and_survives_kill_9()
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
     let events: Vec<Event> = hub.wait_for_events(BURST).await;
     assert_eq!(summary(&events), expected, "every event, once, in order");
     // Nothing was replayed twice: the session saved with the burst counted
     // exactly the dispatches whose events were committed.
-    assert_eq!(counter(port, "coven_worker_events_total").await, 0);
+    assert_eq!(
+        metric_sum(([127, 0, 0, 1], port).into(), "coven_worker_events_total").await,
+        0
+    );
     assert_eq!(
         handle.counters().identifies,
         identifies,

@@ -9,21 +9,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use coven_contract::Event;
-use coven_testkit::{FakeHub, KillOnDrop, WAIT, free_port, simulator};
-
-async fn wait_healthy(port: u16) {
-    let url = format!("http://127.0.0.1:{port}/health");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(response) = reqwest::get(&url).await
-            && response.status() == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the worker never became healthy on port {port}");
-}
+use coven_testkit::{FakeHub, KillOnDrop, free_port, simulator, wait_healthy};
 
 fn output_of(child: Child) -> (std::process::ExitStatus, String) {
     let output = child.wait_with_output().unwrap();
@@ -101,7 +87,7 @@ async fn kill_9_while_events_flow_loses_nothing_and_spends_no_identify() {
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
 
     // Users join and leave rooms in a steady stream; the worker dies mid-stream.
     let handle = sim.handle();
@@ -195,7 +181,7 @@ async fn health_check_host_chooses_the_listeners_address() {
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
     assert!(listening([127, 0, 0, 1], port));
     assert!(
         !listening([127, 0, 0, 2], port),
@@ -210,7 +196,7 @@ async fn health_check_host_chooses_the_listeners_address() {
             .spawn()
             .unwrap(),
     );
-    wait_healthy(port).await;
+    wait_healthy(([127, 0, 0, 1], port).into()).await;
     assert!(listening([127, 0, 0, 2], port), "the default binds 0.0.0.0");
 
     // Not an IP address: one line naming the variable, exit non-zero.

@@ -58,7 +58,7 @@ mod wait;
 
 pub use events::{assert_in_order_at_least_once, summary};
 pub use fake_hub::{FakeHub, Policy, Received};
-pub use health::{health_of, wait_for_role};
+pub use health::{health_of, metric_sum, wait_for_role, wait_healthy};
 pub use login::sim_login;
 pub use ports::free_port;
 pub use process::KillOnDrop;

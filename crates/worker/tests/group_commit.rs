@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::StatusCode;
 use coven_contract::Secret;
-use coven_testkit::{FakeHub, RedisServer, simulator};
+use coven_testkit::{FakeHub, RedisServer, metric_sum, simulator};
 use coven_worker::WorkerSettings;
 use support::RunningWorker;
 
@@ -34,23 +34,6 @@ async fn snapshot(redis: &mut redis::aio::MultiplexedConnection, guild: u64) -> 
         value["sequence"].as_u64().unwrap()
     });
     (sequence, depth)
-}
-
-/// The sum of a counter's series in the worker's `/metrics` (0 when absent).
-async fn counter(worker: &RunningWorker, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", worker.health))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
 }
 
 async fn pair_worker(sim: &coven_sim::Simulator, hub: &FakeHub, url: String) -> RunningWorker {
@@ -77,10 +60,10 @@ async fn a_burst_takes_fewer_commits_and_the_session_never_runs_ahead_of_its_eve
     worker.wait_for_health(200).await;
     // The first GUILD_CREATE seeds the view: one commit (metrics are the process's).
     coven_testkit::eventually("the seeding commit", async || {
-        counter(&worker, "coven_worker_outbox_commits_total").await >= 1
+        metric_sum(worker.health, "coven_worker_outbox_commits_total").await >= 1
     })
     .await;
-    let commits_before = counter(&worker, "coven_worker_outbox_commits_total").await;
+    let commits_before = metric_sum(worker.health, "coven_worker_outbox_commits_total").await;
     worker.stop().await.unwrap();
     let mut redis = server
         .client()
@@ -146,7 +129,8 @@ async fn a_burst_takes_fewer_commits_and_the_session_never_runs_ahead_of_its_eve
         depth_before + BURST,
         "no event twice"
     );
-    let commits = counter(&worker, "coven_worker_outbox_commits_total").await - commits_before;
+    let commits =
+        metric_sum(worker.health, "coven_worker_outbox_commits_total").await - commits_before;
     assert!(
         (1..BURST).contains(&commits),
         "{BURST} events that arrived together took {commits} commits"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use coven_contract::Event;
 use coven_sim::VoiceFlags;
-use coven_testkit::{FakeHub, WAIT, simulator, summary};
+use coven_testkit::{FakeHub, WAIT, metric_sum, simulator, summary};
 use support::RunningWorker;
 
 /// Waits until the worker has a live session (so it has seen `GUILD_CREATE`).
@@ -450,20 +450,6 @@ async fn the_voice_view_is_served_to_signed_requests_only() {
 /// metrics are the process's, shared by the workers of every test in this file.
 static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A counter's value in `worker`'s `/metrics` (0 when it has none yet).
-async fn counter(worker: &RunningWorker, name: &str) -> u64 {
-    let metrics = reqwest::get(format!("http://{}/metrics", worker.health))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test]
 async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
     let _turn = COUNTING.lock().await;
@@ -473,7 +459,7 @@ async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
     let worker = RunningWorker::start(&sim, &hub, dir.path()).await;
     live(&worker).await;
     let unreadable = r#"coven_worker_gateway_unreadable_total{event="VOICE_STATE_UPDATE"}"#;
-    let before = counter(&worker, unreadable).await;
+    let before = metric_sum(worker.health, unreadable).await;
     let handle = sim.handle();
     let seed = handle.seed();
     let (carol, room) = (seed.member_user_ids[2], seed.voice_channel_ids[2]);
@@ -506,7 +492,7 @@ async fn a_voice_state_twilight_cannot_read_still_reaches_the_hub() {
     };
     assert!(state.flags.self_mute && !state.flags.self_stream);
 
-    assert_eq!(counter(&worker, unreadable).await - before, 2);
+    assert_eq!(metric_sum(worker.health, unreadable).await - before, 2);
     let health = worker.wait_for_health(200).await;
     assert_eq!(health["deadLetters"], 2, "{health}");
     // The session went on: a later, readable change flows as usual.
@@ -543,7 +529,7 @@ async fn a_voice_state_not_even_read_leniently_is_re_synced_with_a_new_session()
     let (carol, room) = (seed.member_user_ids[2], seed.voice_channel_ids[2]);
     let identifies = handle.counters().identifies;
     let resyncs = "coven_worker_gateway_resyncs_total";
-    let before = counter(&worker, resyncs).await;
+    let before = metric_sum(worker.health, resyncs).await;
     // Whose voice state it is cannot be told: the view must be re-synced.
     handle.inject(&coven_sim::Fault::UnreadableVoiceStates {
         count: 1,
@@ -554,7 +540,7 @@ async fn a_voice_state_not_even_read_leniently_is_re_synced_with_a_new_session()
     let events = hub.wait_for_events(1).await;
     assert_eq!(summary(&events), [("voice.joined", room, carol)]);
     assert_eq!(handle.counters().identifies, identifies + 1);
-    assert_eq!(counter(&worker, resyncs).await - before, 1);
+    assert_eq!(metric_sum(worker.health, resyncs).await - before, 1);
     worker.wait_for_health(200).await;
     worker.stop().await.unwrap();
     let outbox = coven_worker::LocalStore::open(&dir.path().join("worker.redb"), 10).unwrap();

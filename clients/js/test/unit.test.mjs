@@ -1,7 +1,8 @@
 // Unit tests of the package without a hub: the live-rooms rules (docs/lobby.md
 // "Live"), full-jitter backoff, and the socket's token handling against a scripted
 // fake hub (ws + http on loopback): an expired token (4401 after auth.ok) asks
-// getToken for a fresh one and resumes with lastSeq; a gap in seq reloads the snapshot.
+// getToken for a fresh one and resumes with lastSeq; a gap in seq reloads the snapshot; a
+// name refresh whose snapshot predates the join asks again after the hub's cache window.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -138,6 +139,21 @@ test('a gap in seq, and resumed:false, reload the snapshot; events in flight are
     await until('the last snapshot applied', () => c.lastSeq === 200 && c.state === 'live', 5000);
     assert.deepEqual(c.rooms[0].members.map((m) => m.userId), ['5']);
     assert.equal(hub.auths[1].lastSeq, 105);
+  } finally {
+    c.close();
+    hub.close();
+  }
+});
+
+test('a name refresh asks again when the snapshot (cached up to 1 s by the hub) predates the join', async () => {
+  const hub = await fakeHub((message, socket) => {
+    socket.send(ack());
+    setTimeout(() => socket.send(joined(101, '7')), 50);
+  }, [snapshot(100, [room('2')]), snapshot(100, [room('2')]), snapshot(101, [room('2', [member('7', 'ivy')])])]);
+  const c = connect({ url: hub.url, WebSocket, getToken: () => 't' });
+  try {
+    await until('the joiner named from a snapshot as new as the join', () => c.rooms[0]?.members[0]?.name === 'ivy', 5000);
+    assert.equal(hub.snapshotCalls(), 3, 'the first load, the stale refresh, the one after the cache window');
   } finally {
     c.close();
     hub.close();

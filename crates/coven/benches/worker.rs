@@ -296,6 +296,29 @@ async fn outbox_throughput() {
     }
 }
 
+/// `coven worker` between `sim` and `hub`, its state under `state`, health on `port`.
+fn worker_command(
+    sim: &coven_sim::Simulator,
+    hub: &FakeHub,
+    state: &std::path::Path,
+    port: u16,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coven"));
+    command
+        .arg("worker")
+        .env_clear()
+        .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
+        .env("HUB_SECRET", SECRET)
+        .env("DISCORD_BOT_TOKEN", sim.bot_token())
+        .env("HUB_ENDPOINT", hub.endpoint().as_str())
+        .env("HEALTH_CHECK_PORT", port.to_string())
+        .env("STATE_DIR", state)
+        .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        .env("LOG_LEVEL", "error")
+        .stdout(Stdio::null());
+    command
+}
+
 /// `coven worker` alone: its state in a redb file under `state`.
 fn single_worker(
     sim: &coven_sim::Simulator,
@@ -303,22 +326,7 @@ fn single_worker(
     state: &std::path::Path,
     port: u16,
 ) -> KillOnDrop {
-    KillOnDrop::new(
-        Command::new(env!("CARGO_BIN_EXE_coven"))
-            .arg("worker")
-            .env_clear()
-            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-            .env("HUB_SECRET", SECRET)
-            .env("DISCORD_BOT_TOKEN", sim.bot_token())
-            .env("HUB_ENDPOINT", hub.endpoint().as_str())
-            .env("HEALTH_CHECK_PORT", port.to_string())
-            .env("STATE_DIR", state)
-            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
-            .env("LOG_LEVEL", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    KillOnDrop::new(worker_command(sim, hub, state, port).spawn().unwrap())
 }
 
 const FAILOVER_ROUNDS: usize = 3;
@@ -332,19 +340,8 @@ fn pair_worker(
     port: u16,
 ) -> KillOnDrop {
     KillOnDrop::new(
-        Command::new(env!("CARGO_BIN_EXE_coven"))
-            .arg("worker")
-            .env_clear()
-            .env("PRIMARY_GUILD_ID", sim.guild_id().to_string())
-            .env("HUB_SECRET", SECRET)
-            .env("DISCORD_BOT_TOKEN", sim.bot_token())
-            .env("HUB_ENDPOINT", hub.endpoint().as_str())
-            .env("HEALTH_CHECK_PORT", port.to_string())
-            .env("STATE_DIR", state)
-            .env("DISCORD_GATEWAY_URL", sim.gateway_url())
+        worker_command(sim, hub, state, port)
             .env("REDIS_URL", redis.url())
-            .env("LOG_LEVEL", "error")
-            .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     )

@@ -62,11 +62,19 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Lua run first by both scripts: when the guild's `seq` key is missing (a new
 /// cluster, or Redis lost its data: a restart without persistence, `FLUSHALL`),
 /// a new stream starts at `ARGV[1]`, the clock-derived base ([`stream_base`]),
-/// or above the stream's last entry if that is higher. `KEYS[1]` seq, `KEYS[2]`
-/// stream. Values are handled as strings: Lua's numbers print 16 digits badly.
+/// or above the stream's last entry if that is higher. `ARGV[1]` is the hub's
+/// clock when it sent the call, which may have waited out a Redis outage, so
+/// Redis's own clock at the start (`TIME`, the same Unix ms × 1000) is taken too,
+/// whichever is higher. `KEYS[1]` seq, `KEYS[2]` stream. Values are handled as
+/// strings: Lua's numbers print 16 digits badly.
 const START_STREAM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local base = ARGV[1]
+  local t = redis.call('TIME')
+  local now = t[1] .. string.sub(string.format('%06d', tonumber(t[2])), 1, 3) .. '000'
+  if tonumber(now) > tonumber(base) then
+    base = now
+  end
   local top = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
   if top then
     local last = string.match(top[1], '^%d+')

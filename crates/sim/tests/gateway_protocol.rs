@@ -390,3 +390,61 @@ async fn unreachable_and_close_after_hello_last_until_reachable() {
         "the refused upgrade is no connection"
     );
 }
+
+#[tokio::test]
+async fn a_fatal_close_lasts_like_its_cause_until_reachable() {
+    let sim = start().await;
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    let session = c.dispatch("READY").await["d"]["session_id"].clone();
+    assert_eq!(sim.handle().close(4004), 1);
+    assert_eq!(c.close_code().await, Some(4004));
+
+    // The token is still refused, as at Discord: an IDENTIFY meets the same close…
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    assert_eq!(c.payload().await["op"], 10);
+    c.identify(sim.bot_token(), GUILDS).await;
+    assert_eq!(c.close_code().await, Some(4004));
+    // …and so does a RESUME.
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.send(&json!({"op": 6, "d": {"token": sim.bot_token(), "session_id": session, "seq": 1}}))
+        .await;
+    assert_eq!(c.close_code().await, Some(4004));
+
+    // A resumable close does not last.
+    sim.handle().inject(&coven_sim::Fault::Reachable);
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    c.dispatch("READY").await;
+    assert_eq!(sim.handle().close(4000), 1);
+    assert_eq!(c.close_code().await, Some(4000));
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    c.dispatch("READY").await;
+}
+
+#[tokio::test]
+async fn a_close_waits_for_the_reply_so_a_late_heartbeat_cannot_reset_it_away() {
+    let sim = start().await;
+    let handle = sim.handle();
+    let mut c = Raw::connect(&sim.gateway_url(), "v=10&encoding=json").await;
+    c.payload().await;
+    c.identify(sim.bot_token(), GUILDS).await;
+    c.dispatch("GUILD_CREATE").await;
+    assert_eq!(handle.close(4000), 1);
+    handle
+        .wait_for(|c| c.active_connections == 0, STEP)
+        .await
+        .expect("the connection ended");
+    // Heartbeats cross our close frame, written before the client reads (as
+    // twilight does: it sends what is due before it reads). Dropping TCP at once
+    // would answer the first with a reset and fail the second write, and the
+    // client would never read the close code.
+    c.send(&json!({"op": 1, "d": 2})).await;
+    c.send(&json!({"op": 1, "d": 2})).await;
+    assert_eq!(c.close_code().await, Some(4000));
+}

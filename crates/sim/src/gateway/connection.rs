@@ -49,7 +49,12 @@ struct Conn {
     /// The next this many `VOICE_STATE_UPDATE`s go out unreadable to twilight
     /// ([`Fault::UnreadableVoiceStates`]), and whether without `user_id`.
     unreadable_voice_states: (u32, bool),
+    /// Whether our close frame went out (the client's reply is then awaited).
+    close_sent: bool,
 }
+
+/// How long a closing connection waits for the client's close reply.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// What handling one inbound payload or fault asks for.
 enum Action {
@@ -142,6 +147,24 @@ pub(crate) async fn serve(
         }
     };
     conn.finish(&end);
+    if conn.close_sent {
+        close_reply(&mut stream).await;
+    }
+}
+
+/// Reads until the client's close reply (or [`CLOSE_REPLY_WAIT`]), as a WebSocket
+/// server does (RFC 6455 §7.1.1) before it drops TCP: a frame the client sent
+/// meanwhile (a heartbeat) is read rather than answered with a TCP reset, which
+/// would fail the client's next write and hide our close code from it.
+async fn close_reply(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let replied = async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, replied).await;
 }
 
 /// The text of a binary frame from the bot: JSON in UTF-8, or `None` (close 4002).
@@ -176,6 +199,7 @@ impl Conn {
             recent: VecDeque::new(),
             heartbeat_deadline: None,
             admission,
+            close_sent: false,
             unreadable_voice_states: (0, false),
         };
         conn.reset_heartbeat_deadline();
@@ -250,7 +274,7 @@ impl Conn {
     }
 
     async fn close(
-        &self,
+        &mut self,
         sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
         code: u16,
     ) {
@@ -265,6 +289,7 @@ impl Conn {
             })))
             .await;
         let _ = sink.close().await;
+        self.close_sent = true;
     }
 
     fn send(&self, v: &Value) {
@@ -380,6 +405,9 @@ impl Conn {
         if self.session.is_some() {
             return Action::Close(p::CLOSE_ALREADY_AUTHENTICATED);
         }
+        if let Admission::RefuseSessions(code) = self.admission {
+            return Action::Close(code);
+        }
         if !self.token_ok(d) {
             return Action::Close(p::CLOSE_AUTHENTICATION_FAILED);
         }
@@ -453,6 +481,9 @@ impl Conn {
     fn resume(&mut self, d: &Value) -> Action {
         if self.session.is_some() {
             return Action::Close(p::CLOSE_ALREADY_AUTHENTICATED);
+        }
+        if let Admission::RefuseSessions(code) = self.admission {
+            return Action::Close(code);
         }
         if !self.token_ok(d) {
             return Action::Close(p::CLOSE_AUTHENTICATION_FAILED);

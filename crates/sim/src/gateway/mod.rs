@@ -31,7 +31,10 @@ pub enum Fault {
         /// The `d` of op 9.
         resumable: bool,
     },
-    /// Close the WebSocket with this code (fatal codes also end the session).
+    /// Close the WebSocket with this code. A fatal code (4004, 4010–4014) also ends
+    /// the session and, as its cause does at Discord (a revoked token, intents not
+    /// granted…), lasts: every later IDENTIFY or RESUME is closed with it too, until
+    /// [`Fault::Reachable`].
     Close {
         /// Close code, e.g. 4000.
         code: u16,
@@ -57,8 +60,8 @@ pub enum Fault {
         /// Close code, e.g. 4000 (resumable).
         code: u16,
     },
-    /// New connections are served normally again (ends `Unreachable` and
-    /// `CloseAfterHello`); open connections are untouched.
+    /// New connections are served normally again (ends `Unreachable`,
+    /// `CloseAfterHello` and a fatal `Close`); open connections are untouched.
     Reachable,
     /// The next `count` `VOICE_STATE_UPDATE` dispatches on this connection carry
     /// what Discord has been seen to send and twilight 0.18 cannot read:
@@ -75,7 +78,8 @@ pub enum Fault {
 }
 
 /// What the gateway does with connections opened from now on: the lasting part of
-/// [`Fault::Unreachable`], [`Fault::CloseAfterHello`] and [`Fault::Reachable`].
+/// [`Fault::Unreachable`], [`Fault::CloseAfterHello`], a fatal [`Fault::Close`] and
+/// [`Fault::Reachable`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// Serve them.
@@ -85,6 +89,8 @@ pub(crate) enum Admission {
     Refuse,
     /// Send HELLO, then close with this code.
     CloseAfterHello(u16),
+    /// Serve HELLO and heartbeats; close every IDENTIFY or RESUME with this fatal code.
+    RefuseSessions(u16),
 }
 
 impl Admission {
@@ -93,6 +99,7 @@ impl Admission {
         match *fault {
             Fault::Unreachable => Self::Refuse,
             Fault::CloseAfterHello { code } => Self::CloseAfterHello(code),
+            Fault::Close { code } if protocol::is_fatal(code) => Self::RefuseSessions(code),
             Fault::Reachable => Self::Accept,
             _ => self,
         }

@@ -52,9 +52,15 @@ pub const CLOSE_INVALID_INTENTS: u16 = 4013;
 /// 4014 Disallowed intents.
 pub const CLOSE_DISALLOWED_INTENTS: u16 = 4014;
 
+/// Whether a close code is fatal at Discord: its cause (the token, the intents, the
+/// shard, the API version) lasts, so a client must not connect again.
+pub fn is_fatal(code: u16) -> bool {
+    matches!(code, 4004 | 4010..=4014)
+}
+
 /// Whether a close code ends the session (no resume afterwards).
 pub fn ends_session(code: u16) -> bool {
-    matches!(code, 1000 | 1001 | 4004 | 4007 | 4009 | 4010..=4014)
+    matches!(code, 1000 | 1001 | 4007 | 4009) || is_fatal(code)
 }
 
 /// Discord's reason text for a close code.

@@ -13,3 +13,7 @@ export { loginUrl, takeToken } from './signin.js';
 export type { LocationLike, SignInResult } from './signin.js';
 export { backoffDelay } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
+export { Webcams, MAX_PLAYERS } from './webcams.js';
+export type { IceSettings, WebcamPeer, WebcamsError, WebcamsListeners, WebcamsOptions, WebcamsTransport } from './webcams.js';
+export { frames } from './frames.js';
+export type { FrameInfo, FrameKind, FrameOptions } from './frames.js';

@@ -9,7 +9,7 @@ export type FrameKind = 'videoframe' | 'bitmap';
 
 /** How often and as what {@link frames} delivers. */
 export interface FrameOptions {
-  /** Frames per second at most (default 2; 0.1 to 60). The camera's own rate caps it. */
+  /** Frames per second at most (default 2; a positive number, held to 0.1–60). The camera's own rate caps it. */
   fps?: number;
   /** `'videoframe'` (default where WebCodecs exists; the receiver must `close()` it) or `'bitmap'`. */
   as?: FrameKind;
@@ -41,6 +41,8 @@ type PacedVideo = HTMLVideoElement & {
  * Delivers frames of `stream` (e.g. a remote player's camera from `Webcams`) to
  * `onFrame` at most `options.fps` times a second; returns a function that stops it
  * (no call of `onFrame` after it returns). A frame that cannot be grabbed is skipped.
+ * Throws a `RangeError` for an `fps` that is not a positive number, a `TypeError` for an
+ * unknown `as`, `'videoframe'` without WebCodecs, or a stream without a video track.
  */
 export function frames(stream: MediaStream, options: FrameOptions & { as: 'bitmap' }, onFrame: (info: FrameInfo<ImageBitmap>) => void): () => void;
 export function frames(stream: MediaStream, options: FrameOptions & { as: 'videoframe' }, onFrame: (info: FrameInfo<VideoFrame>) => void): () => void;
@@ -52,9 +54,15 @@ export function frames(
 ): () => void {
   // `as` decides the frame's type, as the overloads above say.
   const deliverTo = onFrame as (info: FrameInfo) => void;
-  const fps = Math.min(MAX_FPS, Math.max(MIN_FPS, Number(options.fps) || 2));
+  const asked = options.fps ?? 2;
+  if (typeof asked !== 'number' || !Number.isFinite(asked) || asked <= 0) throw new RangeError(`frames: fps must be a positive number, not ${String(asked)}`);
+  const fps = Math.min(MAX_FPS, Math.max(MIN_FPS, asked));
   const interval = 1000 / fps;
-  const as: FrameKind = options.as ?? (typeof VideoFrame === 'function' ? 'videoframe' : 'bitmap');
+  const hasWebCodecs = typeof VideoFrame === 'function';
+  const as: FrameKind = options.as ?? (hasWebCodecs ? 'videoframe' : 'bitmap');
+  if (as !== 'videoframe' && as !== 'bitmap') throw new TypeError(`frames: as must be 'videoframe' or 'bitmap', not ${String(as)}`);
+  if (as === 'videoframe' && !hasWebCodecs) throw new TypeError("frames: this browser has no VideoFrame (WebCodecs): ask for as: 'bitmap'");
+  if (stream.getVideoTracks().length === 0) throw new TypeError('frames: the stream has no video track');
   const video = document.createElement('video') as PacedVideo;
   video.muted = true;
   video.playsInline = true;

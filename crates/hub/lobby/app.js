@@ -1018,9 +1018,15 @@
   var MAX_FPS = 60;
   function frames(stream, options, onFrame) {
     const deliverTo = onFrame;
-    const fps = Math.min(MAX_FPS, Math.max(MIN_FPS, Number(options.fps) || 2));
+    const asked = options.fps ?? 2;
+    if (typeof asked !== "number" || !Number.isFinite(asked) || asked <= 0) throw new RangeError(`frames: fps must be a positive number, not ${String(asked)}`);
+    const fps = Math.min(MAX_FPS, Math.max(MIN_FPS, asked));
     const interval = 1e3 / fps;
-    const as = options.as ?? (typeof VideoFrame === "function" ? "videoframe" : "bitmap");
+    const hasWebCodecs = typeof VideoFrame === "function";
+    const as = options.as ?? (hasWebCodecs ? "videoframe" : "bitmap");
+    if (as !== "videoframe" && as !== "bitmap") throw new TypeError(`frames: as must be 'videoframe' or 'bitmap', not ${String(as)}`);
+    if (as === "videoframe" && !hasWebCodecs) throw new TypeError("frames: this browser has no VideoFrame (WebCodecs): ask for as: 'bitmap'");
+    if (stream.getVideoTracks().length === 0) throw new TypeError("frames: the stream has no video track");
     const video = document.createElement("video");
     video.muted = true;
     video.playsInline = true;

@@ -2,9 +2,11 @@
 # End-to-end test of the lobby in headless Chromium against `coven demo`.
 # Installs Debian's chromium when /usr/bin/chromium is missing, installs playwright-core
 # from the committed lock, and runs the test with node's built-in runner.
-# Usage: run.sh [test file, default lobby.test.mjs] (webcams.test.mjs also needs coturn).
+# Usage: run.sh [test file, default lobby.test.mjs] (webcams.test.mjs also needs coturn,
+# webcams-hubs.test.mjs redis-server).
 # Env: COVEN_BIN (default target/debug/coven, built by the test when unset),
-#      CHROMIUM_BIN (default /usr/bin/chromium), E2E_SKIP_BUILD=1, LOG_LEVEL.
+#      CHROMIUM_BIN (default /usr/bin/chromium), REDIS_SERVER_BIN (default redis-server),
+#      E2E_SKIP_BUILD=1, LOG_LEVEL.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

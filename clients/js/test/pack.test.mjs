@@ -14,7 +14,7 @@ const PKG = path.resolve(HERE, '..');
 const TSC = path.join(PKG, 'node_modules/typescript/bin/tsc');
 
 const example = `
-import { connect, HubApiError, type GatewayClient, type LiveRoom, type VoiceJoined } from '@spell-coven/gateway-client';
+import { connect, frames, HubApiError, Webcams, type GatewayClient, type LiveRoom, type VoiceJoined } from '@spell-coven/gateway-client';
 
 export function start(getToken: () => Promise<string>): GatewayClient {
   const hub = connect({ url: 'http://127.0.0.1:3000', getToken: () => getToken() });
@@ -37,6 +37,31 @@ export function start(getToken: () => Promise<string>): GatewayClient {
   // @ts-expect-error userLimit is a number
   void hub.createRoom({ userLimit: 'four' });
   return hub;
+}
+
+// The README's card-recognition example (clients/js/README.md "Webcams and card recognition").
+export function recognise(hub: GatewayClient, me: string, recogniser: Worker): Webcams {
+  const cams = new Webcams({ client: hub, me });
+  void cams.cameraOn();
+  const stops = new Map<string, () => void>();
+  cams.on('stream', (userId: string, stream: MediaStream | null) => {
+    stops.get(userId)?.();
+    stops.delete(userId);
+    if (stream) {
+      stops.set(userId, frames(stream, { fps: 2, as: 'bitmap' }, ({ frame, width, height }) => {
+        const bitmap: ImageBitmap = frame;
+        recogniser.postMessage({ userId, frame: bitmap, width, height }, [bitmap]);
+      }));
+    }
+  });
+  const all: Map<string, MediaStream> = cams.remoteStreams();
+  void all;
+  // A VideoFrame by default: close it when done.
+  const stop = frames(new MediaStream(), { fps: 5, as: 'videoframe' }, ({ frame }) => { const f: VideoFrame = frame; f.close(); });
+  stop();
+  // @ts-expect-error a bitmap is not a VideoFrame
+  frames(new MediaStream(), { as: 'bitmap' }, ({ frame }) => { const f: VideoFrame = frame; void f; });
+  return cams;
 }
 `;
 

@@ -120,11 +120,11 @@
     }
     /** One request: JSON in, JSON out, errors typed. */
     async request(method, path, body, headers = {}) {
-      const token = await this.getToken();
+      const token2 = await this.getToken();
       const init = {
         method,
         headers: {
-          authorization: `Bearer ${token}`,
+          authorization: `Bearer ${token2}`,
           ...body === void 0 ? {} : { "content-type": "application/json" },
           ...headers
         },
@@ -217,17 +217,17 @@
     /** Replaces everything with `snapshot`. */
     reset(snapshot) {
       this.rooms = /* @__PURE__ */ new Map();
-      for (const room of snapshot.rooms) {
+      for (const room2 of snapshot.rooms) {
         const members = /* @__PURE__ */ new Map();
-        for (const m of room.members) {
+        for (const m of room2.members) {
           this.learn(m);
           members.set(m.userId, { ...m, speaking: false });
         }
-        this.rooms.set(room.channelId, {
-          channelId: room.channelId,
-          name: room.name,
-          parentId: room.parentId,
-          userLimit: room.userLimit,
+        this.rooms.set(room2.channelId, {
+          channelId: room2.channelId,
+          name: room2.name,
+          parentId: room2.parentId,
+          userLimit: room2.userLimit,
           members
         });
       }
@@ -236,12 +236,12 @@
     /** Learns names and avatars from a fresh snapshot without touching membership; true when one changed. */
     learnNames(snapshot) {
       let changed = false;
-      for (const room of snapshot.rooms) for (const m of room.members) this.learn(m);
-      for (const room of this.rooms.values()) {
-        for (const [id, m] of room.members) {
+      for (const room2 of snapshot.rooms) for (const m of room2.members) this.learn(m);
+      for (const room2 of this.rooms.values()) {
+        for (const [id, m] of room2.members) {
           const p = this.people.get(id);
           if (p && (p.name !== m.name || p.avatarUrl !== m.avatarUrl)) {
-            room.members.set(id, { ...m, name: p.name, avatarUrl: p.avatarUrl });
+            room2.members.set(id, { ...m, name: p.name, avatarUrl: p.avatarUrl });
             changed = true;
           }
         }
@@ -291,11 +291,11 @@
       switch (name) {
         case "room.created": {
           const e = p;
-          const room = this.rooms.get(cid);
-          if (room) {
-            room.name = e.name;
-            room.parentId = e.parentId;
-            room.userLimit = e.userLimit;
+          const room2 = this.rooms.get(cid);
+          if (room2) {
+            room2.name = e.name;
+            room2.parentId = e.parentId;
+            room2.userLimit = e.userLimit;
           } else {
             this.rooms.set(cid, { channelId: cid, name: e.name, parentId: e.parentId, userLimit: e.userLimit, members: /* @__PURE__ */ new Map() });
           }
@@ -306,12 +306,12 @@
         case "voice.joined": {
           if (!uid) return false;
           let changed = false;
-          for (const room2 of this.rooms.values()) {
-            if (room2.channelId !== cid && room2.members.delete(uid)) changed = true;
+          for (const room3 of this.rooms.values()) {
+            if (room3.channelId !== cid && room3.members.delete(uid)) changed = true;
           }
-          const room = this.rooms.get(cid);
-          if (room && !room.members.has(uid)) {
-            room.members.set(uid, this.member(uid));
+          const room2 = this.rooms.get(cid);
+          if (room2 && !room2.members.has(uid)) {
+            room2.members.set(uid, this.member(uid));
             changed = true;
           }
           return changed;
@@ -322,25 +322,25 @@
         }
         case "voice.state": {
           if (!uid) return false;
-          const room = this.rooms.get(cid);
-          if (!room) return false;
-          let m = room.members.get(uid);
+          const room2 = this.rooms.get(cid);
+          if (!room2) return false;
+          let m = room2.members.get(uid);
           if (!m) {
             for (const other of this.rooms.values()) other.members.delete(uid);
             m = this.member(uid);
           }
           const next = { ...m };
           for (const f of FLAGS) if (typeof p[f] === "boolean") next[f] = p[f];
-          room.members.set(uid, next);
+          room2.members.set(uid, next);
           return true;
         }
         case "voice.speaking": {
           if (!uid) return false;
-          const room = this.rooms.get(cid);
-          const m = room?.members.get(uid);
+          const room2 = this.rooms.get(cid);
+          const m = room2?.members.get(uid);
           const speaking = p.speaking === true;
-          if (!room || !m || m.speaking === speaking) return false;
-          room.members.set(uid, { ...m, speaking });
+          if (!room2 || !m || m.speaking === speaking) return false;
+          room2.members.set(uid, { ...m, speaking });
           return true;
         }
         default:
@@ -502,9 +502,9 @@
       this.loading = false;
       this.buffer = [];
       if (this.currentState !== "connecting") this.setState("reconnecting");
-      let token;
+      let token2;
       try {
-        token = await this.options.getToken({ refresh: this.refusals > 0 });
+        token2 = await this.options.getToken({ refresh: this.refusals > 0 });
       } catch (err) {
         if (gen !== this.generation) return;
         this.emit("error", err instanceof Error ? err : new Error(String(err)));
@@ -512,7 +512,7 @@
         return;
       }
       if (gen !== this.generation) return;
-      if (this.refusedToken !== void 0 && token === this.refusedToken) {
+      if (this.refusedToken !== void 0 && token2 === this.refusedToken) {
         this.stop(new GatewayAuthError("the hub refused the token (close 4401) and getToken gave the same one again: sign in again"));
         return;
       }
@@ -532,7 +532,7 @@
       }, this.options.authTimeoutMs ?? 1e4);
       socket.addEventListener("open", () => {
         if (this.socket !== socket) return;
-        const hello = { type: "auth", token };
+        const hello = { type: "auth", token: token2 };
         if (this.seq !== void 0) hello.lastSeq = this.seq;
         socket.send(JSON.stringify(hello));
       });
@@ -578,7 +578,7 @@
         if (event.code === 4401) {
           if (!authed) {
             this.refusals++;
-            this.refusedToken = token;
+            this.refusedToken = token2;
             if (this.refusals >= 2) {
               this.stop(new GatewayAuthError(`the hub refused the token twice: ${lastError?.message ?? "unauthorized"}`));
               return;
@@ -691,9 +691,9 @@
     "voice.speaking": true
   };
   function connect(options) {
-    const client = new GatewayClient(options);
-    client.start();
-    return client;
+    const client2 = new GatewayClient(options);
+    client2.start();
+    return client2;
   }
 
   // src/signin.ts
@@ -701,11 +701,636 @@
     const hash = win.location.hash;
     if (!hash || hash.length < 2) return { token: null, error: null };
     const params = new URLSearchParams(hash.slice(1));
-    const token = params.get("token");
+    const token2 = params.get("token");
     const error = params.get("error_description") ?? params.get("error");
-    if (token || error) win.history.replaceState(null, "", win.location.pathname + win.location.search);
-    return { token, error };
+    if (token2 || error) win.history.replaceState(null, "", win.location.pathname + win.location.search);
+    return { token: token2, error };
   }
+
+  // src/webcams.ts
+  var MAX_PLAYERS = 6;
+  var MAX_SIGNAL_TEXT = 16 * 1024;
+  var Webcams = class extends Emitter {
+    constructor(options) {
+      super();
+      __publicField(this, "client");
+      __publicField(this, "me");
+      __publicField(this, "sid", randomId());
+      __publicField(this, "video");
+      __publicField(this, "leaveGraceMs");
+      __publicField(this, "mediaDevices");
+      __publicField(this, "unsubscribe");
+      __publicField(this, "authIceServers", []);
+      __publicField(this, "ice", {});
+      __publicField(this, "currentRoom", null);
+      __publicField(this, "members", []);
+      __publicField(this, "camera", null);
+      __publicField(this, "opening", false);
+      __publicField(this, "peerMap", /* @__PURE__ */ new Map());
+      __publicField(this, "leaveTimer");
+      __publicField(this, "closed", false);
+      __publicField(this, "last", null);
+      this.client = options.client;
+      this.me = options.me;
+      this.video = options.video ?? { width: 640, height: 480 };
+      this.leaveGraceMs = options.leaveGraceMs ?? 2e3;
+      this.mediaDevices = options.mediaDevices ?? globalThis.navigator?.mediaDevices;
+      this.unsubscribe = [
+        this.client.on("message", (msg) => this.onMessage(msg)),
+        this.client.on("rooms", () => this.onPresence())
+      ];
+      this.onPresence();
+    }
+    /** The signed-in user's id. */
+    get userId() {
+      return this.me;
+    }
+    /** The voice channel the user is in (per presence), or `null`. */
+    get room() {
+      return this.currentRoom;
+    }
+    /** The user's own camera while it is on. */
+    get localStream() {
+      return this.camera;
+    }
+    /** The latest error (camera, WebRTC or the hub's), or `null`. */
+    get lastError() {
+      return this.last;
+    }
+    /** More members at the table than the mesh connects ({@link MAX_PLAYERS}). */
+    get overCapacity() {
+      return this.currentRoom !== null && this.members.length > MAX_PLAYERS;
+    }
+    /** `auth.ok`'s ICE servers (with their credentials: do not log them). */
+    get iceServers() {
+      return this.authIceServers;
+    }
+    /** The remote players now, in order of connection. */
+    peers() {
+      return Array.from(this.peerMap.values(), (p) => ({ userId: p.userId, connectionState: p.pc.connectionState, stream: p.stream }));
+    }
+    /** Every remote player's camera now: user id → `MediaStream`. */
+    remoteStreams() {
+      const out = /* @__PURE__ */ new Map();
+      for (const p of this.peerMap.values()) if (p.stream) out.set(p.userId, p.stream);
+      return out;
+    }
+    /** The WebRTC statistics of the connection with `userId`, or `null` without one. */
+    async stats(userId) {
+      const peer = this.peerMap.get(userId);
+      return peer ? peer.pc.getStats() : null;
+    }
+    /** The ICE candidate errors (e.g. 401 from a TURN server refusing a credential) with `userId`. */
+    candidateErrors(userId) {
+      return this.peerMap.get(userId)?.candidateErrors.slice() ?? [];
+    }
+    /** The ICE transport policy and servers of the peer connections made from now on. */
+    configureIce(settings) {
+      this.ice = { ...settings };
+    }
+    /** Opens the camera and greets the table; nothing outside a voice channel. */
+    async cameraOn() {
+      if (this.camera || this.opening || !this.currentRoom || this.closed) return;
+      if (!this.mediaDevices) {
+        this.fail({ code: "CAMERA", message: "this browser has no camera access (navigator.mediaDevices)" });
+        return;
+      }
+      this.opening = true;
+      let stream;
+      try {
+        stream = await this.mediaDevices.getUserMedia({ video: this.video, audio: false });
+      } catch (err) {
+        this.fail({ code: "CAMERA", message: err instanceof Error ? err.message : String(err) });
+        return;
+      } finally {
+        this.opening = false;
+      }
+      if (this.closed || !this.currentRoom) {
+        for (const t of stream.getTracks()) t.stop();
+        return;
+      }
+      this.camera = stream;
+      this.greet();
+      this.emit("change");
+    }
+    /** Stops the camera and tells the peers (`bye`). */
+    cameraOff() {
+      if (!this.camera) return;
+      for (const peer of this.peerMap.values()) this.signal(peer.userId, { kind: "bye", to: peer.sid });
+      this.dropAll();
+      for (const t of this.camera.getTracks()) t.stop();
+      this.camera = null;
+      this.emit("change");
+    }
+    /** Camera off, every peer closed, no more listening to the client. */
+    close() {
+      this.cameraOff();
+      this.dropAll();
+      clearTimeout(this.leaveTimer);
+      this.closed = true;
+      for (const off of this.unsubscribe) off();
+    }
+    // ---------- presence ----------
+    /** The live rooms changed: follow the user's table, drop whoever left it. */
+    onPresence() {
+      if (this.closed) return;
+      let room2 = null;
+      let members = [];
+      for (const r of this.client.rooms) {
+        if (r.members.some((m) => m.userId === this.me)) {
+          room2 = r.channelId;
+          members = r.members.map((m) => m.userId);
+          break;
+        }
+      }
+      const moved = room2 !== this.currentRoom;
+      this.members = members;
+      if (moved) {
+        this.dropAll();
+        this.currentRoom = room2;
+        clearTimeout(this.leaveTimer);
+        if (!room2 && this.camera) this.leaveTimer = setTimeout(() => {
+          if (!this.currentRoom) this.cameraOff();
+        }, this.leaveGraceMs);
+        if (room2) this.greet();
+      } else {
+        const here = new Set(members);
+        for (const userId of Array.from(this.peerMap.keys())) if (!here.has(userId)) this.drop(userId);
+      }
+      this.emit("change");
+    }
+    // ---------- signalling ----------
+    onMessage(msg) {
+      if (this.closed) return;
+      if (msg.type === "ack" && msg.event === "auth.ok") {
+        this.authIceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
+        queueMicrotask(() => this.greet());
+      } else if (msg.type === "rtc.signal") {
+        this.onSignal(String(msg.from), msg.channelId, msg.data);
+      } else if (msg.type === "error" && msg.error) {
+        this.fail({ code: msg.error.code, message: msg.error.message });
+      }
+    }
+    onSignal(from, channelId, data) {
+      if (channelId !== this.currentRoom || !this.camera || from === this.me || !data || typeof data.sid !== "string") return;
+      if (data.to && data.to !== this.sid) return;
+      if (data.kind === "bye") {
+        if (this.peerMap.get(from)?.sid === data.sid) this.drop(from);
+        return;
+      }
+      if (data.kind === "hello") {
+        let peer2 = this.peerMap.get(from);
+        if (peer2 && peer2.sid !== data.sid) {
+          this.drop(from);
+          peer2 = void 0;
+        }
+        if (!peer2) {
+          if (this.peerMap.size >= MAX_PLAYERS - 1) return;
+          peer2 = this.newPeer(from, data.sid);
+          if (!data.reply) this.signal(from, { kind: "hello", reply: true, to: data.sid });
+          if (smaller(this.me, from)) void this.makeOffer(peer2);
+        }
+        return;
+      }
+      const peer = this.peerMap.get(from);
+      if (!peer || peer.sid !== data.sid) return;
+      if (data.kind === "offer" && isText(data.sdp)) void this.acceptOffer(peer, data.sdp);
+      else if (data.kind === "answer" && isText(data.sdp)) void this.acceptAnswer(peer, data.sdp);
+      else if (data.kind === "candidate" && data.candidate && typeof data.candidate === "object") void this.addCandidate(peer, data.candidate);
+    }
+    signal(to, data) {
+      if (!this.currentRoom) return;
+      const message = { type: "rtc.signal", to, channelId: this.currentRoom, data: { ...data, sid: this.sid } };
+      this.client.send(message);
+    }
+    /** Tells every other member of the table that this camera is on. */
+    greet() {
+      if (!this.camera || !this.currentRoom) return;
+      for (const userId of this.members) if (userId !== this.me) this.signal(userId, { kind: "hello" });
+    }
+    // ---------- peers ----------
+    newPeer(userId, sid) {
+      const pc = new RTCPeerConnection({
+        iceServers: this.ice.servers ?? this.authIceServers,
+        iceTransportPolicy: this.ice.policy ?? "all"
+      });
+      const peer = { userId, sid, pc, stream: null, pending: [], candidateErrors: [] };
+      const camera = this.camera;
+      for (const track of camera.getTracks()) pc.addTrack(track, camera);
+      pc.addEventListener("icecandidateerror", (e) => peer.candidateErrors.push(e.errorCode));
+      pc.addEventListener("icecandidate", (e) => {
+        if (e.candidate) this.signal(userId, { kind: "candidate", to: sid, candidate: e.candidate.toJSON() });
+      });
+      pc.addEventListener("track", (e) => {
+        if (this.peerMap.get(userId) !== peer) return;
+        peer.stream = e.streams[0] ?? new MediaStream([e.track]);
+        this.emit("stream", userId, peer.stream);
+        this.emit("change");
+      });
+      pc.addEventListener("connectionstatechange", () => {
+        if (this.peerMap.get(userId) === peer) this.emit("change");
+      });
+      this.peerMap.set(userId, peer);
+      this.emit("change");
+      return peer;
+    }
+    async makeOffer(peer) {
+      try {
+        await peer.pc.setLocalDescription(await peer.pc.createOffer());
+        this.signal(peer.userId, { kind: "offer", to: peer.sid, sdp: peer.pc.localDescription?.sdp ?? "" });
+      } catch (err) {
+        this.webrtcFailed("offer", err);
+      }
+    }
+    async acceptOffer(peer, sdp) {
+      try {
+        await peer.pc.setRemoteDescription({ type: "offer", sdp });
+        await this.flushCandidates(peer);
+        await peer.pc.setLocalDescription(await peer.pc.createAnswer());
+        this.signal(peer.userId, { kind: "answer", to: peer.sid, sdp: peer.pc.localDescription?.sdp ?? "" });
+      } catch (err) {
+        this.webrtcFailed("answer", err);
+      }
+    }
+    async acceptAnswer(peer, sdp) {
+      try {
+        await peer.pc.setRemoteDescription({ type: "answer", sdp });
+        await this.flushCandidates(peer);
+      } catch (err) {
+        this.webrtcFailed("answer", err);
+      }
+    }
+    async addCandidate(peer, candidate) {
+      if (!peer.pc.remoteDescription) {
+        if (peer.pending.length < 100) peer.pending.push(candidate);
+        return;
+      }
+      try {
+        await peer.pc.addIceCandidate(candidate);
+      } catch (err) {
+        this.webrtcFailed("candidate", err);
+      }
+    }
+    async flushCandidates(peer) {
+      for (const c of peer.pending.splice(0)) await this.addCandidate(peer, c);
+    }
+    drop(userId) {
+      const peer = this.peerMap.get(userId);
+      if (!peer) return;
+      this.peerMap.delete(userId);
+      try {
+        peer.pc.close();
+      } catch {
+      }
+      if (peer.stream) this.emit("stream", userId, null);
+      this.emit("change");
+    }
+    dropAll() {
+      for (const userId of Array.from(this.peerMap.keys())) this.drop(userId);
+    }
+    webrtcFailed(what, err) {
+      this.fail({ code: "WEBRTC", message: `${what} failed: ${err instanceof Error ? err.message : String(err)}` });
+    }
+    fail(error) {
+      this.last = error;
+      this.emit("error", error);
+      this.emit("change");
+    }
+  };
+  function isText(value) {
+    return typeof value === "string" && value.length <= MAX_SIGNAL_TEXT;
+  }
+  function smaller(a, b) {
+    try {
+      return BigInt(a) < BigInt(b);
+    } catch {
+      return a < b;
+    }
+  }
+  function randomId() {
+    const bytes = new Uint8Array(8);
+    globalThis.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // src/frames.ts
+  var MIN_FPS = 0.1;
+  var MAX_FPS = 60;
+  function frames(stream, options, onFrame) {
+    const deliverTo = onFrame;
+    const asked = options.fps ?? 2;
+    if (typeof asked !== "number" || !Number.isFinite(asked) || asked <= 0) throw new RangeError(`frames: fps must be a positive number, not ${String(asked)}`);
+    const fps = Math.min(MAX_FPS, Math.max(MIN_FPS, asked));
+    const interval = 1e3 / fps;
+    const hasWebCodecs = typeof VideoFrame === "function";
+    const as = options.as ?? (hasWebCodecs ? "videoframe" : "bitmap");
+    if (as !== "videoframe" && as !== "bitmap") throw new TypeError(`frames: as must be 'videoframe' or 'bitmap', not ${String(as)}`);
+    if (as === "videoframe" && !hasWebCodecs) throw new TypeError("frames: this browser has no VideoFrame (WebCodecs): ask for as: 'bitmap'");
+    if (stream.getVideoTracks().length === 0) throw new TypeError("frames: the stream has no video track");
+    const video = document.createElement("video");
+    video.muted = true;
+    video.playsInline = true;
+    video.srcObject = stream;
+    let stopped = false;
+    let next = 0;
+    let pending;
+    const deliver = async (now) => {
+      const frame = as === "videoframe" ? new VideoFrame(video, { timestamp: Math.round(now * 1e3) }) : await createImageBitmap(video);
+      if (stopped) {
+        frame.close();
+        return;
+      }
+      const width = "displayWidth" in frame ? frame.displayWidth : frame.width;
+      const height = "displayHeight" in frame ? frame.displayHeight : frame.height;
+      deliverTo({ frame, width, height, time: now });
+    };
+    const tick = (now) => {
+      pending = void 0;
+      if (stopped) return;
+      if (now >= next && video.videoWidth > 0 && video.readyState >= 2) {
+        next += interval;
+        if (next <= now) next = now + interval;
+        deliver(now).catch(() => {
+        });
+      }
+      schedule();
+    };
+    const schedule = () => {
+      if (stopped) return;
+      if (typeof video.requestVideoFrameCallback === "function") {
+        const handle = video.requestVideoFrameCallback(tick);
+        pending = () => video.cancelVideoFrameCallback?.(handle);
+      } else if (typeof requestAnimationFrame === "function") {
+        const handle = requestAnimationFrame(tick);
+        pending = () => cancelAnimationFrame(handle);
+      } else {
+        const handle = setTimeout(() => tick(performance.now()), interval);
+        pending = () => clearTimeout(handle);
+      }
+    };
+    video.play().catch(() => {
+    });
+    schedule();
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      pending?.();
+      pending = void 0;
+      video.pause();
+      video.srcObject = null;
+    };
+  }
+
+  // ../../crates/hub/lobby/src/webcams.js
+  var mesh = null;
+  var client = null;
+  var token = null;
+  var rooms = /* @__PURE__ */ new Map();
+  var tileCache = /* @__PURE__ */ new Map();
+  var demo = null;
+  var demoAsked = false;
+  var offMessage = null;
+  function start(gatewayClient, me, jwt) {
+    stop();
+    client = gatewayClient;
+    token = jwt;
+    mesh = new Webcams({ client, me });
+    mesh.on("change", renderAll);
+    mesh.on("error", (err) => {
+      if (err.code === "FORBIDDEN" || err.code === "RATE_LIMITED") console.warn("webcams:", err.message);
+    });
+    offMessage = client.on("message", (msg) => {
+      if (msg.type === "ack") queueMicrotask(renderAll);
+    });
+  }
+  function stop() {
+    if (mesh) mesh.close();
+    if (offMessage) offMessage();
+    offMessage = null;
+    mesh = null;
+    client = null;
+    token = null;
+    rooms.clear();
+    tileCache.clear();
+  }
+  function room(channelId, card, members) {
+    rooms.set(channelId, { card, members });
+    render(channelId);
+  }
+  function renderAll() {
+    for (const [id, r] of rooms) {
+      if (r.card.isConnected) render(id);
+      else rooms.delete(id);
+    }
+  }
+  function el(tag, cls, text) {
+    const node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== void 0) node.textContent = text;
+    return node;
+  }
+  function button(text, testid, onClick) {
+    const b = el("button", "btn btn-small", text);
+    b.type = "button";
+    b.setAttribute("data-testid", testid);
+    b.addEventListener("click", onClick);
+    return b;
+  }
+  function ui(channelId) {
+    const r = rooms.get(channelId);
+    if (!r || !r.card) return null;
+    let box = r.card.querySelector(":scope > .webcams");
+    if (!box) {
+      box = el("section", "webcams");
+      box.setAttribute("aria-label", "Webcams");
+      box.setAttribute("data-testid", "webcams-" + channelId);
+      const bar = el("div", "webcams-bar");
+      const note = el("p", "webcams-note");
+      note.setAttribute("data-testid", "webcams-note-" + channelId);
+      note.setAttribute("role", "status");
+      note.hidden = true;
+      const tiles = el("ul", "tiles");
+      tiles.setAttribute("data-testid", "tiles-" + channelId);
+      box.append(bar, note, tiles);
+      r.card.appendChild(box);
+    }
+    return { box, bar: box.children[0], note: box.children[1], tiles: box.children[2] };
+  }
+  function showNote(refs, text) {
+    refs.note.textContent = text || "";
+    refs.note.hidden = !text;
+  }
+  function render(channelId) {
+    const refs = ui(channelId);
+    if (!refs || !mesh) return;
+    const r = rooms.get(channelId);
+    const here = mesh.room === channelId;
+    const camera = mesh.localStream;
+    const bar = [];
+    if (here) {
+      bar.push(camera ? button("Turn off camera", "camera-toggle-" + channelId, () => mesh && mesh.cameraOff()) : button("Turn on camera", "camera-toggle-" + channelId, () => mesh && mesh.cameraOn()));
+    } else {
+      const join = el("a", "btn btn-small", "Join in Discord");
+      join.href = "https://discord.com/channels/" + encodeURIComponent(client && client.guildId || "") + "/" + encodeURIComponent(channelId);
+      join.target = "_blank";
+      join.rel = "noopener noreferrer";
+      join.setAttribute("data-testid", "join-discord-" + channelId);
+      bar.push(join);
+      if (demo) bar.push(button("Sit at this table", "sit-" + channelId, () => sit(channelId)));
+      else if (!demoAsked) askDemo(channelId);
+    }
+    refs.bar.replaceChildren(...bar);
+    const error = mesh.lastError;
+    if (here && !camera && error && error.code === "CAMERA") {
+      showNote(refs, "The camera could not be opened: " + error.message);
+    } else if (here && mesh.overCapacity) {
+      showNote(refs, "Video works for tables of up to " + MAX_PLAYERS + " players; this room has " + r.members.length + ". The first " + MAX_PLAYERS + " cameras connect.");
+    } else if (refs.note.textContent.startsWith("Video works") || refs.note.textContent.startsWith("The camera")) {
+      showNote(refs, "");
+    }
+    const tiles = [];
+    if (here && camera) {
+      tiles.push(tile(mesh.userId, camera, r, true, null));
+      for (const peer of mesh.peers()) tiles.push(tile(peer.userId, peer.stream, r, false, peer.connectionState));
+    }
+    refs.tiles.replaceChildren(...tiles);
+    refs.box.hidden = false;
+  }
+  function tile(userId, stream, r, self, connectionState) {
+    let li = tileCache.get(userId);
+    if (!li) {
+      li = el("li", "tile");
+      const video2 = el("video");
+      video2.autoplay = true;
+      video2.playsInline = true;
+      video2.muted = true;
+      li.append(video2, el("span", "tile-name"));
+      tileCache.set(userId, li);
+    }
+    li.setAttribute("data-testid", "tile-" + userId);
+    li.dataset.userId = userId;
+    const video = li.firstChild;
+    if (video.srcObject !== (stream || null)) video.srcObject = stream || null;
+    const member = r.members.find((m) => m.userId === userId) || {};
+    li.lastChild.textContent = (member.name || userId) + (self ? " (you)" : "");
+    li.classList.toggle("speaking", !!member.speaking);
+    li.dataset.speaking = member.speaking ? "true" : "false";
+    if (connectionState) li.dataset.state = connectionState;
+    else delete li.dataset.state;
+    return li;
+  }
+  async function askDemo(channelId) {
+    demoAsked = true;
+    try {
+      const res = await fetch("/api/demo/sit/" + encodeURIComponent(channelId), { cache: "no-store" });
+      demo = res.ok;
+    } catch (_) {
+      demo = false;
+    }
+    if (demo) renderAll();
+  }
+  async function sit(channelId) {
+    const refs = ui(channelId);
+    try {
+      const res = await fetch("/api/demo/sit/" + encodeURIComponent(channelId), {
+        method: "POST",
+        headers: { Authorization: "Bearer " + token, Accept: "application/json" },
+        cache: "no-store"
+      });
+      if (!res.ok && refs) showNote(refs, "Could not sit at this table (" + res.status + ").");
+    } catch (_) {
+      if (refs) showNote(refs, "The hub could not be reached.");
+    }
+  }
+  async function framesDecoded(userId) {
+    const stats = mesh && await mesh.stats(userId);
+    let n = 0;
+    if (stats) stats.forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") n += r.framesDecoded || 0;
+    });
+    return n;
+  }
+  async function selectedCandidates(userId) {
+    const stats = mesh && await mesh.stats(userId);
+    if (!stats) return null;
+    let pair = null;
+    stats.forEach((r) => {
+      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded") pair = r;
+    });
+    if (!pair) return null;
+    return [stats.get(pair.localCandidateId).candidateType, stats.get(pair.remoteCandidateId).candidateType];
+  }
+  var samplers = /* @__PURE__ */ new Map();
+  var samplerIds = 0;
+  window.covenWebcams = Object.freeze({
+    /** Every remote player's camera now (user id → MediaStream), for card recognition. */
+    remoteStreams() {
+      return mesh ? mesh.remoteStreams() : /* @__PURE__ */ new Map();
+    },
+    /** The package's frame helper (docs/clients.md): frames(stream, {fps, as}, onFrame) → stop. */
+    frames,
+    state() {
+      return {
+        room: mesh ? mesh.room : null,
+        camera: !!(mesh && mesh.localStream),
+        peers: mesh ? mesh.peers().map((p) => ({ userId: p.userId, connectionState: p.connectionState, hasStream: !!p.stream })) : []
+      };
+    },
+    framesDecoded,
+    selectedCandidates,
+    /** ICE candidate errors (e.g. 401 from a TURN server refusing a credential) with `userId`. */
+    candidateErrors(userId) {
+      return mesh ? mesh.candidateErrors(userId) : [];
+    },
+    lastError() {
+      const e = mesh && mesh.lastError;
+      return e ? { code: e.code, message: e.message } : null;
+    },
+    /** auth.ok's iceServers, without credentials. */
+    iceServers() {
+      return mesh ? mesh.iceServers.map((s) => ({ urls: s.urls, username: s.username })) : [];
+    },
+    /** Sends a raw message on the socket (to prove the hub refuses what it must). */
+    sendRaw(message) {
+      if (client) client.send(message);
+    },
+    /** For the next peers: the ICE transport policy ('all' or 'relay'), and the ICE servers
+     *  (null: auth.ok's; [] host candidates only), optionally with another TURN credential. */
+    configureIce({ policy, servers, credential }) {
+      if (!mesh) return;
+      let list = servers === null || servers === void 0 ? null : servers;
+      if (credential) list = mesh.iceServers.map((s) => s.credential ? Object.assign({}, s, { credential }) : s);
+      mesh.configureIce({ policy: policy || "all", servers: list });
+    },
+    /** Starts counting frames of `userId`'s camera (`self`: this page's) through `frames`;
+     *  returns a sampler id, or null when there is no such stream. */
+    sampleFrames(userId, fps, as) {
+      const stream = userId === "self" ? mesh && mesh.localStream : mesh && mesh.remoteStreams().get(userId);
+      if (!stream) return null;
+      const id = ++samplerIds;
+      const s = { count: 0, sizes: /* @__PURE__ */ new Set(), kinds: /* @__PURE__ */ new Set(), first: 0, last: 0, stop: null };
+      s.stop = frames(stream, { fps, as }, ({ frame, width, height, time }) => {
+        s.count += 1;
+        if (!s.first) s.first = time;
+        s.last = time;
+        s.sizes.add(width + "x" + height);
+        s.kinds.add(frame.constructor.name);
+        frame.close();
+      });
+      samplers.set(id, s);
+      return id;
+    },
+    /** A sampler's count so far, sizes and kinds seen, and the page's time span of its frames. */
+    sampled(id) {
+      const s = samplers.get(id);
+      return s ? { count: s.count, sizes: Array.from(s.sizes), kinds: Array.from(s.kinds), spanMs: s.last - s.first } : null;
+    },
+    /** Stops a sampler (its count then stays). */
+    stopSampling(id) {
+      const s = samplers.get(id);
+      if (s) s.stop();
+    }
+  });
 
   // ../../crates/hub/lobby/src/app.js
   {
@@ -716,9 +1341,9 @@
       const bytes = new Uint8Array(bin.length);
       for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
       return new TextDecoder().decode(bytes);
-    }, decodeClaims = function(token) {
+    }, decodeClaims = function(token2) {
       try {
-        const parts = token.split(".");
+        const parts = token2.split(".");
         if (parts.length !== 3) return null;
         const claims = JSON.parse(b64urlDecode(parts[1]));
         return claims && typeof claims === "object" ? claims : null;
@@ -749,7 +1374,7 @@
     }, applySnapshot = function(snap) {
       state.rooms = /* @__PURE__ */ new Map();
       for (const r of snap.rooms || []) {
-        const room = {
+        const room2 = {
           channelId: String(r.channelId),
           name: r.name || "Room",
           parentId: r.parentId || null,
@@ -758,13 +1383,13 @@
         };
         for (const m of r.members || []) {
           learnUser(m);
-          room.members.set(String(m.userId), memberFrom(m));
+          room2.members.set(String(m.userId), memberFrom(m));
         }
-        state.rooms.set(room.channelId, room);
+        state.rooms.set(room2.channelId, room2);
       }
       state.loaded = true;
     }, findMemberRoom = function(userId) {
-      for (const room of state.rooms.values()) if (room.members.has(userId)) return room;
+      for (const room2 of state.rooms.values()) if (room2.members.has(userId)) return room2;
       return null;
     }, displayName = function(userId) {
       const u = state.users.get(userId);
@@ -779,11 +1404,11 @@
         case "room.created": {
           if (!cid) break;
           state.deleted.delete(cid);
-          const room = state.rooms.get(cid);
-          if (room) {
-            room.name = p.name || room.name;
-            room.parentId = p.parentId || null;
-            room.userLimit = p.userLimit || 0;
+          const room2 = state.rooms.get(cid);
+          if (room2) {
+            room2.name = p.name || room2.name;
+            room2.parentId = p.parentId || null;
+            room2.userLimit = p.userLimit || 0;
           } else {
             state.rooms.set(cid, { channelId: cid, name: p.name || "Room", parentId: p.parentId || null, userLimit: p.userLimit || 0, members: /* @__PURE__ */ new Map() });
             say = "Room " + (p.name || "") + " created.";
@@ -793,42 +1418,42 @@
         }
         case "room.deleted": {
           if (!cid) break;
-          const room = state.rooms.get(cid);
+          const room2 = state.rooms.get(cid);
           state.deleted.add(cid);
-          if (room) {
+          if (room2) {
             state.rooms.delete(cid);
-            say = "Room " + room.name + " ended.";
+            say = "Room " + room2.name + " ended.";
             changed.add(cid);
           }
           break;
         }
         case "voice.joined": {
           if (!cid || !uid) break;
-          for (const room2 of state.rooms.values()) {
-            if (room2.channelId !== cid && room2.members.delete(uid)) changed.add(room2.channelId);
+          for (const room3 of state.rooms.values()) {
+            if (room3.channelId !== cid && room3.members.delete(uid)) changed.add(room3.channelId);
           }
-          const room = state.rooms.get(cid);
-          if (room && !room.members.has(uid)) {
-            room.members.set(uid, memberFrom({ userId: uid }));
+          const room2 = state.rooms.get(cid);
+          if (room2 && !room2.members.has(uid)) {
+            room2.members.set(uid, memberFrom({ userId: uid }));
             changed.add(cid);
-            say = sayAbout(uid, (who) => who + " joined " + room.name + ".");
+            say = sayAbout(uid, (who) => who + " joined " + room2.name + ".");
           }
           break;
         }
         case "voice.left": {
           if (!cid || !uid) break;
-          const room = state.rooms.get(cid);
-          if (room && room.members.delete(uid)) {
+          const room2 = state.rooms.get(cid);
+          if (room2 && room2.members.delete(uid)) {
             changed.add(cid);
-            say = sayAbout(uid, (who) => who + " left " + room.name + ".");
+            say = sayAbout(uid, (who) => who + " left " + room2.name + ".");
           }
           break;
         }
         case "voice.state": {
           if (!cid || !uid) break;
-          const room = state.rooms.get(cid);
-          if (!room) break;
-          let m = room.members.get(uid);
+          const room2 = state.rooms.get(cid);
+          if (!room2) break;
+          let m = room2.members.get(uid);
           if (!m) {
             const other = findMemberRoom(uid);
             if (other) {
@@ -836,7 +1461,7 @@
               changed.add(other.channelId);
             }
             m = memberFrom({ userId: uid });
-            room.members.set(uid, m);
+            room2.members.set(uid, m);
           }
           for (const f of FLAG_NAMES) if (typeof p[f] === "boolean") m[f] = p[f];
           changed.add(cid);
@@ -844,8 +1469,8 @@
         }
         case "voice.speaking": {
           if (!cid || !uid) break;
-          const room = state.rooms.get(cid);
-          const m = room && room.members.get(uid);
+          const room2 = state.rooms.get(cid);
+          const m = room2 && room2.members.get(uid);
           if (m && m.speaking !== !!p.speaking) {
             m.speaking = !!p.speaking;
             changed.add(cid);
@@ -889,7 +1514,7 @@
               if (!before || before.name !== (m.name || before.name) || before.avatarUrl !== (m.avatarUrl || before.avatarUrl)) learnt = true;
             }
           }
-          if (learnt) renderAll();
+          if (learnt) renderAll2();
         } catch (_) {
         }
         nameRefreshTries = 0;
@@ -897,38 +1522,35 @@
       }, delayMs);
     }, startClient = function() {
       const gen = state.generation;
-      const token = state.token;
-      const client = connect({
+      const token2 = state.token;
+      const client2 = connect({
         // The page cannot refresh a token: the same one again makes the package stop
         // (a GatewayAuthError), and the page signs out.
-        getToken: () => token,
+        getToken: () => token2,
         refreshNames: false
         // the page learns names itself, for its announcements
       });
-      state.client = client;
-      const mine = () => gen === state.generation && state.client === client;
-      client.on("state", (s) => {
+      state.client = client2;
+      start(client2, String(state.claims.sub), token2);
+      const mine = () => gen === state.generation && state.client === client2;
+      client2.on("state", (s) => {
         if (!mine()) return;
         if (s === "live") setConn("live");
         else if (s === "connecting") setConn("connecting");
         else if (s === "reconnecting" && state.connState !== "offline") setConn("reconnecting");
-        else if (s === "stopped" && client.error) signOut(SESSION_ENDED);
+        else if (s === "stopped" && client2.error) signOut(SESSION_ENDED);
       });
-      client.on("retry", (delay) => {
+      client2.on("retry", (delay) => {
         if (!mine()) return;
         state.retryAt = Date.now() + delay;
         setConn("offline");
       });
-      client.on("snapshot", (snap) => {
+      client2.on("snapshot", (snap) => {
         if (!mine()) return;
         applySnapshot(snap);
-        renderAll();
+        renderAll2();
       });
-      client.on("message", (msg) => {
-        if (!mine()) return;
-        webcams("message", { msg, send: (m) => client.send(m) });
-      });
-      client.on("event", (frame) => {
+      client2.on("event", (frame) => {
         if (!mine()) return;
         applyingSeq = typeof frame.seq === "number" ? frame.seq : applyingSeq;
         const { changed, say } = applyEvent(String(frame.event || ""), frame.payload);
@@ -964,16 +1586,16 @@
         tick();
         state.countdownTimer = setInterval(tick, 1e3);
       }
-    }, signIn = function(token) {
-      const claims = decodeClaims(token);
+    }, signIn = function(token2) {
+      const claims = decodeClaims(token2);
       if (!claims || expired(claims)) {
         sessionStorage.removeItem(TOKEN_KEY);
         showSignedOut(claims ? "Your session has ended. Please sign in again." : null);
         return;
       }
-      state.token = token;
+      state.token = token2;
       state.claims = claims;
-      sessionStorage.setItem(TOKEN_KEY, token);
+      sessionStorage.setItem(TOKEN_KEY, token2);
       if (typeof claims.exp === "number") {
         const ms = claims.exp * 1e3 - Date.now();
         if (ms < 2147483647) {
@@ -991,9 +1613,9 @@
       state.token = null;
       state.claims = null;
       sessionStorage.removeItem(TOKEN_KEY);
-      const client = state.client;
+      const client2 = state.client;
       state.client = null;
-      if (client) client.close();
+      if (client2) client2.close();
       state.rooms = /* @__PURE__ */ new Map();
       state.users = /* @__PURE__ */ new Map();
       state.cues = [];
@@ -1003,7 +1625,7 @@
       state.loaded = false;
       roomEls.clear();
       $("rooms").replaceChildren();
-      webcams("signed-out", {});
+      stop();
       showSignedOut(notice);
     }, showSignedOut = function(notice) {
       setConn("signed-out");
@@ -1033,7 +1655,7 @@
         return "https://cdn.discordapp.com/avatars/" + encodeURIComponent(c.sub) + "/" + a + ".png?size=64";
       }
       return null;
-    }, el = function(tag, cls, text) {
+    }, el2 = function(tag, cls, text) {
       const e = document.createElement(tag);
       if (cls) e.className = cls;
       if (text != null) e.textContent = text;
@@ -1061,13 +1683,13 @@
         img.loading = "lazy";
         img.referrerPolicy = "no-referrer";
         img.addEventListener("error", () => {
-          node.replaceChildren(el("span", "initials", initials(name)));
+          node.replaceChildren(el2("span", "initials", initials(name)));
         });
         node.appendChild(img);
       } else {
-        node.appendChild(el("span", "initials", initials(name)));
+        node.appendChild(el2("span", "initials", initials(name)));
       }
-    }, renderAll = function() {
+    }, renderAll2 = function() {
       const list = $("rooms");
       for (const id of Array.from(roomEls.keys())) {
         if (!state.rooms.has(id)) {
@@ -1075,20 +1697,20 @@
           roomEls.delete(id);
         }
       }
-      for (const room of state.rooms.values()) renderRoom(room);
+      for (const room2 of state.rooms.values()) renderRoom(room2);
       let i = 0;
-      for (const room of state.rooms.values()) {
-        const li = roomEls.get(room.channelId).li;
+      for (const room2 of state.rooms.values()) {
+        const li = roomEls.get(room2.channelId).li;
         if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
         i++;
       }
       renderSummary();
     }, renderRooms = function(ids) {
       for (const id of ids) {
-        const room = state.rooms.get(id);
-        if (room) {
+        const room2 = state.rooms.get(id);
+        if (room2) {
           const isNew = !roomEls.has(id);
-          renderRoom(room);
+          renderRoom(room2);
           if (isNew) $("rooms").appendChild(roomEls.get(id).li);
         } else if (roomEls.has(id)) {
           roomEls.get(id).li.remove();
@@ -1100,37 +1722,37 @@
       $("rooms-loading").hidden = state.loaded;
       $("rooms-empty").hidden = !state.loaded || state.rooms.size > 0;
       $("rooms-count").textContent = state.loaded ? "(" + state.rooms.size + ")" : "";
-    }, makeRoomEl = function(room) {
-      const id = room.channelId;
-      const li = el("li", "card room");
+    }, makeRoomEl = function(room2) {
+      const id = room2.channelId;
+      const li = el2("li", "card room");
       li.dataset.testid = "room-" + id;
       li.setAttribute("data-testid", "room-" + id);
       li.dataset.channelId = id;
       const titleId = "room-title-" + id;
       li.setAttribute("aria-labelledby", titleId);
-      const head = el("div", "room-head");
-      const title = el("h3", "room-name");
+      const head = el2("div", "room-head");
+      const title = el2("h3", "room-name");
       title.id = titleId;
       title.setAttribute("data-testid", "room-name-" + id);
-      const meta = el("span", "room-meta");
+      const meta = el2("span", "room-meta");
       meta.setAttribute("data-testid", "room-count-" + id);
       head.append(title, meta);
-      const members = el("ul", "members");
+      const members = el2("ul", "members");
       members.setAttribute("aria-label", "People in this room");
       members.setAttribute("data-testid", "members-" + id);
-      const actions = el("div", "room-actions");
-      const botToggle = button("Bot", "btn btn-small bot-toggle", "bot-menu-" + id);
+      const actions = el2("div", "room-actions");
+      const botToggle = button2("Bot", "btn btn-small bot-toggle", "bot-menu-" + id);
       botToggle.setAttribute("aria-expanded", "false");
       botToggle.setAttribute("aria-controls", "bot-" + id);
       botToggle.setAttribute("aria-label", "Bot actions");
-      const end = button("End room", "btn btn-small btn-danger-outline", "end-room-" + id);
+      const end = button2("End room", "btn btn-small btn-danger-outline", "end-room-" + id);
       actions.append(botToggle, end);
-      const botButtons = el("div", "bot-buttons");
+      const botButtons = el2("div", "bot-buttons");
       botButtons.id = "bot-" + id;
       botButtons.hidden = true;
-      const botJoin = button("Bot joins", "btn btn-small", "bot-join-" + id);
-      const botLeave = button("Bot leaves", "btn btn-small", "bot-leave-" + id);
-      const cueButtons = el("span", "cue-buttons");
+      const botJoin = button2("Bot joins", "btn btn-small", "bot-join-" + id);
+      const botLeave = button2("Bot leaves", "btn btn-small", "bot-leave-" + id);
+      const cueButtons = el2("span", "cue-buttons");
       cueButtons.setAttribute("role", "group");
       cueButtons.setAttribute("aria-label", "Play a cue");
       cueButtons.setAttribute("data-testid", "cues-" + id);
@@ -1140,14 +1762,14 @@
         botButtons.hidden = !open;
         botToggle.setAttribute("aria-expanded", String(open));
       });
-      const confirm = el("div", "confirm");
+      const confirm = el2("div", "confirm");
       confirm.hidden = true;
       confirm.setAttribute("role", "group");
-      const confirmText = el("span", "confirm-text", "End this room for everyone?");
-      const yes = button("Yes, end it", "btn btn-small btn-danger", "confirm-end-" + id);
-      const no = button("Keep", "btn btn-small", "cancel-end-" + id);
+      const confirmText = el2("span", "confirm-text", "End this room for everyone?");
+      const yes = button2("Yes, end it", "btn btn-small btn-danger", "confirm-end-" + id);
+      const no = button2("Keep", "btn btn-small", "cancel-end-" + id);
       confirm.append(confirmText, yes, no);
-      const msg = el("p", "room-msg");
+      const msg = el2("p", "room-msg");
       msg.setAttribute("role", "status");
       msg.setAttribute("data-testid", "room-msg-" + id);
       msg.hidden = true;
@@ -1157,7 +1779,7 @@
       end.addEventListener("click", () => {
         actions.hidden = true;
         confirm.hidden = false;
-        confirmText.textContent = "End “" + (state.rooms.get(id) || room).name + "” for everyone?";
+        confirmText.textContent = "End “" + (state.rooms.get(id) || room2).name + "” for everyone?";
         no.focus();
       });
       no.addEventListener("click", () => {
@@ -1185,7 +1807,7 @@
     }, renderCueButtons = function(refs) {
       const buttons = state.cues.map((c) => {
         const label = typeof c.label === "string" && c.label ? c.label : c.name;
-        const b = button("▶ " + label, "btn btn-small", "cue-" + c.name + "-" + refs.id);
+        const b = button2("▶ " + label, "btn btn-small", "cue-" + c.name + "-" + refs.id);
         b.setAttribute("aria-label", "Play " + label.toLowerCase());
         b.addEventListener("click", () => runAction(refs, [b], async () => {
           await call(() => state.client.playCue(refs.id, c.name));
@@ -1194,8 +1816,8 @@
         return b;
       });
       refs.cueButtons.replaceChildren(...buttons);
-    }, button = function(text, cls, testid) {
-      const b = el("button", cls, text);
+    }, button2 = function(text, cls, testid) {
+      const b = el2("button", cls, text);
       b.type = "button";
       b.setAttribute("data-testid", testid);
       return b;
@@ -1208,62 +1830,58 @@
         refs.msg.hidden = true;
       }, 4e3);
     }, handleLocalDelete = function(id) {
-      const room = state.rooms.get(id);
+      const room2 = state.rooms.get(id);
       state.deleted.add(id);
-      if (room) {
+      if (room2) {
         state.rooms.delete(id);
-        announce("Room " + room.name + " ended.");
+        announce("Room " + room2.name + " ended.");
         renderRooms([id]);
       }
-    }, renderRoom = function(room) {
-      let refs = roomEls.get(room.channelId);
+    }, renderRoom = function(room2) {
+      let refs = roomEls.get(room2.channelId);
       if (!refs) {
-        refs = makeRoomEl(room);
-        roomEls.set(room.channelId, refs);
+        refs = makeRoomEl(room2);
+        roomEls.set(room2.channelId, refs);
       }
-      refs.title.textContent = room.name;
-      const n = room.members.size;
-      refs.meta.textContent = room.userLimit > 0 ? n + " / " + room.userLimit : n + (n === 1 ? " person" : " people");
-      refs.meta.setAttribute("aria-label", room.userLimit > 0 ? n + " of " + room.userLimit + " seats taken" : n + (n === 1 ? " person" : " people") + ", no seat limit");
-      refs.li.classList.toggle("full", room.userLimit > 0 && n >= room.userLimit);
+      refs.title.textContent = room2.name;
+      const n = room2.members.size;
+      refs.meta.textContent = room2.userLimit > 0 ? n + " / " + room2.userLimit : n + (n === 1 ? " person" : " people");
+      refs.meta.setAttribute("aria-label", room2.userLimit > 0 ? n + " of " + room2.userLimit + " seats taken" : n + (n === 1 ? " person" : " people") + ", no seat limit");
+      refs.li.classList.toggle("full", room2.userLimit > 0 && n >= room2.userLimit);
       const items = [];
-      for (const m of room.members.values()) items.push(memberEl(m));
+      for (const m of room2.members.values()) items.push(memberEl(m));
       if (!items.length) {
-        const empty = el("li", "member-empty", "Nobody here yet");
+        const empty = el2("li", "member-empty", "Nobody here yet");
         items.push(empty);
       }
       refs.members.replaceChildren(...items);
-      webcams("room", {
-        channelId: room.channelId,
-        card: refs.li,
-        me: state.claims && state.claims.sub,
-        token: state.token,
-        members: Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking }))
-      });
-    }, webcams = function(kind, detail) {
-      document.dispatchEvent(new CustomEvent("coven:" + kind, { detail }));
+      room(
+        room2.channelId,
+        refs.li,
+        Array.from(room2.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking }))
+      );
     }, memberEl = function(m) {
       const u = state.users.get(m.userId) || {};
       const name = displayName(m.userId);
-      const li = el("li", "member");
+      const li = el2("li", "member");
       li.setAttribute("data-testid", "member-" + m.userId);
       li.dataset.userId = m.userId;
       if (m.speaking) {
         li.classList.add("speaking");
         li.dataset.speaking = "true";
       }
-      const av = el("span", "avatar");
+      const av = el2("span", "avatar");
       av.setAttribute("aria-hidden", "true");
       fillAvatar(av, m.userId, name, u.avatarUrl);
-      const nm = el("span", "member-name", name);
+      const nm = el2("span", "member-name", name);
       if (!u.name) nm.classList.add("mono");
       if (state.claims && state.claims.sub === m.userId) {
-        nm.append(el("span", "you", " (you)"));
+        nm.append(el2("span", "you", " (you)"));
       }
       li.append(av, nm);
-      const badges = el("span", "badges");
+      const badges = el2("span", "badges");
       const add = (cls, label, title) => {
-        const b = el("span", "badge " + cls, label);
+        const b = el2("span", "badge " + cls, label);
         b.title = title;
         b.setAttribute("data-testid", "badge-" + cls);
         badges.appendChild(b);
@@ -1283,7 +1901,7 @@
       $("rooms-loading").textContent = "Could not load rooms: " + message + " Retrying…";
     }, announce = function(text) {
       const a = $("announcer");
-      const line = el("p", null, text);
+      const line = el2("p", null, text);
       a.appendChild(line);
       while (a.childNodes.length > 5) a.removeChild(a.firstChild);
       clearTimeout(announceTimer);
@@ -1354,17 +1972,17 @@
       });
       setupCreateForm();
       window.addEventListener("hashchange", () => {
-        const { token: token2, error: error2 } = takeToken();
-        if (token2) {
+        const { token: token3, error: error2 } = takeToken();
+        if (token3) {
           if (state.token) signOut(null);
-          signIn(token2);
+          signIn(token3);
         } else if (error2 && !state.token) {
           showSignedOut("Sign-in did not complete: " + error2);
         }
       });
-      const { token, error } = takeToken();
-      if (token) {
-        signIn(token);
+      const { token: token2, error } = takeToken();
+      if (token2) {
+        signIn(token2);
       } else {
         const saved = sessionStorage.getItem(TOKEN_KEY);
         if (saved) signIn(saved);

@@ -5,6 +5,7 @@
 // Contract: docs/spec.md §4 (events), §6 (WebSocket), §7 (HTTP API); docs/contract.md.
 // The JWT is kept in sessionStorage only; it is never logged or shown.
 import { connect, HubApiError, takeToken } from '../../../../clients/js/src/index.ts';
+import * as webcams from './webcams.js';
 
 {
   const TOKEN_KEY = 'coven.token';
@@ -316,6 +317,8 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
       refreshNames: false, // the page learns names itself, for its announcements
     });
     state.client = client;
+    // The webcams' mesh follows this client's presence and socket (docs/lobby.md).
+    webcams.start(client, String(state.claims.sub), token);
     const mine = () => gen === state.generation && state.client === client;
     client.on('state', (s) => {
       if (!mine()) return;
@@ -333,10 +336,6 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
       if (!mine()) return;
       applySnapshot(snap);
       renderAll();
-    });
-    client.on('message', (msg) => {
-      if (!mine()) return;
-      webcams('message', { msg, send: (m) => client.send(m) });
     });
     client.on('event', (frame) => {
       if (!mine()) return;
@@ -423,7 +422,7 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
     state.loaded = false;
     roomEls.clear();
     $('rooms').replaceChildren();
-    webcams('signed-out', {});
+    webcams.stop();
     showSignedOut(notice);
   }
 
@@ -701,13 +700,8 @@ import { connect, HubApiError, takeToken } from '../../../../clients/js/src/inde
       items.push(empty);
     }
     refs.members.replaceChildren(...items);
-    webcams('room', { channelId: room.channelId, card: refs.li, me: state.claims && state.claims.sub, token: state.token,
-      members: Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking })) });
-  }
-
-  // Webcams (webcams.js, docs/lobby.md): told of every message, every rendered room, sign-out.
-  function webcams(kind, detail) {
-    document.dispatchEvent(new CustomEvent('coven:' + kind, { detail }));
+    webcams.room(room.channelId, refs.li,
+      Array.from(room.members.values(), (m) => ({ userId: m.userId, name: displayName(m.userId), speaking: !!m.speaking })));
   }
 
   function memberEl(m) {

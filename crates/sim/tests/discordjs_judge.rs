@@ -287,15 +287,23 @@ async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
     judge.send(&format!("join {table}"));
     judge.expect("transitioned", |e| e["id"] == 1);
 
-    // The commit adding carol arrives damaged: the judge reports op 31, resets its group and
-    // sends a new key package; the simulator proposes everyone again and the group re-forms.
+    // The commit adding carol arrives damaged: the judge reports op 31 and sends a new key
+    // package. As on Discord, the other members carry on: the flagging member is proposed
+    // for removal (a simulated member commits it, transition 3), then added again with its
+    // new key package (transition 4) — and welcomed by op 30, another member's commit.
     h.voice_dave_corrupt_next_commit();
     h.user_join(carol, table).expect("carol joins");
-    judge.expect("transitioned", |e| e["id"] == 3);
+    judge.expect("welcomed", |e| e["id"] == 4);
+    judge.expect("transitioned", |e| e["id"] == 4);
     let c = h.voice_snapshot().counters;
     assert_eq!(
-        (c.dave_invalid, c.dave_key_packages, c.dave_commits),
-        (1, 2, 3),
+        (
+            c.dave_invalid,
+            c.dave_key_packages,
+            c.dave_commits,
+            c.dave_welcomes_sent
+        ),
+        (1, 2, 4, 1),
         "{c:?}"
     );
     judge.send(&format!("listen {carol}"));

@@ -35,8 +35,7 @@ pub mod op {
     pub const COMMIT_WELCOME: u8 = 28;
     /// Server → client: announce commit transition.
     pub const ANNOUNCE_COMMIT: u8 = 29;
-    /// Server → client: welcome (unused: the simulated users are welcomed in-process).
-    #[allow(dead_code)]
+    /// Server → client: welcome for a client added by another member's commit.
     pub const WELCOME: u8 = 30;
 }
 
@@ -88,9 +87,9 @@ impl DeliveryService {
         Ok((session, kp))
     }
 
-    /// Op 27 (append): an external Remove proposal for the member at `leaf` of the group of
-    /// `channel_id` at `epoch` (a user who left the call).
-    pub fn remove_proposal_message(
+    /// An external Remove proposal (`MLSMessage`) for the member at `leaf` of the group of
+    /// `channel_id` at `epoch`.
+    pub fn remove_proposal(
         &self,
         channel_id: u64,
         epoch: u64,
@@ -104,47 +103,137 @@ impl DeliveryService {
             SenderExtensionIndex::new(0),
         )
         .map_err(err)?;
-        let mut m = vec![op::PROPOSALS, 0];
-        m.extend(
-            VLBytes::new(message.tls_serialize_detached().map_err(err)?)
-                .tls_serialize_detached()
-                .map_err(err)?,
-        );
-        Ok(m)
+        message.tls_serialize_detached().map_err(err)
     }
 
-    /// Op 27 (append): external Add proposals for these key packages, for the group of
-    /// `channel_id` at `epoch` (0: the committer's pending group).
-    pub fn add_proposals_message(
+    /// An external Add proposal (`MLSMessage`) for this key package, for the group of
+    /// `channel_id` at `epoch` (0: a group not established yet).
+    pub fn add_proposal(
         &self,
         channel_id: u64,
         epoch: u64,
-        key_packages: &[Vec<u8>],
+        key_package: &[u8],
     ) -> Result<Vec<u8>, String> {
-        let mut proposals = Vec::new();
-        for kp in key_packages {
-            let kp = KeyPackageIn::tls_deserialize_exact(kp.as_slice())
-                .map_err(err)?
-                .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-                .map_err(err)?;
-            let message = ExternalProposal::new_add::<OpenMlsRustCrypto>(
-                kp,
-                GroupId::from_slice(&channel_id.to_be_bytes()),
-                GroupEpoch::from(epoch),
-                &self.signer,
-                SenderExtensionIndex::new(0),
-            )
+        let kp = KeyPackageIn::tls_deserialize_exact(key_package)
+            .map_err(err)?
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
             .map_err(err)?;
-            proposals.extend(message.tls_serialize_detached().map_err(err)?);
-        }
-        let mut m = vec![op::PROPOSALS, 0];
-        m.extend(
-            VLBytes::new(proposals)
-                .tls_serialize_detached()
-                .map_err(err)?,
-        );
-        Ok(m)
+        let message = ExternalProposal::new_add::<OpenMlsRustCrypto>(
+            kp,
+            GroupId::from_slice(&channel_id.to_be_bytes()),
+            GroupEpoch::from(epoch),
+            &self.signer,
+            SenderExtensionIndex::new(0),
+        )
+        .map_err(err)?;
+        message.tls_serialize_detached().map_err(err)
     }
+}
+
+/// Op 27 (`append`): `[27][0][proposal MLSMessages<V>]`.
+pub(crate) fn append_message<'a>(proposals: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut all = Vec::new();
+    for p in proposals {
+        all.extend_from_slice(p);
+    }
+    let mut m = vec![op::PROPOSALS, APPEND];
+    m.extend(vl_bytes(all));
+    m
+}
+
+/// Op 27 (`revoke`): `[27][1][ProposalRef<V><V>]` — the proposals to forget.
+pub(crate) fn revoke_message<'a>(refs: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut all = Vec::new();
+    for r in refs {
+        all.extend(vl_bytes(r.to_vec()));
+    }
+    let mut m = vec![op::PROPOSALS, REVOKE];
+    m.extend(vl_bytes(all));
+    m
+}
+
+/// Op 27's operation types (discord/dave-protocol, `ProposalsOperationType`).
+pub(crate) const APPEND: u8 = 0;
+/// See [`APPEND`].
+pub(crate) const REVOKE: u8 = 1;
+
+fn vl_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    // A VLBytes of any length serialises (the length prefix is a QUIC-style varint).
+    VLBytes::new(bytes)
+        .tls_serialize_detached()
+        .unwrap_or_default()
+}
+
+/// The `ProposalRef` of a proposal sent by the external sender: RFC 9420 §5.2
+/// `MakeProposalRef(value) = RefHash("MLS 1.0 Proposal Reference", value)`, where `value` is
+/// the `AuthenticatedContent` — for a `PublicMessage` from an external sender (no membership
+/// tag) exactly the `MLSMessage` without its 2-byte protocol version. SHA-256 is the hash of
+/// DAVE v1's ciphersuite 2.
+pub(crate) fn proposal_ref(message: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut input = vl_bytes(b"MLS 1.0 Proposal Reference".to_vec());
+    input.extend(vl_bytes(message.get(2..).unwrap_or_default().to_vec()));
+    sha2::Sha256::digest(&input).to_vec()
+}
+
+/// What the delivery service reads from a commit (it is a `PublicMessage`, see
+/// discord/dave-protocol "Voice Gateway Commit Validity").
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CommitInfo {
+    /// The epoch the commit was made in.
+    pub epoch: u64,
+    /// The proposal references it commits, in order (`None`: it carries an inline proposal,
+    /// which DAVE does not allow).
+    pub refs: Option<Vec<Vec<u8>>>,
+}
+
+/// Reads a commit `MLSMessage`: `version u16, wire_format u16 (1 = public), FramedContent
+/// { group_id<V>, epoch u64, sender, authenticated_data<V>, content_type u8 (3 = commit),
+/// Commit { proposals: ProposalOrRef<V>, … } }` (RFC 9420 §6, §12.4).
+pub(crate) fn commit_info(commit: &[u8]) -> Result<CommitInfo, String> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if rest.len() < n {
+            return Err("commit too short".into());
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn vl(rest: &mut &[u8]) -> Result<Vec<u8>, String> {
+        let v = VLBytes::tls_deserialize(rest).map_err(err)?;
+        Ok(v.as_slice().to_vec())
+    }
+    let mut rest = commit;
+    let header = take(&mut rest, 4)?;
+    if header[2..4] != [0, 1] {
+        return Err("not a PublicMessage".into());
+    }
+    vl(&mut rest)?; // group id
+    let epoch = u64::from_be_bytes(take(&mut rest, 8)?.try_into().map_err(err)?);
+    match take(&mut rest, 1)?[0] {
+        1 | 2 => {
+            take(&mut rest, 4)?; // member leaf index / external sender index
+        }
+        3 | 4 => {}
+        other => return Err(format!("sender type {other}")),
+    }
+    vl(&mut rest)?; // authenticated data
+    if take(&mut rest, 1)?[0] != 3 {
+        return Err("not a commit".into());
+    }
+    let proposals = vl(&mut rest)?;
+    let mut list = proposals.as_slice();
+    let mut refs = Vec::new();
+    while !list.is_empty() {
+        if take(&mut list, 1)?[0] != 2 {
+            return Ok(CommitInfo { epoch, refs: None });
+        }
+        refs.push(vl(&mut list)?);
+    }
+    Ok(CommitInfo {
+        epoch,
+        refs: Some(refs),
+    })
 }
 
 /// Whether a media frame is a DAVE protocol frame (ends with the `0xFAFA` magic marker),

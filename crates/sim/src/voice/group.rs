@@ -1,0 +1,622 @@
+//! The delivery service's view of one call's DAVE group (one per voice channel), as
+//! discord/dave-protocol describes the voice gateway's part: it knows the group's epoch, its
+//! members and their leaf indexes, the pending members' key packages and the proposals
+//! broadcast in the current epoch. It proposes (op 27 append) adding whoever sends a key
+//! package and removing whoever leaves; revokes (op 27 revoke) the Add of a user who leaves
+//! before being committed; takes the **first** valid commit of an epoch from any member
+//! (op 28) and discards the others; announces it (op 29) to the committer and the members,
+//! welcomes (op 30) the clients it added; executes a transition (op 22) once every client
+//! in it is ready (op 23); and when one member is left alone, resets the group (op 24
+//! `epoch: 1`, op 21 `transition_id: 0`; "Sole member reset").
+//!
+//! Members are real clients (the bot, or a client that took a user's place through
+//! `/_sim/voice/users/{id}/client`) and simulated users with their own `davey` sessions.
+//! Simulated members process every proposal and commit like any client; their own commits
+//! are used only when no real client can commit (docs/simulator.md, "Voice").
+
+use std::collections::{HashMap, HashSet};
+
+use davey::{DaveSession, ProposalsOperationType};
+use openmls::prelude::LeafNodeIndex;
+use serde_json::{Value, json};
+
+use super::dave::{self, DeliveryService};
+use super::{VoiceCore, VoiceSession};
+
+/// A proposal broadcast in the current epoch and not revoked.
+struct Proposed {
+    /// The user added, or removed.
+    user: u64,
+    add: bool,
+    /// The proposal `MLSMessage`.
+    message: Vec<u8>,
+    /// Its `ProposalRef`.
+    reference: Vec<u8>,
+}
+
+/// A transition waiting for its clients' op 23.
+struct Awaiting {
+    transition: u16,
+    clients: Vec<u64>,
+    ready: HashSet<u64>,
+}
+
+/// One call's group.
+#[derive(Default)]
+pub(crate) struct Group {
+    /// 0: not established (every member pending, each with a local group of its own).
+    epoch: u64,
+    /// The last transition id used (1, 2, …; 0 is the immediate re-initialisation).
+    transition: u16,
+    /// Leaf index → member, as the committed proposals placed them (RFC 9420 §12.3:
+    /// removes blank their leaf, adds take the leftmost blank leaf in commit order).
+    leaves: Vec<Option<u64>>,
+    /// Key packages of pending members (not welcomed yet).
+    key_packages: HashMap<u64, Vec<u8>>,
+    proposals: Vec<Proposed>,
+    /// Simulated users with a DAVE session for this group.
+    sims: HashSet<u64>,
+    /// Real clients that flagged an invalid commit/welcome (op 31) and will send a new key
+    /// package: not sent proposals meanwhile.
+    rekeying: HashSet<u64>,
+    awaiting: Option<Awaiting>,
+}
+
+/// What happened, for the counters (applied after the voice lock is released).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub commits: u64,
+    pub discarded: u64,
+    pub sims_welcomed: u64,
+    pub welcomes_sent: u64,
+    pub removals: u64,
+    pub revocations: u64,
+    pub resets: u64,
+    pub errors: u64,
+}
+
+/// Everything an operation needs: the voice state, the delivery service, the channel and
+/// who is in it (looked up in the world before the voice lock was taken).
+pub(crate) struct Call<'a> {
+    pub core: &'a mut VoiceCore,
+    pub ds: &'a DeliveryService,
+    pub channel: u64,
+    /// Every user in the channel.
+    pub present: &'a [u64],
+    pub tally: &'a mut Tally,
+    /// Damage the next announced commit (fault).
+    pub corrupt: &'a mut bool,
+}
+
+fn warn(tally: &mut Tally, what: &str, e: impl std::fmt::Debug) {
+    tracing::warn!(error = ?e, "{what}");
+    tally.errors += 1;
+}
+
+impl Call<'_> {
+    fn session(&mut self, user: u64) -> Option<&mut VoiceSession> {
+        self.core
+            .sessions
+            .values_mut()
+            .find(|s| s.user_id == user && s.dave_version > 0)
+    }
+
+    fn is_real(&self, user: u64) -> bool {
+        self.core
+            .sessions
+            .values()
+            .any(|s| s.user_id == user && s.dave_version > 0)
+    }
+
+    fn send_binary(&mut self, user: u64, message: &[u8]) {
+        if let Some(s) = self.session(user) {
+            s.send_binary(message);
+        }
+    }
+
+    fn send(&mut self, user: u64, payload: Value) {
+        if let Some(s) = self.session(user) {
+            s.send(payload);
+        }
+    }
+
+    /// The simulated users present (not driven by a real client).
+    fn sims_present(&self) -> Vec<u64> {
+        self.present
+            .iter()
+            .copied()
+            .filter(|u| !self.core.real_users.contains(u))
+            .collect()
+    }
+
+    /// Runs `f` on the channel's group (created, with sessions for the simulated users
+    /// present, if `create`); the group is dropped once no real client is left in it.
+    fn with_group<R>(
+        &mut self,
+        create: bool,
+        f: impl FnOnce(&mut Self, &mut Group) -> R,
+    ) -> Option<R> {
+        let mut g = match self.core.groups.remove(&self.channel) {
+            Some(g) => g,
+            None if create => {
+                let mut g = Group::default();
+                for sim in self.sims_present() {
+                    if self.sim_session(&mut g, sim) {
+                        g.propose_add(self, sim);
+                    }
+                }
+                g
+            }
+            None => return None,
+        };
+        let r = f(self, &mut g);
+        let real_left = self.present.iter().any(|u| self.is_real(*u));
+        if real_left {
+            self.core.groups.insert(self.channel, g);
+        } else {
+            for sim in g.sims {
+                self.core.dave_users.remove(&sim);
+            }
+        }
+        Some(r)
+    }
+
+    /// A simulated user's session and key package, pending in `g`.
+    fn sim_session(&mut self, g: &mut Group, user: u64) -> bool {
+        match self.ds.new_user_session(user, self.channel) {
+            Ok((session, kp)) => {
+                self.core.dave_users.insert(user, session);
+                g.sims.insert(user);
+                g.key_packages.insert(user, kp);
+                true
+            }
+            Err(e) => {
+                warn(self.tally, "simulated user's DAVE session", e);
+                false
+            }
+        }
+    }
+}
+
+impl Group {
+    fn established(&self) -> bool {
+        self.epoch > 0
+    }
+
+    fn leaf_of(&self, user: u64) -> Option<u32> {
+        self.leaves
+            .iter()
+            .position(|l| *l == Some(user))
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    fn members(&self) -> impl Iterator<Item = u64> + '_ {
+        self.leaves.iter().flatten().copied()
+    }
+
+    /// Real clients that are sent proposals: established → its real members (not re-keying);
+    /// not established → the real pending members (each has a local group).
+    fn recipients(&self, call: &Call<'_>) -> Vec<u64> {
+        let candidates: Vec<u64> = if self.established() {
+            self.members()
+                .filter(|u| !self.key_packages.contains_key(u) && !self.rekeying.contains(u))
+                .collect()
+        } else {
+            self.key_packages.keys().copied().collect()
+        };
+        candidates
+            .into_iter()
+            .filter(|u| call.is_real(*u) && call.present.contains(u))
+            .collect()
+    }
+
+    fn next_transition(&mut self) -> u16 {
+        self.transition = self.transition.checked_add(1).unwrap_or(1);
+        self.transition
+    }
+
+    /// Broadcasts a proposal at the current epoch to the recipients (not to `about`), has the
+    /// established simulated members store it, and — when no real member can commit — takes
+    /// the commit of the first simulated member.
+    fn propose(&mut self, call: &mut Call<'_>, about: u64, add: bool, message: Vec<u8>) {
+        let reference = dave::proposal_ref(&message);
+        let framed = dave::append_message([message.as_slice()]);
+        let recipients: Vec<u64> = self
+            .recipients(call)
+            .into_iter()
+            .filter(|u| *u != about)
+            .collect();
+        for user in &recipients {
+            call.send_binary(*user, &framed);
+        }
+        self.proposals.push(Proposed {
+            user: about,
+            add,
+            message,
+            reference,
+        });
+        if !self.established() {
+            return;
+        }
+        let mut sim_commit = None;
+        for (leaf, member) in self.leaves.iter().enumerate() {
+            let Some(user) = *member else { continue };
+            if user == about || !self.sims.contains(&user) {
+                continue;
+            }
+            let Some(session) = call.core.dave_users.get_mut(&user) else {
+                continue;
+            };
+            match session.process_proposals(ProposalsOperationType::APPEND, &framed[2..], None) {
+                Ok(Some(cw)) if sim_commit.is_none() => sim_commit = Some((leaf, user, cw)),
+                Ok(_) => {}
+                Err(e) => warn(call.tally, "simulated member's DAVE proposals", e),
+            }
+        }
+        if recipients.is_empty()
+            && let Some((_, user, cw)) = sim_commit
+        {
+            let mut payload = cw.commit;
+            payload.extend(cw.welcome.unwrap_or_default());
+            self.commit(call, user, &payload);
+        }
+    }
+
+    /// Revokes `user`'s Add proposal of this epoch, if it has one (it left before a commit
+    /// added it). Returns whether it did.
+    fn revoke(&mut self, call: &mut Call<'_>, user: u64) -> bool {
+        let Some(i) = self.proposals.iter().position(|p| p.add && p.user == user) else {
+            return false;
+        };
+        let gone = self.proposals.remove(i);
+        let framed = dave::revoke_message([gone.reference.as_slice()]);
+        for to in self.recipients(call).into_iter().filter(|u| *u != user) {
+            call.send_binary(to, &framed);
+        }
+        if self.established() {
+            for member in self.members().collect::<Vec<_>>() {
+                if let (true, Some(session)) = (
+                    self.sims.contains(&member),
+                    call.core.dave_users.get_mut(&member),
+                ) && let Err(e) =
+                    session.process_proposals(ProposalsOperationType::REVOKE, &framed[2..], None)
+                {
+                    warn(call.tally, "simulated member's DAVE revoke", e);
+                }
+            }
+        }
+        call.tally.revocations += 1;
+        true
+    }
+
+    /// An Add proposal for `user`'s key package at the current epoch.
+    fn propose_add(&mut self, call: &mut Call<'_>, user: u64) {
+        let Some(kp) = self.key_packages.get(&user).cloned() else {
+            return;
+        };
+        match call.ds.add_proposal(call.channel, self.epoch, &kp) {
+            Ok(message) => self.propose(call, user, true, message),
+            Err(e) => warn(call.tally, "DAVE add proposal", e),
+        }
+    }
+
+    /// A Remove proposal for `user`'s leaf (once per epoch).
+    fn propose_remove(&mut self, call: &mut Call<'_>, user: u64) {
+        let Some(leaf) = self.leaf_of(user) else {
+            return;
+        };
+        if self.proposals.iter().any(|p| !p.add && p.user == user) {
+            return;
+        }
+        match call
+            .ds
+            .remove_proposal(call.channel, self.epoch, LeafNodeIndex::new(leaf))
+        {
+            Ok(message) => {
+                call.tally.removals += 1;
+                self.propose(call, user, false, message);
+            }
+            Err(e) => warn(call.tally, "DAVE remove proposal", e),
+        }
+    }
+
+    /// "Sole member reset": `sole` is the only member left; it is told to start a new group
+    /// (op 24 `epoch: 1`, op 21 `transition_id: 0`), and the pending members are proposed
+    /// again at epoch 0 once its new key package arrives.
+    fn reset(&mut self, call: &mut Call<'_>, sole: u64) {
+        call.send(
+            sole,
+            json!({"op": 24, "d": {"protocol_version": dave::DAVE_VERSION, "epoch": 1}}),
+        );
+        call.send(
+            sole,
+            json!({"op": 21, "d": {"protocol_version": dave::DAVE_VERSION, "transition_id": 0}}),
+        );
+        self.epoch = 0;
+        self.leaves.clear();
+        self.proposals.clear();
+        self.rekeying.clear();
+        self.awaiting = None;
+        self.key_packages.remove(&sole);
+        let pending: Vec<u64> = self.key_packages.keys().copied().collect();
+        for user in pending {
+            self.propose_add(call, user);
+        }
+        call.tally.resets += 1;
+    }
+
+    /// A real client's key package (op 26): it is (again) a pending member. A member that
+    /// re-keys is first proposed for removal (its old leaf).
+    fn key_package(&mut self, call: &mut Call<'_>, user: u64, kp: Vec<u8>) {
+        self.revoke(call, user);
+        self.rekeying.remove(&user);
+        if self.established() {
+            self.propose_remove(call, user);
+        }
+        self.key_packages.insert(user, kp);
+        self.propose_add(call, user);
+        if !self.established() {
+            // "A client that joins when there is not an established group receives any
+            // already sent in-flight add proposals for existing pending members."
+            let others: Vec<&[u8]> = self
+                .proposals
+                .iter()
+                .filter(|p| p.user != user)
+                .map(|p| p.message.as_slice())
+                .collect();
+            if !others.is_empty() {
+                let framed = dave::append_message(others);
+                call.send_binary(user, &framed);
+            }
+        }
+    }
+
+    /// A commit (op 28) from `from`: the first valid one of the epoch is announced, any other
+    /// is discarded.
+    fn commit(&mut self, call: &mut Call<'_>, from: u64, payload: &[u8]) {
+        let Ok((commit, welcome)) = dave::split_commit_welcome(payload) else {
+            call.tally.errors += 1;
+            return;
+        };
+        let info = dave::commit_info(&commit);
+        let expected: Vec<&Proposed> = self
+            .proposals
+            .iter()
+            .filter(|p| self.established() || p.user != from)
+            .collect();
+        let may_commit = if self.established() {
+            self.leaf_of(from).is_some() && !self.key_packages.contains_key(&from)
+        } else {
+            self.key_packages.contains_key(&from)
+        };
+        let valid = match &info {
+            Ok(info) => {
+                let refs: Option<HashSet<&[u8]>> = info
+                    .refs
+                    .as_ref()
+                    .map(|r| r.iter().map(Vec::as_slice).collect());
+                let wanted: HashSet<&[u8]> =
+                    expected.iter().map(|p| p.reference.as_slice()).collect();
+                info.epoch == self.epoch
+                    && may_commit
+                    && !wanted.is_empty()
+                    && refs.as_ref() == Some(&wanted)
+                    && info.refs.as_ref().is_some_and(|r| r.len() == wanted.len())
+            }
+            Err(_) => false,
+        };
+        if !valid {
+            tracing::debug!(from, epoch = self.epoch, ?info, "DAVE commit discarded");
+            call.tally.discarded += 1;
+            return;
+        }
+        let order: Vec<Vec<u8>> = info.map(|i| i.refs.unwrap_or_default()).unwrap_or_default();
+        let transition = self.next_transition();
+        // Announce (op 29) to the committer and the established real members.
+        let mut announce: Vec<u64> = if self.established() {
+            self.recipients(call)
+        } else {
+            Vec::new()
+        };
+        if !announce.contains(&from) && call.is_real(from) {
+            announce.push(from);
+        }
+        for user in &announce {
+            let mut copy = commit.clone();
+            if *user == from
+                && std::mem::take(call.corrupt)
+                && let Some(last) = copy.last_mut()
+            {
+                *last ^= 0xff; // the commit's signature no longer verifies
+            }
+            let m = dave::transition_message(dave::op::ANNOUNCE_COMMIT, transition, &copy);
+            call.send_binary(*user, &m);
+        }
+        // The established simulated members apply it (the committer merges its own).
+        let old_members: Vec<u64> = self.members().collect();
+        for member in &old_members {
+            if !self.sims.contains(member) {
+                continue;
+            }
+            if let Some(session) = call.core.dave_users.get_mut(member)
+                && let Err(e) = session.process_commit(&commit)
+            {
+                warn(call.tally, "simulated member's DAVE commit", e);
+            }
+        }
+        // The tree after the commit: removes, then adds in commit order.
+        if !self.established() {
+            self.leaves = vec![Some(from)];
+        }
+        let by_ref: HashMap<&[u8], &Proposed> = self
+            .proposals
+            .iter()
+            .map(|p| (p.reference.as_slice(), p))
+            .collect();
+        let mut added = Vec::new();
+        for r in &order {
+            if let Some(p) = by_ref.get(r.as_slice()).filter(|p| !p.add)
+                && let Some(leaf) = self.leaves.iter_mut().find(|l| **l == Some(p.user))
+            {
+                *leaf = None;
+            }
+        }
+        for r in &order {
+            if let Some(p) = by_ref.get(r.as_slice()).filter(|p| p.add) {
+                added.push(p.user);
+                match self.leaves.iter_mut().find(|l| l.is_none()) {
+                    Some(leaf) => *leaf = Some(p.user),
+                    None => self.leaves.push(Some(p.user)),
+                }
+            }
+        }
+        while self.leaves.last().is_some_and(Option::is_none) {
+            self.leaves.pop();
+        }
+        // Welcome the added: real clients by op 30, simulated users in-process.
+        for user in &added {
+            self.key_packages.remove(user);
+            let Some(welcome) = &welcome else { continue };
+            if self.sims.contains(user) {
+                if let Some(session) = call.core.dave_users.get_mut(user) {
+                    match session.process_welcome(welcome) {
+                        Ok(()) => call.tally.sims_welcomed += 1,
+                        Err(e) => warn(call.tally, "simulated user's DAVE welcome", e),
+                    }
+                }
+            } else if call.is_real(*user) {
+                let m = dave::transition_message(dave::op::WELCOME, transition, welcome);
+                call.send_binary(*user, &m);
+                call.tally.welcomes_sent += 1;
+            }
+        }
+        self.key_packages.remove(&from);
+        self.epoch += 1;
+        self.proposals.clear();
+        call.tally.commits += 1;
+        let clients: Vec<u64> = self.members().filter(|u| call.is_real(*u)).collect();
+        self.awaiting = Some(Awaiting {
+            transition,
+            clients,
+            ready: HashSet::new(),
+        });
+    }
+
+    /// A client is ready for `transition` (op 23): once all its clients are, execute (op 22).
+    fn ready(&mut self, call: &mut Call<'_>, user: u64, transition: u16) {
+        match &mut self.awaiting {
+            Some(a) if a.transition == transition => {
+                a.ready.insert(user);
+            }
+            // Not a transition this group waits for (already executed): execute it for this
+            // client alone.
+            _ => {
+                call.send(user, json!({"op": 22, "d": {"transition_id": transition}}));
+                return;
+            }
+        }
+        self.execute_if_ready(call);
+    }
+
+    fn execute_if_ready(&mut self, call: &mut Call<'_>) {
+        let done = self.awaiting.as_ref().is_some_and(|a| {
+            a.clients
+                .iter()
+                .all(|u| a.ready.contains(u) || !call.present.contains(u) || !call.is_real(*u))
+        });
+        if !done {
+            return;
+        }
+        if let Some(a) = self.awaiting.take() {
+            for user in a.clients {
+                call.send(
+                    user,
+                    json!({"op": 22, "d": {"transition_id": a.transition}}),
+                );
+            }
+        }
+    }
+
+    /// `user` left the call (or its client left voice).
+    fn leave(&mut self, call: &mut Call<'_>, user: u64) {
+        let revoked = self.revoke(call, user);
+        self.key_packages.remove(&user);
+        self.rekeying.remove(&user);
+        if let Some(a) = &mut self.awaiting {
+            a.clients.retain(|u| *u != user);
+        }
+        if !revoked && self.established() && self.leaf_of(user).is_some() {
+            let others: Vec<u64> = self
+                .members()
+                .filter(|u| *u != user && call.present.contains(u))
+                .collect();
+            match others.as_slice() {
+                [sole] if call.is_real(*sole) => self.reset(call, *sole),
+                _ => self.propose_remove(call, user),
+            }
+        }
+        if self.sims.remove(&user) {
+            call.core.dave_users.remove(&user);
+        }
+        self.execute_if_ready(call);
+    }
+}
+
+/// A real client's key package (op 26).
+pub(crate) fn key_package(call: &mut Call<'_>, user: u64, kp: Vec<u8>) {
+    call.with_group(true, |call, g| g.key_package(call, user, kp));
+}
+
+/// A real client's commit, with the welcome if any (op 28).
+pub(crate) fn commit(call: &mut Call<'_>, user: u64, payload: &[u8]) {
+    call.with_group(false, |call, g| g.commit(call, user, payload));
+}
+
+/// A real client is ready for a transition (op 23).
+pub(crate) fn ready(call: &mut Call<'_>, user: u64, transition: u16) {
+    let handled = call.with_group(false, |call, g| g.ready(call, user, transition));
+    if handled.is_none() {
+        call.send(user, json!({"op": 22, "d": {"transition_id": transition}}));
+    }
+}
+
+/// A real client could not process a commit or welcome (op 31): it is proposed for removal
+/// and re-added when its new key package arrives.
+pub(crate) fn invalid(call: &mut Call<'_>, user: u64) {
+    call.with_group(false, |call, g| {
+        if let Some(a) = &mut g.awaiting {
+            a.clients.retain(|u| *u != user);
+        }
+        if g.established() && g.leaf_of(user).is_some() {
+            g.rekeying.insert(user);
+            g.propose_remove(call, user);
+        }
+        g.execute_if_ready(call);
+    });
+}
+
+/// A simulated user joined the channel: if the call has a group, it gets a session and is
+/// proposed.
+pub(crate) fn sim_joined(call: &mut Call<'_>, user: u64) {
+    call.with_group(false, |call, g| {
+        if !g.sims.contains(&user) && call.sim_session(g, user) {
+            g.propose_add(call, user);
+        }
+    });
+}
+
+/// `user` (simulated or real) left the channel.
+pub(crate) fn left(call: &mut Call<'_>, user: u64) {
+    call.with_group(false, |call, g| g.leave(call, user));
+}
+
+/// Whether `user` is a member of the channel's established group (for tests and logs).
+#[cfg(test)]
+pub(crate) fn is_member(core: &VoiceCore, channel: u64, user: u64) -> bool {
+    core.groups
+        .get(&channel)
+        .is_some_and(|g| g.leaf_of(user).is_some())
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: &DaveSession) {}

@@ -47,17 +47,33 @@ struct Judge {
 }
 
 impl Judge {
-    /// Starts the judge against `sim`, waits for discord.js's READY.
+    /// Starts the judge against `sim` as the bot, waits for discord.js's READY.
     fn start(sim: &Simulator, dave: bool) -> Self {
+        Self::spawn(sim, dave, None)
+    }
+
+    /// Starts the judge as user `user`'s voice client (a second real DAVE client in a call;
+    /// no gateway login: the control API gives it what the gateway would).
+    fn start_as_user(sim: &Simulator, user: u64) -> Self {
+        Self::spawn(sim, true, Some(user))
+    }
+
+    fn spawn(sim: &Simulator, dave: bool, user: Option<u64>) -> Self {
         let dir = judge_dir();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("judge.mjs")
             .current_dir(&dir)
             .env("SIM_API", format!("{}/api", sim.api_url()))
+            .env("SIM_CONTROL", sim.control_url())
             .env("BOT_TOKEN", sim.bot_token())
             .env("GUILD_ID", sim.guild_id().to_string())
             .env("NODE_EXTRA_CA_CERTS", coven_sim::voice::test_ca_path())
-            .env("JUDGE_NO_DAVE", if dave { "0" } else { "1" })
+            .env("JUDGE_NO_DAVE", if dave { "0" } else { "1" });
+        if let Some(user) = user {
+            command.env("JUDGE_USER", user.to_string());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -106,6 +122,30 @@ impl Judge {
                 return event;
             }
         }
+    }
+
+    /// Whether the judge reported an event named `name` so far (without waiting).
+    fn saw(&mut self, name: &str) -> bool {
+        while let Ok(event) = self.events.try_recv() {
+            assert_ne!(event["event"], "error", "judge error: {event}");
+            self.seen.push(event);
+        }
+        self.seen.iter().any(|e| e["event"] == name)
+    }
+
+    /// The judge's DAVE group as it sees it: (epoch, sorted member ids, privacy code).
+    fn group(&mut self) -> (Option<u64>, Vec<String>, Value) {
+        self.send("report");
+        let r = self.expect("report", |_| true);
+        let members = r["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (r["epoch"].as_u64(), members, r["privacy"].clone())
     }
 
     /// The judge's report: frames heard per user, and how many were the simulator's speech
@@ -172,6 +212,37 @@ async fn exchange(judge: &mut Judge, h: &SimHandle, speaker: u64, listeners: &[u
     }
 }
 
+/// Sorted ids as the judge reports them.
+fn ids(users: &[u64]) -> Vec<String> {
+    let mut v: Vec<String> = users.iter().map(u64::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Two judges in one call play to each other; each must decrypt at least 20 of the other's
+/// frames with its own DAVE session (the frames arrive forwarded by the simulator).
+async fn judges_exchange(a: (&mut Judge, u64), b: (&mut Judge, u64)) {
+    let (a, a_user) = a;
+    let (b, b_user) = b;
+    let before = (a.heard_speech(b_user), b.heard_speech(a_user));
+    a.send("play 25");
+    b.send("play 25");
+    a.expect("played", |_| true);
+    b.expect("played", |_| true);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let heard = (a.heard_speech(b_user), b.heard_speech(a_user));
+        if heard.0 >= before.0 + 20 && heard.1 >= before.1 + 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "judges decrypted only {heard:?} of each other's frames (before {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// No audio frame anywhere went out with transport encryption only, none failed.
 fn assert_all_e2ee(h: &SimHandle) {
     let snap = h.voice_snapshot();
@@ -186,6 +257,7 @@ fn assert_all_e2ee(h: &SimHandle) {
         "{c:?}"
     );
     assert!(c.rtp_sent_e2ee > 0, "{c:?}");
+    assert_eq!(c.rtp_forwarded_transport_only, 0, "{c:?}");
     for (user, r) in &snap.received {
         assert_eq!(r.transport_only_frames, 0, "{user}: {r:?}");
         assert_eq!(r.dave_failures, 0, "{user}: {r:?}");
@@ -242,9 +314,163 @@ async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
         "carol left"
     );
 
+    // The last other member leaves: "sole member reset" — op 24 (epoch 1: a new group) and
+    // op 21 (transition 0, executed at once); the bot sends a new key package and a new
+    // group forms with the next player.
+    h.user_leave(dave).expect("dave leaves");
+    judge.expect("prepare_epoch", |e| e["epoch"] == 1 && e["version"] == 1);
+    judge.expect("prepare_transition", |e| e["id"] == 0);
+    judge.expect("transitioned", |e| e["id"] == 0);
+    wait_voice(&h, "new key package", |s| {
+        s.counters.dave_resets == 1 && s.counters.dave_key_packages == 2
+    })
+    .await;
+    let erin = seed.member_user_ids[4];
+    h.user_join(erin, table).expect("erin joins");
+    judge.expect("transitioned", |e| e["id"] == 4);
+    assert_eq!(judge.group().1, ids(&[seed.bot_user_id, erin]));
+    judge.send(&format!("listen {erin}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, erin, &[erin]).await;
+
     assert_all_e2ee(&h);
     let c = h.voice_snapshot().counters;
-    assert_eq!((c.dave_commits, c.dave_transitions_ready), (3, 3), "{c:?}");
+    assert_eq!((c.dave_commits, c.dave_transitions_ready), (4, 4), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[1]; // empty
+    let (bot, carol, erin) = (
+        seed.bot_user_id,
+        seed.member_user_ids[2],
+        seed.member_user_ids[4],
+    );
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("voice_ready", |_| true);
+    wait_voice(&h, "bot's key package", |s| {
+        s.counters.dave_key_packages == 1
+    })
+    .await;
+
+    // Carol's own client (a second @discordjs/voice) joins: both are pending, each gets the
+    // other's Add proposal and commits; the first commit wins (op 29 to its sender), the
+    // other is discarded and its sender is welcomed (op 30) into the winner's group.
+    let mut person = Judge::start_as_user(&sim, carol);
+    person.send(&format!("join {table}"));
+    person.expect("voice_ready", |_| true);
+    judge.expect("transitioned", |e| e["id"] == 1);
+    person.expect("transitioned", |e| e["id"] == 1);
+    wait_voice(&h, "one commit won, one discarded", |s| {
+        let c = &s.counters;
+        c.dave_commits == 1 && c.dave_commits_discarded == 1 && c.dave_welcomes_sent == 1
+    })
+    .await;
+    assert!(
+        judge.saw("welcomed") != person.saw("welcomed"),
+        "exactly one client is welcomed"
+    );
+    let (bot_view, carol_view) = (judge.group(), person.group());
+    assert_eq!(bot_view, carol_view, "same group, same epoch");
+    assert_eq!(bot_view.0, Some(1));
+    assert_eq!(bot_view.1, ids(&[bot, carol]));
+
+    // Audio between the two clients, each decrypting with its own DAVE session.
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    person.send(&format!("listen {bot}"));
+    person.expect("listening", |_| true);
+    judges_exchange((&mut judge, bot), (&mut person, carol)).await;
+
+    // A simulated user joins: both members commit in epoch 1, one wins, the other applies it.
+    h.user_join(erin, table).expect("erin joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    person.expect("transitioned", |e| e["id"] == 2);
+    wait_voice(&h, "erin welcomed, the second commit discarded", |s| {
+        let c = &s.counters;
+        c.dave_commits == 2 && c.dave_commits_discarded == 2 && c.dave_welcomed == 1
+    })
+    .await;
+    assert_eq!(judge.group(), person.group());
+    assert_eq!(judge.group().1, ids(&[bot, carol, erin]));
+    for j in [&mut judge, &mut person] {
+        j.send(&format!("listen {erin}"));
+        j.expect("listening", |_| true);
+    }
+    exchange(&mut judge, &h, erin, &[erin]).await;
+    assert!(
+        person.heard_speech(erin) >= 20,
+        "carol's client decrypts erin"
+    );
+    judges_exchange((&mut judge, bot), (&mut person, carol)).await;
+
+    assert_all_e2ee(&h);
+    let c = h.voice_snapshot().counters;
+    assert!(c.rtp_forwarded_e2ee > 0, "{c:?}");
+    assert_eq!(
+        h.voice_received(carol),
+        coven_sim::voice::VoiceReceived::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_revokes_a_user_who_leaves_before_the_commit() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, bob, carol, dave) = (
+        seed.member_user_ids[0],
+        seed.member_user_ids[1],
+        seed.member_user_ids[2],
+        seed.member_user_ids[3],
+    );
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // Carol joins and is proposed; the judge's commit is delayed in transit; carol leaves
+    // before it arrives: her Add proposal is revoked (op 27 revoke), and the stale commit
+    // (which still adds her) is discarded.
+    h.voice_dave_hold_commits(true);
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("proposals", |e| e["op"] == "append");
+    wait_voice(&h, "the commit is held", |s| {
+        s.counters.dave_commits_held == 1
+    })
+    .await;
+    h.user_leave(carol).expect("carol leaves");
+    judge.expect("proposals", |e| e["op"] == "revoke");
+    h.voice_dave_hold_commits(false);
+    wait_voice(&h, "stale commit discarded", |s| {
+        s.counters.dave_commits_discarded == 1 && s.counters.dave_revocations == 1
+    })
+    .await;
+    let bot = seed.bot_user_id;
+    assert_eq!(
+        judge.group().1,
+        ids(&[bot, alice, bob]),
+        "carol is not in the group"
+    );
+
+    // The call goes on: the next player is added (transition 2) and audio stays E2EE.
+    h.user_join(dave, table).expect("dave joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    assert_eq!(judge.group().1, ids(&[bot, alice, bob, dave]));
+    judge.send(&format!("listen {dave}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, dave, &[alice, bob, dave]).await;
+    assert_all_e2ee(&h);
+    let c = h.voice_snapshot().counters;
+    assert_eq!((c.dave_commits, c.dave_invalid), (2, 0), "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

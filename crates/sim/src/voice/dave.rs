@@ -1,11 +1,12 @@
-//! DAVE (Discord's MLS-based end-to-end encryption, protocol version 1): the delivery-service
-//! side — an external sender (P-256 signature key + basic credential), external Add proposals
-//! for the simulated users' key packages, splitting the committer's commit from its welcome —
-//! and the simulated users' own `davey` sessions, which join by the welcome and then
-//! encrypt/decrypt media frames exactly as a Discord client does.
+//! DAVE (Discord's MLS-based end-to-end encryption, protocol version 1): the delivery
+//! service's messages — an external sender (P-256 signature key + basic credential), external
+//! Add and Remove proposals and their `ProposalRef`s (for revoking), reading a commit's epoch
+//! and proposal references, splitting a commit from its welcome — and the simulated users'
+//! own `davey` sessions, which join by the welcome and then encrypt/decrypt media frames
+//! exactly as a Discord client does. What is sent when is `group.rs`'s business.
 //!
 //! Messages are built here as `[opcode u8][payload]`: 25 (external sender), 27
-//! (`[operation u8][proposals VLBytes]`), 29 and 30 (`[transition_id u16][message]`); the
+//! (`[operation u8][proposals or refs VLBytes]`), 29 and 30 (`[transition_id u16][message]`); the
 //! session's outbox (`outbox.rs`) prefixes v8's `[seq u16]`. Client → server frames are
 //! `[opcode u8][payload]` in every version: 26 (key package) and 28 (commit `MLSMessage`
 //! immediately followed by the `Welcome`, if any).
@@ -260,3 +261,62 @@ pub(crate) fn transition_message(opcode: u8, transition_id: u16, message: &[u8])
 }
 
 use openmls::prelude::OpenMlsProvider as _;
+
+#[cfg(test)]
+mod tests {
+    use davey::ProposalsOperationType;
+
+    use super::*;
+
+    const CHANNEL: u64 = 42;
+
+    /// A pending client (user 1, its own local group) given an Add proposal for user 2.
+    fn committer_with_add(ds: &DeliveryService) -> (DaveSession, Vec<u8>, Vec<u8>) {
+        let (committer, _) = ds.new_user_session(1, CHANNEL).expect("session");
+        let (_, kp) = ds.new_user_session(2, CHANNEL).expect("session");
+        let add = ds.add_proposal(CHANNEL, 0, &kp).expect("add");
+        let framed = append_message([add.as_slice()]);
+        (committer, add, framed)
+    }
+
+    #[test]
+    fn a_commit_names_its_epoch_and_the_refs_of_the_proposals_it_commits() {
+        let ds = DeliveryService::new().expect("ds");
+        let (mut committer, add, framed) = committer_with_add(&ds);
+        let cw = committer
+            .process_proposals(ProposalsOperationType::APPEND, &framed[2..], None)
+            .expect("proposals")
+            .expect("a commit");
+        assert!(cw.welcome.is_some());
+        assert_eq!(
+            commit_info(&cw.commit),
+            Ok(CommitInfo {
+                epoch: 0,
+                refs: Some(vec![proposal_ref(&add)]),
+            })
+        );
+        assert!(commit_info(&add).is_err(), "a proposal is not a commit");
+    }
+
+    #[test]
+    fn a_revoke_names_the_proposal_by_its_ref_and_withdraws_it() {
+        let ds = DeliveryService::new().expect("ds");
+        let (mut committer, add, framed) = committer_with_add(&ds);
+        committer
+            .process_proposals(ProposalsOperationType::APPEND, &framed[2..], None)
+            .expect("proposals");
+        let wrong = revoke_message([[7u8; 32].as_slice()]);
+        assert!(
+            committer
+                .process_proposals(ProposalsOperationType::REVOKE, &wrong[2..], None)
+                .is_err(),
+            "an unknown ref is refused"
+        );
+        let revoke = revoke_message([proposal_ref(&add).as_slice()]);
+        assert_eq!(revoke[..2], [op::PROPOSALS, REVOKE]);
+        let left = committer
+            .process_proposals(ProposalsOperationType::REVOKE, &revoke[2..], None)
+            .expect("the ref is the client's");
+        assert!(left.is_none(), "nothing left to commit");
+    }
+}

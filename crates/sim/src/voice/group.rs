@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use davey::{DaveSession, ProposalsOperationType};
+use davey::ProposalsOperationType;
 use openmls::prelude::LeafNodeIndex;
 use serde_json::{Value, json};
 
@@ -378,116 +378,17 @@ impl Group {
             call.tally.errors += 1;
             return;
         };
-        let info = dave::commit_info(&commit);
-        let expected: Vec<&Proposed> = self
-            .proposals
-            .iter()
-            .filter(|p| self.established() || p.user != from)
-            .collect();
-        let may_commit = if self.established() {
-            self.leaf_of(from).is_some() && !self.key_packages.contains_key(&from)
-        } else {
-            self.key_packages.contains_key(&from)
-        };
-        let valid = match &info {
-            Ok(info) => {
-                let refs: Option<HashSet<&[u8]>> = info
-                    .refs
-                    .as_ref()
-                    .map(|r| r.iter().map(Vec::as_slice).collect());
-                let wanted: HashSet<&[u8]> =
-                    expected.iter().map(|p| p.reference.as_slice()).collect();
-                info.epoch == self.epoch
-                    && may_commit
-                    && !wanted.is_empty()
-                    && refs.as_ref() == Some(&wanted)
-                    && info.refs.as_ref().is_some_and(|r| r.len() == wanted.len())
-            }
-            Err(_) => false,
-        };
-        if !valid {
-            tracing::debug!(from, epoch = self.epoch, ?info, "DAVE commit discarded");
+        let Some(order) = self.validate(call, from, &commit) else {
             call.tally.discarded += 1;
             return;
-        }
-        let order: Vec<Vec<u8>> = info.map(|i| i.refs.unwrap_or_default()).unwrap_or_default();
-        let transition = self.next_transition();
-        // Announce (op 29) to the committer and the established real members.
-        let mut announce: Vec<u64> = if self.established() {
-            self.recipients(call)
-        } else {
-            Vec::new()
         };
-        if !announce.contains(&from) && call.is_real(from) {
-            announce.push(from);
-        }
-        for user in &announce {
-            let mut copy = commit.clone();
-            if *user == from
-                && std::mem::take(call.corrupt)
-                && let Some(last) = copy.last_mut()
-            {
-                *last ^= 0xff; // the commit's signature no longer verifies
-            }
-            let m = dave::transition_message(dave::op::ANNOUNCE_COMMIT, transition, &copy);
-            call.send_binary(*user, &m);
-        }
-        // The established simulated members apply it (the committer merges its own).
-        let old_members: Vec<u64> = self.members().collect();
-        for member in &old_members {
-            if !self.sims.contains(member) {
-                continue;
-            }
-            if let Some(session) = call.core.dave_users.get_mut(member)
-                && let Err(e) = session.process_commit(&commit)
-            {
-                warn(call.tally, "simulated member's DAVE commit", e);
-            }
-        }
-        // The tree after the commit: removes, then adds in commit order.
-        if !self.established() {
-            self.leaves = vec![Some(from)];
-        }
-        let by_ref: HashMap<&[u8], &Proposed> = self
-            .proposals
-            .iter()
-            .map(|p| (p.reference.as_slice(), p))
-            .collect();
-        let mut added = Vec::new();
-        for r in &order {
-            if let Some(p) = by_ref.get(r.as_slice()).filter(|p| !p.add)
-                && let Some(leaf) = self.leaves.iter_mut().find(|l| **l == Some(p.user))
-            {
-                *leaf = None;
-            }
-        }
-        for r in &order {
-            if let Some(p) = by_ref.get(r.as_slice()).filter(|p| p.add) {
-                added.push(p.user);
-                match self.leaves.iter_mut().find(|l| l.is_none()) {
-                    Some(leaf) => *leaf = Some(p.user),
-                    None => self.leaves.push(Some(p.user)),
-                }
-            }
-        }
-        while self.leaves.last().is_some_and(Option::is_none) {
-            self.leaves.pop();
-        }
-        // Welcome the added: real clients by op 30, simulated users in-process.
+        let transition = self.next_transition();
+        self.announce(call, from, transition, &commit);
+        let added = self.apply(from, &order);
         for user in &added {
             self.key_packages.remove(user);
-            let Some(welcome) = &welcome else { continue };
-            if self.sims.contains(user) {
-                if let Some(session) = call.core.dave_users.get_mut(user) {
-                    match session.process_welcome(welcome) {
-                        Ok(()) => call.tally.sims_welcomed += 1,
-                        Err(e) => warn(call.tally, "simulated user's DAVE welcome", e),
-                    }
-                }
-            } else if call.is_real(*user) {
-                let m = dave::transition_message(dave::op::WELCOME, transition, welcome);
-                call.send_binary(*user, &m);
-                call.tally.welcomes_sent += 1;
+            if let Some(welcome) = &welcome {
+                self.welcome(call, *user, transition, welcome);
             }
         }
         self.key_packages.remove(&from);
@@ -500,6 +401,131 @@ impl Group {
             clients,
             ready: HashSet::new(),
         });
+    }
+
+    /// "Voice Gateway Commit Validity": made in the current epoch by a member (not
+    /// established: a pending client), committing by reference exactly the epoch's unrevoked
+    /// proposals (not established: all but the committer's own Add). Returns the references
+    /// in commit order, `None` for a commit to discard.
+    fn validate(&self, call: &Call<'_>, from: u64, commit: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let may_commit = if self.established() {
+            self.leaf_of(from).is_some() && !self.key_packages.contains_key(&from)
+        } else {
+            self.key_packages.contains_key(&from)
+        };
+        let wanted: HashSet<&[u8]> = self
+            .proposals
+            .iter()
+            .filter(|p| self.established() || p.user != from)
+            .map(|p| p.reference.as_slice())
+            .collect();
+        let info = dave::commit_info(commit);
+        let refs = match &info {
+            Ok(dave::CommitInfo {
+                epoch,
+                refs: Some(refs),
+            }) if *epoch == self.epoch
+                && may_commit
+                && (call.is_real(from) || self.sims.contains(&from)) =>
+            {
+                refs
+            }
+            _ => {
+                tracing::debug!(from, epoch = self.epoch, ?info, "DAVE commit discarded");
+                return None;
+            }
+        };
+        let named: HashSet<&[u8]> = refs.iter().map(Vec::as_slice).collect();
+        if wanted.is_empty() || named != wanted || refs.len() != wanted.len() {
+            tracing::debug!(
+                from,
+                epoch = self.epoch,
+                "DAVE commit with other proposals discarded"
+            );
+            return None;
+        }
+        Some(refs.clone())
+    }
+
+    /// Op 29 to the committer and the established real members; the established simulated
+    /// members apply the commit (the committer among them merges its own).
+    fn announce(&self, call: &mut Call<'_>, from: u64, transition: u16, commit: &[u8]) {
+        let mut to: Vec<u64> = if self.established() {
+            self.recipients(call)
+        } else {
+            Vec::new()
+        };
+        if !to.contains(&from) && call.is_real(from) {
+            to.push(from);
+        }
+        for user in to {
+            let mut copy = commit.to_vec();
+            if user == from
+                && std::mem::take(call.corrupt)
+                && let Some(last) = copy.last_mut()
+            {
+                *last ^= 0xff; // the commit's signature no longer verifies
+            }
+            let m = dave::transition_message(dave::op::ANNOUNCE_COMMIT, transition, &copy);
+            call.send_binary(user, &m);
+        }
+        for member in self.members().filter(|m| self.sims.contains(m)) {
+            if let Some(session) = call.core.dave_users.get_mut(&member)
+                && let Err(e) = session.process_commit(commit)
+            {
+                warn(call.tally, "simulated member's DAVE commit", e);
+            }
+        }
+    }
+
+    /// The tree after the commit (RFC 9420 §12.3: removes, then adds in commit order into
+    /// the leftmost blank leaf). Returns the users added.
+    fn apply(&mut self, from: u64, order: &[Vec<u8>]) -> Vec<u64> {
+        if !self.established() {
+            self.leaves = vec![Some(from)];
+        }
+        let by_ref: HashMap<&[u8], (u64, bool)> = self
+            .proposals
+            .iter()
+            .map(|p| (p.reference.as_slice(), (p.user, p.add)))
+            .collect();
+        let referenced: Vec<(u64, bool)> = order
+            .iter()
+            .filter_map(|r| by_ref.get(r.as_slice()).copied())
+            .collect();
+        for (user, _) in referenced.iter().filter(|(_, add)| !add) {
+            if let Some(leaf) = self.leaves.iter_mut().find(|l| **l == Some(*user)) {
+                *leaf = None;
+            }
+        }
+        let mut added = Vec::new();
+        for (user, _) in referenced.iter().filter(|(_, add)| *add) {
+            added.push(*user);
+            match self.leaves.iter_mut().find(|l| l.is_none()) {
+                Some(leaf) => *leaf = Some(*user),
+                None => self.leaves.push(Some(*user)),
+            }
+        }
+        while self.leaves.last().is_some_and(Option::is_none) {
+            self.leaves.pop();
+        }
+        added
+    }
+
+    /// Welcomes an added user: a real client by op 30, a simulated user in-process.
+    fn welcome(&self, call: &mut Call<'_>, user: u64, transition: u16, welcome: &[u8]) {
+        if self.sims.contains(&user) {
+            if let Some(session) = call.core.dave_users.get_mut(&user) {
+                match session.process_welcome(welcome) {
+                    Ok(()) => call.tally.sims_welcomed += 1,
+                    Err(e) => warn(call.tally, "simulated user's DAVE welcome", e),
+                }
+            }
+        } else if call.is_real(user) {
+            let m = dave::transition_message(dave::op::WELCOME, transition, welcome);
+            call.send_binary(user, &m);
+            call.tally.welcomes_sent += 1;
+        }
     }
 
     /// A client is ready for `transition` (op 23): once all its clients are, execute (op 22).
@@ -609,14 +635,3 @@ pub(crate) fn sim_joined(call: &mut Call<'_>, user: u64) {
 pub(crate) fn left(call: &mut Call<'_>, user: u64) {
     call.with_group(false, |call, g| g.leave(call, user));
 }
-
-/// Whether `user` is a member of the channel's established group (for tests and logs).
-#[cfg(test)]
-pub(crate) fn is_member(core: &VoiceCore, channel: u64, user: u64) -> bool {
-    core.groups
-        .get(&channel)
-        .is_some_and(|g| g.leaf_of(user).is_some())
-}
-
-#[allow(dead_code)]
-fn _assert_send(_: &DaveSession) {}

@@ -229,7 +229,7 @@ impl Conn {
                     Some((user, Some(channel))) => {
                         self.server.dave_op(&self.shared, channel, |call| {
                             super::group::ready(call, user, id);
-                        })
+                        });
                     }
                     _ => self.send_session(json!({"op": 22, "d": {"transition_id": id}})),
                 }

@@ -574,3 +574,75 @@ async fn discordjs_gateway_rest_rate_limits_and_resume() {
     assert_eq!(h.counters().resumes, 1);
     assert_eq!(h.counters().identifies, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_downgrades_for_a_client_without_dave_and_upgrades_after() {
+    // Clients without DAVE allowed (`--allow-no-dave`): Discord's "Initial Transitory Phase".
+    let config = coven_sim::SimConfig {
+        voice_require_dave: false,
+        ..SimConfig::discord_like()
+    };
+    let sim = Simulator::start(config.with_port(0)).await.expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, bob, carol) = (
+        seed.member_user_ids[0],
+        seed.member_user_ids[1],
+        seed.member_user_ids[2],
+    );
+    let bot = seed.bot_user_id;
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // Carol's client without DAVE joins: op 21 (protocol version 0), op 23, op 22 — the call
+    // runs on transport encryption only, both ways, and carol's client hears the bot.
+    let mut person = Judge::spawn(&sim, false, Some(carol));
+    person.send(&format!("join {table}"));
+    person.expect("voice_ready", |_| true);
+    judge.expect("prepare_transition", |e| e["id"] == 2 && e["version"] == 0);
+    judge.expect("transitioned", |e| e["id"] == 2);
+    judge.send(&format!("listen {alice}"));
+    judge.expect("listening", |_| true);
+    person.send(&format!("listen {bot}"));
+    person.expect("listening", |_| true);
+    let before = judge.heard_speech(alice);
+    assert!(h.voice_user_speak(alice, Duration::from_secs(1)));
+    judge.send("play 25");
+    judge.expect("played", |_| true);
+    wait_voice(&h, "bob hears the bot, transport-only", |s| {
+        s.received
+            .get(&bob)
+            .is_some_and(|r| r.transport_only_frames >= 20 && r.e2ee_frames == 0)
+    })
+    .await;
+    let deadline = Instant::now() + STEP;
+    while judge.heard_speech(alice) < before + 20 || person.heard_speech(bot) < 20 {
+        assert!(Instant::now() < deadline, "transport-only audio not heard");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = h.voice_snapshot().counters;
+    assert_eq!(
+        (c.dave_downgrades, c.speaker_e2ee_failures),
+        (1, 0),
+        "{c:?}"
+    );
+
+    // Carol leaves: op 24 (epoch 1) — a new group, E2EE again (upgrade).
+    person.send("leave");
+    person.expect("left", |_| true);
+    judge.expect("prepare_epoch", |e| e["epoch"] == 1);
+    judge.expect("transitioned", |e| e["id"] == 3);
+    assert_eq!(judge.group().1, ids(&[bot, alice, bob]));
+    h.voice_reset_received(alice);
+    h.voice_reset_received(bob);
+    exchange(&mut judge, &h, alice, &[alice, bob]).await;
+    for user in [alice, bob] {
+        let r = h.voice_received(user);
+        assert_eq!(r.transport_only_frames, 0, "{r:?}");
+        assert_eq!(r.dave_frames, r.audio_frames, "{r:?}");
+    }
+    let c = h.voice_snapshot().counters;
+    assert_eq!((c.dave_upgrades, c.dave_errors), (1, 0), "{c:?}");
+}

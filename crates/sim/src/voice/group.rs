@@ -60,6 +60,9 @@ pub(crate) struct Group {
     /// package: not sent proposals meanwhile.
     rekeying: HashSet<u64>,
     awaiting: Option<Awaiting>,
+    /// The call runs on transport encryption only (protocol version 0): a client without
+    /// DAVE is in it ("Downgrade to Transport-Only Encryption").
+    downgraded: bool,
 }
 
 /// What happened, for the counters (applied after the voice lock is released).
@@ -72,6 +75,8 @@ pub(crate) struct Tally {
     pub removals: u64,
     pub revocations: u64,
     pub resets: u64,
+    pub downgrades: u64,
+    pub upgrades: u64,
     pub errors: u64,
 }
 
@@ -118,6 +123,23 @@ impl Call<'_> {
         if let Some(s) = self.session(user) {
             s.send(payload);
         }
+    }
+
+    /// Whether a real client without DAVE is in the call.
+    fn transport_only_present(&self) -> bool {
+        self.core
+            .sessions
+            .values()
+            .any(|s| s.dave_version == 0 && s.mode.is_some() && self.present.contains(&s.user_id))
+    }
+
+    /// The real DAVE clients in the call.
+    fn dave_clients(&self) -> Vec<u64> {
+        self.present
+            .iter()
+            .copied()
+            .filter(|u| self.is_real(*u))
+            .collect()
     }
 
     /// The simulated users present (not driven by a real client).
@@ -585,7 +607,70 @@ impl Group {
             call.core.dave_users.remove(&user);
         }
         self.execute_if_ready(call);
+        if self.downgraded && !call.transport_only_present() {
+            self.upgrade(call);
+        }
     }
+
+    /// A client without DAVE joined: every DAVE client is told to prepare the transition to
+    /// protocol version 0 (op 21), and op 22 executes it once they are ready (op 23).
+    fn downgrade(&mut self, call: &mut Call<'_>) {
+        if self.downgraded {
+            return;
+        }
+        self.downgraded = true;
+        let transition = self.next_transition();
+        let clients = call.dave_clients();
+        for user in &clients {
+            call.send(
+                *user,
+                json!({"op": 21, "d": {"protocol_version": 0, "transition_id": transition}}),
+            );
+        }
+        self.awaiting = Some(Awaiting {
+            transition,
+            clients,
+            ready: HashSet::new(),
+        });
+        call.tally.downgrades += 1;
+    }
+
+    /// The last client without DAVE left: "the voice gateway announces that the protocol
+    /// version is about to change and a new MLS group must be created" (op 24 `epoch: 1`) and
+    /// the group is created anew, the simulated users proposed again.
+    fn upgrade(&mut self, call: &mut Call<'_>) {
+        self.downgraded = false;
+        for user in call.dave_clients() {
+            call.send(
+                user,
+                json!({"op": 24, "d": {"protocol_version": dave::DAVE_VERSION, "epoch": 1}}),
+            );
+        }
+        self.epoch = 0;
+        self.leaves.clear();
+        self.proposals.clear();
+        self.rekeying.clear();
+        self.awaiting = None;
+        self.key_packages.clear();
+        for sim in std::mem::take(&mut self.sims) {
+            if call.present.contains(&sim) && call.sim_session(self, sim) {
+                self.propose_add(call, sim);
+            } else {
+                call.core.dave_users.remove(&sim);
+            }
+        }
+        call.tally.upgrades += 1;
+    }
+}
+
+/// A real client without DAVE (allowed: `voice_require_dave` off) joined a DAVE call.
+pub(crate) fn client_without_dave(call: &mut Call<'_>) {
+    call.with_group(false, |call, g| g.downgrade(call));
+}
+
+/// Whether the call in the channel runs DAVE (a group that is not downgraded).
+pub(crate) fn downgraded(core: &VoiceCore, channel: u64) -> bool {
+    core.groups.get(&channel).is_some_and(|g| g.downgraded)
 }
 
 /// A real client's key package (op 26).

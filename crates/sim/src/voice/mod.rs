@@ -217,6 +217,8 @@ impl VoiceServer {
             c.dave_removals += tally.removals;
             c.dave_revocations += tally.revocations;
             c.dave_resets += tally.resets;
+            c.dave_downgrades += tally.downgrades;
+            c.dave_upgrades += tally.upgrades;
             c.dave_errors += tally.errors;
         });
     }

@@ -382,6 +382,16 @@ impl Conn {
         if let (true, Some(ds)) = (dave_version > 0, &self.server.dave) {
             self.send_session_binary(&ds.external_sender_message());
         }
+        // A client without DAVE (allowed when `voice_require_dave` is off) downgrades a DAVE
+        // call to transport-only encryption.
+        if let (0, Some(_), Some(channel)) = (
+            dave_version,
+            &self.server.dave,
+            channel_of(&self.shared, user_id),
+        ) {
+            self.server
+                .dave_op(&self.shared, channel, super::group::client_without_dave);
+        }
         self.server.observe(|s| {
             s.counters.sessions_described += 1;
             s.counters.last_mode = Some(mode);

@@ -72,6 +72,11 @@ pub struct VoiceCounters {
     pub dave_revocations: u64,
     /// DAVE sole member resets (op 24 `epoch: 1` + op 21 `transition_id: 0`).
     pub dave_resets: u64,
+    /// DAVE calls downgraded to transport-only (op 21 `protocol_version: 0`): a client
+    /// without DAVE joined (only when `voice_require_dave` is off).
+    pub dave_downgrades: u64,
+    /// DAVE calls upgraded again (op 24 `epoch: 1`): the last client without DAVE left.
+    pub dave_upgrades: u64,
     /// DAVE transitions a client reported ready (op 23; answered with op 22 execute).
     pub dave_transitions_ready: u64,
     /// Simulated users welcomed into their call's MLS group.

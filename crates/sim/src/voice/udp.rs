@@ -90,7 +90,8 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
     let silence = opened.payload == OPUS_SILENCE;
     let e2ee = super::dave::is_protocol_frame(&opened.payload);
     // Each listener in a DAVE group decrypts the frame end to end with its own session.
-    let dave: Vec<(u64, bool)> = if silence {
+    // (A transport-only frame is not tried: it is counted as such.)
+    let dave: Vec<(u64, bool)> = if silence || !e2ee {
         Vec::new()
     } else {
         let mut core = server.core();

@@ -17,6 +17,7 @@
 // (op 21), `transitioned` (op 22 executed, or op 21 with transition 0).
 //
 // Commands:  join <channel id> | play <frames> | listen <user id> | report | leave |
+//            withhold-ready |
 //            create <name> | create-many <n> | quit
 // `report` includes the DAVE group as this client sees it: `epoch`, `members` (user ids).
 
@@ -51,6 +52,18 @@ watch('processWelcome', (_, r) => { if (r.success) emit('welcomed', { id: r.tran
 watch('processProposals', ([payload]) => emit('proposals', { op: payload.readUInt8(0) === 1 ? 'revoke' : 'append' }));
 watch('prepareEpoch', ([data]) => emit('prepare_epoch', { epoch: data.epoch, version: data.protocol_version }));
 watch('prepareTransition', ([data]) => emit('prepare_transition', { id: data.transition_id, version: data.protocol_version }));
+// `withhold-ready`: from now on, never confirm a transition (op 23) after a commit or
+// welcome — a client that hangs; the simulator executes the transition after its timeout.
+let withholdReady = false;
+for (const name of ['processCommit', 'processWelcome']) {
+  const original = DAVESession.prototype[name];
+  DAVESession.prototype[name] = function (...args) {
+    const result = original.apply(this, args);
+    if (!withholdReady || !result.success || result.transitionId === 0) return result;
+    emit('withheld', { id: result.transitionId });
+    return { ...result, success: false };
+  };
+}
 const daveGroup = () => {
   const s = daveSession?.session;
   if (!s?.ready) return { epoch: null, members: [] };
@@ -148,6 +161,7 @@ async function command(line) {
       case 'join': join(arg); break;
       case 'play': play(Number(arg)); break;
       case 'listen': listen(arg); break;
+      case 'withhold-ready': withholdReady = true; emit('withholding'); break;
       case 'report': emit('report', { heard, privacy: connection?.voicePrivacyCode ?? null, ...daveGroup() }); break;
       case 'leave': connection?.destroy(); connection = null; emit('left'); break;
       case 'create': {

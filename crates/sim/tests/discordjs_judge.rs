@@ -410,6 +410,17 @@ async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
     );
     judges_exchange((&mut judge, bot), (&mut person, carol)).await;
 
+    // Carol's client hangs and never confirms the next transition (op 23): the simulator
+    // executes it (op 22) after its timeout anyway, for both clients.
+    person.send("withhold-ready");
+    person.expect("withholding", |_| true);
+    h.user_join(seed.member_user_ids[5], table)
+        .expect("frank joins");
+    person.expect("withheld", |e| e["id"] == 3);
+    judge.expect("transitioned", |e| e["id"] == 3);
+    person.expect("transitioned", |e| e["id"] == 3);
+    assert_eq!(h.voice_snapshot().counters.dave_transition_timeouts, 1);
+
     assert_all_e2ee(&h);
     let c = h.voice_snapshot().counters;
     assert!(c.rtp_forwarded_e2ee > 0, "{c:?}");

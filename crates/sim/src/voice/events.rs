@@ -41,7 +41,7 @@ pub(crate) async fn run(shared: Arc<Shared>, server: Arc<VoiceServer>) {
     }
 }
 
-fn on_voice_state(shared: &Shared, server: &VoiceServer, user: u64, channel: Option<u64>) {
+fn on_voice_state(shared: &Arc<Shared>, server: &VoiceServer, user: u64, channel: Option<u64>) {
     // Where is each connected client now? (Looked up before taking the voice lock.)
     let clients: Vec<(u32, u64)> = server
         .core()

@@ -23,6 +23,11 @@ use serde_json::{Value, json};
 use super::dave::{self, DeliveryService};
 use super::{VoiceCore, VoiceSession};
 
+/// How long a transition waits for its clients' op 23 before it is executed anyway ("once
+/// all members are ready (or after a timeout)"; Discord does not give the value, its
+/// "Member Remove" section speaks of roughly two seconds).
+pub(crate) const TRANSITION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A proposal broadcast in the current epoch and not revoked.
 struct Proposed {
     /// The user added, or removed.
@@ -77,7 +82,10 @@ pub(crate) struct Tally {
     pub resets: u64,
     pub downgrades: u64,
     pub upgrades: u64,
+    pub timeouts: u64,
     pub errors: u64,
+    /// Transitions now waiting for op 23 (a timeout is started for each).
+    pub awaiting: Vec<u16>,
 }
 
 /// Everything an operation needs: the voice state, the delivery service, the channel and
@@ -423,6 +431,7 @@ impl Group {
             clients,
             ready: HashSet::new(),
         });
+        call.tally.awaiting.push(transition);
     }
 
     /// "Voice Gateway Commit Validity": made in the current epoch by a member (not
@@ -566,6 +575,16 @@ impl Group {
         self.execute_if_ready(call);
     }
 
+    /// The timeout of `transition`: if it still waits, execute it for all its clients.
+    fn expire(&mut self, call: &mut Call<'_>, transition: u16) {
+        if let Some(a) = self.awaiting.take_if(|a| a.transition == transition) {
+            for user in a.clients {
+                call.send(user, json!({"op": 22, "d": {"transition_id": transition}}));
+            }
+            call.tally.timeouts += 1;
+        }
+    }
+
     fn execute_if_ready(&mut self, call: &mut Call<'_>) {
         let done = self.awaiting.as_ref().is_some_and(|a| {
             a.clients
@@ -632,6 +651,7 @@ impl Group {
             clients,
             ready: HashSet::new(),
         });
+        call.tally.awaiting.push(transition);
         call.tally.downgrades += 1;
     }
 
@@ -661,6 +681,11 @@ impl Group {
         }
         call.tally.upgrades += 1;
     }
+}
+
+/// The timeout of a transition (`TRANSITION_TIMEOUT` after it was announced).
+pub(crate) fn expire(call: &mut Call<'_>, transition: u16) {
+    call.with_group(false, |call, g| g.expire(call, transition));
 }
 
 /// A real client without DAVE (allowed: `voice_require_dave` off) joined a DAVE call.

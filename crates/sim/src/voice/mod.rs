@@ -184,7 +184,7 @@ impl VoiceServer {
     /// channel's users are looked up first), then counts what happened. Nothing without DAVE.
     pub(crate) fn dave_op(
         &self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         channel: u64,
         f: impl FnOnce(&mut group::Call<'_>),
     ) {
@@ -208,6 +208,7 @@ impl VoiceServer {
         if corrupt {
             self.dave_corrupt_next.store(true, Ordering::Relaxed);
         }
+        self.expire_later(shared, channel, std::mem::take(&mut tally.awaiting));
         self.observe(|s| {
             let c = &mut s.counters;
             c.dave_commits += tally.commits;
@@ -218,13 +219,37 @@ impl VoiceServer {
             c.dave_revocations += tally.revocations;
             c.dave_resets += tally.resets;
             c.dave_downgrades += tally.downgrades;
+            c.dave_transition_timeouts += tally.timeouts;
             c.dave_upgrades += tally.upgrades;
             c.dave_errors += tally.errors;
         });
     }
 
+    /// A transition is executed after a timeout even if a client never says it is ready.
+    fn expire_later(&self, shared: &Arc<Shared>, channel: u64, transitions: Vec<u16>) {
+        for transition in transitions {
+            let (Some(server), Ok(rt)) = (
+                shared.voice.get().cloned(),
+                tokio::runtime::Handle::try_current(),
+            ) else {
+                continue;
+            };
+            let shared = shared.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(group::TRANSITION_TIMEOUT).await;
+                server.dave_op(&shared, channel, |call| group::expire(call, transition));
+            });
+        }
+    }
+
     /// A commit (op 28) from `user` in `channel`: held back while the fault is on.
-    pub(crate) fn dave_commit(&self, shared: &Shared, channel: u64, user: u64, payload: &[u8]) {
+    pub(crate) fn dave_commit(
+        &self,
+        shared: &Arc<Shared>,
+        channel: u64,
+        user: u64,
+        payload: &[u8],
+    ) {
         if self.dave_hold.load(Ordering::Relaxed) {
             self.core()
                 .held_commits
@@ -236,7 +261,7 @@ impl VoiceServer {
     }
 
     /// Ends the hold fault: the held commits are handled now, in the order they came.
-    pub(crate) fn dave_release(&self, shared: &Shared) {
+    pub(crate) fn dave_release(&self, shared: &Arc<Shared>) {
         self.dave_hold.store(false, Ordering::Relaxed);
         let held = std::mem::take(&mut self.core().held_commits);
         for (channel, user, payload) in held {

@@ -77,6 +77,9 @@ pub struct VoiceCounters {
     pub dave_downgrades: u64,
     /// DAVE calls upgraded again (op 24 `epoch: 1`): the last client without DAVE left.
     pub dave_upgrades: u64,
+    /// DAVE transitions executed (op 22) after the timeout, not every client having said it
+    /// was ready (op 23).
+    pub dave_transition_timeouts: u64,
     /// DAVE transitions a client reported ready (op 23; answered with op 22 execute).
     pub dave_transitions_ready: u64,
     /// Simulated users welcomed into their call's MLS group.

@@ -208,7 +208,7 @@ impl VoiceServer {
         if corrupt {
             self.dave_corrupt_next.store(true, Ordering::Relaxed);
         }
-        self.expire_later(shared, channel, std::mem::take(&mut tally.awaiting));
+        expire_later(shared, channel, std::mem::take(&mut tally.awaiting));
         self.observe(|s| {
             let c = &mut s.counters;
             c.dave_commits += tally.commits;
@@ -223,23 +223,6 @@ impl VoiceServer {
             c.dave_upgrades += tally.upgrades;
             c.dave_errors += tally.errors;
         });
-    }
-
-    /// A transition is executed after a timeout even if a client never says it is ready.
-    fn expire_later(&self, shared: &Arc<Shared>, channel: u64, transitions: Vec<u16>) {
-        for transition in transitions {
-            let (Some(server), Ok(rt)) = (
-                shared.voice.get().cloned(),
-                tokio::runtime::Handle::try_current(),
-            ) else {
-                continue;
-            };
-            let shared = shared.clone();
-            rt.spawn(async move {
-                tokio::time::sleep(group::TRANSITION_TIMEOUT).await;
-                server.dave_op(&shared, channel, |call| group::expire(call, transition));
-            });
-        }
     }
 
     /// A commit (op 28) from `user` in `channel`: held back while the fault is on.
@@ -291,6 +274,23 @@ impl VoiceServer {
         {
             t.abort();
         }
+    }
+}
+
+/// A transition is executed after a timeout even if a client never says it is ready.
+fn expire_later(shared: &Arc<Shared>, channel: u64, transitions: Vec<u16>) {
+    for transition in transitions {
+        let (Some(server), Ok(rt)) = (
+            shared.voice.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            continue;
+        };
+        let shared = shared.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(group::TRANSITION_TIMEOUT).await;
+            server.dave_op(&shared, channel, |call| group::expire(call, transition));
+        });
     }
 }
 

@@ -96,6 +96,9 @@ impl VoiceSession {
     }
 }
 
+/// At most this many commits are held back by the hold fault; later ones are discarded.
+const MAX_HELD_COMMITS: usize = 256;
+
 /// A simulated user's outgoing RTP stream.
 pub(crate) struct Speaker {
     pub ssrc: u32,
@@ -234,10 +237,19 @@ impl VoiceServer {
         payload: &[u8],
     ) {
         if self.dave_hold.load(Ordering::Relaxed) {
-            self.core()
-                .held_commits
-                .push((channel, user, payload.to_vec()));
-            self.observe(|s| s.counters.dave_commits_held += 1);
+            let mut core = self.core();
+            let kept = core.held_commits.len() < MAX_HELD_COMMITS;
+            if kept {
+                core.held_commits.push((channel, user, payload.to_vec()));
+            }
+            drop(core);
+            self.observe(|s| {
+                if kept {
+                    s.counters.dave_commits_held += 1;
+                } else {
+                    s.counters.dave_commits_discarded += 1;
+                }
+            });
             return;
         }
         self.dave_op(shared, channel, |call| group::commit(call, user, payload));

@@ -6,8 +6,10 @@
 //! before being committed; takes the **first** valid commit of an epoch from any member
 //! (op 28) and discards the others; announces it (op 29) to the committer and the members,
 //! welcomes (op 30) the clients it added; executes a transition (op 22) once every client
-//! in it is ready (op 23); and when one member is left alone, resets the group (op 24
-//! `epoch: 1`, op 21 `transition_id: 0`; "Sole member reset").
+//! in it is ready (op 23) or after a timeout; when one member is left alone, resets the
+//! group (op 24 `epoch: 1`, op 21 `transition_id: 0`; "Sole member reset"); and, when a
+//! client without DAVE is allowed in, downgrades the call (op 21 `protocol_version: 0`) and
+//! upgrades it again when that client leaves (op 24).
 //!
 //! Members are real clients (the bot, or a client that took a user's place through
 //! `/_sim/voice/users/{id}/client`) and simulated users with their own `davey` sessions.
@@ -693,7 +695,7 @@ pub(crate) fn client_without_dave(call: &mut Call<'_>) {
     call.with_group(false, |call, g| g.downgrade(call));
 }
 
-/// Whether the call in the channel runs DAVE (a group that is not downgraded).
+/// Whether the call in the channel is downgraded to transport-only encryption.
 pub(crate) fn downgraded(core: &VoiceCore, channel: u64) -> bool {
     core.groups.get(&channel).is_some_and(|g| g.downgraded)
 }

@@ -47,17 +47,33 @@ struct Judge {
 }
 
 impl Judge {
-    /// Starts the judge against `sim`, waits for discord.js's READY.
+    /// Starts the judge against `sim` as the bot, waits for discord.js's READY.
     fn start(sim: &Simulator, dave: bool) -> Self {
+        Self::spawn(sim, dave, None)
+    }
+
+    /// Starts the judge as user `user`'s voice client (a second real DAVE client in a call;
+    /// no gateway login: the control API gives it what the gateway would).
+    fn start_as_user(sim: &Simulator, user: u64) -> Self {
+        Self::spawn(sim, true, Some(user))
+    }
+
+    fn spawn(sim: &Simulator, dave: bool, user: Option<u64>) -> Self {
         let dir = judge_dir();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("judge.mjs")
             .current_dir(&dir)
             .env("SIM_API", format!("{}/api", sim.api_url()))
+            .env("SIM_CONTROL", sim.control_url())
             .env("BOT_TOKEN", sim.bot_token())
             .env("GUILD_ID", sim.guild_id().to_string())
             .env("NODE_EXTRA_CA_CERTS", coven_sim::voice::test_ca_path())
-            .env("JUDGE_NO_DAVE", if dave { "0" } else { "1" })
+            .env("JUDGE_NO_DAVE", if dave { "0" } else { "1" });
+        if let Some(user) = user {
+            command.env("JUDGE_USER", user.to_string());
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -106,6 +122,30 @@ impl Judge {
                 return event;
             }
         }
+    }
+
+    /// Whether the judge reported an event named `name` so far (without waiting).
+    fn saw(&mut self, name: &str) -> bool {
+        while let Ok(event) = self.events.try_recv() {
+            assert_ne!(event["event"], "error", "judge error: {event}");
+            self.seen.push(event);
+        }
+        self.seen.iter().any(|e| e["event"] == name)
+    }
+
+    /// The judge's DAVE group as it sees it: (epoch, sorted member ids, privacy code).
+    fn group(&mut self) -> (Option<u64>, Vec<String>, Value) {
+        self.send("report");
+        let r = self.expect("report", |_| true);
+        let members = r["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (r["epoch"].as_u64(), members, r["privacy"].clone())
     }
 
     /// The judge's report: frames heard per user, and how many were the simulator's speech
@@ -172,6 +212,37 @@ async fn exchange(judge: &mut Judge, h: &SimHandle, speaker: u64, listeners: &[u
     }
 }
 
+/// Sorted ids as the judge reports them.
+fn ids(users: &[u64]) -> Vec<String> {
+    let mut v: Vec<String> = users.iter().map(u64::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Two judges in one call play to each other; each must decrypt at least 20 of the other's
+/// frames with its own DAVE session (the frames arrive forwarded by the simulator).
+async fn judges_exchange(a: (&mut Judge, u64), b: (&mut Judge, u64)) {
+    let (a, a_user) = a;
+    let (b, b_user) = b;
+    let before = (a.heard_speech(b_user), b.heard_speech(a_user));
+    a.send("play 25");
+    b.send("play 25");
+    a.expect("played", |_| true);
+    b.expect("played", |_| true);
+    let deadline = Instant::now() + STEP;
+    loop {
+        let heard = (a.heard_speech(b_user), b.heard_speech(a_user));
+        if heard.0 >= before.0 + 20 && heard.1 >= before.1 + 20 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "judges decrypted only {heard:?} of each other's frames (before {before:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// No audio frame anywhere went out with transport encryption only, none failed.
 fn assert_all_e2ee(h: &SimHandle) {
     let snap = h.voice_snapshot();
@@ -186,6 +257,7 @@ fn assert_all_e2ee(h: &SimHandle) {
         "{c:?}"
     );
     assert!(c.rtp_sent_e2ee > 0, "{c:?}");
+    assert_eq!(c.rtp_forwarded_transport_only, 0, "{c:?}");
     for (user, r) in &snap.received {
         assert_eq!(r.transport_only_frames, 0, "{user}: {r:?}");
         assert_eq!(r.dave_failures, 0, "{user}: {r:?}");
@@ -242,9 +314,174 @@ async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
         "carol left"
     );
 
+    // The last other member leaves: "sole member reset" — op 24 (epoch 1: a new group) and
+    // op 21 (transition 0, executed at once); the bot sends a new key package and a new
+    // group forms with the next player.
+    h.user_leave(dave).expect("dave leaves");
+    judge.expect("prepare_epoch", |e| e["epoch"] == 1 && e["version"] == 1);
+    judge.expect("prepare_transition", |e| e["id"] == 0);
+    judge.expect("transitioned", |e| e["id"] == 0);
+    wait_voice(&h, "new key package", |s| {
+        s.counters.dave_resets == 1 && s.counters.dave_key_packages == 2
+    })
+    .await;
+    let erin = seed.member_user_ids[4];
+    h.user_join(erin, table).expect("erin joins");
+    judge.expect("transitioned", |e| e["id"] == 4);
+    assert_eq!(judge.group().1, ids(&[seed.bot_user_id, erin]));
+    judge.send(&format!("listen {erin}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, erin, &[erin]).await;
+
     assert_all_e2ee(&h);
     let c = h.voice_snapshot().counters;
-    assert_eq!((c.dave_commits, c.dave_transitions_ready), (3, 3), "{c:?}");
+    assert_eq!((c.dave_commits, c.dave_transitions_ready), (4, 4), "{c:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[1]; // empty
+    let (bot, carol, erin) = (
+        seed.bot_user_id,
+        seed.member_user_ids[2],
+        seed.member_user_ids[4],
+    );
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("voice_ready", |_| true);
+    wait_voice(&h, "bot's key package", |s| {
+        s.counters.dave_key_packages == 1
+    })
+    .await;
+
+    // Carol's own client (a second @discordjs/voice) joins: both are pending, each gets the
+    // other's Add proposal and commits; the first commit wins (op 29 to its sender), the
+    // other is discarded and its sender is welcomed (op 30) into the winner's group.
+    let mut person = Judge::start_as_user(&sim, carol);
+    person.send(&format!("join {table}"));
+    person.expect("voice_ready", |_| true);
+    judge.expect("transitioned", |e| e["id"] == 1);
+    person.expect("transitioned", |e| e["id"] == 1);
+    wait_voice(&h, "one commit won, one discarded", |s| {
+        let c = &s.counters;
+        c.dave_commits == 1 && c.dave_commits_discarded == 1 && c.dave_welcomes_sent == 1
+    })
+    .await;
+    assert!(
+        judge.saw("welcomed") != person.saw("welcomed"),
+        "exactly one client is welcomed"
+    );
+    let (bot_view, carol_view) = (judge.group(), person.group());
+    assert_eq!(bot_view, carol_view, "same group, same epoch");
+    assert_eq!(bot_view.0, Some(1));
+    assert_eq!(bot_view.1, ids(&[bot, carol]));
+
+    // Audio between the two clients, each decrypting with its own DAVE session.
+    judge.send(&format!("listen {carol}"));
+    judge.expect("listening", |_| true);
+    person.send(&format!("listen {bot}"));
+    person.expect("listening", |_| true);
+    judges_exchange((&mut judge, bot), (&mut person, carol)).await;
+
+    // A simulated user joins: both members commit in epoch 1, one wins, the other applies it.
+    h.user_join(erin, table).expect("erin joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    person.expect("transitioned", |e| e["id"] == 2);
+    wait_voice(&h, "erin welcomed, the second commit discarded", |s| {
+        let c = &s.counters;
+        c.dave_commits == 2 && c.dave_commits_discarded == 2 && c.dave_welcomed == 1
+    })
+    .await;
+    assert_eq!(judge.group(), person.group());
+    assert_eq!(judge.group().1, ids(&[bot, carol, erin]));
+    for j in [&mut judge, &mut person] {
+        j.send(&format!("listen {erin}"));
+        j.expect("listening", |_| true);
+    }
+    exchange(&mut judge, &h, erin, &[erin]).await;
+    assert!(
+        person.heard_speech(erin) >= 20,
+        "carol's client decrypts erin"
+    );
+    judges_exchange((&mut judge, bot), (&mut person, carol)).await;
+
+    // Carol's client hangs and never confirms the next transition (op 23): the simulator
+    // executes it (op 22) after its timeout anyway, for both clients.
+    person.send("withhold-ready");
+    person.expect("withholding", |_| true);
+    h.user_join(seed.member_user_ids[5], table)
+        .expect("frank joins");
+    person.expect("withheld", |e| e["id"] == 3);
+    judge.expect("transitioned", |e| e["id"] == 3);
+    person.expect("transitioned", |e| e["id"] == 3);
+    assert_eq!(h.voice_snapshot().counters.dave_transition_timeouts, 1);
+
+    assert_all_e2ee(&h);
+    let c = h.voice_snapshot().counters;
+    assert!(c.rtp_forwarded_e2ee > 0, "{c:?}");
+    assert_eq!(
+        h.voice_received(carol),
+        coven_sim::voice::VoiceReceived::default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_revokes_a_user_who_leaves_before_the_commit() {
+    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, bob, carol, dave) = (
+        seed.member_user_ids[0],
+        seed.member_user_ids[1],
+        seed.member_user_ids[2],
+        seed.member_user_ids[3],
+    );
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // Carol joins and is proposed; the judge's commit is delayed in transit; carol leaves
+    // before it arrives: her Add proposal is revoked (op 27 revoke), and the stale commit
+    // (which still adds her) is discarded.
+    h.voice_dave_hold_commits(true);
+    h.user_join(carol, table).expect("carol joins");
+    judge.expect("proposals", |e| e["op"] == "append");
+    wait_voice(&h, "the commit is held", |s| {
+        s.counters.dave_commits_held == 1
+    })
+    .await;
+    h.user_leave(carol).expect("carol leaves");
+    judge.expect("proposals", |e| e["op"] == "revoke");
+    h.voice_dave_hold_commits(false);
+    wait_voice(&h, "stale commit discarded", |s| {
+        s.counters.dave_commits_discarded == 1 && s.counters.dave_revocations == 1
+    })
+    .await;
+    let bot = seed.bot_user_id;
+    assert_eq!(
+        judge.group().1,
+        ids(&[bot, alice, bob]),
+        "carol is not in the group"
+    );
+
+    // The call goes on: the next player is added (transition 2) and audio stays E2EE.
+    h.user_join(dave, table).expect("dave joins");
+    judge.expect("transitioned", |e| e["id"] == 2);
+    assert_eq!(judge.group().1, ids(&[bot, alice, bob, dave]));
+    judge.send(&format!("listen {dave}"));
+    judge.expect("listening", |_| true);
+    exchange(&mut judge, &h, dave, &[alice, bob, dave]).await;
+    assert_all_e2ee(&h);
+    let c = h.voice_snapshot().counters;
+    assert_eq!((c.dave_commits, c.dave_invalid), (2, 0), "{c:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,15 +524,23 @@ async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
     judge.send(&format!("join {table}"));
     judge.expect("transitioned", |e| e["id"] == 1);
 
-    // The commit adding carol arrives damaged: the judge reports op 31, resets its group and
-    // sends a new key package; the simulator proposes everyone again and the group re-forms.
+    // The commit adding carol arrives damaged: the judge reports op 31 and sends a new key
+    // package. As on Discord, the other members carry on: the flagging member is proposed
+    // for removal (a simulated member commits it, transition 3), then added again with its
+    // new key package (transition 4) — and welcomed by op 30, another member's commit.
     h.voice_dave_corrupt_next_commit();
     h.user_join(carol, table).expect("carol joins");
-    judge.expect("transitioned", |e| e["id"] == 3);
+    judge.expect("welcomed", |e| e["id"] == 4);
+    judge.expect("transitioned", |e| e["id"] == 4);
     let c = h.voice_snapshot().counters;
     assert_eq!(
-        (c.dave_invalid, c.dave_key_packages, c.dave_commits),
-        (1, 2, 3),
+        (
+            c.dave_invalid,
+            c.dave_key_packages,
+            c.dave_commits,
+            c.dave_welcomes_sent
+        ),
+        (1, 2, 4, 1),
         "{c:?}"
     );
     judge.send(&format!("listen {carol}"));
@@ -339,4 +584,76 @@ async fn discordjs_gateway_rest_rate_limits_and_resume() {
     judge.expect("gateway_resumed", |_| true);
     assert_eq!(h.counters().resumes, 1);
     assert_eq!(h.counters().identifies, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discordjs_voice_dave_downgrades_for_a_client_without_dave_and_upgrades_after() {
+    // Clients without DAVE allowed (`--allow-no-dave`): Discord's "Initial Transitory Phase".
+    let config = coven_sim::SimConfig {
+        voice_require_dave: false,
+        ..SimConfig::discord_like()
+    };
+    let sim = Simulator::start(config.with_port(0)).await.expect("start");
+    let h = sim.handle();
+    let seed = h.seed();
+    let table = seed.voice_channel_ids[0]; // alice and bob
+    let (alice, bob, carol) = (
+        seed.member_user_ids[0],
+        seed.member_user_ids[1],
+        seed.member_user_ids[2],
+    );
+    let bot = seed.bot_user_id;
+    let mut judge = Judge::start(&sim, true);
+    judge.send(&format!("join {table}"));
+    judge.expect("transitioned", |e| e["id"] == 1);
+
+    // Carol's client without DAVE joins: op 21 (protocol version 0), op 23, op 22 — the call
+    // runs on transport encryption only, both ways, and carol's client hears the bot.
+    let mut person = Judge::spawn(&sim, false, Some(carol));
+    person.send(&format!("join {table}"));
+    person.expect("voice_ready", |_| true);
+    judge.expect("prepare_transition", |e| e["id"] == 2 && e["version"] == 0);
+    judge.expect("transitioned", |e| e["id"] == 2);
+    judge.send(&format!("listen {alice}"));
+    judge.expect("listening", |_| true);
+    person.send(&format!("listen {bot}"));
+    person.expect("listening", |_| true);
+    let before = judge.heard_speech(alice);
+    assert!(h.voice_user_speak(alice, Duration::from_secs(1)));
+    judge.send("play 25");
+    judge.expect("played", |_| true);
+    wait_voice(&h, "bob hears the bot, transport-only", |s| {
+        s.received
+            .get(&bob)
+            .is_some_and(|r| r.transport_only_frames >= 20 && r.e2ee_frames == 0)
+    })
+    .await;
+    let deadline = Instant::now() + STEP;
+    while judge.heard_speech(alice) < before + 20 || person.heard_speech(bot) < 20 {
+        assert!(Instant::now() < deadline, "transport-only audio not heard");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = h.voice_snapshot().counters;
+    assert_eq!(
+        (c.dave_downgrades, c.speaker_e2ee_failures),
+        (1, 0),
+        "{c:?}"
+    );
+
+    // Carol leaves: op 24 (epoch 1) — a new group, E2EE again (upgrade).
+    person.send("leave");
+    person.expect("left", |_| true);
+    judge.expect("prepare_epoch", |e| e["epoch"] == 1);
+    judge.expect("transitioned", |e| e["id"] == 3);
+    assert_eq!(judge.group().1, ids(&[bot, alice, bob]));
+    h.voice_reset_received(alice);
+    h.voice_reset_received(bob);
+    exchange(&mut judge, &h, alice, &[alice, bob]).await;
+    for user in [alice, bob] {
+        let r = h.voice_received(user);
+        assert_eq!(r.transport_only_frames, 0, "{r:?}");
+        assert_eq!(r.dave_frames, r.audio_frames, "{r:?}");
+    }
+    let c = h.voice_snapshot().counters;
+    assert_eq!((c.dave_upgrades, c.dave_errors), (1, 0), "{c:?}");
 }

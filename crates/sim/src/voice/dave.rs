@@ -1,11 +1,12 @@
-//! DAVE (Discord's MLS-based end-to-end encryption, protocol version 1): the delivery-service
-//! side — an external sender (P-256 signature key + basic credential), external Add proposals
-//! for the simulated users' key packages, splitting the committer's commit from its welcome —
-//! and the simulated users' own `davey` sessions, which join by the welcome and then
-//! encrypt/decrypt media frames exactly as a Discord client does.
+//! DAVE (Discord's MLS-based end-to-end encryption, protocol version 1): the delivery
+//! service's messages — an external sender (P-256 signature key + basic credential), external
+//! Add and Remove proposals and their `ProposalRef`s (for revoking), reading a commit's epoch
+//! and proposal references, splitting a commit from its welcome — and the simulated users'
+//! own `davey` sessions, which join by the welcome and then encrypt/decrypt media frames
+//! exactly as a Discord client does. What is sent when is `group.rs`'s business.
 //!
 //! Messages are built here as `[opcode u8][payload]`: 25 (external sender), 27
-//! (`[operation u8][proposals VLBytes]`), 29 and 30 (`[transition_id u16][message]`); the
+//! (`[operation u8][proposals or refs VLBytes]`), 29 and 30 (`[transition_id u16][message]`); the
 //! session's outbox (`outbox.rs`) prefixes v8's `[seq u16]`. Client → server frames are
 //! `[opcode u8][payload]` in every version: 26 (key package) and 28 (commit `MLSMessage`
 //! immediately followed by the `Welcome`, if any).
@@ -35,8 +36,7 @@ pub mod op {
     pub const COMMIT_WELCOME: u8 = 28;
     /// Server → client: announce commit transition.
     pub const ANNOUNCE_COMMIT: u8 = 29;
-    /// Server → client: welcome (unused: the simulated users are welcomed in-process).
-    #[allow(dead_code)]
+    /// Server → client: welcome for a client added by another member's commit.
     pub const WELCOME: u8 = 30;
 }
 
@@ -88,9 +88,9 @@ impl DeliveryService {
         Ok((session, kp))
     }
 
-    /// Op 27 (append): an external Remove proposal for the member at `leaf` of the group of
-    /// `channel_id` at `epoch` (a user who left the call).
-    pub fn remove_proposal_message(
+    /// An external Remove proposal (`MLSMessage`) for the member at `leaf` of the group of
+    /// `channel_id` at `epoch`.
+    pub fn remove_proposal(
         &self,
         channel_id: u64,
         epoch: u64,
@@ -104,47 +104,137 @@ impl DeliveryService {
             SenderExtensionIndex::new(0),
         )
         .map_err(err)?;
-        let mut m = vec![op::PROPOSALS, 0];
-        m.extend(
-            VLBytes::new(message.tls_serialize_detached().map_err(err)?)
-                .tls_serialize_detached()
-                .map_err(err)?,
-        );
-        Ok(m)
+        message.tls_serialize_detached().map_err(err)
     }
 
-    /// Op 27 (append): external Add proposals for these key packages, for the group of
-    /// `channel_id` at `epoch` (0: the committer's pending group).
-    pub fn add_proposals_message(
+    /// An external Add proposal (`MLSMessage`) for this key package, for the group of
+    /// `channel_id` at `epoch` (0: a group not established yet).
+    pub fn add_proposal(
         &self,
         channel_id: u64,
         epoch: u64,
-        key_packages: &[Vec<u8>],
+        key_package: &[u8],
     ) -> Result<Vec<u8>, String> {
-        let mut proposals = Vec::new();
-        for kp in key_packages {
-            let kp = KeyPackageIn::tls_deserialize_exact(kp.as_slice())
-                .map_err(err)?
-                .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-                .map_err(err)?;
-            let message = ExternalProposal::new_add::<OpenMlsRustCrypto>(
-                kp,
-                GroupId::from_slice(&channel_id.to_be_bytes()),
-                GroupEpoch::from(epoch),
-                &self.signer,
-                SenderExtensionIndex::new(0),
-            )
+        let kp = KeyPackageIn::tls_deserialize_exact(key_package)
+            .map_err(err)?
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
             .map_err(err)?;
-            proposals.extend(message.tls_serialize_detached().map_err(err)?);
-        }
-        let mut m = vec![op::PROPOSALS, 0];
-        m.extend(
-            VLBytes::new(proposals)
-                .tls_serialize_detached()
-                .map_err(err)?,
-        );
-        Ok(m)
+        let message = ExternalProposal::new_add::<OpenMlsRustCrypto>(
+            kp,
+            GroupId::from_slice(&channel_id.to_be_bytes()),
+            GroupEpoch::from(epoch),
+            &self.signer,
+            SenderExtensionIndex::new(0),
+        )
+        .map_err(err)?;
+        message.tls_serialize_detached().map_err(err)
     }
+}
+
+/// Op 27 (`append`): `[27][0][proposal MLSMessages<V>]`.
+pub(crate) fn append_message<'a>(proposals: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut all = Vec::new();
+    for p in proposals {
+        all.extend_from_slice(p);
+    }
+    let mut m = vec![op::PROPOSALS, APPEND];
+    m.extend(vl_bytes(all));
+    m
+}
+
+/// Op 27 (`revoke`): `[27][1][ProposalRef<V><V>]` — the proposals to forget.
+pub(crate) fn revoke_message<'a>(refs: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut all = Vec::new();
+    for r in refs {
+        all.extend(vl_bytes(r.to_vec()));
+    }
+    let mut m = vec![op::PROPOSALS, REVOKE];
+    m.extend(vl_bytes(all));
+    m
+}
+
+/// Op 27's operation types (discord/dave-protocol, `ProposalsOperationType`).
+pub(crate) const APPEND: u8 = 0;
+/// See [`APPEND`].
+pub(crate) const REVOKE: u8 = 1;
+
+fn vl_bytes(bytes: Vec<u8>) -> Vec<u8> {
+    // A VLBytes of any length serialises (the length prefix is a QUIC-style varint).
+    VLBytes::new(bytes)
+        .tls_serialize_detached()
+        .unwrap_or_default()
+}
+
+/// The `ProposalRef` of a proposal sent by the external sender: RFC 9420 §5.2
+/// `MakeProposalRef(value) = RefHash("MLS 1.0 Proposal Reference", value)`, where `value` is
+/// the `AuthenticatedContent` — for a `PublicMessage` from an external sender (no membership
+/// tag) exactly the `MLSMessage` without its 2-byte protocol version. SHA-256 is the hash of
+/// DAVE v1's ciphersuite 2.
+pub(crate) fn proposal_ref(message: &[u8]) -> Vec<u8> {
+    use sha2::Digest as _;
+    let mut input = vl_bytes(b"MLS 1.0 Proposal Reference".to_vec());
+    input.extend(vl_bytes(message.get(2..).unwrap_or_default().to_vec()));
+    sha2::Sha256::digest(&input).to_vec()
+}
+
+/// What the delivery service reads from a commit (it is a `PublicMessage`, see
+/// discord/dave-protocol "Voice Gateway Commit Validity").
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CommitInfo {
+    /// The epoch the commit was made in.
+    pub epoch: u64,
+    /// The proposal references it commits, in order (`None`: it carries an inline proposal,
+    /// which DAVE does not allow).
+    pub refs: Option<Vec<Vec<u8>>>,
+}
+
+/// Reads a commit `MLSMessage`: `version u16, wire_format u16 (1 = public), FramedContent
+/// { group_id<V>, epoch u64, sender, authenticated_data<V>, content_type u8 (3 = commit),
+/// Commit { proposals: ProposalOrRef<V>, … } }` (RFC 9420 §6, §12.4).
+pub(crate) fn commit_info(commit: &[u8]) -> Result<CommitInfo, String> {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+        if rest.len() < n {
+            return Err("commit too short".into());
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    fn vl(rest: &mut &[u8]) -> Result<Vec<u8>, String> {
+        let v = VLBytes::tls_deserialize(rest).map_err(err)?;
+        Ok(v.as_slice().to_vec())
+    }
+    let mut rest = commit;
+    let header = take(&mut rest, 4)?;
+    if header[2..4] != [0, 1] {
+        return Err("not a PublicMessage".into());
+    }
+    vl(&mut rest)?; // group id
+    let epoch = u64::from_be_bytes(take(&mut rest, 8)?.try_into().map_err(err)?);
+    match take(&mut rest, 1)?[0] {
+        1 | 2 => {
+            take(&mut rest, 4)?; // member leaf index / external sender index
+        }
+        3 | 4 => {}
+        other => return Err(format!("sender type {other}")),
+    }
+    vl(&mut rest)?; // authenticated data
+    if take(&mut rest, 1)?[0] != 3 {
+        return Err("not a commit".into());
+    }
+    let proposals = vl(&mut rest)?;
+    let mut list = proposals.as_slice();
+    let mut refs = Vec::new();
+    while !list.is_empty() {
+        if take(&mut list, 1)?[0] != 2 {
+            return Ok(CommitInfo { epoch, refs: None });
+        }
+        refs.push(vl(&mut list)?);
+    }
+    Ok(CommitInfo {
+        epoch,
+        refs: Some(refs),
+    })
 }
 
 /// Whether a media frame is a DAVE protocol frame (ends with the `0xFAFA` magic marker),
@@ -171,3 +261,62 @@ pub(crate) fn transition_message(opcode: u8, transition_id: u16, message: &[u8])
 }
 
 use openmls::prelude::OpenMlsProvider as _;
+
+#[cfg(test)]
+mod tests {
+    use davey::ProposalsOperationType;
+
+    use super::*;
+
+    const CHANNEL: u64 = 42;
+
+    /// A pending client (user 1, its own local group) given an Add proposal for user 2.
+    fn committer_with_add(ds: &DeliveryService) -> (DaveSession, Vec<u8>, Vec<u8>) {
+        let (committer, _) = ds.new_user_session(1, CHANNEL).expect("session");
+        let (_, kp) = ds.new_user_session(2, CHANNEL).expect("session");
+        let add = ds.add_proposal(CHANNEL, 0, &kp).expect("add");
+        let framed = append_message([add.as_slice()]);
+        (committer, add, framed)
+    }
+
+    #[test]
+    fn a_commit_names_its_epoch_and_the_refs_of_the_proposals_it_commits() {
+        let ds = DeliveryService::new().expect("ds");
+        let (mut committer, add, framed) = committer_with_add(&ds);
+        let cw = committer
+            .process_proposals(ProposalsOperationType::APPEND, &framed[2..], None)
+            .expect("proposals")
+            .expect("a commit");
+        assert!(cw.welcome.is_some());
+        assert_eq!(
+            commit_info(&cw.commit),
+            Ok(CommitInfo {
+                epoch: 0,
+                refs: Some(vec![proposal_ref(&add)]),
+            })
+        );
+        assert!(commit_info(&add).is_err(), "a proposal is not a commit");
+    }
+
+    #[test]
+    fn a_revoke_names_the_proposal_by_its_ref_and_withdraws_it() {
+        let ds = DeliveryService::new().expect("ds");
+        let (mut committer, add, framed) = committer_with_add(&ds);
+        committer
+            .process_proposals(ProposalsOperationType::APPEND, &framed[2..], None)
+            .expect("proposals");
+        let wrong = revoke_message([[7u8; 32].as_slice()]);
+        assert!(
+            committer
+                .process_proposals(ProposalsOperationType::REVOKE, &wrong[2..], None)
+                .is_err(),
+            "an unknown ref is refused"
+        );
+        let revoke = revoke_message([proposal_ref(&add).as_slice()]);
+        assert_eq!(revoke[..2], [op::PROPOSALS, REVOKE]);
+        let left = committer
+            .process_proposals(ProposalsOperationType::REVOKE, &revoke[2..], None)
+            .expect("the ref is the client's");
+        assert!(left.is_none(), "nothing left to commit");
+    }
+}

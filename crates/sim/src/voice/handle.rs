@@ -104,6 +104,49 @@ impl SimHandle {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// DAVE fault: while `hold` is on, the commits clients send (op 28) are held back, as if
+    /// delayed in transit; turning it off handles them in the order they came. Lets a test
+    /// change the call between a proposal and its commit (a revoked proposal).
+    pub fn voice_dave_hold_commits(&self, hold: bool) {
+        let voice = self.voice();
+        if hold {
+            voice
+                .dave_hold
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            voice.dave_release(&self.shared);
+        }
+    }
+
+    /// A real voice client takes simulated user `user`'s place (e.g. a second DAVE client in
+    /// a call, as a person's Discord client would be): the simulator stops simulating the
+    /// user's voice (no DAVE session, no listening) and issues what `VOICE_STATE_UPDATE` and
+    /// `VOICE_SERVER_UPDATE` would give that client. The user then joins a channel as usual
+    /// (`user_join`), and the client connects to `endpoint` with `session_id` and `token`.
+    /// `None` for a user the guild does not have as a member.
+    pub fn voice_user_client(&self, user: u64) -> Option<VoiceClientGrant> {
+        let member = {
+            let core = self.shared.core();
+            core.world.members.contains_key(&user)
+        };
+        if !member {
+            return None;
+        }
+        let (session_id, token) = (crate::gateway_random_hex(32), crate::gateway_random_hex(16));
+        let endpoint = self.voice().grant(&token, user, &session_id);
+        let endpoint = self
+            .shared
+            .config
+            .voice_endpoint
+            .clone()
+            .unwrap_or(endpoint);
+        Some(VoiceClientGrant {
+            session_id,
+            token,
+            endpoint,
+        })
+    }
+
     fn voice_command(&self, cmd: impl Fn() -> ConnCmd) -> usize {
         let n = {
             let core = self.voice().core();
@@ -150,6 +193,17 @@ impl SimHandle {
     }
 }
 
+/// What a real voice client taking a user's place needs ([`SimHandle::voice_user_client`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VoiceClientGrant {
+    /// The user's "gateway session id" (IDENTIFY's `session_id`).
+    pub session_id: String,
+    /// The voice token (IDENTIFY's `token`).
+    pub token: String,
+    /// The voice endpoint, `host:port` without a scheme, as `VOICE_SERVER_UPDATE` gives it.
+    pub endpoint: String,
+}
+
 /// The `/_sim/voice/...` routes.
 pub(crate) fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -166,6 +220,8 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             }),
         )
         .route("/_sim/voice/close", post(close))
+        .route("/_sim/voice/users/{user_id}/client", post(client))
+        .route("/_sim/voice/dave/hold-commits", post(hold_commits))
         .route(
             "/_sim/voice/dave/corrupt-next-commit",
             post(|State(s): State<Arc<Shared>>| async move {
@@ -266,4 +322,32 @@ async fn close(
     Json(body): Json<CloseBody>,
 ) -> Json<serde_json::Value> {
     Json(json!({"connections": SimHandle { shared: s }.voice_close(body.code)}))
+}
+
+async fn client(State(s): State<Arc<Shared>>, Path(user): Path<String>) -> Response {
+    let Ok(user) = user.parse::<u64>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"message": "user id must be a snowflake"})),
+        )
+            .into_response();
+    };
+    match (SimHandle { shared: s }).voice_user_client(user) {
+        Some(grant) => Json(grant).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "unknown member"})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct HoldBody {
+    hold: bool,
+}
+
+async fn hold_commits(State(s): State<Arc<Shared>>, Json(body): Json<HoldBody>) -> Response {
+    SimHandle { shared: s }.voice_dave_hold_commits(body.hold);
+    Json(json!({"ok": true})).into_response()
 }

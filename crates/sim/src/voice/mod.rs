@@ -8,6 +8,7 @@
 mod crypto;
 mod dave;
 mod events;
+mod group;
 mod handle;
 mod outbox;
 mod signalling;
@@ -30,6 +31,7 @@ use tokio::task::AbortHandle;
 
 use crate::state::Shared;
 pub use crypto::TransportMode;
+pub use handle::VoiceClientGrant;
 pub(crate) use handle::router;
 pub use stats::{OPUS_SILENCE, VoiceCounters, VoiceReceived, VoiceSnapshot};
 pub use tls::{test_ca_path, test_ca_pem};
@@ -69,10 +71,6 @@ pub(crate) struct VoiceSession {
     pub known_users: HashSet<u64>,
     /// DAVE protocol version agreed in `SESSION_DESCRIPTION` (0: none).
     pub dave_version: u16,
-    /// Epoch of the client's MLS group as this server has announced it (0: pending group).
-    pub dave_epoch: u64,
-    /// The last DAVE transition id announced to this client (op 29 / op 22).
-    pub dave_transition: u16,
     /// Numbering and buffer of what the server sent (v8 buffered resume).
     pub outbox: outbox::Outbox,
 }
@@ -91,18 +89,15 @@ impl VoiceSession {
         self.deliver(frame);
     }
 
-    /// The next DAVE transition id (1, 2, …; 0 is reserved for immediate transitions).
-    pub fn next_transition(&mut self) -> u16 {
-        self.dave_transition = self.dave_transition.checked_add(1).unwrap_or(1);
-        self.dave_transition
-    }
-
     fn deliver(&self, frame: outbox::Frame) {
         if let Some((_, tx)) = &self.conn {
             let _ = tx.send(ConnCmd::Frame(frame));
         }
     }
 }
+
+/// At most this many commits are held back by the hold fault; later ones are discarded.
+const MAX_HELD_COMMITS: usize = 256;
 
 /// A simulated user's outgoing RTP stream.
 pub(crate) struct Speaker {
@@ -118,8 +113,15 @@ pub(crate) struct VoiceCore {
     pub speakers: HashMap<u64, Speaker>,
     pub next_ssrc: u32,
     pub next_conn: u64,
-    /// Simulated users' DAVE sessions (members of the bot's MLS group once welcomed).
+    /// Simulated users' DAVE sessions (members of their call's MLS group once welcomed).
     pub dave_users: HashMap<u64, davey::DaveSession>,
+    /// Each call's DAVE group, by voice channel (`group.rs`).
+    pub groups: HashMap<u64, group::Group>,
+    /// Users driven by a real client (the bot, and users whose place a client took through
+    /// `/_sim/voice/users/{id}/client`): never simulated.
+    pub real_users: HashSet<u64>,
+    /// Commits held back by the `voice_dave_hold_commits` fault: (channel, user, op 28 payload).
+    pub held_commits: Vec<(u64, u64, Vec<u8>)>,
 }
 
 impl VoiceCore {
@@ -141,6 +143,8 @@ pub(crate) struct VoiceServer {
     pub dave: Option<dave::DeliveryService>,
     /// Fault: corrupt the next announced commit (`SimHandle::voice_dave_corrupt_next_commit`).
     pub dave_corrupt_next: std::sync::atomic::AtomicBool,
+    /// Fault: hold commits back until released (`SimHandle::voice_dave_hold_commits`).
+    pub dave_hold: std::sync::atomic::AtomicBool,
     core: Mutex<VoiceCore>,
     pub snapshot: watch::Sender<VoiceSnapshot>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -164,15 +168,100 @@ impl VoiceServer {
     }
 
     /// Remembers a `VOICE_SERVER_UPDATE` token and returns the endpoint to advertise.
+    /// The user is driven by a real client from now on (not simulated).
     pub fn grant(&self, token: &str, user_id: u64, session_id: &str) -> String {
-        self.core().grants.insert(
+        let mut core = self.core();
+        core.grants.insert(
             token.to_owned(),
             Grant {
                 session_id: session_id.to_owned(),
                 user_id,
             },
         );
+        core.real_users.insert(user_id);
+        drop(core);
         self.endpoint()
+    }
+
+    /// Runs a DAVE group operation for the call in `channel` under the voice lock (the
+    /// channel's users are looked up first), then counts what happened. Nothing without DAVE.
+    pub(crate) fn dave_op(
+        &self,
+        shared: &Arc<Shared>,
+        channel: u64,
+        f: impl FnOnce(&mut group::Call<'_>),
+    ) {
+        let Some(ds) = &self.dave else {
+            return;
+        };
+        let present = users_in(shared, channel, 0);
+        let mut tally = group::Tally::default();
+        let mut corrupt = self.dave_corrupt_next.swap(false, Ordering::Relaxed);
+        {
+            let mut core = self.core();
+            f(&mut group::Call {
+                core: &mut core,
+                ds,
+                channel,
+                present: &present,
+                tally: &mut tally,
+                corrupt: &mut corrupt,
+            });
+        }
+        if corrupt {
+            self.dave_corrupt_next.store(true, Ordering::Relaxed);
+        }
+        expire_later(shared, channel, std::mem::take(&mut tally.awaiting));
+        self.observe(|s| {
+            let c = &mut s.counters;
+            c.dave_commits += tally.commits;
+            c.dave_commits_discarded += tally.discarded;
+            c.dave_welcomed += tally.sims_welcomed;
+            c.dave_welcomes_sent += tally.welcomes_sent;
+            c.dave_removals += tally.removals;
+            c.dave_revocations += tally.revocations;
+            c.dave_resets += tally.resets;
+            c.dave_downgrades += tally.downgrades;
+            c.dave_transition_timeouts += tally.timeouts;
+            c.dave_upgrades += tally.upgrades;
+            c.dave_errors += tally.errors;
+        });
+    }
+
+    /// A commit (op 28) from `user` in `channel`: held back while the fault is on.
+    pub(crate) fn dave_commit(
+        &self,
+        shared: &Arc<Shared>,
+        channel: u64,
+        user: u64,
+        payload: &[u8],
+    ) {
+        if self.dave_hold.load(Ordering::Relaxed) {
+            let mut core = self.core();
+            let kept = core.held_commits.len() < MAX_HELD_COMMITS;
+            if kept {
+                core.held_commits.push((channel, user, payload.to_vec()));
+            }
+            drop(core);
+            self.observe(|s| {
+                if kept {
+                    s.counters.dave_commits_held += 1;
+                } else {
+                    s.counters.dave_commits_discarded += 1;
+                }
+            });
+            return;
+        }
+        self.dave_op(shared, channel, |call| group::commit(call, user, payload));
+    }
+
+    /// Ends the hold fault: the held commits are handled now, in the order they came.
+    pub(crate) fn dave_release(&self, shared: &Arc<Shared>) {
+        self.dave_hold.store(false, Ordering::Relaxed);
+        let held = std::mem::take(&mut self.core().held_commits);
+        for (channel, user, payload) in held {
+            self.dave_op(shared, channel, |call| group::commit(call, user, &payload));
+        }
     }
 
     /// Publishes which sessions are connected now.
@@ -200,6 +289,23 @@ impl VoiceServer {
     }
 }
 
+/// A transition is executed after a timeout even if a client never says it is ready.
+fn expire_later(shared: &Arc<Shared>, channel: u64, transitions: Vec<u16>) {
+    for transition in transitions {
+        let (Some(server), Ok(rt)) = (
+            shared.voice.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
+            continue;
+        };
+        let shared = shared.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(group::TRANSITION_TIMEOUT).await;
+            server.dave_op(&shared, channel, |call| group::expire(call, transition));
+        });
+    }
+}
+
 /// Binds the voice listeners and UDP socket on the simulator's loopback address and starts
 /// serving. Called once by [`crate::Simulator::start`].
 pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServer>> {
@@ -221,6 +327,7 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> std::io::Result<Arc<VoiceServ
             None
         },
         dave_corrupt_next: std::sync::atomic::AtomicBool::new(false),
+        dave_hold: std::sync::atomic::AtomicBool::new(false),
         core: Mutex::new(VoiceCore {
             next_ssrc: 1000,
             ..VoiceCore::default()

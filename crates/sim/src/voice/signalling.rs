@@ -213,23 +213,37 @@ impl Conn {
             _ if self.ssrc.is_none() => Step::Close(close::NOT_AUTHENTICATED),
             op::SELECT_PROTOCOL => self.select_protocol(&d),
             op::SPEAKING => {
-                self.server.observe(|s| s.counters.speaking_received += 1);
+                self.speaking(&d);
                 Step::Continue
             }
-            // DAVE client opcodes (23 transition ready, 31 invalid commit/welcome) and the
-            // client flags/platform ops: accepted, nothing to do without DAVE.
-            // DAVE transition ready (23): execute it (22).
+            // DAVE transition ready (23): the group executes it (22) once all are ready.
             23 => {
-                let id = d.get("transition_id").and_then(Value::as_u64).unwrap_or(0);
-                self.send_session(json!({"op": 22, "d": {"transition_id": id}}));
+                let id = d
+                    .get("transition_id")
+                    .and_then(Value::as_u64)
+                    .and_then(|id| u16::try_from(id).ok())
+                    .unwrap_or(0);
                 self.server
                     .observe(|s| s.counters.dave_transitions_ready += 1);
+                match self.user_and_channel() {
+                    Some((user, Some(channel))) => {
+                        self.server.dave_op(&self.shared, channel, |call| {
+                            super::group::ready(call, user, id);
+                        });
+                    }
+                    _ => self.send_session(json!({"op": 22, "d": {"transition_id": id}})),
+                }
                 Step::Continue
             }
-            // DAVE invalid commit/welcome (31): the client resets its group and sends a new
-            // key package (op 26), which starts the group again.
+            // DAVE invalid commit/welcome (31): the client is proposed for removal; it resets
+            // its group and sends a new key package (op 26), which adds it again.
             31 => {
                 self.server.observe(|s| s.counters.dave_invalid += 1);
+                if let Some((user, Some(channel))) = self.user_and_channel() {
+                    self.server.dave_op(&self.shared, channel, |call| {
+                        super::group::invalid(call, user);
+                    });
+                }
                 Step::Continue
             }
             12 | 15 | 16 | 18 | 20 => Step::Continue,
@@ -295,8 +309,6 @@ impl Conn {
                 out_nonce: 0,
                 known_users: std::collections::HashSet::new(),
                 dave_version: 0,
-                dave_epoch: 0,
-                dave_transition: 0,
                 outbox: Outbox::new(self.version),
             },
         );
@@ -370,6 +382,16 @@ impl Conn {
         if let (true, Some(ds)) = (dave_version > 0, &self.server.dave) {
             self.send_session_binary(&ds.external_sender_message());
         }
+        // A client without DAVE (allowed when `voice_require_dave` is off) downgrades a DAVE
+        // call to transport-only encryption.
+        if let (0, Some(_), Some(channel)) = (
+            dave_version,
+            &self.server.dave,
+            channel_of(&self.shared, user_id),
+        ) {
+            self.server
+                .dave_op(&self.shared, channel, super::group::client_without_dave);
+        }
         self.server.observe(|s| {
             s.counters.sessions_described += 1;
             s.counters.last_mode = Some(mode);
@@ -388,110 +410,58 @@ impl Conn {
         Step::Continue
     }
 
-    /// DAVE binary opcodes from the client: 26 key package, 28 commit + welcome.
+    /// The user of this connection's session and the voice channel it is in.
+    fn user_and_channel(&self) -> Option<(u64, Option<u64>)> {
+        let ssrc = self.ssrc?;
+        let user = self.server.core().sessions.get(&ssrc).map(|s| s.user_id)?;
+        Some((user, channel_of(&self.shared, user)))
+    }
+
+    /// DAVE binary opcodes from the client: 26 key package, 28 commit + welcome; handled by
+    /// the call's group (`group.rs`).
     fn on_binary(&mut self, data: &[u8]) -> Step {
-        let (Some(ssrc), Some(ds), Some((&opcode, payload))) =
-            (self.ssrc, &self.server.dave, data.split_first())
-        else {
+        let (true, Some((&opcode, payload)), Some((user, Some(channel)))) = (
+            self.server.dave.is_some(),
+            data.split_first(),
+            self.user_and_channel(),
+        ) else {
             return Step::Continue;
         };
-        let Some(user_id) = self.server.core().sessions.get(&ssrc).map(|s| s.user_id) else {
-            return Step::Continue;
-        };
-        let Some(channel) = channel_of(&self.shared, user_id) else {
-            return Step::Continue;
-        };
-        let listeners = users_in(&self.shared, channel, user_id);
         match opcode {
             super::dave::op::KEY_PACKAGE => {
                 self.server.observe(|s| s.counters.dave_key_packages += 1);
-                // The simulated users in the channel each make a DAVE session and key
-                // package; the delivery service proposes adding them to this client's group.
-                let mut kps = Vec::new();
-                let mut sessions = Vec::new();
-                for user in listeners {
-                    match ds.new_user_session(user, channel) {
-                        Ok((session, kp)) => {
-                            kps.push(kp);
-                            sessions.push((user, session));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "simulated user's DAVE session"),
-                    }
-                }
-                // A key package (re)starts the client's group: pending, epoch 0 (also after
-                // op 31, when the client reset its group).
-                if let Some(s) = self.server.core().sessions.get_mut(&ssrc) {
-                    s.dave_epoch = 0;
-                }
-                if kps.is_empty() {
-                    return Step::Continue;
-                }
-                match ds.add_proposals_message(channel, 0, &kps) {
-                    Ok(m) => {
-                        self.server.core().dave_users.extend(sessions);
-                        self.send_session_binary(&m);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "DAVE proposals");
-                        self.server.observe(|s| s.counters.dave_errors += 1);
-                    }
-                }
+                self.server.dave_op(&self.shared, channel, |call| {
+                    super::group::key_package(call, user, payload.to_vec());
+                });
             }
             super::dave::op::COMMIT_WELCOME => {
-                let Ok((commit, welcome)) = super::dave::split_commit_welcome(payload) else {
-                    self.server.observe(|s| s.counters.dave_errors += 1);
-                    return Step::Continue;
-                };
-                let (mut welcomed, mut errors) = (0, 0);
-                let mut announced = commit.clone();
-                if self.server.dave_corrupt_next.swap(false, Ordering::Relaxed)
-                    && let Some(last) = announced.last_mut()
-                {
-                    *last ^= 0xff; // the commit's signature no longer verifies
-                }
-                let mut core = self.server.core();
-                if let Some(s) = core.sessions.get_mut(&ssrc) {
-                    let transition = s.next_transition();
-                    s.send_binary(&super::dave::transition_message(
-                        super::dave::op::ANNOUNCE_COMMIT,
-                        transition,
-                        &announced,
-                    ));
-                    s.dave_epoch += 1;
-                }
-                // Members already in the group apply the commit; the added users join by
-                // the welcome.
-                for user in listeners {
-                    let Some(session) = core.dave_users.get_mut(&user) else {
-                        continue;
-                    };
-                    let result = if session.is_ready() {
-                        session
-                            .process_commit(&commit)
-                            .map_err(|e| format!("{e:?}"))
-                    } else if let Some(welcome) = &welcome {
-                        session
-                            .process_welcome(welcome)
-                            .map(|()| welcomed += 1)
-                            .map_err(|e| format!("{e:?}"))
-                    } else {
-                        Ok(())
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, user, "simulated user's DAVE commit/welcome");
-                        errors += 1;
-                    }
-                }
-                drop(core);
-                self.server.observe(|s| {
-                    s.counters.dave_commits += 1;
-                    s.counters.dave_welcomed += welcomed;
-                    s.counters.dave_errors += errors;
-                });
+                self.server
+                    .dave_commit(&self.shared, channel, user, payload);
             }
             _ => {}
         }
         Step::Continue
+    }
+
+    /// SPEAKING from a client goes to the other clients of its call with its user id (as
+    /// Discord does; they map its SSRC to the user, which DAVE decryption needs).
+    fn speaking(&self, d: &Value) {
+        self.server.observe(|s| s.counters.speaking_received += 1);
+        let (Some(ssrc), Some((user, Some(channel)))) = (self.ssrc, self.user_and_channel()) else {
+            return;
+        };
+        let others = users_in(&self.shared, channel, user);
+        let payload = json!({"op": op::SPEAKING, "d": {
+            "user_id": user.to_string(),
+            "ssrc": ssrc,
+            "speaking": d.get("speaking").cloned().unwrap_or(Value::from(0)),
+        }});
+        let mut core = self.server.core();
+        for s in core.sessions.values_mut() {
+            if others.contains(&s.user_id) {
+                s.send(payload.clone());
+            }
+        }
     }
 
     fn resume(&mut self, d: &Value) -> Step {

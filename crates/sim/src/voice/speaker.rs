@@ -79,7 +79,8 @@ async fn send_frame(
         let dave_call = core
             .sessions
             .values()
-            .any(|s| members.contains(&s.user_id) && s.dave_version > 0);
+            .any(|s| members.contains(&s.user_id) && s.dave_version > 0)
+            && !super::group::downgraded(&core, channel);
         let e2ee = if silence || !dave_call {
             None
         } else {

@@ -42,6 +42,12 @@ pub struct VoiceCounters {
     pub rtp_sent_e2ee: u64,
     /// Of those, audio frames sent with transport encryption only (no DAVE call).
     pub rtp_sent_transport_only: u64,
+    /// RTP packets from one real client forwarded to the other real clients of its call.
+    pub rtp_forwarded: u64,
+    /// Of those, audio frames DAVE-encrypted end to end (protocol frames).
+    pub rtp_forwarded_e2ee: u64,
+    /// Of those, audio frames with transport encryption only.
+    pub rtp_forwarded_transport_only: u64,
     /// Audio frames a simulated speaker in a DAVE call could not encrypt end to end (not in
     /// the group yet, or encryption failed): not sent, logged as an error.
     pub speaker_e2ee_failures: u64,
@@ -53,15 +59,34 @@ pub struct VoiceCounters {
     pub server_moves: u64,
     /// DAVE key packages received from clients (op 26).
     pub dave_key_packages: u64,
-    /// DAVE commits received (op 28) and announced (op 29).
+    /// DAVE commits accepted (the first valid one of an epoch) and announced (op 29).
     pub dave_commits: u64,
+    /// DAVE commits discarded: for a past epoch (another member's won), or not committing
+    /// exactly the epoch's unrevoked proposals.
+    pub dave_commits_discarded: u64,
+    /// DAVE commits held back by the `voice_dave_hold_commits` fault.
+    pub dave_commits_held: u64,
+    /// DAVE welcomes (op 30) sent to real clients added by another member's commit.
+    pub dave_welcomes_sent: u64,
+    /// DAVE Add proposals revoked (op 27 revoke): the user left before a commit added it.
+    pub dave_revocations: u64,
+    /// DAVE sole member resets (op 24 `epoch: 1` + op 21 `transition_id: 0`).
+    pub dave_resets: u64,
+    /// DAVE calls downgraded to transport-only (op 21 `protocol_version: 0`): a client
+    /// without DAVE joined (only when `voice_require_dave` is off).
+    pub dave_downgrades: u64,
+    /// DAVE calls upgraded again (op 24 `epoch: 1`): the last client without DAVE left.
+    pub dave_upgrades: u64,
+    /// DAVE transitions executed (op 22) after the timeout, not every client having said it
+    /// was ready (op 23).
+    pub dave_transition_timeouts: u64,
     /// DAVE transitions a client reported ready (op 23; answered with op 22 execute).
     pub dave_transitions_ready: u64,
-    /// Simulated users welcomed into a client's MLS group.
+    /// Simulated users welcomed into their call's MLS group.
     pub dave_welcomed: u64,
     /// DAVE invalid commit/welcome reports from clients (op 31).
     pub dave_invalid: u64,
-    /// DAVE Remove proposals sent for users who left a call.
+    /// DAVE Remove proposals sent (a member left the call, or re-keys).
     pub dave_removals: u64,
     /// DAVE protocol errors (bad key package, commit or welcome).
     pub dave_errors: u64,

@@ -1,6 +1,6 @@
 //! The voice UDP socket: IP discovery (the 74-byte request/response) and RTP from clients,
-//! decrypted with the session's transport mode and recorded for every simulated listener in
-//! the sender's channel.
+//! decrypted with the session's transport mode, recorded for every simulated listener in
+//! the sender's channel and forwarded to the other real clients there (an SFU's job).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,13 +76,22 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
         });
         return;
     };
-    let listeners = channel_of(shared, sender)
+    let present = channel_of(shared, sender)
         .map(|c| users_in(shared, c, sender))
         .unwrap_or_default();
+    // Simulated users listen; the real clients of the call get the packet forwarded (SFU).
+    let (listeners, clients): (Vec<u64>, Vec<u64>) = {
+        let core = server.core();
+        present
+            .into_iter()
+            .partition(|u| !core.real_users.contains(u))
+    };
+    let forwarded = forward(server, &opened, &clients);
     let silence = opened.payload == OPUS_SILENCE;
     let e2ee = super::dave::is_protocol_frame(&opened.payload);
     // Each listener in a DAVE group decrypts the frame end to end with its own session.
-    let dave: Vec<(u64, bool)> = if silence {
+    // (A transport-only frame is not tried: it is counted as such.)
+    let dave: Vec<(u64, bool)> = if silence || !e2ee {
         Vec::new()
     } else {
         let mut core = server.core();
@@ -101,9 +110,16 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
             })
             .collect()
     };
+    let audio = !silence;
     server.observe(|s| {
         s.counters.rtp_received += 1;
         s.counters.rtp_decrypted += 1;
+        s.counters.rtp_forwarded += forwarded;
+        match (audio, e2ee) {
+            (true, true) => s.counters.rtp_forwarded_e2ee += forwarded,
+            (true, false) => s.counters.rtp_forwarded_transport_only += forwarded,
+            (false, _) => {}
+        }
         for user in listeners {
             let r = s.received.entry(user).or_default();
             r.ssrc = Some(opened.ssrc);
@@ -132,4 +148,37 @@ fn rtp(shared: &Shared, server: &VoiceServer, packet: &[u8], from: SocketAddr) {
             r.last_audio_at = Some(now);
         }
     });
+}
+
+/// Re-seals the packet for each real client in `clients` with its own transport key and
+/// sends it (same SSRC, sequence and timestamp; the payload untouched, so a DAVE frame stays
+/// end-to-end encrypted). Returns how many were sent.
+fn forward(server: &VoiceServer, opened: &crypto::Opened, clients: &[u64]) -> u64 {
+    if clients.is_empty() {
+        return 0;
+    }
+    let header = crypto::rtp_header(opened.sequence, opened.timestamp, opened.ssrc);
+    let mut packets = Vec::new();
+    {
+        let mut core = server.core();
+        for s in core.sessions.values_mut() {
+            if !clients.contains(&s.user_id) {
+                continue;
+            }
+            let (Some(mode), Some(peer)) = (s.mode, s.udp_peer) else {
+                continue;
+            };
+            s.out_nonce = s.out_nonce.wrapping_add(1);
+            packets.push((
+                crypto::seal(mode, &s.key, &header, &opened.payload, s.out_nonce),
+                peer,
+            ));
+        }
+    }
+    let sent = packets.len() as u64;
+    for (packet, peer) in packets {
+        // Non-blocking: a full socket buffer drops the packet, as UDP would.
+        let _ = server.udp.try_send_to(&packet, peer);
+    }
+    sent
 }

@@ -513,6 +513,42 @@ mod tests {
         assert_eq!(batch.len(), 2);
     }
 
+    /// A connected pair: the hub's end and the browser's.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let browser = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (listener.accept().await.unwrap().0, browser)
+    }
+
+    #[tokio::test]
+    async fn a_socket_overflows_exactly_at_the_limit_and_writes_in_order() {
+        use tokio::io::AsyncReadExt;
+        let (hub, mut browser) = pair().await;
+        let frames: Vec<Frame> = (0..11).map(|n| Frame::from(format!("{n:03}"))).collect();
+        let size = frames[0].wire().len();
+        let outbox = Arc::new(Outbox::for_socket(10 * size + size - 1, Arc::new(hub)));
+        // Held (as while the ack and replay are put first): nothing leaves yet.
+        outbox.hold();
+        for frame in &frames[..10] {
+            assert!(outbox.deliver(frame));
+        }
+        assert!(outbox.is_open());
+        assert!(!outbox.deliver(&frames[10]), "one frame over the limit");
+        assert!(outbox.is_overloaded());
+        outbox.ready().await;
+        // What was queued is written, in order, once released.
+        outbox.start(vec![Frame::from("ack")]);
+        let mut expected = Frame::from("ack").wire().to_vec();
+        for frame in &frames[..10] {
+            expected.extend_from_slice(frame.wire());
+        }
+        let mut received = vec![0; expected.len()];
+        browser.read_exact(&mut received).await.unwrap();
+        assert_eq!(received, expected);
+    }
+
     #[tokio::test]
     async fn taken_frames_free_room_and_wake_the_reader() {
         let outbox = Arc::new(Outbox::new(10));

@@ -28,7 +28,6 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -48,13 +47,12 @@ const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
 /// One server → browser WebSocket frame, built once and shared by every socket that
-/// sends it: the unmasked frame header followed by the payload, in one buffer.
-/// Dereferences to the payload text (the JSON envelope).
+/// sends it: the unmasked frame header followed by the payload, in one
+/// reference-counted buffer (a queued frame is one 16-byte handle). Dereferences
+/// to the payload text (the JSON envelope).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
-    wire: Bytes,
-    /// Where the payload starts in `wire` (the header's length: 2, 4 or 10).
-    payload_at: u8,
+    wire: Arc<[u8]>,
 }
 
 impl Frame {
@@ -88,23 +86,19 @@ impl Frame {
 
     fn build(opcode: u8, payload: &[u8]) -> Self {
         let len = payload.len();
-        let mut wire = BytesMut::with_capacity(len + 10);
-        wire.put_u8(0x80 | opcode);
+        let mut wire = Vec::with_capacity(len + 10);
+        wire.push(0x80 | opcode);
         if len < 126 {
-            wire.put_u8(u8::try_from(len).unwrap_or_default());
+            wire.push(u8::try_from(len).unwrap_or_default());
         } else if let Ok(len) = u16::try_from(len) {
-            wire.put_u8(126);
-            wire.put_u16(len);
+            wire.push(126);
+            wire.extend_from_slice(&len.to_be_bytes());
         } else {
-            wire.put_u8(127);
-            wire.put_u64(len as u64);
+            wire.push(127);
+            wire.extend_from_slice(&(len as u64).to_be_bytes());
         }
-        let payload_at = u8::try_from(wire.len()).unwrap_or_default();
-        wire.put_slice(payload);
-        Self {
-            wire: wire.freeze(),
-            payload_at,
-        }
+        wire.extend_from_slice(payload);
+        Self { wire: wire.into() }
     }
 
     /// The complete frame as written to the socket.
@@ -114,7 +108,13 @@ impl Frame {
 
     /// The payload text (empty for a control frame whose payload is not UTF-8).
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.wire[usize::from(self.payload_at)..]).unwrap_or_default()
+        // The header's length follows from its second byte (RFC 6455 §5.2).
+        let header = match self.wire.get(1).map(|len| len & 0x7f) {
+            Some(126) => 4,
+            Some(127) => 10,
+            _ => 2,
+        };
+        std::str::from_utf8(self.wire.get(header..).unwrap_or_default()).unwrap_or_default()
     }
 }
 
@@ -452,9 +452,8 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
             }
         }
     }
-    if inner.queue.capacity() > RETAINED_CAPACITY {
-        inner.queue = VecDeque::new();
-    }
+    // An idle socket keeps no queue memory.
+    inner.queue = VecDeque::new();
     Flush::Done
 }
 

@@ -99,25 +99,7 @@ pub(crate) async fn upgrade(
         Err(refusal) => return refusal.into_response(),
     };
     // Keep the upgrade request's span (with its request id) on the whole session.
-    let span = tracing::Span::current();
-    tokio::spawn(
-        async move {
-            let upgraded = match on_upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(error) => {
-                    tracing::debug!(%error, "upgrade failed");
-                    return;
-                }
-            };
-            let Ok(parts) = upgraded.downcast::<TokioIo<TrackedIo>>() else {
-                tracing::error!("upgraded connection of an unexpected type");
-                return;
-            };
-            let (stream, connection) = parts.io.into_inner().into_parts();
-            session(state, stream, &parts.read_buf, slots, connection).await;
-        }
-        .instrument(span),
-    );
+    tokio::spawn(session(on_upgrade, state, slots).instrument(tracing::Span::current()));
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -207,16 +189,41 @@ impl Socket {
     }
 }
 
+/// The upgraded connection: its stream, what the HTTP server read past the
+/// request (parsed now, so that hyper's buffer is not kept) and its slot.
+async fn upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Option<(TcpStream, Reader, VecDeque<Inbound>, Slot)> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            return None;
+        }
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<TrackedIo>>() else {
+        tracing::error!("upgraded connection of an unexpected type");
+        return None;
+    };
+    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+    let (reader, inbox) = Reader::with(&read_buf);
+    let (stream, connection) = io.into_inner().into_parts();
+    Some((stream, reader, inbox, connection))
+}
+
+/// One browser's session, from the upgrade to the closed connection. Its state
+/// is what an idle socket costs: `state` and `slots` are only borrowed (stored
+/// once), the setup and the closing handshake run in boxed futures of their own.
 async fn session(
+    on_upgrade: hyper::upgrade::OnUpgrade,
     state: SocketState,
-    stream: TcpStream,
-    read: &[u8],
     mut slots: SocketSlots,
-    connection: Slot,
 ) {
+    let Some((stream, reader, inbox, connection)) = upgraded(on_upgrade).await else {
+        return;
+    };
     let _connection = state.lifecycle.connection();
     let stream = Arc::new(stream);
-    let (reader, inbox) = Reader::with(read);
     let mut socket = Socket {
         outbox: Arc::new(Outbox::for_socket(
             state.settings.max_unsent_bytes,
@@ -229,6 +236,12 @@ async fn session(
         _connection: connection,
     };
     let end = run(&state, &mut socket, &mut slots).await;
+    Box::pin(end_session(&state, &mut socket, end)).await;
+    socket.outbox.close();
+}
+
+/// Sends what `end` calls for before the connection closes.
+async fn end_session(state: &SocketState, socket: &mut Socket, end: End) {
     let limit = state.settings.close_timeout;
     let unread = matches!(end, End::CloseUnread(..));
     match end {
@@ -243,7 +256,7 @@ async fn session(
                     .to_json(),
                 )
             });
-            close(&mut socket, code, reason, error, limit, unread).await;
+            close(socket, code, reason, error, limit, unread).await;
         }
         End::PeerClosed(payload) => {
             socket.outbox.finish([Frame::close_reply(&payload)]);
@@ -251,18 +264,40 @@ async fn session(
         }
         End::Drop => {}
     }
-    socket.outbox.close();
 }
 
+/// An authenticated, subscribed session: what it keeps while it lives.
+struct Live {
+    rtc: RtcSession,
+    expires: Instant,
+    _authenticated: SocketGauge,
+}
+
+/// Authenticates, subscribes and forwards until the session ends. The setup runs
+/// in a boxed future of its own, so that its state (the token, the subscription)
+/// is freed before the socket idles in [`forward`].
 async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) -> End {
-    // Boxed so that the verifier's large state is freed once authentication is over
-    // instead of sizing every idle session's future.
-    let (user, last_seq) = match Box::pin(authenticate(state, socket, slots)).await {
-        Ok(authenticated) => authenticated,
+    let mut live = match Box::pin(start(state, socket, slots)).await {
+        Ok(live) => live,
         Err(end) => return end,
     };
+    let end = forward(state, socket, &mut live.rtc, live.expires).await;
+    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
+        metrics::counter!(OVERLOADED).increment(1);
+        tracing::info!("socket closed 1013: fell too far behind");
+    }
+    end
+}
+
+/// Waits for `auth`, subscribes, and puts the ack and the replay first.
+async fn start(
+    state: &SocketState,
+    socket: &mut Socket,
+    slots: &mut SocketSlots,
+) -> Result<Live, End> {
+    let (user, last_seq) = authenticate(state, socket, slots).await?;
     metrics::counter!(AUTH_OK).increment(1);
-    let _authenticated = SocketGauge::new();
+    let authenticated = SocketGauge::new();
     let outbox = socket.outbox.clone();
     // Live events queue behind the ack and the replay.
     outbox.hold();
@@ -274,11 +309,11 @@ async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) 
         Ok(subscription) => subscription,
         Err(error) => {
             tracing::warn!(%error, "subscription failed");
-            return End::Close(CLOSE_INTERNAL, "unavailable", None);
+            return Err(End::Close(CLOSE_INTERNAL, "unavailable", None));
         }
     };
     // docs/spec.md §12: this socket's webcam signalling, until the session ends.
-    let mut rtc = state.rtc.attach(&user.subject, &outbox);
+    let rtc = state.rtc.attach(&user.subject, &outbox);
     let ack = Frame::from(
         ServerMessage::Ack(Ack {
             v: Version,
@@ -291,13 +326,11 @@ async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) 
         .to_json(),
     );
     outbox.start(std::iter::once(ack).chain(subscription.replay).collect());
-    let expires = expiry(&user, state.settings.jwt_leeway);
-    let end = forward(state, socket, &mut rtc, expires).await;
-    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
-        metrics::counter!(OVERLOADED).increment(1);
-        tracing::info!("socket closed 1013: fell too far behind");
-    }
-    end
+    Ok(Live {
+        rtc,
+        expires: expiry(&user, state.settings.jwt_leeway),
+        _authenticated: authenticated,
+    })
 }
 
 /// When the token stops being accepted: its `exp` plus the leeway the verifier

@@ -230,20 +230,52 @@ impl Outbox {
     /// Queues `frame`; returns `false` when this outbox no longer takes frames
     /// (closed, or overloaded by this very frame), so the publisher can forget it.
     pub fn deliver(self: &Arc<Self>, frame: &Frame) -> bool {
-        if !self.is_open() {
+        let Some(inner) = self.queue(frame) else {
             return false;
+        };
+        self.schedule(inner);
+        true
+    }
+
+    /// Like [`Outbox::deliver`] for one of many sockets getting the same frame: a
+    /// socket to schedule is added to `batch`, which puts them all on their shards
+    /// at once when dropped (one lock per shard rather than per socket).
+    pub(crate) fn deliver_batched(
+        self: &Arc<Self>,
+        frame: &Frame,
+        batch: &mut ws_writer::Batch,
+    ) -> bool {
+        let Some(mut inner) = self.queue(frame) else {
+            return false;
+        };
+        match self.shard {
+            Some(shard) if !inner.scheduled && !inner.blocked => {
+                inner.scheduled = true;
+                drop(inner);
+                batch.add(shard, self.clone());
+            }
+            Some(_) => {}
+            None => self.schedule(inner),
+        }
+        true
+    }
+
+    /// Appends `frame` unless the outbox is closed or `frame` overflows it (then
+    /// marked overloaded); returns the locked queue.
+    fn queue(&self, frame: &Frame) -> Option<MutexGuard<'_, Inner>> {
+        if !self.is_open() {
+            return None;
         }
         let mut inner = self.lock();
         let len = frame.wire().len();
         if inner.bytes + len > self.limit {
             drop(inner);
             self.overflow();
-            return false;
+            return None;
         }
         inner.bytes += len;
         inner.queue.push_back(frame.clone());
-        self.schedule(inner);
-        true
+        Some(inner)
     }
 
     /// Puts the outbox on its shard's list (or wakes its reader), unless it is

@@ -66,6 +66,17 @@ impl Shard {
         }
     }
 
+    /// Puts `outboxes` on this shard's list at once.
+    fn schedule_all(&self, outboxes: &mut Vec<Arc<Outbox>>) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_empty = dirty.is_empty();
+        dirty.append(outboxes);
+        if was_empty {
+            drop(dirty);
+            self.ready.notify_one();
+        }
+    }
+
     /// The thread's loop: take the list, write every socket on it, repeat.
     fn run(&self) {
         let mut batch = Vec::new();
@@ -85,6 +96,35 @@ impl Shard {
                 outbox.flush_scheduled(&mut stats);
             }
             stats.record();
+        }
+    }
+}
+
+/// Sockets to schedule after one frame was queued to many (a publication): put on
+/// their shards together when the batch is dropped.
+#[derive(Default)]
+pub(crate) struct Batch {
+    shards: Vec<(&'static Shard, Vec<Arc<Outbox>>)>,
+}
+
+impl Batch {
+    /// Adds `outbox`, to be put on `shard`.
+    pub(crate) fn add(&mut self, shard: &'static Shard, outbox: Arc<Outbox>) {
+        match self
+            .shards
+            .iter_mut()
+            .find(|(s, _)| std::ptr::eq(*s, shard))
+        {
+            Some((_, list)) => list.push(outbox),
+            None => self.shards.push((shard, vec![outbox])),
+        }
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for (shard, list) in &mut self.shards {
+            shard.schedule_all(list);
         }
     }
 }

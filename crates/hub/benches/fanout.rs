@@ -70,8 +70,8 @@ impl Scale {
                 sockets: 200,
                 small: 50,
                 max_sockets: 200,
-                small_events: 10,
-                full_events: 10,
+                small_events: 5,
+                full_events: 5,
                 burst_events: 50,
             };
         }

@@ -330,12 +330,6 @@ impl Outbox {
         self.schedule(inner);
     }
 
-    /// Queues a frame of the session's own (a pong, a ping), counted against the
-    /// limit like events; returns `false` when it overflowed.
-    pub(crate) fn control(self: &Arc<Self>, frame: &Frame) -> bool {
-        self.deliver(frame)
-    }
-
     /// Ends the stream with `frames` (an error and a close): nothing queued after
     /// them. Unsent events are discarded when the socket is overloaded (the browser
     /// resumes anyway), except the rest of a frame already begun.

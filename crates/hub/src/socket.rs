@@ -373,7 +373,7 @@ async fn authenticate(
         let text = match message {
             Inbound::Text(text) => text,
             Inbound::Ping(payload) => {
-                socket.outbox.control(&Frame::pong(&payload));
+                socket.outbox.deliver(&Frame::pong(&payload));
                 continue;
             }
             Inbound::Pong => continue,
@@ -541,8 +541,10 @@ async fn forward(
                     },
                     Inbound::Binary(len) => return binary_refused(len),
                     Inbound::Close(payload) => return End::PeerClosed(payload),
+                    // Queued like events and counted against the same limit: a browser
+                    // that pings without reading overflows (1013).
                     Inbound::Ping(payload) => {
-                        outbox.control(&Frame::pong(&payload));
+                        outbox.deliver(&Frame::pong(&payload));
                     }
                     Inbound::Pong => {}
                     Inbound::TooBig => return too_big(),
@@ -564,7 +566,7 @@ async fn forward(
                     return End::Drop;
                 }
                 if now >= next_ping {
-                    outbox.control(&Frame::ping());
+                    outbox.deliver(&Frame::ping());
                     next_ping = now + settings.ping_interval;
                 }
                 let mut next = next_ping.min(last_seen + idle).min(expires);

@@ -1,16 +1,24 @@
-//! Fan-out benchmark of the hub (issue 6): delivery latency, server CPU per delivery,
-//! memory per idle socket and signed ingest throughput, over loopback.
+//! Fan-out benchmark of the hub (issues 6 and 18): delivery latency at 5 events/s,
+//! burst throughput and server CPU per delivery, memory per idle socket, over
+//! loopback, for the hub and, in the same run with the same client, the floor stub
+//! (a bare fan-out loop in this binary, `floor/`: one write per delivery, and
+//! coalescing up to 64 frames per write) and a Node 20 + `ws` reference hub
+//! (`peer/hub.js`). Every figure is printed with its ratio to the floors and to
+//! the Node peer (docs/benchmarks.md "Hub fan-out").
 //!
-//! The hub runs in a child process (this binary with `--hub-server`) so that its CPU
-//! time and resident memory can be read from `/proc/<pid>` without counting the
-//! clients. The parent holds the browsers (real WebSockets, authenticated with a JWT)
-//! and posts signed webhooks over plain keep-alive HTTP/1.1. Browser source addresses
+//! Each server runs in a child process (this binary with `--hub-server` or
+//! `--floor-server <mode>`, or `node peer/hub.js`) so that its CPU time and
+//! resident memory can be read from `/proc/<pid>` without counting the clients.
+//! The parent holds the browsers (real WebSockets; the hub verifies their JWT) and
+//! posts signed webhooks over plain keep-alive HTTP/1.1. Browser source addresses
 //! are spread over 127.0.0.0/8 so the ephemeral-port range is never the limit.
 //!
 //! Run: `cargo bench -p coven-hub --bench fanout` (scale with `FANOUT_SOCKETS`,
-//! `FANOUT_MAX_SOCKETS`, `FANOUT_SMALL`, `FANOUT_HANDSHAKES`). Both processes need
-//! one file descriptor per socket plus a few; the numbers are printed and recorded
-//! by hand in docs/benchmarks.md.
+//! `FANOUT_MAX_SOCKETS`, `FANOUT_HANDSHAKES`; `FANOUT_SMALL=1` runs in seconds with
+//! 200 sockets; `FANOUT_ONLY=hub,floor-one,floor-coalesce,node` picks servers).
+//! The peer needs `node` (skipped with a message without it); its `ws` is
+//! installed with `npm ci` on first use. Both processes need one file descriptor
+//! per socket plus a few.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -19,20 +27,23 @@
 )]
 
 mod common;
+mod floor;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Browsers, Poster, Server, env_usize, event, head_seq, now_us, percentile};
 
 fn main() {
-    if std::env::args().any(|a| a == "--hub-server") {
-        common::hub_server_main(|settings| {
-            if let Some(size) = env_usize("FANOUT_READ_BUFFER") {
-                settings.ws_read_buffer_size = size;
-            }
-        });
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--hub-server") {
+        common::hub_server_main(|_| {});
+        return;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--floor-server") {
+        floor::main(args.get(at + 1).map_or("one", String::as_str));
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -42,8 +53,68 @@ fn main() {
     runtime.block_on(client_main());
 }
 
-/// (a) Posts `events` at `rate` per second; prints delivery latency percentiles.
-async fn latency(server: &Server, browsers: &mut Browsers, events: u64, rate: u64, label: &str) {
+/// The sizes of one run.
+struct Scale {
+    sockets: usize,
+    small: usize,
+    max_sockets: usize,
+    small_events: u64,
+    full_events: u64,
+    burst_events: u64,
+}
+
+impl Scale {
+    fn from_env() -> Self {
+        if env_usize("FANOUT_SMALL").is_some_and(|n| n > 0) {
+            return Self {
+                sockets: 200,
+                small: 50,
+                max_sockets: 200,
+                small_events: 5,
+                full_events: 5,
+                burst_events: 50,
+            };
+        }
+        let sockets = env_usize("FANOUT_SOCKETS").unwrap_or(10_000);
+        Self {
+            sockets,
+            small: 1_000.min(sockets),
+            max_sockets: env_usize("FANOUT_MAX_SOCKETS")
+                .unwrap_or(19_000)
+                .max(sockets),
+            small_events: 25,
+            full_events: 50,
+            burst_events: 200,
+        }
+    }
+}
+
+/// One server's figures.
+#[derive(Default, Clone, Copy)]
+struct Figures {
+    /// p50, p99 (ms) at 5 events/s with `small` sockets.
+    small: (f64, f64),
+    /// p50, p99 (ms) at 5 events/s with `sockets` sockets.
+    full: (f64, f64),
+    /// Server CPU per delivery (µs) at 5 events/s, `sockets` sockets.
+    full_cpu_us: f64,
+    /// Burst deliveries per second (wall).
+    burst_rate: f64,
+    /// Burst server CPU per delivery (µs).
+    burst_cpu_us: f64,
+    /// RSS per idle authenticated socket (KiB) over the first `sockets`.
+    kib_per_socket: f64,
+}
+
+/// Posts `events` at `rate` per second; returns (p50, p99) in ms and server CPU
+/// per delivery in µs.
+async fn latency(
+    server: &Server,
+    browsers: &mut Browsers,
+    events: u64,
+    rate: u64,
+    label: &str,
+) -> ((f64, f64), f64) {
     let addr = server.addr;
     let base = head_seq(addr).await;
     let cpu_before = server.cpu();
@@ -71,21 +142,23 @@ async fn latency(server: &Server, browsers: &mut Browsers, events: u64, rate: u6
         .map(|(seq, at)| at.saturating_sub(sent_at[(seq - base - 1) as usize]))
         .collect();
     latencies.sort_unstable();
+    let p50 = percentile(&latencies, 50.0) as f64 / 1000.0;
+    let p99 = percentile(&latencies, 99.0) as f64 / 1000.0;
+    let cpu_us = cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64;
     println!(
-        "(a) latency, {label}: {} browsers, {events} events at {rate}/s, {} deliveries{}: \
-         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server CPU {:.2} us per delivery",
+        "  latency, {label}: {} browsers, {events} events at {rate}/s, {} deliveries{}: \
+         p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms; server CPU {cpu_us:.2} us per delivery",
         browsers.count,
         latencies.len(),
         if complete { "" } else { " (INCOMPLETE)" },
-        percentile(&latencies, 50.0) as f64 / 1000.0,
-        percentile(&latencies, 99.0) as f64 / 1000.0,
         latencies.last().copied().unwrap_or(0) as f64 / 1000.0,
-        cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64,
     );
+    ((p50, p99), cpu_us)
 }
 
-/// (b) Posts `events` as fast as possible; prints server CPU per delivery.
-async fn burst(server: &Server, browsers: &mut Browsers, events: u64) {
+/// Posts `events` as fast as possible over 4 connections; returns deliveries per
+/// second and server CPU per delivery in µs.
+async fn burst(server: &Server, browsers: &mut Browsers, events: u64) -> (f64, f64) {
     let addr = server.addr;
     let base = head_seq(addr).await;
     let received_before = browsers.received.load(Ordering::Relaxed);
@@ -116,97 +189,163 @@ async fn burst(server: &Server, browsers: &mut Browsers, events: u64) {
     let cpu = server.cpu().saturating_sub(cpu_before);
     let deliveries = events * browsers.count as u64;
     browsers.collect().await;
+    let rate = deliveries as f64 / wall.as_secs_f64();
+    let cpu_us = cpu.as_secs_f64() * 1e6 / deliveries as f64;
     println!(
-        "(b) burst: {events} events x {} browsers = {deliveries} deliveries{} in {:.2} s wall \
-         ({:.0} deliveries/s); server CPU {:.2} s = {:.2} us per delivery",
+        "  burst: {events} events x {} browsers = {deliveries} deliveries{} in {:.2} s wall \
+         ({rate:.0} deliveries/s); server CPU {:.2} s = {cpu_us:.2} us per delivery",
         browsers.count,
         if complete { "" } else { " (INCOMPLETE)" },
         wall.as_secs_f64(),
-        deliveries as f64 / wall.as_secs_f64(),
         cpu.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / deliveries as f64,
     );
+    (rate, cpu_us)
 }
 
-/// (d) Signed ingest requests per second, `connections` keep-alive posters.
-async fn ingest_rate(server: &Server, seconds: u64, connections: u64) {
+/// Resident memory growth per socket in KiB, after the sockets settled.
+async fn settled_rss(server: &Server) -> u64 {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.rss()
+}
+
+/// Runs every measurement against `server`.
+async fn measure(name: &str, server: &Server, scale: &Scale) -> Figures {
     let addr = server.addr;
-    let cpu_before = server.cpu();
-    let count = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let count = count.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut poster = Poster::connect(addr).await;
-            let mut n = 0;
-            while Instant::now() < deadline {
-                poster
-                    .post(&event(n), 50_000_000 + c * 10_000_000 + n)
-                    .await;
-                n += 1;
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    let started = Instant::now();
-    for task in tasks {
-        task.await.expect("poster");
-    }
-    let total = count.load(Ordering::Relaxed);
-    let cpu = server.cpu().saturating_sub(cpu_before);
+    println!("{name} on {addr}, pid {}", server.pid());
+    let mut figures = Figures::default();
+    let mut browsers = Browsers::new();
+    let rss0 = settled_rss(server).await;
+    browsers.open(addr, scale.small).await;
+    (figures.small, _) = latency(server, &mut browsers, scale.small_events, 5, "small").await;
+    browsers.open(addr, scale.sockets - scale.small).await;
+    let rss1 = settled_rss(server).await;
+    figures.kib_per_socket = rss1.saturating_sub(rss0) as f64 / browsers.count as f64 / 1024.0;
     println!(
-        "(d) ingest: {total} signed webhooks in {:.1} s over {connections} connections = {:.0}/s; \
-         server CPU {:.1} us per request (client shares the 2 cores)",
-        started.elapsed().as_secs_f64(),
-        total as f64 / started.elapsed().as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / total.max(1) as f64,
+        "  memory: {} idle authenticated sockets: RSS +{:.1} MiB = {:.2} KiB per socket",
+        browsers.count,
+        rss1.saturating_sub(rss0) as f64 / 1_048_576.0,
+        figures.kib_per_socket,
     );
+    (figures.full, figures.full_cpu_us) =
+        latency(server, &mut browsers, scale.full_events, 5, "full").await;
+    (figures.burst_rate, figures.burst_cpu_us) =
+        burst(server, &mut browsers, scale.burst_events).await;
+    if name == "hub" && scale.max_sockets > scale.sockets {
+        let before = server.rss();
+        let fresh = scale.max_sockets - scale.sockets;
+        browsers.open(addr, fresh).await;
+        let rss2 = settled_rss(server).await;
+        println!(
+            "  memory: {} sockets: RSS +{:.1} MiB over the empty server = {:.2} KiB per socket; \
+             the {fresh} fresh ones +{:.2} KiB each",
+            browsers.count,
+            rss2.saturating_sub(rss0) as f64 / 1_048_576.0,
+            rss2.saturating_sub(rss0) as f64 / browsers.count as f64 / 1024.0,
+            rss2.saturating_sub(before) as f64 / fresh as f64 / 1024.0,
+        );
+    }
+    println!("  server total CPU {:.1} s", server.cpu().as_secs_f64());
+    figures
+}
+
+/// The Node peer's command, after `npm ci` if needed; `None` (with the reason
+/// printed) when `node` or its `ws` is not available.
+fn node_peer() -> Option<Command> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer");
+    if Command::new("node").arg("--version").output().is_err() {
+        println!("node peer SKIPPED: `node` is not installed");
+        return None;
+    }
+    if !dir.join("node_modules/ws").exists() {
+        let installed = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            println!("node peer SKIPPED: `npm ci` failed in {}", dir.display());
+            return None;
+        }
+    }
+    let mut command = Command::new("node");
+    command.arg(dir.join("hub.js"));
+    Some(command)
+}
+
+/// `value / base`, or "-" without a base.
+fn ratio(value: f64, base: Option<f64>) -> String {
+    match base {
+        Some(base) if base > 0.0 => format!("{:.2}x", value / base),
+        _ => "-".to_owned(),
+    }
+}
+
+/// Reads one figure.
+type Figure = fn(&Figures) -> f64;
+
+fn print_table(results: &[(&str, Figures)], scale: &Scale) {
+    let find = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
+    let (one, coalescing, node) = (find("floor-one"), find("floor-coalesce"), find("node"));
+    let rows: [(String, Figure); 8] = [
+        (format!("p50 ms, 5 ev/s, {}", scale.small), |f| f.small.0),
+        (format!("p99 ms, 5 ev/s, {}", scale.small), |f| f.small.1),
+        (format!("p50 ms, 5 ev/s, {}", scale.sockets), |f| f.full.0),
+        (format!("p99 ms, 5 ev/s, {}", scale.sockets), |f| f.full.1),
+        ("CPU us/delivery, 5 ev/s".to_owned(), |f| f.full_cpu_us),
+        ("burst deliveries/s".to_owned(), |f| f.burst_rate),
+        ("burst CPU us/delivery".to_owned(), |f| f.burst_cpu_us),
+        ("KiB per idle socket".to_owned(), |f| f.kib_per_socket),
+    ];
+    println!();
+    print!("{:<28}", "figure");
+    for (name, _) in results {
+        print!(" {name:>15}");
+    }
+    println!(
+        " {:>12} {:>12} {:>12}",
+        "hub/one", "hub/coalesce", "hub/node"
+    );
+    for (label, get) in rows {
+        print!("{label:<28}");
+        for (_, figures) in results {
+            print!(" {:>15.2}", get(figures));
+        }
+        let hub = find("hub").map(|f| get(&f));
+        match hub {
+            Some(hub) => println!(
+                " {:>12} {:>12} {:>12}",
+                ratio(hub, one.map(|f| get(&f))),
+                ratio(hub, coalescing.map(|f| get(&f))),
+                ratio(hub, node.map(|f| get(&f))),
+            ),
+            None => println!(),
+        }
+    }
 }
 
 async fn client_main() {
-    let sockets = env_usize("FANOUT_SOCKETS").unwrap_or(10_000);
-    let max_sockets = env_usize("FANOUT_MAX_SOCKETS")
-        .unwrap_or(19_000)
-        .max(sockets);
-    let small = env_usize("FANOUT_SMALL").unwrap_or(1_000).min(sockets);
-    let server = Server::start(&[]);
-    let addr = server.addr;
-    println!("hub on {addr}, pid {}", server.pid());
-
-    ingest_rate(&server, 3, 8).await;
-
-    let mut browsers = Browsers::new();
-    let rss0 = server.rss();
-    browsers.open(addr, small).await;
-    latency(&server, &mut browsers, 25, 5, "small").await;
-
-    browsers.open(addr, sockets - small).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss1 = server.rss();
-    println!(
-        "(c) memory: {} idle authenticated sockets: RSS +{:.1} MiB = {:.2} KiB per socket",
-        browsers.count,
-        (rss1 - rss0) as f64 / 1_048_576.0,
-        (rss1 - rss0) as f64 / browsers.count as f64 / 1024.0
-    );
-    latency(&server, &mut browsers, 50, 5, "full").await;
-    burst(&server, &mut browsers, 200).await;
-
-    if max_sockets > sockets {
-        let before = server.rss();
-        let fresh = max_sockets - sockets;
-        browsers.open(addr, fresh).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let rss2 = server.rss();
-        println!(
-            "(c) memory: {} sockets: RSS +{:.1} MiB over the empty hub = {:.2} KiB per socket; \
-             the {fresh} fresh ones +{:.2} KiB each",
-            browsers.count,
-            (rss2 - rss0) as f64 / 1_048_576.0,
-            (rss2 - rss0) as f64 / browsers.count as f64 / 1024.0,
-            (rss2 - before) as f64 / fresh as f64 / 1024.0,
-        );
+    let scale = Scale::from_env();
+    let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.split(',').any(|n| n == name);
+    let exe = std::env::current_exe().expect("exe");
+    let mut results = Vec::new();
+    if wanted("hub") {
+        let server = Server::start(&[]);
+        results.push(("hub", measure("hub", &server, &scale).await));
     }
-    println!("server total CPU {:.1} s", server.cpu().as_secs_f64());
+    for (name, mode) in [("floor-one", "one"), ("floor-coalesce", "coalesce")] {
+        if wanted(name) {
+            let mut command = Command::new(&exe);
+            command.args(["--floor-server", mode]);
+            let server = Server::spawn(command);
+            results.push((name, measure(name, &server, &scale).await));
+        }
+    }
+    if wanted("node")
+        && let Some(command) = node_peer()
+    {
+        let server = Server::spawn(command);
+        results.push(("node", measure("node", &server, &scale).await));
+    }
+    print_table(&results, &scale);
 }

@@ -155,7 +155,7 @@ async fn serve(tcp: TcpStream, conn: ConnInfo, slot: Slot, accept: Arc<Accept>) 
     let io = TrackedIo {
         inner: tcp,
         activity: activity.clone(),
-        _slot: slot,
+        slot,
     };
     let router = accept.router.clone();
     let requests = activity.clone();
@@ -262,11 +262,20 @@ impl Drop for Running {
 }
 
 /// The TCP stream, noting every byte that moves and holding the connection's
-/// slot in the limits until it is dropped (also after a WebSocket upgrade).
-struct TrackedIo {
+/// slot in the limits until it is dropped (also after a WebSocket upgrade, which
+/// takes the stream and the slot with [`TrackedIo::into_parts`]).
+pub(crate) struct TrackedIo {
     inner: TcpStream,
     activity: Arc<Activity>,
-    _slot: Slot,
+    slot: Slot,
+}
+
+impl TrackedIo {
+    /// The stream and the connection's slot, for a WebSocket session: the idle
+    /// watchdog no longer applies (the socket has its own ping and silence rules).
+    pub(crate) fn into_parts(self) -> (TcpStream, Slot) {
+        (self.inner, self.slot)
+    }
 }
 
 impl AsyncRead for TrackedIo {

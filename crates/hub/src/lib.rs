@@ -66,6 +66,8 @@ mod socket;
 mod start_error;
 mod state;
 mod worker_link;
+mod ws_reader;
+mod ws_writer;
 
 use std::future::Future;
 use std::sync::Arc;

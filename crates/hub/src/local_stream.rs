@@ -92,7 +92,11 @@ impl Ring {
     fn push(&mut self, (seq, ts, frame): Entry) -> usize {
         self.head_seq = seq;
         self.observers.retain(|outbox| outbox.deliver(&frame));
-        self.subscribers.retain(|outbox| outbox.deliver(&frame));
+        // The sockets are put on their writer shards together, after the loop.
+        let mut batch = crate::ws_writer::Batch::default();
+        self.subscribers
+            .retain(|outbox| outbox.deliver_batched(&frame, &mut batch));
+        drop(batch);
         self.events.push_back((seq, ts, frame));
         self.subscribers.len()
     }

@@ -1,41 +1,50 @@
 //! `GET /api/ws`: one browser's WebSocket session (docs/spec.md §6).
 //!
 //! Three phases: wait (at most `auth_timeout`) for the `auth` message and verify its
-//! JWT; subscribe to the broker, answer `auth.ok` and send the replay; then forward
-//! the socket's outbox while reading the browser's frames, pinging every
-//! `ping_interval`. Failures send an error envelope and close 4401 (auth, or the
-//! token's `exp` passed), 1008 (malformed) or 1009 (too big); an outbox that
-//! overflows closes 1013; shutdown closes 1001. A browser silent for `idle_timeout`
-//! is dropped by its own timer, and so is one whose writes stall that long. Writes
-//! never block anyone but this socket.
+//! JWT; subscribe to the broker, answer `auth.ok` and send the replay; then let the
+//! writer shards write the socket's outbox while reading the browser's frames,
+//! pinging every `ping_interval`. Failures send an error envelope and close 4401
+//! (auth, or the token's `exp` passed), 1008 (malformed) or 1009 (too big); an
+//! outbox that overflows closes 1013; shutdown closes 1001. A browser silent for
+//! `idle_timeout` is dropped by its own timer, and so is one whose writes stall
+//! that long. Writes never block anyone but this socket.
+//!
+//! The session works on the raw upgraded TCP stream rather than axum's `WebSocket`:
+//! every frame the hub sends is built once and shared ([`Frame`]), and written
+//! together with whatever else the socket has queued in one vectored write
+//! (`crate::fanout`, `crate::ws_writer`); frames are read only when the socket is
+//! readable, into a buffer on the stack (`crate::ws_reader`). The handshake
+//! (RFC 6455 §4.2) is answered here, with tungstenite's accept key.
 
-use std::pin::Pin;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use coven_contract::limits::CLIENT_MESSAGE_MAX_BYTES;
 use coven_contract::{
     Ack, AckEvent, ClientMessage, ContractError, ErrorBody, ErrorCode, ErrorEnvelope,
     ServerMessage, Version,
 };
-use futures_util::SinkExt;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFuture;
 use tracing::Instrument;
 
 use crate::broker::unix_millis;
 use crate::client_ip::ClientIp;
-use crate::conn_limits::SocketSlots;
-use crate::fanout::{Frame, Outbox};
+use crate::conn_limits::{Slot, SocketSlots};
+use crate::connection::TrackedIo;
+use crate::fanout::{Flush, Frame, Outbox};
 use crate::jwt::VerifiedUser;
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
 use crate::rtc_relay::RtcSession;
 use crate::state::SocketState;
+use crate::ws_reader::{Inbound, MAX_INBOUND_FRAME, ReadEnd, Reader};
 
 /// Close codes of docs/spec.md §6.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -45,16 +54,6 @@ const CLOSE_OVERLOADED: u16 = 1013;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_INTERNAL: u16 = 1011;
 
-/// Frames written before one flush.
-const MAX_BATCH: usize = 64;
-/// Batch capacity an idle socket keeps between writes.
-const RETAINED_BATCH: usize = 4;
-/// Largest frame, and largest reassembled message, read from a browser
-/// (docs/spec.md §6): tungstenite refuses a larger frame from its header, before
-/// buffering its payload. The contract's 4 KiB message limit is checked on the
-/// whole message, so such a message leaves the socket readable and gets a complete
-/// closing handshake.
-const MAX_INBOUND_FRAME: usize = 16 * 1024;
 /// Longest wait for the token's expiry: a token valid for longer (years) is timed
 /// for a year, so that the clock arithmetic cannot overflow.
 const MAX_EXPIRY_WAIT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -70,16 +69,27 @@ enum End {
     CloseUnread(u16, &'static str, Option<(ErrorCode, String)>),
     /// The browser is gone or silent: just drop the connection.
     Drop,
-    /// The browser closed: flush tungstenite's queued close reply, then drop.
-    PeerClosed,
+    /// The browser closed (with this close payload): reply, then drop.
+    PeerClosed(Bytes),
 }
 
-/// The upgrade handler: tunes tungstenite's buffers and hands over to [`session`].
+/// The upgrade handler: checks the handshake and the limits, answers 101 and runs
+/// [`session`] on the upgraded connection.
 pub(crate) async fn upgrade(
     State(state): State<SocketState>,
     client: ClientIp,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(refusal) => return (StatusCode::BAD_REQUEST, refusal).into_response(),
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (StatusCode::UPGRADE_REQUIRED, "connection is not upgradable").into_response();
+    };
     if state.lifecycle.shutdown().is_cancelled() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -88,57 +98,209 @@ pub(crate) async fn upgrade(
         Ok(slots) => slots,
         Err(refusal) => return refusal.into_response(),
     };
-    let settings = &state.settings;
-    ws.read_buffer_size(settings.ws_read_buffer_size)
-        .write_buffer_size(settings.ws_write_buffer_size)
-        .max_write_buffer_size(settings.max_unsent_bytes.saturating_mul(2).max(64 * 1024))
-        .max_message_size(MAX_INBOUND_FRAME)
-        .max_frame_size(MAX_INBOUND_FRAME)
-        // Keep the upgrade request's span (with its request id) on the whole session.
-        .on_upgrade(move |socket| {
-            session(state, socket, slots).instrument(tracing::Span::current())
-        })
+    // Keep the upgrade request's span (with its request id) on the whole session.
+    tokio::spawn(session(on_upgrade, state, slots).instrument(tracing::Span::current()));
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
 
-async fn session(state: SocketState, mut socket: WebSocket, mut slots: SocketSlots) {
-    let _connection = state.lifecycle.connection();
-    let end = run(&state, &mut socket, &mut slots).await;
-    let unread = matches!(end, End::CloseUnread(..));
-    if let End::Close(code, reason, error) | End::CloseUnread(code, reason, error) = end {
-        let error = error.map(|(code, message)| {
-            Frame::from(
-                ServerMessage::Error(ErrorEnvelope {
-                    v: Version,
-                    error: ErrorBody { code, message },
-                    ts: unix_millis(),
-                })
-                .to_json(),
-            )
-        });
-        close(
-            &mut socket,
-            code,
-            reason,
-            error,
-            state.settings.close_timeout,
-            unread,
-        )
-        .await;
-    } else if let End::PeerClosed = end {
-        let _ = tokio::time::timeout(state.settings.close_timeout, socket.flush()).await;
+/// The `Sec-WebSocket-Accept` answering a valid WebSocket handshake request
+/// (RFC 6455 §4.2.1), or why the request is not one.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has_token(header::CONNECTION, "upgrade") {
+        return Err("Connection header did not include 'upgrade'");
+    }
+    if !has_token(header::UPGRADE, "websocket") {
+        return Err("Upgrade header did not include 'websocket'");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|version| version != "13")
+    {
+        return Err("Sec-WebSocket-Version header did not include '13'");
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("Sec-WebSocket-Key header missing")?;
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    HeaderValue::try_from(accept).map_err(|_| "invalid Sec-WebSocket-Key")
+}
+
+/// A browser's upgraded connection: its stream (shared with the outbox's writers),
+/// its read state and the messages read but not handled yet.
+struct Socket {
+    stream: Arc<TcpStream>,
+    outbox: Arc<Outbox>,
+    reader: Reader,
+    inbox: VecDeque<Inbound>,
+    eof: bool,
+    /// The connection's slot in the limits, held as long as the socket.
+    _connection: Slot,
+}
+
+impl Socket {
+    /// The next message from the browser; `None` when the connection ended.
+    /// Cancel-safe: nothing is read until the socket is readable.
+    async fn recv(&mut self) -> Option<Inbound> {
+        loop {
+            if let Some(inbound) = self.inbox.pop_front() {
+                return Some(inbound);
+            }
+            if self.eof || self.stream.readable().await.is_err() {
+                return None;
+            }
+            if self.reader.read(&self.stream, &mut self.inbox) == ReadEnd::Closed {
+                self.eof = true;
+            }
+            if self.inbox.capacity() > 4 && self.inbox.is_empty() {
+                self.inbox = VecDeque::new();
+            }
+        }
+    }
+
+    /// Writes everything queued, waiting for the socket to be writable as needed;
+    /// `false` when the connection failed.
+    async fn write_out(&self) -> bool {
+        loop {
+            match self.outbox.flush_now().0 {
+                Flush::Done => return true,
+                Flush::Failed => return false,
+                Flush::Blocked => {
+                    if self.stream.writable().await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 }
 
-async fn run(state: &SocketState, socket: &mut WebSocket, slots: &mut SocketSlots) -> End {
-    // Boxed so that the verifier's large state is freed once authentication is over
-    // instead of sizing every idle session's future.
-    let (user, last_seq) = match Box::pin(authenticate(state, socket, slots)).await {
-        Ok(authenticated) => authenticated,
+/// The upgraded connection: its stream, what the HTTP server read past the
+/// request (parsed now, so that hyper's buffer is not kept) and its slot.
+async fn upgraded(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Option<(TcpStream, Reader, VecDeque<Inbound>, Slot)> {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            return None;
+        }
+    };
+    let Ok(parts) = upgraded.downcast::<TokioIo<TrackedIo>>() else {
+        tracing::error!("upgraded connection of an unexpected type");
+        return None;
+    };
+    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+    let (reader, inbox) = Reader::with(&read_buf);
+    let (stream, connection) = io.into_inner().into_parts();
+    Some((stream, reader, inbox, connection))
+}
+
+/// One browser's session, from the upgrade to the closed connection. Its state
+/// is what an idle socket costs: `state` and `slots` are only borrowed (stored
+/// once), the setup and the closing handshake run in boxed futures of their own.
+async fn session(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    state: SocketState,
+    mut slots: SocketSlots,
+) {
+    let Some((stream, reader, inbox, connection)) = upgraded(on_upgrade).await else {
+        return;
+    };
+    let _connection = state.lifecycle.connection();
+    let stream = Arc::new(stream);
+    let mut socket = Socket {
+        outbox: Arc::new(Outbox::for_socket(
+            state.settings.max_unsent_bytes,
+            stream.clone(),
+        )),
+        stream,
+        reader,
+        inbox,
+        eof: false,
+        _connection: connection,
+    };
+    let end = run(&state, &mut socket, &mut slots).await;
+    Box::pin(end_session(&state, &mut socket, end)).await;
+    socket.outbox.close();
+}
+
+/// Sends what `end` calls for before the connection closes.
+async fn end_session(state: &SocketState, socket: &mut Socket, end: End) {
+    let limit = state.settings.close_timeout;
+    let unread = matches!(end, End::CloseUnread(..));
+    match end {
+        End::Close(code, reason, error) | End::CloseUnread(code, reason, error) => {
+            let error = error.map(|(code, message)| {
+                Frame::from(
+                    ServerMessage::Error(ErrorEnvelope {
+                        v: Version,
+                        error: ErrorBody { code, message },
+                        ts: unix_millis(),
+                    })
+                    .to_json(),
+                )
+            });
+            close(socket, code, reason, error, limit, unread).await;
+        }
+        End::PeerClosed(payload) => {
+            socket.outbox.finish([Frame::close_reply(&payload)]);
+            let _ = tokio::time::timeout(limit, socket.write_out()).await;
+        }
+        End::Drop => {}
+    }
+}
+
+/// An authenticated, subscribed session: what it keeps while it lives.
+struct Live {
+    rtc: RtcSession,
+    expires: Instant,
+    _authenticated: SocketGauge,
+}
+
+/// Authenticates, subscribes and forwards until the session ends. The setup runs
+/// in a boxed future of its own, so that its state (the token, the subscription)
+/// is freed before the socket idles in [`forward`].
+async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) -> End {
+    let mut live = match Box::pin(start(state, socket, slots)).await {
+        Ok(live) => live,
         Err(end) => return end,
     };
+    let end = forward(state, socket, &mut live.rtc, live.expires).await;
+    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
+        metrics::counter!(OVERLOADED).increment(1);
+        tracing::info!("socket closed 1013: fell too far behind");
+    }
+    end
+}
+
+/// Waits for `auth`, subscribes, and puts the ack and the replay first.
+async fn start(
+    state: &SocketState,
+    socket: &mut Socket,
+    slots: &mut SocketSlots,
+) -> Result<Live, End> {
+    let (user, last_seq) = authenticate(state, socket, slots).await?;
     metrics::counter!(AUTH_OK).increment(1);
-    let _authenticated = SocketGauge::new();
-    let outbox = Arc::new(Outbox::new(state.settings.max_unsent_bytes));
+    let authenticated = SocketGauge::new();
+    let outbox = socket.outbox.clone();
+    // Live events queue behind the ack and the replay.
+    outbox.hold();
     let subscription = match state
         .broker
         .subscribe(state.settings.primary_guild_id, last_seq, outbox.clone())
@@ -147,27 +309,28 @@ async fn run(state: &SocketState, socket: &mut WebSocket, slots: &mut SocketSlot
         Ok(subscription) => subscription,
         Err(error) => {
             tracing::warn!(%error, "subscription failed");
-            return End::Close(CLOSE_INTERNAL, "unavailable", None);
+            return Err(End::Close(CLOSE_INTERNAL, "unavailable", None));
         }
     };
     // docs/spec.md §12: this socket's webcam signalling, until the session ends.
-    let mut rtc = state.rtc.attach(&user.subject, &outbox);
-    let end = forward(
-        state,
-        socket,
-        &outbox,
-        &mut rtc,
-        expiry(&user, state.settings.jwt_leeway),
-        subscription.resumed,
-        subscription.replay,
-    )
-    .await;
-    outbox.close();
-    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
-        metrics::counter!(OVERLOADED).increment(1);
-        tracing::info!("socket closed 1013: fell too far behind");
-    }
-    end
+    let rtc = state.rtc.attach(&user.subject, &outbox);
+    let ack = Frame::from(
+        ServerMessage::Ack(Ack {
+            v: Version,
+            event: AckEvent::AuthOk,
+            guild_id: state.settings.primary_guild_id,
+            ts: unix_millis(),
+            resumed: subscription.resumed,
+            ice_servers: rtc.ice_servers(),
+        })
+        .to_json(),
+    );
+    outbox.start(std::iter::once(ack).chain(subscription.replay).collect());
+    Ok(Live {
+        rtc,
+        expires: expiry(&user, state.settings.jwt_leeway),
+        _authenticated: authenticated,
+    })
 }
 
 /// When the token stops being accepted: its `exp` plus the leeway the verifier
@@ -186,7 +349,7 @@ fn expiry(user: &VerifiedUser, leeway: Duration) -> Instant {
 /// verified and the user's socket slot was taken.
 async fn authenticate(
     state: &SocketState,
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     slots: &mut SocketSlots,
 ) -> Result<(VerifiedUser, Option<u64>), End> {
     let deadline = Instant::now() + state.settings.auth_timeout;
@@ -204,18 +367,23 @@ async fn authenticate(
             received = tokio::time::timeout_at(deadline, socket.recv()) => match received {
                 Err(_) => return Err(fail("timeout", "no auth message in time".into())),
                 Ok(None) => return Err(End::Drop),
-                Ok(Some(Err(error))) => return Err(read_failed(error)),
-                Ok(Some(Ok(message))) => message,
+                Ok(Some(message)) => message,
             },
         };
         let text = match message {
-            Message::Text(text) => text,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Close(_) => return Err(End::PeerClosed),
-            Message::Binary(binary) => {
-                metrics::counter!(AUTH_FAILED, "reason" => "invalid_message").increment(1);
-                return Err(binary_refused(binary.len()));
+            Inbound::Text(text) => text,
+            Inbound::Ping(payload) => {
+                socket.outbox.deliver(&Frame::pong(&payload));
+                continue;
             }
+            Inbound::Pong => continue,
+            Inbound::Close(payload) => return Err(End::PeerClosed(payload)),
+            Inbound::Binary(len) => {
+                metrics::counter!(AUTH_FAILED, "reason" => "invalid_message").increment(1);
+                return Err(binary_refused(len));
+            }
+            Inbound::TooBig => return Err(too_big()),
+            Inbound::Invalid => return Err(End::Drop),
         };
         let (token, last_seq) = match ClientMessage::parse(&text) {
             Ok(ClientMessage::Auth { token, last_seq }) => (token, last_seq),
@@ -274,20 +442,17 @@ fn binary_refused(len: usize) -> End {
     }
 }
 
-/// A read error: a frame or message over [`MAX_INBOUND_FRAME`] is refused with
-/// 1009; anything else (a reset, a protocol violation) just drops the connection.
-fn read_failed(error: axum::Error) -> End {
-    match error.into_inner().downcast::<tungstenite::Error>() {
-        Ok(error) if matches!(*error, tungstenite::Error::Capacity(_)) => End::CloseUnread(
-            CLOSE_TOO_BIG,
-            "message too big",
-            Some((
-                ErrorCode::InvalidMessage,
-                format!("frame or message is larger than {MAX_INBOUND_FRAME} bytes"),
-            )),
-        ),
-        _ => End::Drop,
-    }
+/// A frame or message over [`MAX_INBOUND_FRAME`]: refused with 1009 from its
+/// header, the rest left unread.
+fn too_big() -> End {
+    End::CloseUnread(
+        CLOSE_TOO_BIG,
+        "message too big",
+        Some((
+            ErrorCode::InvalidMessage,
+            format!("frame or message is larger than {MAX_INBOUND_FRAME} bytes"),
+        )),
+    )
 }
 
 /// Closes 4401 when the token's `exp` has passed.
@@ -300,101 +465,90 @@ fn expired() -> End {
     )
 }
 
-/// Sends the ack and the replay, then live frames, until the session ends.
+/// Reads the browser's frames and keeps the socket's timers while the writer
+/// shards send its outbox, until the session ends. When the socket's kernel buffer
+/// fills up, the shards leave it to this task, which writes once it is writable.
 async fn forward(
     state: &SocketState,
-    socket: &mut WebSocket,
-    outbox: &Outbox,
+    socket: &mut Socket,
     rtc: &mut RtcSession,
     expires: Instant,
-    resumed: Option<bool>,
-    replay: Vec<Frame>,
 ) -> End {
     let settings = &state.settings;
     let idle = settings.idle_timeout;
+    let outbox = socket.outbox.clone();
+    let stream = socket.stream.clone();
     // Registered once for the whole session, not once per frame.
     let shutdown = state.lifecycle.shutdown().cancelled();
     tokio::pin!(shutdown);
-    let ack = Frame::from(
-        ServerMessage::Ack(Ack {
-            v: Version,
-            event: AckEvent::AuthOk,
-            guild_id: settings.primary_guild_id,
-            ts: unix_millis(),
-            resumed,
-            ice_servers: rtc.ice_servers(),
-        })
-        .to_json(),
-    );
-    let mut batch = Vec::new();
-    {
-        // The ack and the replay, in batches bounded like live ones.
-        let mut first = std::iter::once(ack).chain(replay);
-        loop {
-            batch.extend(first.by_ref().take(MAX_BATCH));
-            if batch.is_empty() {
-                break;
-            }
-            let send = write_batch(socket, &mut batch, shutdown.as_mut(), outbox, idle);
-            if let Some(end) = send.await {
-                return end;
-            }
-        }
-    }
 
-    // One timer for the session's three deadlines: the next ping, silence
-    // (`last_seen + idle`) and the token's expiry. A received frame only moves
-    // `last_seen`; when the timer fires and that deadline moved, it is re-armed for
-    // the earliest one. A browser answering pings costs one timer per ping period,
-    // and a silent one is dropped at its deadline, not at the next ping.
+    // One timer for the session's deadlines: the next ping, silence
+    // (`last_seen + idle`), a stalled write (`progress + idle`) and the token's
+    // expiry. A received frame only moves `last_seen`; when the timer fires and
+    // that deadline moved, it is re-armed for the earliest one. A browser
+    // answering pings costs one timer per ping period, and a silent one is
+    // dropped at its deadline, not at the next ping.
     let mut last_seen = Instant::now();
     let mut next_ping = last_seen + settings.ping_interval;
+    // Since when writes wait for the socket (its last progress), while they do.
+    let mut stalled: Option<Instant> = None;
     let deadline = tokio::time::sleep_until(next_ping.min(last_seen + idle).min(expires));
     tokio::pin!(deadline);
     loop {
         if outbox.is_overloaded() {
             return End::Close(CLOSE_OVERLOADED, "overloaded", None);
         }
-        let bytes = outbox.take(&mut batch, MAX_BATCH);
-        if !batch.is_empty() {
-            let send = write_batch(socket, &mut batch, shutdown.as_mut(), outbox, idle);
-            if let Some(end) = send.await {
-                return end;
+        let blocked = match outbox.state() {
+            Some(Flush::Failed) => return End::Drop,
+            Some(Flush::Blocked) => true,
+            _ => false,
+        };
+        if blocked && stalled.is_none() {
+            let since = Instant::now();
+            stalled = Some(since);
+            if since + idle < deadline.deadline() {
+                deadline.as_mut().reset(since + idle);
             }
-            outbox.sent(bytes);
-            if batch.capacity() > RETAINED_BATCH {
-                // Do not keep a burst's batch capacity on an idle socket.
-                batch = Vec::new();
-            }
-            // A steady flow of events can keep this loop away from the select
-            // below for a while: the expiry is checked here too.
-            if Instant::now() >= expires {
-                return expired();
-            }
-            continue;
+        } else if !blocked {
+            stalled = None;
         }
         tokio::select! {
             biased;
             () = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
             () = outbox.ready() => {}
+            writable = stream.writable(), if blocked => {
+                if writable.is_err() {
+                    return End::Drop;
+                }
+                match outbox.flush_now() {
+                    (Flush::Failed, _) => return End::Drop,
+                    (_, written) if written > 0 => stalled = Some(Instant::now()),
+                    _ => {}
+                }
+            }
             received = socket.recv() => {
-                let message = match received {
-                    None => return End::Drop,
-                    Some(Err(error)) => return read_failed(error),
-                    Some(Ok(message)) => message,
+                let Some(message) = received else {
+                    return End::Drop;
                 };
                 last_seen = Instant::now();
                 match message {
                     // A repeated `auth` is harmless; a refused `rtc.signal` is answered
                     // and the socket stays open; anything else is a protocol error.
-                    Message::Text(text) => match ClientMessage::parse(&text) {
+                    Inbound::Text(text) => match ClientMessage::parse(&text) {
                         Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
                         Ok(ClientMessage::Auth { .. }) => {}
                         Err(error) => return refused(&error),
                     },
-                    Message::Binary(binary) => return binary_refused(binary.len()),
-                    Message::Close(_) => return End::PeerClosed,
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    Inbound::Binary(len) => return binary_refused(len),
+                    Inbound::Close(payload) => return End::PeerClosed(payload),
+                    // Queued like events and counted against the same limit: a browser
+                    // that pings without reading overflows (1013).
+                    Inbound::Ping(payload) => {
+                        outbox.deliver(&Frame::pong(&payload));
+                    }
+                    Inbound::Pong => {}
+                    Inbound::TooBig => return too_big(),
+                    Inbound::Invalid => return End::Drop,
                 }
             }
             // Polled after `recv`, so a frame already received counts.
@@ -407,95 +561,21 @@ async fn forward(
                     tracing::debug!("browser silent too long: dropped");
                     return End::Drop;
                 }
-                if now >= next_ping {
-                    let progress = Progress::new();
-                    let send = socket.send(Message::Ping(bytes::Bytes::new()));
-                    let send = guarded(shutdown.as_mut(), outbox, idle, &progress, send);
-                    if let Some(end) = send.await {
-                        return end;
-                    }
-                    next_ping = Instant::now() + settings.ping_interval;
+                if stalled.is_some_and(|since| now >= since + idle) {
+                    tracing::debug!("write stalled: socket dropped");
+                    return End::Drop;
                 }
-                deadline.as_mut().reset(next_ping.min(last_seen + idle).min(expires));
+                if now >= next_ping {
+                    outbox.deliver(&Frame::ping());
+                    next_ping = now + settings.ping_interval;
+                }
+                let mut next = next_ping.min(last_seen + idle).min(expires);
+                if let Some(since) = stalled {
+                    next = next.min(since + idle);
+                }
+                deadline.as_mut().reset(next);
             }
         }
-    }
-}
-
-/// Writes and flushes `batch` through [`guarded`]; each frame handed to the
-/// socket counts as progress.
-async fn write_batch(
-    socket: &mut WebSocket,
-    batch: &mut Vec<Frame>,
-    shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
-    outbox: &Outbox,
-    stall: Duration,
-) -> Option<End> {
-    let progress = Progress::new();
-    let send = async {
-        for frame in batch.drain(..) {
-            socket.feed(Message::Text(frame)).await?;
-            progress.mark();
-        }
-        socket.flush().await
-    };
-    guarded(shutdown, outbox, stall, &progress, send).await
-}
-
-/// Runs a write, abandoning it when the socket overflows or the hub shuts down,
-/// and dropping the socket when the write makes no progress for `stall` (the idle
-/// timeout: a browser that stopped reading is as gone as a silent one).
-async fn guarded(
-    shutdown: Pin<&mut WaitForCancellationFuture<'_>>,
-    outbox: &Outbox,
-    stall: Duration,
-    progress: &Progress,
-    write: impl Future<Output = Result<(), axum::Error>>,
-) -> Option<End> {
-    // Only polled (and its timer only armed) when the write does not finish at once.
-    let stalled = async {
-        loop {
-            let deadline = progress.last() + stall;
-            if Instant::now() >= deadline {
-                break;
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    };
-    tokio::select! {
-        biased;
-        () = shutdown => Some(End::Close(CLOSE_GOING_AWAY, "server shutting down", None)),
-        () = outbox.overloaded() => Some(End::Close(CLOSE_OVERLOADED, "overloaded", None)),
-        result = write => result.err().map(|_| End::Drop),
-        () = stalled => {
-            tracing::debug!("write stalled: socket dropped");
-            Some(End::Drop)
-        }
-    }
-}
-
-/// When a write last made progress (shared by the write and its stall timer, which
-/// run in the same task: an atomic only because the session future must be `Send`).
-struct Progress {
-    start: Instant,
-    nanos: AtomicU64,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Self {
-            start: Instant::now(),
-            nanos: AtomicU64::new(0),
-        }
-    }
-
-    fn mark(&self) {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.nanos.store(nanos, Ordering::Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.start + Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 }
 
@@ -503,32 +583,31 @@ impl Progress {
 /// close so that it reads everything before the TCP connection goes away. With
 /// `unread`, the browser's close cannot be read: the socket lingers until `limit`.
 async fn close(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     code: u16,
     reason: &'static str,
     error: Option<Frame>,
     limit: Duration,
     unread: bool,
 ) {
+    socket
+        .outbox
+        .finish(error.into_iter().chain([Frame::close(code, reason)]));
     let handshake = async {
-        if let Some(error) = error {
-            socket.feed(Message::Text(error)).await?;
+        if !socket.write_out().await {
+            return;
         }
-        socket
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            })))
-            .await?;
         if unread {
             std::future::pending::<()>().await;
         }
-        while let Some(Ok(message)) = socket.recv().await {
-            if matches!(message, Message::Close(_)) {
+        while let Some(message) = socket.recv().await {
+            if matches!(
+                message,
+                Inbound::Close(_) | Inbound::Invalid | Inbound::TooBig
+            ) {
                 break;
             }
         }
-        Ok::<(), axum::Error>(())
     };
     let _ = tokio::time::timeout(limit, handshake).await;
 }

@@ -153,7 +153,9 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// A hub child process (this bench binary with `--hub-server`).
+/// A server child process (the hub: this bench binary with `--hub-server`; or
+/// another fan-out server the bench compares it with) that prints `ADDR <addr>`
+/// and stops when its stdin closes.
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -162,12 +164,17 @@ pub struct Server {
 impl Server {
     /// Starts the hub with these extra environment variables and waits for its address.
     pub fn start(envs: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .arg("--hub-server")
+        let mut command = Command::new(std::env::current_exe().expect("exe"));
+        command.arg("--hub-server").envs(envs.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Starts `command` and waits for the `ADDR` line it prints.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .env("RUST_LOG", "off")
-            .envs(envs.iter().copied())
             .spawn()
             .expect("spawn server");
         let stdout = child.stdout.take().expect("stdout");

@@ -62,10 +62,6 @@ pub struct HubSettings {
     pub max_unsent_bytes: usize,
     /// How long a closing handshake may take before the socket is dropped.
     pub close_timeout: Duration,
-    /// WebSocket read buffer per socket (tungstenite's default is 128 KiB).
-    pub ws_read_buffer_size: usize,
-    /// WebSocket write buffer per socket before a flush is forced.
-    pub ws_write_buffer_size: usize,
     /// Per-user rooms API budget: this many requests...
     pub rooms_rate_burst: u32,
     /// ...refilled one at a time over this period each.
@@ -174,8 +170,6 @@ impl HubSettings {
             idle_timeout: Duration::from_secs(60),
             max_unsent_bytes: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
-            ws_read_buffer_size: 512,
-            ws_write_buffer_size: 0,
             rooms_rate_burst: 10,
             rooms_rate_period: Duration::from_secs(6),
             api_rate_per_ip_burst: 100,

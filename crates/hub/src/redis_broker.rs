@@ -12,6 +12,13 @@
 //!   data) starts a new stream at the clock-derived base, above every `seq`
 //!   handed out before, so `seq` never goes backwards and an old `lastSeq` is
 //!   answered `resumed:false` (see `docs/contract.md`).
+//! * group commit: the webhooks that arrive while a script call is on its way
+//!   wait in a queue ([`PUBLISH_QUEUE`] at most) and go together in the next
+//!   call, one script call (one round trip) for the lot, in the order they
+//!   arrived; each is acknowledged when its call returned, so only once its
+//!   event is in the stream. One call at a time per hub: what it sends is all
+//!   that queued meanwhile, so the batch grows with the load and one event alone
+//!   goes at once (docs/benchmarks.md, "Ingest").
 //! * fan-out: every hub runs one reader task per guild (`XREAD BLOCK` from its last
 //!   id) that turns each entry into an envelope frame once and hands it to this
 //!   hub's sockets through the [`LocalStream`] (ring and subscribers, the same as
@@ -32,19 +39,19 @@
 //! [`LocalStream`]: crate::LocalStream
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use coven_contract::{Event, Secret, Snowflake};
 use futures_util::future::BoxFuture;
 use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError, BrokerLimits, event_frame, stream_base, unix_millis};
 use crate::fanout::Frame;
 use crate::local_stream::{Entry, LocalStream};
-use crate::metrics::PUBLISH_LATENCY;
 use crate::once_key::OnceKey;
 use crate::redis_link::RedisLink;
 
@@ -58,6 +65,13 @@ const READ_COUNT: usize = 512;
 /// The reader's backoff after a failure: from `BACKOFF_MIN` doubling to `BACKOFF_MAX`.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Events waiting for the next publish call, at most; a publish beyond waits
+/// for room (each is a webhook request in flight, already bounded by the
+/// connection limits).
+const PUBLISH_QUEUE: usize = 1024;
+/// Events sent in one publish call, at most: bounds how long the script holds
+/// Redis (a few µs per event).
+const BATCH_MAX: usize = 128;
 
 /// Lua run first by both scripts: when the guild's `seq` key is missing (a new
 /// cluster, or Redis lost its data: a restart without persistence, `FLUSHALL`),
@@ -86,42 +100,60 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 ";
 
-/// `KEYS[1]` seq, `KEYS[2]` stream, `KEYS[3..3+n)` once-keys, then the keys of
-/// rooms this event deletes; `ARGV[1]` stream base, `ARGV[2]` event JSON, `ARGV[3]`
-/// ts (ms), `ARGV[4]` stream length, `ARGV[5]` the dedupe window (ms), `ARGV[6]`
-/// n, `ARGV[7..7+n)` each once-key's lifetime (ms). Returns the new `seq` (as a
-/// string), or 0 when a once-key was already set. Every key given is remembered
+/// Publishes a batch of events of one guild, in order. `KEYS[1]` seq, `KEYS[2]`
+/// stream, then for each event its once-keys and the keys of rooms it deletes;
+/// `ARGV[1]` stream base, `ARGV[2]` ts (ms), `ARGV[3]` stream length, `ARGV[4]`
+/// the dedupe window (ms), `ARGV[5]` the number of events, then for each event:
+/// its number of once-keys `n`, of deleted rooms' keys `r`, its JSON, and each
+/// once-key's lifetime (ms). Returns one `seq` per event (as a string), or 0
+/// when one of its once-keys was already set. Every key given is remembered
 /// either way, like the in-process broker; a room's key is refreshed when seen
-/// again, and a deleted room's is kept for the dedupe window only.
+/// again, and a deleted room's is kept for the dedupe window only. The keys and
+/// stream entries are the same as one event at a time would make, so hubs of a
+/// rolling deploy agree.
 static PUBLISH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{START_STREAM}{}",
         r"
-local n = tonumber(ARGV[6])
-local window = tonumber(ARGV[5])
-local seen = false
-for i = 1, n do
-  local key, life = KEYS[2 + i], ARGV[6 + i]
-  if redis.call('SET', key, '1', 'NX', 'PX', life) == false then
-    seen = true
-    if tonumber(life) > window then
-      redis.call('PEXPIRE', key, life)
+local ts = ARGV[2]
+local maxlen = ARGV[3]
+local window = tonumber(ARGV[4])
+local events = tonumber(ARGV[5])
+local k = 3
+local a = 6
+local seqs = {}
+for e = 1, events do
+  local n, r, body = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  a = a + 3
+  local seen = false
+  for i = 1, n do
+    local key, life = KEYS[k], ARGV[a]
+    k = k + 1
+    a = a + 1
+    if redis.call('SET', key, '1', 'NX', 'PX', life) == false then
+      seen = true
+      if tonumber(life) > window then
+        redis.call('PEXPIRE', key, life)
+      end
     end
   end
-end
-for i = 3 + n, #KEYS do
-  local ttl = redis.call('PTTL', KEYS[i])
-  if ttl == -1 or ttl > window then
-    redis.call('PEXPIRE', KEYS[i], window)
+  for i = 1, r do
+    local ttl = redis.call('PTTL', KEYS[k])
+    if ttl == -1 or ttl > window then
+      redis.call('PEXPIRE', KEYS[k], window)
+    end
+    k = k + 1
+  end
+  if seen then
+    seqs[e] = '0'
+  else
+    redis.call('INCR', KEYS[1])
+    local seq = redis.call('GET', KEYS[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-0', 'e', body, 'ts', ts)
+    seqs[e] = seq
   end
 end
-if seen then
-  return 0
-end
-redis.call('INCR', KEYS[1])
-local seq = redis.call('GET', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-0', 'e', ARGV[2], 'ts', ARGV[3])
-return seq
+return seqs
 "
     ))
 });
@@ -138,7 +170,22 @@ pub struct RedisBroker {
     local: Arc<LocalStream>,
     /// Guilds whose reader runs.
     followed: Mutex<HashSet<Snowflake>>,
+    /// The queue of the publishing task, started by the first publish.
+    publisher: OnceLock<mpsc::Sender<Pending>>,
     stop: CancellationToken,
+}
+
+/// One event waiting for the next publish call.
+struct Pending {
+    guild: Snowflake,
+    /// The event's JSON, as stored in the stream.
+    body: String,
+    /// Its once-keys' Redis names and lifetimes (ms).
+    once_keys: Vec<(String, u64)>,
+    /// The Redis name of the room key it releases, if any.
+    released: Option<String>,
+    /// Its `seq`, 0 for a duplicate, once the call returned.
+    done: oneshot::Sender<redis::RedisResult<u64>>,
 }
 
 impl std::fmt::Debug for RedisBroker {
@@ -163,6 +210,7 @@ impl RedisBroker {
             link,
             local: Arc::new(LocalStream::following(limits)),
             followed: Mutex::new(HashSet::new()),
+            publisher: OnceLock::new(),
             stop: CancellationToken::new(),
         }
     }
@@ -184,32 +232,41 @@ impl RedisBroker {
         let started = Instant::now();
         let guild = event.guild_id();
         self.follow(guild);
-        let body = serde_json::to_string(&event)?;
         let window = self.limits().dedupe_max_age;
-        let mut invocation = PUBLISH.prepare_invoke();
-        invocation
-            .key(RedisLink::key(guild, "seq"))
-            .key(RedisLink::key(guild, "events"));
-        for key in &once_keys {
-            invocation.key(once_key(guild, key));
-        }
-        if let Some(released) = OnceKey::released_by(&event) {
-            invocation.key(once_key(guild, &released));
-        }
-        invocation
-            .arg(stream_base(unix_millis()))
-            .arg(body)
-            .arg(unix_millis())
-            .arg(self.limits().replay_capacity.max(1))
-            .arg(millis(window).max(1))
-            .arg(once_keys.len());
-        for key in &once_keys {
-            invocation.arg(millis(key.lifetime(window)).max(1));
-        }
-        let result: redis::RedisResult<u64> = invocation.invoke_async(&mut self.link.conn()).await;
-        let seq = self.link.record("publish", result)?;
-        metrics::histogram!(PUBLISH_LATENCY).record(started.elapsed().as_secs_f64());
+        let (done, result) = oneshot::channel();
+        let pending = Pending {
+            guild,
+            body: serde_json::to_string(&event)?,
+            once_keys: once_keys
+                .iter()
+                .map(|key| (once_key(guild, key), millis(key.lifetime(window)).max(1)))
+                .collect(),
+            released: OnceKey::released_by(&event).map(|key| once_key(guild, &key)),
+            done,
+        };
+        self.publisher()
+            .send(pending)
+            .await
+            .map_err(|_| BrokerError::Stopped)?;
+        let seq = result.await.map_err(|_| BrokerError::Stopped)??;
+        crate::metrics::ingest()
+            .publish_latency
+            .record(started.elapsed().as_secs_f64());
         Ok((seq > 0).then_some(seq))
+    }
+
+    /// The publishing task's queue, starting the task on first use.
+    fn publisher(&self) -> &mpsc::Sender<Pending> {
+        self.publisher.get_or_init(|| {
+            let (queue, pending) = mpsc::channel(PUBLISH_QUEUE);
+            let publisher = Publisher {
+                link: self.link.clone(),
+                limits: *self.limits(),
+                pending,
+            };
+            tokio::spawn(publisher.run(self.stop.clone()));
+            queue
+        })
     }
 
     async fn seq_in_redis(&self, guild: Snowflake) -> Option<u64> {
@@ -355,10 +412,13 @@ impl Reader {
                     .xread_options(&[&self.stream_key], &[&last_id], &options)
                     .await;
                 let reply = self.link.record("read", result)?;
+                let head = local.head(self.guild);
                 let entries: Vec<Entry> = reply
                     .into_iter()
                     .flat_map(|reply| reply.keys)
                     .flat_map(|key| key.ids)
+                    // Delivered already (by the time the answer came): not parsed again.
+                    .filter(|entry| entry_seq(entry).is_none_or(|seq| seq > head))
                     .filter_map(|entry| {
                         let frame = entry_frame(&entry);
                         if frame.is_none() {
@@ -416,13 +476,116 @@ impl Reader {
     }
 }
 
+/// The publishing task: sends what queued up as one script call, one call at a
+/// time, and answers each event with its `seq`.
+struct Publisher {
+    link: Arc<RedisLink>,
+    limits: BrokerLimits,
+    pending: mpsc::Receiver<Pending>,
+}
+
+impl Publisher {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut batch = Vec::with_capacity(BATCH_MAX);
+        let mut next = None;
+        loop {
+            let first = match next.take() {
+                Some(first) => first,
+                None => tokio::select! {
+                    () = cancel.cancelled() => return,
+                    first = self.pending.recv() => match first {
+                        Some(first) => first,
+                        None => return,
+                    },
+                },
+            };
+            // Everything of the same guild that queued meanwhile, in order (a
+            // script call touches one guild's keys).
+            let guild = first.guild;
+            batch.push(first);
+            while batch.len() < BATCH_MAX {
+                match self.pending.try_recv() {
+                    Ok(more) if more.guild == guild => batch.push(more),
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.publish(guild, &mut batch) => {}
+            }
+        }
+    }
+
+    /// One script call for `batch`; answers (and empties) it.
+    async fn publish(&self, guild: Snowflake, batch: &mut Vec<Pending>) {
+        let mut invocation = PUBLISH.prepare_invoke();
+        invocation
+            .key(RedisLink::key(guild, "seq"))
+            .key(RedisLink::key(guild, "events"))
+            .arg(stream_base(unix_millis()))
+            .arg(unix_millis())
+            .arg(self.limits.replay_capacity.max(1))
+            .arg(millis(self.limits.dedupe_max_age).max(1))
+            .arg(batch.len());
+        for event in batch.iter() {
+            invocation
+                .arg(event.once_keys.len())
+                .arg(usize::from(event.released.is_some()))
+                .arg(&event.body);
+            for (key, life) in &event.once_keys {
+                invocation.key(key).arg(life);
+            }
+            if let Some(released) = &event.released {
+                invocation.key(released);
+            }
+        }
+        let result: redis::RedisResult<Vec<u64>> =
+            invocation.invoke_async(&mut self.link.conn()).await;
+        let result = self.link.record("publish", result);
+        match result {
+            Ok(seqs) if seqs.len() == batch.len() => {
+                for (event, seq) in batch.drain(..).zip(seqs) {
+                    let _ = event.done.send(Ok(seq));
+                }
+            }
+            Ok(seqs) => {
+                tracing::error!(
+                    events = batch.len(),
+                    answers = seqs.len(),
+                    "the publish script answered the wrong number of seqs"
+                );
+                for event in batch.drain(..) {
+                    let _ = event.done.send(Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "the publish script answered the wrong number of seqs",
+                    ))));
+                }
+            }
+            Err(error) => {
+                for event in batch.drain(..) {
+                    let _ = event.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// `(seq, ts, envelope frame)` of a stream entry, `None` when malformed.
 fn entry_frame(entry: &StreamId) -> Option<Entry> {
-    let seq: u64 = entry.id.strip_suffix("-0")?.parse().ok()?;
+    let seq = entry_seq(entry)?;
     let ts: u64 = entry.get::<String>("ts")?.parse().ok()?;
     let body: String = entry.get("e")?;
     let event: Event = serde_json::from_str(&body).ok()?;
     Some((seq, ts, event_frame(event, ts, seq)))
+}
+
+/// The `seq` of a stream entry (its id is `<seq>-0`), `None` when malformed.
+fn entry_seq(entry: &StreamId) -> Option<u64> {
+    entry.id.strip_suffix("-0")?.parse().ok()
 }
 
 /// The Redis key of a once-key of `guild`.

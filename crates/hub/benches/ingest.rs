@@ -471,6 +471,19 @@ async fn client_main() {
         }
     }
     let (busy1, total1) = machine_cpu();
+    if let Some(target) = targets.iter().find(|t| t.redis_pid.is_some()) {
+        let calls = command_calls(&redis).await;
+        let per = |name: &str| {
+            calls.iter().find(|(n, _)| n == name).map_or(0, |(_, c)| *c) as f64
+                / target.acknowledged as f64
+        };
+        println!(
+            "hub + Redis: {:.2} script calls (EVALSHA) and {:.2} XREAD per webhook over the run: {:.1} webhooks per call",
+            per("evalsha"),
+            per("xread"),
+            1.0 / per("evalsha").max(f64::MIN_POSITIVE)
+        );
+    }
     let machine = (busy1 - machine_before.0) as f64 / (total1 - machine_before.1).max(1) as f64;
 
     for target in &targets {
@@ -523,6 +536,26 @@ async fn client_main() {
         );
     }
     println!("every acknowledged webhook was published once (checked on /health)");
+}
+
+/// Redis's `INFO commandstats`: (command, calls).
+async fn command_calls(redis: &RedisServer) -> Vec<(String, u64)> {
+    let mut conn = redis
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_owned(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
 }
 
 /// Waits until the hub's `/health` head is at least `at_least` (its stream reader

@@ -1,6 +1,7 @@
-//! Every HTTP route of the hub and the layers around them: request ids, request
-//! tracing (every route but the worker's webhook), CORS for the configured web
-//! origin, and the per-client-IP budget of the API routes (docs/spec.md §7.2).
+//! Every HTTP route of the hub and the layers around them: request ids and
+//! request tracing (every route but the worker's webhook), CORS for the
+//! configured web origin, and the per-client-IP budget of the API routes
+//! (docs/spec.md §7.2).
 //!
 //! This file is the map of the hub's HTTP surface (docs/contract.md): one line per
 //! route, naming the handler; each handler extracts its own sub-state
@@ -82,10 +83,10 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .fallback(lobby::serve)
         .with_state(app);
     // The worker's webhook: signed, never throttled, and the hub's busiest route.
-    // It carries only its own small state (not a clone of `AppState` per request)
-    // and no tracing span per request (the handler logs what matters, and a 503
-    // while Redis is down is expected, not an error to log per request);
-    // docs/benchmarks.md, "Ingest".
+    // It carries only its own small state (not a clone of `AppState` per request),
+    // no tracing span and hence no request id (nothing would log it; the handler
+    // logs what matters, with the event, and a 503 while Redis is down is
+    // expected, not an error to log per request); docs/benchmarks.md, "Ingest".
     let internal = Router::new()
         .route("/api/internal/events", post(ingest::ingest))
         .with_state(app_ingest);
@@ -101,9 +102,9 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
                 tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
             }),
         )
-        .merge(internal)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::default()));
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::default()))
+        .merge(internal);
     match web_origin.and_then(cors) {
         Some(cors) => router.layer(cors),
         None => router,

@@ -22,8 +22,10 @@
 //! * fan-out: every hub runs one reader task per guild (`XREAD BLOCK` from its last
 //!   id) that turns each entry into an envelope frame once and hands it to this
 //!   hub's sockets through the [`LocalStream`] (ring and subscribers, the same as
-//!   [`InProcessBroker`]'s). The hub that published learns of its own event the
-//!   same way, so every hub delivers in stream order.
+//!   [`InProcessBroker`]'s). Every hub delivers in stream order: the hub that
+//!   published hands its own events to its sockets as soon as Redis answered
+//!   when they directly follow what it delivered last (its reader then skips
+//!   them), and otherwise learns of them from the stream like the others.
 //! * resume ([`Broker::subscribe`]): `(lastSeq, H]` comes from the local ring when
 //!   it covers the gap, else from the stream (`XRANGE`, [`Broker::history`]);
 //!   events after `H` arrive live. A gap older than the stream or the age limit
@@ -105,12 +107,14 @@ end
 /// `ARGV[1]` stream base, `ARGV[2]` ts (ms), `ARGV[3]` stream length, `ARGV[4]`
 /// the dedupe window (ms), `ARGV[5]` the number of events, then for each event:
 /// its number of once-keys `n`, of deleted rooms' keys `r`, its JSON, and each
-/// once-key's lifetime (ms). Returns one `seq` per event (as a string), or 0
-/// when one of its once-keys was already set. Every key given is remembered
-/// either way, like the in-process broker; a room's key is refreshed when seen
-/// again, and a deleted room's is kept for the dedupe window only. The keys and
-/// stream entries are the same as one event at a time would make, so hubs of a
-/// rolling deploy agree.
+/// once-key's lifetime (ms). Returns one `seq` per event, or 0 when one of its
+/// once-keys was already set (also by an earlier event of the batch). Every key
+/// given is remembered either way, like the in-process broker; a room's key is
+/// refreshed when seen again, and a deleted room's is kept for the dedupe window
+/// only. The new events take the next `seq`s in their order with one `INCRBY`
+/// (the values stay below 2^53, where Lua's numbers are exact and `%d` prints
+/// them whole), and the keys and stream entries are those that one event at a
+/// time would make, so hubs of a rolling deploy agree.
 static PUBLISH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{START_STREAM}{}",
@@ -121,9 +125,12 @@ local window = tonumber(ARGV[4])
 local events = tonumber(ARGV[5])
 local k = 3
 local a = 6
-local seqs = {}
+local fresh = {}
+local bodies = {}
+local count = 0
 for e = 1, events do
-  local n, r, body = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local n, r = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  bodies[e] = ARGV[a + 2]
   a = a + 3
   local seen = false
   for i = 1, n do
@@ -144,13 +151,24 @@ for e = 1, events do
     end
     k = k + 1
   end
-  if seen then
-    seqs[e] = '0'
+  if not seen then
+    count = count + 1
+    fresh[e] = true
+  end
+end
+local seqs = {}
+local seq = 0
+if count > 0 then
+  seq = redis.call('INCRBY', KEYS[1], count) - count
+end
+for e = 1, events do
+  if fresh[e] then
+    seq = seq + 1
+    local id = string.format('%d', seq)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, id .. '-0', 'e', bodies[e], 'ts', ts)
+    seqs[e] = id
   else
-    redis.call('INCR', KEYS[1])
-    local seq = redis.call('GET', KEYS[1])
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, seq .. '-0', 'e', body, 'ts', ts)
-    seqs[e] = seq
+    seqs[e] = '0'
   end
 end
 return seqs
@@ -178,6 +196,7 @@ pub struct RedisBroker {
 /// One event waiting for the next publish call.
 struct Pending {
     guild: Snowflake,
+    event: Event,
     /// The event's JSON, as stored in the stream.
     body: String,
     /// Its once-keys' Redis names and lifetimes (ms).
@@ -242,6 +261,7 @@ impl RedisBroker {
                 .map(|key| (once_key(guild, key), millis(key.lifetime(window)).max(1)))
                 .collect(),
             released: OnceKey::released_by(&event).map(|key| once_key(guild, &key)),
+            event,
             done,
         };
         self.publisher()
@@ -261,6 +281,7 @@ impl RedisBroker {
             let (queue, pending) = mpsc::channel(PUBLISH_QUEUE);
             let publisher = Publisher {
                 link: self.link.clone(),
+                local: Arc::downgrade(&self.local),
                 limits: *self.limits(),
                 pending,
             };
@@ -480,6 +501,8 @@ impl Reader {
 /// time, and answers each event with its `seq`.
 struct Publisher {
     link: Arc<RedisLink>,
+    /// Where the batch's events go at once when they follow the local head.
+    local: Weak<LocalStream>,
     limits: BrokerLimits,
     pending: mpsc::Receiver<Pending>,
 }
@@ -522,12 +545,13 @@ impl Publisher {
 
     /// One script call for `batch`; answers (and empties) it.
     async fn publish(&self, guild: Snowflake, batch: &mut Vec<Pending>) {
+        let ts = unix_millis();
         let mut invocation = PUBLISH.prepare_invoke();
         invocation
             .key(RedisLink::key(guild, "seq"))
             .key(RedisLink::key(guild, "events"))
-            .arg(stream_base(unix_millis()))
-            .arg(unix_millis())
+            .arg(stream_base(ts))
+            .arg(ts)
             .arg(self.limits.replay_capacity.max(1))
             .arg(millis(self.limits.dedupe_max_age).max(1))
             .arg(batch.len());
@@ -548,8 +572,19 @@ impl Publisher {
         let result = self.link.record("publish", result);
         match result {
             Ok(seqs) if seqs.len() == batch.len() => {
-                for (event, seq) in batch.drain(..).zip(seqs) {
-                    let _ = event.done.send(Ok(seq));
+                // Delivered before answering: a webhook's own hub has its event
+                // in its stream by the time the worker hears "ok".
+                let mut entries = Vec::with_capacity(batch.len());
+                let mut answers = Vec::with_capacity(batch.len());
+                for (pending, seq) in batch.drain(..).zip(seqs) {
+                    if seq > 0 {
+                        entries.push((seq, ts, event_frame(pending.event, ts, seq)));
+                    }
+                    answers.push((pending.done, seq));
+                }
+                self.deliver(guild, entries);
+                for (done, seq) in answers {
+                    let _ = done.send(Ok(seq));
                 }
             }
             Ok(seqs) => {
@@ -570,6 +605,23 @@ impl Publisher {
                     let _ = event.done.send(Err(error.clone()));
                 }
             }
+        }
+    }
+
+    /// Hands the batch's published events (consecutive `seq`s, in order) to this
+    /// hub's stream at once when nothing comes between them and what it delivered
+    /// last: then they are the stream's next events, and the reader, which reads
+    /// them too, skips them (its head is past them). Otherwise (events of other
+    /// hubs not read yet, or the reader not started) the reader delivers them in
+    /// stream order. The head only grows meanwhile, so [`LocalStream::deliver`]
+    /// at worst skips some that the reader delivered first.
+    fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) {
+        let (Some(local), Some((first, _, _))) = (self.local.upgrade(), entries.first()) else {
+            return;
+        };
+        let head = local.head(guild);
+        if head != 0 && head + 1 >= *first {
+            local.deliver(guild, entries);
         }
     }
 }

@@ -2,7 +2,8 @@
 //! together go to Redis together, in one script call, and every guarantee of one
 //! event at a time holds: a `seq` per event, distinct and gap-free, in the order
 //! the events arrived (so per publisher in the order of its acknowledgements),
-//! exact dedupe also within one call, each event in the stream once at its `seq`.
+//! exact dedupe also within one call, each event in the stream once at its `seq`;
+//! and the publishing hub delivers its own events without waiting for its reader.
 
 mod common;
 
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, id, joined};
-use coven_contract::{Event, Secret};
-use coven_hub::{Broker, BrokerLimits, OnceKey, RedisBroker};
+use coven_contract::{Event, Secret, ServerMessage};
+use coven_hub::{Broker, BrokerLimits, OnceKey, Outbox, RedisBroker};
 use coven_testkit::RedisServer;
 use futures_util::future::join_all;
 
@@ -225,4 +226,74 @@ async fn concurrent_publishers_on_two_hubs_get_one_gap_free_order() {
         })
         .await;
     }
+}
+
+/// The hub that published hands its own events to its sockets as soon as Redis
+/// answered, without waiting for its stream reader: here the reader is held back
+/// (its blocked `XREAD` is answered with an error, after which it waits at least
+/// 50 ms before reading again), yet the event is in the hub's stream when
+/// `publish` returns, once and in order.
+#[tokio::test]
+async fn the_publishing_hub_delivers_its_own_events_without_waiting_for_its_reader() {
+    let redis = RedisServer::start_volatile();
+    let hub = broker(&redis);
+    let guild = id(common::GUILD);
+    let first = hub.publish(joined(1), key("k1")).await.unwrap().unwrap();
+    eventually("the reader follows the stream", async || {
+        hub.ring_state(guild).head_seq == first
+    })
+    .await;
+    let mut conn = connection(&redis).await;
+    let reader = eventually("the reader waits in XREAD", async || {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        clients
+            .lines()
+            .find(|line| line.contains("cmd=xread"))
+            .and_then(|line| line.strip_prefix("id="))
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+    })
+    .await;
+    let unblocked: u64 = redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(&reader)
+        .arg("ERROR")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(unblocked, 1);
+
+    let seq = hub.publish(joined(2), key("k2")).await.unwrap().unwrap();
+    assert_eq!(seq, first + 1);
+    let ring = hub.ring_state(guild);
+    assert_eq!(
+        (ring.head_seq, ring.len),
+        (seq, 2),
+        "delivered by the time its publish returned"
+    );
+    let resume = async |last| {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let subscription = hub.subscribe(guild, Some(last), outbox).await.unwrap();
+        assert_eq!(subscription.resumed, Some(true));
+        subscription
+            .replay
+            .iter()
+            .map(|frame| match ServerMessage::parse(frame).unwrap() {
+                ServerMessage::Event(event) => event.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect::<Vec<u64>>()
+    };
+    assert_eq!(resume(first - 1).await, [first, seq]);
+    // The reader comes back and goes on after it: nothing twice, nothing missed.
+    let third = hub.publish(joined(3), key("k3")).await.unwrap().unwrap();
+    eventually("the third event", async || {
+        hub.ring_state(guild).head_seq == third
+    })
+    .await;
+    assert_eq!(resume(first - 1).await, [first, seq, third]);
 }

@@ -347,9 +347,9 @@ async fn measure(
             let n = (n1 - n0).max(1) as f64;
             Measure {
                 rate: n / wall.as_secs_f64(),
-                server_us: (cpu1 - cpu0).as_secs_f64() * 1e6 / n,
-                redis_us: (redis1 - redis0).as_secs_f64() * 1e6 / n,
-                client_us: (client1 - client0).as_secs_f64() * 1e6 / n,
+                server_us: cpu1.saturating_sub(cpu0).as_secs_f64() * 1e6 / n,
+                redis_us: redis1.saturating_sub(redis0).as_secs_f64() * 1e6 / n,
+                client_us: client1.saturating_sub(client0).as_secs_f64() * 1e6 / n,
             }
         })
         .await;
@@ -394,54 +394,9 @@ async fn client_main() {
     let warmup = Duration::from_millis(if small { 300 } else { 1000 });
 
     let redis = RedisServer::start_volatile();
-    let url = redis.url();
-    let mut targets = Vec::new();
-    for (label, wanted) in [("bare", "bare"), ("hub", "hub"), ("hub + Redis", "redis")] {
-        if !only.is_empty() && only != wanted {
-            continue;
-        }
-        let server = match wanted {
-            "bare" => bare_server(),
-            "hub" => Server::start(&[("REDIS_URL", "")]),
-            _ => Server::start(&[("REDIS_URL", url.as_str())]),
-        };
-        println!("{label}: {} pid {}", server.addr, server.pid());
-        targets.push(Target {
-            label,
-            redis_pid: (wanted == "redis").then(|| redis.pid()).flatten(),
-            hub: wanted != "bare",
-            acknowledged: 0,
-            head_before: 0,
-            server,
-            results: Vec::new(),
-        });
-    }
+    let mut targets = start_targets(&redis, &only);
     for target in targets.iter_mut().filter(|t| t.hub) {
-        // One webhook first (the Redis hub's reader starts with its first event);
-        // its seq is where the count starts.
-        let mut conn = Conn::connect(target.server.addr, "first".into(), 0).await;
-        assert_eq!(conn.post().await, 200);
-        target.acknowledged = 1;
-        let first = if target.redis_pid.is_some() {
-            let mut redis = redis
-                .client()
-                .get_multiplexed_async_connection()
-                .await
-                .expect("redis");
-            let seq: u64 = redis::cmd("GET")
-                .arg(format!("coven:{{{}}}:hub:seq", common::GUILD))
-                .query_async(&mut redis)
-                .await
-                .expect("the guild's seq");
-            assert_eq!(
-                wait_head(target.server.addr, seq, Duration::from_secs(5)).await,
-                seq
-            );
-            seq
-        } else {
-            head_seq(target.server.addr).await
-        };
-        target.head_before = first - 1;
+        first_webhook(target, &redis).await;
     }
     println!(
         "{connections} keep-alive connections, one request in flight each; {} s measured after {} ms warm-up, {rounds} round(s); a {} B body",
@@ -498,14 +453,75 @@ async fn client_main() {
         }
     }
 
+    report(&targets, rounds, started.elapsed(), machine);
+    println!("every acknowledged webhook was published once (checked on /health)");
+}
+
+/// Starts the servers (`only` one of `bare`, `hub`, `redis`, or all).
+fn start_targets(redis: &RedisServer, only: &str) -> Vec<Target> {
+    let url = redis.url();
+    let mut targets = Vec::new();
+    for (label, wanted) in [("bare", "bare"), ("hub", "hub"), ("hub + Redis", "redis")] {
+        if !only.is_empty() && only != wanted {
+            continue;
+        }
+        let server = match wanted {
+            "bare" => bare_server(),
+            "hub" => Server::start(&[("REDIS_URL", "")]),
+            _ => Server::start(&[("REDIS_URL", url.as_str())]),
+        };
+        println!("{label}: {} pid {}", server.addr, server.pid());
+        targets.push(Target {
+            label,
+            redis_pid: (wanted == "redis").then(|| redis.pid()).flatten(),
+            hub: wanted != "bare",
+            acknowledged: 0,
+            head_before: 0,
+            server,
+            results: Vec::new(),
+        });
+    }
+    targets
+}
+
+/// One webhook first (the Redis hub's reader starts with its first event); its
+/// seq is where the hub's count starts.
+async fn first_webhook(target: &mut Target, redis: &RedisServer) {
+    let mut conn = Conn::connect(target.server.addr, "first".into(), 0).await;
+    assert_eq!(conn.post().await, 200);
+    target.acknowledged = 1;
+    let first = if target.redis_pid.is_some() {
+        let mut redis = redis
+            .client()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let seq: u64 = redis::cmd("GET")
+            .arg(format!("coven:{{{}}}:hub:seq", common::GUILD))
+            .query_async(&mut redis)
+            .await
+            .expect("the guild's seq");
+        assert_eq!(
+            wait_head(target.server.addr, seq, Duration::from_secs(5)).await,
+            seq
+        );
+        seq
+    } else {
+        head_seq(target.server.addr).await
+    };
+    target.head_before = first - 1;
+}
+
+/// The medians as a Markdown table, and the ratios.
+fn report(targets: &[Target], rounds: usize, took: Duration, machine: f64) {
     println!(
         "\nmedian of {rounds} round(s) ({:.0} s; machine {:.0} % busy over the run, client included):",
-        started.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         machine * 100.0
     );
     println!("| server | webhooks/s | server CPU per webhook | client CPU per webhook |");
     println!("|---|---|---|---|");
-    for target in &targets {
+    for target in targets {
         let m = median(&target.results);
         println!(
             "| {} | {:.0} | {:.1} µs{} | {:.1} µs |",
@@ -535,7 +551,6 @@ async fn client_main() {
             redis / hub * 100.0
         );
     }
-    println!("every acknowledged webhook was published once (checked on /health)");
 }
 
 /// Redis's `INFO commandstats`: (command, calls).

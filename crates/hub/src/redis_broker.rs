@@ -512,15 +512,16 @@ impl Publisher {
         let mut batch = Vec::with_capacity(BATCH_MAX);
         let mut next = None;
         loop {
-            let first = match next.take() {
-                Some(first) => first,
-                None => tokio::select! {
+            let first = if let Some(first) = next.take() {
+                first
+            } else {
+                tokio::select! {
                     () = cancel.cancelled() => return,
                     first = self.pending.recv() => match first {
                         Some(first) => first,
                         None => return,
                     },
-                },
+                }
             };
             // Everything of the same guild that queued meanwhile, in order (a
             // script call touches one guild's keys).

@@ -429,28 +429,11 @@ impl Reader {
                     synced = true;
                 }
                 let last_id = format!("{}-0", local.head(self.guild));
-                let result: redis::RedisResult<Option<redis::streams::StreamReadReply>> = conn
+                let result: redis::RedisResult<redis::Value> = conn
                     .xread_options(&[&self.stream_key], &[&last_id], &options)
                     .await;
                 let reply = self.link.record("read", result)?;
-                let head = local.head(self.guild);
-                let entries: Vec<Entry> = reply
-                    .into_iter()
-                    .flat_map(|reply| reply.keys)
-                    .flat_map(|key| key.ids)
-                    // Delivered already (by the time the answer came): not parsed again.
-                    .filter(|entry| entry_seq(entry).is_none_or(|seq| seq > head))
-                    .filter_map(|entry| {
-                        let frame = entry_frame(&entry);
-                        if frame.is_none() {
-                            tracing::error!(
-                                id = entry.id,
-                                "unreadable entry in the Redis stream skipped"
-                            );
-                        }
-                        frame
-                    })
-                    .collect();
+                let entries = new_entries(reply, local.head(self.guild))?;
                 if !entries.is_empty() {
                     local.deliver(self.guild, entries);
                 }
@@ -627,6 +610,97 @@ impl Publisher {
     }
 }
 
+/// The entries of an `XREAD` answer above `head`, in order. The publishing hub
+/// delivered its own events already (see [`Publisher::deliver`]), so an entry is
+/// read as far as its id first and converted only when it is new; the raw reply
+/// is walked rather than converted whole, which would build a map per entry.
+fn new_entries(reply: redis::Value, head: u64) -> redis::RedisResult<Vec<Entry>> {
+    use redis::Value;
+    let streams: Vec<Value> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        // RESP2: [[key, entries]]; RESP3: {key: entries}.
+        Value::Array(streams) => streams
+            .into_iter()
+            .filter_map(|stream| match stream {
+                Value::Array(mut pair) if pair.len() == 2 => pair.pop(),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+        other => {
+            // Not a shape seen in practice: the redis crate's own conversion.
+            let reply: Option<redis::streams::StreamReadReply> = redis::from_redis_value(other)?;
+            return Ok(reply
+                .into_iter()
+                .flat_map(|reply| reply.keys)
+                .flat_map(|key| key.ids)
+                .filter(|entry| entry_seq(entry).is_none_or(|seq| seq > head))
+                .filter_map(|entry| readable(&entry.id, entry_frame(&entry)))
+                .collect());
+        }
+    };
+    let mut entries = Vec::new();
+    for stream in streams {
+        let Value::Array(items) = stream else {
+            continue;
+        };
+        for item in items {
+            let Value::Array(mut parts) = item else {
+                continue;
+            };
+            let (Some(fields), Some(Value::BulkString(id))) = (parts.pop(), parts.pop()) else {
+                continue;
+            };
+            let id = String::from_utf8_lossy(&id);
+            let seq = id
+                .strip_suffix("-0")
+                .and_then(|seq| seq.parse::<u64>().ok());
+            if seq.is_some_and(|seq| seq <= head) {
+                continue;
+            }
+            let entry = seq.and_then(|seq| raw_entry(seq, fields));
+            if let Some(entry) = readable(&id, entry) {
+                entries.push(entry);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// `(seq, ts, frame)` from an entry's raw fields (`e` the event JSON, `ts`).
+fn raw_entry(seq: u64, fields: redis::Value) -> Option<Entry> {
+    use redis::Value;
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(flat) => {
+            let mut flat = flat.into_iter();
+            std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
+        }
+        Value::Map(pairs) => pairs,
+        _ => return None,
+    };
+    let (mut event, mut ts) = (None, None);
+    for (name, value) in pairs {
+        let (Value::BulkString(name), Value::BulkString(value)) = (name, value) else {
+            continue;
+        };
+        match name.as_slice() {
+            b"e" => event = serde_json::from_slice::<Event>(&value).ok(),
+            b"ts" => ts = std::str::from_utf8(&value).ok()?.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    let (event, ts) = (event?, ts?);
+    Some((seq, ts, event_frame(event, ts, seq)))
+}
+
+/// `entry`, or a logged skip when it could not be read.
+fn readable(id: &str, entry: Option<Entry>) -> Option<Entry> {
+    if entry.is_none() {
+        tracing::error!(id, "unreadable entry in the Redis stream skipped");
+    }
+    entry
+}
+
 /// `(seq, ts, envelope frame)` of a stream entry, `None` when malformed.
 fn entry_frame(entry: &StreamId) -> Option<Entry> {
     let seq = entry_seq(entry)?;
@@ -648,4 +722,68 @@ fn once_key(guild: Snowflake, key: &OnceKey) -> String {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use coven_contract::{ServerMessage, VoiceJoined};
+    use redis::Value;
+
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn body(user: u64) -> String {
+        let id = |n| Snowflake::new(n).unwrap();
+        serde_json::to_string(&Event::VoiceJoined(VoiceJoined {
+            guild_id: id(1),
+            channel_id: id(2),
+            user_id: id(user),
+        }))
+        .unwrap()
+    }
+
+    /// A RESP2 entry: `[id, [e, <json>, ts, <ms>]]`.
+    fn entry(id: &str, event: &str) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![bulk("e"), bulk(event), bulk("ts"), bulk("1700")]),
+        ])
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<u64> {
+        entries
+            .iter()
+            .map(|(seq, ts, frame)| {
+                assert_eq!(*ts, 1700);
+                match ServerMessage::parse(frame).unwrap() {
+                    ServerMessage::Event(envelope) => assert_eq!(envelope.seq, *seq),
+                    other => panic!("{other:?}"),
+                }
+                *seq
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_xread_answer_yields_the_readable_entries_above_the_head() {
+        let entries = Value::Array(vec![
+            entry("10-0", "not even json"),
+            entry("11-0", &body(3)),
+            entry("12-0", "{}"),
+            entry("garbage", &body(4)),
+            entry("13-0", &body(5)),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk("stream"), entries.clone()])]);
+        assert_eq!(
+            seqs(&new_entries(resp2, 10).unwrap()),
+            [11, 13],
+            "at or below the head: not read; unreadable: skipped"
+        );
+        let resp3 = Value::Map(vec![(bulk("stream"), entries)]);
+        assert_eq!(seqs(&new_entries(resp3, 11).unwrap()), [13]);
+        assert!(new_entries(Value::Nil, 0).unwrap().is_empty(), "timed out");
+    }
 }

@@ -69,6 +69,9 @@ pub enum BrokerError {
     /// The file of announced rooms could not be read or written.
     #[error("broker unavailable: {0}")]
     Store(#[from] OnceStoreError),
+    /// The broker is shutting down: its publishing task has stopped.
+    #[error("broker unavailable: shutting down")]
+    Stopped,
 }
 
 /// What a subscriber gets when it registers.
@@ -258,9 +261,9 @@ impl InProcessBroker {
             }
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        duplicate |= events.iter().any(|key| seen.contains(key, now));
         for key in events {
-            seen.insert(key, now);
+            // Remembered either way; seen before means a duplicate.
+            duplicate |= !seen.insert(key, now);
         }
         drop(seen);
         if let Some(OnceKey::RoomCreated(channel)) = OnceKey::released_by(&event) {

@@ -31,6 +31,7 @@ impl<K: Hash + Eq + Clone> SeenSet<K> {
     }
 
     /// Whether `key` was inserted within the window.
+    #[cfg(test)]
     pub(crate) fn contains(&mut self, key: &K, now: Instant) -> bool {
         self.expire(now);
         self.entries.contains_key(key)

@@ -3,8 +3,12 @@
 //! The `metrics` facade records into one process-wide recorder; this module installs
 //! a Prometheus recorder once (unless the binary passes its own handle) and renders
 //! it. Names are listed here so an operator finds them in one place.
+//!
+//! The webhook's metrics are recorded on every event, so their handles are
+//! registered once ([`ingest`]) instead of being looked up in the recorder's
+//! registry per request (docs/benchmarks.md, "Ingest").
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
 use axum::extract::State;
 use axum::http::header;
@@ -42,6 +46,43 @@ pub(crate) const PUBLISH_LATENCY: &str = "hub_redis_publish_seconds";
 pub(crate) const REPLAY_GAPS: &str = "hub_redis_stream_gaps_total";
 
 static GLOBAL: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The handles the webhook records into on every event.
+pub(crate) struct IngestMetrics {
+    /// [`EVENTS_IN`] `result="published"`.
+    pub(crate) published: metrics::Counter,
+    /// [`EVENTS_IN`] `result="duplicate"`.
+    pub(crate) duplicate: metrics::Counter,
+    /// [`EVENTS_IN`] `result="other_guild"`.
+    pub(crate) other_guild: metrics::Counter,
+    /// [`EVENTS_IN`] `result="invalid"`.
+    pub(crate) invalid: metrics::Counter,
+    /// [`EVENTS_IN`] `result="unavailable"`.
+    pub(crate) unavailable: metrics::Counter,
+    /// [`INGEST_LATENCY`].
+    pub(crate) latency: metrics::Histogram,
+    /// [`PUBLISH_LATENCY`] (the Redis broker's).
+    pub(crate) publish_latency: metrics::Histogram,
+}
+
+/// The webhook's metric handles, registered with the process-wide recorder on
+/// first use. A hub installs that recorder when it is built ([`handle`]), before
+/// it serves a request, so the first webhook finds it in place.
+pub(crate) fn ingest() -> &'static IngestMetrics {
+    static HANDLES: LazyLock<IngestMetrics> = LazyLock::new(|| {
+        let events_in = |result: &'static str| metrics::counter!(EVENTS_IN, "result" => result);
+        IngestMetrics {
+            published: events_in("published"),
+            duplicate: events_in("duplicate"),
+            other_guild: events_in("other_guild"),
+            invalid: events_in("invalid"),
+            unavailable: events_in("unavailable"),
+            latency: metrics::histogram!(INGEST_LATENCY),
+            publish_latency: metrics::histogram!(PUBLISH_LATENCY),
+        }
+    });
+    &HANDLES
+}
 
 /// The handle to render: `given`, or the process-wide one installed on first use.
 pub(crate) fn handle(given: Option<PrometheusHandle>) -> PrometheusHandle {

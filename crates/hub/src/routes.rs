@@ -1,6 +1,7 @@
-//! Every HTTP route of the hub and the layers around them: request ids, request
-//! tracing, CORS for the configured web origin, and the per-client-IP budget of
-//! the API routes (docs/spec.md §7.2).
+//! Every HTTP route of the hub and the layers around them: request ids and
+//! request tracing (every route but the worker's webhook), CORS for the
+//! configured web origin, and the per-client-IP budget of the API routes
+//! (docs/spec.md §7.2).
 //!
 //! This file is the map of the hub's HTTP surface (docs/contract.md): one line per
 //! route, naming the handler; each handler extracts its own sub-state
@@ -44,6 +45,7 @@ impl Hub {
 
 /// The routes over `app`, with request ids, tracing and, for `web_origin`, CORS.
 fn router(app: AppState, web_origin: Option<&Url>) -> Router {
+    let app_ingest = app.ingest.clone();
     // The browser-facing API: each request first spends one of its client IP's
     // budget, before its token is even verified.
     let limited = Router::new()
@@ -68,10 +70,8 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
             app.rooms.rooms_memory.clone(),
             per_ip_limit,
         ));
-    // The webhook is the worker's (signed, it must never be throttled), the
-    // socket has its own per-IP limits (docs/spec.md §6.6), `/auth/login` its own.
+    // The socket has its own per-IP limits (docs/spec.md §6.6), `/auth/login` its own.
     let api = Router::new()
-        .route("/api/internal/events", post(ingest::ingest))
         .route("/api/ws", get(socket::upgrade))
         .merge(limited)
         .route("/.well-known/jwks.json", get(login::jwks))
@@ -82,6 +82,14 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(lobby::serve)
         .with_state(app);
+    // The worker's webhook: signed, never throttled, and the hub's busiest route.
+    // It carries only its own small state (not a clone of `AppState` per request),
+    // no tracing span and hence no request id (nothing would log it; the handler
+    // logs what matters, with the event, and a 503 while Redis is down is
+    // expected, not an error to log per request); docs/benchmarks.md, "Ingest".
+    let internal = Router::new()
+        .route("/api/internal/events", post(ingest::ingest))
+        .with_state(app_ingest);
     let request_id = HeaderName::from_static("x-request-id");
     let router = api
         .layer(
@@ -95,7 +103,8 @@ fn router(app: AppState, web_origin: Option<&Url>) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RequestIds::default()));
+        .layer(SetRequestIdLayer::new(request_id, RequestIds::default()))
+        .merge(internal);
     match web_origin.and_then(cors) {
         Some(cors) => router.layer(cors),
         None => router,

@@ -35,6 +35,11 @@ const FEED_LIMIT: usize = 8 * 1024 * 1024;
 /// Events kept to re-apply over a voice view that is on its way; beyond, the
 /// view is asked for again.
 const PENDING_LIMIT: usize = 100_000;
+/// How often the feed is drained in the background. A lookup drains it first
+/// anyway ("at once", above); this only bounds what queues between lookups, so
+/// the feed is not woken per event: a wake-up per event cost the webhook about
+/// a fifth of its CPU (docs/benchmarks.md, "Ingest").
+const DRAIN_EVERY: Duration = Duration::from_millis(100);
 /// Retry pace of the seeding read: from `SEED_RETRY_MIN` doubling to `SEED_RETRY_MAX`.
 const SEED_RETRY_MIN: Duration = Duration::from_millis(250);
 const SEED_RETRY_MAX: Duration = Duration::from_secs(10);
@@ -94,8 +99,8 @@ impl Presence {
     }
 
     /// Seeds from `view` (retrying until it answers; without one, presence is
-    /// what the events say) and keeps the feed drained, until `stop`. Needs a
-    /// Tokio runtime.
+    /// what the events say) and drains the feed every [`DRAIN_EVERY`], until
+    /// `stop`. Needs a Tokio runtime.
     pub(crate) fn run(
         self: &Arc<Self>,
         view: Option<Arc<dyn VoiceViewSource>>,
@@ -106,8 +111,9 @@ impl Presence {
             let seeding = presence.seed_from(view.as_deref());
             tokio::pin!(seeding);
             let mut seeded = view.is_none();
+            let mut drain = tokio::time::interval(DRAIN_EVERY);
+            drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let feed = presence.lock().feed.clone();
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = &mut seeding, if !seeded => seeded = true,
@@ -115,7 +121,7 @@ impl Presence {
                         seeding.set(presence.seed_from(view.as_deref()));
                         seeded = false;
                     }
-                    () = feed.ready() => presence.lock().drain(),
+                    _ = drain.tick() => presence.lock().drain(),
                 }
             }
         });

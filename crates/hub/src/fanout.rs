@@ -197,7 +197,7 @@ impl fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// A new outbox without a socket, drained with [`Outbox::take`], that overflows
+    /// A new outbox without a socket (its owner drains it), that overflows
     /// past `limit` unsent bytes.
     pub fn new(limit: usize) -> Self {
         Self {

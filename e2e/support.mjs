@@ -1,7 +1,8 @@
-// Helpers shared by the browser tests (lobby.test.mjs, webcams.test.mjs): a free
-// loopback port, waiting on a condition with a deadline (never a bare sleep), and the
-// simulator's control API (docs/simulator.md).
+// Helpers shared by the browser tests (lobby, webcams, webcams-hubs): a free loopback
+// port, waiting on a condition with a deadline (never a bare sleep), the simulator's
+// control API (docs/simulator.md), the processes a test starts, and Chromium with cameras.
 
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now. */
@@ -45,4 +46,79 @@ export async function simCall(simUrl, method, p, body) {
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${p} -> ${res.status} ${text}`);
   return text ? JSON.parse(text) : null;
+}
+
+/**
+ * The processes a test started (`coven`, redis-server, coturn…), each in its own
+ * process group so that stopping one stops its children, with their output: `log`
+ * (every process, labelled, the last 200–400 kB) and `output(name)` (one process's
+ * first 100 kB, e.g. what `coven sim` printed). Stopped on exit and on SIGINT/SIGTERM.
+ */
+export class Processes {
+  constructor(cwd) {
+    this.cwd = cwd;
+    this.children = [];
+    this.log = '';
+    this.outputs = new Map();
+    for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { this.signal('SIGKILL'); process.exit(130); });
+    process.once('exit', () => this.signal('SIGKILL'));
+  }
+
+  /** Starts `bin` with `args` and exactly the environment `env`. */
+  start(name, bin, args, env) {
+    const child = spawn(bin, args, { cwd: this.cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+    const onData = (chunk) => {
+      const seen = this.outputs.get(name) || '';
+      if (seen.length < 100000) this.outputs.set(name, seen + chunk);
+      this.log += `[${name}] ${chunk}`;
+      if (this.log.length > 400000) this.log = this.log.slice(-200000);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    this.children.push(child);
+    return child;
+  }
+
+  /** What `name` has printed so far (its first 100 kB). */
+  output(name) {
+    return this.outputs.get(name) || '';
+  }
+
+  /** Throws, with the output, if any process has exited. */
+  noneExited() {
+    for (const c of this.children) if (c.exitCode !== null) throw new Error(`a process exited:\n${this.log}`);
+  }
+
+  /** Sends `signal` to every process group still running. */
+  signal(signal) {
+    for (const c of this.children) {
+      if (c.exitCode === null && c.signalCode === null) { try { process.kill(-c.pid, signal); } catch { /* gone */ } }
+    }
+  }
+
+  /** SIGTERM, up to 6 s for each to exit, then SIGKILL for what is left. */
+  async stopAll() {
+    this.signal('SIGTERM');
+    await Promise.all(this.children.map((c) => (c.exitCode !== null ? null : Promise.race([
+      new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 6000)),
+    ]))));
+    this.signal('SIGKILL');
+  }
+}
+
+/**
+ * Headless Chromium with fake camera devices (no permission prompt), allowed to use
+ * loopback and real addresses for ICE on one machine (no mDNS names).
+ */
+export function launchWithCameras(chromium, executablePath) {
+  return chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ],
+  });
 }

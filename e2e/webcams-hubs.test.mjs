@@ -21,13 +21,12 @@
 // Run: ./e2e/run.sh webcams-hubs.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { freePort, simCall, until as untilWithin } from './support.mjs';
+import { Processes, freePort, launchWithCameras, simCall, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -39,45 +38,20 @@ const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
 const HUB_SECRET = 'e2e-hub-secret-' + Math.random().toString(16).slice(2);
 const ISSUER = 'http://coven-webcams-hubs.test';
 
-const children = []; // every process started, each in its own process group
-let log = '';
-let simOut = ''; // what `coven sim` printed
+const procs = new Processes(ROOT);
 let browser = null;
 let stateDir = null;
 let simUrl = null;
 const hubs = []; // [{url}] hub 1 and hub 2
 const sim = (method, p, body) => simCall(simUrl, method, p, body);
-
-function start(name, bin, args, env) {
-  const child = spawn(bin, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
-  const onData = (chunk) => {
-    if (name === 'sim' && simOut.length < 100000) simOut += chunk;
-    log += `[${name}] ${chunk}`;
-    if (log.length > 400000) log = log.slice(-200000);
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  children.push(child);
-  return child;
-}
-
-function stopAll(signal = 'SIGTERM') {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) { try { process.kill(-c.pid, signal); } catch { /* gone */ } }
-  }
-}
-for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { stopAll('SIGKILL'); process.exit(130); });
-process.once('exit', () => stopAll('SIGKILL'));
-
-function noneExited() {
-  for (const c of children) if (c.exitCode !== null) throw new Error(`a process exited:\n${log}`);
-}
+const start = (...args) => procs.start(...args);
+const noneExited = () => procs.noneExited();
 
 const tid = (id) => `[data-testid="${id}"]`;
 
 /** The value after `label:` in what `coven sim` printed (docs/simulator.md). */
 function printed(label) {
-  const m = simOut.match(new RegExp(`^${label}:\\s+(\\S+)`, 'm'));
+  const m = procs.output('sim').match(new RegExp(`^${label}:\\s+(\\S+)`, 'm'));
   return m && m[1];
 }
 
@@ -105,7 +79,7 @@ before(async () => {
     DISCORD_API_URL: simUrl,
     DISCORD_GATEWAY_URL: printed('gateway url'),
   };
-  assert.ok(shared.PRIMARY_GUILD_ID && shared.DISCORD_BOT_TOKEN && shared.DISCORD_GATEWAY_URL, log);
+  assert.ok(shared.PRIMARY_GUILD_ID && shared.DISCORD_BOT_TOKEN && shared.DISCORD_GATEWAY_URL, procs.log);
   assert.ok(world.users.length >= 3, JSON.stringify(world.users));
 
   const [port1, port2, workerPort] = [await freePort(), await freePort(), await freePort()];
@@ -141,26 +115,12 @@ before(async () => {
     }, START_MS, 200);
   }
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      // One machine: let ICE use loopback and real addresses, not mDNS names.
-      '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchWithCameras(chromium, CHROMIUM);
 });
 
 after(async () => {
   try { if (browser) await browser.close(); } catch { /* closing anyway */ }
-  stopAll();
-  await Promise.all(children.map((c) => (c.exitCode !== null ? null : Promise.race([
-    new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 6000)),
-  ]))));
-  stopAll('SIGKILL');
+  await procs.stopAll();
   if (stateDir) { try { rmSync(stateDir, { recursive: true, force: true }); } catch { /* best effort */ } }
 });
 
@@ -170,7 +130,7 @@ test('webcams across two hubs on one Redis, FORBIDDEN elsewhere, a move, and fra
     await scenario(errors);
   } catch (err) {
     console.log(`page errors: ${JSON.stringify(errors, null, 1)}`);
-    console.log(`process output (tail):\n${log.slice(-6000)}`);
+    console.log(`process output (tail):\n${procs.log.slice(-6000)}`);
     throw err;
   }
   assert.deepEqual(errors, []);

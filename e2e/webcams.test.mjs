@@ -19,14 +19,13 @@
 // Run: ./e2e/run.sh webcams.test.mjs
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { freePort, simCall, until as untilWithin } from './support.mjs';
+import { Processes, freePort, launchWithCameras, simCall, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -37,33 +36,13 @@ const until = (what, fn, timeout = STEP_MS, interval) => untilWithin(what, fn, t
 const START_MS = Number(process.env.E2E_START_TIMEOUT_MS || 120000);
 const TURN_SECRET = 'e2e-turn-secret-' + Math.random().toString(16).slice(2);
 
-const children = []; // every process started, each in its own process group
-let log = '';
+const procs = new Processes(ROOT);
 let browser = null;
 let stateDir = null;
 let hubUrl = null;
 let simUrl = null;
 const sim = (method, p, body) => simCall(simUrl, method, p, body);
-
-
-
-
-function start(name, bin, args, env) {
-  const child = spawn(bin, args, { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  const onData = (chunk) => { log += `[${name}] ${chunk}`; if (log.length > 400000) log = log.slice(-200000); };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  children.push(child);
-  return child;
-}
-
-function stopAll(signal = 'SIGTERM') {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) { try { process.kill(-c.pid, signal); } catch { /* gone */ } }
-  }
-}
-for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => { stopAll('SIGKILL'); process.exit(130); });
-process.once('exit', () => stopAll('SIGKILL'));
+const start = (name, bin, args, env) => procs.start(name, bin, args, { ...process.env, ...env });
 
 const tid = (id) => `[data-testid="${id}"]`;
 
@@ -95,33 +74,19 @@ before(async () => {
   });
   hubUrl = `http://127.0.0.1:${port}/`;
   await until('`coven demo` to print its URLs', () => {
-    for (const c of children) if (c.exitCode !== null) throw new Error(`a process exited:\n${log}`);
-    const m = log.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/);
+    procs.noneExited();
+    const m = procs.log.match(/(http:\/\/127\.0\.0\.1:\d+)\/_sim\b/);
     simUrl = m && m[1];
-    return log.includes(`http://127.0.0.1:${port}`) && simUrl;
+    return procs.log.includes(`http://127.0.0.1:${port}`) && simUrl;
   }, START_MS, 200);
   await until('the hub to be healthy', async () => (await fetch(hubUrl + 'health')).ok, START_MS, 200);
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-      // One machine: let ICE use loopback and real addresses, not mDNS names.
-      '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ],
-  });
+  browser = await launchWithCameras(chromium, CHROMIUM);
 });
 
 after(async () => {
   try { if (browser) await browser.close(); } catch { /* closing anyway */ }
-  stopAll();
-  await Promise.all(children.map((c) => (c.exitCode !== null ? null : Promise.race([
-    new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 6000)),
-  ]))));
-  stopAll('SIGKILL');
+  await procs.stopAll();
   if (stateDir) { try { rmSync(stateDir, { recursive: true, force: true }); } catch { /* best effort */ } }
 });
 

@@ -18,18 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A counter's value in the hub's `/metrics` (0 before its first increment).
 async fn counter(hub: &TestHub, name: &str) -> u64 {
-    let text = hub
-        .http
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0, |value| value.trim().parse().unwrap())
+    coven_testkit::metric_sum(hub.addr, name).await
 }
 
 #[tokio::test]

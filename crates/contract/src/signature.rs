@@ -110,15 +110,30 @@ impl Signer {
 }
 
 /// Verifies requests against every accepted secret.
-#[derive(Debug, Clone)]
+///
+/// It keeps, next to each secret, an HMAC already keyed with it: keying hashes
+/// the two padded key blocks, so a request clones the keyed state instead of
+/// paying two SHA-256 compressions again (docs/benchmarks.md, "Ingest").
+#[derive(Clone)]
 pub struct Verifier {
     secrets: Vec<Secret>,
+    keyed: Vec<HmacSha256>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keyed states are derived from the secrets: never printed either.
+        f.debug_struct("Verifier")
+            .field("secrets", &self.secrets)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
     /// A verifier accepting any of `secrets`. An empty list accepts nothing.
     pub fn new(secrets: Vec<Secret>) -> Self {
-        Self { secrets }
+        let keyed = secrets.iter().map(keyed).collect();
+        Self { secrets, keyed }
     }
 
     /// Checks the headers of one request against its raw `body` at time `now`
@@ -137,10 +152,11 @@ impl Verifier {
         if signed_at.abs_diff(now) > MAX_CLOCK_SKEW_SECS {
             return Err(SignatureError::Stale);
         }
-        let matches = self
-            .secrets
-            .iter()
-            .any(|secret| mac(secret, timestamp, body).verify_slice(&expected).is_ok());
+        let matches = self.keyed.iter().any(|key| {
+            signed(key.clone(), timestamp, body)
+                .verify_slice(&expected)
+                .is_ok()
+        });
         if matches {
             Ok(Verified { body })
         } else {
@@ -174,9 +190,18 @@ impl<'a> Verified<'a> {
     }
 }
 
+/// An HMAC keyed with `secret`, before any input.
+fn keyed(secret: &Secret) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length")
+}
+
+/// The MAC of `timestamp.body` with `secret`.
 fn mac(secret: &Secret, timestamp: &str, body: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    signed(keyed(secret), timestamp, body)
+}
+
+/// `mac` fed `timestamp.body`: the signed message (docs/spec.md §5).
+fn signed(mut mac: HmacSha256, timestamp: &str, body: &[u8]) -> HmacSha256 {
     mac.update(timestamp.as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -357,6 +382,35 @@ mod tests {
             verify(&v, &(NOW + 1).to_string(), &h.signature),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn each_request_starts_from_the_keyed_state() {
+        // The verifier clones a keyed HMAC per request: nothing of one request's
+        // input may carry into the next, in either secret's state.
+        let during = verifier(&["new-secret", "old-secret"]);
+        for signer in [
+            Signer::new(secret("old-secret")),
+            Signer::new(secret("new-secret")),
+        ] {
+            let h = signer.sign(NOW, BODY);
+            for _ in 0..2 {
+                assert!(verify(&during, &h.timestamp, &h.signature).is_ok());
+                let tampered = during.verify(
+                    Some(&h.timestamp),
+                    Some(&h.signature),
+                    br#"{"event":"room.deleted","payload":{"channelId":"3","guildId":"1"}}"#,
+                    NOW,
+                );
+                assert_eq!(tampered.unwrap_err(), SignatureError::Mismatch);
+            }
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let printed = format!("{:?}", verifier(&["hunter2-very-secret"]));
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 
     #[test]

@@ -12,11 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A set that forgets entries older than `max_age` and keeps at most `capacity`.
+///
+/// Hashed with `foldhash` (randomly seeded per set) rather than std's `SipHash`: its
+/// keys are the once-keys of webhooks whose HMAC was verified (`crate::ingest`),
+/// so only a holder of the webhook secret can choose them, and the set is on every
+/// webhook's path (docs/benchmarks.md, "Ingest").
 #[derive(Debug)]
 pub(crate) struct SeenSet<K> {
     capacity: usize,
     max_age: Duration,
-    entries: HashMap<K, Instant>,
+    entries: HashMap<K, Instant, foldhash::fast::RandomState>,
     order: VecDeque<(Instant, K)>,
 }
 
@@ -25,7 +30,7 @@ impl<K: Hash + Eq + Clone> SeenSet<K> {
         Self {
             capacity: capacity.max(1),
             max_age,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             order: VecDeque::new(),
         }
     }

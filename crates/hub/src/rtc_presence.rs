@@ -18,11 +18,12 @@
 //!
 //! [`LocalStream`]: crate::LocalStream
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use coven_contract::{Event, ServerMessage, Snowflake};
+use coven_contract::Snowflake;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
@@ -254,18 +255,140 @@ impl PresenceGuard<'_> {
 }
 
 /// Applies one event envelope to `channels`.
+///
+/// It reads only what presence needs: the message type, the event name and the
+/// payload's `channelId` / `userId`. The frames are the hub's own envelopes of
+/// events it already validated, and the contract's [`ServerMessage::parse`] (an
+/// internally tagged enum around a flattened one) buffers the whole message twice
+/// through serde's generic `Content` before typing it: for every event of the guild,
+/// on the webhook's path (docs/benchmarks.md, "Ingest").
+///
+/// [`ServerMessage::parse`]: coven_contract::ServerMessage::parse
 fn apply(channels: &mut HashMap<Snowflake, Snowflake>, frame: &Frame) {
-    let Ok(ServerMessage::Event(envelope)) = ServerMessage::parse(frame) else {
+    let Ok(message) = serde_json::from_str::<Peek<'_>>(frame) else {
         return;
     };
-    match envelope.event {
-        Event::VoiceJoined(joined) => {
-            channels.insert(joined.user_id, joined.channel_id);
+    let (true, Some(event), Some(payload)) =
+        (message.kind == "event", message.event, message.payload)
+    else {
+        return;
+    };
+    match (&*event, payload.user_id) {
+        ("voice.joined", Some(user)) => {
+            channels.insert(user, payload.channel_id);
         }
-        Event::VoiceLeft(left) if channels.get(&left.user_id) == Some(&left.channel_id) => {
-            channels.remove(&left.user_id);
+        ("voice.left", Some(user)) if channels.get(&user) == Some(&payload.channel_id) => {
+            channels.remove(&user);
         }
-        Event::RoomDeleted(deleted) => channels.retain(|_, channel| *channel != deleted.channel_id),
+        ("room.deleted", _) => channels.retain(|_, channel| *channel != payload.channel_id),
         _ => {}
+    }
+}
+
+/// What [`apply`] reads of a server message; every other field is skipped.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    /// `event` for an event envelope (docs/spec.md §4).
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    /// The event's name.
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    payload: Option<PeekPayload>,
+}
+
+/// The ids [`apply`] reads of an event's payload (every event has `channelId`).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeekPayload {
+    channel_id: Snowflake,
+    user_id: Option<Snowflake>,
+}
+
+#[cfg(test)]
+mod tests {
+    use coven_contract::{
+        ErrorBody, ErrorCode, ErrorEnvelope, Event, EventEnvelope, RoomDeleted, ServerMessage,
+        Version, VoiceJoined, VoiceLeft, VoiceSpeaking,
+    };
+
+    use super::*;
+
+    fn id(n: u64) -> Snowflake {
+        Snowflake::new(n).unwrap()
+    }
+
+    /// The frame the local stream hands the feed for `event`.
+    fn frame(event: Event) -> Frame {
+        Frame::text(
+            &ServerMessage::Event(EventEnvelope {
+                v: Version,
+                event,
+                ts: 1,
+                seq: 7,
+            })
+            .to_json(),
+        )
+    }
+
+    fn joined(user: u64, channel: u64) -> Event {
+        Event::VoiceJoined(VoiceJoined {
+            guild_id: id(1),
+            channel_id: id(channel),
+            user_id: id(user),
+        })
+    }
+
+    fn left(user: u64, channel: u64) -> Event {
+        Event::VoiceLeft(VoiceLeft {
+            guild_id: id(1),
+            channel_id: id(channel),
+            user_id: id(user),
+        })
+    }
+
+    #[test]
+    fn the_envelopes_move_users_between_channels() {
+        let mut channels = HashMap::new();
+        for event in [joined(10, 2), joined(11, 2), joined(12, 3)] {
+            apply(&mut channels, &frame(event));
+        }
+        assert_eq!(channels.len(), 3);
+        assert_eq!(channels[&id(10)], id(2));
+
+        // A move: joined the new room, then left the old one (which keeps it).
+        apply(&mut channels, &frame(joined(10, 3)));
+        apply(&mut channels, &frame(left(10, 2)));
+        assert_eq!(channels[&id(10)], id(3));
+        apply(&mut channels, &frame(left(11, 2)));
+        assert!(!channels.contains_key(&id(11)));
+
+        // Other events and other messages change nothing.
+        let speaking = Event::VoiceSpeaking(VoiceSpeaking {
+            guild_id: id(1),
+            channel_id: id(3),
+            user_id: id(12),
+            speaking: true,
+        });
+        apply(&mut channels, &frame(speaking));
+        let error = ServerMessage::Error(ErrorEnvelope {
+            v: Version,
+            error: ErrorBody {
+                code: ErrorCode::InternalError,
+                message: "x".into(),
+            },
+            ts: 1,
+        });
+        apply(&mut channels, &Frame::text(&error.to_json()));
+        apply(&mut channels, &Frame::text("not json"));
+        assert_eq!(channels.len(), 2);
+
+        // A deleted room empties.
+        let deleted = Event::RoomDeleted(RoomDeleted {
+            guild_id: id(1),
+            channel_id: id(3),
+        });
+        apply(&mut channels, &frame(deleted));
+        assert!(channels.is_empty());
     }
 }

@@ -6,6 +6,7 @@
 //! weeks must not remember forever: entries expire after an age and the oldest are
 //! evicted past a count, so memory stays bounded whatever the traffic.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -43,19 +44,24 @@ impl<K: Hash + Eq + Clone> SeenSet<K> {
     }
 
     /// Remembers `key`; returns `false` when it was already there.
+    ///
+    /// One hash lookup for a new key: it is inserted first, then the oldest are
+    /// evicted past the capacity (never the new key, the newest).
     pub(crate) fn insert(&mut self, key: K, now: Instant) -> bool {
         self.expire(now);
-        if self.entries.contains_key(&key) {
-            return false;
+        match self.entries.entry(key) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(vacant) => {
+                self.order.push_back((now, vacant.key().clone()));
+                vacant.insert(now);
+            }
         }
-        while self.entries.len() >= self.capacity {
+        while self.entries.len() > self.capacity {
             let Some((_, oldest)) = self.order.pop_front() else {
                 break;
             };
             self.entries.remove(&oldest);
         }
-        self.entries.insert(key.clone(), now);
-        self.order.push_back((now, key));
         true
     }
 
@@ -148,6 +154,24 @@ mod tests {
             "expired"
         );
         assert_eq!(set.len(), 0);
+    }
+
+    #[test]
+    fn a_repeated_key_at_capacity_evicts_nothing() {
+        let start = Instant::now();
+        let mut set = SeenSet::new(3, Duration::from_secs(10));
+        for key in ["a", "b", "c"] {
+            assert!(set.insert(key, start));
+        }
+        for key in ["a", "b", "c"] {
+            assert!(!set.insert(key, start), "{key}");
+        }
+        assert_eq!(set.len(), 3);
+        assert!(set.insert("d", start));
+        assert_eq!(set.len(), 3);
+        assert!(!set.contains(&"a", start), "the oldest went");
+        assert!(set.contains(&"b", start) && set.contains(&"c", start));
+        assert!(!set.insert("d", start), "the newest stayed");
     }
 
     #[tokio::test]

@@ -122,3 +122,24 @@ export function launchWithCameras(chromium, executablePath) {
     ],
   });
 }
+
+/**
+ * The webcams tests' cast, from the simulator's world (`sim`: a control API call):
+ * carol and dave at Table 1, erin at Table 2, whatever the seed had them do. Returns
+ * their user ids and the two tables' channel ids, as strings.
+ */
+export async function seatPlayers(sim) {
+  const world = await sim('GET', '/_sim/state');
+  const userId = (name) => String(world.users.find((u) => u.username === name).id);
+  const voice = world.channels.filter((c) => c.type === 2);
+  const tableA = String((voice.find((c) => c.name === 'Table 1') || voice[0]).id);
+  const tableB = String((voice.find((c) => c.name === 'Table 2') || voice[1]).id);
+  const [carol, dave, erin] = ['carol', 'dave', 'erin'].map(userId);
+  for (const u of [carol, dave, erin]) {
+    if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
+  }
+  await sim('POST', `/_sim/users/${carol}/join`, { channel_id: tableA });
+  await sim('POST', `/_sim/users/${dave}/join`, { channel_id: tableA });
+  await sim('POST', `/_sim/users/${erin}/join`, { channel_id: tableB });
+  return { world, carol, dave, erin, tableA, tableB };
+}

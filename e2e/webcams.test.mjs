@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Processes, freePort, launchWithCameras, simCall, until as untilWithin } from './support.mjs';
+import { Processes, freePort, launchWithCameras, seatPlayers, simCall, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -102,18 +102,7 @@ test('webcams: a mesh per table, FORBIDDEN elsewhere, moves, TURN only, a wrong 
 });
 
 async function webcamsScenario(errors) {
-  const world = await sim('GET', '/_sim/state');
-  const userId = (name) => String(world.users.find((u) => u.username === name).id);
-  const voice = world.channels.filter((c) => c.type === 2);
-  const tableA = String((voice.find((c) => c.name === 'Table 1') || voice[0]).id);
-  const tableB = String((voice.find((c) => c.name === 'Table 2') || voice[1]).id);
-  const [carol, dave, erin] = ['carol', 'dave', 'erin'].map(userId);
-  for (const u of [carol, dave, erin]) {
-    if (world.voice_states.some((v) => String(v.user_id) === u)) await sim('POST', `/_sim/users/${u}/leave`);
-  }
-  await sim('POST', `/_sim/users/${carol}/join`, { channel_id: tableA });
-  await sim('POST', `/_sim/users/${dave}/join`, { channel_id: tableA });
-  await sim('POST', `/_sim/users/${erin}/join`, { channel_id: tableB });
+  const { carol, dave, erin, tableA, tableB } = await seatPlayers(sim);
 
   // Three browsers, signed in as three users through the simulated OAuth.
   const pages = {};

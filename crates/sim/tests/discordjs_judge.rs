@@ -105,6 +105,12 @@ impl Judge {
         writeln!(self.stdin, "{command}").expect("judge stdin");
     }
 
+    /// Starts listening to `user`'s audio (decrypted by the judge's own session).
+    fn listen(&mut self, user: u64) {
+        self.send(&format!("listen {user}"));
+        self.expect("listening", |_| true);
+    }
+
     /// Waits for the next event named `name` that `accept` accepts; fails on an `error`.
     fn expect(&mut self, name: &str, accept: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + STEP;
@@ -213,6 +219,13 @@ async fn exchange(judge: &mut Judge, h: &SimHandle, speaker: u64, listeners: &[u
 }
 
 /// Sorted ids as the judge reports them.
+/// A simulator with Discord's defaults (DAVE required, Discord's buckets) on a free port.
+async fn discord_like() -> Simulator {
+    Simulator::start(SimConfig::discord_like().with_port(0))
+        .await
+        .expect("start")
+}
+
 fn ids(users: &[u64]) -> Vec<String> {
     let mut v: Vec<String> = users.iter().map(u64::to_string).collect();
     v.sort();
@@ -268,9 +281,7 @@ fn assert_all_e2ee(h: &SimHandle) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let seed = h.seed();
     let table = seed.voice_channel_ids[1]; // empty
@@ -289,16 +300,14 @@ async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
     h.user_join(carol, table).expect("carol joins");
     judge.expect("transitioned", |e| e["id"] == 1 && e["privacy"].is_string());
     wait_voice(&h, "carol welcomed", |s| s.counters.dave_welcomed == 1).await;
-    judge.send(&format!("listen {carol}"));
-    judge.expect("listening", |_| true);
+    judge.listen(carol);
     exchange(&mut judge, &h, carol, &[carol]).await;
 
     // A second player joins: added at the next epoch; carol applies the commit.
     h.user_join(dave, table).expect("dave joins");
     judge.expect("transitioned", |e| e["id"] == 2);
     wait_voice(&h, "dave welcomed", |s| s.counters.dave_welcomed == 2).await;
-    judge.send(&format!("listen {dave}"));
-    judge.expect("listening", |_| true);
+    judge.listen(dave);
     exchange(&mut judge, &h, dave, &[carol, dave]).await;
     exchange(&mut judge, &h, carol, &[carol, dave]).await;
 
@@ -329,8 +338,7 @@ async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
     h.user_join(erin, table).expect("erin joins");
     judge.expect("transitioned", |e| e["id"] == 4);
     assert_eq!(judge.group().1, ids(&[seed.bot_user_id, erin]));
-    judge.send(&format!("listen {erin}"));
-    judge.expect("listening", |_| true);
+    judge.listen(erin);
     exchange(&mut judge, &h, erin, &[erin]).await;
 
     assert_all_e2ee(&h);
@@ -340,9 +348,7 @@ async fn discordjs_voice_dave_bot_first_then_players_join_and_leave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let seed = h.seed();
     let table = seed.voice_channel_ids[1]; // empty
@@ -382,10 +388,8 @@ async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
     assert_eq!(bot_view.1, ids(&[bot, carol]));
 
     // Audio between the two clients, each decrypting with its own DAVE session.
-    judge.send(&format!("listen {carol}"));
-    judge.expect("listening", |_| true);
-    person.send(&format!("listen {bot}"));
-    person.expect("listening", |_| true);
+    judge.listen(carol);
+    person.listen(bot);
     judges_exchange((&mut judge, bot), (&mut person, carol)).await;
 
     // A simulated user joins: both members commit in epoch 1, one wins, the other applies it.
@@ -400,8 +404,7 @@ async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
     assert_eq!(judge.group(), person.group());
     assert_eq!(judge.group().1, ids(&[bot, carol, erin]));
     for j in [&mut judge, &mut person] {
-        j.send(&format!("listen {erin}"));
-        j.expect("listening", |_| true);
+        j.listen(erin);
     }
     exchange(&mut judge, &h, erin, &[erin]).await;
     assert!(
@@ -432,9 +435,7 @@ async fn discordjs_voice_dave_two_clients_compete_and_the_loser_is_welcomed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_dave_revokes_a_user_who_leaves_before_the_commit() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let seed = h.seed();
     let table = seed.voice_channel_ids[0]; // alice and bob
@@ -476,8 +477,7 @@ async fn discordjs_voice_dave_revokes_a_user_who_leaves_before_the_commit() {
     h.user_join(dave, table).expect("dave joins");
     judge.expect("transitioned", |e| e["id"] == 2);
     assert_eq!(judge.group().1, ids(&[bot, alice, bob, dave]));
-    judge.send(&format!("listen {dave}"));
-    judge.expect("listening", |_| true);
+    judge.listen(dave);
     exchange(&mut judge, &h, dave, &[alice, bob, dave]).await;
     assert_all_e2ee(&h);
     let c = h.voice_snapshot().counters;
@@ -486,9 +486,7 @@ async fn discordjs_voice_dave_revokes_a_user_who_leaves_before_the_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_v8_resume_replays_missed_messages() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let seed = h.seed();
     let table = seed.voice_channel_ids[0]; // alice and bob sit here: group formed at connect
@@ -505,17 +503,14 @@ async fn discordjs_voice_v8_resume_replays_missed_messages() {
     let c = h.voice_snapshot().counters;
     assert!(c.resumes >= 1 && c.replayed >= 1, "{c:?}");
     assert_eq!(c.identifies, 1, "resumed, not identified again: {c:?}");
-    judge.send(&format!("listen {carol}"));
-    judge.expect("listening", |_| true);
+    judge.listen(carol);
     exchange(&mut judge, &h, carol, &[alice, carol]).await;
     assert_all_e2ee(&h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let seed = h.seed();
     let table = seed.voice_channel_ids[0]; // alice and bob
@@ -543,17 +538,14 @@ async fn discordjs_voice_dave_recovers_from_an_invalid_commit() {
         (1, 2, 4, 1),
         "{c:?}"
     );
-    judge.send(&format!("listen {carol}"));
-    judge.expect("listening", |_| true);
+    judge.listen(carol);
     exchange(&mut judge, &h, carol, &[alice, carol]).await;
     assert_all_e2ee(&h);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_voice_without_dave_is_closed_4017() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let table = sim.handle().seed().voice_channel_ids[1];
     let mut judge = Judge::start(&sim, false);
     judge.send(&format!("join {table}"));
@@ -566,9 +558,7 @@ async fn discordjs_voice_without_dave_is_closed_4017() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discordjs_gateway_rest_rate_limits_and_resume() {
-    let sim = Simulator::start(SimConfig::discord_like().with_port(0))
-        .await
-        .expect("start");
+    let sim = discord_like().await;
     let h = sim.handle();
     let mut judge = Judge::start(&sim, true);
     // Six concurrent creations in Discord's 5-per-5-s bucket: discord.js paces them by the
@@ -614,10 +604,8 @@ async fn discordjs_voice_dave_downgrades_for_a_client_without_dave_and_upgrades_
     person.expect("voice_ready", |_| true);
     judge.expect("prepare_transition", |e| e["id"] == 2 && e["version"] == 0);
     judge.expect("transitioned", |e| e["id"] == 2);
-    judge.send(&format!("listen {alice}"));
-    judge.expect("listening", |_| true);
-    person.send(&format!("listen {bot}"));
-    person.expect("listening", |_| true);
+    judge.listen(alice);
+    person.listen(bot);
     let before = judge.heard_speech(alice);
     assert!(h.voice_user_speak(alice, Duration::from_secs(1)));
     judge.send("play 25");

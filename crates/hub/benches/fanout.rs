@@ -34,7 +34,9 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{Browsers, Poster, Server, env_usize, event, head_seq, now_us, percentile};
+use common::{
+    Browsers, Poster, Server, env_usize, event, head_seq, metric, now_us, percentile, proc_cpu,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -102,6 +104,9 @@ struct Figures {
     burst_rate: f64,
     /// Burst server CPU per delivery (µs).
     burst_cpu_us: f64,
+    /// Burst client CPU per delivery (µs): the same client for every server, so
+    /// what differs is how the server's writes arrive (one frame per read or many).
+    burst_client_us: f64,
     /// RSS per idle authenticated socket (KiB) over the first `sockets`.
     kib_per_socket: f64,
 }
@@ -157,12 +162,17 @@ async fn latency(
 }
 
 /// Posts `events` as fast as possible over 4 connections; returns deliveries per
-/// second and server CPU per delivery in µs.
-async fn burst(server: &Server, browsers: &mut Browsers, events: u64) -> (f64, f64) {
+/// second, and server and client CPU per delivery in µs.
+async fn burst(server: &Server, browsers: &mut Browsers, events: u64) -> (f64, f64, f64) {
     let addr = server.addr;
     let base = head_seq(addr).await;
     let received_before = browsers.received.load(Ordering::Relaxed);
+    let (frames_before, writes_before) = (
+        metric(addr, "hub_ws_frames_total").await,
+        metric(addr, "hub_ws_writes_total").await,
+    );
     let cpu_before = server.cpu();
+    let client_before = proc_cpu(std::process::id());
     let started = Instant::now();
     let connections = 4;
     let mut tasks = Vec::new();
@@ -187,19 +197,33 @@ async fn burst(server: &Server, browsers: &mut Browsers, events: u64) -> (f64, f
     // Let the server finish its last writes before reading its CPU.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let cpu = server.cpu().saturating_sub(cpu_before);
+    let client = proc_cpu(std::process::id()).saturating_sub(client_before);
     let deliveries = events * browsers.count as u64;
     browsers.collect().await;
     let rate = deliveries as f64 / wall.as_secs_f64();
     let cpu_us = cpu.as_secs_f64() * 1e6 / deliveries as f64;
+    let client_us = client.as_secs_f64() * 1e6 / deliveries as f64;
+    let per_write = match (
+        frames_before,
+        writes_before,
+        metric(addr, "hub_ws_frames_total").await,
+        metric(addr, "hub_ws_writes_total").await,
+    ) {
+        (Some(f0), Some(w0), Some(f1), Some(w1)) if w1 > w0 => {
+            format!("; {:.1} frames per write", (f1 - f0) / (w1 - w0))
+        }
+        _ => String::new(),
+    };
     println!(
         "  burst: {events} events x {} browsers = {deliveries} deliveries{} in {:.2} s wall \
-         ({rate:.0} deliveries/s); server CPU {:.2} s = {cpu_us:.2} us per delivery",
+         ({rate:.0} deliveries/s); server CPU {:.2} s = {cpu_us:.2} us per delivery; \
+         client CPU {client_us:.2} us per delivery{per_write}",
         browsers.count,
         if complete { "" } else { " (INCOMPLETE)" },
         wall.as_secs_f64(),
         cpu.as_secs_f64(),
     );
-    (rate, cpu_us)
+    (rate, cpu_us, client_us)
 }
 
 /// Resident memory growth per socket in KiB, after the sockets settled.
@@ -228,8 +252,11 @@ async fn measure(name: &str, server: &Server, scale: &Scale) -> Figures {
     );
     (figures.full, figures.full_cpu_us) =
         latency(server, &mut browsers, scale.full_events, 5, "full").await;
-    (figures.burst_rate, figures.burst_cpu_us) =
-        burst(server, &mut browsers, scale.burst_events).await;
+    (
+        figures.burst_rate,
+        figures.burst_cpu_us,
+        figures.burst_client_us,
+    ) = burst(server, &mut browsers, scale.burst_events).await;
     if name == "hub" && scale.max_sockets > scale.sockets {
         let before = server.rss();
         let fresh = scale.max_sockets - scale.sockets;
@@ -286,7 +313,7 @@ type Figure = fn(&Figures) -> f64;
 fn print_table(results: &[(&str, Figures)], scale: &Scale) {
     let find = |name: &str| results.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
     let (one, coalescing, node) = (find("floor-one"), find("floor-coalesce"), find("node"));
-    let rows: [(String, Figure); 8] = [
+    let rows: [(String, Figure); 9] = [
         (format!("p50 ms, 5 ev/s, {}", scale.small), |f| f.small.0),
         (format!("p99 ms, 5 ev/s, {}", scale.small), |f| f.small.1),
         (format!("p50 ms, 5 ev/s, {}", scale.sockets), |f| f.full.0),
@@ -294,6 +321,7 @@ fn print_table(results: &[(&str, Figures)], scale: &Scale) {
         ("CPU us/delivery, 5 ev/s".to_owned(), |f| f.full_cpu_us),
         ("burst deliveries/s".to_owned(), |f| f.burst_rate),
         ("burst CPU us/delivery".to_owned(), |f| f.burst_cpu_us),
+        ("burst client us/delivery".to_owned(), |f| f.burst_client_us),
         ("KiB per idle socket".to_owned(), |f| f.kib_per_socket),
     ];
     println!();

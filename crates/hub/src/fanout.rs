@@ -184,6 +184,9 @@ struct Inner {
     failed: bool,
     /// The socket; taken away when the session ends, closing the connection.
     stream: Option<Arc<TcpStream>>,
+    /// The `seq` the socket was registered at: published events at or below it
+    /// are not its (`Outbox::publish`).
+    after: u64,
 }
 
 impl fmt::Debug for Outbox {
@@ -223,6 +226,11 @@ impl Outbox {
         }
     }
 
+    /// The writer shard of a socket's outbox.
+    pub(crate) fn shard(&self) -> Option<&'static Shard> {
+        self.shard
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -237,26 +245,74 @@ impl Outbox {
         true
     }
 
-    /// Like [`Outbox::deliver`] for one of many sockets getting the same frame: a
-    /// socket to schedule is added to `batch`, which puts them all on their shards
-    /// at once when dropped (one lock per shard rather than per socket).
-    pub(crate) fn deliver_batched(
-        self: &Arc<Self>,
-        frame: &Frame,
-        batch: &mut ws_writer::Batch,
-    ) -> bool {
-        let Some(mut inner) = self.queue(frame) else {
+    /// Sets the `seq` this socket was registered at: publications at or below it
+    /// are skipped (they were before its time, or are in its replay).
+    pub(crate) fn follow_after(&self, seq: u64) {
+        self.lock().after = seq;
+    }
+
+    /// A writer shard's delivery of `events` (`seq` order) published to this
+    /// socket's stream: those above its registration `seq` are written straight
+    /// from the shared frames when nothing is queued ahead of them, else queued
+    /// behind what is. Returns `false` when the socket no longer takes events
+    /// (closed, failed, or overloaded by them), so the audience can forget it.
+    pub(crate) fn publish(&self, events: &[(u64, Frame)], stats: &mut ws_writer::Stats) -> bool {
+        if !self.is_open() {
             return false;
-        };
-        match self.shard {
-            Some(shard) if !inner.scheduled && !inner.blocked => {
-                inner.scheduled = true;
-                drop(inner);
-                batch.add(shard, self.clone());
-            }
-            Some(_) => {}
-            None => self.schedule(inner),
         }
+        let mut inner = self.lock();
+        if inner.failed {
+            return false;
+        }
+        let first = events.partition_point(|(seq, _)| *seq <= inner.after);
+        let events = &events[first..];
+        if events.is_empty() {
+            return true;
+        }
+        stats.delivered += events.len() as u64;
+        let flush = if inner.blocked || !inner.queue.is_empty() {
+            if !self.queue_all(&mut inner, events.iter().map(|(_, frame)| frame)) {
+                drop(inner);
+                self.overflow();
+                return false;
+            }
+            if inner.blocked {
+                return true;
+            }
+            write_queued(&mut inner, stats)
+        } else {
+            write_direct(&mut inner, events, stats)
+        };
+        match flush {
+            Flush::Done => true,
+            // What the kernel did not take may be more than the limit allows.
+            Flush::Blocked if inner.bytes > self.limit => {
+                drop(inner);
+                self.overflow();
+                false
+            }
+            flush => {
+                inner.blocked = flush == Flush::Blocked;
+                drop(inner);
+                self.wake.notify_one();
+                flush != Flush::Failed
+            }
+        }
+    }
+
+    /// Queues `frames` behind what is queued; `false` (nothing queued) when they
+    /// would pass the limit.
+    fn queue_all<'a>(
+        &self,
+        inner: &mut Inner,
+        frames: impl Iterator<Item = &'a Frame> + Clone,
+    ) -> bool {
+        let len: usize = frames.clone().map(|frame| frame.wire().len()).sum();
+        if inner.bytes + len > self.limit {
+            return false;
+        }
+        inner.bytes += len;
+        inner.queue.extend(frames.cloned());
         true
     }
 
@@ -480,6 +536,71 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     }
     // An idle socket keeps no queue memory.
     inner.queue = VecDeque::new();
+    Flush::Done
+}
+
+/// Writes `events` (nothing is queued) in vectored writes of up to
+/// [`MAX_WRITE_FRAMES`] frames straight from the shared frames; what the kernel
+/// does not take is queued, the first frame possibly begun.
+fn write_direct(inner: &mut Inner, events: &[(u64, Frame)], stats: &mut ws_writer::Stats) -> Flush {
+    let Some(stream) = inner.stream.clone() else {
+        return Flush::Failed;
+    };
+    let mut next = 0;
+    while next < events.len() {
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
+        let mut count = 0;
+        let mut total = 0;
+        for (_, frame) in &events[next..] {
+            let bytes = frame.wire();
+            if count == MAX_WRITE_FRAMES || (count > 0 && total + bytes.len() > MAX_WRITE_BYTES) {
+                break;
+            }
+            slices[count] = IoSlice::new(bytes);
+            count += 1;
+            total += bytes.len();
+        }
+        let written = match stream.try_write_vectored(&slices[..count]) {
+            Ok(0) => {
+                inner.failed = true;
+                return Flush::Failed;
+            }
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                inner.failed = true;
+                return Flush::Failed;
+            }
+        };
+        if written > 0 {
+            stats.writes += 1;
+            stats.bytes += written;
+        }
+        if written == total {
+            stats.frames += count;
+            next += count;
+            continue;
+        }
+        // The kernel took part: queue the rest, beginning with the frame it stopped in.
+        let mut skip = written;
+        for (_, frame) in &events[next..] {
+            let len = frame.wire().len();
+            if skip < len {
+                break;
+            }
+            skip -= len;
+            next += 1;
+            stats.frames += 1;
+        }
+        inner.written = skip;
+        for (_, frame) in &events[next..] {
+            inner.bytes += frame.wire().len();
+            inner.queue.push_back(frame.clone());
+        }
+        inner.bytes -= skip;
+        return Flush::Blocked;
+    }
     Flush::Done
 }
 

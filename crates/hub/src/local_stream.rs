@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::broker::{BrokerLimits, RingState, stream_base, unix_millis};
 use crate::fanout::{Frame, Outbox};
 use crate::metrics::{DELIVERIES, EVENTS_OUT, REPLAY_GAPS};
+use crate::ws_writer::Audience;
 
 /// A sequenced event: `(seq, ts in ms, envelope frame)`.
 pub(crate) type Entry = (u64, u64, Frame);
@@ -60,7 +61,11 @@ struct Ring {
     head_seq: u64,
     /// Recent events, oldest first.
     events: VecDeque<Entry>,
-    subscribers: Vec<Arc<Outbox>>,
+    /// The browsers' sockets, one audience per writer shard: an event is handed
+    /// to each audience once, and its shard writes it to every socket.
+    audiences: Vec<Arc<Audience>>,
+    /// Subscribers without a socket (drained by their owner): given each event here.
+    direct: Vec<Arc<Outbox>>,
     /// The hub's own listeners (the webcams' voice presence, `crate::rtc_presence`):
     /// fed before the browsers, not counted as subscribers.
     observers: Vec<Arc<Outbox>>,
@@ -80,31 +85,54 @@ impl Ring {
         }
     }
 
-    /// Adds `outbox` to the subscribers, forgetting those that closed.
+    /// Adds `outbox` to the subscribers: it gets the events after the head.
     fn add(&mut self, outbox: Arc<Outbox>) {
-        self.subscribers.retain(|o| o.is_open());
-        self.subscribers.push(outbox);
+        outbox.follow_after(self.head_seq);
+        let Some(shard) = outbox.shard() else {
+            self.direct.retain(|o| o.is_open());
+            self.direct.push(outbox);
+            return;
+        };
+        let audience = match self.audiences.iter().find(|a| a.is_on(shard)) {
+            Some(audience) => audience,
+            None => {
+                self.audiences.push(Arc::new(Audience::new(shard)));
+                &self.audiences[self.audiences.len() - 1]
+            }
+        };
+        audience.join(outbox);
     }
 
-    /// Retains the event and hands it to every subscriber; a subscriber that is
+    /// Retains the event and hands it to every subscriber: to each audience once
+    /// (its writer shard writes it to the sockets), to the others here; one that is
     /// closed or fell behind (its outbox overflowed) is dropped. Returns how many
-    /// sockets got it.
+    /// subscribers without a socket got it (the shards count their own).
     fn push(&mut self, (seq, ts, frame): Entry) -> usize {
         self.head_seq = seq;
         self.observers.retain(|outbox| outbox.deliver(&frame));
-        // The sockets are put on their writer shards together, after the loop.
-        let mut batch = crate::ws_writer::Batch::default();
-        self.subscribers
-            .retain(|outbox| outbox.deliver_batched(&frame, &mut batch));
-        drop(batch);
+        self.direct.retain(|outbox| outbox.deliver(&frame));
+        for audience in &self.audiences {
+            audience.publish(seq, &frame);
+        }
         self.events.push_back((seq, ts, frame));
-        self.subscribers.len()
+        self.direct.len()
+    }
+
+    /// The subscribers still open.
+    fn subscribers(&self) -> usize {
+        let sockets: usize = self.audiences.iter().map(|a| a.open()).sum();
+        sockets + self.direct.iter().filter(|o| o.is_open()).count()
     }
 
     /// Forgets the ring and closes every subscriber with 1013, so their browsers
     /// reconnect and resume (or learn `resumed:false`) instead of missing events.
+    /// The audiences are replaced, so events already handed to a shard reach none
+    /// of the sockets that register from now on.
     fn drop_subscribers(&mut self) {
-        for outbox in self.subscribers.drain(..).chain(self.observers.drain(..)) {
+        for audience in self.audiences.drain(..) {
+            audience.overflow_all();
+        }
+        for outbox in self.direct.drain(..).chain(self.observers.drain(..)) {
             outbox.overflow();
         }
         self.events.clear();
@@ -145,7 +173,7 @@ impl LocalStream {
             head_seq: ring.head_seq,
             oldest_seq: ring.events.front().map(|(seq, _, _)| *seq),
             len: ring.events.len(),
-            subscribers: ring.subscribers.iter().filter(|o| o.is_open()).count(),
+            subscribers: ring.subscribers(),
         }
     }
 
@@ -217,13 +245,12 @@ impl LocalStream {
     ) -> u64 {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
-        let before = ring.subscribers.len();
         let seq = ring.head_seq + 1;
         let delivered = ring.push((seq, ts, frame(seq)));
         ring.prune(&self.limits, unix_millis());
         drop(ring);
         stream.head.send_replace(seq);
-        delivered_metrics(1, delivered, before - delivered);
+        delivered_metrics(1, delivered);
         seq
     }
 
@@ -233,7 +260,6 @@ impl LocalStream {
     pub(crate) fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
-        let before = ring.subscribers.len();
         let mut delivered = 0;
         let mut published = 0;
         for entry in entries {
@@ -257,10 +283,9 @@ impl LocalStream {
         }
         ring.prune(&self.limits, unix_millis());
         let head = ring.head_seq;
-        let left = before.saturating_sub(ring.subscribers.len());
         drop(ring);
         stream.head.send_replace(head);
-        delivered_metrics(published, delivered, left);
+        delivered_metrics(published, delivered);
     }
 
     /// Aligns `guild`'s head with the shared store's `seq`: a stream that never
@@ -321,11 +346,12 @@ impl Guild {
     }
 }
 
-fn delivered_metrics(published: u64, delivered: usize, left: usize) {
+/// Counts published events, and their deliveries to subscribers without a
+/// socket (the writer shards count the sockets').
+fn delivered_metrics(published: u64, delivered: usize) {
     metrics::counter!(EVENTS_OUT).increment(published);
-    metrics::counter!(DELIVERIES).increment(delivered as u64);
-    if left > 0 {
-        tracing::debug!(dropped = left, "subscribers left the stream");
+    if delivered > 0 {
+        metrics::counter!(DELIVERIES).increment(delivered as u64);
     }
 }
 

@@ -1,15 +1,23 @@
-//! The writer shards: a thread per core that writes browsers' queued frames.
+//! The writer shards: a thread per core that writes browsers' frames.
 //!
-//! Publishing an event only appends it to each socket's [`Outbox`] and puts the
-//! socket on its shard's list (once, however many frames it gets meanwhile). A
-//! shard's thread takes its whole list and writes, for each socket, everything it
-//! has queued in vectored writes (`crate::fanout`); frames that arrived while it
-//! was busy are written together on its next pass. So when events come faster
-//! than sockets can be written (a burst of joins, a large guild) the writes
-//! coalesce up to 64 frames each, and when they come one at a time each reaches
-//! the socket in one system call, with no task wake-up per delivery. Sockets are
-//! spread over the shards round-robin, so one event's deliveries are written by
-//! every core in parallel.
+//! Two kinds of work reach a shard, and neither costs the publisher a step per
+//! socket:
+//!
+//! - **Publications.** An event for a guild's stream is handed to each shard once,
+//!   with the [`Audience`] (that stream's sockets on this shard) it is for. The
+//!   shard's thread takes every publication that queued up and writes each socket
+//!   all of them in vectored writes of up to 64 frames (`Outbox::publish`),
+//!   straight from the shared frames: the floor's design (`benches/floor/`), with
+//!   a socket's own queue as the exception path. So when events come faster than
+//!   sockets can be written (a burst of joins, a large guild) the writes coalesce,
+//!   and when they come one at a time each reaches a socket in one system call.
+//! - **Sockets with frames of their own** (an ack and replay, a pong, webcam
+//!   signalling, or publications that met a full kernel buffer): the socket is put
+//!   on its shard's list once, however many frames it gets meanwhile, and the
+//!   shard writes everything it has queued.
+//!
+//! No task is woken per delivery. Sockets are spread over the shards round-robin,
+//! so one event's deliveries are written by every core in parallel.
 //!
 //! Why threads rather than tokio tasks: a shard's work is a loop of non-blocking
 //! system calls with nothing to await, and threads of their own keep it apart
@@ -18,9 +26,10 @@
 //! fan-out").
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use crate::fanout::Outbox;
+use crate::fanout::{Frame, Outbox};
+use crate::metrics::DELIVERIES;
 
 /// WebSocket frames written to browsers (counter).
 pub(crate) const WS_FRAMES: &str = "hub_ws_frames_total";
@@ -31,10 +40,45 @@ pub(crate) const WS_WRITES: &str = "hub_ws_writes_total";
 /// Most shards, whatever the core count.
 const MAX_SHARDS: usize = 8;
 
-/// One writer thread's list of sockets with frames to write.
+/// One writer thread and its work.
 pub(crate) struct Shard {
-    dirty: Mutex<Vec<Arc<Outbox>>>,
+    work: Mutex<Work>,
     ready: Condvar,
+}
+
+/// What a shard's thread has to write.
+#[derive(Default)]
+struct Work {
+    /// Sockets with frames of their own queued.
+    sockets: Vec<Arc<Outbox>>,
+    /// Events for audiences on this shard, in publication order.
+    published: Vec<Publication>,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        self.sockets.is_empty() && self.published.is_empty()
+    }
+}
+
+/// One event for one audience.
+struct Publication {
+    audience: Arc<Audience>,
+    seq: u64,
+    frame: Frame,
+}
+
+/// The sockets of one guild's stream that one shard writes. Its stream hands it
+/// each event once ([`Audience::publish`]); the shard's thread writes the event to
+/// every socket in it.
+pub(crate) struct Audience {
+    shard: &'static Shard,
+    /// Registered since the shard's last pass; moved into `sockets` by the shard
+    /// before it writes the next publication, so a registration never waits for a
+    /// pass to end.
+    joining: Mutex<Vec<Arc<Outbox>>>,
+    /// The sockets the shard writes; closed ones are dropped as it meets them.
+    sockets: Mutex<Vec<Arc<Outbox>>>,
 }
 
 /// What one pass wrote, for the metrics.
@@ -43,6 +87,8 @@ pub(crate) struct Stats {
     pub(crate) writes: u64,
     pub(crate) frames: usize,
     pub(crate) bytes: usize,
+    /// Event frames written or queued to sockets by publications.
+    pub(crate) delivered: u64,
 }
 
 impl Stats {
@@ -52,81 +98,142 @@ impl Stats {
             metrics::counter!(WS_WRITES).increment(self.writes);
             metrics::counter!(WS_FRAMES).increment(self.frames as u64);
         }
+        if self.delivered > 0 {
+            metrics::counter!(DELIVERIES).increment(self.delivered);
+        }
     }
 }
 
 impl Shard {
-    /// Puts `outbox` on this shard's list, waking its thread if the list was empty.
-    pub(crate) fn schedule(&self, outbox: Arc<Outbox>) {
-        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
-        dirty.push(outbox);
-        if dirty.len() == 1 {
-            drop(dirty);
-            self.ready.notify_one();
-        }
+    fn lock(&self) -> MutexGuard<'_, Work> {
+        self.work.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Puts `outboxes` on this shard's list at once.
-    fn schedule_all(&self, outboxes: &mut Vec<Arc<Outbox>>) {
-        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
-        let was_empty = dirty.is_empty();
-        dirty.append(outboxes);
+    /// Adds work under the lock, waking the thread if it had none.
+    fn add(&self, add: impl FnOnce(&mut Work)) {
+        let mut work = self.lock();
+        let was_empty = work.is_empty();
+        add(&mut work);
         if was_empty {
-            drop(dirty);
+            drop(work);
             self.ready.notify_one();
         }
     }
 
-    /// The thread's loop: take the list, write every socket on it, repeat.
+    /// Puts `outbox` on this shard's list of sockets with frames of their own.
+    pub(crate) fn schedule(&self, outbox: Arc<Outbox>) {
+        self.add(|work| work.sockets.push(outbox));
+    }
+
+    /// The thread's loop: take the work, write it, repeat.
     fn run(&self) {
-        let mut batch = Vec::new();
+        let mut taken = Work::default();
         loop {
             {
-                let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
-                while dirty.is_empty() {
-                    dirty = self
+                let mut work = self.lock();
+                while work.is_empty() {
+                    work = self
                         .ready
-                        .wait(dirty)
+                        .wait(work)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                std::mem::swap(&mut batch, &mut *dirty);
+                std::mem::swap(&mut taken, &mut *work);
             }
             let mut stats = Stats::default();
-            for outbox in batch.drain(..) {
+            for outbox in taken.sockets.drain(..) {
                 outbox.flush_scheduled(&mut stats);
             }
+            write_publications(&mut taken.published, &mut stats);
             stats.record();
         }
     }
 }
 
-/// Sockets to schedule after one frame was queued to many (a publication): put on
-/// their shards together when the batch is dropped.
-#[derive(Default)]
-pub(crate) struct Batch {
-    shards: Vec<(&'static Shard, Vec<Arc<Outbox>>)>,
-}
-
-impl Batch {
-    /// Adds `outbox`, to be put on `shard`.
-    pub(crate) fn add(&mut self, shard: &'static Shard, outbox: Arc<Outbox>) {
-        match self
-            .shards
-            .iter_mut()
-            .find(|(s, _)| std::ptr::eq(*s, shard))
-        {
-            Some((_, list)) => list.push(outbox),
-            None => self.shards.push((shard, vec![outbox])),
-        }
+/// Writes each audience's publications to its sockets: all of an audience's
+/// events that queued up go to each socket together, in `seq` order.
+fn write_publications(published: &mut Vec<Publication>, stats: &mut Stats) {
+    let mut events: Vec<(u64, Frame)> = Vec::new();
+    while let Some(first) = published.first() {
+        let audience = first.audience.clone();
+        // This audience's events, in order; other audiences' wait their turn.
+        published.retain_mut(|publication| {
+            if Arc::ptr_eq(&publication.audience, &audience) {
+                events.push((publication.seq, publication.frame.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        audience.write(&events, stats);
+        events.clear();
     }
 }
 
-impl Drop for Batch {
-    fn drop(&mut self) {
-        for (shard, list) in &mut self.shards {
-            shard.schedule_all(list);
+impl Audience {
+    /// A new, empty audience written by `shard`.
+    pub(crate) fn new(shard: &'static Shard) -> Self {
+        Self {
+            shard,
+            joining: Mutex::new(Vec::new()),
+            sockets: Mutex::new(Vec::new()),
         }
     }
+
+    /// Whether this audience is the one written by `shard`.
+    pub(crate) fn is_on(&self, shard: &'static Shard) -> bool {
+        std::ptr::eq(self.shard, shard)
+    }
+
+    /// Adds a socket: it gets the events published from now on whose `seq` is
+    /// above the one it was registered at (`Outbox::follow_after`).
+    pub(crate) fn join(&self, outbox: Arc<Outbox>) {
+        lock(&self.joining).push(outbox);
+    }
+
+    /// Hands `frame` (event `seq`) to the shard, for every socket of this audience.
+    pub(crate) fn publish(self: &Arc<Self>, seq: u64, frame: &Frame) {
+        let publication = Publication {
+            audience: self.clone(),
+            seq,
+            frame: frame.clone(),
+        };
+        self.shard.add(|work| work.published.push(publication));
+    }
+
+    /// The sockets still open.
+    pub(crate) fn open(&self) -> usize {
+        let joining = lock(&self.joining).iter().filter(|o| o.is_open()).count();
+        joining + lock(&self.sockets).iter().filter(|o| o.is_open()).count()
+    }
+
+    /// Marks every socket overloaded (they close 1013 and their browsers resume)
+    /// and forgets them.
+    pub(crate) fn overflow_all(&self) {
+        for outbox in lock(&self.joining).drain(..) {
+            outbox.overflow();
+        }
+        for outbox in lock(&self.sockets).drain(..) {
+            outbox.overflow();
+        }
+    }
+
+    /// The shard's write of `events` to every socket; sockets that closed or fell
+    /// behind are dropped.
+    fn write(&self, events: &[(u64, Frame)], stats: &mut Stats) {
+        let mut sockets = lock(&self.sockets);
+        sockets.append(&mut lock(&self.joining));
+        sockets.retain(|outbox| outbox.publish(events, stats));
+    }
+}
+
+impl std::fmt::Debug for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audience").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The shard for the next socket (round-robin), starting the threads on first use.
@@ -140,7 +247,7 @@ pub(crate) fn next_shard() -> &'static Shard {
         (0..count)
             .map(|n| {
                 let shard: &'static Shard = Box::leak(Box::new(Shard {
-                    dirty: Mutex::new(Vec::new()),
+                    work: Mutex::new(Work::default()),
                     ready: Condvar::new(),
                 }));
                 std::thread::Builder::new()

@@ -224,6 +224,26 @@ pub async fn head_seq(addr: SocketAddr) -> u64 {
     health["replay"]["headSeq"].as_u64().unwrap_or(0)
 }
 
+/// A counter from the hub's `/metrics` (summed over its labels), or `None` from a
+/// server without that route (the floor stubs, the Node peer).
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 // ---------------------------------------------------------------- webhooks
 
 /// A keep-alive HTTP/1.1 connection posting signed webhooks.

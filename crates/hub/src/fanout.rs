@@ -498,21 +498,14 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     };
     while !inner.queue.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
-        let mut count = 0;
-        let mut total = 0;
-        for (i, frame) in inner.queue.iter().take(MAX_WRITE_FRAMES).enumerate() {
-            let bytes = if i == 0 {
+        let rest = inner.queue.iter().enumerate().map(|(i, frame)| {
+            if i == 0 {
                 &frame.wire()[inner.written..]
             } else {
                 frame.wire()
-            };
-            if count > 0 && total + bytes.len() > MAX_WRITE_BYTES {
-                break;
             }
-            slices[count] = IoSlice::new(bytes);
-            count += 1;
-            total += bytes.len();
-        }
+        });
+        let (count, total) = gather(rest, &mut slices);
         match stream.try_write_vectored(&slices[..count]) {
             Ok(0) => {
                 inner.failed = true;
@@ -539,6 +532,26 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     Flush::Done
 }
 
+/// Puts the first of `frames` into `slices`, up to [`MAX_WRITE_FRAMES`] frames
+/// and [`MAX_WRITE_BYTES`] bytes (always at least one frame); returns how many
+/// and their total size.
+fn gather<'a>(
+    frames: impl Iterator<Item = &'a [u8]>,
+    slices: &mut [IoSlice<'a>; MAX_WRITE_FRAMES],
+) -> (usize, usize) {
+    let mut count = 0;
+    let mut total = 0;
+    for bytes in frames.take(MAX_WRITE_FRAMES) {
+        if count > 0 && total + bytes.len() > MAX_WRITE_BYTES {
+            break;
+        }
+        slices[count] = IoSlice::new(bytes);
+        count += 1;
+        total += bytes.len();
+    }
+    (count, total)
+}
+
 /// Writes `events` (nothing is queued) in vectored writes of up to
 /// [`MAX_WRITE_FRAMES`] frames straight from the shared frames; what the kernel
 /// does not take is queued, the first frame possibly begun.
@@ -549,17 +562,7 @@ fn write_direct(inner: &mut Inner, events: &[(u64, Frame)], stats: &mut ws_write
     let mut next = 0;
     while next < events.len() {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
-        let mut count = 0;
-        let mut total = 0;
-        for (_, frame) in &events[next..] {
-            let bytes = frame.wire();
-            if count == MAX_WRITE_FRAMES || (count > 0 && total + bytes.len() > MAX_WRITE_BYTES) {
-                break;
-            }
-            slices[count] = IoSlice::new(bytes);
-            count += 1;
-            total += bytes.len();
-        }
+        let (count, total) = gather(events[next..].iter().map(|(_, f)| f.wire()), &mut slices);
         let written = match stream.try_write_vectored(&slices[..count]) {
             Ok(0) => {
                 inner.failed = true;

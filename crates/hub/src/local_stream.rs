@@ -93,14 +93,11 @@ impl Ring {
             self.direct.push(outbox);
             return;
         };
-        let audience = match self.audiences.iter().find(|a| a.is_on(shard)) {
-            Some(audience) => audience,
-            None => {
-                self.audiences.push(Arc::new(Audience::new(shard)));
-                &self.audiences[self.audiences.len() - 1]
-            }
-        };
-        audience.join(outbox);
+        if !self.audiences.iter().any(|a| a.is_on(shard)) {
+            self.audiences.push(Arc::new(Audience::new(shard)));
+        }
+        let audience = self.audiences.iter().find(|a| a.is_on(shard));
+        audience.expect("just added").join(outbox);
     }
 
     /// Retains the event and hands it to every subscriber: to each audience once

@@ -260,3 +260,100 @@ pub(crate) fn next_shard() -> &'static Shard {
     });
     shards[NEXT.fetch_add(1, Ordering::Relaxed) % shards.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A socket's outbox (on its writer shard) and the browser's end.
+    async fn socket() -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let browser = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (hub, _) = listener.accept().await.unwrap();
+        (
+            Arc::new(Outbox::for_socket(1 << 20, Arc::new(hub))),
+            browser,
+        )
+    }
+
+    fn events(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, Frame)> {
+        seqs.map(|seq| (seq, Frame::from(format!("e{seq}"))))
+            .collect()
+    }
+
+    /// Reads until `expected` bytes arrived (or two seconds passed).
+    async fn read(browser: &mut TcpStream, expected: &[u8]) -> Vec<u8> {
+        let mut got = vec![0; expected.len()];
+        tokio::time::timeout(Duration::from_secs(2), browser.read_exact(&mut got))
+            .await
+            .expect("the frames arrive")
+            .unwrap();
+        got
+    }
+
+    fn wire(frames: &[Frame]) -> Vec<u8> {
+        frames.iter().flat_map(|f| f.wire().to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_audience_writes_each_socket_its_queued_events_in_one_write() {
+        let (early, mut early_browser) = socket().await;
+        let (late, mut late_browser) = socket().await;
+        let audience = Audience::new(early.shard().unwrap());
+        early.follow_after(0);
+        audience.join(early);
+        // Registered at seq 2: events 1 and 2 are before its time (or in its replay).
+        late.follow_after(2);
+        audience.join(late);
+        let published = events(1..=5);
+        let mut stats = Stats::default();
+        audience.write(&published, &mut stats);
+        // One vectored write per socket for all the events that queued up.
+        assert_eq!(stats.writes, 2);
+        assert_eq!(stats.frames, 5 + 3);
+        assert_eq!(stats.delivered, 5 + 3);
+        let all: Vec<Frame> = published.iter().map(|(_, f)| f.clone()).collect();
+        assert_eq!(read(&mut early_browser, &wire(&all)).await, wire(&all));
+        assert_eq!(
+            read(&mut late_browser, &wire(&all[2..])).await,
+            wire(&all[2..])
+        );
+    }
+
+    #[tokio::test]
+    async fn events_for_a_held_socket_wait_behind_what_it_puts_first() {
+        let (outbox, mut browser) = socket().await;
+        let audience = Audience::new(outbox.shard().unwrap());
+        outbox.hold();
+        audience.join(outbox.clone());
+        let published = events(1..=3);
+        audience.write(&published, &mut Stats::default());
+        // The ack (and a replay) go first, then the events that arrived meanwhile.
+        let ack = Frame::from("ack");
+        outbox.start(vec![ack.clone()]);
+        let mut expected = vec![ack];
+        expected.extend(published.into_iter().map(|(_, f)| f));
+        assert_eq!(read(&mut browser, &wire(&expected)).await, wire(&expected));
+    }
+
+    #[tokio::test]
+    async fn a_closed_socket_leaves_its_audience() {
+        let (open, _browser) = socket().await;
+        let (closed, _other) = socket().await;
+        let audience = Audience::new(open.shard().unwrap());
+        audience.join(open);
+        audience.join(closed.clone());
+        assert_eq!(audience.open(), 2);
+        closed.close();
+        audience.write(&events(1..=1), &mut Stats::default());
+        assert_eq!(audience.open(), 1);
+        assert_eq!(lock(&audience.sockets).len(), 1);
+    }
+}

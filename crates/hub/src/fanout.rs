@@ -3,18 +3,22 @@
 //! "Hub fan-out" for the design and its numbers).
 //!
 //! An event is serialised and framed exactly once: a [`Frame`] holds the complete
-//! WebSocket frame (header + JSON payload) in one reference-counted buffer, so
-//! handing it to 10,000 sockets costs 10,000 pointer copies and no per-socket
-//! framing. Publishing only appends to a socket's [`Outbox`] queue; the socket is
-//! then scheduled on one of a few writer shards ([`crate::ws_writer`]), a thread
-//! per core that writes, for each scheduled socket, everything it has queued in one
+//! WebSocket frame (header + JSON payload) in one reference-counted buffer, shared
+//! by every socket that sends it. Publishing an event hands it once to each writer
+//! shard ([`crate::ws_writer`], a thread per core) with the guild's sockets on that
+//! shard; the shard writes each socket every event that queued up meanwhile in one
 //! vectored write (`writev`) of up to [`MAX_WRITE_FRAMES`] frames /
-//! [`MAX_WRITE_BYTES`] bytes. No task is woken per delivery while a socket is
-//! writable: when its kernel buffer is full (`WouldBlock` or a partial write) the
-//! outbox is marked blocked, its own session task is woken once and waits for the
-//! socket to become writable, and the shards leave it alone until it has caught up.
-//! Frames leave in exactly the order they were queued: every write, by a shard or
-//! by the session, takes the queue's front under the outbox's lock.
+//! [`MAX_WRITE_BYTES`] bytes, straight from the shared frames
+//! ([`Outbox::publish`]). A socket's [`Outbox`] queue holds only what cannot go
+//! that way: the socket's own frames (an ack and replay, pongs, webcam signalling,
+//! closes, written by the shard it is scheduled on) and events that arrive while
+//! something is queued ahead of them or the socket is blocked. No task is woken per
+//! delivery while a socket is writable: when its kernel buffer is full
+//! (`WouldBlock` or a partial write) the rest is queued, the outbox is marked
+//! blocked, its own session task is woken once and waits for the socket to become
+//! writable, and the shards only queue behind it until it has caught up. Frames
+//! leave in exactly the order they were queued: every write, by a shard or by the
+//! session, happens under the outbox's lock and only when nothing is queued ahead.
 //!
 //! When a socket's unsent data passes the limit it is marked overloaded and its
 //! session closes it with 1013, so one stalled browser costs only its own bounded

@@ -187,7 +187,18 @@ impl Audience {
     /// Adds a socket: it gets the events published from now on whose `seq` is
     /// above the one it was registered at (`Outbox::follow_after`).
     pub(crate) fn join(&self, outbox: Arc<Outbox>) {
-        lock(&self.joining).push(outbox);
+        let mut joining = lock(&self.joining);
+        // Sockets that closed before the next publication are forgotten whenever
+        // the list is full, so reconnections in a quiet guild keep it bounded; it
+        // grows only when most of it is open (amortised O(1) per join).
+        if joining.len() == joining.capacity() {
+            joining.retain(|o| o.is_open());
+            if joining.len() > joining.capacity() / 2 {
+                let more = joining.len();
+                joining.reserve(more);
+            }
+        }
+        joining.push(outbox);
     }
 
     /// Hands `frame` (event `seq`) to the shard, for every socket of this audience.
@@ -341,6 +352,22 @@ mod tests {
         let mut expected = vec![ack];
         expected.extend(published.into_iter().map(|(_, f)| f));
         assert_eq!(read(&mut browser, &wire(&expected)).await, wire(&expected));
+    }
+
+    #[test]
+    fn sockets_closed_before_any_event_do_not_pile_up() {
+        let audience = Audience::new(next_shard());
+        for _ in 0..10_000 {
+            let outbox = Arc::new(Outbox::new(1024));
+            audience.join(outbox.clone());
+            outbox.close();
+        }
+        assert!(lock(&audience.joining).len() <= 8);
+        let open: Vec<_> = (0..100).map(|_| Arc::new(Outbox::new(1024))).collect();
+        for outbox in &open {
+            audience.join(outbox.clone());
+        }
+        assert_eq!(audience.open(), 100);
     }
 
     #[tokio::test]

@@ -16,8 +16,9 @@
 //! readable, into a buffer on the stack (`crate::ws_reader`). The handshake
 //! (RFC 6455 §4.2) is answered here, with tungstenite's accept key.
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -141,12 +142,11 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
 }
 
 /// A browser's upgraded connection: its stream (shared with the outbox's writers),
-/// its read state and the messages read but not handled yet.
+/// its read state with the messages read but not handled yet.
 struct Socket {
     stream: Arc<TcpStream>,
     outbox: Arc<Outbox>,
     reader: Reader,
-    inbox: VecDeque<Inbound>,
     eof: bool,
     /// The connection's slot in the limits, held as long as the socket.
     _connection: Slot,
@@ -154,20 +154,27 @@ struct Socket {
 
 impl Socket {
     /// The next message from the browser; `None` when the connection ended.
-    /// Cancel-safe: nothing is read until the socket is readable.
     async fn recv(&mut self) -> Option<Inbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Socket::recv`] for a hand-written future: reads only once the socket is
+    /// readable. Waiting takes no state (the waker is kept by tokio's registration
+    /// of the socket), so an idle session's future does not hold a readiness
+    /// future.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
-            if let Some(inbound) = self.inbox.pop_front() {
-                return Some(inbound);
+            if let Some(inbound) = self.reader.next() {
+                return Poll::Ready(Some(inbound));
             }
-            if self.eof || self.stream.readable().await.is_err() {
-                return None;
+            if self.eof {
+                return Poll::Ready(None);
             }
-            if self.reader.read(&self.stream, &mut self.inbox) == ReadEnd::Closed {
+            if ready!(self.stream.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(None);
+            }
+            if self.reader.read(&self.stream) == ReadEnd::Closed {
                 self.eof = true;
-            }
-            if self.inbox.capacity() > 4 && self.inbox.is_empty() {
-                self.inbox = VecDeque::new();
             }
         }
     }
@@ -180,7 +187,8 @@ impl Socket {
                 Flush::Done => return true,
                 Flush::Failed => return false,
                 Flush::Blocked => {
-                    if self.stream.writable().await.is_err() {
+                    let writable = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx));
+                    if writable.await.is_err() {
                         return false;
                     }
                 }
@@ -191,9 +199,7 @@ impl Socket {
 
 /// The upgraded connection: its stream, what the HTTP server read past the
 /// request (parsed now, so that hyper's buffer is not kept) and its slot.
-async fn upgraded(
-    on_upgrade: hyper::upgrade::OnUpgrade,
-) -> Option<(TcpStream, Reader, VecDeque<Inbound>, Slot)> {
+async fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Reader, Slot)> {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(error) => {
@@ -206,9 +212,9 @@ async fn upgraded(
         return None;
     };
     let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-    let (reader, inbox) = Reader::with(&read_buf);
+    let reader = Reader::with(&read_buf);
     let (stream, connection) = io.into_inner().into_parts();
-    Some((stream, reader, inbox, connection))
+    Some((stream, reader, connection))
 }
 
 /// One browser's session, from the upgrade to the closed connection. Its state
@@ -219,7 +225,7 @@ async fn session(
     state: SocketState,
     mut slots: SocketSlots,
 ) {
-    let Some((stream, reader, inbox, connection)) = upgraded(on_upgrade).await else {
+    let Some((stream, reader, connection)) = upgraded(on_upgrade).await else {
         return;
     };
     let _connection = state.lifecycle.connection();
@@ -231,7 +237,6 @@ async fn session(
         )),
         stream,
         reader,
-        inbox,
         eof: false,
         _connection: connection,
     };
@@ -465,6 +470,17 @@ fn expired() -> End {
     )
 }
 
+/// What woke an idle session.
+enum Wake {
+    Shutdown,
+    /// The outbox: blocked, failed or overloaded.
+    Outbox,
+    /// The blocked socket is writable (`false`: it failed).
+    Writable(bool),
+    Received(Option<Inbound>),
+    Deadline,
+}
+
 /// Reads the browser's frames and keeps the socket's timers while the writer
 /// shards send its outbox, until the session ends. When the socket's kernel buffer
 /// fills up, the shards leave it to this task, which writes once it is writable.
@@ -512,12 +528,34 @@ async fn forward(
         } else if !blocked {
             stalled = None;
         }
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
-            () = outbox.ready() => {}
-            writable = stream.writable(), if blocked => {
-                if writable.is_err() {
+        // One hand-written wait over every wake source, in this order: the
+        // readiness waits keep no state in this future (tokio's registration of the
+        // socket and the outbox hold the wakers).
+        let wake = std::future::poll_fn(|cx| {
+            if shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if outbox.poll_ready(cx).is_ready() {
+                return Poll::Ready(Wake::Outbox);
+            }
+            if blocked && let Poll::Ready(writable) = stream.poll_write_ready(cx) {
+                return Poll::Ready(Wake::Writable(writable.is_ok()));
+            }
+            if let Poll::Ready(received) = socket.poll_recv(cx) {
+                return Poll::Ready(Wake::Received(received));
+            }
+            // Polled after `recv`, so a frame already received counts.
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
+            Wake::Outbox => {}
+            Wake::Writable(writable) => {
+                if !writable {
                     return End::Drop;
                 }
                 match outbox.flush_now() {
@@ -526,33 +564,16 @@ async fn forward(
                     _ => {}
                 }
             }
-            received = socket.recv() => {
+            Wake::Received(received) => {
                 let Some(message) = received else {
                     return End::Drop;
                 };
                 last_seen = Instant::now();
-                match message {
-                    // A repeated `auth` is harmless; a refused `rtc.signal` is answered
-                    // and the socket stays open; anything else is a protocol error.
-                    Inbound::Text(text) => match ClientMessage::parse(&text) {
-                        Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
-                        Ok(ClientMessage::Auth { .. }) => {}
-                        Err(error) => return refused(&error),
-                    },
-                    Inbound::Binary(len) => return binary_refused(len),
-                    Inbound::Close(payload) => return End::PeerClosed(payload),
-                    // Queued like events and counted against the same limit: a browser
-                    // that pings without reading overflows (1013).
-                    Inbound::Ping(payload) => {
-                        outbox.deliver(&Frame::pong(&payload));
-                    }
-                    Inbound::Pong => {}
-                    Inbound::TooBig => return too_big(),
-                    Inbound::Invalid => return End::Drop,
+                if let Some(end) = handle(message, &outbox, rtc) {
+                    return end;
                 }
             }
-            // Polled after `recv`, so a frame already received counts.
-            () = &mut deadline => {
+            Wake::Deadline => {
                 let now = Instant::now();
                 if now >= expires {
                     return expired();
@@ -577,6 +598,30 @@ async fn forward(
             }
         }
     }
+}
+
+/// Handles a message from an authenticated browser; `Some` when it ends the session.
+fn handle(message: Inbound, outbox: &Arc<Outbox>, rtc: &mut RtcSession) -> Option<End> {
+    match message {
+        // A repeated `auth` is harmless; a refused `rtc.signal` is answered and the
+        // socket stays open; anything else is a protocol error.
+        Inbound::Text(text) => match ClientMessage::parse(&text) {
+            Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
+            Ok(ClientMessage::Auth { .. }) => {}
+            Err(error) => return Some(refused(&error)),
+        },
+        Inbound::Binary(len) => return Some(binary_refused(len)),
+        Inbound::Close(payload) => return Some(End::PeerClosed(payload)),
+        // Queued like events and counted against the same limit: a browser that
+        // pings without reading overflows (1013).
+        Inbound::Ping(payload) => {
+            outbox.deliver(&Frame::pong(&payload));
+        }
+        Inbound::Pong => {}
+        Inbound::TooBig => return Some(too_big()),
+        Inbound::Invalid => return Some(End::Drop),
+    }
+    None
 }
 
 /// Sends `error` (if any) and a close frame, then waits briefly for the browser's

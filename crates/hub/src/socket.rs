@@ -16,7 +16,6 @@
 //! readable, into a buffer on the stack (`crate::ws_reader`). The handshake
 //! (RFC 6455 §4.2) is answered here, with tungstenite's accept key.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -472,45 +471,122 @@ fn expired() -> End {
 
 /// What woke an idle session.
 enum Wake {
-    Shutdown,
-    /// The outbox: blocked, failed or overloaded.
+    /// The outbox (blocked, failed or overloaded) or the socket clock.
     Outbox,
     /// The blocked socket is writable (`false`: it failed).
     Writable(bool),
     Received(Option<Inbound>),
+    /// The armed deadline passed.
     Deadline,
 }
 
-/// Reads the browser's frames and keeps the socket's timers while the writer
+/// An authenticated session's deadlines: the next ping, silence (`last_seen +
+/// idle`), a stalled write (`stalled + idle`) and the token's expiry. The earliest
+/// is armed on the hub's [`SocketClock`](crate::socket_clock::SocketClock); a received frame only moves `last_seen`,
+/// and when the armed deadline passes the next earliest is armed. A browser
+/// answering pings costs one deadline per ping period, and a silent one is dropped
+/// at its deadline, not at the next ping.
+struct Deadlines {
+    idle: Duration,
+    ping_interval: Duration,
+    expires: Instant,
+    last_seen: Instant,
+    next_ping: Instant,
+    /// Since when writes wait for the socket (its last progress), while they do.
+    stalled: Option<Instant>,
+    /// The deadline the clock wakes the session for.
+    armed: Instant,
+}
+
+impl Deadlines {
+    /// Starts the timers now and arms the first deadline.
+    fn start(state: &SocketState, outbox: &Arc<Outbox>, expires: Instant) -> Self {
+        let now = Instant::now();
+        let settings = &state.settings;
+        let mut deadlines = Self {
+            idle: settings.idle_timeout,
+            ping_interval: settings.ping_interval,
+            expires,
+            last_seen: now,
+            next_ping: now + settings.ping_interval,
+            stalled: None,
+            armed: now,
+        };
+        deadlines.armed = deadlines.earliest();
+        state.lifecycle.clock().wake_at(deadlines.armed, outbox);
+        deadlines
+    }
+
+    fn earliest(&self) -> Instant {
+        let next = self
+            .next_ping
+            .min(self.last_seen + self.idle)
+            .min(self.expires);
+        self.stalled
+            .map_or(next, |since| next.min(since + self.idle))
+    }
+
+    /// Writes wait for the socket (`blocked`) or not; a new stall arms its deadline
+    /// when it is the earliest.
+    fn blocked(&mut self, blocked: bool, state: &SocketState, outbox: &Arc<Outbox>) {
+        if !blocked {
+            self.stalled = None;
+        } else if self.stalled.is_none() {
+            let since = Instant::now();
+            self.stalled = Some(since);
+            if since + self.idle < self.armed {
+                self.armed = since + self.idle;
+                state.lifecycle.clock().wake_at(self.armed, outbox);
+            }
+        }
+    }
+
+    /// The armed deadline passed: ends the session, or pings and arms the next.
+    fn fire(&mut self, state: &SocketState, outbox: &Arc<Outbox>) -> Result<(), End> {
+        let now = Instant::now();
+        if now >= self.expires {
+            return Err(expired());
+        }
+        if now >= self.last_seen + self.idle {
+            tracing::debug!("browser silent too long: dropped");
+            return Err(End::Drop);
+        }
+        if self.stalled.is_some_and(|since| now >= since + self.idle) {
+            tracing::debug!("write stalled: socket dropped");
+            return Err(End::Drop);
+        }
+        if now >= self.next_ping {
+            outbox.deliver(&Frame::ping());
+            self.next_ping = now + self.ping_interval;
+        }
+        self.armed = self.earliest();
+        state.lifecycle.clock().wake_at(self.armed, outbox);
+        Ok(())
+    }
+}
+
+/// Reads the browser's frames and keeps the socket's deadlines while the writer
 /// shards send its outbox, until the session ends. When the socket's kernel buffer
 /// fills up, the shards leave it to this task, which writes once it is writable.
+///
+/// Every wait keeps its state outside this future, which is what an idle socket
+/// costs: tokio's registration of the socket holds the read and write wakers, the
+/// outbox the session's waker, and the hub's [`SocketClock`](crate::socket_clock::SocketClock) the deadline and the
+/// wake-up at shutdown.
 async fn forward(
     state: &SocketState,
     socket: &mut Socket,
     rtc: &mut RtcSession,
     expires: Instant,
 ) -> End {
-    let settings = &state.settings;
-    let idle = settings.idle_timeout;
+    let shutdown = state.lifecycle.shutdown();
     let outbox = socket.outbox.clone();
     let stream = socket.stream.clone();
-    // Registered once for the whole session, not once per frame.
-    let shutdown = state.lifecycle.shutdown().cancelled();
-    tokio::pin!(shutdown);
-
-    // One timer for the session's deadlines: the next ping, silence
-    // (`last_seen + idle`), a stalled write (`progress + idle`) and the token's
-    // expiry. A received frame only moves `last_seen`; when the timer fires and
-    // that deadline moved, it is re-armed for the earliest one. A browser
-    // answering pings costs one timer per ping period, and a silent one is
-    // dropped at its deadline, not at the next ping.
-    let mut last_seen = Instant::now();
-    let mut next_ping = last_seen + settings.ping_interval;
-    // Since when writes wait for the socket (its last progress), while they do.
-    let mut stalled: Option<Instant> = None;
-    let deadline = tokio::time::sleep_until(next_ping.min(last_seen + idle).min(expires));
-    tokio::pin!(deadline);
+    let mut deadlines = Deadlines::start(state, &outbox, expires);
     loop {
+        if shutdown.is_cancelled() {
+            return End::Close(CLOSE_GOING_AWAY, "server shutting down", None);
+        }
         if outbox.is_overloaded() {
             return End::Close(CLOSE_OVERLOADED, "overloaded", None);
         }
@@ -519,22 +595,8 @@ async fn forward(
             Some(Flush::Blocked) => true,
             _ => false,
         };
-        if blocked && stalled.is_none() {
-            let since = Instant::now();
-            stalled = Some(since);
-            if since + idle < deadline.deadline() {
-                deadline.as_mut().reset(since + idle);
-            }
-        } else if !blocked {
-            stalled = None;
-        }
-        // One hand-written wait over every wake source, in this order: the
-        // readiness waits keep no state in this future (tokio's registration of the
-        // socket and the outbox hold the wakers).
+        deadlines.blocked(blocked, state, &outbox);
         let wake = std::future::poll_fn(|cx| {
-            if shutdown.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Shutdown);
-            }
             if outbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Outbox);
             }
@@ -544,15 +606,14 @@ async fn forward(
             if let Poll::Ready(received) = socket.poll_recv(cx) {
                 return Poll::Ready(Wake::Received(received));
             }
-            // Polled after `recv`, so a frame already received counts.
-            if deadline.as_mut().poll(cx).is_ready() {
+            // Looked at after `recv`, so a frame already received counts.
+            if Instant::now() >= deadlines.armed {
                 return Poll::Ready(Wake::Deadline);
             }
             Poll::Pending
         })
         .await;
         match wake {
-            Wake::Shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
             Wake::Outbox => {}
             Wake::Writable(writable) => {
                 if !writable {
@@ -560,7 +621,7 @@ async fn forward(
                 }
                 match outbox.flush_now() {
                     (Flush::Failed, _) => return End::Drop,
-                    (_, written) if written > 0 => stalled = Some(Instant::now()),
+                    (_, written) if written > 0 => deadlines.stalled = Some(Instant::now()),
                     _ => {}
                 }
             }
@@ -568,33 +629,15 @@ async fn forward(
                 let Some(message) = received else {
                     return End::Drop;
                 };
-                last_seen = Instant::now();
+                deadlines.last_seen = Instant::now();
                 if let Some(end) = handle(message, &outbox, rtc) {
                     return end;
                 }
             }
             Wake::Deadline => {
-                let now = Instant::now();
-                if now >= expires {
-                    return expired();
+                if let Err(end) = deadlines.fire(state, &outbox) {
+                    return end;
                 }
-                if now >= last_seen + idle {
-                    tracing::debug!("browser silent too long: dropped");
-                    return End::Drop;
-                }
-                if stalled.is_some_and(|since| now >= since + idle) {
-                    tracing::debug!("write stalled: socket dropped");
-                    return End::Drop;
-                }
-                if now >= next_ping {
-                    outbox.deliver(&Frame::ping());
-                    next_ping = now + settings.ping_interval;
-                }
-                let mut next = next_ping.min(last_seen + idle).min(expires);
-                if let Some(since) = stalled {
-                    next = next.min(since + idle);
-                }
-                deadline.as_mut().reset(next);
             }
         }
     }

@@ -285,7 +285,7 @@ async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) 
         Ok(live) => live,
         Err(end) => return end,
     };
-    let end = forward(state, socket, &mut live.rtc, live.expires).await;
+    let end = forward(state, socket, &mut live).await;
     if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
         metrics::counter!(OVERLOADED).increment(1);
         tracing::info!("socket closed 1013: fell too far behind");
@@ -325,7 +325,7 @@ async fn start(
             guild_id: state.settings.primary_guild_id,
             ts: unix_millis(),
             resumed: subscription.resumed,
-            ice_servers: rtc.ice_servers(),
+            ice_servers: rtc.ice_servers(&user.subject),
         })
         .to_json(),
     );
@@ -481,15 +481,13 @@ enum Wake {
 }
 
 /// An authenticated session's deadlines: the next ping, silence (`last_seen +
-/// idle`), a stalled write (`stalled + idle`) and the token's expiry. The earliest
-/// is armed on the hub's [`SocketClock`](crate::socket_clock::SocketClock); a received frame only moves `last_seen`,
-/// and when the armed deadline passes the next earliest is armed. A browser
-/// answering pings costs one deadline per ping period, and a silent one is dropped
-/// at its deadline, not at the next ping.
+/// idle_timeout`), a stalled write (`stalled + idle_timeout`) and the token's
+/// expiry. The earliest is armed on the hub's
+/// [`SocketClock`](crate::socket_clock::SocketClock); a received frame only moves
+/// `last_seen`, and when the armed deadline passes the next earliest is armed. A
+/// browser answering pings costs one deadline per ping period, and a silent one is
+/// dropped at its deadline, not at the next ping.
 struct Deadlines {
-    idle: Duration,
-    ping_interval: Duration,
-    expires: Instant,
     last_seen: Instant,
     next_ping: Instant,
     /// Since when writes wait for the socket (its last progress), while they do.
@@ -502,28 +500,21 @@ impl Deadlines {
     /// Starts the timers now and arms the first deadline.
     fn start(state: &SocketState, outbox: &Arc<Outbox>, expires: Instant) -> Self {
         let now = Instant::now();
-        let settings = &state.settings;
         let mut deadlines = Self {
-            idle: settings.idle_timeout,
-            ping_interval: settings.ping_interval,
-            expires,
             last_seen: now,
-            next_ping: now + settings.ping_interval,
+            next_ping: now + state.settings.ping_interval,
             stalled: None,
             armed: now,
         };
-        deadlines.armed = deadlines.earliest();
+        deadlines.armed = deadlines.earliest(state, expires);
         state.lifecycle.clock().wake_at(deadlines.armed, outbox);
         deadlines
     }
 
-    fn earliest(&self) -> Instant {
-        let next = self
-            .next_ping
-            .min(self.last_seen + self.idle)
-            .min(self.expires);
-        self.stalled
-            .map_or(next, |since| next.min(since + self.idle))
+    fn earliest(&self, state: &SocketState, expires: Instant) -> Instant {
+        let idle = state.settings.idle_timeout;
+        let next = self.next_ping.min(self.last_seen + idle).min(expires);
+        self.stalled.map_or(next, |since| next.min(since + idle))
     }
 
     /// Writes wait for the socket (`blocked`) or not; a new stall arms its deadline
@@ -534,32 +525,39 @@ impl Deadlines {
         } else if self.stalled.is_none() {
             let since = Instant::now();
             self.stalled = Some(since);
-            if since + self.idle < self.armed {
-                self.armed = since + self.idle;
-                state.lifecycle.clock().wake_at(self.armed, outbox);
+            let due = since + state.settings.idle_timeout;
+            if due < self.armed {
+                self.armed = due;
+                state.lifecycle.clock().wake_at(due, outbox);
             }
         }
     }
 
     /// The armed deadline passed: ends the session, or pings and arms the next.
-    fn fire(&mut self, state: &SocketState, outbox: &Arc<Outbox>) -> Result<(), End> {
+    fn fire(
+        &mut self,
+        state: &SocketState,
+        outbox: &Arc<Outbox>,
+        expires: Instant,
+    ) -> Result<(), End> {
         let now = Instant::now();
-        if now >= self.expires {
+        let idle = state.settings.idle_timeout;
+        if now >= expires {
             return Err(expired());
         }
-        if now >= self.last_seen + self.idle {
+        if now >= self.last_seen + idle {
             tracing::debug!("browser silent too long: dropped");
             return Err(End::Drop);
         }
-        if self.stalled.is_some_and(|since| now >= since + self.idle) {
+        if self.stalled.is_some_and(|since| now >= since + idle) {
             tracing::debug!("write stalled: socket dropped");
             return Err(End::Drop);
         }
         if now >= self.next_ping {
             outbox.deliver(&Frame::ping());
-            self.next_ping = now + self.ping_interval;
+            self.next_ping = now + state.settings.ping_interval;
         }
-        self.armed = self.earliest();
+        self.armed = self.earliest(state, expires);
         state.lifecycle.clock().wake_at(self.armed, outbox);
         Ok(())
     }
@@ -571,18 +569,13 @@ impl Deadlines {
 ///
 /// Every wait keeps its state outside this future, which is what an idle socket
 /// costs: tokio's registration of the socket holds the read and write wakers, the
-/// outbox the session's waker, and the hub's [`SocketClock`](crate::socket_clock::SocketClock) the deadline and the
-/// wake-up at shutdown.
-async fn forward(
-    state: &SocketState,
-    socket: &mut Socket,
-    rtc: &mut RtcSession,
-    expires: Instant,
-) -> End {
+/// outbox the session's waker, and the hub's
+/// [`SocketClock`](crate::socket_clock::SocketClock) the deadline and the wake-up
+/// at shutdown.
+async fn forward(state: &SocketState, socket: &mut Socket, live: &mut Live) -> End {
     let shutdown = state.lifecycle.shutdown();
     let outbox = socket.outbox.clone();
-    let stream = socket.stream.clone();
-    let mut deadlines = Deadlines::start(state, &outbox, expires);
+    let mut deadlines = Deadlines::start(state, &outbox, live.expires);
     loop {
         if shutdown.is_cancelled() {
             return End::Close(CLOSE_GOING_AWAY, "server shutting down", None);
@@ -600,7 +593,7 @@ async fn forward(
             if outbox.poll_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Outbox);
             }
-            if blocked && let Poll::Ready(writable) = stream.poll_write_ready(cx) {
+            if blocked && let Poll::Ready(writable) = socket.stream.poll_write_ready(cx) {
                 return Poll::Ready(Wake::Writable(writable.is_ok()));
             }
             if let Poll::Ready(received) = socket.poll_recv(cx) {
@@ -630,12 +623,12 @@ async fn forward(
                     return End::Drop;
                 };
                 deadlines.last_seen = Instant::now();
-                if let Some(end) = handle(message, &outbox, rtc) {
+                if let Some(end) = handle(message, &outbox, &mut live.rtc) {
                     return end;
                 }
             }
             Wake::Deadline => {
-                if let Err(end) = deadlines.fire(state, &outbox) {
+                if let Err(end) = deadlines.fire(state, &outbox, live.expires) {
                     return end;
                 }
             }

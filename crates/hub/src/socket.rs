@@ -6,8 +6,15 @@
 //! pinging every `ping_interval`. Failures send an error envelope and close 4401
 //! (auth, or the token's `exp` passed), 1008 (malformed) or 1009 (too big); an
 //! outbox that overflows closes 1013; shutdown closes 1001. A browser silent for
-//! `idle_timeout` is dropped by its own timer, and so is one whose writes stall
-//! that long. Writes never block anyone but this socket.
+//! `idle_timeout` is dropped at its own deadline (not at the next ping), and so is
+//! one whose writes stall that long. Writes never block anyone but this socket.
+//!
+//! An idle authenticated socket is mostly this session's task, so its future keeps
+//! little (docs/benchmarks.md "Where the memory goes"): its waits hold no state
+//! (readiness through tokio's registration of the socket, the outbox's wake-up
+//! through a waker slot in the outbox), its deadlines and the shutdown reach it
+//! through the hub's one `crate::socket_clock`, and the setup and the closing
+//! handshake run in boxed futures of their own.
 //!
 //! The session works on the raw upgraded TCP stream rather than axum's `WebSocket`:
 //! every frame the hub sends is built once and shared ([`Frame`]), and written
@@ -16,6 +23,7 @@
 //! readable, into a buffer on the stack (`crate::ws_reader`). The handshake
 //! (RFC 6455 §4.2) is answered here, with tungstenite's accept key.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -44,7 +52,7 @@ use crate::jwt::VerifiedUser;
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
 use crate::rtc_relay::RtcSession;
 use crate::state::SocketState;
-use crate::ws_reader::{Inbound, MAX_INBOUND_FRAME, ReadEnd, Reader};
+use crate::ws_reader::{Inbound, MAX_INBOUND_FRAME, Reader};
 
 /// Close codes of docs/spec.md §6.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -146,7 +154,6 @@ struct Socket {
     stream: Arc<TcpStream>,
     outbox: Arc<Outbox>,
     reader: Reader,
-    eof: bool,
     /// The connection's slot in the limits, held as long as the socket.
     _connection: Slot,
 }
@@ -166,15 +173,13 @@ impl Socket {
             if let Some(inbound) = self.reader.next() {
                 return Poll::Ready(Some(inbound));
             }
-            if self.eof {
+            if self.reader.is_closed() {
                 return Poll::Ready(None);
             }
             if ready!(self.stream.poll_read_ready(cx)).is_err() {
                 return Poll::Ready(None);
             }
-            if self.reader.read(&self.stream) == ReadEnd::Closed {
-                self.eof = true;
-            }
+            self.reader.read(&self.stream);
         }
     }
 
@@ -219,29 +224,38 @@ async fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, R
 /// One browser's session, from the upgrade to the closed connection. Its state
 /// is what an idle socket costs: `state` and `slots` are only borrowed (stored
 /// once), the setup and the closing handshake run in boxed futures of their own.
-async fn session(
+///
+/// Here and in [`run`] and [`forward`], an `async` block rather than an `async fn`:
+/// an `async fn`'s future keeps its arguments twice (as passed, and as the body's
+/// locals), which cost every idle socket 192 bytes.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn session(
     on_upgrade: hyper::upgrade::OnUpgrade,
     state: SocketState,
     mut slots: SocketSlots,
-) {
-    let Some((stream, reader, connection)) = upgraded(on_upgrade).await else {
-        return;
-    };
-    let _connection = state.lifecycle.connection();
-    let stream = Arc::new(stream);
-    let mut socket = Socket {
-        outbox: Arc::new(Outbox::for_socket(
-            state.settings.max_unsent_bytes,
-            stream.clone(),
-        )),
-        stream,
-        reader,
-        eof: false,
-        _connection: connection,
-    };
-    let end = run(&state, &mut socket, &mut slots).await;
-    Box::pin(end_session(&state, &mut socket, end)).await;
-    socket.outbox.close();
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some((stream, reader, connection)) = upgraded(on_upgrade).await else {
+            return;
+        };
+        let _connection = state.lifecycle.connection();
+        let stream = Arc::new(stream);
+        let mut socket = Socket {
+            outbox: Arc::new(Outbox::for_socket(
+                state.settings.max_unsent_bytes,
+                stream.clone(),
+            )),
+            stream,
+            reader,
+            _connection: connection,
+        };
+        let end = run(&state, &mut socket, &mut slots).await;
+        Box::pin(end_session(&state, &mut socket, end)).await;
+        socket.outbox.close();
+    }
 }
 
 /// Sends what `end` calls for before the connection closes.
@@ -280,17 +294,27 @@ struct Live {
 /// Authenticates, subscribes and forwards until the session ends. The setup runs
 /// in a boxed future of its own, so that its state (the token, the subscription)
 /// is freed before the socket idles in [`forward`].
-async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) -> End {
-    let mut live = match Box::pin(start(state, socket, slots)).await {
-        Ok(live) => live,
-        Err(end) => return end,
-    };
-    let end = forward(state, socket, &mut live).await;
-    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
-        metrics::counter!(OVERLOADED).increment(1);
-        tracing::info!("socket closed 1013: fell too far behind");
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn run<'a>(
+    state: &'a SocketState,
+    socket: &'a mut Socket,
+    slots: &'a mut SocketSlots,
+) -> impl Future<Output = End> + Send + 'a {
+    async move {
+        let mut live = match Box::pin(start(state, socket, slots)).await {
+            Ok(live) => live,
+            Err(end) => return end,
+        };
+        let end = forward(state, socket, &mut live).await;
+        if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
+            metrics::counter!(OVERLOADED).increment(1);
+            tracing::info!("socket closed 1013: fell too far behind");
+        }
+        end
     }
-    end
 }
 
 /// Waits for `auth`, subscribes, and puts the ack and the replay first.
@@ -572,64 +596,72 @@ impl Deadlines {
 /// outbox the session's waker, and the hub's
 /// [`SocketClock`](crate::socket_clock::SocketClock) the deadline and the wake-up
 /// at shutdown.
-async fn forward(state: &SocketState, socket: &mut Socket, live: &mut Live) -> End {
-    let shutdown = state.lifecycle.shutdown();
-    let outbox = socket.outbox.clone();
-    let mut deadlines = Deadlines::start(state, &outbox, live.expires);
-    loop {
-        if shutdown.is_cancelled() {
-            return End::Close(CLOSE_GOING_AWAY, "server shutting down", None);
-        }
-        if outbox.is_overloaded() {
-            return End::Close(CLOSE_OVERLOADED, "overloaded", None);
-        }
-        let blocked = match outbox.state() {
-            Some(Flush::Failed) => return End::Drop,
-            Some(Flush::Blocked) => true,
-            _ => false,
-        };
-        deadlines.blocked(blocked, state, &outbox);
-        let wake = std::future::poll_fn(|cx| {
-            if outbox.poll_ready(cx).is_ready() {
-                return Poll::Ready(Wake::Outbox);
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn forward<'a>(
+    state: &'a SocketState,
+    socket: &'a mut Socket,
+    live: &'a mut Live,
+) -> impl Future<Output = End> + Send + 'a {
+    async move {
+        let mut deadlines = Deadlines::start(state, &socket.outbox, live.expires);
+        loop {
+            if state.lifecycle.shutdown().is_cancelled() {
+                return End::Close(CLOSE_GOING_AWAY, "server shutting down", None);
             }
-            if blocked && let Poll::Ready(writable) = socket.stream.poll_write_ready(cx) {
-                return Poll::Ready(Wake::Writable(writable.is_ok()));
+            if socket.outbox.is_overloaded() {
+                return End::Close(CLOSE_OVERLOADED, "overloaded", None);
             }
-            if let Poll::Ready(received) = socket.poll_recv(cx) {
-                return Poll::Ready(Wake::Received(received));
-            }
-            // Looked at after `recv`, so a frame already received counts.
-            if Instant::now() >= deadlines.armed {
-                return Poll::Ready(Wake::Deadline);
-            }
-            Poll::Pending
-        })
-        .await;
-        match wake {
-            Wake::Outbox => {}
-            Wake::Writable(writable) => {
-                if !writable {
-                    return End::Drop;
+            let blocked = match socket.outbox.state() {
+                Some(Flush::Failed) => return End::Drop,
+                Some(Flush::Blocked) => true,
+                _ => false,
+            };
+            deadlines.blocked(blocked, state, &socket.outbox);
+            let wake = std::future::poll_fn(|cx| {
+                if socket.outbox.poll_ready(cx).is_ready() {
+                    return Poll::Ready(Wake::Outbox);
                 }
-                match outbox.flush_now() {
-                    (Flush::Failed, _) => return End::Drop,
-                    (_, written) if written > 0 => deadlines.stalled = Some(Instant::now()),
-                    _ => {}
+                if blocked && let Poll::Ready(writable) = socket.stream.poll_write_ready(cx) {
+                    return Poll::Ready(Wake::Writable(writable.is_ok()));
                 }
-            }
-            Wake::Received(received) => {
-                let Some(message) = received else {
-                    return End::Drop;
-                };
-                deadlines.last_seen = Instant::now();
-                if let Some(end) = handle(message, &outbox, &mut live.rtc) {
-                    return end;
+                if let Poll::Ready(received) = socket.poll_recv(cx) {
+                    return Poll::Ready(Wake::Received(received));
                 }
-            }
-            Wake::Deadline => {
-                if let Err(end) = deadlines.fire(state, &outbox, live.expires) {
-                    return end;
+                // Looked at after `recv`, so a frame already received counts.
+                if Instant::now() >= deadlines.armed {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Outbox => {}
+                Wake::Writable(writable) => {
+                    if !writable {
+                        return End::Drop;
+                    }
+                    match socket.outbox.flush_now() {
+                        (Flush::Failed, _) => return End::Drop,
+                        (_, written) if written > 0 => deadlines.stalled = Some(Instant::now()),
+                        _ => {}
+                    }
+                }
+                Wake::Received(received) => {
+                    let Some(message) = received else {
+                        return End::Drop;
+                    };
+                    deadlines.last_seen = Instant::now();
+                    if let Some(end) = handle(message, &socket.outbox, &mut live.rtc) {
+                        return end;
+                    }
+                }
+                Wake::Deadline => {
+                    if let Err(end) = deadlines.fire(state, &socket.outbox, live.expires) {
+                        return end;
+                    }
                 }
             }
         }

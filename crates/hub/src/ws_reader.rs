@@ -61,6 +61,8 @@ pub(crate) struct Reader {
     state: Option<Box<State>>,
     /// A fatal message was returned: nothing more is parsed.
     done: bool,
+    /// The browser closed the connection (or it failed).
+    closed: bool,
 }
 
 /// A reader's buffers while it has any.
@@ -92,9 +94,20 @@ impl Reader {
         inbound
     }
 
+    /// Whether a read found the connection closed (or failed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Reads what `stream` has now and parses it; complete messages are returned
     /// by [`Reader::next`].
     pub(crate) fn read(&mut self, stream: &TcpStream) -> ReadEnd {
+        let end = self.read_from(stream);
+        self.closed |= end == ReadEnd::Closed;
+        end
+    }
+
+    fn read_from(&mut self, stream: &TcpStream) -> ReadEnd {
         let mut chunk = [0_u8; READ_CHUNK];
         loop {
             if self.done {

@@ -12,10 +12,12 @@
 //!
 //! A session that moves its deadline arms a new one; the entry of the old one stays
 //! and wakes the session once more, which then finds nothing due. A session only
-//! arms a deadline earlier than the one it waits for (the next ping, or when a
-//! write stalls) or after its deadline passed, so it has at most two entries. At
-//! shutdown every armed outbox is woken (its session sees the cancelled token and
-//! closes 1001), and an outbox armed after that is woken at once.
+//! arms a deadline earlier than the one it waits for (when a write stalls) or after
+//! its deadline passed, so it has at most two entries. An entry holds its outbox
+//! weakly: a closed socket's outbox is dropped at once, only its allocation waits
+//! for the entry (at most a ping interval). At shutdown every armed outbox is woken
+//! (its session sees the cancelled token and closes 1001), and an outbox armed after
+//! that is woken at once.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;

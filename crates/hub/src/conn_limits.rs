@@ -201,14 +201,13 @@ impl ConnLimits {
         let mut slots = SocketSlots {
             limits: self.clone(),
             connection: None,
-            unauthenticated: None,
-            user: None,
+            socket: None,
         };
         if let Some(ip) = client.ip {
             if client.forwarded {
                 slots.connection = Some(self.client_connection(ip)?);
             }
-            slots.unauthenticated = Some(self.unauthenticated(ip)?);
+            slots.socket = Some(self.unauthenticated(ip)?);
         }
         Ok(slots)
     }
@@ -219,16 +218,18 @@ impl ConnLimits {
 pub(crate) struct SocketSlots {
     limits: Arc<ConnLimits>,
     connection: Option<Slot>,
-    unauthenticated: Option<Slot>,
-    user: Option<Slot>,
+    /// The unauthenticated socket's slot (per IP), then the user's (one field: a
+    /// socket lives as long as the connection, so it holds what it needs only).
+    socket: Option<Slot>,
 }
 
 impl SocketSlots {
     /// The socket authenticated as `user` (the token's `sub`): it no longer counts
     /// as unauthenticated, and counts against the user's sockets instead.
     pub(crate) fn authenticated(&mut self, user: &str) -> Result<(), Refusal> {
-        self.unauthenticated = None;
-        self.user = Some(self.limits.user_socket(user)?);
+        // Released first: a refusal leaves nothing held.
+        self.socket = None;
+        self.socket = Some(self.limits.user_socket(user)?);
         Ok(())
     }
 }

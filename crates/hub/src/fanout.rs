@@ -31,9 +31,10 @@ use std::io::{self, IoSlice};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 use crate::ws_writer::{self, Shard};
 
@@ -165,9 +166,14 @@ pub struct Outbox {
     limit: usize,
     overloaded: AtomicBool,
     closed: AtomicBool,
-    /// Wakes the owner: the session (blocked, failed, overloaded) or, for an outbox
-    /// without a socket, its reader (frames arrived).
-    wake: Notify,
+    /// Set by [`Outbox::wake`] until the owner sees it (a wake-up while the owner is
+    /// busy is not lost).
+    woken: AtomicBool,
+    /// The owner's waker: the session (blocked, failed, overloaded, a timer of
+    /// `crate::socket_clock`) or, for an outbox without a socket, its reader (frames
+    /// arrived). A waker slot rather than a `Notify`: waiting on it takes no state
+    /// in the waiting future, which an idle socket's task would hold.
+    waker: AtomicWaker,
     /// The writer shard of a socket's outbox; `None` for the hub's own listeners.
     shard: Option<&'static Shard>,
 }
@@ -212,7 +218,8 @@ impl Outbox {
             limit,
             overloaded: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            wake: Notify::new(),
+            woken: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             shard: None,
         }
     }
@@ -343,7 +350,7 @@ impl Outbox {
     fn schedule(self: &Arc<Self>, mut inner: MutexGuard<'_, Inner>) {
         let Some(shard) = self.shard else {
             drop(inner);
-            self.wake.notify_one();
+            self.wake();
             return;
         };
         if !inner.scheduled && !inner.blocked {
@@ -369,7 +376,7 @@ impl Outbox {
     /// behind the stream's retention).
     pub(crate) fn overflow(&self) {
         self.overloaded.store(true, Ordering::Relaxed);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Holds the shards off until [`Outbox::start`]: live events queue up behind
@@ -445,7 +452,7 @@ impl Outbox {
         if flush != Flush::Done {
             inner.blocked = flush == Flush::Blocked;
             drop(inner);
-            self.wake.notify_one();
+            self.wake();
         }
     }
 
@@ -486,8 +493,30 @@ impl Outbox {
 
     /// Completes when frames may have arrived, the outbox overflowed, or (a
     /// socket's outbox) its session must write or drop the socket.
+    #[cfg(test)]
     pub(crate) async fn ready(&self) {
-        self.wake.notified().await;
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
+    }
+
+    /// [`Outbox::ready`] for a hand-written future: ready once per wake-up, and
+    /// only the last task that polled is woken.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Wakes the owner (see [`Outbox::poll_ready`]); a wake-up before it waits is
+    /// kept until it looks.
+    pub(crate) fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
     }
 }
 

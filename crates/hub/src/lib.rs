@@ -63,6 +63,7 @@ mod settings;
 mod shared_limits;
 mod snapshot;
 mod socket;
+mod socket_clock;
 mod start_error;
 mod state;
 mod worker_link;

@@ -5,7 +5,8 @@
 //! limits (`conn_limits`). [`Hub::serve`] runs the accept loop (`connection`) until
 //! its shutdown future completes, then drains: readiness turns 503, every browser
 //! is closed with 1001 (`socket` watches the shutdown token), in-flight requests
-//! finish, all for at most `drain_timeout`. In the background
+//! finish, all for at most `drain_timeout`; idle sessions hear of the shutdown
+//! through the [`SocketClock`], which also keeps their deadlines. In the background
 //! the JWT keys are warmed up (`/health` is 503 until then) and the own issuer's
 //! signing key is rotated when due.
 
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::conn_limits::ConnLimits;
 use crate::connection::{self, Accept};
 use crate::settings::HubSettings;
+use crate::socket_clock::SocketClock;
 use crate::state::Hub;
 use crate::{fd_limit, issuer};
 
@@ -43,14 +45,18 @@ struct Inner {
     drained: Notify,
     /// What each client may hold open (docs/spec.md §6.6).
     limits: Arc<ConnLimits>,
+    /// The sockets' deadlines, and their wake-up at shutdown.
+    clock: Arc<SocketClock>,
 }
 
 impl Lifecycle {
     /// A hub that serves, keys not yet loaded, no socket open.
     pub(crate) fn new(settings: &HubSettings) -> Self {
+        let shutdown = CancellationToken::new();
         Self {
             inner: Arc::new(Inner {
-                shutdown: CancellationToken::new(),
+                clock: SocketClock::new(shutdown.clone()),
+                shutdown,
                 ready: AtomicBool::new(true),
                 keys_ready: AtomicBool::new(false),
                 warming: AtomicBool::new(false),
@@ -85,6 +91,11 @@ impl Lifecycle {
     /// Open browser sockets.
     pub(crate) fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// The browser sockets' deadlines; it also wakes every idle session at shutdown.
+    pub(crate) fn clock(&self) -> &Arc<SocketClock> {
+        &self.inner.clock
     }
 
     /// The connection limits the accept loop and the sockets count against.

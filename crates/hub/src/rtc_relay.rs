@@ -145,32 +145,34 @@ impl RtcRelay {
         }
         RtcSession {
             relay: self.clone(),
-            subject: subject.to_owned(),
             user,
             outbox: outbox.clone(),
-            messages: Bucket::new(
-                f64::from(self.limits.burst.max(1)),
-                1.0 / self.limits.period.as_secs_f64().max(1e-6),
-            ),
-            bytes: Bucket::new(BYTES_BURST, BYTES_PER_SEC),
+            budget: None,
         }
     }
 }
 
-/// One socket's side of the relay.
+/// One socket's side of the relay. It lives as long as the socket, so it keeps
+/// little: the rate budget is made on the first `rtc.signal` (a full budget then,
+/// as it would have refilled to full since the socket opened).
 pub(crate) struct RtcSession {
     relay: Arc<RtcRelay>,
-    subject: String,
     user: Option<Snowflake>,
     outbox: Arc<Outbox>,
+    budget: Option<Box<Budget>>,
+}
+
+/// A socket's signalling budget: messages and bytes.
+struct Budget {
     messages: Bucket,
     bytes: Bucket,
 }
 
 impl RtcSession {
-    /// The `iceServers` of this socket's `auth.ok`.
-    pub(crate) fn ice_servers(&self) -> Vec<IceServer> {
-        self.relay.ice.ice_servers(&self.subject)
+    /// The `iceServers` of the `auth.ok` of this socket of `subject` (the token's
+    /// `sub`).
+    pub(crate) fn ice_servers(&self, subject: &str) -> Vec<IceServer> {
+        self.relay.ice.ice_servers(subject)
     }
 
     /// Relays `signal` (a message of `size` bytes) or answers this socket with
@@ -207,14 +209,24 @@ impl RtcSession {
         let now = Instant::now();
         #[allow(clippy::cast_precision_loss)]
         let cost = size as f64;
-        if !self.messages.can_take(now, 1.0) || !self.bytes.can_take(now, cost) {
+        let limits = self.relay.limits;
+        let budget = self.budget.get_or_insert_with(|| {
+            Box::new(Budget {
+                messages: Bucket::new(
+                    f64::from(limits.burst.max(1)),
+                    1.0 / limits.period.as_secs_f64().max(1e-6),
+                ),
+                bytes: Bucket::new(BYTES_BURST, BYTES_PER_SEC),
+            })
+        });
+        if !budget.messages.can_take(now, 1.0) || !budget.bytes.can_take(now, cost) {
             return Err((
                 ErrorCode::RateLimited,
                 "too much rtc.signal traffic on this socket: slow down".into(),
             ));
         }
-        self.messages.take(1.0);
-        self.bytes.take(cost);
+        budget.messages.take(1.0);
+        budget.bytes.take(cost);
         let channel = signal.channel_id;
         if signal.to == from {
             return Err(forbidden("rtc.signal cannot be sent to yourself".into()));

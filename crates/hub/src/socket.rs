@@ -6,8 +6,15 @@
 //! pinging every `ping_interval`. Failures send an error envelope and close 4401
 //! (auth, or the token's `exp` passed), 1008 (malformed) or 1009 (too big); an
 //! outbox that overflows closes 1013; shutdown closes 1001. A browser silent for
-//! `idle_timeout` is dropped by its own timer, and so is one whose writes stall
-//! that long. Writes never block anyone but this socket.
+//! `idle_timeout` is dropped at its own deadline (not at the next ping), and so is
+//! one whose writes stall that long. Writes never block anyone but this socket.
+//!
+//! An idle authenticated socket is mostly this session's task, so its future keeps
+//! little (docs/benchmarks.md "Where the memory goes"): its waits hold no state
+//! (readiness through tokio's registration of the socket, the outbox's wake-up
+//! through a waker slot in the outbox), its deadlines and the shutdown reach it
+//! through the hub's one `crate::socket_clock`, and the setup and the closing
+//! handshake run in boxed futures of their own.
 //!
 //! The session works on the raw upgraded TCP stream rather than axum's `WebSocket`:
 //! every frame the hub sends is built once and shared ([`Frame`]), and written
@@ -16,8 +23,9 @@
 //! readable, into a buffer on the stack (`crate::ws_reader`). The handshake
 //! (RFC 6455 §4.2) is answered here, with tungstenite's accept key.
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -44,7 +52,7 @@ use crate::jwt::VerifiedUser;
 use crate::metrics::{AUTH_FAILED, AUTH_OK, OVERLOADED, SOCKETS};
 use crate::rtc_relay::RtcSession;
 use crate::state::SocketState;
-use crate::ws_reader::{Inbound, MAX_INBOUND_FRAME, ReadEnd, Reader};
+use crate::ws_reader::{Inbound, MAX_INBOUND_FRAME, Reader};
 
 /// Close codes of docs/spec.md §6.
 const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -141,34 +149,37 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
 }
 
 /// A browser's upgraded connection: its stream (shared with the outbox's writers),
-/// its read state and the messages read but not handled yet.
+/// its read state with the messages read but not handled yet.
 struct Socket {
     stream: Arc<TcpStream>,
     outbox: Arc<Outbox>,
     reader: Reader,
-    inbox: VecDeque<Inbound>,
-    eof: bool,
     /// The connection's slot in the limits, held as long as the socket.
     _connection: Slot,
 }
 
 impl Socket {
     /// The next message from the browser; `None` when the connection ended.
-    /// Cancel-safe: nothing is read until the socket is readable.
     async fn recv(&mut self) -> Option<Inbound> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`Socket::recv`] for a hand-written future: reads only once the socket is
+    /// readable. Waiting takes no state (the waker is kept by tokio's registration
+    /// of the socket), so an idle session's future does not hold a readiness
+    /// future.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         loop {
-            if let Some(inbound) = self.inbox.pop_front() {
-                return Some(inbound);
+            if let Some(inbound) = self.reader.next() {
+                return Poll::Ready(Some(inbound));
             }
-            if self.eof || self.stream.readable().await.is_err() {
-                return None;
+            if self.reader.is_closed() {
+                return Poll::Ready(None);
             }
-            if self.reader.read(&self.stream, &mut self.inbox) == ReadEnd::Closed {
-                self.eof = true;
+            if ready!(self.stream.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(None);
             }
-            if self.inbox.capacity() > 4 && self.inbox.is_empty() {
-                self.inbox = VecDeque::new();
-            }
+            self.reader.read(&self.stream);
         }
     }
 
@@ -180,7 +191,8 @@ impl Socket {
                 Flush::Done => return true,
                 Flush::Failed => return false,
                 Flush::Blocked => {
-                    if self.stream.writable().await.is_err() {
+                    let writable = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx));
+                    if writable.await.is_err() {
                         return false;
                     }
                 }
@@ -191,9 +203,7 @@ impl Socket {
 
 /// The upgraded connection: its stream, what the HTTP server read past the
 /// request (parsed now, so that hyper's buffer is not kept) and its slot.
-async fn upgraded(
-    on_upgrade: hyper::upgrade::OnUpgrade,
-) -> Option<(TcpStream, Reader, VecDeque<Inbound>, Slot)> {
+async fn upgraded(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Reader, Slot)> {
     let upgraded = match on_upgrade.await {
         Ok(upgraded) => upgraded,
         Err(error) => {
@@ -206,38 +216,46 @@ async fn upgraded(
         return None;
     };
     let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-    let (reader, inbox) = Reader::with(&read_buf);
+    let reader = Reader::with(&read_buf);
     let (stream, connection) = io.into_inner().into_parts();
-    Some((stream, reader, inbox, connection))
+    Some((stream, reader, connection))
 }
 
 /// One browser's session, from the upgrade to the closed connection. Its state
 /// is what an idle socket costs: `state` and `slots` are only borrowed (stored
 /// once), the setup and the closing handshake run in boxed futures of their own.
-async fn session(
+///
+/// Here and in [`run`] and [`forward`], an `async` block rather than an `async fn`:
+/// an `async fn`'s future keeps its arguments twice (as passed, and as the body's
+/// locals), which cost every idle socket 192 bytes.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn session(
     on_upgrade: hyper::upgrade::OnUpgrade,
     state: SocketState,
     mut slots: SocketSlots,
-) {
-    let Some((stream, reader, inbox, connection)) = upgraded(on_upgrade).await else {
-        return;
-    };
-    let _connection = state.lifecycle.connection();
-    let stream = Arc::new(stream);
-    let mut socket = Socket {
-        outbox: Arc::new(Outbox::for_socket(
-            state.settings.max_unsent_bytes,
-            stream.clone(),
-        )),
-        stream,
-        reader,
-        inbox,
-        eof: false,
-        _connection: connection,
-    };
-    let end = run(&state, &mut socket, &mut slots).await;
-    Box::pin(end_session(&state, &mut socket, end)).await;
-    socket.outbox.close();
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let Some((stream, reader, connection)) = upgraded(on_upgrade).await else {
+            return;
+        };
+        let _connection = state.lifecycle.connection();
+        let stream = Arc::new(stream);
+        let mut socket = Socket {
+            outbox: Arc::new(Outbox::for_socket(
+                state.settings.max_unsent_bytes,
+                stream.clone(),
+            )),
+            stream,
+            reader,
+            _connection: connection,
+        };
+        let end = run(&state, &mut socket, &mut slots).await;
+        Box::pin(end_session(&state, &mut socket, end)).await;
+        socket.outbox.close();
+    }
 }
 
 /// Sends what `end` calls for before the connection closes.
@@ -276,17 +294,27 @@ struct Live {
 /// Authenticates, subscribes and forwards until the session ends. The setup runs
 /// in a boxed future of its own, so that its state (the token, the subscription)
 /// is freed before the socket idles in [`forward`].
-async fn run(state: &SocketState, socket: &mut Socket, slots: &mut SocketSlots) -> End {
-    let mut live = match Box::pin(start(state, socket, slots)).await {
-        Ok(live) => live,
-        Err(end) => return end,
-    };
-    let end = forward(state, socket, &mut live.rtc, live.expires).await;
-    if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
-        metrics::counter!(OVERLOADED).increment(1);
-        tracing::info!("socket closed 1013: fell too far behind");
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn run<'a>(
+    state: &'a SocketState,
+    socket: &'a mut Socket,
+    slots: &'a mut SocketSlots,
+) -> impl Future<Output = End> + Send + 'a {
+    async move {
+        let mut live = match Box::pin(start(state, socket, slots)).await {
+            Ok(live) => live,
+            Err(end) => return end,
+        };
+        let end = forward(state, socket, &mut live).await;
+        if matches!(end, End::Close(CLOSE_OVERLOADED, ..)) {
+            metrics::counter!(OVERLOADED).increment(1);
+            tracing::info!("socket closed 1013: fell too far behind");
+        }
+        end
     }
-    end
 }
 
 /// Waits for `auth`, subscribes, and puts the ack and the replay first.
@@ -321,7 +349,7 @@ async fn start(
             guild_id: state.settings.primary_guild_id,
             ts: unix_millis(),
             resumed: subscription.resumed,
-            ice_servers: rtc.ice_servers(),
+            ice_servers: rtc.ice_servers(&user.subject),
         })
         .to_json(),
     );
@@ -465,118 +493,203 @@ fn expired() -> End {
     )
 }
 
-/// Reads the browser's frames and keeps the socket's timers while the writer
-/// shards send its outbox, until the session ends. When the socket's kernel buffer
-/// fills up, the shards leave it to this task, which writes once it is writable.
-async fn forward(
-    state: &SocketState,
-    socket: &mut Socket,
-    rtc: &mut RtcSession,
-    expires: Instant,
-) -> End {
-    let settings = &state.settings;
-    let idle = settings.idle_timeout;
-    let outbox = socket.outbox.clone();
-    let stream = socket.stream.clone();
-    // Registered once for the whole session, not once per frame.
-    let shutdown = state.lifecycle.shutdown().cancelled();
-    tokio::pin!(shutdown);
+/// What woke an idle session.
+enum Wake {
+    /// The outbox (blocked, failed or overloaded) or the socket clock.
+    Outbox,
+    /// The blocked socket is writable (`false`: it failed).
+    Writable(bool),
+    Received(Option<Inbound>),
+    /// The armed deadline passed.
+    Deadline,
+}
 
-    // One timer for the session's deadlines: the next ping, silence
-    // (`last_seen + idle`), a stalled write (`progress + idle`) and the token's
-    // expiry. A received frame only moves `last_seen`; when the timer fires and
-    // that deadline moved, it is re-armed for the earliest one. A browser
-    // answering pings costs one timer per ping period, and a silent one is
-    // dropped at its deadline, not at the next ping.
-    let mut last_seen = Instant::now();
-    let mut next_ping = last_seen + settings.ping_interval;
-    // Since when writes wait for the socket (its last progress), while they do.
-    let mut stalled: Option<Instant> = None;
-    let deadline = tokio::time::sleep_until(next_ping.min(last_seen + idle).min(expires));
-    tokio::pin!(deadline);
-    loop {
-        if outbox.is_overloaded() {
-            return End::Close(CLOSE_OVERLOADED, "overloaded", None);
-        }
-        let blocked = match outbox.state() {
-            Some(Flush::Failed) => return End::Drop,
-            Some(Flush::Blocked) => true,
-            _ => false,
+/// An authenticated session's deadlines: the next ping, silence (`last_seen +
+/// idle_timeout`), a stalled write (`stalled + idle_timeout`) and the token's
+/// expiry. The earliest is armed on the hub's
+/// [`SocketClock`](crate::socket_clock::SocketClock); a received frame only moves
+/// `last_seen`, and when the armed deadline passes the next earliest is armed. A
+/// browser answering pings costs one deadline per ping period, and a silent one is
+/// dropped at its deadline, not at the next ping.
+struct Deadlines {
+    last_seen: Instant,
+    next_ping: Instant,
+    /// Since when writes wait for the socket (its last progress), while they do.
+    stalled: Option<Instant>,
+    /// The deadline the clock wakes the session for.
+    armed: Instant,
+}
+
+impl Deadlines {
+    /// Starts the timers now and arms the first deadline.
+    fn start(state: &SocketState, outbox: &Arc<Outbox>, expires: Instant) -> Self {
+        let now = Instant::now();
+        let mut deadlines = Self {
+            last_seen: now,
+            next_ping: now + state.settings.ping_interval,
+            stalled: None,
+            armed: now,
         };
-        if blocked && stalled.is_none() {
+        deadlines.armed = deadlines.earliest(state, expires);
+        state.lifecycle.clock().wake_at(deadlines.armed, outbox);
+        deadlines
+    }
+
+    fn earliest(&self, state: &SocketState, expires: Instant) -> Instant {
+        let idle = state.settings.idle_timeout;
+        let next = self.next_ping.min(self.last_seen + idle).min(expires);
+        self.stalled.map_or(next, |since| next.min(since + idle))
+    }
+
+    /// Writes wait for the socket (`blocked`) or not; a new stall arms its deadline
+    /// when it is the earliest.
+    fn blocked(&mut self, blocked: bool, state: &SocketState, outbox: &Arc<Outbox>) {
+        if !blocked {
+            self.stalled = None;
+        } else if self.stalled.is_none() {
             let since = Instant::now();
-            stalled = Some(since);
-            if since + idle < deadline.deadline() {
-                deadline.as_mut().reset(since + idle);
-            }
-        } else if !blocked {
-            stalled = None;
-        }
-        tokio::select! {
-            biased;
-            () = &mut shutdown => return End::Close(CLOSE_GOING_AWAY, "server shutting down", None),
-            () = outbox.ready() => {}
-            writable = stream.writable(), if blocked => {
-                if writable.is_err() {
-                    return End::Drop;
-                }
-                match outbox.flush_now() {
-                    (Flush::Failed, _) => return End::Drop,
-                    (_, written) if written > 0 => stalled = Some(Instant::now()),
-                    _ => {}
-                }
-            }
-            received = socket.recv() => {
-                let Some(message) = received else {
-                    return End::Drop;
-                };
-                last_seen = Instant::now();
-                match message {
-                    // A repeated `auth` is harmless; a refused `rtc.signal` is answered
-                    // and the socket stays open; anything else is a protocol error.
-                    Inbound::Text(text) => match ClientMessage::parse(&text) {
-                        Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
-                        Ok(ClientMessage::Auth { .. }) => {}
-                        Err(error) => return refused(&error),
-                    },
-                    Inbound::Binary(len) => return binary_refused(len),
-                    Inbound::Close(payload) => return End::PeerClosed(payload),
-                    // Queued like events and counted against the same limit: a browser
-                    // that pings without reading overflows (1013).
-                    Inbound::Ping(payload) => {
-                        outbox.deliver(&Frame::pong(&payload));
-                    }
-                    Inbound::Pong => {}
-                    Inbound::TooBig => return too_big(),
-                    Inbound::Invalid => return End::Drop,
-                }
-            }
-            // Polled after `recv`, so a frame already received counts.
-            () = &mut deadline => {
-                let now = Instant::now();
-                if now >= expires {
-                    return expired();
-                }
-                if now >= last_seen + idle {
-                    tracing::debug!("browser silent too long: dropped");
-                    return End::Drop;
-                }
-                if stalled.is_some_and(|since| now >= since + idle) {
-                    tracing::debug!("write stalled: socket dropped");
-                    return End::Drop;
-                }
-                if now >= next_ping {
-                    outbox.deliver(&Frame::ping());
-                    next_ping = now + settings.ping_interval;
-                }
-                let mut next = next_ping.min(last_seen + idle).min(expires);
-                if let Some(since) = stalled {
-                    next = next.min(since + idle);
-                }
-                deadline.as_mut().reset(next);
+            self.stalled = Some(since);
+            let due = since + state.settings.idle_timeout;
+            if due < self.armed {
+                self.armed = due;
+                state.lifecycle.clock().wake_at(due, outbox);
             }
         }
     }
+
+    /// The armed deadline passed: ends the session, or pings and arms the next.
+    fn fire(
+        &mut self,
+        state: &SocketState,
+        outbox: &Arc<Outbox>,
+        expires: Instant,
+    ) -> Result<(), End> {
+        let now = Instant::now();
+        let idle = state.settings.idle_timeout;
+        if now >= expires {
+            return Err(expired());
+        }
+        if now >= self.last_seen + idle {
+            tracing::debug!("browser silent too long: dropped");
+            return Err(End::Drop);
+        }
+        if self.stalled.is_some_and(|since| now >= since + idle) {
+            tracing::debug!("write stalled: socket dropped");
+            return Err(End::Drop);
+        }
+        if now >= self.next_ping {
+            outbox.deliver(&Frame::ping());
+            self.next_ping = now + state.settings.ping_interval;
+        }
+        self.armed = self.earliest(state, expires);
+        state.lifecycle.clock().wake_at(self.armed, outbox);
+        Ok(())
+    }
+}
+
+/// Reads the browser's frames and keeps the socket's deadlines while the writer
+/// shards send its outbox, until the session ends. When the socket's kernel buffer
+/// fills up, the shards leave it to this task, which writes once it is writable.
+///
+/// Every wait keeps its state outside this future, which is what an idle socket
+/// costs: tokio's registration of the socket holds the read and write wakers, the
+/// outbox the session's waker, and the hub's
+/// [`SocketClock`](crate::socket_clock::SocketClock) the deadline and the wake-up
+/// at shutdown.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn's future keeps its arguments twice"
+)]
+fn forward<'a>(
+    state: &'a SocketState,
+    socket: &'a mut Socket,
+    live: &'a mut Live,
+) -> impl Future<Output = End> + Send + 'a {
+    async move {
+        let mut deadlines = Deadlines::start(state, &socket.outbox, live.expires);
+        loop {
+            if state.lifecycle.shutdown().is_cancelled() {
+                return End::Close(CLOSE_GOING_AWAY, "server shutting down", None);
+            }
+            if socket.outbox.is_overloaded() {
+                return End::Close(CLOSE_OVERLOADED, "overloaded", None);
+            }
+            let blocked = match socket.outbox.state() {
+                Some(Flush::Failed) => return End::Drop,
+                Some(Flush::Blocked) => true,
+                _ => false,
+            };
+            deadlines.blocked(blocked, state, &socket.outbox);
+            let wake = std::future::poll_fn(|cx| {
+                if socket.outbox.poll_ready(cx).is_ready() {
+                    return Poll::Ready(Wake::Outbox);
+                }
+                if blocked && let Poll::Ready(writable) = socket.stream.poll_write_ready(cx) {
+                    return Poll::Ready(Wake::Writable(writable.is_ok()));
+                }
+                if let Poll::Ready(received) = socket.poll_recv(cx) {
+                    return Poll::Ready(Wake::Received(received));
+                }
+                // Looked at after `recv`, so a frame already received counts.
+                if Instant::now() >= deadlines.armed {
+                    return Poll::Ready(Wake::Deadline);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Outbox => {}
+                Wake::Writable(writable) => {
+                    if !writable {
+                        return End::Drop;
+                    }
+                    match socket.outbox.flush_now() {
+                        (Flush::Failed, _) => return End::Drop,
+                        (_, written) if written > 0 => deadlines.stalled = Some(Instant::now()),
+                        _ => {}
+                    }
+                }
+                Wake::Received(received) => {
+                    let Some(message) = received else {
+                        return End::Drop;
+                    };
+                    deadlines.last_seen = Instant::now();
+                    if let Some(end) = handle(message, &socket.outbox, &mut live.rtc) {
+                        return end;
+                    }
+                }
+                Wake::Deadline => {
+                    if let Err(end) = deadlines.fire(state, &socket.outbox, live.expires) {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Handles a message from an authenticated browser; `Some` when it ends the session.
+fn handle(message: Inbound, outbox: &Arc<Outbox>, rtc: &mut RtcSession) -> Option<End> {
+    match message {
+        // A repeated `auth` is harmless; a refused `rtc.signal` is answered and the
+        // socket stays open; anything else is a protocol error.
+        Inbound::Text(text) => match ClientMessage::parse(&text) {
+            Ok(ClientMessage::RtcSignal(signal)) => rtc.signal(signal, text.len()),
+            Ok(ClientMessage::Auth { .. }) => {}
+            Err(error) => return Some(refused(&error)),
+        },
+        Inbound::Binary(len) => return Some(binary_refused(len)),
+        Inbound::Close(payload) => return Some(End::PeerClosed(payload)),
+        // Queued like events and counted against the same limit: a browser that
+        // pings without reading overflows (1013).
+        Inbound::Ping(payload) => {
+            outbox.deliver(&Frame::pong(&payload));
+        }
+        Inbound::Pong => {}
+        Inbound::TooBig => return Some(too_big()),
+        Inbound::Invalid => return Some(End::Drop),
+    }
+    None
 }
 
 /// Sends `error` (if any) and a close frame, then waits briefly for the browser's

@@ -7,8 +7,8 @@
 //! [`MAX_INBOUND_FRAME`] is refused from its header, before its payload is
 //! buffered), and RFC 6455's rules for clients (masked frames, no reserved bits,
 //! control frames short and unfragmented, text in UTF-8). Only a frame split
-//! across reads is kept between reads, in a buffer that is freed once it is
-//! complete.
+//! across reads and messages not yet taken are kept between reads, in a box that
+//! is freed once they are: an idle socket's reader is two words.
 
 use std::collections::VecDeque;
 use std::io::{self, Cursor};
@@ -53,29 +53,61 @@ pub(crate) enum ReadEnd {
     Closed,
 }
 
-/// A socket's read state between reads: empty (no allocation) while idle.
+/// A socket's read state between reads: nothing on the heap while idle (no
+/// frame half read, no message waiting), and 16 bytes in the session.
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
-    /// Bytes of a frame not yet complete.
-    partial: Vec<u8>,
-    /// A fragmented message being reassembled: whether it is text, and its bytes.
-    message: Option<(bool, Vec<u8>)>,
+    /// What is buffered, only while something is.
+    state: Option<Box<State>>,
     /// A fatal message was returned: nothing more is parsed.
     done: bool,
+    /// The browser closed the connection (or it failed).
+    closed: bool,
+}
+
+/// A reader's buffers while it has any.
+#[derive(Debug, Default)]
+struct State {
+    frames: Frames,
+    /// Complete messages not yet taken.
+    inbox: VecDeque<Inbound>,
 }
 
 impl Reader {
     /// A reader that starts with `bytes` already read (by the HTTP server, after
     /// the upgrade request).
-    pub(crate) fn with(bytes: &[u8]) -> (Self, VecDeque<Inbound>) {
+    pub(crate) fn with(bytes: &[u8]) -> Self {
         let mut reader = Self::default();
-        let mut out = VecDeque::new();
-        reader.feed(bytes, &mut out);
-        (reader, out)
+        if !bytes.is_empty() {
+            reader.feed(bytes);
+        }
+        reader
     }
 
-    /// Reads what `stream` has now and parses it; complete messages go to `out`.
-    pub(crate) fn read(&mut self, stream: &TcpStream, out: &mut VecDeque<Inbound>) -> ReadEnd {
+    /// The next complete message, if one was read.
+    pub(crate) fn next(&mut self) -> Option<Inbound> {
+        let state = self.state.as_mut()?;
+        let inbound = state.inbox.pop_front();
+        if state.inbox.is_empty() && state.frames.is_empty() {
+            self.state = None;
+        }
+        inbound
+    }
+
+    /// Whether a read found the connection closed (or failed).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Reads what `stream` has now and parses it; complete messages are returned
+    /// by [`Reader::next`].
+    pub(crate) fn read(&mut self, stream: &TcpStream) -> ReadEnd {
+        let end = self.read_from(stream);
+        self.closed |= end == ReadEnd::Closed;
+        end
+    }
+
+    fn read_from(&mut self, stream: &TcpStream) -> ReadEnd {
         let mut chunk = [0_u8; READ_CHUNK];
         loop {
             if self.done {
@@ -84,7 +116,7 @@ impl Reader {
             match stream.try_read(&mut chunk) {
                 Ok(0) => return ReadEnd::Closed,
                 Ok(n) => {
-                    self.feed(&chunk[..n], out);
+                    self.feed(&chunk[..n]);
                     if n < chunk.len() {
                         return ReadEnd::Pending;
                     }
@@ -96,6 +128,34 @@ impl Reader {
                 Err(_) => return ReadEnd::Closed,
             }
         }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let state = self.state.get_or_insert_with(Box::default);
+        state.frames.feed(bytes, &mut state.inbox);
+        self.done = state.frames.done;
+        if state.inbox.is_empty() && state.frames.is_empty() {
+            self.state = None;
+        }
+    }
+}
+
+/// The frame parser: the bytes of a frame not yet complete and a fragmented
+/// message being reassembled.
+#[derive(Debug, Default)]
+struct Frames {
+    /// Bytes of a frame not yet complete.
+    partial: Vec<u8>,
+    /// A fragmented message being reassembled: whether it is text, and its bytes.
+    message: Option<(bool, Vec<u8>)>,
+    /// A fatal message was returned: nothing more is parsed.
+    done: bool,
+}
+
+impl Frames {
+    /// Nothing buffered.
+    fn is_empty(&self) -> bool {
+        self.partial.is_empty() && self.message.is_none()
     }
 
     /// Parses `bytes` after what is buffered.
@@ -229,6 +289,33 @@ fn complete(text: bool, bytes: Vec<u8>) -> Inbound {
 mod tests {
     use super::*;
 
+    impl Frames {
+        /// A parser fed `bytes`, with the messages they complete.
+        fn with(bytes: &[u8]) -> (Self, VecDeque<Inbound>) {
+            let mut frames = Self::default();
+            let mut out = VecDeque::new();
+            frames.feed(bytes, &mut out);
+            (frames, out)
+        }
+    }
+
+    #[test]
+    fn an_idle_reader_holds_nothing_on_the_heap() {
+        let mut bytes = client(0x81, b"one");
+        bytes.extend(client(0x81, b"two"));
+        let split = bytes.len() - 2;
+        let mut reader = Reader::with(&bytes[..split]);
+        assert_eq!(reader.next(), Some(Inbound::Text("one".into())));
+        assert!(reader.state.is_some(), "half of the second frame is kept");
+        reader.feed(&bytes[split..]);
+        assert_eq!(reader.next(), Some(Inbound::Text("two".into())));
+        assert!(
+            reader.state.is_none(),
+            "nothing kept once everything was taken"
+        );
+        assert_eq!(reader.next(), None);
+    }
+
     /// A masked client frame.
     fn client(first: u8, payload: &[u8]) -> Vec<u8> {
         let mask = [1, 2, 3, 4];
@@ -254,7 +341,7 @@ mod tests {
         bytes.extend(client(0x82, &[0; 300]));
         bytes.extend(client(0x88, &[3, 232]));
         for split in 1..bytes.len() {
-            let (mut reader, mut out) = Reader::with(&bytes[..split]);
+            let (mut reader, mut out) = Frames::with(&bytes[..split]);
             reader.feed(&bytes[split..], &mut out);
             assert_eq!(
                 out,
@@ -275,16 +362,16 @@ mod tests {
     #[test]
     fn oversized_and_invalid_frames_end_the_stream() {
         let big = client(0x81, &vec![b'a'; MAX_INBOUND_FRAME + 1]);
-        let (_, out) = Reader::with(&big[..10]);
+        let (_, out) = Frames::with(&big[..10]);
         assert_eq!(out, [Inbound::TooBig], "refused from its header");
         let mut parts = client(0x01, &vec![b'a'; 9000]);
         parts.extend(client(0x80, &vec![b'a'; 9000]));
-        assert_eq!(Reader::with(&parts).1, [Inbound::TooBig]);
+        assert_eq!(Frames::with(&parts).1, [Inbound::TooBig]);
         let unmasked = [0x81, 0x01, b'a'];
-        assert_eq!(Reader::with(&unmasked).1, [Inbound::Invalid]);
+        assert_eq!(Frames::with(&unmasked).1, [Inbound::Invalid]);
         let not_utf8 = client(0x81, &[0xff]);
-        assert_eq!(Reader::with(&not_utf8).1, [Inbound::Invalid]);
+        assert_eq!(Frames::with(&not_utf8).1, [Inbound::Invalid]);
         let stray_continuation = client(0x80, b"a");
-        assert_eq!(Reader::with(&stray_continuation).1, [Inbound::Invalid]);
+        assert_eq!(Frames::with(&stray_continuation).1, [Inbound::Invalid]);
     }
 }

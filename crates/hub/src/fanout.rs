@@ -305,7 +305,7 @@ impl Outbox {
             flush => {
                 inner.blocked = flush == Flush::Blocked;
                 drop(inner);
-                self.wake.notify_one();
+                self.wake();
                 flush != Flush::Failed
             }
         }

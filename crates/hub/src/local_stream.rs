@@ -63,7 +63,21 @@ struct Ring {
     subscribers: Vec<Arc<Outbox>>,
     /// The hub's own listeners (the webcams' voice presence, `crate::rtc_presence`):
     /// fed before the browsers, not counted as subscribers.
-    observers: Vec<Arc<Outbox>>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+/// One of the hub's own listeners of a guild's events (the webcams' voice
+/// presence, `crate::rtc_presence`): handed each event's frame, in `seq` order,
+/// under the stream's lock and before any browser, so it reads what it needs of
+/// the event ([`Frame::voice`]) without a queue of frames or a parse.
+pub(crate) trait Observer: Send + Sync + std::fmt::Debug {
+    /// Takes the next event; `false` when it no longer listens (it is forgotten).
+    fn observe(&self, frame: &Frame) -> bool;
+    /// The stream lost events or started over: what the observer knows may be
+    /// stale, and it no longer listens.
+    fn lost(&self);
+    /// Whether it still listens.
+    fn is_open(&self) -> bool;
 }
 
 impl Ring {
@@ -91,7 +105,7 @@ impl Ring {
     /// sockets got it.
     fn push(&mut self, (seq, ts, frame): Entry) -> usize {
         self.head_seq = seq;
-        self.observers.retain(|outbox| outbox.deliver(&frame));
+        self.observers.retain(|observer| observer.observe(&frame));
         // The sockets are put on their writer shards together, after the loop.
         let mut batch = crate::ws_writer::Batch::default();
         self.subscribers
@@ -104,8 +118,11 @@ impl Ring {
     /// Forgets the ring and closes every subscriber with 1013, so their browsers
     /// reconnect and resume (or learn `resumed:false`) instead of missing events.
     fn drop_subscribers(&mut self) {
-        for outbox in self.subscribers.drain(..).chain(self.observers.drain(..)) {
+        for outbox in self.subscribers.drain(..) {
             outbox.overflow();
+        }
+        for observer in self.observers.drain(..) {
+            observer.lost();
         }
         self.events.clear();
     }
@@ -162,11 +179,11 @@ impl LocalStream {
 
     /// Registers one of the hub's own listeners for `guild`'s live events: it gets
     /// each event before any browser does and is not counted as a subscriber.
-    pub(crate) fn observe(&self, guild: Snowflake, outbox: Arc<Outbox>) {
+    pub(crate) fn observe(&self, guild: Snowflake, observer: Arc<dyn Observer>) {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
         ring.observers.retain(|o| o.is_open());
-        ring.observers.push(outbox);
+        ring.observers.push(observer);
     }
 
     /// Registers `outbox` for `guild`'s live events.

@@ -19,15 +19,14 @@ use hashbrown::hash_table;
 ///
 /// Each key is stored once, in `order` (oldest first, with when it came); the hash
 /// index holds only its position there, 8 bytes per slot. So a new key costs one
-/// hash lookup and no copy of the key, and evicting the oldest one lookup by its
-/// position. Both are allocated for `capacity` up front: the set reaches it on a
-/// busy hub anyway (the default, 100,000 webhook ids, is about 40 minutes at 40
-/// events per second, inside the 6 h window), and growing towards it doubled the
-/// index and the queue, moving every entry each time, on the webhook's path
-/// (docs/benchmarks.md, "Ingest"). At the default capacity that is 1.2 MB of index
-/// (131,072 slots of 8 bytes and a control byte) and 4 MB of queue, of which only
-/// the index's control bytes are written at once: the queue's pages are touched
-/// as it fills.
+/// hash lookup and no copy of the key, evicting the oldest one lookup by its
+/// position, and when the index doubles (or rehashes in place: evictions leave
+/// tombstones) it moves 8 bytes per key rather than the key and its time
+/// (40 bytes). Both grow on demand, up to `capacity` keys (at the default 100,000:
+/// an index of 262,144 slots, 2.4 MB, and a queue of 4–8 MB): allocating them for
+/// the capacity up front showed no difference in the ingest bench
+/// (docs/benchmarks.md, "Ingest"), and would hold that memory on a hub that
+/// receives few webhooks.
 ///
 /// Hashed with `foldhash` (randomly seeded per set) rather than std's `SipHash`: its
 /// keys are the once-keys of webhooks whose HMAC was verified (`crate::ingest`),
@@ -64,8 +63,8 @@ impl<K: Hash + Eq> SeenSet<K> {
             capacity,
             max_age,
             hasher: foldhash::fast::RandomState::default(),
-            index: HashTable::with_capacity(capacity),
-            order: VecDeque::with_capacity(capacity),
+            index: HashTable::new(),
+            order: VecDeque::new(),
             front: 0,
         }
     }

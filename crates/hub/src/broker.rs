@@ -30,6 +30,7 @@ use crate::local_stream::LocalStream;
 use crate::once_key::OnceKey;
 use crate::once_store::{OnceStoreError, RoomOnceStore};
 use crate::redis_link::RedisLinkError;
+use crate::rtc_presence::VoiceChange;
 
 /// How many `seq` values a stream has room for per millisecond of wall clock.
 ///
@@ -253,17 +254,18 @@ impl InProcessBroker {
         let now = Instant::now();
         let ts = unix_millis();
         let mut duplicate = false;
-        let mut events = Vec::with_capacity(once_keys.len());
-        for key in once_keys {
-            match key {
-                OnceKey::RoomCreated(channel) => duplicate |= self.rooms.announce(channel, ts)?,
-                key @ OnceKey::Event(_) => events.push(key),
+        // Rooms first (they may fail), then the event keys, moved into the set.
+        for key in &once_keys {
+            if let OnceKey::RoomCreated(channel) = key {
+                duplicate |= self.rooms.announce(*channel, ts)?;
             }
         }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        for key in events {
-            // Remembered either way; seen before means a duplicate.
-            duplicate |= !seen.insert(key, now);
+        for key in once_keys {
+            if let key @ OnceKey::Event(_) = key {
+                // Remembered either way; seen before means a duplicate.
+                duplicate |= !seen.insert(key, now);
+            }
         }
         drop(seen);
         if let Some(OnceKey::RoomCreated(channel)) = OnceKey::released_by(&event) {
@@ -309,15 +311,18 @@ impl Broker for InProcessBroker {
 }
 
 /// The v1 envelope of `event`, serialised once for every socket.
+/// The frame notes the event's voice change for the hub's voice presence
+/// (`crate::rtc_presence`), which reads it instead of parsing the envelope.
 pub(crate) fn event_frame(event: Event, ts: u64, seq: u64) -> Frame {
-    Frame::from(
-        ServerMessage::Event(EventEnvelope {
+    let voice = VoiceChange::of(&event);
+    Frame::event(
+        &ServerMessage::Event(EventEnvelope {
             v: Version,
             event,
             ts,
             seq,
-        })
-        .to_json(),
+        }),
+        voice,
     )
 }
 

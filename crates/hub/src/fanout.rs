@@ -22,8 +22,10 @@
 //!
 //! When a socket's unsent data passes the limit it is marked overloaded and its
 //! session closes it with 1013, so one stalled browser costs only its own bounded
-//! memory and never delays the others. An outbox without a socket (the hub's own
-//! listeners, `crate::rtc_presence`) is drained by its owner with [`Outbox::take`].
+//! memory and never delays the others. An outbox without a socket (in tests) is
+//! drained by its owner with `Outbox::take`; the hub's own listeners
+//! (`crate::rtc_presence`) observe the stream without an outbox
+//! (`crate::local_stream::Observer`).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -36,6 +38,7 @@ use std::task::{Context, Poll};
 use futures_util::task::AtomicWaker;
 use tokio::net::TcpStream;
 
+use crate::rtc_presence::{NOTE_LEN, VoiceChange};
 use crate::ws_writer::{self, Shard};
 
 /// Most frames written by one vectored write.
@@ -44,20 +47,34 @@ pub(crate) const MAX_WRITE_FRAMES: usize = 64;
 pub(crate) const MAX_WRITE_BYTES: usize = 64 * 1024;
 /// Queue capacity kept after a burst drains; more is released, so an idle socket
 /// does not hold on to the memory of its busiest moment.
+#[cfg(test)]
 const RETAINED_CAPACITY: usize = 8;
 /// WebSocket opcodes of the frames the hub sends (RFC 6455 §5.2).
 const OP_TEXT: u8 = 0x1;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
+/// Longest frame header: opcode byte, length byte, 64-bit extended length (RFC 6455 §5.2).
+const MAX_HEADER: usize = 10;
+/// Room reserved in front of a payload being framed: the note, then the header.
+const PREFIX: usize = NOTE_LEN + MAX_HEADER;
+/// Largest scratch buffer a thread keeps between frames ([`Frame::event`]).
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 /// One server → browser WebSocket frame, built once and shared by every socket that
 /// sends it: the unmasked frame header followed by the payload, in one
 /// reference-counted buffer (a queued frame is one 16-byte handle). Dereferences
 /// to the payload text (the JSON envelope).
+///
+/// An event's frame also carries, in front of the wire bytes, what the hub's own
+/// voice presence reads of the event ([`VoiceChange`], `crate::rtc_presence`), so
+/// that it never parses the JSON back: it is set where the event is framed
+/// (`crate::broker::event_frame`, also for the events read from Redis) and costs
+/// every frame [`NOTE_LEN`] bytes of its buffer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
-    wire: Arc<[u8]>,
+    /// The [`VoiceChange`] note, then the wire bytes.
+    buf: Arc<[u8]>,
 }
 
 impl Frame {
@@ -89,37 +106,109 @@ impl Frame {
         Self::build(OP_CLOSE, payload.get(..2).unwrap_or(&[]))
     }
 
+    /// A text frame whose payload is the event envelope `value` serialised as
+    /// JSON, noting its `voice` change for the hub's voice presence
+    /// ([`Frame::voice`]). The JSON is written straight into the frame's buffer
+    /// behind room for the note and the header: one allocation (the shared buffer)
+    /// and one copy, instead of a `String`, then a frame `Vec`, then the shared
+    /// buffer (docs/benchmarks.md, "Ingest").
+    ///
+    /// # Panics
+    ///
+    /// When `value` cannot be serialised to JSON (a map with non-string keys, or a
+    /// `Serialize` impl that fails); the hub's server messages never do.
+    pub(crate) fn event<T: serde::Serialize + ?Sized>(
+        value: &T,
+        voice: Option<VoiceChange>,
+    ) -> Self {
+        Self::with_scratch(|buf| {
+            buf.resize(PREFIX, 0);
+            serde_json::to_writer(&mut *buf, value).expect("server messages always serialise");
+            Self::framed(OP_TEXT, buf, voice)
+        })
+    }
+
     fn build(opcode: u8, payload: &[u8]) -> Self {
-        let len = payload.len();
-        let mut wire = Vec::with_capacity(len + 10);
-        wire.push(0x80 | opcode);
-        if len < 126 {
-            wire.push(u8::try_from(len).unwrap_or_default());
-        } else if let Ok(len) = u16::try_from(len) {
-            wire.push(126);
-            wire.extend_from_slice(&len.to_be_bytes());
-        } else {
-            wire.push(127);
-            wire.extend_from_slice(&(len as u64).to_be_bytes());
+        Self::with_scratch(|buf| {
+            buf.resize(PREFIX, 0);
+            buf.extend_from_slice(payload);
+            Self::framed(opcode, buf, None)
+        })
+    }
+
+    /// Runs `build` with this thread's scratch buffer, emptied: a frame is laid
+    /// out there and then copied once into its shared buffer, so building one
+    /// allocates only that. A scratch buffer grown past [`SCRATCH_KEPT`] by a
+    /// large frame is released afterwards.
+    fn with_scratch(build: impl FnOnce(&mut Vec<u8>) -> Self) -> Self {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        wire.extend_from_slice(payload);
-        Self { wire: wire.into() }
+        SCRATCH.with(|scratch| {
+            // A frame built while another is being built on this thread (a
+            // `Serialize` impl that builds frames) gets a buffer of its own.
+            let Ok(mut buf) = scratch.try_borrow_mut() else {
+                return build(&mut Vec::new());
+            };
+            buf.clear();
+            let frame = build(&mut buf);
+            if buf.capacity() > SCRATCH_KEPT {
+                *buf = Vec::new();
+            }
+            frame
+        })
+    }
+
+    /// The frame of the payload `buf[PREFIX..]`: its header is written just before
+    /// the payload and the note before the header, and all three are copied into
+    /// the shared buffer.
+    fn framed(opcode: u8, buf: &mut [u8], voice: Option<VoiceChange>) -> Self {
+        let len = buf.len() - PREFIX;
+        let mut header = [0_u8; MAX_HEADER];
+        header[0] = 0x80 | opcode;
+        let header_len = if len < 126 {
+            header[1] = u8::try_from(len).unwrap_or_default();
+            2
+        } else if let Ok(len) = u16::try_from(len) {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&len.to_be_bytes());
+            4
+        } else {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        let start = PREFIX - header_len;
+        buf[start..PREFIX].copy_from_slice(&header[..header_len]);
+        buf[start - NOTE_LEN..start].copy_from_slice(&VoiceChange::note(voice));
+        Self {
+            buf: Arc::from(&buf[start - NOTE_LEN..]),
+        }
     }
 
     /// The complete frame as written to the socket.
     pub(crate) fn wire(&self) -> &[u8] {
-        &self.wire
+        self.buf.get(NOTE_LEN..).unwrap_or_default()
+    }
+
+    /// The voice change of an event's frame, as noted when it was framed
+    /// ([`Frame::event`]); `None` for any other frame.
+    pub(crate) fn voice(&self) -> Option<VoiceChange> {
+        self.buf
+            .first_chunk::<NOTE_LEN>()
+            .and_then(VoiceChange::from_note)
     }
 
     /// The payload text (empty for a control frame whose payload is not UTF-8).
     pub fn as_str(&self) -> &str {
+        let wire = self.wire();
         // The header's length follows from its second byte (RFC 6455 §5.2).
-        let header = match self.wire.get(1).map(|len| len & 0x7f) {
+        let header = match wire.get(1).map(|len| len & 0x7f) {
             Some(126) => 4,
             Some(127) => 10,
             _ => 2,
         };
-        std::str::from_utf8(self.wire.get(header..).unwrap_or_default()).unwrap_or_default()
+        std::str::from_utf8(wire.get(header..).unwrap_or_default()).unwrap_or_default()
     }
 }
 
@@ -470,7 +559,8 @@ impl Outbox {
 
     /// Moves up to `max` queued frames into `batch` (an outbox without a socket);
     /// returns their total size, which counts against the limit until
-    /// [`Outbox::sent`].
+    /// [`Outbox::sent`]. Tests read what an outbox got with it.
+    #[cfg(test)]
     pub(crate) fn take(&self, batch: &mut Vec<Frame>, max: usize) -> usize {
         let mut inner = self.lock();
         let n = inner.queue.len().min(max);
@@ -486,6 +576,7 @@ impl Outbox {
     }
 
     /// Called by the reader once taken frames are handled: frees their room.
+    #[cfg(test)]
     pub(crate) fn sent(&self, len: usize) {
         let mut inner = self.lock();
         inner.bytes = inner.bytes.saturating_sub(len);
@@ -678,6 +769,18 @@ mod tests {
         assert_eq!(&huge.wire()[..2], &[0x81, 127]);
         assert_eq!(huge.as_str().len(), 70_000);
         assert_eq!(Frame::close(1013, "x").wire(), b"\x88\x03\x03\xf5x");
+    }
+
+    #[test]
+    fn an_event_frame_is_the_text_frame_of_its_serialisation() {
+        // Payloads on both sides of each header size (7-bit, 16-bit, 64-bit length).
+        for len in [0, 3, 123, 124, 300, 65_533, 65_534, 70_000, 3] {
+            let value = serde_json::json!({ "s": "x".repeat(len) });
+            let text = serde_json::to_string(&value).unwrap();
+            let frame = Frame::event(&value, None);
+            assert_eq!(frame.wire(), Frame::text(&text).wire(), "{len}");
+            assert_eq!(&*frame, text);
+        }
     }
 
     #[tokio::test]

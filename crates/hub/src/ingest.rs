@@ -9,21 +9,25 @@
 //! with `Retry-After`: the worker keeps the event and delivers it again later.
 //!
 //! It is the hub's busiest request, so it does no work beyond those checks: the
-//! headers are read in place (not copied), metric handles are registered once
-//! (`crate::metrics::ingest`), the answer is a constant body, and its route has
-//! its own small state and no per-request tracing span (`crate::routes`);
-//! docs/benchmarks.md ("Ingest") measures it against a bare handler.
+//! headers are read in place (not copied) by names parsed once, the body is taken
+//! as the one buffer it arrived in (not collected into a list first), metric
+//! handles are registered once (`crate::metrics::ingest`), the answer is a
+//! constant body with one header, and its route has its own small state and no
+//! per-request tracing span (`crate::routes`); docs/benchmarks.md ("Ingest")
+//! measures it against a bare handler.
 
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
 use coven_contract::Event;
 use coven_contract::internal::verify_webhook;
 use coven_contract::limits::WEBHOOK_BODY_MAX_BYTES;
 use coven_contract::signature::EVENT_ID_HEADER;
+use futures_util::StreamExt;
 
 use crate::error::HubError;
 use crate::metrics::SIGNATURE_REJECTED;
@@ -35,6 +39,9 @@ const OK_BODY: &str = r#"{"ok":true}"#;
 
 /// Longest accepted `X-Hub-Event-Id`.
 const EVENT_ID_MAX_LEN: usize = 200;
+
+/// [`EVENT_ID_HEADER`] as a header name, parsed once rather than per lookup.
+static EVENT_ID: HeaderName = HeaderName::from_static(EVENT_ID_HEADER);
 
 /// The handler.
 pub(crate) async fn ingest(
@@ -58,7 +65,7 @@ pub(crate) async fn ingest(
         HubError::validation(error.to_string())
     })?;
     let event_id = headers
-        .get(EVENT_ID_HEADER)
+        .get(&EVENT_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= EVENT_ID_MAX_LEN)
         .ok_or_else(|| HubError::Validation {
@@ -105,8 +112,14 @@ pub(crate) async fn ingest(
 }
 
 /// The whole body, refused with 413 past [`WEBHOOK_BODY_MAX_BYTES`]: before
-/// reading when `Content-Length` says so, while reading otherwise.
-async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<bytes::Bytes, HubError> {
+/// reading when `Content-Length` says so, while reading otherwise (also when
+/// reading fails, as axum's `to_bytes` does).
+///
+/// A webhook's body arrives in one chunk (hyper hands over a slice of its read
+/// buffer), which is returned as it is; only a body in several chunks is copied
+/// into one buffer. `axum::body::to_bytes` collected even a single chunk into a
+/// list first (docs/benchmarks.md, "Ingest").
+async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<Bytes, HubError> {
     let too_large = || HubError::PayloadTooLarge {
         limit: WEBHOOK_BODY_MAX_BYTES,
     };
@@ -117,30 +130,103 @@ async fn read_body(headers: &axum::http::HeaderMap, body: Body) -> Result<bytes:
     if declared.is_some_and(|len| len > WEBHOOK_BODY_MAX_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, WEBHOOK_BODY_MAX_BYTES)
-        .await
-        .map_err(|_| too_large())
+    let mut chunks = body.into_data_stream();
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| too_large())?;
+        let len = joined.as_ref().map_or(first.len(), BytesMut::len);
+        if len + chunk.len() > WEBHOOK_BODY_MAX_BYTES {
+            return Err(too_large());
+        }
+        match &mut joined {
+            Some(joined) => joined.extend_from_slice(&chunk),
+            None if first.is_empty() => first = chunk,
+            None => {
+                let mut buf = BytesMut::with_capacity(len + chunk.len());
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&chunk);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
-/// 200 `{"ok":true}`.
+/// 200 `{"ok":true}` with its content type, built directly (a `(headers, &str)`
+/// tuple sets `text/plain` and then replaces it).
 fn ok() -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        OK_BODY,
-    )
-        .into_response()
+    let mut response = Response::new(Body::from(OK_BODY));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_answer_is_the_contracts_ok_body() {
+    #[tokio::test]
+    async fn the_answer_is_the_contracts_ok_body() {
         let expected = serde_json::to_string(&coven_contract::OkBody { ok: true }).unwrap();
         assert_eq!(OK_BODY, expected);
+        let answer = ok();
+        assert_eq!(answer.status(), axum::http::StatusCode::OK);
+        let types: Vec<_> = answer
+            .headers()
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .collect();
+        assert_eq!(types, ["application/json"]);
+        let body = axum::body::to_bytes(answer.into_body(), 64).await.unwrap();
+        assert_eq!(body, OK_BODY.as_bytes());
+    }
+
+    /// A body arriving in `chunks`, without `Content-Length`.
+    fn chunked(chunks: &[&'static str]) -> Body {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|c| Ok(Bytes::from_static(c.as_bytes())))
+            .collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn the_body_is_read_whole_and_bounded() {
+        let none = axum::http::HeaderMap::new();
+        // One chunk: handed back as it came, not copied.
+        let chunk = Bytes::from_static(b"{\"event\":1}");
+        let body = read_body(&none, Body::from(chunk.clone())).await.unwrap();
+        assert_eq!((body.as_ptr(), body.len()), (chunk.as_ptr(), chunk.len()));
+        // Several chunks, empty ones among them: joined in order.
+        let body = read_body(&none, chunked(&["", "ab", "", "cd", "e"])).await;
+        assert_eq!(body.unwrap(), "abcde");
+        assert_eq!(read_body(&none, chunked(&[])).await.unwrap(), "");
+        // Exactly the limit is read; one byte more is 413, also across chunks.
+        let max: &'static str = "x".repeat(WEBHOOK_BODY_MAX_BYTES).leak();
+        assert_eq!(
+            read_body(&none, chunked(&[max])).await.unwrap().len(),
+            max.len()
+        );
+        let (half, rest) = max.split_at(10);
+        let body = read_body(&none, chunked(&[half, rest, "y"])).await;
+        assert!(matches!(body, Err(HubError::PayloadTooLarge { .. })));
+        // A declared length past the limit is refused before reading.
+        let mut declared = axum::http::HeaderMap::new();
+        declared.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(WEBHOOK_BODY_MAX_BYTES + 1),
+        );
+        let body = read_body(&declared, chunked(&["small"])).await;
+        assert!(matches!(body, Err(HubError::PayloadTooLarge { .. })));
+        // A body that fails while being read is refused too.
+        let failing = Body::from_stream(futures_util::stream::iter([
+            Ok(Bytes::from_static(b"ab")),
+            Err(std::io::Error::other("reset")),
+        ]));
+        let body = read_body(&none, failing).await;
+        assert!(matches!(body, Err(HubError::PayloadTooLarge { .. })));
     }
 }

@@ -68,7 +68,21 @@ struct Ring {
     direct: Vec<Arc<Outbox>>,
     /// The hub's own listeners (the webcams' voice presence, `crate::rtc_presence`):
     /// fed before the browsers, not counted as subscribers.
-    observers: Vec<Arc<Outbox>>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+/// One of the hub's own listeners of a guild's events (the webcams' voice
+/// presence, `crate::rtc_presence`): handed each event's frame, in `seq` order,
+/// under the stream's lock and before any browser, so it reads what it needs of
+/// the event ([`Frame::voice`]) without a queue of frames or a parse.
+pub(crate) trait Observer: Send + Sync + std::fmt::Debug {
+    /// Takes the next event; `false` when it no longer listens (it is forgotten).
+    fn observe(&self, frame: &Frame) -> bool;
+    /// The stream lost events or started over: what the observer knows may be
+    /// stale, and it no longer listens.
+    fn lost(&self);
+    /// Whether it still listens.
+    fn is_open(&self) -> bool;
 }
 
 impl Ring {
@@ -106,7 +120,7 @@ impl Ring {
     /// subscribers without a socket got it (the shards count their own).
     fn push(&mut self, (seq, ts, frame): Entry) -> usize {
         self.head_seq = seq;
-        self.observers.retain(|outbox| outbox.deliver(&frame));
+        self.observers.retain(|observer| observer.observe(&frame));
         self.direct.retain(|outbox| outbox.deliver(&frame));
         for audience in &self.audiences {
             audience.publish(seq, &frame);
@@ -129,8 +143,11 @@ impl Ring {
         for audience in self.audiences.drain(..) {
             audience.overflow_all();
         }
-        for outbox in self.direct.drain(..).chain(self.observers.drain(..)) {
+        for outbox in self.direct.drain(..) {
             outbox.overflow();
+        }
+        for observer in self.observers.drain(..) {
+            observer.lost();
         }
         self.events.clear();
     }
@@ -187,11 +204,11 @@ impl LocalStream {
 
     /// Registers one of the hub's own listeners for `guild`'s live events: it gets
     /// each event before any browser does and is not counted as a subscriber.
-    pub(crate) fn observe(&self, guild: Snowflake, outbox: Arc<Outbox>) {
+    pub(crate) fn observe(&self, guild: Snowflake, observer: Arc<dyn Observer>) {
         let stream = self.guild(guild);
         let mut ring = stream.lock();
         ring.observers.retain(|o| o.is_open());
-        ring.observers.push(outbox);
+        ring.observers.push(observer);
     }
 
     /// Registers `outbox` for `guild`'s live events.

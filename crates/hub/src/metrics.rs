@@ -9,6 +9,7 @@
 //! registry per request (docs/benchmarks.md, "Ingest").
 
 use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -47,6 +48,10 @@ pub(crate) const REPLAY_GAPS: &str = "hub_redis_stream_gaps_total";
 
 static GLOBAL: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often the installed recorder's histogram samples are folded into their
+/// summaries ([`PrometheusHandle::run_upkeep`]).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The handles the webhook records into on every event.
 pub(crate) struct IngestMetrics {
     /// [`EVENTS_IN`] `result="published"`.
@@ -84,7 +89,8 @@ pub(crate) fn ingest() -> &'static IngestMetrics {
     &HANDLES
 }
 
-/// The handle to render: `given`, or the process-wide one installed on first use.
+/// The handle to render: `given` (whose owner keeps it up, see [`keep_up`]), or the
+/// process-wide one installed on first use.
 pub(crate) fn handle(given: Option<PrometheusHandle>) -> PrometheusHandle {
     if let Some(handle) = given {
         return handle;
@@ -97,9 +103,29 @@ pub(crate) fn handle(given: Option<PrometheusHandle>) -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
             describe();
+            keep_up(handle.clone());
             handle
         })
         .clone()
+}
+
+/// Folds `handle`'s histogram samples into their summaries every [`UPKEEP_EVERY`],
+/// on a thread of its own for the life of the process. `build_recorder` leaves
+/// that to its caller: without it every sample (one [`INGEST_LATENCY`] per webhook,
+/// one [`PUBLISH_LATENCY`] per Redis publication) stays in memory until `/metrics`
+/// is scraped, without bound when nobody scrapes it.
+fn keep_up(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep: histograms grow until /metrics is scraped");
+    }
 }
 
 fn describe() {
@@ -127,4 +153,36 @@ pub(crate) async fn metrics(State(state): State<MetricsState>) -> impl IntoRespo
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_installed_recorder_is_kept_up() {
+        let handle = handle(None);
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !threads().iter().any(|name| name == "metrics-upkeep") {
+            assert!(std::time::Instant::now() < deadline, "{:?}", threads());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Upkeep folds samples into their summaries; none is lost.
+        ingest().latency.record(0.25);
+        handle.run_upkeep();
+        assert!(
+            handle.render().contains(INGEST_LATENCY),
+            "{}",
+            handle.render()
+        );
+    }
 }

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::broker::{BrokerLimits, RingState, stream_base, unix_millis};
 use crate::fanout::{Frame, Outbox};
-use crate::metrics::{DELIVERIES, EVENTS_OUT, REPLAY_GAPS};
+use crate::metrics::REPLAY_GAPS;
 use crate::ws_writer::Audience;
 
 /// A sequenced event: `(seq, ts in ms, envelope frame)`.
@@ -261,7 +261,8 @@ impl LocalStream {
         let mut ring = stream.lock();
         let seq = ring.head_seq + 1;
         let delivered = ring.push((seq, ts, frame(seq)));
-        ring.prune(&self.limits, unix_millis());
+        // `ts` is now: the broker stamps an event as it appends it.
+        ring.prune(&self.limits, ts);
         drop(ring);
         stream.head.send_replace(seq);
         delivered_metrics(1, delivered);
@@ -363,9 +364,10 @@ impl Guild {
 /// Counts published events, and their deliveries to subscribers without a
 /// socket (the writer shards count the sockets').
 fn delivered_metrics(published: u64, delivered: usize) {
-    metrics::counter!(EVENTS_OUT).increment(published);
+    let metrics = crate::metrics::stream();
+    metrics.events_out.increment(published);
     if delivered > 0 {
-        metrics::counter!(DELIVERIES).increment(delivered as u64);
+        metrics.deliveries.increment(delivered as u64);
     }
 }
 

@@ -4,9 +4,9 @@
 //! a Prometheus recorder once (unless the binary passes its own handle) and renders
 //! it. Names are listed here so an operator finds them in one place.
 //!
-//! The webhook's metrics are recorded on every event, so their handles are
-//! registered once ([`ingest`]) instead of being looked up in the recorder's
-//! registry per request (docs/benchmarks.md, "Ingest").
+//! The webhook's and the local stream's metrics are recorded on every event, so
+//! their handles are registered once ([`ingest`], [`stream`]) instead of being
+//! looked up in the recorder's registry per event (docs/benchmarks.md, "Ingest").
 
 use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
@@ -85,6 +85,25 @@ pub(crate) fn ingest() -> &'static IngestMetrics {
             latency: metrics::histogram!(INGEST_LATENCY),
             publish_latency: metrics::histogram!(PUBLISH_LATENCY),
         }
+    });
+    &HANDLES
+}
+
+/// The handles the local stream records into on every event.
+pub(crate) struct StreamMetrics {
+    /// [`EVENTS_OUT`].
+    pub(crate) events_out: metrics::Counter,
+    /// [`DELIVERIES`] to subscribers without a socket (the writer shards count
+    /// the sockets' once per pass).
+    pub(crate) deliveries: metrics::Counter,
+}
+
+/// The local stream's metric handles, registered once like [`ingest`]'s: a
+/// registry lookup per event was the largest single cost of publishing one.
+pub(crate) fn stream() -> &'static StreamMetrics {
+    static HANDLES: LazyLock<StreamMetrics> = LazyLock::new(|| StreamMetrics {
+        events_out: metrics::counter!(EVENTS_OUT),
+        deliveries: metrics::counter!(DELIVERIES),
     });
     &HANDLES
 }

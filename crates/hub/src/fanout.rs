@@ -67,10 +67,10 @@ const SCRATCH_KEPT: usize = 64 * 1024;
 /// to the payload text (the JSON envelope).
 ///
 /// An event's frame also carries, in front of the wire bytes, what the hub's own
-/// voice presence reads of the event ([`VoiceChange`], `crate::rtc_presence`), so
+/// voice presence reads of the event (`VoiceChange`, `crate::rtc_presence`), so
 /// that it never parses the JSON back: it is set where the event is framed
 /// (`crate::broker::event_frame`, also for the events read from Redis) and costs
-/// every frame [`NOTE_LEN`] bytes of its buffer.
+/// every frame `NOTE_LEN` bytes of its buffer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     /// The [`VoiceChange`] note, then the wire bytes.

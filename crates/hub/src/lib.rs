@@ -48,6 +48,7 @@ mod once_store;
 pub mod openapi;
 mod permissions;
 mod profiles;
+mod publish_activity;
 mod rate_limit;
 mod redis_broker;
 mod redis_link;

@@ -24,8 +24,11 @@
 //!   hub's sockets through the [`LocalStream`] (ring and subscribers, the same as
 //!   [`InProcessBroker`]'s). Every hub delivers in stream order: the hub that
 //!   published hands its own events to its sockets as soon as Redis answered
-//!   when they directly follow what it delivered last (its reader then skips
-//!   them), and otherwise learns of them from the stream like the others.
+//!   when they directly follow what it delivered last, and otherwise learns of
+//!   them from the stream like the others. While it publishes, its reader keeps
+//!   out of a blocking `XREAD` that its own `XADD`s would wake for nothing, and
+//!   reads when a call's events did not follow the head
+//!   ([`crate::publish_activity`]).
 //! * resume ([`Broker::subscribe`]): `(lastSeq, H]` comes from the local ring when
 //!   it covers the gap, else from the stream (`XRANGE`, [`Broker::history`]);
 //!   events after `H` arrive live. A gap older than the stream or the age limit
@@ -55,6 +58,7 @@ use crate::broker::{Broker, BrokerError, BrokerLimits, event_frame, stream_base,
 use crate::fanout::Frame;
 use crate::local_stream::{Entry, LocalStream};
 use crate::once_key::OnceKey;
+use crate::publish_activity::{Activities, Activity, Turn};
 use crate::redis_link::RedisLink;
 
 /// How long one `XREAD` blocks: also how quickly a silent outage is noticed.
@@ -190,6 +194,8 @@ pub struct RedisBroker {
     followed: Mutex<HashSet<Snowflake>>,
     /// The queue of the publishing task, started by the first publish.
     publisher: OnceLock<mpsc::Sender<Pending>>,
+    /// Each guild's publish calls, which its reader keeps out of the way of.
+    activities: Arc<Activities>,
     stop: CancellationToken,
 }
 
@@ -230,6 +236,7 @@ impl RedisBroker {
             local: Arc::new(LocalStream::following(limits)),
             followed: Mutex::new(HashSet::new()),
             publisher: OnceLock::new(),
+            activities: Arc::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -282,6 +289,7 @@ impl RedisBroker {
             let publisher = Publisher {
                 link: self.link.clone(),
                 local: Arc::downgrade(&self.local),
+                activities: self.activities.clone(),
                 limits: *self.limits(),
                 pending,
             };
@@ -384,6 +392,7 @@ impl Broker for RedisBroker {
         let reader = Reader {
             local: Arc::downgrade(&self.local),
             guild,
+            activity: self.activities.of(guild),
             link: self.link.clone(),
             stream_key: RedisLink::key(guild, "events"),
             seq_key: RedisLink::key(guild, "seq"),
@@ -400,6 +409,8 @@ impl Broker for RedisBroker {
 struct Reader {
     local: Weak<LocalStream>,
     guild: Snowflake,
+    /// This hub's publish calls to the guild (`crate::publish_activity`).
+    activity: Arc<Activity>,
     link: Arc<RedisLink>,
     stream_key: String,
     seq_key: String,
@@ -414,9 +425,10 @@ impl Reader {
                 return;
             }
         };
-        let options = StreamReadOptions::default()
-            .block(usize::try_from(READ_BLOCK.as_millis()).unwrap_or(1000))
-            .count(READ_COUNT);
+        let count = StreamReadOptions::default().count(READ_COUNT);
+        let blocking = StreamReadOptions::default()
+            .count(READ_COUNT)
+            .block(usize::try_from(READ_BLOCK.as_millis()).unwrap_or(1000));
         let mut synced = false;
         let mut backoff = BACKOFF_MIN;
         loop {
@@ -428,9 +440,20 @@ impl Reader {
                     self.sync(&local).await?;
                     synced = true;
                 }
+                // While this hub publishes, a blocking read would be woken by its
+                // own events only to skip them: wait for a call that needs a read.
+                let options = match self.activity.turn() {
+                    Turn::Block => &blocking,
+                    Turn::Wait(until) => {
+                        tokio::select! {
+                            () = self.activity.read_now() => &count,
+                            () = tokio::time::sleep_until(until) => return Ok(()),
+                        }
+                    }
+                };
                 let last_id = format!("{}-0", local.head(self.guild));
                 let result: redis::RedisResult<redis::Value> = conn
-                    .xread_options(&[&self.stream_key], &[&last_id], &options)
+                    .xread_options(&[&self.stream_key], &[&last_id], options)
                     .await;
                 let reply = self.link.record("read", result)?;
                 let entries = new_entries(reply, local.head(self.guild))?;
@@ -486,6 +509,8 @@ struct Publisher {
     link: Arc<RedisLink>,
     /// Where the batch's events go at once when they follow the local head.
     local: Weak<LocalStream>,
+    /// What the guilds' readers learn of each call.
+    activities: Arc<Activities>,
     limits: BrokerLimits,
     pending: mpsc::Receiver<Pending>,
 }
@@ -520,15 +545,18 @@ impl Publisher {
                     Err(_) => break,
                 }
             }
+            let activity = self.activities.of(guild);
+            activity.start();
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = self.publish(guild, &mut batch) => {}
+                delivered = self.publish(guild, &mut batch) => activity.end(!delivered),
             }
         }
     }
 
-    /// One script call for `batch`; answers (and empties) it.
-    async fn publish(&self, guild: Snowflake, batch: &mut Vec<Pending>) {
+    /// One script call for `batch`; answers (and empties) it. Returns whether its
+    /// events were delivered here (else the reader must read them).
+    async fn publish(&self, guild: Snowflake, batch: &mut Vec<Pending>) -> bool {
         let ts = unix_millis();
         let mut invocation = PUBLISH.prepare_invoke();
         invocation
@@ -566,10 +594,11 @@ impl Publisher {
                     }
                     answers.push((pending.done, seq));
                 }
-                self.deliver(guild, entries);
+                let delivered = self.deliver(guild, entries);
                 for (done, seq) in answers {
                     let _ = done.send(Ok(seq));
                 }
+                delivered
             }
             Ok(seqs) => {
                 tracing::error!(
@@ -583,11 +612,13 @@ impl Publisher {
                         "the publish script answered the wrong number of seqs",
                     ))));
                 }
+                false
             }
             Err(error) => {
                 for event in batch.drain(..) {
                     let _ = event.done.send(Err(error.clone()));
                 }
+                false
             }
         }
     }
@@ -598,15 +629,21 @@ impl Publisher {
     /// them too, skips them (its head is past them). Otherwise (events of other
     /// hubs not read yet, or the reader not started) the reader delivers them in
     /// stream order. The head only grows meanwhile, so [`LocalStream::deliver`]
-    /// at worst skips some that the reader delivered first.
-    fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) {
-        let (Some(local), Some((first, _, _))) = (self.local.upgrade(), entries.first()) else {
-            return;
+    /// at worst skips some that the reader delivered first. Returns whether it
+    /// delivered them (a batch of duplicates only has nothing to deliver).
+    fn deliver(&self, guild: Snowflake, entries: Vec<Entry>) -> bool {
+        let Some(local) = self.local.upgrade() else {
+            return false;
+        };
+        let Some((first, _, _)) = entries.first() else {
+            return true;
         };
         let head = local.head(guild);
         if head != 0 && head + 1 >= *first {
             local.deliver(guild, entries);
+            return true;
         }
+        false
     }
 }
 

@@ -43,13 +43,19 @@ async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
 
 /// How many script calls (`EVALSHA`) Redis has run.
 async fn script_calls(redis: &RedisServer) -> u64 {
+    calls(redis, "evalsha").await
+}
+
+/// How many times Redis has run `command`.
+async fn calls(redis: &RedisServer, command: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut connection(redis).await)
         .await
         .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
     info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |calls| calls.parse().unwrap())
 }
@@ -226,6 +232,49 @@ async fn concurrent_publishers_on_two_hubs_get_one_gap_free_order() {
         })
         .await;
     }
+}
+
+/// While a hub publishes, its stream reader does not read its own events back:
+/// a blocking `XREAD` would be woken by every call's `XADD`s and return entries
+/// the hub delivered already (`crate::publish_activity`). Before, the reader made
+/// about one `XREAD` per script call; now hardly any while the calls go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishing_hub_does_not_read_its_own_events_back() {
+    const PUBLISHERS: u64 = 8;
+    const EACH: u64 = 40;
+    let redis = RedisServer::start_volatile();
+    let hub = broker(&redis);
+    let guild = id(common::GUILD);
+    let first = hub.publish(joined(1), key("start")).await.unwrap().unwrap();
+    eventually("the reader follows the stream", async || {
+        hub.ring_state(guild).head_seq == first
+    })
+    .await;
+    let (xreads, scripts) = (calls(&redis, "xread").await, script_calls(&redis).await);
+    let tasks: Vec<_> = (0..PUBLISHERS)
+        .map(|publisher| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                for n in 0..EACH {
+                    let user = 1000 + publisher * EACH + n;
+                    hub.publish(joined(user), key(&format!("p{publisher}-{n}")))
+                        .await
+                        .unwrap()
+                        .expect("a new event is published");
+                }
+            })
+        })
+        .collect();
+    for task in join_all(tasks).await {
+        task.unwrap();
+    }
+    let xreads = calls(&redis, "xread").await - xreads;
+    let scripts = script_calls(&redis).await - scripts;
+    assert_eq!(hub.ring_state(guild).head_seq, first + PUBLISHERS * EACH);
+    assert!(
+        scripts >= 8 && xreads * 4 <= scripts,
+        "{xreads} XREADs during {scripts} script calls"
+    );
 }
 
 /// The hub that published hands its own events to its sockets as soon as Redis

@@ -379,7 +379,7 @@ impl Outbox {
             if inner.blocked {
                 return true;
             }
-            write_queued(&mut inner, stats, send_now)
+            write_queued(&mut inner, stats)
         } else {
             write_direct(&mut inner, events, stats)
         };
@@ -523,7 +523,7 @@ impl Outbox {
     pub(crate) fn flush_now(&self) -> (Flush, usize) {
         let mut inner = self.lock();
         let mut stats = ws_writer::Stats::default();
-        let flush = write_queued(&mut inner, &mut stats, send_via_tokio);
+        let flush = write_queued(&mut inner, &mut stats);
         inner.blocked = flush == Flush::Blocked;
         drop(inner);
         stats.record();
@@ -537,7 +537,7 @@ impl Outbox {
         if inner.blocked {
             return;
         }
-        let flush = write_queued(&mut inner, stats, send_now);
+        let flush = write_queued(&mut inner, stats);
         if flush != Flush::Done {
             inner.blocked = flush == Flush::Blocked;
             drop(inner);
@@ -611,33 +611,9 @@ impl Outbox {
     }
 }
 
-/// How a write reaches a socket: [`send_now`] or [`send_via_tokio`].
-type SendFn = fn(&TcpStream, &[IoSlice<'_>]) -> io::Result<usize>;
-
-/// The writer shards' writes: straight to the socket, `send` for one frame and
-/// `sendmsg` for several (`socket2`), past tokio's readiness bookkeeping and the
-/// kernel's file layer that `write`/`writev` go through (docs/benchmarks.md "Where
-/// the time goes": they were a tenth of the hub's CPU per delivery at 5 events/s).
-/// A `WouldBlock` here leaves tokio's readiness as it was; the session, woken
-/// because the socket is blocked, then writes through [`send_via_tokio`].
-fn send_now(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    let socket = socket2::SockRef::from(stream);
-    match slices {
-        [one] => socket.send(one),
-        _ => socket.send_vectored(slices),
-    }
-}
-
-/// The session's writes once the socket is blocked: through tokio, so that a
-/// `WouldBlock` clears the socket's write readiness and the session's wait for it
-/// is a real one.
-fn send_via_tokio(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    stream.try_write_vectored(slices)
-}
-
-/// Writes the queue's front with `send`, in vectored writes of up to
-/// [`MAX_WRITE_FRAMES`] frames until it is empty or the kernel takes no more.
-fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats, send: SendFn) -> Flush {
+/// Writes the queue's front in vectored writes of up to [`MAX_WRITE_FRAMES`]
+/// frames until it is empty or the kernel takes no more.
+fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     if inner.failed {
         return Flush::Failed;
     }
@@ -654,7 +630,7 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats, send: SendFn) -
             }
         });
         let (count, total) = gather(rest, &mut slices);
-        match send(&stream, &slices[..count]) {
+        match stream.try_write_vectored(&slices[..count]) {
             Ok(0) => {
                 inner.failed = true;
                 return Flush::Failed;
@@ -711,7 +687,7 @@ fn write_direct(inner: &mut Inner, events: &[(u64, Frame)], stats: &mut ws_write
     while next < events.len() {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
         let (count, total) = gather(events[next..].iter().map(|(_, f)| f.wire()), &mut slices);
-        let written = match send_now(&stream, &slices[..count]) {
+        let written = match stream.try_write_vectored(&slices[..count]) {
             Ok(0) => {
                 inner.failed = true;
                 return Flush::Failed;

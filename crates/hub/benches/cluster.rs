@@ -41,7 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Browsers, Poster, Server, env_usize, event, head_seq, now_us, percentile, proc_cpu};
+use common::{
+    Browsers, Poster, Server, env_usize, event, head_seq, machine_cpu, now_us, percentile, proc_cpu,
+};
 use coven_testkit::RedisServer;
 
 /// Run labels: one hub without Redis and one browser process; the same hub with
@@ -280,23 +282,6 @@ impl Meter {
         let busy = Duration::from_millis(self.machine.0 * 10);
         busy.saturating_sub(ours).as_secs_f64() / (self.machine.1.max(1) as f64 / 100.0)
     }
-}
-
-/// (busy, total) jiffies of the whole machine, from the first line of `/proc/stat`.
-fn machine_cpu() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
 }
 
 fn ms(us: u64) -> f64 {

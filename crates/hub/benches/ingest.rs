@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
-use common::{Server, env_usize, event, head_seq, proc_cpu};
+use common::{Server, env_usize, event, head_seq, machine_cpu, proc_cpu, user_cpu};
 use coven_contract::Secret;
 use coven_contract::signature::Signer;
 use coven_testkit::RedisServer;
@@ -371,40 +371,11 @@ async fn measure(
     measured
 }
 
-/// User-space CPU time of process `pid` (`utime` in `/proc/<pid>/stat`).
-fn user_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let ticks: u64 = after
-        .split_whitespace()
-        .nth(11)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // USER_HZ, 100 per second on every mainstream build (as `proc_cpu`).
-    Duration::from_millis(ticks * 10)
-}
-
 /// Median of the rounds, by rate (with that round's CPU figures).
 fn median(results: &[Measure]) -> Measure {
     let mut sorted = results.to_vec();
     sorted.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     sorted[sorted.len() / 2]
-}
-
-/// Machine-wide busy and total jiffies from `/proc/stat`.
-fn machine_cpu() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total - idle, total)
 }
 
 async fn client_main() {

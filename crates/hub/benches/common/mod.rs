@@ -127,13 +127,45 @@ fn proc_file(pid: u32, name: &str) -> String {
 
 /// User + system CPU time of a process (all its threads).
 pub fn proc_cpu(pid: u32) -> Duration {
+    let (user, system) = proc_ticks(pid);
+    ticks(user + system)
+}
+
+/// User-space CPU time of process `pid` (`utime` alone).
+pub fn user_cpu(pid: u32) -> Duration {
+    ticks(proc_ticks(pid).0)
+}
+
+/// `utime` and `stime` of process `pid`, in clock ticks.
+fn proc_ticks(pid: u32) -> (u64, u64) {
     let stat = proc_file(pid, "stat");
     let after = stat.rsplit(')').next().unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    // Linux reports in USER_HZ, 100 per second on every mainstream build.
+    let field = |n: usize| fields.get(n).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (field(11), field(12))
+}
+
+/// Clock ticks as time: Linux reports in `USER_HZ`, 100 per second on every
+/// mainstream build.
+fn ticks(ticks: u64) -> Duration {
     Duration::from_millis(ticks * 10)
+}
+
+/// (busy, total) jiffies of the whole machine, from the first line of `/proc/stat`.
+pub fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
 }
 
 /// Resident memory of a process in bytes.

@@ -43,9 +43,8 @@ mod common;
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::io::BufRead as _;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -154,23 +153,9 @@ fn bare_server_main() {
 
 /// Starts this binary with `--bare-server` and waits for its address.
 fn bare_server() -> Server {
-    let mut child = Command::new(std::env::current_exe().expect("exe"))
-        .arg("--bare-server")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the bare server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("its address");
-    let addr = line
-        .trim()
-        .strip_prefix("ADDR ")
-        .expect("ADDR line")
-        .parse()
-        .expect("socket address");
-    Server { child, addr }
+    let mut command = Command::new(std::env::current_exe().expect("exe"));
+    command.arg("--bare-server");
+    Server::spawn(command)
 }
 
 // ---------------------------------------------------------------- client

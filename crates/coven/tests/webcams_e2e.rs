@@ -4,23 +4,9 @@
 //! only with the hub's minted credentials, and a wrong TURN secret refused.
 //! `e2e/run.sh webcams.test.mjs` installs chromium and coturn (apt) when missing.
 
-use std::process::Command;
+mod browser;
 
 #[test]
 fn webcams_work_between_the_players_of_a_table_in_headless_chromium() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../e2e/run.sh");
-    let output = Command::new("bash")
-        .arg(script)
-        .arg("webcams.test.mjs")
-        .env("COVEN_BIN", env!("CARGO_BIN_EXE_coven"))
-        .env("E2E_SKIP_BUILD", "1")
-        .output()
-        .expect("bash runs e2e/run.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser test failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("fail 0"), "{stdout}");
+    browser::run("webcams.test.mjs");
 }

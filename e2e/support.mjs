@@ -3,6 +3,7 @@
 // control API (docs/simulator.md), the processes a test starts, and Chromium with cameras.
 
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now. */
@@ -103,6 +104,15 @@ export class Processes {
       new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 6000)),
     ]))));
     this.signal('SIGKILL');
+  }
+}
+
+/** A test's end: closes `browser`, stops `procs`, removes `dirs` (each best effort). */
+export async function tearDown({ browser, procs, dirs = [] }) {
+  try { if (browser) await browser.close(); } catch { /* closing anyway */ }
+  if (procs) await procs.stopAll();
+  for (const d of dirs) {
+    if (d) { try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ } }
   }
 }
 

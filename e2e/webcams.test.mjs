@@ -20,12 +20,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { Processes, freePort, launchWithCameras, seatPlayers, simCall, until as untilWithin } from './support.mjs';
+import { Processes, freePort, launchWithCameras, seatPlayers, simCall, tearDown, until as untilWithin } from './support.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -84,11 +84,7 @@ before(async () => {
   browser = await launchWithCameras(chromium, CHROMIUM);
 });
 
-after(async () => {
-  try { if (browser) await browser.close(); } catch { /* closing anyway */ }
-  await procs.stopAll();
-  if (stateDir) { try { rmSync(stateDir, { recursive: true, force: true }); } catch { /* best effort */ } }
-});
+after(() => tearDown({ browser, procs, dirs: [stateDir] }));
 
 test('webcams: a mesh per table, FORBIDDEN elsewhere, moves, TURN only, a wrong TURN secret', async () => {
   const errors = [];

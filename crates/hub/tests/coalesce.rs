@@ -27,22 +27,7 @@ async fn frames_queued_behind_a_paused_reader_leave_in_few_writes_in_order() {
     let (hub, _) = TestHub::start_with(|s| s.max_unsent_bytes = 64 * 1024 * 1024).await;
     let base = hub.base_seq().await;
     // The paused browser: a tiny receive buffer, not read while events queue.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(64 * 1024).unwrap();
-    let stream = socket.connect(hub.addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/api/ws", hub.addr),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    send_auth(
-        &mut ws,
-        &token(jsonwebtoken::Algorithm::RS256, "rsa-1", &claims()),
-        None,
-    )
-    .await;
-    assert_eq!(next_json(&mut ws).await["event"], "auth.ok");
+    let mut ws = hub.authed_with_receive_buffer(64 * 1024).await;
 
     // ~280 bytes each, in rounds of 2,000, until the kernel buffers are full (the
     // hub's writes stop) and at least 2,000 frames wait in the hub.

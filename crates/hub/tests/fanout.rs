@@ -124,23 +124,7 @@ async fn a_stalled_browser_is_closed_1013_and_delays_no_one() {
     let (mut fast, _) = hub.authed(None).await;
 
     // The stalled browser: a tiny receive buffer, and it never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(hub.addr).await.unwrap();
-    let (mut slow, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/api/ws", hub.addr),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    send_auth(
-        &mut slow,
-        &token(jsonwebtoken::Algorithm::RS256, "rsa-1", &claims()),
-        None,
-    )
-    .await;
-    let ack = next_json(&mut slow).await;
-    assert_eq!(ack["event"], "auth.ok");
+    let mut slow = hub.authed_with_receive_buffer(4096).await;
 
     let fast_seen = Arc::new(AtomicU64::new(base));
     let reader = {

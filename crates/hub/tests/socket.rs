@@ -113,17 +113,7 @@ async fn a_browser_that_stops_reading_is_dropped_when_writes_stall() {
     })
     .await;
     // A tiny receive buffer, never read.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(hub.addr).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(
-        format!("ws://{}/api/ws", hub.addr),
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-    )
-    .await
-    .unwrap();
-    send_auth(&mut ws, &token(Algorithm::RS256, "rsa-1", &claims()), None).await;
-    assert_eq!(next_json(&mut ws).await["event"], "auth.ok");
+    let ws = hub.authed_with_receive_buffer(4096).await;
     // Not silent: it keeps sending pings, it just never reads.
     let (mut sink, mut stream) = ws.split();
     let pinger = tokio::spawn(async move {

@@ -239,18 +239,22 @@ impl TestHub {
 
     /// Connects and authenticates; returns the socket and the ack.
     pub async fn authed(&self, last_seq: Option<u64>) -> (Ws, Value) {
-        let mut ws = self.connect().await;
-        send_auth(
-            &mut ws,
-            &token(Algorithm::RS256, "rsa-1", &claims()),
-            last_seq,
+        authenticate(self.connect().await, last_seq).await
+    }
+
+    /// Connects with a kernel receive buffer of `bytes` (a browser that reads
+    /// slowly, or not at all) and authenticates.
+    pub async fn authed_with_receive_buffer(&self, bytes: u32) -> Ws {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{}/api/ws", self.addr),
+            MaybeTlsStream::Plain(stream),
         )
-        .await;
-        let ack = next_json(&mut ws).await;
-        assert_eq!(ack["type"], "ack", "{ack}");
-        assert_eq!(ack["event"], "auth.ok");
-        assert!(ack["guildId"].is_string(), "{ack}");
-        (ws, ack)
+        .await
+        .unwrap();
+        authenticate(ws, None).await.0
     }
 
     /// The hub's head before any event: its stream's base (`seq` starts above the
@@ -270,6 +274,21 @@ impl TestHub {
             .await
             .unwrap()
     }
+}
+
+/// Authenticates `ws` with a valid token; returns it and the ack.
+pub async fn authenticate(mut ws: Ws, last_seq: Option<u64>) -> (Ws, Value) {
+    send_auth(
+        &mut ws,
+        &token(Algorithm::RS256, "rsa-1", &claims()),
+        last_seq,
+    )
+    .await;
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    assert_eq!(ack["event"], "auth.ok");
+    assert!(ack["guildId"].is_string(), "{ack}");
+    (ws, ack)
 }
 
 pub fn joined(user: u64) -> Event {

@@ -41,6 +41,17 @@ async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Publishes a first event (once-key `key`) and waits until `hub`'s reader follows
+/// the stream past it; returns its `seq`.
+async fn first_event_read(hub: &RedisBroker, key_id: &str) -> u64 {
+    let first = hub.publish(joined(1), key(key_id)).await.unwrap().unwrap();
+    eventually("the reader follows the stream", async || {
+        hub.ring_state(id(common::GUILD)).head_seq == first
+    })
+    .await;
+    first
+}
+
 /// How many script calls (`EVALSHA`) Redis has run.
 async fn script_calls(redis: &RedisServer) -> u64 {
     calls(redis, "evalsha").await
@@ -245,11 +256,7 @@ async fn a_publishing_hub_does_not_read_its_own_events_back() {
     let redis = RedisServer::start_volatile();
     let hub = broker(&redis);
     let guild = id(common::GUILD);
-    let first = hub.publish(joined(1), key("start")).await.unwrap().unwrap();
-    eventually("the reader follows the stream", async || {
-        hub.ring_state(guild).head_seq == first
-    })
-    .await;
+    let first = first_event_read(&hub, "start").await;
     let (xreads, scripts) = (calls(&redis, "xread").await, script_calls(&redis).await);
     let tasks: Vec<_> = (0..PUBLISHERS)
         .map(|publisher| {
@@ -287,11 +294,7 @@ async fn the_publishing_hub_delivers_its_own_events_without_waiting_for_its_read
     let redis = RedisServer::start_volatile();
     let hub = broker(&redis);
     let guild = id(common::GUILD);
-    let first = hub.publish(joined(1), key("k1")).await.unwrap().unwrap();
-    eventually("the reader follows the stream", async || {
-        hub.ring_state(guild).head_seq == first
-    })
-    .await;
+    let first = first_event_read(&hub, "k1").await;
     let mut conn = connection(&redis).await;
     let reader = eventually("the reader waits in XREAD", async || {
         let clients: String = redis::cmd("CLIENT")

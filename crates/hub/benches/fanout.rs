@@ -15,7 +15,11 @@
 //!
 //! Run: `cargo bench -p coven-hub --bench fanout` (scale with `FANOUT_SOCKETS`,
 //! `FANOUT_MAX_SOCKETS`, `FANOUT_HANDSHAKES`; `FANOUT_SMALL=1` runs in seconds with
-//! 200 sockets; `FANOUT_ONLY=hub,floor-one,floor-coalesce,node` picks servers).
+//! 200 sockets; `FANOUT_ONLY=hub,floor-one,floor-coalesce,node` picks servers;
+//! `FANOUT_ROUNDS=n` measures the servers n times in turn, hub then the others,
+//! and prints each figure's median and the p99 ratios round by round: on a
+//! shared 2-core machine one round's p99 moves by ±15 %, and rounds taken in
+//! turn share the machine's state).
 //! The peer needs `node` (skipped with a message without it); its `ws` is
 //! installed with `npm ci` on first use. Both processes need one file descriptor
 //! per socket plus a few.
@@ -233,7 +237,7 @@ async fn settled_rss(server: &Server) -> u64 {
 }
 
 /// Runs every measurement against `server`.
-async fn measure(name: &str, server: &Server, scale: &Scale) -> Figures {
+async fn measure(name: &str, server: &Server, scale: &Scale, first_round: bool) -> Figures {
     let addr = server.addr;
     println!("{name} on {addr}, pid {}", server.pid());
     let mut figures = Figures::default();
@@ -257,7 +261,7 @@ async fn measure(name: &str, server: &Server, scale: &Scale) -> Figures {
         figures.burst_cpu_us,
         figures.burst_client_us,
     ) = burst(server, &mut browsers, scale.burst_events).await;
-    if name == "hub" && scale.max_sockets > scale.sockets {
+    if name == "hub" && scale.max_sockets > scale.sockets && first_round {
         let before = server.rss();
         let fresh = scale.max_sockets - scale.sockets;
         browsers.open(addr, fresh).await;
@@ -351,29 +355,100 @@ fn print_table(results: &[(&str, Figures)], scale: &Scale) {
     }
 }
 
+/// The median of each figure over `rounds`.
+fn median(rounds: &[Figures]) -> Figures {
+    let of = |get: fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(get).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or_default()
+    };
+    Figures {
+        small: (of(|f| f.small.0), of(|f| f.small.1)),
+        full: (of(|f| f.full.0), of(|f| f.full.1)),
+        full_cpu_us: of(|f| f.full_cpu_us),
+        burst_rate: of(|f| f.burst_rate),
+        burst_cpu_us: of(|f| f.burst_cpu_us),
+        burst_client_us: of(|f| f.burst_client_us),
+        kib_per_socket: of(|f| f.kib_per_socket),
+    }
+}
+
+/// One round's p99 ratios of the hub to each other server, and their medians.
+fn print_rounds(results: &[(&str, Vec<Figures>)], scale: &Scale) {
+    let Some((_, hub)) = results.iter().find(|(name, _)| *name == "hub") else {
+        return;
+    };
+    for (name, other) in results.iter().filter(|(name, _)| *name != "hub") {
+        for (size, get) in [
+            (scale.small, (|f: &Figures| f.small.1) as Figure),
+            (scale.sockets, |f: &Figures| f.full.1),
+        ] {
+            let mut ratios: Vec<f64> = hub
+                .iter()
+                .zip(other)
+                .map(|(h, o)| get(h) / get(o))
+                .collect();
+            let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "p99 hub/{name}, {size} sockets, round by round: {} (median {:.2}x)",
+                each.join(" "),
+                ratios.get(ratios.len() / 2).copied().unwrap_or_default(),
+            );
+        }
+    }
+}
+
 async fn client_main() {
     let scale = Scale::from_env();
     let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|n| n == name);
+    let rounds = env_usize("FANOUT_ROUNDS").unwrap_or(1).max(1);
     let exe = std::env::current_exe().expect("exe");
-    let mut results = Vec::new();
-    if wanted("hub") {
-        let server = Server::start(&[]);
-        results.push(("hub", measure("hub", &server, &scale).await));
-    }
-    for (name, mode) in [("floor-one", "one"), ("floor-coalesce", "coalesce")] {
-        if wanted(name) {
+    let mut results: Vec<(&str, Vec<Figures>)> = Vec::new();
+    for round in 0..rounds {
+        if rounds > 1 {
+            println!("== round {} of {rounds}", round + 1);
+        }
+        let mut servers: Vec<(&str, Command)> = Vec::new();
+        for (name, mode) in [("floor-one", "one"), ("floor-coalesce", "coalesce")] {
             let mut command = Command::new(&exe);
             command.args(["--floor-server", mode]);
-            let server = Server::spawn(command);
-            results.push((name, measure(name, &server, &scale).await));
+            servers.push((name, command));
+        }
+        if wanted("node")
+            && let Some(command) = node_peer()
+        {
+            servers.push(("node", command));
+        }
+        let mut measured = Vec::new();
+        if wanted("hub") {
+            let server = Server::start(&[]);
+            measured.push(("hub", measure("hub", &server, &scale, round == 0).await));
+        }
+        for (name, command) in servers {
+            if wanted(name) {
+                let server = Server::spawn(command);
+                measured.push((name, measure(name, &server, &scale, round == 0).await));
+            }
+        }
+        for (name, figures) in measured {
+            match results.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.push(figures),
+                None => results.push((name, vec![figures])),
+            }
         }
     }
-    if wanted("node")
-        && let Some(command) = node_peer()
-    {
-        let server = Server::spawn(command);
-        results.push(("node", measure("node", &server, &scale).await));
+    let medians: Vec<(&str, Figures)> = results
+        .iter()
+        .map(|(name, all)| (*name, median(all)))
+        .collect();
+    if rounds > 1 {
+        println!();
+        println!("medians of {rounds} rounds:");
     }
-    print_table(&results, &scale);
+    print_table(&medians, &scale);
+    if rounds > 1 {
+        print_rounds(&results, &scale);
+    }
 }

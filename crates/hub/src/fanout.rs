@@ -617,9 +617,32 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     if inner.failed {
         return Flush::Failed;
     }
-    let Some(stream) = inner.stream.clone() else {
+    with_stream(inner, |stream, inner| write_queued_to(stream, inner, stats))
+}
+
+/// Runs `write` with the socket lent out of `inner` (moved, not cloned: no
+/// reference-count traffic per write); `Failed` without a socket.
+fn with_stream(inner: &mut Inner, write: impl FnOnce(&TcpStream, &mut Inner) -> Flush) -> Flush {
+    let Some(stream) = inner.stream.take() else {
         return Flush::Failed;
     };
+    let flush = write(&stream, inner);
+    inner.stream = Some(stream);
+    flush
+}
+
+/// Writes `slices` in one system call: `send` for one (the usual delivery at a
+/// low rate, and a cheaper call than `writev`: docs/benchmarks.md "Hub fan-out"),
+/// else `writev`.
+fn write_slices(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    match slices {
+        [one] => stream.try_write(one),
+        many => stream.try_write_vectored(many),
+    }
+}
+
+/// [`write_queued`] to `stream`.
+fn write_queued_to(stream: &TcpStream, inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     while !inner.queue.is_empty() {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
         let rest = inner.queue.iter().enumerate().map(|(i, frame)| {
@@ -630,7 +653,7 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
             }
         });
         let (count, total) = gather(rest, &mut slices);
-        match stream.try_write_vectored(&slices[..count]) {
+        match write_slices(stream, &slices[..count]) {
             Ok(0) => {
                 inner.failed = true;
                 return Flush::Failed;
@@ -680,14 +703,23 @@ fn gather<'a>(
 /// [`MAX_WRITE_FRAMES`] frames straight from the shared frames; what the kernel
 /// does not take is queued, the first frame possibly begun.
 fn write_direct(inner: &mut Inner, events: &[(u64, Frame)], stats: &mut ws_writer::Stats) -> Flush {
-    let Some(stream) = inner.stream.clone() else {
-        return Flush::Failed;
-    };
+    with_stream(inner, |stream, inner| {
+        write_direct_to(stream, inner, events, stats)
+    })
+}
+
+/// [`write_direct`] to `stream`.
+fn write_direct_to(
+    stream: &TcpStream,
+    inner: &mut Inner,
+    events: &[(u64, Frame)],
+    stats: &mut ws_writer::Stats,
+) -> Flush {
     let mut next = 0;
     while next < events.len() {
         let mut slices = [IoSlice::new(&[]); MAX_WRITE_FRAMES];
         let (count, total) = gather(events[next..].iter().map(|(_, f)| f.wire()), &mut slices);
-        let written = match stream.try_write_vectored(&slices[..count]) {
+        let written = match write_slices(stream, &slices[..count]) {
             Ok(0) => {
                 inner.failed = true;
                 return Flush::Failed;

@@ -355,13 +355,20 @@ fn print_table(results: &[(&str, Figures)], scale: &Scale) {
     }
 }
 
+/// The median of `values` (the mean of the middle two of an even count).
+fn median_of(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
 /// The median of each figure over `rounds`.
 fn median(rounds: &[Figures]) -> Figures {
-    let of = |get: fn(&Figures) -> f64| {
-        let mut values: Vec<f64> = rounds.iter().map(get).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied().unwrap_or_default()
-    };
+    let of = |get: fn(&Figures) -> f64| median_of(rounds.iter().map(get).collect());
     Figures {
         small: (of(|f| f.small.0), of(|f| f.small.1)),
         full: (of(|f| f.full.0), of(|f| f.full.1)),
@@ -383,17 +390,16 @@ fn print_rounds(results: &[(&str, Vec<Figures>)], scale: &Scale) {
             (scale.small, (|f: &Figures| f.small.1) as Figure),
             (scale.sockets, |f: &Figures| f.full.1),
         ] {
-            let mut ratios: Vec<f64> = hub
+            let ratios: Vec<f64> = hub
                 .iter()
                 .zip(other)
                 .map(|(h, o)| get(h) / get(o))
                 .collect();
             let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            ratios.sort_by(f64::total_cmp);
             println!(
                 "p99 hub/{name}, {size} sockets, round by round: {} (median {:.2}x)",
                 each.join(" "),
-                ratios.get(ratios.len() / 2).copied().unwrap_or_default(),
+                median_of(ratios),
             );
         }
     }

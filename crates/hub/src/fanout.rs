@@ -250,14 +250,20 @@ pub(crate) enum Flush {
 }
 
 /// A socket's queue of frames not yet written, with its byte count.
+///
+/// Laid out for the writer shards: what a delivery reads (the lock, the state
+/// in `Inner`'s first fields, the socket, the `closed` and `overloaded` flags)
+/// lies in the first two cache lines, and the outbox starts on a line, so that
+/// `Outbox::warm` brings it all in with two reads.
+#[repr(C, align(64))]
 pub struct Outbox {
     inner: Mutex<Inner>,
-    limit: usize,
     overloaded: AtomicBool,
     closed: AtomicBool,
     /// Set by [`Outbox::wake`] until the owner sees it (a wake-up while the owner is
     /// busy is not lost).
     woken: AtomicBool,
+    limit: usize,
     /// The owner's waker: the session (blocked, failed, overloaded, a timer of
     /// `crate::socket_clock`) or, for an outbox without a socket, its reader (frames
     /// arrived). A waker slot rather than a `Notify`: waiting on it takes no state
@@ -267,25 +273,32 @@ pub struct Outbox {
     shard: Option<&'static Shard>,
 }
 
+/// An outbox's state under its lock, in the order a delivery reads it
+/// (`repr(C)`, see [`Outbox`]).
 #[derive(Default)]
+#[repr(C)]
 struct Inner {
+    /// A write failed; nothing more is written.
+    failed: bool,
+    /// Not written by the shards: the kernel buffer was full (the session writes
+    /// once the socket is writable), or the session holds it (ack and replay first).
+    blocked: bool,
+    /// On its shard's list of sockets to write.
+    scheduled: bool,
+    /// The `seq` the socket was registered at: published events at or below it
+    /// are not its (`Outbox::publish`).
+    after: u64,
     queue: VecDeque<Frame>,
+    /// The socket, owned here, in the outbox's own allocation: a shard's write
+    /// finds the descriptor next to the state it has just read, instead of one
+    /// more allocation per delivery (docs/benchmarks.md "Hub fan-out"). The
+    /// session reaches it through [`Outbox::with_stream`]. Dropped when the
+    /// session ends ([`Outbox::close`]), closing the connection.
+    stream: Option<TcpStream>,
     /// Bytes of the queue's front frame already written.
     written: usize,
     /// Bytes queued and not yet written.
     bytes: usize,
-    /// On its shard's list of sockets to write.
-    scheduled: bool,
-    /// Not written by the shards: the kernel buffer was full (the session writes
-    /// once the socket is writable), or the session holds it (ack and replay first).
-    blocked: bool,
-    /// A write failed; nothing more is written.
-    failed: bool,
-    /// The socket; taken away when the session ends, closing the connection.
-    stream: Option<Arc<TcpStream>>,
-    /// The `seq` the socket was registered at: published events at or below it
-    /// are not its (`Outbox::publish`).
-    after: u64,
 }
 
 impl fmt::Debug for Outbox {
@@ -315,7 +328,7 @@ impl Outbox {
 
     /// The outbox of a browser's socket: frames are written to `stream` by a writer
     /// shard, or by the session when the socket is blocked.
-    pub(crate) fn for_socket(limit: usize, stream: Arc<TcpStream>) -> Self {
+    pub(crate) fn for_socket(limit: usize, stream: TcpStream) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 stream: Some(stream),
@@ -329,6 +342,13 @@ impl Outbox {
     /// The writer shard of a socket's outbox.
     pub(crate) fn shard(&self) -> Option<&'static Shard> {
         self.shard
+    }
+
+    /// Runs `use_stream` with the socket, under the outbox's lock (the session's
+    /// reads and readiness waits; a shard's write of this socket waits for it).
+    /// `None` once the outbox is closed, or for an outbox without a socket.
+    pub(crate) fn with_stream<R>(&self, use_stream: impl FnOnce(&TcpStream) -> R) -> Option<R> {
+        self.lock().stream.as_ref().map(use_stream)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -449,6 +469,17 @@ impl Outbox {
         }
     }
 
+    /// Reads the outbox's two first cache lines (its lock's poison flag is next
+    /// to the lock word, its `closed` flag in the second line: see [`Outbox`]), so
+    /// that they are in the cache when the outbox is written a little later
+    /// ([`ws_writer`]'s batches).
+    pub(crate) fn warm(&self) {
+        std::hint::black_box((
+            self.inner.is_poisoned(),
+            self.closed.load(Ordering::Relaxed),
+        ));
+    }
+
     /// Whether this outbox still takes frames.
     pub fn is_open(&self) -> bool {
         !self.closed.load(Ordering::Relaxed) && !self.is_overloaded()
@@ -506,8 +537,8 @@ impl Outbox {
         }
     }
 
-    /// Marks the outbox closed and lets go of the socket (the connection closes
-    /// once the session drops its own handle) and of everything queued.
+    /// Marks the outbox closed and drops the socket (closing the connection) and
+    /// everything queued.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -620,8 +651,7 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     with_stream(inner, |stream, inner| write_queued_to(stream, inner, stats))
 }
 
-/// Runs `write` with the socket lent out of `inner` (moved, not cloned: no
-/// reference-count traffic per write); `Failed` without a socket.
+/// Runs `write` with the socket lent out of `inner`; `Failed` without a socket.
 fn with_stream(inner: &mut Inner, write: impl FnOnce(&TcpStream, &mut Inner) -> Flush) -> Flush {
     let Some(stream) = inner.stream.take() else {
         return Flush::Failed;
@@ -632,12 +662,27 @@ fn with_stream(inner: &mut Inner, write: impl FnOnce(&TcpStream, &mut Inner) -> 
 }
 
 /// Writes `slices` in one system call: `send` for one (the usual delivery at a
-/// low rate, and a cheaper call than `writev`: docs/benchmarks.md "Hub fan-out"),
-/// else `writev`.
+/// low rate, and a cheaper call than `writev`), else `sendmsg`.
+///
+/// The call goes straight to the socket, without tokio's readiness check first:
+/// that check reads the socket's registration, one more cache line per delivery
+/// that the kernel call does not need (docs/benchmarks.md "Hub fan-out"). Only
+/// when the kernel answers `WouldBlock` is the write made again through tokio's
+/// `try_io`, which reads the readiness before its call and clears it on
+/// `WouldBlock`: so tokio learns that the socket is full, the session's wait for
+/// it to become writable is not fooled by a stale flag, and a wake-up that came
+/// after the first attempt is not lost.
 fn write_slices(stream: &TcpStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
-    match slices {
-        [one] => stream.try_write(one),
-        many => stream.try_write_vectored(many),
+    let socket = socket2::SockRef::from(stream);
+    let send = || match slices {
+        [one] => socket.send_with_flags(one, libc::MSG_NOSIGNAL),
+        many => socket.send_vectored_with_flags(many, libc::MSG_NOSIGNAL),
+    };
+    match send() {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            stream.try_io(tokio::io::Interest::WRITABLE, send)
+        }
+        done => done,
     }
 }
 
@@ -787,7 +832,39 @@ fn advance(inner: &mut Inner, mut n: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::mem::{offset_of, size_of};
+
     use super::*;
+
+    #[test]
+    fn what_a_delivery_reads_lies_in_the_outboxs_first_two_cache_lines() {
+        assert_eq!(
+            std::mem::align_of::<Outbox>(),
+            64,
+            "an outbox starts a line"
+        );
+        // The lock's data is its last field.
+        let inner = offset_of!(Outbox, inner) + size_of::<Mutex<Inner>>() - size_of::<Inner>();
+        let end_of = |offset: usize, size: usize| inner + offset + size;
+        let read = [
+            end_of(offset_of!(Inner, failed), 1),
+            end_of(offset_of!(Inner, blocked), 1),
+            end_of(offset_of!(Inner, after), 8),
+            end_of(offset_of!(Inner, queue), size_of::<VecDeque<Frame>>()),
+            end_of(offset_of!(Inner, stream), size_of::<Option<TcpStream>>()),
+            offset_of!(Outbox, closed) + 1,
+            offset_of!(Outbox, overloaded) + 1,
+        ];
+        assert!(read.iter().all(|end| *end <= 128), "{read:?}");
+        assert!(
+            offset_of!(Outbox, inner) < 64,
+            "the lock word is in the first line"
+        );
+        assert!(
+            offset_of!(Outbox, closed) >= 64,
+            "`warm` reads the second line"
+        );
+    }
 
     #[test]
     fn frames_carry_their_header_once() {
@@ -839,13 +916,73 @@ mod tests {
         (listener.accept().await.unwrap().0, browser)
     }
 
+    /// The socket's wait for it to become writable, through its outbox.
+    fn poll_writable(outbox: &Outbox, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        outbox
+            .with_stream(|stream| stream.poll_write_ready(cx))
+            .expect("the outbox has its socket")
+    }
+
+    #[tokio::test]
+    async fn a_write_the_kernel_refuses_leaves_tokio_waiting_for_room() {
+        use tokio::io::AsyncReadExt;
+        let (hub, mut browser) = pair().await;
+        let outbox = Outbox::for_socket(64 << 20, hub);
+        // tokio has seen the new socket writable.
+        std::future::poll_fn(|cx| poll_writable(&outbox, cx))
+            .await
+            .unwrap();
+        // The shards write straight to the socket until the kernel refuses.
+        let frame = Frame::text(&"x".repeat(60_000));
+        let mut stats = ws_writer::Stats::default();
+        let mut seq = 0;
+        while outbox.state() != Some(Flush::Blocked) {
+            seq += 1;
+            assert!(seq < 10_000, "the kernel buffer never filled");
+            assert!(outbox.publish(&[(seq, frame.clone())], &mut stats));
+        }
+        // The session's own attempt meets the full buffer too, and tokio learns
+        // it: the session's wait does not complete on a stale flag (it would spin
+        // between this attempt and the wait)...
+        assert_eq!(outbox.flush_now().0, Flush::Blocked);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(poll_writable(&outbox, &mut cx).is_pending());
+        // ...and completes once the browser reads.
+        tokio::spawn(async move {
+            let mut buf = vec![0_u8; 1 << 16];
+            while browser.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            std::future::poll_fn(|cx| poll_writable(&outbox, cx)),
+        )
+        .await
+        .expect("writable once the browser reads")
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn closing_an_outbox_closes_its_connection_while_others_hold_it() {
+        use tokio::io::AsyncReadExt;
+        let (hub, mut browser) = pair().await;
+        let outbox = Arc::new(Outbox::for_socket(1 << 20, hub));
+        let audience = outbox.clone();
+        outbox.close();
+        let mut buf = [0_u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), browser.read(&mut buf))
+            .await
+            .expect("the browser sees the end");
+        assert_eq!(read.unwrap(), 0);
+        assert!(!audience.is_open());
+    }
+
     #[tokio::test]
     async fn a_socket_overflows_exactly_at_the_limit_and_writes_in_order() {
         use tokio::io::AsyncReadExt;
         let (hub, mut browser) = pair().await;
         let frames: Vec<Frame> = (0..11).map(|n| Frame::from(format!("{n:03}"))).collect();
         let size = frames[0].wire().len();
-        let outbox = Arc::new(Outbox::for_socket(10 * size + size - 1, Arc::new(hub)));
+        let outbox = Arc::new(Outbox::for_socket(10 * size + size - 1, hub));
         // Held (as while the ack and replay are put first): nothing leaves yet.
         outbox.hold();
         for frame in &frames[..10] {

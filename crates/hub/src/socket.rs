@@ -25,7 +25,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -148,10 +148,10 @@ fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
     HeaderValue::try_from(accept).map_err(|_| "invalid Sec-WebSocket-Key")
 }
 
-/// A browser's upgraded connection: its stream (shared with the outbox's writers),
-/// its read state with the messages read but not handled yet.
+/// A browser's upgraded connection: its outbox (which owns the stream, shared
+/// with the writer shards), its read state with the messages read but not
+/// handled yet.
 struct Socket {
-    stream: Arc<TcpStream>,
     outbox: Arc<Outbox>,
     reader: Reader,
     /// The connection's slot in the limits, held as long as the socket.
@@ -176,11 +176,27 @@ impl Socket {
             if self.reader.is_closed() {
                 return Poll::Ready(None);
             }
-            if ready!(self.stream.poll_read_ready(cx)).is_err() {
-                return Poll::Ready(None);
+            let reader = &mut self.reader;
+            let read = self.outbox.with_stream(|stream| {
+                let ready = stream.poll_read_ready(cx);
+                if let Poll::Ready(Ok(())) = ready {
+                    reader.read(stream);
+                }
+                ready
+            });
+            match read {
+                Some(Poll::Pending) => return Poll::Pending,
+                Some(Poll::Ready(Ok(()))) => {}
+                Some(Poll::Ready(Err(_))) | None => return Poll::Ready(None),
             }
-            self.reader.read(&self.stream);
         }
+    }
+
+    /// Ready once the socket is writable (an error once it failed or is gone).
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.outbox
+            .with_stream(|stream| stream.poll_write_ready(cx))
+            .unwrap_or_else(|| Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())))
     }
 
     /// Writes everything queued, waiting for the socket to be writable as needed;
@@ -191,7 +207,7 @@ impl Socket {
                 Flush::Done => return true,
                 Flush::Failed => return false,
                 Flush::Blocked => {
-                    let writable = std::future::poll_fn(|cx| self.stream.poll_write_ready(cx));
+                    let writable = std::future::poll_fn(|cx| self.poll_write_ready(cx));
                     if writable.await.is_err() {
                         return false;
                     }
@@ -242,13 +258,8 @@ fn session(
             return;
         };
         let _connection = state.lifecycle.connection();
-        let stream = Arc::new(stream);
         let mut socket = Socket {
-            outbox: Arc::new(Outbox::for_socket(
-                state.settings.max_unsent_bytes,
-                stream.clone(),
-            )),
-            stream,
+            outbox: Arc::new(Outbox::for_socket(state.settings.max_unsent_bytes, stream)),
             reader,
             _connection: connection,
         };
@@ -624,7 +635,7 @@ fn forward<'a>(
                 if socket.outbox.poll_ready(cx).is_ready() {
                     return Poll::Ready(Wake::Outbox);
                 }
-                if blocked && let Poll::Ready(writable) = socket.stream.poll_write_ready(cx) {
+                if blocked && let Poll::Ready(writable) = socket.poll_write_ready(cx) {
                     return Poll::Ready(Wake::Writable(writable.is_ok()));
                 }
                 if let Poll::Ready(received) = socket.poll_recv(cx) {

@@ -39,6 +39,9 @@ pub(crate) const WS_WRITES: &str = "hub_ws_writes_total";
 
 /// Most shards, whatever the core count.
 const MAX_SHARDS: usize = 8;
+/// Sockets whose outboxes are read together before they are written
+/// ([`Audience::write`]).
+const WARM_BATCH: usize = 8;
 
 /// One writer thread and its work.
 pub(crate) struct Shard {
@@ -230,10 +233,26 @@ impl Audience {
 
     /// The shard's write of `events` to every socket; sockets that closed or fell
     /// behind are dropped.
+    ///
+    /// The sockets are taken [`WARM_BATCH`] at a time, and a batch's outboxes are
+    /// read before any of them is written: each outbox is a cache miss (the only
+    /// one of the hub's own per delivery), and misses issued together overlap,
+    /// where one per write would each stall the thread before its system call
+    /// (docs/benchmarks.md "Hub fan-out").
     fn write(&self, events: &[(u64, Frame)], stats: &mut Stats) {
         let mut sockets = lock(&self.sockets);
         sockets.append(&mut lock(&self.joining));
-        sockets.retain(|outbox| outbox.publish(events, stats));
+        let mut kept = vec![true; sockets.len()];
+        for (batch, kept) in sockets.chunks(WARM_BATCH).zip(kept.chunks_mut(WARM_BATCH)) {
+            for outbox in batch {
+                outbox.warm();
+            }
+            for (outbox, kept) in batch.iter().zip(kept) {
+                *kept = outbox.publish(events, stats);
+            }
+        }
+        let mut kept = kept.into_iter();
+        sockets.retain(|_| kept.next().unwrap_or(true));
     }
 }
 
@@ -288,10 +307,7 @@ mod tests {
             .await
             .unwrap();
         let (hub, _) = listener.accept().await.unwrap();
-        (
-            Arc::new(Outbox::for_socket(1 << 20, Arc::new(hub))),
-            browser,
-        )
+        (Arc::new(Outbox::for_socket(1 << 20, hub)), browser)
     }
 
     fn events(seqs: std::ops::RangeInclusive<u64>) -> Vec<(u64, Frame)> {

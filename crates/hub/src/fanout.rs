@@ -7,7 +7,7 @@
 //! by every socket that sends it. Publishing an event hands it once to each writer
 //! shard ([`crate::ws_writer`], a thread per core) with the guild's sockets on that
 //! shard; the shard writes each socket every event that queued up meanwhile in one
-//! vectored write (`writev`) of up to [`MAX_WRITE_FRAMES`] frames /
+//! vectored write (`sendmsg`) of up to [`MAX_WRITE_FRAMES`] frames /
 //! [`MAX_WRITE_BYTES`] bytes, straight from the shared frames
 //! ([`Outbox::publish`]). A socket's [`Outbox`] queue holds only what cannot go
 //! that way: the socket's own frames (an ack and replay, pongs, webcam signalling,

@@ -651,11 +651,11 @@ fn write_queued(inner: &mut Inner, stats: &mut ws_writer::Stats) -> Flush {
     if inner.failed {
         return Flush::Failed;
     }
-    with_stream(inner, |stream, inner| write_queued_to(stream, inner, stats))
+    lend_stream(inner, |stream, inner| write_queued_to(stream, inner, stats))
 }
 
 /// Runs `write` with the socket lent out of `inner`; `Failed` without a socket.
-fn with_stream(inner: &mut Inner, write: impl FnOnce(&TcpStream, &mut Inner) -> Flush) -> Flush {
+fn lend_stream(inner: &mut Inner, write: impl FnOnce(&TcpStream, &mut Inner) -> Flush) -> Flush {
     let Some(stream) = inner.stream.take() else {
         return Flush::Failed;
     };
@@ -751,7 +751,7 @@ fn gather<'a>(
 /// [`MAX_WRITE_FRAMES`] frames straight from the shared frames; what the kernel
 /// does not take is queued, the first frame possibly begun.
 fn write_direct(inner: &mut Inner, events: &[(u64, Frame)], stats: &mut ws_writer::Stats) -> Flush {
-    with_stream(inner, |stream, inner| {
+    lend_stream(inner, |stream, inner| {
         write_direct_to(stream, inner, events, stats)
     })
 }

@@ -242,17 +242,21 @@ impl Audience {
     fn write(&self, events: &[(u64, Frame)], stats: &mut Stats) {
         let mut sockets = lock(&self.sockets);
         sockets.append(&mut lock(&self.joining));
-        let mut kept = vec![true; sockets.len()];
-        for (batch, kept) in sockets.chunks(WARM_BATCH).zip(kept.chunks_mut(WARM_BATCH)) {
-            for outbox in batch {
+        // Sockets still taking events are moved, in order, to the front.
+        let mut kept = 0;
+        for start in (0..sockets.len()).step_by(WARM_BATCH) {
+            let end = sockets.len().min(start + WARM_BATCH);
+            for outbox in &sockets[start..end] {
                 outbox.warm();
             }
-            for (outbox, kept) in batch.iter().zip(kept) {
-                *kept = outbox.publish(events, stats);
+            for i in start..end {
+                if sockets[i].publish(events, stats) {
+                    sockets.swap(kept, i);
+                    kept += 1;
+                }
             }
         }
-        let mut kept = kept.into_iter();
-        sockets.retain(|_| kept.next().unwrap_or(true));
+        sockets.truncate(kept);
     }
 }
 

@@ -391,6 +391,14 @@ fn median(rounds: &[Figures]) -> Figures {
     }
 }
 
+/// Adds one round's `figures` to `name`'s.
+fn record<'a>(results: &mut Vec<(&'a str, Vec<Figures>)>, name: &'a str, figures: Figures) {
+    match results.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, all)) => all.push(figures),
+        None => results.push((name, vec![figures])),
+    }
+}
+
 /// One round's p99 ratios of the hub to each other server, and their medians.
 fn print_rounds(results: &[(&str, Vec<Figures>)], scale: &Scale) {
     let Some((_, hub)) = results.iter().find(|(name, _)| *name == "hub") else {
@@ -438,22 +446,22 @@ async fn client_main() {
         {
             servers.push(("node", command));
         }
-        let mut measured = Vec::new();
+        let first = round == 0;
         if wanted("hub") {
             let server = Server::start(&[]);
-            measured.push(("hub", measure("hub", &server, &scale, round == 0).await));
+            record(
+                &mut results,
+                "hub",
+                measure("hub", &server, &scale, first).await,
+            );
         }
-        for (name, command) in servers {
-            if wanted(name) {
-                let server = Server::spawn(command);
-                measured.push((name, measure(name, &server, &scale, round == 0).await));
-            }
-        }
-        for (name, figures) in measured {
-            match results.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, all)) => all.push(figures),
-                None => results.push((name, vec![figures])),
-            }
+        for (name, command) in servers.into_iter().filter(|(name, _)| wanted(name)) {
+            let server = Server::spawn(command);
+            record(
+                &mut results,
+                name,
+                measure(name, &server, &scale, first).await,
+            );
         }
     }
     let medians: Vec<(&str, Figures)> = results

@@ -424,6 +424,33 @@ fn dump(expected: &[players::Expected], stream: &[(u64, model::EventKey)]) {
     println!("  expected events and the stream written to chaos-expected.txt, chaos-stream.txt");
 }
 
+/// Prints what `user`'s actions expected and what the stream holds of them, so a
+/// CI log alone shows whether an unexpected entry is a stray or a merge the
+/// checker missed.
+fn print_history(user: u64, expected: &[players::Expected], stream: &[(u64, model::EventKey)]) {
+    const MOST: usize = 40;
+    println!("  user {user}: expected (index, event, collapsible, state before -> after)");
+    let mine: Vec<_> = expected
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.key.user == user)
+        .collect();
+    for (i, e) in &mine[mine.len().saturating_sub(MOST)..] {
+        println!(
+            "    #{i} {} {} {:?} -> {:?}",
+            e.key,
+            if e.collapsible { "collapsible" } else { "-" },
+            e.change.before,
+            e.change.after
+        );
+    }
+    println!("  user {user}: in the stream (seq, event)");
+    let mine: Vec<_> = stream.iter().filter(|(_, key)| key.user == user).collect();
+    for (seq, key) in &mine[mine.len().saturating_sub(MOST)..] {
+        println!("    {seq} {key}");
+    }
+}
+
 /// Waits until `done` (true) or `limit` passes (false).
 async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
@@ -513,8 +540,11 @@ fn report(
         reconciled.unexpected.len().to_string(),
     );
     row(
-        "  collapsed / tolerated (op 9 d:false)",
-        format!("{} / {}", reconciled.collapsed, reconciled.tolerated),
+        "  collapsed / merged / tolerated (op 9 d:false)",
+        format!(
+            "{} / {} / {}",
+            reconciled.collapsed, reconciled.merged, reconciled.tolerated
+        ),
     );
     row("still pending at the end", reconciled.pending.to_string());
     row(
@@ -592,6 +622,9 @@ fn report(
     }
     for (seq, key) in reconciled.unexpected.iter().take(10) {
         println!("  unexpected: seq {seq} {key}");
+    }
+    for (_, key) in reconciled.unexpected.iter().take(2) {
+        print_history(key.user, &expected, &stream);
     }
     for (browser, differences) in wrong_views.iter().take(5) {
         println!("  browser {browser} differs: {differences:?}");

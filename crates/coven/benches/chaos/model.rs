@@ -204,14 +204,13 @@ impl View {
     }
 }
 
+/// A user's voice state: their channel and flags, or `None` out of voice.
+pub type State = Option<(u64, Flags)>;
+
 /// The contract events a change of one user's voice state must produce
 /// (docs/spec.md §4): a move is `voice.left` then `voice.joined`; a join with any
 /// flag set is followed by `voice.state`; a flag change in place is `voice.state`.
-pub fn expected_events(
-    user: u64,
-    before: Option<(u64, Flags)>,
-    after: Option<(u64, Flags)>,
-) -> Vec<EventKey> {
+pub fn expected_events(user: u64, before: State, after: State) -> Vec<EventKey> {
     let mut out = Vec::new();
     match (before, after) {
         (Some((from, _)), Some((to, flags))) if from == to => {

@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
-use crate::model::{EventKey, Flags, View, discord_flags, expected_events, id};
+use crate::model::{EventKey, Flags, State, View, discord_flags, expected_events, id};
 
 /// One event the hub must receive.
 #[derive(Debug, Clone)]
@@ -29,8 +29,22 @@ pub struct Expected {
     /// between the two sessions may be merged. Such events need not arrive one
     /// by one; the final view still must be right.
     pub collapsible: bool,
+    /// The change of one user's voice state that produced the event (a
+    /// collapsed run's net changes are computed from these).
+    pub change: Change,
     /// When the action was made.
     pub at: Instant,
+}
+
+/// One user's voice state before and after one `VOICE_STATE_UPDATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// The user.
+    pub user: u64,
+    /// Their state before.
+    pub before: State,
+    /// Their state after.
+    pub after: State,
 }
 
 /// The events the players' actions must produce, in order, shared with the checks.
@@ -110,11 +124,17 @@ impl Players {
                 } else {
                     self.truth.remove(&user)
                 };
+                let change = Change {
+                    user,
+                    before,
+                    after,
+                };
                 let mut ledger = ledger.lock().unwrap();
                 for key in expected_events(user, before, after) {
                     ledger.push(Expected {
                         key,
                         collapsible,
+                        change,
                         at,
                     });
                 }

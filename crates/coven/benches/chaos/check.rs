@@ -234,7 +234,7 @@ pub fn self_test() {
     e.extend(expected(&[4], false));
     let diff = EventKey::voice("voice.state", 1, 5, 0);
     let mut merged = stream(&[1, 4]);
-    merged.insert(1, (9, diff.clone()));
+    merged.insert(1, (9, diff));
     let r = reconcile(&e, &merged);
     assert_eq!((r.unexpected.len(), r.merged, r.collapsed), (0, 1, 2));
     // The same entry with no run to explain it is unexpected.
